@@ -1,0 +1,73 @@
+# Seedream API. `make run` starts everything; `make test` runs the tests. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+HOST ?= 127.0.0.1
+DATA_DIR ?= $(CURDIR)/var
+export DATA_DIR
+# The tests' PostgreSQL server (pytest creates and drops its own test_* database there).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/seedream
+
+.PHONY: install run test test-postgres test-sqlite check fmt bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
+	  echo "python3-venv is missing; installing it with apt-get"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq python3-venv; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq python3-venv; fi; \
+	fi
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Processes: web (ASGI), a Celery worker with its scheduler, and the upstream simulator when no
+# UPSTREAM_API_KEY is set.
+PROCESSES := web worker $(if $(UPSTREAM_API_KEY),,simulator)
+
+run: install
+	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py collectstatic --noinput -v0
+	SITE_URL=$${SITE_URL:-http://$(HOST):$(PORT)} $(PY) manage.py setup_demo
+	SEEDREAM_HOST=$(HOST) SEEDREAM_PORT=$(PORT) SITE_URL=$${SITE_URL:-http://$(HOST):$(PORT)} \
+	  $(VENV)/bin/honcho -f Procfile.dev start $(PROCESSES)
+
+# The full suite on PostgreSQL, then a smoke run on SQLite (the embedded default). Without a
+# reachable PostgreSQL (and outside CI) the full suite runs on SQLite instead, and says so.
+test: install
+	@if $(PY) bin/db_reachable.py "$(TEST_DATABASE_URL)"; then \
+	  $(MAKE) --no-print-directory test-postgres test-sqlite; \
+	elif [ -n "$$CI" ]; then \
+	  echo "PostgreSQL is not reachable at $(TEST_DATABASE_URL) and CI needs it"; exit 1; \
+	else \
+	  echo "!! PostgreSQL is not reachable at $(TEST_DATABASE_URL): running everything on SQLite"; \
+	  DATABASE_URL= $(PY) -m pytest -m "not postgres" $(PYTEST_ARGS); \
+	fi
+
+test-postgres: install
+	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+test-sqlite: install
+	DATABASE_URL= $(PY) -m pytest -m smoke $(PYTEST_ARGS)
+
+check: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+	$(PY) manage.py makemigrations --check --dry-run
+	$(VENV)/bin/lint-imports
+
+fmt: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: install
+	$(PY) bench/api_bench.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

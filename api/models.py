@@ -1,0 +1,128 @@
+"""The generation domain: one Generation row per image request, one Image row per image."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+def new_public_id() -> str:
+    return f"gen_{secrets.token_hex(12)}"
+
+
+def new_image_token() -> str:
+    # 128 random bits: image URLs are public but cannot be guessed.
+    return secrets.token_urlsafe(16)
+
+
+class Generation(models.Model):
+    """The truth about a request, whatever happened to the process that served it.
+
+    Its reservation is settled exactly once: by the request that ran it, or, past
+    ``deadline_at``, by the reconciler. Both claim the row with a conditional UPDATE.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Source(models.TextChoices):
+        API = "api", "API"
+        PLAYGROUND = "playground", "Playground"
+
+    public_id = models.CharField(max_length=40, unique=True, default=new_public_id)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="generations"
+    )
+    api_key = models.ForeignKey(
+        "keys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.API)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+
+    model = models.CharField(max_length=64)
+    upstream_model = models.CharField(max_length=128)
+    prompt = models.TextField()
+    size = models.CharField(max_length=16)
+    size_tier = models.CharField(max_length=16, blank=True)
+    n = models.PositiveSmallIntegerField()
+    response_format = models.CharField(max_length=16, default="url")
+    # Seedream extras (seed, guidance_scale, watermark) and the client's `user` field.
+    params = models.JSONField(default=dict, blank=True)
+
+    price_per_image_credits = models.PositiveIntegerField(default=0)
+    reserved_credits = models.PositiveIntegerField(default=0)
+    charged_credits = models.PositiveIntegerField(default=0)
+    images_delivered = models.PositiveSmallIntegerField(default=0)
+
+    # The response the client got, so an Idempotency-Key replay answers the same.
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_hash = models.CharField(max_length=64, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField()
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="api_generation_idempotency_unique",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(charged_credits__lte=models.F("reserved_credits")),
+                name="api_generation_charge_within_reservation",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(images_delivered__lte=models.F("n")),
+                name="api_generation_delivered_within_n",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["user", "-created_at"]),
+            models.Index(fields=["status", "deadline_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.model} x{self.n} ({self.status})"
+
+    @property
+    def ledger_reference(self) -> str:
+        return f"gen:{self.pk}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+
+class Image(models.Model):
+    generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="images")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    token = models.CharField(max_length=32, unique=True, default=new_image_token)
+    index = models.PositiveSmallIntegerField()
+    file = models.FileField(max_length=200)
+    content_type = models.CharField(max_length=32, default="image/jpeg")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    bytes = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["generation", "index"]
+        indexes = [models.Index(fields=["user", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.token} ({self.width}x{self.height})"

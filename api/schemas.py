@@ -1,0 +1,87 @@
+"""The request body of POST /v1/images/generations, validated strictly.
+
+Strict types: ``"n": "2"`` or ``"n": 2.0`` is an error, as a typed client would expect. Unknown
+fields are ignored, and the OpenAI fields that do not apply to Seedream are accepted and ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+
+from .errors import ApiError, invalid
+
+SEED_MAX = 2_147_483_647
+
+
+class ImageGenerationRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    model: StrictStr = Field(min_length=1, max_length=64)
+    prompt: StrictStr
+    n: StrictInt = Field(default=1, ge=1, le=10)
+    size: StrictStr | None = Field(default=None, max_length=16)
+    response_format: Literal["url", "b64_json"] | None = None
+    user: StrictStr | None = Field(default=None, max_length=256)
+    stream: StrictBool | None = None
+    # Seedream extras, sent by clients through `extra_body`.
+    seed: StrictInt | None = Field(default=None, ge=-1, le=SEED_MAX)
+    guidance_scale: float | int | None = Field(default=None, ge=1, le=10)
+    watermark: StrictBool = False
+    # Accepted and ignored (OpenAI fields with no Seedream meaning).
+    quality: Any = None
+    style: Any = None
+    background: Any = None
+    moderation: Any = None
+    output_compression: Any = None
+    output_format: Any = None
+    partial_images: Any = None
+
+
+_MESSAGES = {
+    "missing": "Missing required parameter: '{param}'.",
+    "string_type": "Invalid type for '{param}': expected a string.",
+    "int_type": "Invalid type for '{param}': expected an integer.",
+    "bool_type": "Invalid type for '{param}': expected a boolean.",
+    "float_type": "Invalid type for '{param}': expected a number.",
+    "literal_error": "Invalid value for '{param}': {msg}.",
+}
+
+
+def parse_generation_request(payload: Any, *, prompt_max_chars: int) -> ImageGenerationRequest:
+    """Validate a decoded JSON body, or raise ApiError(400) naming the first bad parameter."""
+    if not isinstance(payload, dict):
+        raise invalid("The request body must be a JSON object.", param=None, code="invalid_json")
+    try:
+        request = ImageGenerationRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+    if not request.prompt.strip():
+        raise invalid("'prompt' must not be empty.", param="prompt")
+    if len(request.prompt) > prompt_max_chars:
+        raise invalid(
+            f"'prompt' is {len(request.prompt)} characters; the limit is {prompt_max_chars}.",
+            param="prompt",
+            code="string_above_max_length",
+        )
+    if request.stream:
+        raise invalid(
+            "Streaming is not supported yet: leave 'stream' out or set it to false.",
+            param="stream",
+            code="unsupported_parameter",
+        )
+    return request
+
+
+def _first_error(exc: ValidationError) -> ApiError:
+    error = exc.errors(include_url=False)[0]
+    param = ".".join(str(part) for part in error["loc"]) or None
+    kind = error["type"]
+    template = _MESSAGES.get(kind)
+    if template is None:
+        message = f"Invalid value for '{param}': {error['msg']}."
+    else:
+        message = template.format(param=param, msg=error["msg"])
+    code = "missing_required_parameter" if kind == "missing" else "invalid_value"
+    return invalid(message, param=param, code=code)

@@ -1,0 +1,293 @@
+"""The only code that speaks to Seedream (BytePlus ModelArk, or Volcengine Ark by configuration).
+
+``generate_images`` fans a request for n images out into n parallel upstream calls (each with
+``sequential_image_generation: "disabled"``, so each yields exactly one image), retries what is
+transient, downloads each image from the upstream's expiring URL (only from allowed hosts, with
+a size cap and a timeout) and returns, per requested image, either the image bytes or a failure.
+It never raises for an upstream problem: the caller charges for what came back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import random
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+from PIL import Image as PILImage
+
+logger = logging.getLogger(__name__)
+
+IMAGE_FORMATS = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "WEBP": ("image/webp", "webp")}
+
+
+@dataclass(frozen=True)
+class UpstreamRequest:
+    upstream_model: str
+    prompt: str
+    size: str
+    seed: int | None = None
+    guidance_scale: float | None = None
+    watermark: bool = False
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.upstream_model,
+            "prompt": self.prompt,
+            "size": self.size,
+            "sequential_image_generation": "disabled",
+            "response_format": "url",
+            # The upstream default is true (an "AI generated" mark); ours is false.
+            "watermark": self.watermark,
+            "stream": False,
+        }
+        if self.seed is not None:
+            body["seed"] = self.seed
+        if self.guidance_scale is not None:
+            body["guidance_scale"] = self.guidance_scale
+        return body
+
+
+@dataclass(frozen=True)
+class DeliveredImage:
+    data: bytes
+    content_type: str
+    extension: str
+    width: int
+    height: int
+
+
+class FailureKind:
+    PROMPT_BLOCKED = "prompt_blocked"
+    OUTPUT_BLOCKED = "output_blocked"
+    INVALID_REQUEST = "invalid_request"
+    # Our own account or configuration at the upstream: credentials, quota, model access.
+    UNAVAILABLE = "unavailable"
+    RATE_LIMITED = "rate_limited"
+    UPSTREAM_ERROR = "upstream_error"
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True)
+class Failure:
+    kind: str
+    code: str
+    message: str
+    param: str | None = None
+    upstream_status: int | None = None
+
+
+Outcome = DeliveredImage | Failure
+
+
+@dataclass
+class _Call:
+    """One upstream call's result before the download: a URL or a failure."""
+
+    url: str | None = None
+    failure: Failure | None = None
+    attempts: int = 0
+
+
+_RETRYABLE = {FailureKind.UPSTREAM_ERROR, FailureKind.TIMEOUT, FailureKind.RATE_LIMITED}
+
+# Keyed by the loop itself (weakly): an httpx/aiohttp client must not outlive its event loop.
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _new_client() -> httpx.AsyncClient:
+    limits = httpx.Limits(
+        max_connections=settings.UPSTREAM_MAX_CONNECTIONS,
+        max_keepalive_connections=settings.UPSTREAM_MAX_CONNECTIONS,
+    )
+    timeout = httpx.Timeout(
+        settings.UPSTREAM_TIMEOUT_SECONDS, connect=settings.UPSTREAM_CONNECT_TIMEOUT_SECONDS
+    )
+    if settings.UPSTREAM_HTTP_TRANSPORT == "aiohttp":
+        # httpx's own pool costs about 1 ms of CPU more per call and degrades with hundreds of
+        # slow calls in flight (shared/reference/performance-notes.md); aiohttp's does not.
+        from httpx_aiohttp import HttpxAiohttpClient
+
+        return HttpxAiohttpClient(limits=limits, timeout=timeout, trust_env=False)
+    return httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)
+
+
+def get_client() -> httpx.AsyncClient:
+    """One pooled client per event loop (a server process has one; each Celery run its own)."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None or client.is_closed:
+        client = _clients[loop] = _new_client()
+    return client
+
+
+async def close_client() -> None:
+    client = _clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.aclose()
+
+
+async def generate_images(request: UpstreamRequest, n: int) -> list[Outcome]:
+    """n images for ``request``: each either delivered or a Failure saying why not."""
+    return list(await asyncio.gather(*(_generate_one(request) for _ in range(n))))
+
+
+async def _generate_one(request: UpstreamRequest) -> Outcome:
+    call = await _call_with_retries(request)
+    if call.failure is not None:
+        return call.failure
+    assert call.url is not None
+    return await _download(call.url)
+
+
+async def _call_with_retries(request: UpstreamRequest) -> _Call:
+    attempts = settings.UPSTREAM_MAX_RETRIES + 1
+    for attempt in range(attempts):
+        call = await _call_once(request)
+        call.attempts = attempt + 1
+        if call.failure is None or call.failure.kind not in _RETRYABLE:
+            return call
+        if attempt + 1 < attempts:
+            backoff = settings.UPSTREAM_RETRY_BACKOFF_MS / 1000 * (2**attempt)
+            await asyncio.sleep(backoff * random.uniform(0.75, 1.0))
+    logger.warning(
+        "upstream gave up after %d attempts: %s %s",
+        attempts,
+        call.failure.code if call.failure else "",
+        call.failure.message if call.failure else "",
+    )
+    return call
+
+
+async def _call_once(request: UpstreamRequest) -> _Call:
+    client = get_client()
+    url = f"{settings.UPSTREAM_BASE_URL}/images/generations"
+    headers = {"Authorization": f"Bearer {settings.UPSTREAM_API_KEY}"}
+    try:
+        response = await client.post(url, json=request.body(), headers=headers)
+    except httpx.TimeoutException:
+        return _Call(failure=Failure(FailureKind.TIMEOUT, "timeout", "The upstream timed out."))
+    except httpx.HTTPError as exc:
+        logger.warning("upstream unreachable: %s", type(exc).__name__)
+        return _Call(
+            failure=Failure(FailureKind.UPSTREAM_ERROR, "unreachable", "The upstream is unreachable.")
+        )
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if response.status_code != 200 or not isinstance(payload, dict):
+        return _Call(failure=classify_error(response.status_code, payload))
+    data = payload.get("data")
+    if not isinstance(data, list) or not data or not isinstance(data[0], dict):
+        return _Call(failure=Failure(FailureKind.UPSTREAM_ERROR, "bad_response", "No image returned."))
+    item = data[0]
+    if isinstance(item.get("error"), dict):
+        return _Call(failure=classify_error(200, item))
+    image_url = item.get("url")
+    if not isinstance(image_url, str):
+        return _Call(failure=Failure(FailureKind.UPSTREAM_ERROR, "bad_response", "No image URL."))
+    return _Call(url=image_url)
+
+
+def classify_error(status: int, payload: Any) -> Failure:
+    """Map an upstream error body (``{"error": {"code", "message", "param"}}``) to a Failure."""
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(error, dict):
+        error = {}
+    code = str(error.get("code") or f"http_{status}")
+    message = _strip_request_id(str(error.get("message") or "The upstream failed."))
+    param = error.get("param") or None
+    if "SensitiveContentDetected" in code:
+        kind = FailureKind.OUTPUT_BLOCKED if code.startswith("Output") else FailureKind.PROMPT_BLOCKED
+        return Failure(kind, code, message, upstream_status=status)
+    if status in (401, 403, 404) or code.startswith(("InvalidEndpoint", "ModelNotOpen")):
+        # Our credentials, our account's standing or our model access: never the customer's
+        # fault, never a 401 for them. Operators must hear about it.
+        logger.error("upstream refused our account or configuration: %s %s", status, code)
+        return Failure(FailureKind.UNAVAILABLE, code, message, upstream_status=status)
+    if status == 429:
+        return Failure(FailureKind.RATE_LIMITED, code, message, upstream_status=status)
+    if status == 400:
+        return Failure(FailureKind.INVALID_REQUEST, code, message, param, upstream_status=status)
+    return Failure(FailureKind.UPSTREAM_ERROR, code, message, upstream_status=status)
+
+
+def _strip_request_id(message: str) -> str:
+    head, _, _ = message.partition(" Request id:")
+    return head.strip()
+
+
+def image_host_allowed(url: str) -> bool:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    upstream_host = urlsplit(settings.UPSTREAM_BASE_URL).hostname
+    if parts.scheme != "https" and not (parts.scheme == "http" and host == upstream_host):
+        return False
+    for pattern in settings.UPSTREAM_IMAGE_HOSTS:
+        pattern = pattern.lower()
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]):
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+async def _download(url: str) -> Outcome:
+    if not image_host_allowed(url):
+        logger.error("upstream returned an image URL on a host we do not fetch from: %s", urlsplit(url).hostname)
+        return Failure(FailureKind.UPSTREAM_ERROR, "image_host_refused", "The image could not be fetched.")
+    limit = settings.UPSTREAM_IMAGE_MAX_BYTES
+    client = get_client()
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(settings.UPSTREAM_IMAGE_TIMEOUT_SECONDS):
+            async with client.stream("GET", url) as response:
+                if response.status_code != 200:
+                    return Failure(
+                        FailureKind.UPSTREAM_ERROR,
+                        "image_fetch_failed",
+                        f"Fetching the image failed with HTTP {response.status_code}.",
+                    )
+                declared = int(response.headers.get("content-length") or 0)
+                if declared > limit:
+                    return _too_big(declared)
+                chunks = []
+                received = 0
+                async for chunk in response.aiter_bytes():
+                    received += len(chunk)
+                    if received > limit:
+                        return _too_big(received)
+                    chunks.append(chunk)
+    except (TimeoutError, httpx.TimeoutException):
+        return Failure(FailureKind.TIMEOUT, "image_fetch_timeout", "Fetching the image timed out.")
+    except httpx.HTTPError as exc:
+        logger.warning("image fetch failed: %s", type(exc).__name__)
+        return Failure(FailureKind.UPSTREAM_ERROR, "image_fetch_failed", "Fetching the image failed.")
+    data = b"".join(chunks)
+    try:
+        with PILImage.open(io.BytesIO(data)) as picture:
+            image_format, (width, height) = picture.format, picture.size
+    except (OSError, ValueError, PILImage.DecompressionBombError):
+        image_format = None
+    if image_format not in IMAGE_FORMATS:
+        logger.error("upstream served something that is not an image (%d bytes)", len(data))
+        return Failure(FailureKind.UPSTREAM_ERROR, "bad_image", "The upstream returned an unreadable image.")
+    content_type, extension = IMAGE_FORMATS[image_format]
+    logger.debug("downloaded %d bytes in %.0f ms", len(data), (time.monotonic() - started) * 1000)
+    return DeliveredImage(data, content_type, extension, width, height)
+
+
+def _too_big(size: int) -> Failure:
+    logger.error("upstream image over the size cap: %d bytes", size)
+    return Failure(FailureKind.UPSTREAM_ERROR, "image_too_large", "The upstream image was too large.")

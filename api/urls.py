@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from django.urls import path, re_path
+
+from . import views
+
+app_name = "api"
+
+urlpatterns = [
+    path("v1/images/generations", views.images_generations, name="images-generations"),
+    path("v1/models", views.models_list, name="models"),
+    path("v1/models/<str:model_id>", views.model_detail, name="model"),
+    path("v1/credits", views.credits, name="credits"),
+    re_path(r"^v1/(?P<path>.*)$", views.not_found),
+    re_path(
+        r"^img/(?P<token>[^/.]+)\.(?P<extension>[a-z]+)$", views.hosted_image, name="hosted-image"
+    ),
+]

@@ -1,0 +1,375 @@
+"""The /v1 surface, OpenAI-compatible, and the hosted images.
+
+Views are async where they wait on the network. Under ASGI each ``sync_to_async`` call is a
+thread hop, so the database work of each step is grouped into one synchronous function called
+once: a generation costs three hops (authenticate+reserve, settle, and none in between while the
+upstream works).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
+
+from billing import services as billing
+from keys import services as keys
+
+from . import catalog, services
+from .errors import ApiError, error_response, invalid, invalid_api_key
+from .models import Generation
+from .schemas import parse_generation_request
+
+logger = logging.getLogger(__name__)
+
+AsyncView = Callable[..., Awaitable[HttpResponse]]
+_IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def api_view(*methods: str) -> Callable[[AsyncView], AsyncView]:
+    """An async /v1 view: 405 for other methods, ApiError rendered in OpenAI's shape."""
+
+    def decorate(view: AsyncView) -> AsyncView:
+        @csrf_exempt
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                return error_response(
+                    405,
+                    f"{request.method} is not allowed here; use {' or '.join(methods)}.",
+                    code="method_not_allowed",
+                    headers={"Allow": ", ".join(methods)},
+                )
+            try:
+                return await view(request, *args, **kwargs)
+            except ApiError as exc:
+                return exc.response()
+
+        return wrapper
+
+    return decorate
+
+
+def _bearer_token(request: HttpRequest) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _authenticate(raw_key: str | None) -> Any:
+    """The ApiKey for a bearer token, or ApiError 401. Runs inside a sync hop."""
+    if raw_key is None:
+        raise invalid_api_key(
+            "You didn't provide an API key. Send it in the Authorization header as "
+            "'Bearer sk-seedream-...'."
+        )
+    try:
+        return keys.authenticate(raw_key)
+    except keys.AuthenticationFailed as exc:
+        if exc.reason in ("revoked", "expired", "inactive"):
+            raise invalid_api_key(f"This API key is {exc.reason}.") from None
+        raise invalid_api_key(
+            f"Incorrect API key provided: {_redact(raw_key)}. Find your keys in the dashboard."
+        ) from None
+
+
+def _redact(raw_key: str) -> str:
+    if len(raw_key) <= 12:
+        return "****"
+    return f"{raw_key[:8]}****{raw_key[-4:]}"
+
+
+def _base_url(request: HttpRequest) -> str:
+    return f"{request.scheme}://{request.get_host()}"
+
+
+def _read_json(request: HttpRequest) -> Any:
+    content_type = request.content_type or ""
+    if content_type != "application/json":
+        raise ApiError(
+            415,
+            "The request body must be JSON, sent with 'Content-Type: application/json'.",
+            code="unsupported_media_type",
+        )
+    try:
+        return json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        raise invalid(
+            "We could not parse the JSON body of your request.", param=None, code="invalid_json"
+        ) from None
+
+
+def _check_body_size(request: HttpRequest) -> None:
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > settings.API_MAX_BODY_BYTES or len(request.body) > settings.API_MAX_BODY_BYTES:
+        raise ApiError(
+            413,
+            f"The request body is larger than {settings.API_MAX_BODY_BYTES} bytes.",
+            code="request_too_large",
+        )
+
+
+@api_view("POST")
+async def images_generations(request: HttpRequest) -> HttpResponse:
+    started = time.monotonic()
+    _check_body_size(request)
+    raw_key = _bearer_token(request)
+    idempotency_key = request.headers.get("Idempotency-Key")
+    # Validation needs no database, but a bad key must win over a bad body (401 before 400), so
+    # an input error is held until the key has been checked in the same hop as the reservation.
+    problem: ApiError | None = None
+    spec: services.GenerationSpec | None = None
+    try:
+        if idempotency_key is not None and not _IDEMPOTENCY_KEY_RE.match(idempotency_key):
+            raise invalid(
+                "The Idempotency-Key header must be 1 to 255 printable characters.",
+                param="Idempotency-Key",
+            )
+        payload = _read_json(request)
+        spec = services.spec_from_request(
+            parse_generation_request(payload, prompt_max_chars=settings.PROMPT_MAX_CHARS)
+        )
+    except ApiError as exc:
+        problem = exc
+    fingerprint = services.request_fingerprint(request.body) if idempotency_key else ""
+
+    try:
+        generation = await sync_to_async(_open_generation)(
+            raw_key, spec, problem, idempotency_key, fingerprint
+        )
+    except services.IdempotentReplay as replay:
+        return await _replay(request, replay.generation)
+
+    # Shielded: a client that hangs up does not stop the work, so what the upstream delivers is
+    # stored, charged and kept in the customer's gallery, and nothing stays reserved.
+    work = asyncio.ensure_future(_run(generation, started))
+    completed = await asyncio.shield(work)
+    return _render(request, completed.generation, completed)
+
+
+def _open_generation(
+    raw_key: str | None,
+    spec: services.GenerationSpec | None,
+    problem: ApiError | None,
+    idempotency_key: str | None,
+    fingerprint: str,
+) -> Generation:
+    api_key = _authenticate(raw_key)
+    if problem is not None:
+        raise problem
+    assert spec is not None
+    try:
+        return services.begin_generation(
+            user=api_key.user,
+            spec=spec,
+            api_key=api_key,
+            idempotency_key=idempotency_key,
+            request_hash=fingerprint,
+        )
+    except billing.InsufficientCredits as exc:
+        raise ApiError(
+            402,
+            f"Insufficient credits: this request costs {exc.needed_credits} credits "
+            f"(${billing.format_usd(exc.needed_credits)}) and your balance is "
+            f"{exc.balance_credits} credits (${billing.format_usd(exc.balance_credits)}). "
+            "Buy credits in the dashboard.",
+            type="insufficient_quota",
+            code="insufficient_quota",
+        ) from None
+    except services.IdempotencyMismatch:
+        raise invalid(
+            "This Idempotency-Key was already used with a different request body.",
+            param="Idempotency-Key",
+            code="idempotency_key_reused",
+        ) from None
+
+
+async def _run(generation: Generation, started: float) -> services.Completed:
+    outcomes = await services.produce_images(generation)
+    latency_ms = int((time.monotonic() - started) * 1000)
+    return await sync_to_async(services.complete_generation)(
+        generation, outcomes, latency_ms=latency_ms
+    )
+
+
+async def _replay(request: HttpRequest, generation: Generation) -> HttpResponse:
+    """Answer a repeated Idempotency-Key: the stored result, after waiting for a running one."""
+    deadline = time.monotonic() + settings.IDEMPOTENCY_WAIT_SECONDS
+    while not generation.is_finished:
+        if time.monotonic() >= deadline:
+            return error_response(
+                409,
+                "A request with this Idempotency-Key is still running; retry shortly.",
+                code="idempotency_request_in_progress",
+                headers={"Retry-After": "1"},
+            )
+        await asyncio.sleep(0.25)
+        generation = await Generation.objects.aget(pk=generation.pk)
+    completed = await sync_to_async(_load_completed)(generation)
+    response = _render(request, generation, completed)
+    response["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _load_completed(generation: Generation) -> services.Completed:
+    return services.Completed(generation, list(generation.images.all()))
+
+
+def _render(
+    request: HttpRequest, generation: Generation, completed: services.Completed
+) -> HttpResponse:
+    if generation.status != Generation.Status.SUCCEEDED or not completed.images:
+        return services.stored_error(generation).response()
+    if generation.response_format == "b64_json":
+        data = [
+            {"b64_json": services.read_image_b64(image, completed.data), "revised_prompt": None}
+            for image in completed.images
+        ]
+    else:
+        base = _base_url(request)
+        data = [
+            {"url": services.image_url(image, base), "revised_prompt": None}
+            for image in completed.images
+        ]
+    body = {
+        "created": int(generation.created_at.timestamp()),
+        "data": data,
+        "id": generation.public_id,
+        "model": generation.model,
+        "size": generation.size,
+        "images_requested": generation.n,
+        "images_delivered": generation.images_delivered,
+        "credits_charged": generation.charged_credits,
+    }
+    return JsonResponse(body)
+
+
+def _model_object(model: catalog.ModelInfo, prices: dict[tuple[str, str], int]) -> dict[str, Any]:
+    tiers = {
+        tier or "default": credits
+        for (model_id, tier), credits in prices.items()
+        if model_id == model.id
+    }
+    default_price = tiers.get("default")
+    return {
+        "id": model.id,
+        "object": "model",
+        "created": model.created,
+        "owned_by": "bytedance",
+        "name": model.name,
+        "price_per_image_credits": default_price,
+        "price_per_image_usd": billing.format_usd(default_price) if default_price else None,
+        "price_per_image_credits_by_size_tier": tiers,
+        "default_size": model.default_size,
+        "size_keywords": list(model.size_keywords),
+        "min_pixels": model.min_pixels,
+        "max_pixels": model.max_pixels,
+        "max_aspect_ratio": model.max_aspect_ratio,
+        "supports_seed": model.supports_seed,
+        "supports_guidance_scale": model.supports_guidance_scale,
+    }
+
+
+def _authenticate_and_price(raw_key: str | None) -> dict[tuple[str, str], int]:
+    _authenticate(raw_key)
+    return {(p.model, p.size_tier): p.credits_per_image for p in billing.price_list()}
+
+
+@api_view("GET")
+async def models_list(request: HttpRequest) -> HttpResponse:
+    prices = await sync_to_async(_authenticate_and_price)(_bearer_token(request))
+    data = [_model_object(model, prices) for model in catalog.all_models()]
+    return JsonResponse({"object": "list", "data": data})
+
+
+@api_view("GET")
+async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
+    prices = await sync_to_async(_authenticate_and_price)(_bearer_token(request))
+    model = catalog.get_model(model_id)
+    if model is None:
+        raise ApiError(
+            404,
+            f"The model '{model_id}' does not exist or you do not have access to it.",
+            code="model_not_found",
+            param="model",
+        )
+    return JsonResponse(_model_object(model, prices))
+
+
+def _credits_for_key(raw_key: str | None) -> int:
+    api_key = _authenticate(raw_key)
+    return billing.balance_credits(api_key.user)
+
+
+@api_view("GET")
+async def credits(request: HttpRequest) -> HttpResponse:
+    balance = await sync_to_async(_credits_for_key)(_bearer_token(request))
+    return JsonResponse(
+        {
+            "object": "credit_balance",
+            "balance": balance,
+            "balance_usd": billing.format_usd(balance),
+            "currency": "usd",
+            "credits_per_usd": settings.CREDITS_PER_USD,
+        }
+    )
+
+
+@csrf_exempt
+async def not_found(request: HttpRequest, path: str = "") -> HttpResponse:
+    return error_response(
+        404, f"Unknown request URL: {request.method} {request.path}.", code="unknown_url"
+    )
+
+
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,32}$")
+_CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+
+
+def hosted_image(request: HttpRequest, token: str, extension: str) -> FileResponse:
+    """An image by its unguessable token. No database: the token names the file."""
+    if not _TOKEN_RE.match(token) or extension not in _CONTENT_TYPES:
+        raise Http404
+    name = services.image_storage_name(token, extension)
+    try:
+        handle = default_storage.open(name, "rb")
+    except FileNotFoundError:
+        raise Http404 from None
+    response = FileResponse(handle, content_type=_CONTENT_TYPES[extension])
+    # The content behind a token never changes: caches and CDNs may keep it for a year.
+    response["Cache-Control"] = "public, max-age=31536000, immutable"
+    return response
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith("/v1/"):
+        return error_response(404, f"Unknown request URL: {request.path}.", code="unknown_url")
+    return defaults.page_not_found(request, exception or Http404())
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith("/v1/"):
+        return error_response(
+            500,
+            "The server had an error while processing your request. You were not charged for "
+            "anything that was not delivered.",
+            type="server_error",
+        )
+    return defaults.server_error(request)

@@ -1,0 +1,69 @@
+"""The browser middleware, skipped on the API's paths.
+
+Under ASGI every classic middleware runs its hooks through sync_to_async: a thread hop each,
+about 1.5 ms per request for Django's stock list (see shared/reference/performance-notes.md).
+The /v1 API and the hosted images use no session, CSRF, messages or user, so requests to them
+go straight past these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.contrib.auth import middleware as auth
+from django.contrib.messages import middleware as messages
+from django.contrib.sessions import middleware as sessions
+from django.http import HttpRequest
+from django.middleware import clickjacking, common, csrf, security
+from django.utils.deprecation import MiddlewareMixin
+from whitenoise.middleware import WhiteNoiseMiddleware as _WhiteNoise
+
+# Paths served by the API stack: no cookies are read or set there.
+API_PATH_PREFIXES = ("/v1/", "/img/")
+
+
+def _web_only(middleware_class: type[MiddlewareMixin]) -> type[MiddlewareMixin]:
+    """A subclass (so Django's checks still recognise it) that passes API paths straight on."""
+
+    class WebOnly(middleware_class):  # type: ignore[misc,valid-type]
+        def __call__(self, request: HttpRequest) -> Any:
+            if request.path.startswith(API_PATH_PREFIXES):
+                return self.get_response(request)
+            return super().__call__(request)
+
+    WebOnly.__name__ = WebOnly.__qualname__ = middleware_class.__name__
+    return WebOnly
+
+
+class WhiteNoiseMiddleware:
+    """WhiteNoise is sync-only, so in an async stack Django would hop threads for it on every
+    request; here only browser paths pay that hop."""
+
+    async_capable = True
+    sync_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+            self.inner: Callable[[HttpRequest], Any] = sync_to_async(
+                _WhiteNoise(async_to_sync(get_response))
+            )
+        else:
+            self.inner = _WhiteNoise(get_response)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if request.path.startswith(API_PATH_PREFIXES):
+            return self.get_response(request)
+        return self.inner(request)
+
+
+SecurityMiddleware = _web_only(security.SecurityMiddleware)
+SessionMiddleware = _web_only(sessions.SessionMiddleware)
+CommonMiddleware = _web_only(common.CommonMiddleware)
+CsrfViewMiddleware = _web_only(csrf.CsrfViewMiddleware)
+AuthenticationMiddleware = _web_only(auth.AuthenticationMiddleware)
+MessageMiddleware = _web_only(messages.MessageMiddleware)
+XFrameOptionsMiddleware = _web_only(clickjacking.XFrameOptionsMiddleware)

@@ -1,0 +1,354 @@
+"""The one settings file. Everything an operator may change comes from the environment.
+
+With no environment at all the product runs: SQLite and files under DATA_DIR (./var), a Celery
+broker that needs no server, and the bundled upstream simulator. Every variable read here is
+listed in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_str(name: str, default: str = "") -> str:
+    """A string from NAME, or from the file named by NAME_FILE (for secrets mounted as files)."""
+    file_path = os.environ.get(f"{name}_FILE")
+    if file_path:
+        return Path(file_path).read_text().strip()
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(f"{name} must be true or false, not {raw!r}")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+def _local_secret(path: Path, nbytes: int = 48) -> str:
+    """A random secret kept in DATA_DIR, so a local install needs no set-up and survives restarts.
+
+    Production sets the variable instead; the README's checklist says so.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        # O_EXCL: two processes starting at once must agree on one secret.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(nbytes))
+    return path.read_text().strip()
+
+
+DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "var"))).resolve()
+
+# --- Core ---------------------------------------------------------------------------------------
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY") or _local_secret(DATA_DIR / "secret_key")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# The public address of this site, used in printed examples and absolute image URLs when the
+# request itself cannot say (management commands, Celery tasks).
+SITE_URL = env_str("SITE_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "accounts",
+    "keys",
+    "billing",
+    "api",
+    "playground",
+]
+
+# The /v1 and /img paths skip the browser middleware (see config/middleware.py): under ASGI each
+# classic middleware costs a thread hop per request, and the API needs none of them.
+MIDDLEWARE = [
+    "api.middleware.request_id_middleware",
+    "config.middleware.SecurityMiddleware",
+    "config.middleware.WhiteNoiseMiddleware",
+    "config.middleware.SessionMiddleware",
+    "config.middleware.CommonMiddleware",
+    "config.middleware.CsrfViewMiddleware",
+    "config.middleware.AuthenticationMiddleware",
+    "config.middleware.MessageMiddleware",
+    "config.middleware.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------------
+
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}")
+_db: dict[str, Any] = dict(dj_database_url.parse(DATABASE_URL))
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    _db["OPTIONS"] = {
+        # IMMEDIATE: a write transaction takes the lock when it begins, so two processes never
+        # deadlock upgrading read locks; WAL lets readers run beside the one writer.
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    _db["TEST"] = {"NAME": env_str("SQLITE_TEST_NAME", str(DATA_DIR / "test-db.sqlite3"))}
+elif _db["ENGINE"] == "django.db.backends.postgresql":
+    # Under ASGI every request runs its database work on a fresh thread, so Django's persistent
+    # connections are never reused; a pool hands each request a warm connection instead.
+    if env_bool("DB_POOL", True):
+        _db["CONN_MAX_AGE"] = 0
+        _db["OPTIONS"] = {
+            "pool": {
+                "min_size": env_int("DB_POOL_MIN_SIZE", 2),
+                "max_size": env_int("DB_POOL_MAX_SIZE", 20),
+                "timeout": env_int("DB_POOL_TIMEOUT", 30),
+            }
+        }
+    else:
+        _db["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Auth ---------------------------------------------------------------------------------------
+
+AUTH_USER_MODEL = "accounts.User"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+
+# --- Security -----------------------------------------------------------------------------------
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+# Behind TLS (every production install) cookies must never travel in clear.
+SECURE_COOKIES = env_bool("SECURE_COOKIES", SITE_URL.startswith("https://"))
+SESSION_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_SECURE = SECURE_COOKIES
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+if env_bool("TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Static and media ---------------------------------------------------------------------------
+
+STATIC_URL = "/static/"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(DATA_DIR / "static")))
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media")))
+MEDIA_URL = "/media/"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+# --- Internationalisation -----------------------------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Logging ------------------------------------------------------------------------------------
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.request": {"level": "ERROR"}, "httpx": {"level": "WARNING"}},
+}
+
+# --- Celery -------------------------------------------------------------------------------------
+
+REDIS_URL = env_str("REDIS_URL")
+_broker_dir = DATA_DIR / "broker"
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # Zero-server default: workers on the same host share a folder. It never redelivers the task
+    # of a killed worker; the Generation row is the truth and the reconciler finishes such work.
+    for _sub in ("out", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "out"),
+        "data_folder_out": str(_broker_dir / "out"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-stuck-generations": {
+        "task": "api.tasks.reconcile_stuck_generations",
+        "schedule": 60.0,
+    },
+}
+
+# --- API keys -----------------------------------------------------------------------------------
+
+# "id:secret,id:secret": the first pepper hashes new keys; the others still verify older keys,
+# which are re-hashed with the first on their next use. See README "Rotating the key pepper".
+API_KEY_PEPPERS = env_str("API_KEY_PEPPERS") or f"local:{_local_secret(DATA_DIR / 'key_pepper')}"
+API_KEY_LAST_USED_RESOLUTION_SECONDS = 60
+
+# --- Credits ------------------------------------------------------------------------------------
+
+# One credit is worth 1/CREDITS_PER_USD dollars: with 1000, a credit is a tenth of a cent.
+CREDITS_PER_USD = env_int("CREDITS_PER_USD", 1000)
+DEMO_CREDITS = env_int("DEMO_CREDITS", 2000)
+
+# --- Generation API -----------------------------------------------------------------------------
+
+PROMPT_MAX_CHARS = env_int("PROMPT_MAX_CHARS", 4000)
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 64 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, 2_621_440)
+IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
+# How long a repeated Idempotency-Key waits for the first request before answering 409.
+IDEMPOTENCY_WAIT_SECONDS = env_int("IDEMPOTENCY_WAIT_SECONDS", 10)
+# A generation still unsettled this long after it began is reconciled (its reservation released).
+GENERATION_DEADLINE_SECONDS = env_int("GENERATION_DEADLINE_SECONDS", 900)
+# Absolute URL prefix for hosted images (a CDN). Empty: the request's own host.
+IMAGE_BASE_URL = env_str("IMAGE_BASE_URL").rstrip("/")
+
+# --- Upstream (Seedream on BytePlus ModelArk, or Volcengine Ark) -------------------------------
+
+SIMULATOR_PORT = env_int("SIMULATOR_PORT", 8799)
+UPSTREAM_API_KEY = env_str("UPSTREAM_API_KEY")
+# With no upstream key the product talks to the bundled simulator (make run starts it).
+USE_SIMULATOR = not UPSTREAM_API_KEY
+SIMULATOR_API_KEY = "sim-local-key"
+UPSTREAM_BASE_URL = env_str(
+    "UPSTREAM_BASE_URL",
+    f"http://127.0.0.1:{SIMULATOR_PORT}/api/v3"
+    if USE_SIMULATOR
+    else "https://ark.ap-southeast.bytepluses.com/api/v3",
+).rstrip("/")
+if USE_SIMULATOR:
+    UPSTREAM_API_KEY = SIMULATOR_API_KEY
+UPSTREAM_TIMEOUT_SECONDS = env_int("UPSTREAM_TIMEOUT_SECONDS", 180)
+UPSTREAM_CONNECT_TIMEOUT_SECONDS = env_int("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 10)
+UPSTREAM_MAX_RETRIES = env_int("UPSTREAM_MAX_RETRIES", 2)
+UPSTREAM_RETRY_BACKOFF_MS = env_int("UPSTREAM_RETRY_BACKOFF_MS", 500)
+UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 512)
+# "aiohttp" (httpx API over aiohttp's connection pool) or "httpx" (httpx's own pool).
+UPSTREAM_HTTP_TRANSPORT = env_str("UPSTREAM_HTTP_TRANSPORT", "aiohttp")
+# Images are fetched only from these hosts ("*." matches any subdomain), over https unless the
+# host is the configured upstream's own (the simulator on loopback).
+UPSTREAM_IMAGE_HOSTS = env_list(
+    "UPSTREAM_IMAGE_HOSTS", "*.bytepluses.com,*.byteplusapi.com,*.volces.com,*.volccdn.com"
+) + [urlsplit(UPSTREAM_BASE_URL).hostname or ""]
+UPSTREAM_IMAGE_MAX_BYTES = env_int("UPSTREAM_IMAGE_MAX_BYTES", 32 * 1024 * 1024)
+UPSTREAM_IMAGE_TIMEOUT_SECONDS = env_int("UPSTREAM_IMAGE_TIMEOUT_SECONDS", 60)
+
+# The model catalog: our public ids, the upstream ids they map to, and each model's size rules.
+# Operators change the mapping with UPSTREAM_MODEL_MAP ("seedream-4-0=doubao-seedream-4-0-250828")
+# or replace the whole catalog with a JSON file in SEEDREAM_MODELS_FILE.
+SEEDREAM_MODELS: dict[str, dict[str, Any]] = {
+    "seedream-4-0": {
+        "upstream_id": "seedream-4-0-250828",
+        "name": "Seedream 4.0",
+        "created": 1756339200,
+        "default_size": "2048x2048",
+        "size_keywords": {"1K": 1024 * 1024, "2K": 2048 * 2048, "4K": 4096 * 4096},
+        "min_pixels": 1280 * 720,
+        "max_pixels": 4096 * 4096,
+        "max_aspect_ratio": 16,
+        "supports_seed": False,
+        "supports_guidance_scale": False,
+        "recommended_sizes": [
+            "2048x2048", "2304x1728", "1728x2304", "2560x1440",
+            "1440x2560", "2496x1664", "1664x2496", "3024x1296",
+        ],
+    },
+    "seedream-3-0": {
+        "upstream_id": "seedream-3-0-t2i-250415",
+        "name": "Seedream 3.0",
+        "created": 1744675200,
+        "default_size": "1024x1024",
+        "size_keywords": {},
+        "min_pixels": 512 * 512,
+        "max_pixels": 2048 * 2048,
+        "max_aspect_ratio": 16,
+        "supports_seed": True,
+        "supports_guidance_scale": True,
+        "recommended_sizes": [
+            "1024x1024", "1152x864", "864x1152", "1280x720",
+            "720x1280", "1248x832", "832x1248", "1512x648",
+        ],
+    },
+}  # fmt: skip
+_models_file = env_str("SEEDREAM_MODELS_FILE")
+if _models_file:
+    SEEDREAM_MODELS = json.loads(Path(_models_file).read_text())
+for _pair in env_list("UPSTREAM_MODEL_MAP"):
+    _public, _, _upstream = _pair.partition("=")
+    if _public.strip() not in SEEDREAM_MODELS or not _upstream.strip():
+        raise ValueError(f"UPSTREAM_MODEL_MAP: unknown model or empty id in {_pair!r}")
+    SEEDREAM_MODELS[_public.strip()]["upstream_id"] = _upstream.strip()

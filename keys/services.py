@@ -1,0 +1,142 @@
+"""Every write to API keys, and the one way to authenticate a raw key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import User
+
+from . import crypto
+from .models import ApiKey
+
+NAME_MAX_LENGTH = ApiKey._meta.get_field("name").max_length or 100
+
+
+class KeyServiceError(Exception):
+    """Base for key service errors."""
+
+
+class AuthenticationFailed(KeyServiceError):
+    """The presented key does not grant access. ``reason`` is safe to show to its presenter."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class KeyRevoked(KeyServiceError):
+    """A revoked key cannot be rotated."""
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    api_key: ApiKey
+    raw_key: str
+
+
+def _clean_name(name: str) -> str:
+    name = " ".join(name.split())
+    if not name:
+        raise ValueError("A key needs a name")
+    if len(name) > NAME_MAX_LENGTH:
+        raise ValueError(f"A key name has at most {NAME_MAX_LENGTH} characters")
+    return name
+
+
+def _new_material() -> tuple[str, str, str, str]:
+    lookup_id = crypto.generate_lookup_id()
+    raw = crypto.generate_key(lookup_id)
+    pepper_id, secret_hash = crypto.hash_key(raw)
+    return lookup_id, raw, pepper_id, secret_hash
+
+
+def create_key(user: User, name: str, *, expires_at: datetime | None = None) -> IssuedKey:
+    """Issue a new key for ``user``. The raw key is in the result and nowhere else, ever."""
+    name = _clean_name(name)
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValueError("The expiry must be in the future")
+    for _ in range(3):
+        lookup_id, raw, pepper_id, secret_hash = _new_material()
+        try:
+            with transaction.atomic():
+                api_key = ApiKey.objects.create(
+                    user=user,
+                    name=name,
+                    lookup_id=lookup_id,
+                    pepper_id=pepper_id,
+                    secret_hash=secret_hash,
+                    expires_at=expires_at,
+                )
+        except IntegrityError:  # a lookup id collision: 64 random bits, so only in theory
+            continue
+        return IssuedKey(api_key, raw)
+    raise RuntimeError("Could not allocate a unique key id")
+
+
+def rotate_key(api_key: ApiKey) -> IssuedKey:
+    """Give the key a new secret (and lookup id) under the same name, expiry and history.
+
+    The old raw key stops working at once: its lookup id no longer exists.
+    """
+    with transaction.atomic():
+        locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        if locked.revoked_at is not None:
+            raise KeyRevoked("A revoked key cannot be rotated")
+        lookup_id, raw, pepper_id, secret_hash = _new_material()
+        locked.lookup_id = lookup_id
+        locked.pepper_id = pepper_id
+        locked.secret_hash = secret_hash
+        locked.rotated_at = timezone.now()
+        locked.save(update_fields=["lookup_id", "pepper_id", "secret_hash", "rotated_at"])
+    return IssuedKey(locked, raw)
+
+
+def revoke_key(api_key: ApiKey) -> ApiKey:
+    """Revoke for good; idempotent. Takes effect on the very next request in every process,
+    because authentication reads the key row on every request."""
+    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    api_key.refresh_from_db(fields=["revoked_at"])
+    return api_key
+
+
+def authenticate(raw_key: str) -> ApiKey:
+    """The active key (with its user loaded) that ``raw_key`` names, or AuthenticationFailed.
+
+    One indexed query. The reasons never say whether a well-formed key exists.
+    """
+    parsed = crypto.parse_key(raw_key)
+    if parsed is None:
+        raise AuthenticationFailed("malformed")
+    api_key = ApiKey.objects.select_related("user").filter(lookup_id=parsed.lookup_id).first()
+    if api_key is None or not crypto.verify_key(raw_key, api_key.pepper_id, api_key.secret_hash):
+        raise AuthenticationFailed("unknown")
+    if api_key.revoked_at is not None:
+        raise AuthenticationFailed("revoked")
+    now = timezone.now()
+    if api_key.is_expired(now):
+        raise AuthenticationFailed("expired")
+    if not api_key.user.is_active:
+        raise AuthenticationFailed("inactive")
+    _touch(api_key, raw_key, now)
+    return api_key
+
+
+def _touch(api_key: ApiKey, raw_key: str, now: datetime) -> None:
+    """Record use at most once a minute, and move the hash to the current pepper if it is old."""
+    changes: dict[str, object] = {}
+    resolution = timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
+    if api_key.last_used_at is None or now - api_key.last_used_at >= resolution:
+        changes["last_used_at"] = now
+    if api_key.pepper_id != crypto.current_pepper_id():
+        changes["pepper_id"], changes["secret_hash"] = crypto.hash_key(raw_key)
+    if not changes:
+        return
+    # Conditional on the hash we verified: a concurrent rotation must win over this update.
+    ApiKey.objects.filter(pk=api_key.pk, secret_hash=api_key.secret_hash).update(**changes)
+    for field, value in changes.items():
+        setattr(api_key, field, value)

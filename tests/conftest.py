@@ -1,0 +1,136 @@
+"""Shared fixtures: personas and factories, the upstream simulator, the real ASGI server.
+
+Nothing of ours is faked: the upstream simulator speaks the real protocol over HTTP on loopback
+and every test that generates images goes through the real upstream client to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from accounts.models import User
+from billing import services as billing
+from keys import services as keys
+from tests.support.server import running_server
+from tests.support.simulator import running_simulator
+
+SIMULATOR_KEY = "sim-local-key"
+
+
+@pytest.fixture(scope="session")
+def simulator_url() -> Iterator[str]:
+    """The simulator's ``.../api/v3`` base, one process for the whole session."""
+    with running_simulator(api_key=SIMULATOR_KEY) as url:
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings: Any, simulator_url: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.MEDIA_ROOT = str(tmp_path_factory.getbasetemp() / "media")
+    settings.UPSTREAM_BASE_URL = simulator_url
+    settings.UPSTREAM_API_KEY = SIMULATOR_KEY
+    settings.UPSTREAM_IMAGE_HOSTS = ["127.0.0.1"]
+    settings.UPSTREAM_RETRY_BACKOFF_MS = 10
+    settings.IMAGE_BASE_URL = ""
+
+
+@pytest.fixture
+def user_factory(db: None) -> Callable[..., User]:
+    counter = iter(range(1, 1_000_000))
+
+    def make(email: str | None = None, *, credits: int = 0, **extra: Any) -> User:
+        user = User.objects.create_user(email or f"user{next(counter)}@example.com", "pw", **extra)
+        if credits:
+            billing.grant(
+                user, credits, description="test credits", idempotency_key=f"test:{user.pk}"
+            )
+        return user
+
+    return make
+
+
+@pytest.fixture
+def api_key_factory(db: None) -> Callable[..., keys.IssuedKey]:
+    def make(user: User, name: str = "test key", expires_at: datetime | None = None) -> keys.IssuedKey:
+        return keys.create_key(user, name, expires_at=expires_at)
+
+    return make
+
+
+@pytest.fixture
+def owner(user_factory: Callable[..., User]) -> User:
+    """A customer with credits for 25 standard images."""
+    return user_factory("owner@example.com", credits=1000)
+
+
+@pytest.fixture
+def owner_key(owner: User, api_key_factory: Callable[..., keys.IssuedKey]) -> str:
+    return api_key_factory(owner).raw_key
+
+
+@pytest.fixture
+def outsider(user_factory: Callable[..., User]) -> User:
+    return user_factory("outsider@example.com", credits=1000)
+
+
+def _database_url() -> str:
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    auth = f"{user}:{db['PASSWORD']}@" if db.get("PASSWORD") else (f"{user}@" if user else "")
+    return f"postgres://{auth}{host}:{port}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def live_server_env(
+    django_db_setup: None,
+    django_db_blocker: Any,
+    simulator_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, str]:
+    """The environment a server subprocess needs to share this session's test database."""
+    with django_db_blocker.unblock():
+        db_url = _database_url()
+        connection.close()
+    data_dir = tmp_path_factory.mktemp("server-data")
+    return {
+        "DATABASE_URL": db_url,
+        "DATA_DIR": str(data_dir),
+        "API_KEY_PEPPERS": settings.API_KEY_PEPPERS,
+        "SECRET_KEY": settings.SECRET_KEY,
+        "UPSTREAM_BASE_URL": simulator_url,
+        "UPSTREAM_API_KEY": SIMULATOR_KEY,
+        "UPSTREAM_IMAGE_HOSTS": "127.0.0.1",
+        "UPSTREAM_RETRY_BACKOFF_MS": "10",
+        "DB_POOL_MIN_SIZE": "1",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture(scope="session")
+def live_api(live_server_env: dict[str, str]) -> Iterator[str]:
+    """The product served by uvicorn on loopback; yields its base URL (no /v1)."""
+    with running_server(live_server_env) as base_url:
+        yield base_url
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Tests that need PostgreSQL's real row locks are skipped on SQLite, and say so.
+    if "sqlite" in settings.DATABASES["default"]["ENGINE"]:
+        skip = pytest.mark.skip(reason="needs PostgreSQL")
+        for item in items:
+            if "postgres" in item.keywords:
+                item.add_marker(skip)
+
+

@@ -1,0 +1,70 @@
+"""Start the real ASGI server (uvicorn running config.asgi) as a subprocess for a test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+from .simulator import PROJECT_ROOT
+
+START_TIMEOUT_SECONDS = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running_server(env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
+    """uvicorn serving the product on a free port, with ``env`` added to this environment.
+    Yields the base URL (``http://127.0.0.1:PORT``)."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", "config.asgi:application",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+        "--no-access-log", "--lifespan", "off",
+    ]  # fmt: skip
+    with tempfile.TemporaryFile(mode="w+") as output:
+        process = subprocess.Popen(
+            command,
+            cwd=PROJECT_ROOT,
+            env={**os.environ, **env},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_until_serving(process, base_url, output)
+            yield base_url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_until_serving(process: subprocess.Popen[str], base_url: str, output: object) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            httpx.get(f"{base_url}/v1/models", timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    output.seek(0)  # type: ignore[attr-defined]
+    raise RuntimeError(f"the server did not start:\n{output.read()}")  # type: ignore[attr-defined]
