@@ -63,6 +63,7 @@ class Generation(models.Model):
     # The response the client got, so an Idempotency-Key replay answers the same.
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     error_code = models.CharField(max_length=64, blank=True)
+    error_param = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
 
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)

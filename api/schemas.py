@@ -27,7 +27,7 @@ class ImageGenerationRequest(BaseModel):
     stream: StrictBool | None = None
     # Seedream extras, sent by clients through `extra_body`.
     seed: StrictInt | None = Field(default=None, ge=-1, le=SEED_MAX)
-    guidance_scale: float | int | None = Field(default=None, ge=1, le=10)
+    guidance_scale: float | None = Field(default=None, ge=1, le=10)
     watermark: StrictBool = False
     # Accepted and ignored (OpenAI fields with no Seedream meaning).
     quality: Any = None
@@ -76,7 +76,7 @@ def parse_generation_request(payload: Any, *, prompt_max_chars: int) -> ImageGen
 
 def _first_error(exc: ValidationError) -> ApiError:
     error = exc.errors(include_url=False)[0]
-    param = ".".join(str(part) for part in error["loc"]) or None
+    param = str(error["loc"][0]) if error["loc"] else None
     kind = error["type"]
     template = _MESSAGES.get(kind)
     if template is None:

@@ -277,6 +277,7 @@ def complete_generation(
             charged_credits=charged,
             http_status=error.status if error else 200,
             error_code=(error.code or "") if error else _partial_note(failures),
+            error_param=(error.param or "") if error else "",
             error_message=error.message if error else _partial_message(failures, len(outcomes)),
             finished_at=now,
             latency_ms=latency_ms,
@@ -341,7 +342,10 @@ _FAILURE_PRIORITY = [
 
 
 def failure_error(failures: list[Failure]) -> ApiError:
-    """The customer's error for a request that delivered nothing (and was charged nothing)."""
+    """The customer's error for a request that delivered nothing (and was charged nothing).
+
+    Its headers come from the code, in ``stored_error``, which renders every failed generation.
+    """
     failure = min(failures, key=lambda f: _FAILURE_PRIORITY.index(f.kind))
     charged = " You were not charged."
     if failure.kind == FailureKind.PROMPT_BLOCKED:
@@ -350,14 +354,12 @@ def failure_error(failures: list[Failure]) -> ApiError:
             "Your prompt was rejected by the content safety system." + charged,
             code="content_policy_violation",
             param="prompt",
-            headers=NO_RETRY,
         )
     if failure.kind == FailureKind.OUTPUT_BLOCKED:
         return ApiError(
             400,
             "The generated image was blocked by the content safety system." + charged,
             code="content_policy_violation",
-            headers=NO_RETRY,
         )
     if failure.kind == FailureKind.INVALID_REQUEST:
         return ApiError(
@@ -372,7 +374,6 @@ def failure_error(failures: list[Failure]) -> ApiError:
             "Image generation is temporarily unavailable." + charged,
             type="server_error",
             code="service_unavailable",
-            headers=NO_RETRY,
         )
     if failure.kind == FailureKind.RATE_LIMITED:
         return ApiError(
@@ -380,7 +381,6 @@ def failure_error(failures: list[Failure]) -> ApiError:
             "The image service is busy; retry shortly." + charged,
             type="server_error",
             code="upstream_busy",
-            headers={"Retry-After": "5"},
         )
     if failure.kind == FailureKind.TIMEOUT:
         return ApiError(
@@ -397,14 +397,31 @@ def failure_error(failures: list[Failure]) -> ApiError:
     )
 
 
+# Headers that go with an error code, so that a stored error answers like the first time.
+_ERROR_HEADERS = {
+    "content_policy_violation": NO_RETRY,
+    "service_unavailable": NO_RETRY,
+    "model_not_priced": NO_RETRY,
+    "upstream_busy": {"Retry-After": "5"},
+}
+
+
 def stored_error(generation: Generation) -> ApiError:
-    """The error a finished, failed generation answered with (for idempotent replays)."""
+    """The error a finished, failed generation answers with."""
     status = generation.http_status or 500
+    if status == 402:
+        error_type = "insufficient_quota"
+    elif status >= 500:
+        error_type = "server_error"
+    else:
+        error_type = "invalid_request_error"
     return ApiError(
         status,
         generation.error_message or "The generation failed.",
-        type="server_error" if status >= 500 else "invalid_request_error",
+        type=error_type,
         code=generation.error_code or None,
+        param=generation.error_param or None,
+        headers=_ERROR_HEADERS.get(generation.error_code),
     )
 
 

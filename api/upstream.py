@@ -174,6 +174,12 @@ async def _call_once(request: UpstreamRequest) -> _Call:
     headers = {"Authorization": f"Bearer {settings.UPSTREAM_API_KEY}"}
     try:
         response = await client.post(url, json=request.body(), headers=headers)
+    except (httpx.ConnectError, httpx.ConnectTimeout):
+        # (aiohttp's transport reports a refused connection as a connect timeout.)
+        logger.warning("upstream unreachable at %s", settings.UPSTREAM_BASE_URL)
+        return _Call(
+            failure=Failure(FailureKind.UPSTREAM_ERROR, "unreachable", "The upstream is unreachable.")
+        )
     except httpx.TimeoutException:
         return _Call(failure=Failure(FailureKind.TIMEOUT, "timeout", "The upstream timed out."))
     except httpx.HTTPError as exc:

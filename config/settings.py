@@ -136,7 +136,7 @@ TEMPLATES = [
 
 # --- Database -----------------------------------------------------------------------------------
 
-DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}")
+DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}"
 _db: dict[str, Any] = dict(dj_database_url.parse(DATABASE_URL))
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     _db["OPTIONS"] = {

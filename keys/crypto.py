@@ -54,7 +54,7 @@ def parse_key(raw: str) -> ParsedKey | None:
 
     A cheap format check first, so that garbage never reaches the database.
     """
-    match = _KEY_RE.match(raw)
+    match = _KEY_RE.fullmatch(raw)
     if match is None:
         return None
     return ParsedKey(raw=raw, lookup_id=match["lookup"])

@@ -1,0 +1,186 @@
+"""Upstream faults, injected in the simulator by prompt markers, and what the customer pays."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+import pytest
+
+from api.models import Generation
+from tests.support.money import assert_ledger_balanced, ledger_kinds
+
+pytestmark = pytest.mark.smoke
+
+
+def generate(client, key, prompt, **body):
+    body = {"model": "seedream-4-0", "prompt": prompt, "size": "1024x1024", **body}
+    return client.post(
+        "/v1/images/generations",
+        json.dumps(body),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {key}"},
+    )
+
+
+def unique(marker: str) -> str:
+    """A prompt of its own, so the simulator's per-prompt counters start at zero."""
+    return f"a lighthouse {uuid.uuid4().hex} {marker}"
+
+
+def upstream_calls(simulator_url: str, prompt: str) -> int:
+    base = simulator_url.removesuffix("/api/v3")
+    return httpx.get(f"{base}/_sim/calls", params={"prompt": prompt}).json()["calls"]
+
+
+def assert_refunded(user, reserved):
+    assert ledger_kinds(user)[-2:] == [("reserve", -reserved), ("release", reserved)]
+    assert assert_ledger_balanced(user) == 1000
+
+
+def test_a_blocked_prompt_is_a_400_content_policy_violation_and_free(client, owner, owner_key):
+    response = generate(client, owner_key, unique("[sim:block-prompt]"))
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "content_policy_violation"
+    assert error["param"] == "prompt"
+    assert "prompt" in error["message"]
+    assert response["x-should-retry"] == "false"
+    assert_refunded(owner, 40)
+
+
+def test_a_blocked_output_says_so_and_is_free(client, owner, owner_key):
+    response = generate(client, owner_key, unique("[sim:block-output]"))
+
+    error = response.json()["error"]
+    assert response.status_code == 400
+    assert error["code"] == "content_policy_violation"
+    assert "generated image" in error["message"]
+    assert_refunded(owner, 40)
+
+
+def test_a_failed_image_inside_a_200_is_not_charged(client, owner, owner_key):
+    response = generate(client, owner_key, unique("[sim:batch-error]"))
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "content_policy_violation"
+    assert_refunded(owner, 40)
+
+
+def test_upstream_500s_are_retried_then_answered_502_and_refunded(
+    client, owner, owner_key, simulator_url, settings
+):
+    settings.UPSTREAM_MAX_RETRIES = 2
+    prompt = unique("[sim:error-500]")
+
+    response = generate(client, owner_key, prompt)
+
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_error"
+    assert response.json()["error"]["type"] == "server_error"
+    assert upstream_calls(simulator_url, prompt) == 3
+    assert_refunded(owner, 40)
+
+
+def test_a_transient_upstream_failure_is_retried_and_charged_once(
+    client, owner, owner_key, simulator_url
+):
+    prompt = unique("[sim:fail-first=1]")
+
+    response = generate(client, owner_key, prompt)
+
+    assert response.status_code == 200, response.content
+    assert upstream_calls(simulator_url, prompt) == 2
+    assert ledger_kinds(owner)[-3:] == [("reserve", -40), ("release", 40), ("charge", -40)]
+    assert assert_ledger_balanced(owner) == 960
+
+
+def test_a_partial_batch_charges_only_what_was_delivered(client, owner, owner_key, settings):
+    settings.UPSTREAM_MAX_RETRIES = 0
+    response = generate(client, owner_key, unique("[sim:deliver=2]"), n=4)
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert len(body["data"]) == 2
+    assert (body["images_requested"], body["images_delivered"], body["credits_charged"]) == (
+        4,
+        2,
+        80,
+    )
+    assert ledger_kinds(owner)[-3:] == [("reserve", -160), ("release", 160), ("charge", -80)]
+    assert assert_ledger_balanced(owner) == 920
+    generation = Generation.objects.get()
+    assert "2 of 4 images were not delivered" in generation.error_message
+
+
+def test_our_upstream_credentials_failing_is_a_503_never_a_401(
+    client, owner, owner_key, settings, caplog
+):
+    settings.UPSTREAM_API_KEY = "a-wrong-upstream-key"
+
+    response = generate(client, owner_key, unique(""))
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
+    assert response["x-should-retry"] == "false"
+    assert "a-wrong-upstream-key" not in response.content.decode()
+    assert any(record.levelname == "ERROR" for record in caplog.records)
+    assert_refunded(owner, 40)
+
+
+def test_our_upstream_account_in_arrears_is_a_503(client, owner, owner_key):
+    response = generate(client, owner_key, unique("[sim:quota]"))
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
+    assert_refunded(owner, 40)
+
+
+def test_an_upstream_rate_limit_is_a_503_with_retry_after(client, owner, owner_key, settings):
+    settings.UPSTREAM_MAX_RETRIES = 0
+    response = generate(client, owner_key, unique("[sim:error-429]"))
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert_refunded(owner, 40)
+
+
+def test_an_upstream_timeout_is_a_503_and_refunded(client, owner, owner_key, settings):
+    settings.UPSTREAM_TIMEOUT_SECONDS = 1
+    settings.UPSTREAM_MAX_RETRIES = 0
+    response = generate(client, owner_key, unique("[sim:latency=3]"))
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "upstream_timeout"
+    assert_refunded(owner, 40)
+
+
+def test_an_unreachable_upstream_is_a_502_and_refunded(client, owner, owner_key, settings):
+    settings.UPSTREAM_BASE_URL = "http://127.0.0.1:9/api/v3"
+    settings.UPSTREAM_MAX_RETRIES = 0
+    response = generate(client, owner_key, unique(""))
+    assert response.status_code == 502
+    assert_refunded(owner, 40)
+
+
+@pytest.mark.parametrize("marker", ["[sim:bad-image]", "[sim:offsite-url]", "[sim:huge-image]"])
+def test_an_image_we_cannot_safely_fetch_is_not_delivered_or_charged(
+    client, owner, owner_key, settings, marker
+):
+    settings.UPSTREAM_IMAGE_MAX_BYTES = 8 * 1024 * 1024
+    response = generate(client, owner_key, unique(marker))
+    assert response.status_code == 502
+    assert not Generation.objects.get().images.exists()
+    assert_refunded(owner, 40)
+
+
+def test_images_are_fetched_only_over_https_from_allowed_hosts(settings):
+    from api.upstream import image_host_allowed
+
+    settings.UPSTREAM_BASE_URL = "https://ark.ap-southeast.bytepluses.com/api/v3"
+    settings.UPSTREAM_IMAGE_HOSTS = ["*.volces.com", "ark.ap-southeast.bytepluses.com"]
+    assert image_host_allowed("https://bucket.tos-ap-southeast-1.volces.com/a.jpeg?sig=1")
+    assert image_host_allowed("https://ark.ap-southeast.bytepluses.com/x.jpeg")
+    assert not image_host_allowed("http://bucket.tos-ap-southeast-1.volces.com/a.jpeg")
+    assert not image_host_allowed("https://volces.com.evil.example/a.jpeg")
+    assert not image_host_allowed("https://evilvolces.com/a.jpeg")
+    assert not image_host_allowed("https://169.254.169.254/latest/meta-data")
+    assert not image_host_allowed("file:///etc/passwd")
