@@ -6,6 +6,7 @@ and every test that generates images goes through the real upstream client to it
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -17,6 +18,7 @@ from django.db import connection
 
 from accounts.models import User
 from billing import services as billing
+from billing.models import Price
 from keys import services as keys
 from tests.support.server import running_server
 from tests.support.simulator import running_simulator
@@ -100,6 +102,16 @@ def _database_url() -> str:
     port = db.get("PORT") or 5432
     auth = f"{user}:{db['PASSWORD']}@" if db.get("PASSWORD") else (f"{user}@" if user else "")
     return f"postgres://{auth}{host}:{port}/{db['NAME']}"
+
+
+@pytest.fixture
+def default_prices(transactional_db: None) -> None:
+    """Transactional tests flush every table, the seeded price table too: seed it again."""
+    seed = importlib.import_module("billing.migrations.0002_seed_prices_and_ledger_guard")
+    for model, tier, credits in seed.DEFAULT_PRICES:
+        Price.objects.get_or_create(
+            model=model, size_tier=tier, defaults={"credits_per_image": credits}
+        )
 
 
 @pytest.fixture(scope="session")

@@ -45,7 +45,4 @@ def ledger_rows(user: User, reference: str | None = None) -> list[tuple[str, int
     entries = LedgerEntry.objects.filter(account__user=user)
     if reference is not None:
         entries = entries.filter(reference=reference)
-    return [
-        (e.kind, e.amount_credits, e.balance_after_credits)
-        for e in entries.order_by("id")
-    ]
+    return [(e.kind, e.amount_credits, e.balance_after_credits) for e in entries.order_by("id")]

@@ -141,6 +141,36 @@ def test_a_ledger_row_cannot_be_saved_again(owner):
     assert assert_ledger_consistent(owner) == 1000
 
 
+@pytest.mark.xfail(
+    reason=(
+        "BUG: LedgerEntry.save() only refuses instances loaded from the database "
+        "(_state.adding is False). A new instance given an existing row's pk is saved as an "
+        "UPDATE of that row: on SQLite (the embedded default) it silently rewrites history, on "
+        "PostgreSQL only the trigger stops it. save() should insert only (force_insert=True) or "
+        "refuse any instance that has a pk."
+    ),
+    strict=True,
+)
+def test_a_ledger_row_cannot_be_overwritten_by_a_new_instance_with_its_id(owner):
+    entry = LedgerEntry.objects.get(account__user=owner)
+    forged = LedgerEntry(
+        pk=entry.pk,
+        account=entry.account,
+        kind=LedgerEntry.Kind.GRANT,
+        amount_credits=1_000_000,
+        balance_after_credits=1_000_000,
+        idempotency_key=entry.idempotency_key,
+    )
+
+    # Refused by the model (ValueError) or as a duplicate primary key (IntegrityError).
+    with pytest.raises((ValueError, IntegrityError)), transaction.atomic():
+        forged.save()
+
+    entry.refresh_from_db()
+    assert (entry.amount_credits, entry.balance_after_credits) == (1000, 1000)
+    assert assert_ledger_consistent(owner) == 1000
+
+
 def test_a_ledger_row_cannot_be_deleted_through_the_model(owner):
     entry = LedgerEntry.objects.get(account__user=owner)
 
@@ -164,9 +194,12 @@ def test_a_ledger_row_cannot_be_deleted_through_the_model(owner):
 def test_postgres_refuses_to_change_or_remove_a_ledger_row_even_in_raw_sql(owner, sql):
     entry = LedgerEntry.objects.get(account__user=owner)
 
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [entry.pk])
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(sql, [entry.pk])
 
     entry.refresh_from_db()
     assert (entry.amount_credits, entry.balance_after_credits) == (1000, 1000)

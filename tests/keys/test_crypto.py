@@ -89,11 +89,6 @@ def test_it_rejects_a_malformed_key(mangle):
     assert crypto.parse_key(mangle(raw)) is None
 
 
-@pytest.mark.xfail(
-    reason="BUG: _KEY_RE ends with '$', which also matches before a trailing newline, so "
-    "parse_key accepts 'key\\n' (use re.fullmatch or \\Z)",
-    strict=True,
-)
 def test_it_rejects_a_key_with_a_trailing_newline():
     assert crypto.parse_key(new_key() + "\n") is None
 

@@ -178,11 +178,6 @@ def test_it_rejects_an_issued_key_wrapped_in_a_bearer_prefix_as_malformed(owner,
     assert failure_reason(f" {issued.raw_key} ") == "malformed"
 
 
-@pytest.mark.xfail(
-    reason="BUG: parse_key accepts a trailing newline ('$' in _KEY_RE), so a key followed by "
-    "'\\n' reaches the database and is reported as 'unknown' instead of 'malformed'",
-    strict=True,
-)
 def test_it_rejects_an_issued_key_with_a_trailing_newline_as_malformed(owner, api_key_factory):
     issued = api_key_factory(owner)
 

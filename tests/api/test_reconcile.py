@@ -1,0 +1,80 @@
+"""A generation whose request died is settled by the reconciler: released once, never charged."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.files.storage import default_storage
+from django.core.management import call_command
+from django.utils import timezone
+
+from api import services, tasks
+from api.catalog import get_model, resolve_size
+from api.models import Generation
+from api.upstream import DeliveredImage
+from tests.support.money import assert_ledger_balanced, ledger_kinds
+
+pytestmark = pytest.mark.smoke
+
+
+@pytest.fixture
+def stuck(owner):
+    model = get_model("seedream-4-0")
+    spec = services.GenerationSpec(
+        model=model, prompt="lost", size=resolve_size(model, "1024x1024"), n=2
+    )
+    return services.begin_generation(user=owner, spec=spec)
+
+
+def past_deadline(generation):
+    return generation.deadline_at + timedelta(seconds=1)
+
+
+def test_it_leaves_generations_inside_their_deadline_alone(stuck, owner):
+    assert services.reconcile_stuck_generations(now=timezone.now()) == 0
+    assert assert_ledger_balanced(owner) == 920
+    assert Generation.objects.get().status == Generation.Status.RUNNING
+
+
+def test_it_fails_and_releases_a_generation_past_its_deadline_once(stuck, owner):
+    assert services.reconcile_stuck_generations(now=past_deadline(stuck)) == 1
+    assert services.reconcile_stuck_generations(now=past_deadline(stuck)) == 0
+
+    generation = Generation.objects.get()
+    assert generation.status == Generation.Status.FAILED
+    assert generation.error_code == "expired"
+    assert generation.charged_credits == 0
+    assert ledger_kinds(owner) == [("grant", 1000), ("reserve", -80), ("release", 80)]
+    assert assert_ledger_balanced(owner) == 1000
+
+
+def test_a_late_completion_after_reconciling_charges_nothing_and_keeps_no_files(stuck, owner):
+    services.reconcile_stuck_generations(now=past_deadline(stuck))
+    image = DeliveredImage(b"\xff\xd8fake", "image/jpeg", "jpg", 1024, 1024)
+    files_before = stored_files()
+
+    completed = services.complete_generation(stuck, [image, image], latency_ms=5)
+
+    assert completed.images == []
+    assert completed.generation.status == Generation.Status.FAILED
+    assert assert_ledger_balanced(owner) == 1000
+    assert stored_files() == files_before
+
+
+def stored_files(path="images"):
+    if not default_storage.exists(path):
+        return set()
+    dirs, files = default_storage.listdir(path)
+    found = {f"{path}/{name}" for name in files}
+    for sub in dirs:
+        found |= stored_files(f"{path}/{sub}")
+    return found
+
+
+def test_the_command_and_the_periodic_task_run_the_reconciler(stuck, owner, capsys):
+    Generation.objects.update(deadline_at=timezone.now() - timedelta(seconds=1))
+    call_command("reconcile_generations")
+    assert "Reconciled 1 generations." in capsys.readouterr().out
+    assert tasks.reconcile_stuck_generations() == 0
+    assert assert_ledger_balanced(owner) == 1000

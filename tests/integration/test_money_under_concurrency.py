@@ -1,0 +1,81 @@
+"""Money under real concurrency: two server processes, one PostgreSQL, parallel clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import httpx
+import pytest
+
+from api.models import Generation
+from tests.support.money import assert_ledger_balanced, ledger_kinds
+from tests.support.server import running_server
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+
+@pytest.fixture(scope="module")
+def two_process_api(live_server_env):
+    with running_server(live_server_env, workers=2) as base_url:
+        yield base_url
+
+
+async def _fire(base_url, key, bodies, headers=None):
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+        return await asyncio.gather(
+            *(
+                client.post(
+                    "/v1/images/generations",
+                    content=json.dumps(body),
+                    headers={
+                        "Authorization": f"Bearer {key}",
+                        "Content-Type": "application/json",
+                        **(headers or {}),
+                    },
+                )
+                for body in bodies
+            )
+        )
+
+
+def test_30_parallel_requests_against_a_balance_for_10_images_give_10_images(
+    two_process_api, default_prices, user_factory, api_key_factory
+):
+    user = user_factory(credits=400)
+    key = api_key_factory(user).raw_key
+    bodies = [
+        {"model": "seedream-4-0", "prompt": f"fox {i}", "size": "1024x1024"} for i in range(30)
+    ]
+
+    responses = asyncio.run(_fire(two_process_api, key, bodies))
+
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [200] * 10 + [402] * 20
+    assert assert_ledger_balanced(user) == 0
+    assert Generation.objects.filter(user=user, status="succeeded").count() == 10
+    kinds = [kind for kind, _ in ledger_kinds(user)]
+    assert kinds.count("charge") == 10
+    assert kinds.count("reserve") == kinds.count("release") == 10
+
+
+def test_concurrent_repeats_of_one_idempotency_key_charge_once(
+    two_process_api, default_prices, user_factory, api_key_factory
+):
+    user = user_factory(credits=1000)
+    key = api_key_factory(user).raw_key
+    body = {
+        "model": "seedream-4-0",
+        "prompt": f"a slow kite {uuid.uuid4()} [sim:latency=0.5]",
+        "size": "1024x1024",
+    }
+
+    responses = asyncio.run(
+        _fire(two_process_api, key, [body] * 6, headers={"Idempotency-Key": "once"})
+    )
+
+    assert [response.status_code for response in responses] == [200] * 6
+    assert len({response.json()["id"] for response in responses}) == 1
+    assert Generation.objects.filter(user=user).count() == 1
+    assert assert_ledger_balanced(user) == 960

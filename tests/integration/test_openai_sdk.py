@@ -1,0 +1,146 @@
+"""The seed's quickstart, exactly: the official `openai` package against our real ASGI server."""
+
+from __future__ import annotations
+
+import base64
+import io
+import uuid
+
+import httpx
+import openai
+import pytest
+from openai import OpenAI
+from PIL import Image as PILImage
+
+from api.models import Generation
+from tests.support.money import assert_ledger_balanced, ledger_kinds
+
+pytestmark = [pytest.mark.integration, pytest.mark.smoke]
+
+
+@pytest.fixture
+def sdk(live_api, default_prices, user_factory, api_key_factory):
+    """An OpenAI client for a customer with 1000 credits, as the quickstart builds it."""
+
+    def make(credits=1000, **options):
+        user = user_factory(credits=credits)
+        key = api_key_factory(user).raw_key
+        return user, OpenAI(base_url=f"{live_api}/v1", api_key=key, **options)
+
+    return make
+
+
+def test_the_quickstart_generates_a_hosted_image_and_charges_for_it(sdk, live_api):
+    user, client = sdk()
+
+    result = client.images.generate(
+        model="seedream-4-0", prompt="a red fox in snow", size="1536x1024"
+    )
+
+    url = result.data[0].url
+    assert url.startswith(f"{live_api}/img/")
+    image = httpx.get(url)
+    assert image.status_code == 200
+    assert image.headers["content-type"] == "image/jpeg"
+    with PILImage.open(io.BytesIO(image.content)) as picture:
+        assert (picture.format, picture.size) == ("JPEG", (1536, 1024))
+    assert assert_ledger_balanced(user) == 960
+    assert ledger_kinds(user)[-1] == ("charge", -40)
+
+
+def test_b64_json_and_n_2(sdk):
+    user, client = sdk()
+
+    result = client.images.generate(
+        model="seedream-4-0",
+        prompt="two kites",
+        size="1024x1024",
+        n=2,
+        response_format="b64_json",
+    )
+
+    assert len(result.data) == 2
+    for item in result.data:
+        with PILImage.open(io.BytesIO(base64.b64decode(item.b64_json))) as picture:
+            assert picture.size == (1024, 1024)
+    assert assert_ledger_balanced(user) == 920
+
+
+def test_seedream_extras_go_through_extra_body(sdk):
+    user, client = sdk()
+    client.images.generate(
+        model="seedream-3-0",
+        prompt="a bonsai",
+        extra_body={"seed": 42, "guidance_scale": 7.5, "watermark": True},
+    )
+    generation = Generation.objects.get(user=user)
+    assert generation.params == {"seed": 42, "guidance_scale": 7.5, "watermark": True}
+
+
+def test_models_list_and_retrieve(sdk):
+    _, client = sdk()
+    assert [model.id for model in client.models.list()] == ["seedream-4-0", "seedream-3-0"]
+    assert client.models.retrieve("seedream-3-0").owned_by == "bytedance"
+
+
+def test_invalid_input_raises_bad_request_error_naming_the_param(sdk):
+    user, client = sdk()
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.images.generate(model="seedream-4-0", prompt="x", n=11)
+    assert caught.value.param == "n"
+    assert caught.value.request_id.startswith("req_")
+    assert assert_ledger_balanced(user) == 1000
+
+
+def test_a_wrong_key_raises_authentication_error(live_api, transactional_db):
+    client = OpenAI(base_url=f"{live_api}/v1", api_key="sk-seedream-wrong")
+    with pytest.raises(openai.AuthenticationError) as caught:
+        client.models.list()
+    assert caught.value.code == "invalid_api_key"
+
+
+def test_an_unknown_model_raises_not_found_error(sdk):
+    _, client = sdk()
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.images.generate(model="dall-e-3", prompt="x")
+    assert caught.value.code == "model_not_found"
+
+
+def test_running_out_of_credits_is_a_402_the_sdk_does_not_retry(sdk):
+    user, client = sdk(credits=30)
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.images.generate(model="seedream-4-0", prompt="x", size="1024x1024")
+    assert caught.value.status_code == 402
+    assert caught.value.code == "insufficient_quota"
+    assert "40 credits" in caught.value.message
+    # One attempt only: the SDK does not retry 402.
+    assert Generation.objects.filter(user=user).count() == 1
+    assert assert_ledger_balanced(user) == 30
+
+
+def test_a_blocked_prompt_raises_bad_request_content_policy_and_costs_nothing(sdk):
+    user, client = sdk()
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.images.generate(
+            model="seedream-4-0", prompt=f"{uuid.uuid4()} [sim:block-prompt]", size="1024x1024"
+        )
+    assert caught.value.code == "content_policy_violation"
+    assert assert_ledger_balanced(user) == 1000
+
+
+def test_streaming_is_refused_clearly(sdk):
+    _, client = sdk()
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.images.generate(model="seedream-4-0", prompt="x", stream=True)
+    assert caught.value.param == "stream"
+
+
+def test_an_upstream_outage_is_retried_by_the_sdk_and_each_attempt_refunded(sdk):
+    user, client = sdk(max_retries=1)
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.images.generate(
+            model="seedream-4-0", prompt=f"{uuid.uuid4()} [sim:error-500]", size="1024x1024"
+        )
+    assert caught.value.status_code == 502
+    assert Generation.objects.filter(user=user, http_status=502).count() == 2
+    assert assert_ledger_balanced(user) == 1000
