@@ -69,8 +69,10 @@ class LedgerEntry(models.Model):
         return f"{self.kind} {self.amount_credits:+d} ({self.reference})"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.pk is not None and not self._state.adding:
+        # Always an INSERT: an instance carrying an existing row's id must fail, not overwrite.
+        if not self._state.adding:
             raise ValueError("Ledger entries are append-only")
+        kwargs["force_insert"] = True
         super().save(*args, **kwargs)
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:

@@ -112,6 +112,8 @@ def grant(
     account = _locked_account(user.pk)
     existing = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
     if existing is not None:
+        if existing.account_id != account.pk:
+            raise ValueError(f"Idempotency key {idempotency_key!r} belongs to another account")
         return existing
     return _append(
         account,
@@ -161,6 +163,12 @@ def settle(
     # Every ledger write for this account holds the account lock, so this check cannot race.
     if LedgerEntry.objects.filter(idempotency_key=release_key).exists():
         return None
+    # Release no more and no less than was held: the caller's figure must match the ledger's.
+    held = LedgerEntry.objects.filter(
+        account=account, idempotency_key=f"{reference}:reserve"
+    ).first()
+    if held is None or -held.amount_credits != reserved_credits:
+        raise ValueError(f"No reservation of {reserved_credits} credits for {reference}")
     _append(
         account,
         Kind.RELEASE,

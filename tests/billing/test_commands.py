@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 
 from billing.models import LedgerEntry
 
-from .helpers import assert_ledger_consistent, ledger_rows
+from tests.support.money import assert_ledger_balanced, ledger_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +31,7 @@ def test_it_grants_credits_and_prints_the_new_balance(owner):
     entry = LedgerEntry.objects.filter(account__user=owner).order_by("id").last()
     assert entry.description == "Granted by an operator"
     assert entry.idempotency_key.startswith("grant:cli:")
-    assert assert_ledger_consistent(owner) == 1500
+    assert assert_ledger_balanced(owner) == 1500
 
 
 def test_it_opens_an_account_for_a_user_with_no_credits_yet(user_factory):
@@ -42,7 +42,7 @@ def test_it_opens_an_account_for_a_user_with_no_credits_yet(user_factory):
     assert "balance 40 credits ($0.0400)" in output
     assert ledger_rows(newcomer) == [("grant", 40, 40)]
     assert LedgerEntry.objects.get(account__user=newcomer).description == "Goodwill for ticket 12"
-    assert assert_ledger_consistent(newcomer) == 40
+    assert assert_ledger_balanced(newcomer) == 40
 
 
 def test_each_run_is_a_separate_grant(owner):
@@ -50,13 +50,13 @@ def test_each_run_is_a_separate_grant(owner):
     grant_credits("owner@example.com", "100")
 
     assert ledger_rows(owner) == [("grant", 1000, 1000), ("grant", 100, 1100), ("grant", 100, 1200)]
-    assert assert_ledger_consistent(owner) == 1200
+    assert assert_ledger_balanced(owner) == 1200
 
 
 def test_it_finds_the_user_whatever_the_case_of_the_email(owner):
     grant_credits("OWNER@Example.COM", "10")
 
-    assert assert_ledger_consistent(owner) == 1010
+    assert assert_ledger_balanced(owner) == 1010
 
 
 def test_it_refuses_an_unknown_email(owner):
@@ -66,7 +66,7 @@ def test_it_refuses_an_unknown_email(owner):
         grant_credits("nobody@example.com", "500")
 
     assert LedgerEntry.objects.count() == rows_before
-    assert assert_ledger_consistent(owner) == 1000
+    assert assert_ledger_balanced(owner) == 1000
 
 
 @pytest.mark.parametrize("credits", ["0", "-5", "ten", "1.5"])
@@ -75,4 +75,4 @@ def test_it_refuses_anything_but_a_positive_whole_number_of_credits(owner, credi
         grant_credits("owner@example.com", credits)
 
     assert ledger_rows(owner) == [("grant", 1000, 1000)]
-    assert assert_ledger_consistent(owner) == 1000
+    assert assert_ledger_balanced(owner) == 1000

@@ -16,7 +16,7 @@ from billing import services
 from billing.models import CreditAccount, LedgerEntry
 from billing.services import InsufficientCredits, Settlement
 
-from .helpers import assert_ledger_consistent, ledger_rows
+from tests.support.money import assert_ledger_balanced, ledger_rows
 
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("transactional_db")]
 
@@ -62,7 +62,7 @@ def test_twenty_simultaneous_reservations_never_overdraw_the_balance(user_factor
     assert all(r.needed_credits == 40 and r.balance_credits < 40 for r in refused)
     assert sorted(e.balance_after_credits for e in succeeded) == list(range(0, 400, 40))
     assert CreditAccount.objects.get(user=user).balance_credits == 0
-    assert assert_ledger_consistent(user) == 0
+    assert assert_ledger_balanced(user) == 0
     assert LedgerEntry.objects.filter(account__user=user, kind="reserve").count() == 10
 
 
@@ -90,7 +90,7 @@ def test_ten_simultaneous_settlements_of_one_reference_settle_it_once(user_facto
         ("release", 160, 1000),
         ("charge", -80, 920),
     ]
-    assert assert_ledger_consistent(user) == 920
+    assert assert_ledger_balanced(user) == 920
 
 
 def test_simultaneous_replays_of_one_grant_add_the_credits_once(user_factory):
@@ -103,7 +103,7 @@ def test_simultaneous_replays_of_one_grant_add_the_credits_once(user_factory):
 
     assert all(isinstance(r, LedgerEntry) for r in results), results
     assert len({r.pk for r in results}) == 1
-    assert assert_ledger_consistent(user) == 600
+    assert assert_ledger_balanced(user) == 600
 
 
 def test_simultaneous_first_grants_open_one_account_and_keep_every_credit(user_factory):
@@ -116,4 +116,4 @@ def test_simultaneous_first_grants_open_one_account_and_keep_every_credit(user_f
 
     assert all(isinstance(r, LedgerEntry) for r in results), results
     assert CreditAccount.objects.filter(user=newcomer).count() == 1
-    assert assert_ledger_consistent(newcomer) == 100
+    assert assert_ledger_balanced(newcomer) == 100

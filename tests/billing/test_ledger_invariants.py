@@ -12,7 +12,7 @@ from billing import services
 from billing.models import CreditAccount, LedgerEntry
 from billing.services import InsufficientCredits
 
-from .helpers import assert_ledger_consistent, ledger_rows
+from tests.support.money import assert_ledger_balanced, ledger_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -69,8 +69,8 @@ def test_the_balance_is_the_ledger_sum_after_every_step_of_a_customer_history(ow
                 is None
             )
 
-        assert assert_ledger_consistent(owner) == expected[owner.pk]
-        assert assert_ledger_consistent(outsider) == expected[outsider.pk]
+        assert assert_ledger_balanced(owner) == expected[owner.pk]
+        assert assert_ledger_balanced(outsider) == expected[outsider.pk]
 
     # The history really did exercise every path.
     assert refused and settled and open_reservations
@@ -81,7 +81,7 @@ def test_the_consistency_check_notices_a_balance_that_drifts_from_its_ledger(own
     CreditAccount.objects.filter(user=owner).update(balance_credits=999)
 
     with pytest.raises(AssertionError):
-        assert_ledger_consistent(owner)
+        assert_ledger_balanced(owner)
 
 
 # --- what the database refuses ------------------------------------------------------------------
@@ -92,7 +92,7 @@ def test_the_database_refuses_a_negative_balance_even_from_a_raw_update(owner):
         CreditAccount.objects.update(balance_credits=-1)
 
     assert CreditAccount.objects.get(user=owner).balance_credits == 1000
-    assert assert_ledger_consistent(owner) == 1000
+    assert assert_ledger_balanced(owner) == 1000
 
 
 def test_the_database_refuses_a_ledger_row_with_a_negative_running_balance(owner):
@@ -107,7 +107,7 @@ def test_the_database_refuses_a_ledger_row_with_a_negative_running_balance(owner
             idempotency_key="adjust:1",
         )
 
-    assert assert_ledger_consistent(owner) == 1000
+    assert assert_ledger_balanced(owner) == 1000
 
 
 def test_the_database_refuses_a_duplicate_idempotency_key(owner, outsider):
@@ -123,7 +123,7 @@ def test_the_database_refuses_a_duplicate_idempotency_key(owner, outsider):
         )
 
     assert LedgerEntry.objects.filter(idempotency_key="once:1").count() == 1
-    assert assert_ledger_consistent(outsider) == 1000
+    assert assert_ledger_balanced(outsider) == 1000
 
 
 def test_a_ledger_row_cannot_be_saved_again(owner):
@@ -138,19 +138,9 @@ def test_a_ledger_row_cannot_be_saved_again(owner):
 
     entry.refresh_from_db()
     assert (entry.amount_credits, entry.balance_after_credits) == (1000, 1000)
-    assert assert_ledger_consistent(owner) == 1000
+    assert assert_ledger_balanced(owner) == 1000
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: LedgerEntry.save() only refuses instances loaded from the database "
-        "(_state.adding is False). A new instance given an existing row's pk is saved as an "
-        "UPDATE of that row: on SQLite (the embedded default) it silently rewrites history, on "
-        "PostgreSQL only the trigger stops it. save() should insert only (force_insert=True) or "
-        "refuse any instance that has a pk."
-    ),
-    strict=True,
-)
 def test_a_ledger_row_cannot_be_overwritten_by_a_new_instance_with_its_id(owner):
     entry = LedgerEntry.objects.get(account__user=owner)
     forged = LedgerEntry(
@@ -168,7 +158,7 @@ def test_a_ledger_row_cannot_be_overwritten_by_a_new_instance_with_its_id(owner)
 
     entry.refresh_from_db()
     assert (entry.amount_credits, entry.balance_after_credits) == (1000, 1000)
-    assert assert_ledger_consistent(owner) == 1000
+    assert assert_ledger_balanced(owner) == 1000
 
 
 def test_a_ledger_row_cannot_be_deleted_through_the_model(owner):
@@ -178,7 +168,7 @@ def test_a_ledger_row_cannot_be_deleted_through_the_model(owner):
         entry.delete()
 
     assert LedgerEntry.objects.filter(pk=entry.pk).exists()
-    assert assert_ledger_consistent(owner) == 1000
+    assert assert_ledger_balanced(owner) == 1000
 
 
 @pytest.mark.postgres
@@ -203,7 +193,7 @@ def test_postgres_refuses_to_change_or_remove_a_ledger_row_even_in_raw_sql(owner
 
     entry.refresh_from_db()
     assert (entry.amount_credits, entry.balance_after_credits) == (1000, 1000)
-    assert assert_ledger_consistent(owner) == 1000
+    assert assert_ledger_balanced(owner) == 1000
 
 
 @pytest.mark.postgres

@@ -11,7 +11,7 @@ from billing import services
 from billing.models import CreditAccount, LedgerEntry, Price
 from billing.services import InsufficientCredits, Settlement, UnknownPrice
 
-from .helpers import assert_ledger_consistent, ledger_rows
+from tests.support.money import assert_ledger_balanced, ledger_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +48,7 @@ def test_a_reservation_takes_the_credits_from_the_balance(owner):
     assert entry.description == "4 images"
     assert entry.account.user == owner
     assert services.balance_credits(owner) == 840
-    assert assert_ledger_consistent(owner) == 840
+    assert assert_ledger_balanced(owner) == 840
 
 
 def test_it_refuses_a_reservation_beyond_the_balance(owner):
@@ -63,7 +63,7 @@ def test_it_refuses_a_reservation_beyond_the_balance(owner):
     assert LedgerEntry.objects.count() == entries_before
     assert not LedgerEntry.objects.filter(reference="gen:1").exists()
     assert services.balance_credits(owner) == 1000
-    assert assert_ledger_consistent(owner) == 1000
+    assert assert_ledger_balanced(owner) == 1000
 
 
 def test_a_reservation_of_exactly_the_balance_succeeds_and_leaves_nothing(owner):
@@ -71,12 +71,12 @@ def test_a_reservation_of_exactly_the_balance_succeeds_and_leaves_nothing(owner)
 
     assert entry.balance_after_credits == 0
     assert services.balance_credits(owner) == 0
-    assert assert_ledger_consistent(owner) == 0
+    assert assert_ledger_balanced(owner) == 0
 
     with pytest.raises(InsufficientCredits) as excinfo:
         reserve(owner, 1, reference="gen:2")
     assert (excinfo.value.needed_credits, excinfo.value.balance_credits) == (1, 0)
-    assert assert_ledger_consistent(owner) == 0
+    assert assert_ledger_balanced(owner) == 0
 
 
 def test_it_refuses_a_reservation_from_a_user_who_never_had_credits(user_factory):
@@ -96,7 +96,7 @@ def test_it_refuses_to_reserve_nothing_or_less(owner, credits):
         reserve(owner, credits)
 
     assert ledger_rows(owner, "gen:1") == []
-    assert assert_ledger_consistent(owner) == 1000
+    assert assert_ledger_balanced(owner) == 1000
 
 
 def test_a_reference_is_reserved_only_once(owner):
@@ -107,14 +107,14 @@ def test_a_reference_is_reserved_only_once(owner):
 
     # The failed second reservation's balance change rolled back with its ledger row.
     assert ledger_rows(owner, "gen:1") == [("reserve", -160, 840)]
-    assert assert_ledger_consistent(owner) == 840
+    assert assert_ledger_balanced(owner) == 840
 
 
 def test_a_reservation_leaves_other_customers_alone(owner, outsider):
     reserve(owner, FOUR_IMAGES)
 
-    assert assert_ledger_consistent(owner) == 840
-    assert assert_ledger_consistent(outsider) == 1000
+    assert assert_ledger_balanced(owner) == 840
+    assert assert_ledger_balanced(outsider) == 1000
     assert ledger_rows(outsider, "gen:1") == []
 
 
@@ -132,7 +132,7 @@ def test_settling_a_full_delivery_charges_everything_reserved(owner):
         ("release", 160, 1000),
         ("charge", -160, 840),
     ]
-    assert assert_ledger_consistent(owner) == 840
+    assert assert_ledger_balanced(owner) == 840
 
 
 def test_settling_a_partial_delivery_charges_only_the_images_delivered(owner):
@@ -146,7 +146,7 @@ def test_settling_a_partial_delivery_charges_only_the_images_delivered(owner):
         ("release", 160, 1000),
         ("charge", -80, 920),
     ]
-    assert assert_ledger_consistent(owner) == 920
+    assert assert_ledger_balanced(owner) == 920
 
 
 def test_settling_when_nothing_was_delivered_charges_nothing(owner):
@@ -157,7 +157,7 @@ def test_settling_when_nothing_was_delivered_charges_nothing(owner):
     assert result == Settlement(charged_credits=0, released_credits=160, balance_credits=1000)
     assert ledger_rows(owner, "gen:1") == [("reserve", -160, 840), ("release", 160, 1000)]
     assert not LedgerEntry.objects.filter(kind="charge", reference="gen:1").exists()
-    assert assert_ledger_consistent(owner) == 1000
+    assert assert_ledger_balanced(owner) == 1000
 
 
 def test_settlement_rows_explain_themselves_to_the_customer(owner):
@@ -179,13 +179,13 @@ def test_a_second_settlement_of_the_same_reference_does_nothing(owner, first_cha
     first = settle(owner, charged=first_charge)
     assert first is not None
     rows = ledger_rows(owner)
-    balance = assert_ledger_consistent(owner)
+    balance = assert_ledger_balanced(owner)
     assert balance == 1000 - first_charge
 
     assert settle(owner, charged=second_charge) is None
 
     assert ledger_rows(owner) == rows
-    assert assert_ledger_consistent(owner) == balance
+    assert assert_ledger_balanced(owner) == balance
 
 
 def test_settling_one_reference_does_not_settle_another(owner):
@@ -196,7 +196,7 @@ def test_settling_one_reference_does_not_settle_another(owner):
     result = settle(owner, charged=40, reference="gen:2")
 
     assert result == Settlement(charged_credits=40, released_credits=120, balance_credits=800)
-    assert assert_ledger_consistent(owner) == 800
+    assert assert_ledger_balanced(owner) == 800
 
 
 @pytest.mark.parametrize(
@@ -211,10 +211,10 @@ def test_it_refuses_a_charge_outside_the_reservation(owner, reserved, charged):
         settle(owner, charged=charged, reserved=reserved)
 
     assert ledger_rows(owner, "gen:1") == [("reserve", -160, 840)]
-    assert assert_ledger_consistent(owner) == 840
+    assert assert_ledger_balanced(owner) == 840
     # The refused settlement did not use up the reference: a correct one still goes through.
     assert settle(owner, charged=80) is not None
-    assert assert_ledger_consistent(owner) == 920
+    assert assert_ledger_balanced(owner) == 920
 
 
 # --- grant --------------------------------------------------------------------------------------
@@ -232,7 +232,7 @@ def test_a_grant_adds_credits_and_opens_the_account_on_first_use(user_factory):
     assert entry.description == "Welcome"
     assert entry.account == CreditAccount.objects.get(user=newcomer)
     assert services.balance_credits(newcomer) == 500
-    assert assert_ledger_consistent(newcomer) == 500
+    assert assert_ledger_balanced(newcomer) == 500
 
 
 def test_a_grant_happens_once_per_idempotency_key(owner):
@@ -245,14 +245,14 @@ def test_a_grant_happens_once_per_idempotency_key(owner):
     assert again.pk == first.pk
     assert different.pk == first.pk
     assert LedgerEntry.objects.filter(idempotency_key="promo:spring").count() == 1
-    assert assert_ledger_consistent(owner) == 1500
+    assert assert_ledger_balanced(owner) == 1500
 
 
 def test_grants_with_different_keys_both_count(owner):
     services.grant(owner, 100, description="a", idempotency_key="grant:a")
     services.grant(owner, 200, description="b", idempotency_key="grant:b")
 
-    assert assert_ledger_consistent(owner) == 1300
+    assert assert_ledger_balanced(owner) == 1300
 
 
 def test_a_grant_can_record_a_top_up_with_its_reference(owner):
@@ -267,7 +267,7 @@ def test_a_grant_can_record_a_top_up_with_its_reference(owner):
 
     assert ledger_rows(owner, "stripe:cs_123") == [("top_up", 5000, 6000)]
     assert entry.kind == "top_up"
-    assert assert_ledger_consistent(owner) == 6000
+    assert assert_ledger_balanced(owner) == 6000
 
 
 @pytest.mark.parametrize("credits", [0, -1, -1000])
@@ -276,7 +276,7 @@ def test_it_refuses_a_grant_of_nothing_or_less(owner, credits):
         services.grant(owner, credits, description="bad", idempotency_key="bad:1")
 
     assert not LedgerEntry.objects.filter(idempotency_key="bad:1").exists()
-    assert assert_ledger_consistent(owner) == 1000
+    assert assert_ledger_balanced(owner) == 1000
 
 
 def test_the_balance_of_a_user_without_an_account_is_zero(user_factory):
@@ -370,3 +370,23 @@ def test_an_edited_price_takes_effect_at_once():
 
     Price.objects.filter(model="seedream-4-0", size_tier="4k").delete()
     assert services.price_per_image("seedream-4-0", "4k") == 45
+
+
+def test_it_refuses_to_settle_what_was_never_reserved(owner):
+    with pytest.raises(ValueError, match="No reservation"):
+        settle(owner, 0, reserved=40, reference="gen:never")
+    assert assert_ledger_balanced(owner) == 1000
+
+
+def test_it_refuses_to_release_more_than_was_held(owner):
+    reserve(owner, 40)
+    with pytest.raises(ValueError, match="No reservation"):
+        settle(owner, 0, reserved=400)
+    assert assert_ledger_balanced(owner) == 960
+
+
+def test_a_grant_key_used_by_another_account_is_refused(owner, outsider):
+    services.grant(owner, 5, description="promo", idempotency_key="promo:1")
+    with pytest.raises(ValueError, match="another account"):
+        services.grant(outsider, 5, description="promo", idempotency_key="promo:1")
+    assert assert_ledger_balanced(outsider) == 1000
