@@ -35,4 +35,3 @@ def request_id_middleware(get_response: Callable[[HttpRequest], Any]) -> Any:
         return response
 
     return middleware
-

@@ -66,7 +66,7 @@ class Generation(models.Model):
     error_param = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
 
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    idempotency_key = models.CharField(max_length=255, blank=True)
     request_hash = models.CharField(max_length=64, blank=True)
 
     created_at = models.DateTimeField(default=timezone.now)
@@ -80,7 +80,7 @@ class Generation(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "idempotency_key"],
-                condition=models.Q(idempotency_key__isnull=False),
+                condition=~models.Q(idempotency_key=""),
                 name="api_generation_idempotency_unique",
             ),
             models.CheckConstraint(

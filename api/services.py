@@ -179,7 +179,7 @@ def begin_generation(
     try:
         with transaction.atomic():
             generation = Generation.objects.create(
-                idempotency_key=idempotency_key or None, request_hash=request_hash, **fields
+                idempotency_key=idempotency_key or "", request_hash=request_hash, **fields
             )
             billing.reserve(
                 user.pk,
@@ -218,7 +218,7 @@ def _check_idempotency(user: User, key: str, request_hash: str, now: datetime) -
         return
     if existing.created_at < window_start:
         # Older than the window: the key is free again.
-        Generation.objects.filter(pk=existing.pk).update(idempotency_key=None)
+        Generation.objects.filter(pk=existing.pk).update(idempotency_key="")
         return
     if existing.request_hash != request_hash:
         raise IdempotencyMismatch(key)

@@ -25,7 +25,11 @@ from PIL import Image as PILImage
 
 logger = logging.getLogger(__name__)
 
-IMAGE_FORMATS = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "WEBP": ("image/webp", "webp")}
+IMAGE_FORMATS = {
+    "JPEG": ("image/jpeg", "jpg"),
+    "PNG": ("image/png", "png"),
+    "WEBP": ("image/webp", "webp"),
+}
 
 
 @dataclass(frozen=True)
@@ -178,14 +182,18 @@ async def _call_once(request: UpstreamRequest) -> _Call:
         # (aiohttp's transport reports a refused connection as a connect timeout.)
         logger.warning("upstream unreachable at %s", settings.UPSTREAM_BASE_URL)
         return _Call(
-            failure=Failure(FailureKind.UPSTREAM_ERROR, "unreachable", "The upstream is unreachable.")
+            failure=Failure(
+                FailureKind.UPSTREAM_ERROR, "unreachable", "The upstream is unreachable."
+            )
         )
     except httpx.TimeoutException:
         return _Call(failure=Failure(FailureKind.TIMEOUT, "timeout", "The upstream timed out."))
     except httpx.HTTPError as exc:
         logger.warning("upstream unreachable: %s", type(exc).__name__)
         return _Call(
-            failure=Failure(FailureKind.UPSTREAM_ERROR, "unreachable", "The upstream is unreachable.")
+            failure=Failure(
+                FailureKind.UPSTREAM_ERROR, "unreachable", "The upstream is unreachable."
+            )
         )
     try:
         payload = response.json()
@@ -195,7 +203,9 @@ async def _call_once(request: UpstreamRequest) -> _Call:
         return _Call(failure=classify_error(response.status_code, payload))
     data = payload.get("data")
     if not isinstance(data, list) or not data or not isinstance(data[0], dict):
-        return _Call(failure=Failure(FailureKind.UPSTREAM_ERROR, "bad_response", "No image returned."))
+        return _Call(
+            failure=Failure(FailureKind.UPSTREAM_ERROR, "bad_response", "No image returned.")
+        )
     item = data[0]
     if isinstance(item.get("error"), dict):
         return _Call(failure=classify_error(200, item))
@@ -214,7 +224,9 @@ def classify_error(status: int, payload: Any) -> Failure:
     message = _strip_request_id(str(error.get("message") or "The upstream failed."))
     param = error.get("param") or None
     if "SensitiveContentDetected" in code:
-        kind = FailureKind.OUTPUT_BLOCKED if code.startswith("Output") else FailureKind.PROMPT_BLOCKED
+        kind = (
+            FailureKind.OUTPUT_BLOCKED if code.startswith("Output") else FailureKind.PROMPT_BLOCKED
+        )
         return Failure(kind, code, message, upstream_status=status)
     if status in (401, 403, 404) or code.startswith(("InvalidEndpoint", "ModelNotOpen")):
         # Our credentials, our account's standing or our model access: never the customer's
@@ -251,8 +263,13 @@ def image_host_allowed(url: str) -> bool:
 
 async def _download(url: str) -> Outcome:
     if not image_host_allowed(url):
-        logger.error("upstream returned an image URL on a host we do not fetch from: %s", urlsplit(url).hostname)
-        return Failure(FailureKind.UPSTREAM_ERROR, "image_host_refused", "The image could not be fetched.")
+        logger.error(
+            "upstream returned an image URL on a host we do not fetch from: %s",
+            urlsplit(url).hostname,
+        )
+        return Failure(
+            FailureKind.UPSTREAM_ERROR, "image_host_refused", "The image could not be fetched."
+        )
     limit = settings.UPSTREAM_IMAGE_MAX_BYTES
     client = get_client()
     started = time.monotonic()
@@ -279,7 +296,9 @@ async def _download(url: str) -> Outcome:
         return Failure(FailureKind.TIMEOUT, "image_fetch_timeout", "Fetching the image timed out.")
     except httpx.HTTPError as exc:
         logger.warning("image fetch failed: %s", type(exc).__name__)
-        return Failure(FailureKind.UPSTREAM_ERROR, "image_fetch_failed", "Fetching the image failed.")
+        return Failure(
+            FailureKind.UPSTREAM_ERROR, "image_fetch_failed", "Fetching the image failed."
+        )
     data = b"".join(chunks)
     try:
         with PILImage.open(io.BytesIO(data)) as picture:
@@ -288,7 +307,9 @@ async def _download(url: str) -> Outcome:
         image_format = None
     if image_format not in IMAGE_FORMATS:
         logger.error("upstream served something that is not an image (%d bytes)", len(data))
-        return Failure(FailureKind.UPSTREAM_ERROR, "bad_image", "The upstream returned an unreadable image.")
+        return Failure(
+            FailureKind.UPSTREAM_ERROR, "bad_image", "The upstream returned an unreadable image."
+        )
     content_type, extension = IMAGE_FORMATS[image_format]
     logger.debug("downloaded %d bytes in %.0f ms", len(data), (time.monotonic() - started) * 1000)
     return DeliveredImage(data, content_type, extension, width, height)
@@ -296,4 +317,6 @@ async def _download(url: str) -> Outcome:
 
 def _too_big(size: int) -> Failure:
     logger.error("upstream image over the size cap: %d bytes", size)
-    return Failure(FailureKind.UPSTREAM_ERROR, "image_too_large", "The upstream image was too large.")
+    return Failure(
+        FailureKind.UPSTREAM_ERROR, "image_too_large", "The upstream image was too large."
+    )

@@ -35,6 +35,13 @@ class CreditAccountAdmin(ReadOnlyAdmin):
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "account", "kind", "amount_credits", "balance_after_credits", "reference")
+    list_display = (
+        "created_at",
+        "account",
+        "kind",
+        "amount_credits",
+        "balance_after_credits",
+        "reference",
+    )
     list_filter = ("kind",)
     search_fields = ("reference", "account__user__email", "idempotency_key")

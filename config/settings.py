@@ -301,9 +301,12 @@ UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 512)
 UPSTREAM_HTTP_TRANSPORT = env_str("UPSTREAM_HTTP_TRANSPORT", "aiohttp")
 # Images are fetched only from these hosts ("*." matches any subdomain), over https unless the
 # host is the configured upstream's own (the simulator on loopback).
-UPSTREAM_IMAGE_HOSTS = env_list(
-    "UPSTREAM_IMAGE_HOSTS", "*.bytepluses.com,*.byteplusapi.com,*.volces.com,*.volccdn.com"
-) + [urlsplit(UPSTREAM_BASE_URL).hostname or ""]
+UPSTREAM_IMAGE_HOSTS = [
+    *env_list(
+        "UPSTREAM_IMAGE_HOSTS", "*.bytepluses.com,*.byteplusapi.com,*.volces.com,*.volccdn.com"
+    ),
+    urlsplit(UPSTREAM_BASE_URL).hostname or "",
+]
 UPSTREAM_IMAGE_MAX_BYTES = env_int("UPSTREAM_IMAGE_MAX_BYTES", 32 * 1024 * 1024)
 UPSTREAM_IMAGE_TIMEOUT_SECONDS = env_int("UPSTREAM_IMAGE_TIMEOUT_SECONDS", 60)
 

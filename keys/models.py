@@ -12,7 +12,9 @@ from . import crypto
 
 
 class ApiKey(models.Model):
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
+    )
     name = models.CharField(max_length=100)
     lookup_id = models.CharField(max_length=crypto.LOOKUP_ID_LENGTH, unique=True)
     secret_hash = models.CharField(max_length=64)

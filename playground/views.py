@@ -24,6 +24,9 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "playground/home.html",
-        {"models": models, "base_url": f"{request.scheme}://{request.get_host()}/v1",
-         "credits_per_usd": settings.CREDITS_PER_USD},
+        {
+            "models": models,
+            "base_url": f"{request.scheme}://{request.get_host()}/v1",
+            "credits_per_usd": settings.CREDITS_PER_USD,
+        },
     )

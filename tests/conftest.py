@@ -39,7 +39,9 @@ def simulator_url() -> Iterator[str]:
 
 
 @pytest.fixture(autouse=True)
-def _test_settings(settings: Any, simulator_url: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _test_settings(
+    settings: Any, simulator_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.MEDIA_ROOT = str(tmp_path_factory.getbasetemp() / "media")
     settings.UPSTREAM_BASE_URL = simulator_url
@@ -71,7 +73,9 @@ def user_factory(db: None) -> Callable[..., User]:
 
 @pytest.fixture
 def api_key_factory(db: None) -> Callable[..., keys.IssuedKey]:
-    def make(user: User, name: str = "test key", expires_at: datetime | None = None) -> keys.IssuedKey:
+    def make(
+        user: User, name: str = "test key", expires_at: datetime | None = None
+    ) -> keys.IssuedKey:
         return keys.create_key(user, name, expires_at=expires_at)
 
     return make
@@ -155,5 +159,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if "postgres" in item.keywords:
                 item.add_marker(skip)
-
-

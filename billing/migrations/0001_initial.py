@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,56 +15,117 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='CreditAccount',
+            name="CreditAccount",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('balance_credits', models.BigIntegerField(default=0)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='credit_account', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("balance_credits", models.BigIntegerField(default=0)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="credit_account",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='LedgerEntry',
+            name="LedgerEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('grant', 'Grant'), ('top_up', 'Top-up'), ('reserve', 'Reserve'), ('release', 'Release'), ('charge', 'Charge'), ('refund', 'Refund'), ('adjustment', 'Adjustment')], max_length=16)),
-                ('amount_credits', models.BigIntegerField()),
-                ('balance_after_credits', models.BigIntegerField()),
-                ('reference', models.CharField(blank=True, db_index=True, max_length=100)),
-                ('description', models.CharField(blank=True, max_length=255)),
-                ('idempotency_key', models.CharField(max_length=150, unique=True)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='entries', to='billing.creditaccount')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("grant", "Grant"),
+                            ("top_up", "Top-up"),
+                            ("reserve", "Reserve"),
+                            ("release", "Release"),
+                            ("charge", "Charge"),
+                            ("refund", "Refund"),
+                            ("adjustment", "Adjustment"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("amount_credits", models.BigIntegerField()),
+                ("balance_after_credits", models.BigIntegerField()),
+                ("reference", models.CharField(blank=True, db_index=True, max_length=100)),
+                ("description", models.CharField(blank=True, max_length=255)),
+                ("idempotency_key", models.CharField(max_length=150, unique=True)),
+                (
+                    "created_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="entries",
+                        to="billing.creditaccount",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'ledger entries',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name_plural": "ledger entries",
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Price',
+            name="Price",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('model', models.CharField(max_length=64)),
-                ('size_tier', models.CharField(blank=True, max_length=16)),
-                ('credits_per_image', models.PositiveIntegerField()),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("model", models.CharField(max_length=64)),
+                ("size_tier", models.CharField(blank=True, max_length=16)),
+                ("credits_per_image", models.PositiveIntegerField()),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['model', 'size_tier'],
-                'constraints': [models.UniqueConstraint(fields=('model', 'size_tier'), name='billing_price_unique'), models.CheckConstraint(condition=models.Q(('credits_per_image__gt', 0)), name='billing_price_positive')],
+                "ordering": ["model", "size_tier"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("model", "size_tier"), name="billing_price_unique"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("credits_per_image__gt", 0)),
+                        name="billing_price_positive",
+                    ),
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='creditaccount',
-            constraint=models.CheckConstraint(condition=models.Q(('balance_credits__gte', 0)), name='billing_balance_not_negative'),
+            model_name="creditaccount",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("balance_credits__gte", 0)), name="billing_balance_not_negative"
+            ),
         ),
         migrations.AddIndex(
-            model_name='ledgerentry',
-            index=models.Index(fields=['account', '-created_at'], name='billing_led_account_87c38a_idx'),
+            model_name="ledgerentry",
+            index=models.Index(
+                fields=["account", "-created_at"], name="billing_led_account_87c38a_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ledgerentry',
-            constraint=models.CheckConstraint(condition=models.Q(('balance_after_credits__gte', 0)), name='billing_ledger_balance_after_not_negative'),
+            model_name="ledgerentry",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("balance_after_credits__gte", 0)),
+                name="billing_ledger_balance_after_not_negative",
+            ),
         ),
     ]

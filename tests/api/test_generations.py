@@ -48,7 +48,12 @@ def test_it_returns_hosted_urls_and_charges_exactly_the_images_delivered(client,
     assert len(set(urls)) == 2
     assert all(url.startswith("http://testserver/img/") and url.endswith(".jpg") for url in urls)
     assert assert_ledger_balanced(owner) == 1000 - 80
-    assert ledger_kinds(owner) == [("grant", 1000), ("reserve", -80), ("release", 80), ("charge", -80)]
+    assert ledger_kinds(owner) == [
+        ("grant", 1000),
+        ("reserve", -80),
+        ("release", 80),
+        ("charge", -80),
+    ]
 
     generation = Generation.objects.get()
     assert generation.status == Generation.Status.SUCCEEDED

@@ -22,9 +22,7 @@ def post(client, key, body, *, content_type="application/json", raw=None, **head
     data = raw if raw is not None else json.dumps(body)
     if key is not None:
         headers["Authorization"] = f"Bearer {key}"
-    return client.post(
-        "/v1/images/generations", data, content_type=content_type, headers=headers
-    )
+    return client.post("/v1/images/generations", data, content_type=content_type, headers=headers)
 
 
 def assert_error(response, status, *, code=None, param=None, type_="invalid_request_error"):
@@ -119,7 +117,10 @@ def test_it_names_a_missing_model(client, owner_key, untouched):
 
 def test_it_answers_404_model_not_found_for_an_unknown_model(client, owner_key, untouched):
     error = assert_error(
-        post(client, owner_key, {**GOOD, "model": "dall-e-3"}), 404, code="model_not_found", param="model"
+        post(client, owner_key, {**GOOD, "model": "dall-e-3"}),
+        404,
+        code="model_not_found",
+        param="model",
     )
     assert "dall-e-3" in error["message"]
 
@@ -150,7 +151,8 @@ def test_it_rejects_an_empty_json_body(client, owner_key, untouched):
 
 
 @pytest.mark.parametrize(
-    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"],
 )
 def test_it_answers_415_for_a_body_that_is_not_json(client, owner_key, untouched, content_type):
     assert_error(
@@ -219,7 +221,9 @@ def test_it_never_echoes_a_wrong_key_in_full(client, owner_key, untouched):
     assert wrong[20:40] not in error["message"]
 
 
-def test_it_answers_401_for_a_revoked_key_on_the_very_next_request(client, owner, api_key_factory, untouched):
+def test_it_answers_401_for_a_revoked_key_on_the_very_next_request(
+    client, owner, api_key_factory, untouched
+):
     issued = api_key_factory(owner)
     keys.revoke_key(issued.api_key)
     error = assert_error(post(client, issued.raw_key, GOOD), 401, code="invalid_api_key")
@@ -256,7 +260,9 @@ def test_it_answers_405_for_other_methods(client, owner_key, method):
 
 
 def test_it_answers_404_in_openai_shape_for_an_unknown_route(client, owner_key):
-    response = client.get("/v1/images/variations/nope", headers={"Authorization": f"Bearer {owner_key}"})
+    response = client.get(
+        "/v1/images/variations/nope", headers={"Authorization": f"Bearer {owner_key}"}
+    )
     assert_error(response, 404, code="unknown_url")
 
 

@@ -9,7 +9,6 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from billing.models import LedgerEntry
-
 from tests.support.money import assert_ledger_balanced, ledger_rows
 
 pytestmark = pytest.mark.django_db

@@ -15,7 +15,6 @@ from django.db import connection
 from billing import services
 from billing.models import CreditAccount, LedgerEntry
 from billing.services import InsufficientCredits, Settlement
-
 from tests.support.money import assert_ledger_balanced, ledger_rows
 
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("transactional_db")]

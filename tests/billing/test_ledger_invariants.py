@@ -11,7 +11,6 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from billing import services
 from billing.models import CreditAccount, LedgerEntry
 from billing.services import InsufficientCredits
-
 from tests.support.money import assert_ledger_balanced, ledger_rows
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,6 @@ from django.db import IntegrityError
 from billing import services
 from billing.models import CreditAccount, LedgerEntry, Price
 from billing.services import InsufficientCredits, Settlement, UnknownPrice
-
 from tests.support.money import assert_ledger_balanced, ledger_rows
 
 pytestmark = pytest.mark.django_db

@@ -25,7 +25,6 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stderr.write(
-            f"Created key '{issued.api_key.name}' for {user.email}. "
-            "It is shown once: store it now."
+            f"Created key '{issued.api_key.name}' for {user.email}. It is shown once: store it now."
         )
         self.stdout.write(issued.raw_key)
