@@ -1,0 +1,210 @@
+"""Benchmark POST /v1/images/generations on the production-style server. Prints figures.
+
+Starts, on loopback: the upstream simulator, and uvicorn serving config.asgi with 2 worker
+processes on a fresh PostgreSQL database; then drives the API with wrk (closed loop, N
+connections) for a fixed time per scenario:
+
+- concurrency 1, 16 and 64 with a zero-latency simulator;
+- concurrency 256 with a simulator that answers after 1 second.
+
+For each it prints requests/s, p50 and p99 latency, errors, and the server's CPU per request
+(utime + stime of the uvicorn process tree from /proc, divided by the requests served), and the
+same figures for wrk driving the simulator directly (the floor: what the upstream alone costs).
+Every product request includes the image download from the simulator, its storage, and the
+ledger. Run: `make bench` or `.venv/bin/python bench/api_bench.py --duration 10`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.server import free_port, running_server  # noqa: E402
+from tests.support.simulator import running_simulator  # noqa: E402
+
+SIM_KEY = "bench-sim-key"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Result:
+    name: str
+    concurrency: int
+    requests: int
+    errors: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_ms_per_request: float | None
+
+
+def process_tree_cpu_seconds(root_pid: int) -> float:
+    """utime + stime of a process and all its descendants, in seconds."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    total, stack = 0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+        stack.extend(children.get(pid, []))
+    return total / CLOCK_TICKS
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def run_wrk(url: str, body: dict, headers: dict[str, str], concurrency: int, seconds: int) -> tuple[int, int, float, float, float]:
+    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}"]
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
+    script.write("\n".join(lines) + "\n")
+    script.close()
+    threads = min(2, concurrency)
+    output = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "30s",
+         "--latency", "-s", script.name, url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    os.unlink(script.name)
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    if socket_errors:
+        errors += sum(int(x) for x in socket_errors.groups())
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s|m)\b", output)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s|m)\b", output)
+    return requests, errors, rps, _ms(*p50.groups()), _ms(*p99.groups())
+
+
+def measure(name, url, body, headers, concurrency, seconds, pid) -> Result:
+    cpu_before = process_tree_cpu_seconds(pid) if pid else 0.0
+    requests, errors, rps, p50, p99 = run_wrk(url, body, headers, concurrency, seconds)
+    cpu = (process_tree_cpu_seconds(pid) - cpu_before) if pid else None
+    per_request = cpu * 1000 / requests if cpu is not None and requests else None
+    return Result(name, concurrency, requests, errors, rps, p50, p99, per_request)
+
+
+def prepare_database(database_url: str, data_dir: Path) -> str:
+    """A fresh database with a customer holding plenty of credits; returns their raw key."""
+    import psycopg
+
+    admin_url, _, name = database_url.rpartition("/")
+    with psycopg.connect(f"{admin_url}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    env = {**os.environ, "DATABASE_URL": database_url, "DATA_DIR": str(data_dir)}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    code = (
+        "from accounts.models import User; from billing import services as b; "
+        "from keys import services as k; u = User.objects.create_user('bench@example.com'); "
+        "b.grant(u, 10**12, description='bench', idempotency_key='bench'); "
+        "print(k.create_key(u, 'bench').raw_key)"
+    )
+    out = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return out.strip().splitlines()[-1]
+
+
+def server_pid(base_url: str) -> int:
+    port = base_url.rsplit(":", 1)[1]
+    out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True).stdout
+    return int(re.search(r"pid=(\d+)", out).group(1))
+
+
+def print_table(results: list[Result]) -> None:
+    print()
+    print(f"{'scenario':<42} {'conc':>5} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7} {'CPU ms/req':>11}")
+    for r in results:
+        cpu = f"{r.cpu_ms_per_request:.2f}" if r.cpu_ms_per_request is not None else "-"
+        print(f"{r.name:<42} {r.concurrency:>5} {r.rps:>9.1f} {r.p50_ms:>9.1f} {r.p99_ms:>9.1f} {r.errors:>7} {cpu:>11}")
+    print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--size", default="1024x1024")
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/seedream_bench")
+    parser.add_argument("--transport", default=os.environ.get("UPSTREAM_HTTP_TRANSPORT", "aiohttp"))
+    parser.add_argument("--only", default="fast,slow", help="fast, slow or both")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install wrk")
+
+    data_dir = Path(tempfile.mkdtemp(prefix="seedream-bench-"))
+    key = prepare_database(args.database_url, data_dir)
+    product_body = {"model": "seedream-4-0", "prompt": "a benchmark fox", "size": args.size}
+    upstream_body = {**product_body, "model": "seedream-4-0-250828", "watermark": False,
+                     "sequential_image_generation": "disabled", "response_format": "url"}  # fmt: skip
+    json_headers = {"Content-Type": "application/json"}
+    results: list[Result] = []
+    scenarios = args.only.split(",")
+    try:
+        for latency, concurrencies, label in [(0.0, [1, 16, 64], "fast"), (1.0, [256], "slow")]:
+            if label not in scenarios:
+                continue
+            with running_simulator(latency=latency, api_key=SIM_KEY) as sim_url:
+                sim_pid = server_pid(sim_url.removesuffix("/api/v3"))
+                env = {
+                    "DATABASE_URL": args.database_url,
+                    "DATA_DIR": str(data_dir),
+                    "UPSTREAM_BASE_URL": sim_url,
+                    "UPSTREAM_API_KEY": SIM_KEY,
+                    "UPSTREAM_HTTP_TRANSPORT": args.transport,
+                    "DB_POOL_MAX_SIZE": "40",
+                    "LOG_LEVEL": "WARNING",
+                    "ALLOWED_HOSTS": "127.0.0.1,localhost",
+                }
+                with running_server(env, workers=args.workers) as base_url:
+                    pid = server_pid(base_url)
+                    product_url = f"{base_url}/v1/images/generations"
+                    headers = {**json_headers, "Authorization": f"Bearer {key}"}
+                    run_wrk(product_url, product_body, headers, 4, 2)  # warm-up
+                    for c in concurrencies:
+                        product = measure(f"gateway, simulator {latency:g} s", product_url,
+                                          product_body, headers, c, args.duration, pid)  # fmt: skip
+                        results.append(product)
+                        sim = measure(f"simulator alone (floor), {latency:g} s", f"{sim_url}/images/generations",
+                                      upstream_body, {**json_headers, "Authorization": f"Bearer {SIM_KEY}"},
+                                      c, args.duration, sim_pid)  # fmt: skip
+                        results.append(sim)
+                        print_table(results[-2:])
+                del sim_pid
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    print(f"transport={args.transport} workers={args.workers} size={args.size} duration={args.duration}s cores={os.cpu_count()}")
+    print_table(results)
+
+
+if __name__ == "__main__":
+    main()
