@@ -268,20 +268,21 @@ def complete_generation(
     charged = generation.price_per_image_credits * len(stored)
     error = None if stored else failure_error(failures)
     now = timezone.now()
+    outcome: dict[str, Any] = {
+        "status": Generation.Status.SUCCEEDED if stored else Generation.Status.FAILED,
+        "images_delivered": len(stored),
+        "charged_credits": charged,
+        "http_status": error.status if error else 200,
+        "error_code": (error.code or "") if error else _partial_note(failures),
+        "error_param": (error.param or "") if error else "",
+        "error_message": error.message if error else _partial_message(failures, len(outcomes)),
+        "finished_at": now,
+        "latency_ms": latency_ms,
+    }
     with transaction.atomic():
         claimed = Generation.objects.filter(
             pk=generation.pk, status__in=[Generation.Status.QUEUED, Generation.Status.RUNNING]
-        ).update(
-            status=Generation.Status.SUCCEEDED if stored else Generation.Status.FAILED,
-            images_delivered=len(stored),
-            charged_credits=charged,
-            http_status=error.status if error else 200,
-            error_code=(error.code or "") if error else _partial_note(failures),
-            error_param=(error.param or "") if error else "",
-            error_message=error.message if error else _partial_message(failures, len(outcomes)),
-            finished_at=now,
-            latency_ms=latency_ms,
-        )
+        ).update(**outcome)
         if claimed:
             images = Image.objects.bulk_create(
                 Image(
@@ -314,7 +315,8 @@ def complete_generation(
         logger.error("generation %s finished after its deadline", generation.public_id)
         generation.refresh_from_db()
         return Completed(generation, [])
-    generation.refresh_from_db()
+    for field_name, value in outcome.items():
+        setattr(generation, field_name, value)
     data = {img.pk: image.data for img, (_, image, _, _) in zip(images, stored, strict=True)}
     return Completed(generation, images, data)
 

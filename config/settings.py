@@ -263,6 +263,9 @@ API_KEY_LAST_USED_RESOLUTION_SECONDS = 60
 # One credit is worth 1/CREDITS_PER_USD dollars: with 1000, a credit is a tenth of a cent.
 CREDITS_PER_USD = env_int("CREDITS_PER_USD", 1000)
 DEMO_CREDITS = env_int("DEMO_CREDITS", 2000)
+# How long a process may quote from the price table it read last (prices edited in the admin
+# apply everywhere within this many seconds).
+PRICE_CACHE_SECONDS = env_int("PRICE_CACHE_SECONDS", 10)
 
 # --- Generation API -----------------------------------------------------------------------------
 

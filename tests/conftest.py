@@ -49,6 +49,7 @@ def _test_settings(
     settings.UPSTREAM_IMAGE_HOSTS = ["127.0.0.1"]
     settings.UPSTREAM_RETRY_BACKOFF_MS = 10
     settings.IMAGE_BASE_URL = ""
+    settings.PRICE_CACHE_SECONDS = 0
     # Pages render without a collectstatic manifest.
     settings.STORAGES = {
         **settings.STORAGES,

@@ -389,3 +389,12 @@ def test_a_grant_key_used_by_another_account_is_refused(owner, outsider):
     with pytest.raises(ValueError, match="another account"):
         services.grant(outsider, 5, description="promo", idempotency_key="promo:1")
     assert assert_ledger_balanced(outsider) == 1000
+
+
+def test_prices_are_cached_for_the_configured_time(owner, settings):
+    assert services.price_per_image("seedream-4-0", "") == 40  # read afresh (0 s in tests)
+    settings.PRICE_CACHE_SECONDS = 3600
+    Price.objects.filter(model="seedream-4-0", size_tier="").update(credits_per_image=45)
+    assert services.price_per_image("seedream-4-0", "") == 40
+    settings.PRICE_CACHE_SECONDS = 0
+    assert services.price_per_image("seedream-4-0", "") == 45
