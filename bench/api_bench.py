@@ -135,9 +135,15 @@ def prepare_database(database_url: str, data_dir: Path) -> str:
 
 
 def server_pid(base_url: str) -> int:
+    """The pid of the process that owns the listening socket and is not a child of another."""
     port = base_url.rsplit(":", 1)[1]
     out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True).stdout
-    return int(re.search(r"pid=(\d+)", out).group(1))
+    pids = {int(pid) for pid in re.findall(r"pid=(\d+)", out)}
+    for pid in pids:
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        if ppid not in pids:
+            return pid
+    raise RuntimeError(f"no server process on port {port}")
 
 
 def print_table(results: list[Result]) -> None:

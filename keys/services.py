@@ -112,8 +112,11 @@ def authenticate(raw_key: str) -> ApiKey:
     parsed = crypto.parse_key(raw_key)
     if parsed is None:
         raise AuthenticationFailed("malformed")
-    api_key = ApiKey.objects.select_related("user").filter(lookup_id=parsed.lookup_id).first()
-    if api_key is None or not crypto.verify_key(raw_key, api_key.pepper_id, api_key.secret_hash):
+    try:
+        api_key = ApiKey.objects.select_related("user").get(lookup_id=parsed.lookup_id)
+    except ApiKey.DoesNotExist:
+        raise AuthenticationFailed("unknown") from None
+    if not crypto.verify_key(raw_key, api_key.pepper_id, api_key.secret_hash):
         raise AuthenticationFailed("unknown")
     if api_key.revoked_at is not None:
         raise AuthenticationFailed("revoked")
