@@ -331,16 +331,33 @@ def _partial_message(failures: list[Failure], requested: int) -> str:
     return f"{len(failures)} of {requested} images were not delivered: {failures[0].message}"
 
 
-# Which failure speaks for a request in which no image was delivered, most telling first.
-_FAILURE_PRIORITY = [
-    FailureKind.PROMPT_BLOCKED,
-    FailureKind.OUTPUT_BLOCKED,
-    FailureKind.INVALID_REQUEST,
-    FailureKind.UNAVAILABLE,
-    FailureKind.RATE_LIMITED,
-    FailureKind.TIMEOUT,
-    FailureKind.UPSTREAM_ERROR,
-]
+# For a request in which no image was delivered: what the customer is told, by failure kind,
+# most telling kind first (it speaks for the request when the n calls failed differently).
+# (status, code, param, message); every message ends "You were not charged."
+_FAILURE_ERRORS: dict[str, tuple[int, str, str | None, str]] = {
+    FailureKind.PROMPT_BLOCKED: (
+        400, "content_policy_violation", "prompt",
+        "Your prompt was rejected by the content safety system.",
+    ),
+    FailureKind.OUTPUT_BLOCKED: (
+        400, "content_policy_violation", None,
+        "The generated image was blocked by the content safety system.",
+    ),
+    FailureKind.INVALID_REQUEST: (
+        400, "invalid_value", None, "The image service rejected the request: {message}",
+    ),
+    FailureKind.UNAVAILABLE: (
+        503, "service_unavailable", None, "Image generation is temporarily unavailable.",
+    ),
+    FailureKind.RATE_LIMITED: (
+        503, "upstream_busy", None, "The image service is busy; retry shortly.",
+    ),
+    FailureKind.TIMEOUT: (503, "upstream_timeout", None, "The image service timed out."),
+    FailureKind.UPSTREAM_ERROR: (
+        502, "upstream_error", None, "The image service failed to generate the image.",
+    ),
+}  # fmt: skip
+_FAILURE_PRIORITY = list(_FAILURE_ERRORS)
 
 
 def failure_error(failures: list[Failure]) -> ApiError:
@@ -349,53 +366,13 @@ def failure_error(failures: list[Failure]) -> ApiError:
     Its headers come from the code, in ``stored_error``, which renders every failed generation.
     """
     failure = min(failures, key=lambda f: _FAILURE_PRIORITY.index(f.kind))
-    charged = " You were not charged."
-    if failure.kind == FailureKind.PROMPT_BLOCKED:
-        return ApiError(
-            400,
-            "Your prompt was rejected by the content safety system." + charged,
-            code="content_policy_violation",
-            param="prompt",
-        )
-    if failure.kind == FailureKind.OUTPUT_BLOCKED:
-        return ApiError(
-            400,
-            "The generated image was blocked by the content safety system." + charged,
-            code="content_policy_violation",
-        )
-    if failure.kind == FailureKind.INVALID_REQUEST:
-        return ApiError(
-            400,
-            f"The image service rejected the request: {failure.message}" + charged,
-            code="invalid_value",
-            param=failure.param,
-        )
-    if failure.kind == FailureKind.UNAVAILABLE:
-        return ApiError(
-            503,
-            "Image generation is temporarily unavailable." + charged,
-            type="server_error",
-            code="service_unavailable",
-        )
-    if failure.kind == FailureKind.RATE_LIMITED:
-        return ApiError(
-            503,
-            "The image service is busy; retry shortly." + charged,
-            type="server_error",
-            code="upstream_busy",
-        )
-    if failure.kind == FailureKind.TIMEOUT:
-        return ApiError(
-            503,
-            "The image service timed out." + charged,
-            type="server_error",
-            code="upstream_timeout",
-        )
+    status, code, param, message = _FAILURE_ERRORS[failure.kind]
     return ApiError(
-        502,
-        "The image service failed to generate the image." + charged,
-        type="server_error",
-        code="upstream_error",
+        status,
+        message.format(message=failure.message) + " You were not charged.",
+        type="server_error" if status >= 500 else "invalid_request_error",
+        code=code,
+        param=failure.param if failure.kind == FailureKind.INVALID_REQUEST else param,
     )
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.server import free_port, running_server  # noqa: E402
+from tests.support.server import running_server  # noqa: E402
 from tests.support.simulator import running_simulator  # noqa: E402
 
 SIM_KEY = "bench-sim-key"
@@ -74,16 +74,24 @@ def process_tree_cpu_seconds(root_pid: int) -> float:
     return total / CLOCK_TICKS
 
 
+def _find(pattern: str, text: str) -> re.Match[str]:
+    match = re.search(pattern, text)
+    if match is None:
+        raise RuntimeError(f"wrk printed no {pattern!r}:\n{text}")
+    return match
+
+
 def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def run_wrk(url: str, body: dict, headers: dict[str, str], concurrency: int, seconds: int) -> tuple[int, int, float, float, float]:
-    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+def run_wrk(
+    url: str, body: dict, headers: dict[str, str], concurrency: int, seconds: int
+) -> tuple[int, int, float, float, float]:
     lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}"]
     lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
-    script.write("\n".join(lines) + "\n")
-    script.close()
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write("\n".join(lines) + "\n")
     threads = min(2, concurrency)
     output = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "30s",
@@ -91,19 +99,77 @@ def run_wrk(url: str, body: dict, headers: dict[str, str], concurrency: int, sec
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     os.unlink(script.name)
-    requests = int(re.search(r"(\d+) requests in", output).group(1))
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    requests = int(_find(r"(\d+) requests in", output).group(1))
+    rps = float(_find(r"Requests/sec:\s+([\d.]+)", output).group(1))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
     errors = int(non_2xx.group(1)) if non_2xx else 0
     if socket_errors:
         errors += sum(int(x) for x in socket_errors.groups())
-    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s|m)\b", output)
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s|m)\b", output)
+    p50 = _find(r"50%\s+([\d.]+)(us|ms|s|m)\b", output)
+    p99 = _find(r"99%\s+([\d.]+)(us|ms|s|m)\b", output)
     return requests, errors, rps, _ms(*p50.groups()), _ms(*p99.groups())
 
 
-def measure(name, url, body, headers, concurrency, seconds, pid) -> Result:
+def run_open_loop(
+    url: str, body: dict, headers: dict[str, str], rate: float, seconds: int
+) -> tuple[int, int, float, float, float]:
+    """Open loop: requests start at a constant rate whatever the answers do, and each latency
+    counts from the request's scheduled start, so queueing shows honestly."""
+    import asyncio
+
+    import aiohttp
+
+    async def drive() -> tuple[int, int, float, float, float]:
+        latencies: list[float] = []
+        errors = 0
+        payload = json.dumps(body)
+        connector = aiohttp.TCPConnector(limit=0)
+        timeout = aiohttp.ClientTimeout(total=60)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+            async def one(scheduled: float) -> None:
+                nonlocal errors
+                try:
+                    async with session.post(url, data=payload, headers=headers) as response:
+                        await response.read()
+                        if response.status != 200:
+                            errors += 1
+                except (aiohttp.ClientError, TimeoutError):
+                    errors += 1
+                latencies.append(time.monotonic() - scheduled)
+
+            start = time.monotonic()
+            total = int(rate * seconds)
+            tasks = []
+            for i in range(total):
+                scheduled = start + i / rate
+                delay = scheduled - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one(scheduled)))
+            await asyncio.gather(*tasks)
+            elapsed = time.monotonic() - start
+        latencies.sort()
+        done = len(latencies) - errors
+        p50 = latencies[len(latencies) // 2] * 1000
+        p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
+        return len(latencies), errors, done / elapsed, p50, p99
+
+    return asyncio.run(drive())
+
+
+def measure(
+    name: str,
+    url: str,
+    body: dict,
+    headers: dict[str, str],
+    concurrency: int,
+    seconds: int,
+    pid: int | None,
+) -> Result:
     cpu_before = process_tree_cpu_seconds(pid) if pid else 0.0
     requests, errors, rps, p50, p99 = run_wrk(url, body, headers, concurrency, seconds)
     cpu = (process_tree_cpu_seconds(pid) - cpu_before) if pid else None
@@ -137,7 +203,9 @@ def prepare_database(database_url: str, data_dir: Path) -> str:
 def server_pid(base_url: str) -> int:
     """The pid of the process that owns the listening socket and is not a child of another."""
     port = base_url.rsplit(":", 1)[1]
-    out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True
+    ).stdout
     pids = {int(pid) for pid in re.findall(r"pid=(\d+)", out)}
     for pid in pids:
         ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
@@ -148,21 +216,33 @@ def server_pid(base_url: str) -> int:
 
 def print_table(results: list[Result]) -> None:
     print()
-    print(f"{'scenario':<42} {'conc':>5} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7} {'CPU ms/req':>11}")
+    columns = ("conc", "req/s", "p50 ms", "p99 ms", "errors", "CPU ms/req")
+    print(f"{'scenario':<42} " + " ".join(f"{c:>10}" for c in columns))
     for r in results:
         cpu = f"{r.cpu_ms_per_request:.2f}" if r.cpu_ms_per_request is not None else "-"
-        print(f"{r.name:<42} {r.concurrency:>5} {r.rps:>9.1f} {r.p50_ms:>9.1f} {r.p99_ms:>9.1f} {r.errors:>7} {cpu:>11}")
+        cells = (r.concurrency, f"{r.rps:.1f}", f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}", r.errors, cpu)
+        print(f"{r.name:<42} " + " ".join(f"{c:>10}" for c in cells))
     print()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--size", default="1024x1024")
-    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/seedream_bench")
+    parser.add_argument(
+        "--database-url", default="postgres://postgres@127.0.0.1:5432/seedream_bench"
+    )
     parser.add_argument("--transport", default=os.environ.get("UPSTREAM_HTTP_TRANSPORT", "aiohttp"))
     parser.add_argument("--only", default="fast,slow", help="fast, slow or both")
+    parser.add_argument(
+        "--open-rate",
+        type=float,
+        default=220.0,
+        help="requests/s of the open-loop run in the slow scenario (0: none)",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
@@ -170,8 +250,13 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="seedream-bench-"))
     key = prepare_database(args.database_url, data_dir)
     product_body = {"model": "seedream-4-0", "prompt": "a benchmark fox", "size": args.size}
-    upstream_body = {**product_body, "model": "seedream-4-0-250828", "watermark": False,
-                     "sequential_image_generation": "disabled", "response_format": "url"}  # fmt: skip
+    upstream_body = {
+        **product_body,
+        "model": "seedream-4-0-250828",
+        "watermark": False,
+        "sequential_image_generation": "disabled",
+        "response_format": "url",
+    }
     json_headers = {"Content-Type": "application/json"}
     results: list[Result] = []
     scenarios = args.only.split(",")
@@ -200,15 +285,34 @@ def main() -> None:
                         product = measure(f"gateway, simulator {latency:g} s", product_url,
                                           product_body, headers, c, args.duration, pid)  # fmt: skip
                         results.append(product)
-                        sim = measure(f"simulator alone (floor), {latency:g} s", f"{sim_url}/images/generations",
-                                      upstream_body, {**json_headers, "Authorization": f"Bearer {SIM_KEY}"},
-                                      c, args.duration, sim_pid)  # fmt: skip
+                        sim_headers = {**json_headers, "Authorization": f"Bearer {SIM_KEY}"}
+                        sim = measure(
+                            f"simulator alone (floor), {latency:g} s",
+                            f"{sim_url}/images/generations",
+                            upstream_body,
+                            sim_headers,
+                            c,
+                            args.duration,
+                            sim_pid,
+                        )
                         results.append(sim)
                         print_table(results[-2:])
+                    if label == "slow" and args.open_rate:
+                        cpu_before = process_tree_cpu_seconds(pid)
+                        n, errors, rps, p50, p99 = run_open_loop(
+                            product_url, product_body, headers, args.open_rate, args.duration
+                        )
+                        cpu = (process_tree_cpu_seconds(pid) - cpu_before) * 1000 / max(n, 1)
+                        results.append(Result(f"gateway, open loop at {args.open_rate:g}/s, 1 s", 0,
+                                              n, errors, rps, p50, p99, cpu))  # fmt: skip
+                        print_table(results[-1:])
                 del sim_pid
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
-    print(f"transport={args.transport} workers={args.workers} size={args.size} duration={args.duration}s cores={os.cpu_count()}")
+    print(
+        f"transport={args.transport} workers={args.workers} size={args.size} "
+        f"duration={args.duration}s cores={os.cpu_count()}"
+    )
     print_table(results)
 
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import httpx
 
-from .simulator import PROJECT_ROOT
+from .simulator import PROJECT_ROOT, stop
 
 START_TIMEOUT_SECONDS = 30.0
 
@@ -48,12 +48,7 @@ def running_server(env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
             _wait_until_serving(process, base_url, output)
             yield base_url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, timeout=15)
 
 
 def _wait_until_serving(process: subprocess.Popen[str], base_url: str, output: object) -> None:

@@ -49,6 +49,16 @@ def _wait_until_listening(process: subprocess.Popen[str], stderr: IO[str]) -> st
     raise RuntimeError(f"the simulator {problem}:\n{''.join(seen)}{stderr.read()}")
 
 
+def stop(process: subprocess.Popen[str], timeout: float = 10) -> None:
+    """Terminate, and kill what does not exit in time."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextmanager
 def running_simulator(*, latency: float = 0.0, api_key: str = "sim-local-key") -> Iterator[str]:
     """A simulator on a free port for the duration of the block; yields its ``.../api/v3`` base."""
@@ -78,9 +88,4 @@ def running_simulator(*, latency: float = 0.0, api_key: str = "sim-local-key") -
             url = _wait_until_listening(process, stderr)
             yield f"{url}/api/v3"
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
