@@ -10,7 +10,7 @@ export DATA_DIR
 # The tests' PostgreSQL server (pytest creates and drops its own test_* database there).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/seedream
 
-.PHONY: install run test test-postgres test-sqlite check fmt bench clean
+.PHONY: install browser run test test-postgres test-sqlite check fmt bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
@@ -26,6 +26,16 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The browser tests drive Debian's Chromium (never a downloaded one). Without it, and outside CI,
+# they are skipped and say why.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  echo "Installing Chromium for the browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else sudo -n apt-get update -qq && sudo -n apt-get install -y -qq chromium; fi \
+	  || echo "!! Could not install Chromium: browser tests will be skipped"; \
+	fi
+
 # Processes: web (ASGI), a Celery worker with its scheduler, and the upstream simulator when no
 # UPSTREAM_API_KEY is set.
 PROCESSES := web worker $(if $(UPSTREAM_API_KEY),,simulator)
@@ -39,7 +49,7 @@ run: install
 
 # The full suite on PostgreSQL, then a smoke run on SQLite (the embedded default). Without a
 # reachable PostgreSQL (and outside CI) the full suite runs on SQLite instead, and says so.
-test: install
+test: install browser
 	@if $(PY) bin/db_reachable.py "$(TEST_DATABASE_URL)"; then \
 	  $(MAKE) --no-print-directory test-postgres test-sqlite; \
 	elif [ -n "$$CI" ]; then \
