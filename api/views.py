@@ -114,16 +114,18 @@ def _read_json(request: HttpRequest) -> Any:
 
 
 def _check_body_size(request: HttpRequest) -> None:
+    too_large = ApiError(
+        413,
+        f"The request body is larger than {settings.API_MAX_BODY_BYTES} bytes.",
+        code="request_too_large",
+    )
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         declared = 0
+    # A chunked body declares no length: it is measured once read.
     if declared > settings.API_MAX_BODY_BYTES or len(request.body) > settings.API_MAX_BODY_BYTES:
-        raise ApiError(
-            413,
-            f"The request body is larger than {settings.API_MAX_BODY_BYTES} bytes.",
-            code="request_too_large",
-        )
+        raise too_large
 
 
 @api_view("POST")
@@ -189,7 +191,7 @@ def _open_generation(
             f"Insufficient credits: this request costs {exc.needed_credits} credits "
             f"(${billing.format_usd(exc.needed_credits)}) and your balance is "
             f"{exc.balance_credits} credits (${billing.format_usd(exc.balance_credits)}). "
-            "Buy credits in the dashboard.",
+            "Add credits to continue.",
             type="insufficient_quota",
             code="insufficient_quota",
         ) from None

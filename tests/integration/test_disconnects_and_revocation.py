@@ -76,3 +76,26 @@ def test_a_rotated_key_stops_working_at_once_and_its_successor_works(
         old.models.list()
     new = OpenAI(base_url=f"{live_api}/v1", api_key=rotated.raw_key, max_retries=0)
     assert new.models.list().data
+
+
+def test_a_chunked_body_over_the_limit_is_a_413_in_openai_shape(
+    live_api, default_prices, user_factory, api_key_factory
+):
+    user = user_factory(credits=1000)
+    key = api_key_factory(user).raw_key
+
+    def chunks():
+        yield b'{"model": "seedream-4-0", "prompt": "'
+        for _ in range(100):
+            yield b"a" * 1024
+        yield b'"}'
+
+    response = httpx.post(
+        f"{live_api}/v1/images/generations",
+        content=chunks(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+    assert assert_ledger_balanced(user) == 1000
