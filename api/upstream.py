@@ -141,16 +141,30 @@ async def close_client() -> None:
 
 
 async def generate_images(request: UpstreamRequest, n: int) -> list[Outcome]:
-    """n images for ``request``: each either delivered or a Failure saying why not."""
-    return list(await asyncio.gather(*(_generate_one(request) for _ in range(n))))
+    """n images for ``request``: each either delivered or a Failure saying why not.
+
+    Never raises for what happens upstream, and never takes longer than
+    GENERATION_TIMEOUT_SECONDS: the OpenAI SDKs give up (and retry, paying again) at 600 s.
+    """
+    deadline = asyncio.get_running_loop().time() + settings.GENERATION_TIMEOUT_SECONDS
+    return list(await asyncio.gather(*(_generate_one(request, deadline) for _ in range(n))))
 
 
-async def _generate_one(request: UpstreamRequest) -> Outcome:
-    call = await _call_with_retries(request)
-    if call.failure is not None:
-        return call.failure
-    assert call.url is not None
-    return await _download(call.url)
+async def _generate_one(request: UpstreamRequest, deadline: float) -> Outcome:
+    try:
+        async with asyncio.timeout_at(deadline):
+            call = await _call_with_retries(request)
+            if call.failure is not None:
+                return call.failure
+            assert call.url is not None
+            return await _download(call.url)
+    except TimeoutError:
+        return Failure(FailureKind.TIMEOUT, "generation_timeout", "The generation took too long.")
+    except Exception:
+        # Whatever went wrong (a malformed response the transport could not map, a bad URL),
+        # this image was not delivered: the others still are, and the money still settles.
+        logger.exception("unexpected error while generating an image")
+        return Failure(FailureKind.UPSTREAM_ERROR, "internal", "The image could not be generated.")
 
 
 async def _call_with_retries(request: UpstreamRequest) -> _Call:

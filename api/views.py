@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db import connections
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
@@ -161,9 +163,14 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
 
     # Shielded: a client that hangs up does not stop the work, so what the upstream delivers is
     # stored, charged and kept in the customer's gallery, and nothing stays reserved.
-    work = asyncio.ensure_future(_run(generation, started))
-    completed = await asyncio.shield(work)
-    return _render(request, completed.generation, completed)
+    detached = threading.Event()
+    work = asyncio.ensure_future(_run(generation, started, detached))
+    try:
+        completed = await asyncio.shield(work)
+    except asyncio.CancelledError:
+        detached.set()
+        raise
+    return await _render(request, completed.generation, completed)
 
 
 def _open_generation(
@@ -203,12 +210,27 @@ def _open_generation(
         ) from None
 
 
-async def _run(generation: Generation, started: float) -> services.Completed:
+async def _run(
+    generation: Generation, started: float, detached: threading.Event
+) -> services.Completed:
     outcomes = await services.produce_images(generation)
     latency_ms = int((time.monotonic() - started) * 1000)
-    return await sync_to_async(services.complete_generation)(
-        generation, outcomes, latency_ms=latency_ms
-    )
+    return await sync_to_async(_complete)(generation, outcomes, latency_ms, detached)
+
+
+def _complete(
+    generation: Generation,
+    outcomes: list[Any],
+    latency_ms: int,
+    detached: threading.Event,
+) -> services.Completed:
+    try:
+        return services.complete_generation(generation, outcomes, latency_ms=latency_ms)
+    finally:
+        if detached.is_set():
+            # The request is over, so this runs on a thread of its own that Django will never
+            # clean up: give the database connection back to the pool here, or it leaks.
+            connections.close_all()
 
 
 async def _replay(request: HttpRequest, generation: Generation) -> HttpResponse:
@@ -225,7 +247,7 @@ async def _replay(request: HttpRequest, generation: Generation) -> HttpResponse:
         await asyncio.sleep(0.25)
         generation = await Generation.objects.aget(pk=generation.pk)
     completed = await sync_to_async(_load_completed)(generation)
-    response = _render(request, generation, completed)
+    response = await _render(request, generation, completed)
     response["Idempotent-Replayed"] = "true"
     return response
 
@@ -234,20 +256,29 @@ def _load_completed(generation: Generation) -> services.Completed:
     return services.Completed(generation, list(generation.images.all()))
 
 
-def _render(
+async def _render(
     request: HttpRequest, generation: Generation, completed: services.Completed
 ) -> HttpResponse:
     if generation.status != Generation.Status.SUCCEEDED or not completed.images:
         return services.stored_error(generation).response()
     if generation.response_format == "b64_json":
+        # Megabytes of base64 and JSON: encoded off the event loop, which serves everyone else.
+        return await asyncio.to_thread(_render_body, generation, completed, None)
+    base = _base_url(request)
+    return _render_body(generation, completed, base)
+
+
+def _render_body(
+    generation: Generation, completed: services.Completed, base_url: str | None
+) -> HttpResponse:
+    if base_url is None:
         data = [
             {"b64_json": services.read_image_b64(image, completed.data), "revised_prompt": None}
             for image in completed.images
         ]
     else:
-        base = _base_url(request)
         data = [
-            {"url": services.image_url(image, base), "revised_prompt": None}
+            {"url": services.image_url(image, base_url), "revised_prompt": None}
             for image in completed.images
         ]
     body = {

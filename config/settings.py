@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -274,7 +275,7 @@ API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, 2_621_440)
 IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
 # How long a repeated Idempotency-Key waits for the first request before answering 409.
-IDEMPOTENCY_WAIT_SECONDS = env_int("IDEMPOTENCY_WAIT_SECONDS", 10)
+IDEMPOTENCY_WAIT_SECONDS = env_int("IDEMPOTENCY_WAIT_SECONDS", 120)
 # A generation still unsettled this long after it began is reconciled (its reservation released).
 GENERATION_DEADLINE_SECONDS = env_int("GENERATION_DEADLINE_SECONDS", 900)
 # Absolute URL prefix for hosted images (a CDN). Empty: the request's own host.
@@ -294,8 +295,17 @@ UPSTREAM_BASE_URL = env_str(
     else "https://ark.ap-southeast.bytepluses.com/api/v3",
 ).rstrip("/")
 if USE_SIMULATOR:
+    # A real upstream address with no key would send the simulator's key to it: refuse to start
+    # rather than answer every customer with 503s.
+    if urlsplit(UPSTREAM_BASE_URL).hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ImproperlyConfigured(
+            f"UPSTREAM_BASE_URL is {UPSTREAM_BASE_URL} but UPSTREAM_API_KEY is empty"
+        )
     UPSTREAM_API_KEY = SIMULATOR_API_KEY
 UPSTREAM_TIMEOUT_SECONDS = env_int("UPSTREAM_TIMEOUT_SECONDS", 180)
+# The whole of a generation (every attempt and the download), kept well under the 600 s after
+# which the OpenAI SDKs time out and retry.
+GENERATION_TIMEOUT_SECONDS = env_int("GENERATION_TIMEOUT_SECONDS", 300)
 UPSTREAM_CONNECT_TIMEOUT_SECONDS = env_int("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 10)
 UPSTREAM_MAX_RETRIES = env_int("UPSTREAM_MAX_RETRIES", 2)
 UPSTREAM_RETRY_BACKOFF_MS = env_int("UPSTREAM_RETRY_BACKOFF_MS", 500)

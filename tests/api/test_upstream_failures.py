@@ -184,3 +184,23 @@ def test_images_are_fetched_only_over_https_from_allowed_hosts(settings):
     assert not image_host_allowed("https://evilvolces.com/a.jpeg")
     assert not image_host_allowed("https://169.254.169.254/latest/meta-data")
     assert not image_host_allowed("file:///etc/passwd")
+
+
+def test_an_unexpected_client_error_is_a_502_and_refunded_not_a_stuck_reservation(
+    client, owner, owner_key, settings
+):
+    # An invalid port: httpx raises InvalidURL, which is not one of its transport errors.
+    settings.UPSTREAM_BASE_URL = "http://127.0.0.1:99999/api/v3"
+    response = generate(client, owner_key, unique(""), n=2)
+    assert response.status_code == 502
+    assert Generation.objects.get().status == Generation.Status.FAILED
+    assert_refunded(owner, 80)
+
+
+def test_a_generation_never_outlasts_its_time_budget(client, owner, owner_key, settings):
+    settings.GENERATION_TIMEOUT_SECONDS = 1
+    settings.UPSTREAM_TIMEOUT_SECONDS = 30
+    response = generate(client, owner_key, unique("[sim:latency=3]"))
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "upstream_timeout"
+    assert_refunded(owner, 40)

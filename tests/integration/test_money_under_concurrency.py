@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 
 import httpx
@@ -79,3 +80,47 @@ def test_concurrent_repeats_of_one_idempotency_key_charge_once(
     assert len({response.json()["id"] for response in responses}) == 1
     assert Generation.objects.filter(user=user).count() == 1
     assert assert_ledger_balanced(user) == 960
+
+
+@pytest.fixture(scope="module")
+def small_pool_api(live_server_env):
+    """A server whose PostgreSQL pool holds two connections: any leak shows within three."""
+    env = {**live_server_env, "DB_POOL_MIN_SIZE": "1", "DB_POOL_MAX_SIZE": "2"}
+    with running_server({**env, "DB_POOL_TIMEOUT": "3"}) as base_url:
+        yield base_url
+
+
+def test_clients_that_hang_up_leak_no_database_connections(
+    small_pool_api, default_prices, user_factory, api_key_factory
+):
+    user = user_factory(credits=10_000)
+    key = api_key_factory(user).raw_key
+    headers = {"Authorization": f"Bearer {key}"}
+    for _ in range(4):
+        body = {
+            "model": "seedream-4-0",
+            "prompt": f"a heron {uuid.uuid4()} [sim:latency=0.6]",
+            "size": "1024x1024",
+        }
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(
+                f"{small_pool_api}/v1/images/generations",
+                json=body,
+                headers=headers,
+                timeout=httpx.Timeout(0.2),
+            )
+    deadline = time.monotonic() + 10
+    while Generation.objects.filter(user=user, status="running").exists():
+        assert time.monotonic() < deadline, "the hung-up generations never settled"
+        time.sleep(0.2)
+
+    for _ in range(3):
+        response = httpx.post(
+            f"{small_pool_api}/v1/images/generations",
+            json={"model": "seedream-4-0", "prompt": "after", "size": "1024x1024"},
+            headers=headers,
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+    assert Generation.objects.filter(user=user, status="succeeded").count() == 7
+    assert assert_ledger_balanced(user) == 10_000 - 7 * 40
