@@ -107,7 +107,7 @@ def _entry(
 
 
 def balance_credits(user: User) -> int:
-    return balance_credits_of(user.pk)
+    return _balance_of(user.pk)
 
 
 def grant(
@@ -157,9 +157,7 @@ def reserve(user_id: int, credits: int, *, reference: str, description: str) -> 
     with transaction.atomic():
         moved = _move(user_id, -credits)
         if moved is None:
-            raise InsufficientCredits(
-                needed_credits=credits, balance_credits=balance_credits_of(user_id)
-            )
+            raise InsufficientCredits(needed_credits=credits, balance_credits=_balance_of(user_id))
         account_id, balance = moved
         entry = _entry(
             account_id,
@@ -174,7 +172,7 @@ def reserve(user_id: int, credits: int, *, reference: str, description: str) -> 
     return entry
 
 
-def balance_credits_of(user_id: int) -> int:
+def _balance_of(user_id: int) -> int:
     return (
         CreditAccount.objects.filter(user_id=user_id)
         .values_list("balance_credits", flat=True)

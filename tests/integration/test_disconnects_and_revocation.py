@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 
 import httpx
 import openai
@@ -12,6 +11,7 @@ from openai import OpenAI
 
 from api.models import Generation
 from keys import services as keys
+from tests.support.clients import hang_up
 from tests.support.money import assert_ledger_balanced
 
 pytestmark = [pytest.mark.integration, pytest.mark.smoke]
@@ -22,19 +22,8 @@ def test_a_client_that_hangs_up_still_gets_its_generation_settled(
 ):
     user = user_factory(credits=1000)
     key = api_key_factory(user).raw_key
-    body = {
-        "model": "seedream-4-0",
-        "prompt": f"a patient heron {uuid.uuid4()} [sim:latency=1.5]",
-        "size": "1024x1024",
-    }
 
-    with pytest.raises(httpx.ReadTimeout):
-        httpx.post(
-            f"{live_api}/v1/images/generations",
-            json=body,
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=httpx.Timeout(0.5),
-        )
+    hang_up(live_api, key, latency=1.5, after=0.5)
 
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from api.models import Generation
+from tests.support.clients import hang_up
 from tests.support.money import assert_ledger_balanced, ledger_kinds
 from tests.support.server import running_server
 
@@ -97,18 +98,7 @@ def test_clients_that_hang_up_leak_no_database_connections(
     key = api_key_factory(user).raw_key
     headers = {"Authorization": f"Bearer {key}"}
     for _ in range(4):
-        body = {
-            "model": "seedream-4-0",
-            "prompt": f"a heron {uuid.uuid4()} [sim:latency=0.6]",
-            "size": "1024x1024",
-        }
-        with pytest.raises(httpx.ReadTimeout):
-            httpx.post(
-                f"{small_pool_api}/v1/images/generations",
-                json=body,
-                headers=headers,
-                timeout=httpx.Timeout(0.2),
-            )
+        hang_up(small_pool_api, key, latency=0.6, after=0.2)
     deadline = time.monotonic() + 10
     while Generation.objects.filter(user=user, status="running").exists():
         assert time.monotonic() < deadline, "the hung-up generations never settled"
