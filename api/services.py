@@ -201,7 +201,7 @@ def begin_generation(
                 "reserved_credits": 0,
                 "status": Generation.Status.FAILED,
                 "http_status": 402,
-                "error_code": "insufficient_credits",
+                "error_code": "insufficient_quota",
                 "error_message": str(exc),
                 "finished_at": now,
                 "latency_ms": 0,

@@ -157,6 +157,7 @@ def test_it_answers_402_with_the_cost_and_the_balance_and_charges_nothing(
     assert ledger_kinds(poor) == [("grant", 100)]
     refused = Generation.objects.get(user=poor)
     assert (refused.status, refused.http_status, refused.reserved_credits) == ("failed", 402, 0)
+    assert refused.error_code == error["code"]
 
 
 def test_a_request_exactly_worth_the_balance_succeeds_and_leaves_zero(
