@@ -95,6 +95,15 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
+    "allauth.socialaccount",
+    *[
+        f"allauth.socialaccount.providers.{name}"
+        for name in ("github", "google")
+        if env_str(f"{name.upper()}_CLIENT_ID")
+    ],
     "accounts",
     "keys",
     "billing",
@@ -114,6 +123,8 @@ MIDDLEWARE = [
     "config.middleware.AuthenticationMiddleware",
     "config.middleware.MessageMiddleware",
     "config.middleware.XFrameOptionsMiddleware",
+    # Natively async and cheap (it only sets a context), so it needs no wrapper.
+    "allauth.account.middleware.AccountMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -174,7 +185,53 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "playground:overview"
+
+# --- Sign-up and sign-in (django-allauth) --------------------------------------------------------
+
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Seedream API] "
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+# allauth's own rate limits (login failures, sign-up, password reset) stay at their defaults.
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "Seedream API"
+SOCIALACCOUNT_PROVIDERS: dict[str, Any] = {
+    name: {
+        "APPS": [
+            {
+                "client_id": env_str(f"{name.upper()}_CLIENT_ID"),
+                "secret": env_str(f"{name.upper()}_CLIENT_SECRET"),
+            }
+        ]
+    }
+    for name in ("github", "google")
+    if env_str(f"{name.upper()}_CLIENT_ID")
+}
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
+
+# --- Email: printed to the console unless an SMTP server is configured ---------------------------
+
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Seedream API <no-reply@localhost>")
 
 # --- Security -----------------------------------------------------------------------------------
 

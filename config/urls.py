@@ -6,6 +6,8 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("api.urls")),
     path("", include("playground.urls")),
+    path("accounts/", include("allauth.urls")),
+    path("dashboard/keys/", include("keys.urls")),
     path("admin/", admin.site.urls),
 ]
 

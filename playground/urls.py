@@ -8,4 +8,5 @@ app_name = "playground"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("dashboard/", views.overview, name="overview"),
 ]

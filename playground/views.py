@@ -1,14 +1,18 @@
-"""The browser side. For now only the home page, which points at the API and its quickstart;
-the playground and gallery arrive with their own issue."""
+"""The browser side of the generation domain: the public home page and the dashboard overview.
+The playground and gallery arrive with their own issue."""
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from accounts.http import AuthenticatedRequest
 from api import catalog
+from api.models import Generation
 from billing import services as billing
+from keys.models import ApiKey
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -28,5 +32,24 @@ def home(request: HttpRequest) -> HttpResponse:
             "models": models,
             "base_url": f"{request.scheme}://{request.get_host()}/v1",
             "credits_per_usd": settings.CREDITS_PER_USD,
+        },
+    )
+
+
+@login_required
+def overview(request: AuthenticatedRequest) -> HttpResponse:
+    balance = billing.balance_credits(request.user)
+    active_keys = ApiKey.objects.filter(user=request.user, revoked_at__isnull=True).count()
+    generations = Generation.objects.filter(user=request.user).order_by("-created_at")[:10]
+    return render(
+        request,
+        "playground/overview.html",
+        {
+            "balance_credits": balance,
+            "balance_usd": billing.format_usd(balance),
+            "credits_per_usd": settings.CREDITS_PER_USD,
+            "active_keys": active_keys,
+            "generations": generations,
+            "base_url": f"{request.scheme}://{request.get_host()}/v1",
         },
     )
