@@ -24,7 +24,8 @@ class UserAdmin(BaseUserAdmin):
     form = UserEditForm
     add_form = UserCreateForm
     ordering = ("-date_joined",)
-    list_display = ("email", "name", "is_active", "is_staff", "date_joined")
+    list_display = ("email", "name", "balance", "is_active", "is_staff", "date_joined")
+    list_select_related = ("credit_account",)
     list_filter = ("is_active", "is_staff")
     search_fields = ("email", "name")
     fieldsets = (
@@ -32,4 +33,11 @@ class UserAdmin(BaseUserAdmin):
         ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
+
+    @admin.display(description="Balance (credits)", ordering="credit_account__balance_credits")
+    def balance(self, user: User) -> int:
+        # Read through the relation by name: accounts imports nothing from billing.
+        account = getattr(user, "credit_account", None)
+        return account.balance_credits if account else 0
+
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)

@@ -11,6 +11,7 @@ amount) and ``charge`` (-price of what was delivered), written together in one t
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -142,6 +143,35 @@ def grant(
             reference=reference,
             idempotency_key=idempotency_key,
             description=description,
+        )
+        entry.save()
+    return entry
+
+
+def adjust(user: User, credits: int, *, reason: str, operator: str) -> LedgerEntry:
+    """An operator's correction, up or down, recorded with who made it and why.
+
+    A correction may not take the balance below zero (InsufficientCredits).
+    """
+    reason = " ".join(reason.split())
+    if credits == 0:
+        raise ValueError("An adjustment changes the balance")
+    if not reason:
+        raise ValueError("An adjustment needs a reason")
+    _ensure_account(user.pk)
+    with transaction.atomic():
+        moved = _move(user.pk, credits)
+        if moved is None:
+            raise InsufficientCredits(needed_credits=-credits, balance_credits=_balance_of(user.pk))
+        account_id, balance = moved
+        entry = _entry(
+            account_id,
+            Kind.ADJUSTMENT,
+            credits,
+            balance,
+            reference=f"adjustment:{operator}"[:100],
+            idempotency_key=f"adjustment:{uuid.uuid4()}",
+            description=f"{reason} (by {operator})",
         )
         entry.save()
     return entry

@@ -1,0 +1,70 @@
+"""Operators see balances and adjust credits in the admin, through the billing services."""
+
+from __future__ import annotations
+
+import pytest
+
+from billing.models import LedgerEntry
+from tests.support.money import assert_ledger_balanced
+
+
+@pytest.fixture
+def operator(user_factory):
+    return user_factory("ops@example.com", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def operator_client(client, operator):
+    client.force_login(operator)
+    return client
+
+
+def adjust_url(user):
+    return f"/admin/billing/creditaccount/adjust/{user.pk}/"
+
+
+def test_the_users_list_shows_each_balance(operator_client, owner):
+    page = operator_client.get("/admin/accounts/user/").content.decode()
+    assert "owner@example.com" in page
+    assert "1000" in page
+
+
+@pytest.mark.parametrize("credits", [250, -250])
+def test_an_adjustment_is_an_audited_ledger_line(operator_client, owner, credits):
+    response = operator_client.post(
+        adjust_url(owner), {"credits": credits, "reason": "goodwill  for outage"}
+    )
+    assert response.status_code == 302
+    entry = LedgerEntry.objects.get(kind="adjustment")
+    assert entry.amount_credits == credits
+    assert entry.description == "goodwill for outage (by ops@example.com)"
+    assert assert_ledger_balanced(owner) == 1000 + credits
+
+
+def test_an_adjustment_cannot_take_the_balance_below_zero(operator_client, owner):
+    response = operator_client.post(adjust_url(owner), {"credits": -1001, "reason": "oops"})
+    assert response.status_code == 200
+    assert "The balance is only 1000 credits." in response.content.decode()
+    assert assert_ledger_balanced(owner) == 1000
+
+
+@pytest.mark.parametrize("data", [{"credits": 0, "reason": "x"}, {"credits": 5, "reason": ""}])
+def test_a_bad_adjustment_form_changes_nothing(operator_client, owner, data):
+    assert operator_client.post(adjust_url(owner), data).status_code == 200
+    assert not LedgerEntry.objects.filter(kind="adjustment").exists()
+
+
+def test_an_adjustment_opens_the_account_of_a_customer_who_never_had_credits(
+    operator_client, user_factory
+):
+    newcomer = user_factory()
+    operator_client.post(adjust_url(newcomer), {"credits": 100, "reason": "welcome"})
+    assert assert_ledger_balanced(newcomer) == 100
+
+
+def test_staff_without_the_money_permission_cannot_adjust(client, user_factory, owner):
+    viewer = user_factory("viewer@example.com", is_staff=True)
+    client.force_login(viewer)
+    response = client.post(adjust_url(owner), {"credits": 100, "reason": "x"})
+    assert response.status_code == 403
+    assert assert_ledger_balanced(owner) == 1000
