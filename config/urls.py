@@ -8,6 +8,7 @@ urlpatterns = [
     path("", include("playground.urls")),
     path("accounts/", include("allauth.urls")),
     path("dashboard/keys/", include("keys.urls")),
+    path("dashboard/billing/", include("billing.urls")),
     path("admin/", admin.site.urls),
 ]
 
