@@ -49,7 +49,7 @@ def test_the_history_is_paginated_newest_first(client, owner):
     assert "Page 2 of 2" in second
 
 
-@pytest.mark.parametrize("page", ["999", "x", "-1"])
-def test_a_page_out_of_range_shows_a_real_page(client, owner, page):
+@pytest.mark.parametrize("page_number", ["999", "x", "-1"])
+def test_a_page_out_of_range_shows_a_real_page(client, owner, page_number):
     client.force_login(owner)
-    assert client.get(f"/dashboard/billing/?page={page}").status_code == 200
+    assert client.get(f"/dashboard/billing/?page={page_number}").status_code == 200
