@@ -105,6 +105,11 @@ class Generation(models.Model):
         return f"gen:{self.pk}"
 
     @property
+    def credits_not_charged(self) -> int:
+        """What was held for this request and given back (images not delivered)."""
+        return self.reserved_credits - self.charged_credits
+
+    @property
     def is_finished(self) -> bool:
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
 

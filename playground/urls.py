@@ -9,4 +9,6 @@ app_name = "playground"
 urlpatterns = [
     path("", views.home, name="home"),
     path("dashboard/", views.overview, name="overview"),
+    path("dashboard/usage/", views.usage, name="usage"),
+    path("dashboard/usage.csv", views.usage_csv, name="usage-csv"),
 ]

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 
 from accounts.http import AuthenticatedRequest
 from api import catalog
 from api.models import Generation
 from billing import services as billing
 from keys.models import ApiKey
+
+from . import usage as usage_rows
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -53,3 +56,27 @@ def overview(request: AuthenticatedRequest) -> HttpResponse:
             "base_url": f"{request.scheme}://{request.get_host()}/v1",
         },
     )
+
+
+@login_required
+def usage(request: AuthenticatedRequest) -> HttpResponse:
+    form = usage_rows.UsageFilterForm(request.user, request.GET or None)
+    rows = usage_rows.filtered(request.user, form)
+    page = usage_rows.page_after(rows, request.GET.get("after"))
+    query = request.GET.copy()
+    query.pop("after", None)
+    return render(
+        request,
+        "playground/usage.html",
+        {"form": form, "page": page, "filters": query.urlencode()},
+    )
+
+
+@login_required
+def usage_csv(request: AuthenticatedRequest) -> StreamingHttpResponse:
+    form = usage_rows.UsageFilterForm(request.user, request.GET or None)
+    rows = usage_rows.filtered(request.user, form)
+    response = StreamingHttpResponse(usage_rows.csv_lines(rows), content_type="text/csv")
+    stamp = timezone.now().strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="seedream-usage-{stamp}.csv"'
+    return response
