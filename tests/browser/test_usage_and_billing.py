@@ -1,0 +1,80 @@
+"""The usage and billing pages in a real browser: real API calls show up, the CSV downloads."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from allauth.account.models import EmailAddress
+from playwright.sync_api import Page, expect
+
+from accounts.models import User
+from keys import services as keys
+from tests.browser.test_signup_and_keys import (
+    PASSWORD,
+    PHONE,
+    generate,
+    give_credits,
+    load,
+    settle,
+)
+
+pytestmark = pytest.mark.usefixtures("default_prices")
+
+
+def sign_in(page: Page, base_url: str, email: str, console_errors: list[str]) -> None:
+    load(page, f"{base_url}/accounts/login/", console_errors)
+    main = page.locator("main")
+    main.get_by_label("Email").fill(email)
+    main.get_by_label("Password", exact=True).fill(PASSWORD)
+    main.get_by_role("button", name="Sign In").click()
+    settle(page, console_errors)
+
+
+def test_usage_shows_real_calls_filters_them_and_exports_csv(
+    live_server: Any,
+    live_api: str,
+    page: Page,
+    console_errors: list[str],
+    screenshot: Callable[[Page, str], Path],
+) -> None:
+    email = "usage@example.com"
+    user = User.objects.create_user(email, PASSWORD)
+    EmailAddress.objects.create(user=user, email=email, primary=True, verified=True)
+    give_credits(user, 100)
+    laptop = keys.create_key(user, "laptop").raw_key
+    server = keys.create_key(user, "server").raw_key
+    assert generate(live_api, laptop).status_code == 200
+    assert generate(live_api, server).status_code == 200
+    assert generate(live_api, server).status_code == 402  # 20 credits left, 40 needed
+
+    sign_in(page, live_server.url, email, console_errors)
+    load(page, f"{live_server.url}/dashboard/usage/", console_errors)
+    rows = page.locator("table tbody tr")
+    expect(rows).to_have_count(3)
+    screenshot(page, "usage")
+
+    page.get_by_label("Key").select_option(label="server")
+    page.get_by_role("button", name="Filter").click()
+    settle(page, console_errors)
+    expect(rows).to_have_count(2)
+    expect(rows.filter(has_text="insufficient")).to_have_count(0)
+    expect(rows.locator(".badge.failed")).to_have_count(1)
+
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Export CSV").click()
+    exported = Path(download_info.value.path()).read_text()
+    # A link that turns into a download ends its navigation as "aborted": not an error.
+    console_errors[:] = [e for e in console_errors if "/dashboard/usage.csv" not in e]
+    lines = list(csv.DictReader(io.StringIO(exported)))
+    assert [line["key"] for line in lines] == ["server", "server"]
+    assert sorted(line["credits_charged"] for line in lines) == ["0", "40"]
+
+    page.set_viewport_size(PHONE)
+    load(page, f"{live_server.url}/dashboard/billing/", console_errors, phone=True)
+    expect(page.locator("main")).to_contain_text("20 credits")
+    screenshot(page, "billing-phone")
