@@ -12,21 +12,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from allauth.account.models import EmailAddress
 from django.core.cache import cache
 from django.core.mail import EmailMessage
-from playwright.sync_api import Locator, Page, ViewportSize, expect
+from playwright.sync_api import Locator, Page, expect
 
 from accounts.models import User
-from billing import services as billing
+from tests.browser.support import (
+    DESKTOP,
+    PASSWORD,
+    PHONE,
+    fill_sign_in,
+    generate,
+    give_credits,
+    load,
+    settle,
+    verified_customer,
+)
 
-DESKTOP: ViewportSize = {"width": 1280, "height": 800}
-PHONE: ViewportSize = {"width": 375, "height": 812}
-PASSWORD = "correct horse battery 42"
 CONFIRM_PATH = re.compile(r"https?://[^/\s]+(/accounts/confirm-email/[^\s/]+/)")
-GENERATION = {"model": "seedream-4-0", "prompt": "a red fox in snow", "size": "2048x2048"}
 
 # live_server flushes the tables after each test, the seeded prices too: seed them again.
 pytestmark = pytest.mark.usefixtures("default_prices")
@@ -36,38 +40,6 @@ pytestmark = pytest.mark.usefixtures("default_prices")
 def _fresh_rate_limits() -> None:
     # allauth counts sign-ups and logins per IP in the cache, which outlives a test.
     cache.clear()
-
-
-def settle(page: Page, console_errors: list[str], *, phone: bool = False) -> None:
-    """Wait for the page in front of us to finish loading: no errors, and on a phone no
-    sideways scrolling."""
-    page.wait_for_load_state("networkidle")
-    assert console_errors == [], f"errors on {page.url}: {console_errors}"
-    if phone:
-        scroll_width = page.evaluate("document.documentElement.scrollWidth")
-        assert scroll_width <= PHONE["width"], (
-            f"{page.url} is {scroll_width}px wide at {PHONE['width']}px: it scrolls sideways"
-        )
-
-
-def load(page: Page, url: str, console_errors: list[str], *, phone: bool = False) -> None:
-    response = page.goto(url, wait_until="load")
-    assert response is not None
-    assert response.status == 200, f"{url} answered {response.status}"
-    settle(page, console_errors, phone=phone)
-
-
-def generate(live_api: str, raw_key: str) -> httpx.Response:
-    return httpx.post(
-        f"{live_api}/v1/images/generations",
-        headers={"Authorization": f"Bearer {raw_key}"},
-        json=GENERATION,
-        timeout=60,
-    )
-
-
-def give_credits(user: User, credits: int = 1000) -> None:
-    billing.grant(user, credits, description="browser test", idempotency_key=f"browser:{user.pk}")
 
 
 def create_key(page: Page, name: str) -> str:
@@ -199,18 +171,14 @@ def test_rotating_a_key_shows_a_new_one_and_the_old_one_stops_working_on_a_phone
     screenshot: Callable[[Page, str], Path],
 ) -> None:
     email = "rotator@example.com"
-    user = User.objects.create_user(email, PASSWORD)
-    EmailAddress.objects.create(user=user, email=email, primary=True, verified=True)
+    user = verified_customer(email)
     give_credits(user)
     page.set_viewport_size(PHONE)
 
     load(page, f"{live_server.url}/dashboard/keys/", console_errors, phone=True)
     # Sent to sign in first, and back to the keys afterwards.
     expect(page).to_have_url(f"{live_server.url}/accounts/login/?next=/dashboard/keys/")
-    main = page.locator("main")
-    main.get_by_label("Email").fill(email)
-    main.get_by_label("Password", exact=True).fill(PASSWORD)
-    main.get_by_role("button", name="Sign In").click()
+    fill_sign_in(page, email)
     settle(page, console_errors, phone=True)
     expect(page).to_have_url(f"{live_server.url}/dashboard/keys/")
 
@@ -247,14 +215,10 @@ def test_the_account_pages_are_ours_on_a_desktop_and_on_a_phone(
     screenshot: Callable[[Page, str], Path],
 ) -> None:
     email = "settings@example.com"
-    user = User.objects.create_user(email, PASSWORD)
-    EmailAddress.objects.create(user=user, email=email, primary=True, verified=True)
+    verified_customer(email)
     page.set_viewport_size(DESKTOP)
     load(page, f"{live_server.url}/accounts/login/", console_errors)
-    main = page.locator("main")
-    main.get_by_label("Email").fill(email)
-    main.get_by_label("Password", exact=True).fill(PASSWORD)
-    main.get_by_role("button", name="Sign In").click()
+    fill_sign_in(page, email)
     settle(page, console_errors)
 
     pages = {
@@ -278,6 +242,7 @@ def test_the_account_pages_are_ours_on_a_desktop_and_on_a_phone(
     settle(page, console_errors)
     expect(page.get_by_role("heading", level=1)).to_have_text("Confirm Access")
     screenshot(page, "account-reauthenticate")
+    main = page.locator("main")
     main.get_by_label("Password").fill(PASSWORD)
     main.get_by_role("button", name="Confirm").click()
     settle(page, console_errors)

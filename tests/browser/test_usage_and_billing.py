@@ -9,18 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from allauth.account.models import EmailAddress
 from playwright.sync_api import Page, expect
 
-from accounts.models import User
 from keys import services as keys
-from tests.browser.test_signup_and_keys import (
-    PASSWORD,
+from tests.browser.support import (
     PHONE,
+    fill_sign_in,
     generate,
     give_credits,
     load,
     settle,
+    verified_customer,
 )
 
 pytestmark = pytest.mark.usefixtures("default_prices")
@@ -28,10 +27,7 @@ pytestmark = pytest.mark.usefixtures("default_prices")
 
 def sign_in(page: Page, base_url: str, email: str, console_errors: list[str]) -> None:
     load(page, f"{base_url}/accounts/login/", console_errors)
-    main = page.locator("main")
-    main.get_by_label("Email").fill(email)
-    main.get_by_label("Password", exact=True).fill(PASSWORD)
-    main.get_by_role("button", name="Sign In").click()
+    fill_sign_in(page, email)
     settle(page, console_errors)
 
 
@@ -43,8 +39,7 @@ def test_usage_shows_real_calls_filters_them_and_exports_csv(
     screenshot: Callable[[Page, str], Path],
 ) -> None:
     email = "usage@example.com"
-    user = User.objects.create_user(email, PASSWORD)
-    EmailAddress.objects.create(user=user, email=email, primary=True, verified=True)
+    user = verified_customer(email)
     give_credits(user, 100)
     laptop = keys.create_key(user, "laptop").raw_key
     server = keys.create_key(user, "server").raw_key

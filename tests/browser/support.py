@@ -1,0 +1,62 @@
+"""What the browser tests share: viewports, a customer who can sign in, page loading checks."""
+
+from __future__ import annotations
+
+import httpx
+from allauth.account.models import EmailAddress
+from playwright.sync_api import Page, ViewportSize
+
+from accounts.models import User
+from billing import services as billing
+
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 375, "height": 812}
+PASSWORD = "correct horse battery 42"
+GENERATION = {"model": "seedream-4-0", "prompt": "a red fox in snow", "size": "2048x2048"}
+
+
+def settle(page: Page, console_errors: list[str], *, phone: bool = False) -> None:
+    """Wait for the page in front of us to finish loading: no errors, and on a phone no
+    sideways scrolling."""
+    page.wait_for_load_state("networkidle")
+    assert console_errors == [], f"errors on {page.url}: {console_errors}"
+    if phone:
+        scroll_width = page.evaluate("document.documentElement.scrollWidth")
+        assert scroll_width <= PHONE["width"], (
+            f"{page.url} is {scroll_width}px wide at {PHONE['width']}px: it scrolls sideways"
+        )
+
+
+def load(page: Page, url: str, console_errors: list[str], *, phone: bool = False) -> None:
+    response = page.goto(url, wait_until="load")
+    assert response is not None
+    assert response.status == 200, f"{url} answered {response.status}"
+    settle(page, console_errors, phone=phone)
+
+
+def generate(live_api: str, raw_key: str) -> httpx.Response:
+    return httpx.post(
+        f"{live_api}/v1/images/generations",
+        headers={"Authorization": f"Bearer {raw_key}"},
+        json=GENERATION,
+        timeout=60,
+    )
+
+
+def give_credits(user: User, credits: int = 1000) -> None:
+    billing.grant(user, credits, description="browser test", idempotency_key=f"browser:{user.pk}")
+
+
+def verified_customer(email: str) -> User:
+    """A customer whose address is verified, so they can sign in straight away."""
+    user = User.objects.create_user(email, PASSWORD)
+    EmailAddress.objects.create(user=user, email=email, primary=True, verified=True)
+    return user
+
+
+def fill_sign_in(page: Page, email: str) -> None:
+    """Fill in and send the sign-in form on the page in front of us."""
+    main = page.locator("main")
+    main.get_by_label("Email").fill(email)
+    main.get_by_label("Password", exact=True).fill(PASSWORD)
+    main.get_by_role("button", name="Sign In").click()
