@@ -4,6 +4,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -12,8 +13,18 @@ from django.utils.html import format_html
 
 from accounts.models import User
 
-from . import services
-from .models import CreditAccount, LedgerEntry, Price
+from . import services, webhooks
+from .models import (
+    CreditAccount,
+    DebtEntry,
+    LedgerEntry,
+    Price,
+    PromoCode,
+    PromoRedemption,
+    Purchase,
+    StripeEvent,
+    normalise_code,
+)
 
 
 @admin.register(Price)
@@ -50,7 +61,7 @@ class AdjustmentForm(forms.Form):
 
 @admin.register(CreditAccount)
 class CreditAccountAdmin(ReadOnlyAdmin):
-    list_display = ("user", "balance_credits", "updated_at", "adjust_link")
+    list_display = ("user", "balance_credits", "owed_credits", "updated_at", "adjust_link")
     search_fields = ("user__email",)
 
     @admin.display(description="Adjust")
@@ -110,3 +121,102 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     )  # fmt: skip
     list_filter = ("kind",)
     search_fields = ("reference", "account__user__email", "idempotency_key")
+
+
+@admin.register(DebtEntry)
+class DebtEntryAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at", "account", "amount_credits", "owed_after_credits", "reference", "description",
+    )  # fmt: skip
+    search_fields = ("reference", "account__user__email")
+
+
+@admin.register(Purchase)
+class PurchaseAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at", "user", "price", "credits", "status", "reversed_credits", "receipt",
+    )  # fmt: skip
+    list_filter = ("status", "currency")
+    search_fields = (
+        "user__email", "checkout_session_id", "payment_intent_id", "charge_id", "public_id",
+    )  # fmt: skip
+
+    @admin.display(description="Receipt")
+    def receipt(self, purchase: Purchase) -> str:
+        if not purchase.receipt_url:
+            return "-"
+        return format_html(
+            '<a href="{}" rel="noopener noreferrer">receipt</a>', purchase.receipt_url
+        )
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyAdmin):
+    list_display = ("received_at", "id", "type", "status", "attempts", "error")
+    list_filter = ("status", "type")
+    search_fields = ("id", "type")
+    actions = ["process_again"]
+
+    def has_process_permission(self, request: HttpRequest) -> bool:
+        # Handling an event moves money, like an adjustment.
+        return request.user.has_perm("billing.add_ledgerentry")
+
+    @admin.action(description="Process the selected events again", permissions=["process"])
+    def process_again(self, request: HttpRequest, queryset: QuerySet[StripeEvent]) -> None:
+        done, failed = 0, 0
+        for event in queryset.exclude(status=StripeEvent.Status.PROCESSED):
+            try:
+                webhooks.process(event)
+            except webhooks.EventFailed:
+                failed += 1
+            else:
+                done += 1
+        level = messages.WARNING if failed else messages.SUCCESS
+        self.message_user(request, f"{done} events handled, {failed} failed again.", level)
+
+
+class PromoCodeForm(forms.ModelForm):
+    class Meta:
+        model = PromoCode
+        fields = ["code", "credits", "max_redemptions", "expires_at", "active", "note"]
+
+    def clean_code(self) -> str:
+        code = normalise_code(self.cleaned_data["code"])
+        if not code:
+            raise forms.ValidationError("Enter a code.")
+        return code
+
+    def clean_max_redemptions(self) -> int:
+        value: int = self.cleaned_data["max_redemptions"]
+        if self.instance.pk and value < self.instance.times_redeemed:
+            raise forms.ValidationError(
+                f"It has been redeemed {self.instance.times_redeemed} times already."
+            )
+        return value
+
+
+@admin.register(PromoCode)
+class PromoCodeAdmin(admin.ModelAdmin):
+    form = PromoCodeForm
+    list_display = (
+        "code", "credits", "times_redeemed", "max_redemptions", "expires_at", "active", "note",
+    )  # fmt: skip
+    list_filter = ("active",)
+    search_fields = ("code", "note")
+    readonly_fields = ("times_redeemed", "created_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # What a code is worth is fixed once anyone has redeemed it.
+        if obj is not None and obj.times_redeemed:
+            return (*self.readonly_fields, "code", "credits")
+        return self.readonly_fields
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Redemptions point at their code; deactivate a code instead.
+        return obj is None or not obj.times_redeemed
+
+
+@admin.register(PromoRedemption)
+class PromoRedemptionAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "promo_code", "account", "credits")
+    search_fields = ("promo_code__code", "account__user__email")

@@ -5,11 +5,32 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils import timezone
+
+from .money import format_money
+
+
+class AppendOnly(models.Model):
+    """A money trail: rows are inserted, never changed or removed."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Always an INSERT: an instance carrying an existing row's id must fail, not overwrite.
+        if not self._state.adding:
+            raise ValueError(f"{type(self).__name__} rows are append-only")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise ValueError(f"{type(self).__name__} rows are append-only")
 
 
 class CreditAccount(models.Model):
@@ -19,12 +40,19 @@ class CreditAccount(models.Model):
     # A cache of the sum of this account's ledger, changed only in the transaction that appends
     # the ledger row, with this row locked.
     balance_credits = models.BigIntegerField(default=0)
+    # Credits a refund or dispute should have taken back but the balance could not cover: a cache
+    # of the sum of this account's DebtEntry rows. While above zero the API refuses new work, and
+    # credits that arrive pay it first.
+    owed_credits = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(balance_credits__gte=0), name="billing_balance_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(owed_credits__gte=0), name="billing_owed_not_negative"
             ),
         ]
 
@@ -41,6 +69,11 @@ class LedgerEntry(models.Model):
         CHARGE = "charge", "Charge"
         REFUND = "refund", "Refund"
         ADJUSTMENT = "adjustment", "Adjustment"
+        PROMO = "promo", "Promotion code"
+        # A card payment refunded or disputed: its credits taken back (as far as the balance goes).
+        REVERSAL = "reversal", "Payment reversed"
+        # Credits that arrived while the account owed some, paying what was owed.
+        DEBT_PAYMENT = "debt_payment", "Debt paid"
 
     account = models.ForeignKey(CreditAccount, on_delete=models.PROTECT, related_name="entries")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -102,3 +135,199 @@ class Price(models.Model):
     def __str__(self) -> str:
         tier = self.size_tier or "any size"
         return f"{self.model} ({tier}): {self.credits_per_image} credits"
+
+
+class DebtEntry(AppendOnly):
+    """What an account owes, and why: + when a reversal exceeded the balance, - when paid."""
+
+    account = models.ForeignKey(CreditAccount, on_delete=models.PROTECT, related_name="debts")
+    amount_credits = models.BigIntegerField()
+    owed_after_credits = models.BigIntegerField()
+    reference = models.CharField(max_length=100, blank=True, db_index=True)
+    description = models.CharField(max_length=255, blank=True)
+    idempotency_key = models.CharField(max_length=150, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "debt entries"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(owed_after_credits__gte=0),
+                name="billing_debt_owed_after_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"debt {self.amount_credits:+d} ({self.reference})"
+
+
+class Purchase(models.Model):
+    """Credits bought with a card through Stripe Checkout: one row per Checkout Session."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Awaiting payment"
+        PAID = "paid", "Paid"
+        FAILED = "failed", "Failed"
+        EXPIRED = "expired", "Expired"
+        REFUNDED = "refunded", "Refunded"
+        PARTIALLY_REFUNDED = "partially_refunded", "Partially refunded"
+        DISPUTED = "disputed", "Disputed"
+
+    # In URLs, Stripe metadata and idempotency keys: unguessable, and unique across installs that
+    # share one Stripe account.
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="purchases"
+    )
+    amount_cents = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3)
+    # Fixed when the purchase starts (amount_cents * CREDITS_PER_USD // 100), so a later change
+    # of the rate never changes what a customer was shown.
+    credits = models.BigIntegerField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    checkout_session_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    checkout_url = models.URLField(max_length=2000, blank=True)
+    payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
+    charge_id = models.CharField(max_length=255, blank=True, db_index=True)
+    receipt_url = models.URLField(max_length=2000, blank=True)
+    # The most Stripe has reported refunded, and disputed; and the credits taken back for both.
+    refunded_cents = models.PositiveIntegerField(default=0)
+    disputed_cents = models.PositiveIntegerField(default=0)
+    reversed_credits = models.BigIntegerField(default=0)
+    failure_reason = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    credited_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount_cents__gt=0, credits__gt=0),
+                name="billing_purchase_positive",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    reversed_credits__gte=0, reversed_credits__lte=models.F("credits")
+                ),
+                name="billing_purchase_reversed_within_credits",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    refunded_cents__lte=models.F("amount_cents"),
+                    disputed_cents__lte=models.F("amount_cents"),
+                ),
+                name="billing_purchase_refunds_within_amount",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount_cents} {self.currency} for {self.credits} credits ({self.status})"
+
+    @property
+    def price(self) -> str:
+        return format_money(self.amount_cents, self.currency)
+
+    @property
+    def badge(self) -> str:
+        """The badge class (static/css/app.css) that colours this purchase's status."""
+        return {
+            self.Status.PAID: "success",
+            self.Status.PENDING: "info",
+            self.Status.EXPIRED: "warning",
+            self.Status.PARTIALLY_REFUNDED: "warning",
+            self.Status.REFUNDED: "warning",
+        }.get(self.Status(self.status), "danger")
+
+
+class StripeEvent(models.Model):
+    """Every verified webhook event, by Stripe's id: a replay finds its row and does nothing."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSED = "processed", "Processed"
+        FAILED = "failed", "Failed"
+        IGNORED = "ignored", "Ignored"
+
+    id = models.CharField(max_length=255, primary_key=True)
+    type = models.CharField(max_length=100, db_index=True)
+    payload = models.JSONField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id} ({self.status})"
+
+
+class PromoCode(models.Model):
+    code = models.CharField(
+        max_length=40, help_text="What customers type, in any case (stored in capitals)."
+    )
+    credits = models.PositiveIntegerField(help_text="Credits each redemption adds.")
+    max_redemptions = models.PositiveIntegerField(
+        default=1, help_text="How many accounts may redeem it (each account once)."
+    )
+    times_redeemed = models.PositiveIntegerField(default=0, editable=False)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Empty: the code does not expire."
+    )
+    active = models.BooleanField(default=True)
+    note = models.CharField(max_length=200, blank=True, help_text="For operators only.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                Upper("code"),
+                name="billing_promocode_code_unique",
+                violation_error_message="A promotion code with these letters exists already "
+                "(codes ignore case).",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(credits__gt=0, max_redemptions__gt=0),
+                name="billing_promocode_positive",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(times_redeemed__lte=models.F("max_redemptions")),
+                name="billing_promocode_within_max",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.code = normalise_code(self.code)
+        super().save(*args, **kwargs)
+
+
+def normalise_code(code: str) -> str:
+    return "".join(code.split()).upper()
+
+
+class PromoRedemption(models.Model):
+    promo_code = models.ForeignKey(PromoCode, on_delete=models.PROTECT, related_name="redemptions")
+    account = models.ForeignKey(
+        CreditAccount, on_delete=models.PROTECT, related_name="promo_redemptions"
+    )
+    credits = models.BigIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["promo_code", "account"], name="billing_promo_once_per_account"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.promo_code} by {self.account}"

@@ -17,11 +17,20 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import User
 
-from .models import CreditAccount, LedgerEntry, Price
+from .models import (
+    CreditAccount,
+    DebtEntry,
+    LedgerEntry,
+    Price,
+    PromoCode,
+    PromoRedemption,
+    normalise_code,
+)
 
 Kind = LedgerEntry.Kind
 
@@ -37,8 +46,30 @@ class InsufficientCredits(BillingError):
         self.balance_credits = balance_credits
 
 
+class CreditsOwed(InsufficientCredits):
+    """The account owes credits after a refund or dispute: no new work until they are paid."""
+
+    def __init__(self, *, needed_credits: int, balance_credits: int, owed_credits: int) -> None:
+        super().__init__(needed_credits=needed_credits, balance_credits=balance_credits)
+        self.args = (f"owes {owed_credits} credits after a refund or dispute",)
+        self.owed_credits = owed_credits
+
+
 class UnknownPrice(BillingError):
     pass
+
+
+class PromoCodeRefused(BillingError):
+    """A code that cannot be redeemed; the message is meant for the customer."""
+
+
+@dataclass(frozen=True)
+class Reversal:
+    """Credits a refund or dispute took back: ``taken`` from the balance, ``owed`` beyond it."""
+
+    taken_credits: int
+    owed_credits: int
+    balance_credits: int
 
 
 @dataclass(frozen=True)
@@ -57,19 +88,24 @@ def format_usd(credits: int) -> str:
     return f"{credits_to_usd(credits).quantize(Decimal('0.0001')):f}"
 
 
-def _move(user_id: int, delta_credits: int) -> tuple[int, int] | None:
-    """Add ``delta_credits`` to the user's balance unless that would take it below zero.
+def _move(
+    user_id: int, delta_credits: int, *, unless_owing: bool = False
+) -> tuple[int, int] | None:
+    """Add ``delta_credits`` to the user's balance unless that would take it below zero (or,
+    with ``unless_owing``, unless the account owes credits).
 
     One statement checks, changes and locks the account row until the transaction ends, and
-    returns (account id, new balance); None when there is no account or not enough credits.
+    returns (account id, new balance); None when there is no account or the check fails.
     Raw SQL because the ORM cannot say UPDATE ... RETURNING (PostgreSQL and SQLite 3.35+ can),
     and because this is the hottest statement of every request.
     """
     table = CreditAccount._meta.db_table
+    owing = " AND owed_credits = 0" if unless_owing else ""
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET balance_credits = balance_credits + %s, updated_at = %s "  # noqa: S608
-            "WHERE user_id = %s AND balance_credits + %s >= 0 RETURNING id, balance_credits",
+            f"WHERE user_id = %s AND balance_credits + %s >= 0{owing} "
+            "RETURNING id, balance_credits",
             [delta_credits, timezone.now(), user_id, delta_credits],
         )
         row = cursor.fetchone()
@@ -120,8 +156,9 @@ def grant(
     kind: str = Kind.GRANT,
     reference: str = "",
 ) -> LedgerEntry:
-    """Add credits (a grant, a top-up, a positive adjustment). Once per idempotency key: a
-    repeat returns the entry already written."""
+    """Add credits (a grant, a top-up, a promotion code). Once per idempotency key: a repeat
+    returns the entry already written. If the account owes credits, they are paid first, in the
+    same transaction (a ``debt_payment`` line after this one)."""
     if credits <= 0:
         raise ValueError("A grant adds a positive number of credits")
     _ensure_account(user.pk)
@@ -145,13 +182,162 @@ def grant(
             description=description,
         )
         entry.save()
+        _pay_debt(account_id, balance, user_id=user.pk, idempotency_key=idempotency_key)
     return entry
+
+
+def _pay_debt(account_id: int, balance: int, *, user_id: int, idempotency_key: str) -> None:
+    """Inside the caller's transaction, with the account locked: pay what the account owes from
+    its balance, as far as the balance goes."""
+    owed = CreditAccount.objects.filter(pk=account_id).values_list("owed_credits", flat=True)[0]
+    paid = min(owed, balance)
+    if paid <= 0:
+        return
+    moved = _move(user_id, -paid)
+    assert moved is not None
+    still_owed = owed - paid
+    CreditAccount.objects.filter(pk=account_id).update(owed_credits=still_owed)
+    key = f"{idempotency_key}:debt"
+    description = f"Paid {paid} credits owed after a refund or dispute" + (
+        f" ({still_owed} still owed)" if still_owed else ""
+    )
+    _entry(
+        account_id,
+        Kind.DEBT_PAYMENT,
+        -paid,
+        moved[1],
+        reference="debt",
+        idempotency_key=key,
+        description=description,
+    ).save()
+    DebtEntry(
+        account_id=account_id,
+        amount_credits=-paid,
+        owed_after_credits=still_owed,
+        reference="debt",
+        idempotency_key=key,
+        description=description,
+    ).save()
+
+
+def debt_credits(user_id: int) -> int:
+    """Credits the user's account owes after a refund or dispute (0 when none)."""
+    return (
+        CreditAccount.objects.filter(user_id=user_id).values_list("owed_credits", flat=True).first()
+        or 0
+    )
+
+
+def take_back(
+    user_id: int, credits: int, *, reference: str, idempotency_key: str, description: str
+) -> Reversal | None:
+    """Take back credits a refunded or disputed payment had bought. Once per idempotency key
+    (None for a repeat).
+
+    What the balance cannot cover is recorded as owed (a DebtEntry, and the account's
+    ``owed_credits``): the API refuses new work until credits arriving later have paid it.
+    The ledger line shows what left the balance, which may be nothing.
+    """
+    if credits <= 0:
+        raise ValueError("A reversal takes back a positive number of credits")
+    _ensure_account(user_id)
+    with transaction.atomic():
+        locked = _move(user_id, 0)
+        assert locked is not None
+        account_id, balance = locked
+        if LedgerEntry.objects.filter(idempotency_key=idempotency_key).exists():
+            return None
+        taken = min(credits, balance)
+        owed = credits - taken
+        if taken:
+            moved = _move(user_id, -taken)
+            assert moved is not None
+            balance = moved[1]
+        detail = f"{credits} credits taken back"
+        if owed:
+            detail += f", {owed} of them owed because the balance could not cover them"
+        _entry(
+            account_id,
+            Kind.REVERSAL,
+            -taken,
+            balance,
+            reference=reference,
+            idempotency_key=idempotency_key,
+            description=f"{description}: {detail}",
+        ).save()
+        if owed:
+            total_owed = (
+                CreditAccount.objects.filter(pk=account_id).values_list("owed_credits", flat=True)[
+                    0
+                ]
+                + owed
+            )
+            CreditAccount.objects.filter(pk=account_id).update(owed_credits=total_owed)
+            DebtEntry(
+                account_id=account_id,
+                amount_credits=owed,
+                owed_after_credits=total_owed,
+                reference=reference,
+                idempotency_key=idempotency_key,
+                description=description,
+            ).save()
+    return Reversal(taken_credits=taken, owed_credits=owed, balance_credits=balance)
+
+
+def credits_for_cents(amount_cents: int) -> int:
+    """Credits an amount buys: whole credits, rounded down, the same integers as the ledger."""
+    return amount_cents * settings.CREDITS_PER_USD // 100
+
+
+def redeem_promo_code(user: User, code: str) -> LedgerEntry:
+    """Add a promotion code's credits to the user's account: once per account, never beyond the
+    code's uses, never after it expires (PromoCodeRefused says why, for the customer).
+
+    The use is counted by a conditional UPDATE and the redemption row is unique per account, both
+    in the transaction that writes the ledger line: two redemptions at once cannot both pass.
+    """
+    typed = normalise_code(code)
+    promo = PromoCode.objects.filter(code__iexact=typed).first() if typed else None
+    if promo is None or not promo.active:
+        raise PromoCodeRefused("That promotion code does not exist.")
+    now = timezone.now()
+    if promo.expires_at is not None and promo.expires_at <= now:
+        raise PromoCodeRefused("That promotion code has expired.")
+    _ensure_account(user.pk)
+    account_id = CreditAccount.objects.values_list("pk", flat=True).get(user_id=user.pk)
+    try:
+        with transaction.atomic():
+            counted = (
+                PromoCode.objects.filter(
+                    pk=promo.pk, active=True, times_redeemed__lt=F("max_redemptions")
+                )
+                .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+                .update(times_redeemed=F("times_redeemed") + 1)
+            )
+            if not counted:
+                raise PromoCodeRefused("That promotion code has been used up.")
+            PromoRedemption.objects.create(
+                promo_code=promo, account_id=account_id, credits=promo.credits
+            )
+            return grant(
+                user,
+                promo.credits,
+                kind=Kind.PROMO,
+                description=f"Promotion code {promo.code}",
+                idempotency_key=f"promo:{promo.pk}:{account_id}",
+                reference=f"promo:{promo.pk}",
+            )
+    except IntegrityError:
+        # The unique (code, account) pair: this account redeemed it already (perhaps a moment
+        # ago, in a concurrent request). The count above was rolled back with it.
+        raise PromoCodeRefused("You have already redeemed that promotion code.") from None
 
 
 def adjust(user: User, credits: int, *, reason: str, operator: str) -> LedgerEntry:
     """An operator's correction, up or down, recorded with who made it and why.
 
-    A correction may not take the balance below zero (InsufficientCredits).
+    A correction may not take the balance below zero (InsufficientCredits). Credits added pay
+    what the account owes first, like any others.
     """
     reason = " ".join(reason.split())
     if credits == 0:
@@ -174,20 +360,32 @@ def adjust(user: User, credits: int, *, reason: str, operator: str) -> LedgerEnt
             description=f"{reason} (by {operator})",
         )
         entry.save()
+        if credits > 0:
+            _pay_debt(account_id, balance, user_id=user.pk, idempotency_key=entry.idempotency_key)
     return entry
 
 
 def reserve(user_id: int, credits: int, *, reference: str, description: str) -> LedgerEntry:
-    """Hold ``credits`` for the work named by ``reference``, or raise InsufficientCredits.
+    """Hold ``credits`` for the work named by ``reference``, or raise InsufficientCredits
+    (CreditsOwed, a kind of it, while the account owes credits after a refund or dispute).
 
     Called inside the caller's transaction that records the work, so both exist or neither.
     """
     if credits <= 0:
         raise ValueError("A reservation holds a positive number of credits")
     with transaction.atomic():
-        moved = _move(user_id, -credits)
+        moved = _move(user_id, -credits, unless_owing=True)
         if moved is None:
-            raise InsufficientCredits(needed_credits=credits, balance_credits=_balance_of(user_id))
+            balance, owed = (
+                CreditAccount.objects.filter(user_id=user_id)
+                .values_list("balance_credits", "owed_credits")
+                .first()
+            ) or (0, 0)
+            if owed:
+                raise CreditsOwed(
+                    needed_credits=credits, balance_credits=balance, owed_credits=owed
+                )
+            raise InsufficientCredits(needed_credits=credits, balance_credits=balance)
         account_id, balance = moved
         entry = _entry(
             account_id,

@@ -8,4 +8,10 @@ app_name = "billing"
 
 urlpatterns = [
     path("", views.ledger, name="ledger"),
+    path("buy/", views.buy, name="buy"),
+    path("redeem/", views.redeem, name="redeem"),
+    path("purchases/<uuid:public_id>/", views.purchase, name="purchase"),
+    path(
+        "purchases/<uuid:public_id>/cancelled/", views.purchase_cancelled, name="purchase_cancelled"
+    ),
 ]
