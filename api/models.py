@@ -69,6 +69,11 @@ class Generation(models.Model):
     idempotency_key = models.CharField(max_length=255, blank=True)
     request_hash = models.CharField(max_length=64, blank=True)
 
+    # Playground runs: how many times a worker has claimed the row, and when its task was last
+    # sent, so the reconciler can tell a lost message or a dead worker from slow work.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -95,6 +100,12 @@ class Generation(models.Model):
         indexes = [
             models.Index(fields=["user", "-created_at"]),
             models.Index(fields=["status", "deadline_at"]),
+            # The reconciler's look for lost or abandoned playground runs.
+            models.Index(
+                fields=["status", "dispatched_at"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="api_gen_unfinished_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -128,7 +139,11 @@ class Image(models.Model):
 
     class Meta:
         ordering = ["generation", "index"]
-        indexes = [models.Index(fields=["user", "-created_at"])]
+        indexes = [
+            models.Index(fields=["user", "-created_at", "-id"], name="api_image_gallery_idx"),
+            # The retention job's oldest-first sweep.
+            models.Index(fields=["created_at"], name="api_image_created_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.token} ({self.width}x{self.height})"

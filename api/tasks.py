@@ -1,12 +1,43 @@
-"""Celery tasks: thin, they take ids (or nothing) and call one service."""
+"""Celery tasks: thin, they take ids (or nothing) and call one service.
+
+The Generation row, not the broker, is the truth: a task that is lost, sent twice or run by a
+worker that dies is made good by the reconciler, and only one run can ever settle a row.
+"""
 
 from __future__ import annotations
+
+import logging
 
 from celery import shared_task
 
 from . import services
 
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="api.tasks.run_generation", ignore_result=True, acks_late=True)
+def run_generation(generation_id: int) -> str:
+    result = services.run_queued_generation(generation_id)
+    if result.status == "retry":
+        logger.info("generation %s: transient upstream fault, retrying", generation_id)
+        send_generation(generation_id, countdown=result.retry_in_seconds)
+    return result.status
+
+
+def send_generation(generation_id: int, countdown: int = 0) -> None:
+    """Queue a run. A failure to reach the broker is logged, not raised: the row is already
+    committed and the reconciler sends it again."""
+    try:
+        run_generation.apply_async((generation_id,), countdown=countdown or None)
+    except Exception:
+        logger.exception("could not send generation %s to the broker", generation_id)
+
 
 @shared_task(name="api.tasks.reconcile_stuck_generations", ignore_result=True)
 def reconcile_stuck_generations() -> int:
     return services.reconcile_stuck_generations()
+
+
+@shared_task(name="api.tasks.purge_expired_images", ignore_result=True)
+def purge_expired_images() -> int:
+    return services.purge_expired_images()

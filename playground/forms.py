@@ -1,0 +1,133 @@
+"""The playground's form: the same request the API takes, in a browser.
+
+Its values are turned into the API's own request body and checked by the API's own parser and
+catalog rules (``api.schemas`` and ``api.services.spec_from_request``), so the playground can
+never accept what ``/v1`` would refuse, or refuse what it would accept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+
+from api import catalog, services
+from api.errors import ApiError
+from api.schemas import SEED_MAX, parse_generation_request
+
+CUSTOM = "custom"
+MAX_IMAGES = 4
+TIMES = "\u00d7"  # the multiplication sign people write sizes with
+
+
+def size_choices(model: catalog.ModelInfo) -> list[tuple[str, str]]:
+    keywords = [(k, f"{k} (about {round(p**0.5)}²)") for k, p in model.size_keywords.items()]
+    presets = [(size, size.replace("x", f" {TIMES} ")) for size in model.recommended_sizes]
+    return [*presets, *keywords, (CUSTOM, "Custom size…")]
+
+
+class PlaygroundForm(forms.Form):
+    prompt = forms.CharField(
+        widget=forms.Textarea(
+            attrs={"rows": 4, "placeholder": "A red fox in fresh snow, dawn light"}
+        )
+    )
+    model = forms.ChoiceField()
+    size = forms.ChoiceField()
+    custom_size = forms.CharField(
+        required=False,
+        max_length=11,
+        label="Custom size",
+        help_text="Width x height in pixels, for example 1536x1024.",
+        widget=forms.TextInput(attrs={"inputmode": "text", "autocomplete": "off"}),
+    )
+    n = forms.TypedChoiceField(
+        label="Number of images",
+        coerce=int,
+        choices=[(i, str(i)) for i in range(1, MAX_IMAGES + 1)],
+        initial=1,
+    )
+    seed = forms.IntegerField(
+        required=False,
+        min_value=-1,
+        max_value=SEED_MAX,
+        help_text="The same seed and prompt give the same picture; empty or -1 picks one.",
+    )
+    guidance_scale = forms.DecimalField(
+        required=False,
+        min_value=1,
+        max_value=10,
+        decimal_places=1,
+        label="Guidance scale",
+        help_text="1 to 10: how closely the picture follows the prompt.",
+        widget=forms.NumberInput(attrs={"step": "0.5"}),
+    )
+    watermark = forms.BooleanField(required=False, label="Add the “AI generated” watermark")
+
+    def __init__(self, *args: Any, model_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        models = catalog.all_models()
+        chosen = self._chosen_model(models, model_id)
+        self.model_info = chosen
+        self.fields["prompt"].max_length = settings.PROMPT_MAX_CHARS  # type: ignore[attr-defined]
+        self.fields["prompt"].widget.attrs["maxlength"] = settings.PROMPT_MAX_CHARS
+        self.fields["model"].choices = [(m.id, m.name) for m in models]  # type: ignore[attr-defined]
+        self.fields["model"].initial = chosen.id
+        self.fields["size"].choices = size_choices(chosen)  # type: ignore[attr-defined]
+        self.fields["size"].initial = chosen.default_size
+        # Only the extras this model takes are offered at all.
+        if not chosen.supports_seed:
+            del self.fields["seed"]
+        if not chosen.supports_guidance_scale:
+            del self.fields["guidance_scale"]
+
+    def _chosen_model(
+        self, models: list[catalog.ModelInfo], model_id: str | None
+    ) -> catalog.ModelInfo:
+        wanted = model_id or (self.data.get("model") if self.is_bound else None)
+        wanted = wanted or self.initial.get("model")
+        return next((m for m in models if m.id == wanted), models[0])
+
+    def size_value(self) -> str:
+        data = self.cleaned_data
+        if data.get("size") == CUSTOM:
+            raw = (data.get("custom_size") or "").strip().lower()
+            return raw.replace(" ", "").replace(TIMES, "x")
+        return str(data.get("size") or "")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("size") == CUSTOM and not data.get("custom_size"):
+            self.add_error("custom_size", "Enter a width and height, for example 1536x1024.")
+            return data
+        if self.errors:
+            return data
+        try:
+            self.spec = services.spec_from_request(
+                parse_generation_request(
+                    self.api_body(), prompt_max_chars=settings.PROMPT_MAX_CHARS
+                )
+            )
+        except ApiError as exc:
+            field = exc.param if exc.param in self.fields else None
+            if exc.param == "size":
+                field = "custom_size" if data.get("size") == CUSTOM else "size"
+            self.add_error(field, exc.message)
+        return data
+
+    def api_body(self) -> dict[str, Any]:
+        """The cleaned values as the body a client would send to /v1/images/generations."""
+        data = self.cleaned_data
+        body: dict[str, Any] = {
+            "model": data["model"],
+            "prompt": data["prompt"],
+            "size": self.size_value(),
+            "n": data["n"],
+            "watermark": bool(data.get("watermark")),
+        }
+        if data.get("seed") is not None:
+            body["seed"] = data["seed"]
+        if data.get("guidance_scale") is not None:
+            body["guidance_scale"] = float(data["guidance_scale"])
+        return body

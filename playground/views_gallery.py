@@ -1,0 +1,102 @@
+"""The private gallery: the grid, one image in detail, its download and its deletion. Every
+lookup is scoped to the signed-in owner: another customer's image is a 404, exactly like one
+that does not exist."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from accounts.http import AuthenticatedRequest
+from api import services
+from api.models import Image
+
+from . import gallery
+
+
+@login_required
+@require_GET
+def gallery_page(request: AuthenticatedRequest) -> HttpResponse:
+    form = gallery.GalleryFilterForm(request.GET or None)
+    page = gallery.page_after(gallery.images(request.user, form), request.GET.get("after"))
+    query = request.GET.copy()
+    query.pop("after", None)
+    return render(
+        request,
+        "playground/gallery.html",
+        {
+            "form": form,
+            "page": page,
+            "filters": query.urlencode(),
+            "retention_days": settings.IMAGE_RETENTION_DAYS,
+        },
+    )
+
+
+def _owned(request: AuthenticatedRequest, token: str) -> Image:
+    image = gallery.owned_image(request.user, token)
+    if image is None:
+        raise Http404
+    return image
+
+
+def _reuse_query(image: Image) -> str:
+    g = image.generation
+    params = {"prompt": g.prompt, "model": g.model, "size": g.size, "n": g.n}
+    for name in ("seed", "guidance_scale"):
+        if g.params.get(name) is not None:
+            params[name] = g.params[name]
+    if g.params.get("watermark"):
+        params["watermark"] = "1"
+    return urlencode(params)
+
+
+@login_required
+@require_GET
+def image_detail(request: AuthenticatedRequest, token: str) -> HttpResponse:
+    image = _owned(request, token)
+    return render(
+        request,
+        "playground/image.html",
+        {
+            "image": image,
+            "g": image.generation,
+            "reuse_query": _reuse_query(image),
+            "image_url": services.image_url(image, ""),
+        },
+    )
+
+
+@login_required
+@require_GET
+def image_download(request: AuthenticatedRequest, token: str) -> FileResponse:
+    image = _owned(request, token)
+    extension = image.file.name.rsplit(".", 1)[-1]
+    try:
+        handle = default_storage.open(image.file.name, "rb")
+    except FileNotFoundError:
+        raise Http404 from None
+    return FileResponse(
+        handle,
+        as_attachment=True,
+        filename=f"{image.generation.public_id}-{image.index + 1}.{extension}",
+        content_type=image.content_type,
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def image_delete(request: AuthenticatedRequest, token: str) -> HttpResponse:
+    image = _owned(request, token)
+    if request.method == "POST":
+        services.delete_image(image)
+        messages.success(request, "The image was deleted. Its charge stays in your usage.")
+        return redirect("playground:gallery")
+    return render(request, "playground/image_delete.html", {"image": image, "g": image.generation})

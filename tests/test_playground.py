@@ -1,0 +1,217 @@
+"""The playground pages: the form, its live price, submitting, and the generation cards."""
+
+from __future__ import annotations
+
+import pytest
+
+from api import services, tasks
+from api.models import Generation
+from playground.forms import TIMES
+from tests.support.money import assert_ledger_balanced
+
+URL = "/dashboard/playground/"
+HTMX = {"HX-Request": "true"}
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """The generation ids handed to the broker (the broker itself is not needed here)."""
+    calls: list[int] = []
+    monkeypatch.setattr(tasks, "send_generation", lambda pk, countdown=0: calls.append(pk))
+    return calls
+
+
+@pytest.fixture(autouse=True)
+def _commit_callbacks_run(monkeypatch):
+    """Run on_commit callbacks at once, as they would run after a real commit: a test's
+    transaction never commits."""
+    from django.db import transaction
+
+    monkeypatch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: func())
+
+
+@pytest.fixture
+def signed_in(client, owner):
+    client.force_login(owner)
+    return client
+
+
+def form(**overrides):
+    return {"prompt": "a paper boat", "model": "seedream-4-0", "size": "2048x2048", "n": "2",
+            **overrides}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "url", [URL, f"{URL}quote/", f"{URL}generations/gen_x/", "/dashboard/gallery/"]
+)
+def test_a_visitor_is_sent_to_log_in(client, url):
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+
+
+def test_the_page_offers_the_models_sizes_and_the_price_with_the_balance(signed_in):
+    page = signed_in.get(URL).content.decode()
+
+    assert '<label for="id_prompt">Prompt</label>' in page
+    assert f"2048 {TIMES} 2048" in page and "Custom size" in page
+    assert "40 credits</strong> ($0.0400) for 1 image" in page
+    assert 'Balance: <span id="balance">1000</span>' in page
+    # Seedream 4.0 takes neither a seed nor a guidance scale: they are not offered.
+    assert 'name="seed"' not in page and 'name="guidance_scale"' not in page
+
+
+def test_choosing_a_model_with_extras_offers_them(signed_in):
+    page = signed_in.get(URL, {"model": "seedream-3-0"}, headers=HTMX).content.decode()
+
+    assert page.startswith('<form id="playground-form"') or 'id="playground-form"' in page
+    assert 'name="seed"' in page and 'name="guidance_scale"' in page
+    assert f"1024 {TIMES} 1024" in page
+    assert "35 credits" in page
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"size": "2048x2048", "n": "3"}, "120 credits</strong> ($0.1200) for 3 images"),
+        ({"size": "custom", "custom_size": "4096x4096", "n": "1"}, "60 credits"),
+        ({"size": "custom", "custom_size": "100x100"}, "100x100:"),
+        ({"size": "custom", "custom_size": ""}, "Enter a size"),
+    ],
+)  # fmt: skip
+def test_the_quote_follows_the_form_with_the_apis_prices_and_rules(signed_in, params, expected):
+    page = signed_in.get(f"{URL}quote/", {"model": "seedream-4-0", **params}).content.decode()
+    assert expected in page
+
+
+def test_submitting_queues_a_generation_and_returns_its_live_card(signed_in, owner, sent):
+    response = signed_in.post(URL, form(), headers=HTMX)
+
+    assert response.status_code == 200
+    generation = Generation.objects.get()
+    assert (generation.source, generation.status, generation.n) == ("playground", "queued", 2)
+    assert sent == [generation.pk]
+    page = response.content.decode()
+    assert f'id="gen-{generation.public_id}"' in page
+    assert 'hx-trigger="every 1s"' in page
+    assert "80 credits held" in page
+    assert assert_ledger_balanced(owner) == 920
+
+
+def test_without_javascript_submitting_redirects_back_to_the_page(signed_in, sent):
+    response = signed_in.post(URL, form())
+
+    assert response.status_code == 302
+    page = signed_in.get(URL).content.decode()
+    assert "a paper boat" in page
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "message"),
+    [
+        ({"prompt": ""}, "prompt", "This field is required."),
+        ({"size": "custom", "custom_size": "9x9"}, "custom_size", "Invalid value for &#x27;size"),
+        ({"size": "custom", "custom_size": ""}, "custom_size", "Enter a width and height"),
+        ({"n": "7"}, "n", "Select a valid choice"),
+        ({"model": "dall-e-3"}, "model", "Select a valid choice"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_explained_on_the_field_and_costs_nothing(
+    signed_in, owner, sent, overrides, field, message
+):
+    response = signed_in.post(URL, form(**overrides), headers=HTMX)
+
+    assert response.status_code == 200
+    assert response["HX-Retarget"] == "#playground-form"
+    page = response.content.decode()
+    assert message in page
+    assert f'id="id_{field}"' in page
+    assert not Generation.objects.exists()
+    assert sent == []
+    assert assert_ledger_balanced(owner) == 1000
+
+
+def test_a_seed_out_of_range_is_refused_for_a_model_that_takes_seeds(signed_in, sent):
+    response = signed_in.post(
+        URL, form(model="seedream-3-0", size="1024x1024", seed="99999999999"), headers=HTMX
+    )
+    assert "Ensure this value is less than or equal to 2147483647" in response.content.decode()
+    assert not Generation.objects.exists()
+
+
+def test_not_enough_credits_is_said_plainly_and_logged_in_usage(client, user_factory, sent):
+    poor = user_factory("poor@example.com", credits=50)
+    client.force_login(poor)
+    quote = client.get(f"{URL}quote/", {"model": "seedream-4-0", "size": "2K", "n": "2"})
+    assert "not enough for this request" in quote.content.decode()
+
+    response = client.post(URL, form(n="2"), headers=HTMX)
+
+    page = response.content.decode()
+    assert "Not enough credits: this needs 80 and your balance is 50." in page
+    assert sent == []
+    refused = Generation.objects.get()
+    assert (refused.status, refused.http_status, refused.charged_credits) == ("failed", 402, 0)
+    assert assert_ledger_balanced(poor) == 50
+
+
+def test_the_card_follows_the_generation_to_the_end(signed_in, owner, sent):
+    signed_in.post(URL, form(n="1"), headers=HTMX)
+    generation = Generation.objects.get()
+    card_url = f"{URL}generations/{generation.public_id}/"
+
+    running = signed_in.get(card_url).content.decode()
+    assert "Waiting for a worker" in running and "every 1s" in running
+
+    services.run_queued_generation(generation.pk)
+    done = signed_in.get(card_url).content.decode()
+
+    assert "every 1s" not in done
+    assert "Charged 40 credits" in done
+    assert f"/img/t/{generation.images.get().token}.webp" in done
+    assert '<span id="balance" hx-swap-oob="true">960</span>' in done
+
+
+def test_a_failure_is_explained_and_shown_as_not_charged(signed_in, owner, sent):
+    signed_in.post(URL, form(prompt="nope [sim:block-prompt]", n="2"), headers=HTMX)
+    generation = Generation.objects.get()
+    services.run_queued_generation(generation.pk)
+
+    done = signed_in.get(f"{URL}generations/{generation.public_id}/").content.decode()
+
+    assert "The content filter blocked this prompt" in done
+    assert "Not charged · 80 credits held for it returned." in done
+    assert assert_ledger_balanced(owner) == 1000
+
+
+def test_an_outsider_cannot_see_anothers_generation_card(client, owner, outsider, sent):
+    client.force_login(owner)
+    client.post(URL, form())
+    generation = Generation.objects.get()
+    client.force_login(outsider)
+
+    assert client.get(f"{URL}generations/{generation.public_id}/").status_code == 404
+    assert "a paper boat" not in client.get(URL).content.decode()
+
+
+def test_use_these_settings_fills_the_form(signed_in):
+    page = signed_in.get(
+        URL, {"prompt": "a heron", "model": "seedream-3-0", "size": "1000x1000", "seed": "42"}
+    ).content.decode()
+
+    assert "a heron</textarea>" in page
+    assert 'value="1000x1000"' in page  # not a preset: it lands in the custom size
+    assert 'value="42"' in page
+
+
+def test_an_account_that_owes_credits_is_told_why_and_nothing_is_queued(signed_in, owner, sent):
+    from billing import services as billing
+
+    billing.take_back(
+        owner.pk, 1500, reference="purchase:t", idempotency_key="t:refund", description="Refund"
+    )  # 1000 from the balance, 500 owed
+
+    page = signed_in.post(URL, form(), headers=HTMX).content.decode()
+
+    assert "Your account owes 500 credits" in page
+    assert sent == []
