@@ -24,14 +24,14 @@ class UserAdmin(BaseUserAdmin):
     form = UserEditForm
     add_form = UserCreateForm
     ordering = ("-date_joined",)
-    list_display = ("email", "name", "balance", "is_active", "is_staff", "date_joined")
+    list_display = ("email", "name", "balance", "is_active", "is_staff", "date_joined", "closed_at")
     list_select_related = ("credit_account",)
-    list_filter = ("is_active", "is_staff")
+    list_filter = ("is_active", "is_staff", ("closed_at", admin.EmptyFieldListFilter))
     search_fields = ("email", "name")
     fieldsets = (
         (None, {"fields": ("email", "password", "name")}),
         ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups")}),
-        ("Dates", {"fields": ("last_login", "date_joined")}),
+        ("Dates", {"fields": ("last_login", "date_joined", "closed_at")}),
     )
 
     @admin.display(description="Balance (credits)", ordering="credit_account__balance_credits")

@@ -44,6 +44,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     )
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the customer closed the account (close_account)."
+    )
 
     objects: ClassVar[UserManager] = UserManager()
 

@@ -8,4 +8,4 @@ class ApiConfig(AppConfig):
     verbose_name = "Image API"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import checks, receivers  # noqa: F401  (system checks, account-closing receiver)

@@ -12,14 +12,23 @@ The life of a request, each step a function here:
 A crash between 1 and 3 leaves a row past its deadline holding credits;
 ``reconcile_stuck_generations`` (a periodic task) releases them. Both 3 and the reconciler claim
 the row with a conditional UPDATE, so the money is settled exactly once.
+
+The playground takes the same steps off the request: ``submit_generation`` does 1 with the row
+queued and sends a Celery task once the transaction commits; the task calls
+``run_queued_generation``, which claims the row (queued -> running, exactly one worker can) and
+does 2 and 3. The reconciler also re-sends queued rows whose message was lost and re-queues
+running rows whose worker died, so a playground generation finishes or is refunded, whatever
+happens to the broker or the workers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,14 +36,14 @@ from typing import Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from accounts.models import User
 from billing import services as billing
 from keys.models import ApiKey
 
-from . import upstream
+from . import thumbnails, upstream
 from .catalog import ModelInfo, Size, SizeError, get_model, resolve_size
 from .errors import NO_RETRY, ApiError, invalid
 from .models import Generation, Image, new_image_token
@@ -132,19 +141,11 @@ def request_fingerprint(body: bytes) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def begin_generation(
-    *,
-    user: User,
-    spec: GenerationSpec,
-    source: str = Generation.Source.API,
-    api_key: ApiKey | None = None,
-    idempotency_key: str | None = None,
-    request_hash: str = "",
-) -> Generation:
-    """Price, record and reserve, atomically. Raises billing.InsufficientCredits,
-    IdempotentReplay or IdempotencyMismatch; the first leaves a failed row for the usage log."""
+def price_per_image(spec: GenerationSpec) -> int:
+    """Credits for each image ``spec`` asks for: what is reserved per image, and what each
+    delivered one costs. ApiError(503) when the price table has no row for it."""
     try:
-        price = billing.price_per_image(spec.model.id, spec.size.tier)
+        return billing.price_per_image(spec.model.id, spec.size.tier)
     except billing.UnknownPrice:
         logger.error("no price for %s tier %r: add one in the admin", spec.model.id, spec.size.tier)
         raise ApiError(
@@ -154,6 +155,21 @@ def begin_generation(
             code="model_not_priced",
             headers=NO_RETRY,
         ) from None
+
+
+def begin_generation(
+    *,
+    user: User,
+    spec: GenerationSpec,
+    source: str = Generation.Source.API,
+    api_key: ApiKey | None = None,
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+) -> Generation:
+    """Price, record and reserve, atomically. Raises billing.InsufficientCredits (ApiError 402
+    when the account owes credits after a refund or dispute), IdempotentReplay or
+    IdempotencyMismatch; a refusal for credits leaves a failed row for the usage log."""
+    price = price_per_image(spec)
     now = timezone.now()
     fields: dict[str, Any] = {
         "user": user,
@@ -174,6 +190,8 @@ def begin_generation(
     }
     if source == Generation.Source.API:
         fields.update(status=Generation.Status.RUNNING, started_at=now)
+    else:
+        fields.update(dispatched_at=now)  # its task is sent as soon as the row commits
     if idempotency_key:
         _check_idempotency(user, idempotency_key, request_hash, now)
     try:
@@ -194,6 +212,14 @@ def begin_generation(
         _check_idempotency(user, idempotency_key, request_hash, now)
         raise
     except billing.InsufficientCredits as exc:
+        owed = exc.owed_credits if isinstance(exc, billing.CreditsOwed) else 0
+        message = (
+            f"Your account owes {owed} credits (${billing.format_usd(owed)}) after a card "
+            "payment was refunded or disputed. API use is paused until that is paid: add "
+            "credits on the billing page and they pay it first."
+            if owed
+            else str(exc)
+        )
         # Nothing was reserved; the row is there so the customer's usage log shows the refusal.
         Generation.objects.create(
             **{
@@ -202,11 +228,15 @@ def begin_generation(
                 "status": Generation.Status.FAILED,
                 "http_status": 402,
                 "error_code": "insufficient_quota",
-                "error_message": str(exc),
+                "error_message": message,
                 "finished_at": now,
                 "latency_ms": 0,
             }
         )
+        if owed:
+            raise ApiError(
+                402, message, type="insufficient_quota", code="insufficient_quota"
+            ) from None
         raise
     return generation
 
@@ -321,6 +351,72 @@ def complete_generation(
     return Completed(generation, images, data)
 
 
+def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
+    """The playground's request: price, record (queued) and reserve like the API does, then send
+    the task once the row is committed (a worker must never look for a row it cannot see)."""
+    from . import tasks  # tasks imports this module
+
+    generation = begin_generation(user=user, spec=spec, source=Generation.Source.PLAYGROUND)
+    transaction.on_commit(lambda: tasks.send_generation(generation.pk))
+    return generation
+
+
+# Faults where trying again later can help; a blocked prompt or a bad request cannot.
+_TRANSIENT = {FailureKind.RATE_LIMITED, FailureKind.UPSTREAM_ERROR, FailureKind.TIMEOUT}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What ``run_queued_generation`` did: finished the row, found it taken, or queued it again
+    to be sent after ``retry_in_seconds``."""
+
+    status: str
+    retry_in_seconds: int = 0
+
+
+def run_queued_generation(generation_id: int) -> RunResult:
+    """Claim a queued playground generation (exactly one worker can), run it and settle it.
+
+    When nothing was delivered and every failure was transient, the row goes back to the queue
+    for a later attempt (with exponential backoff) while its attempts and deadline allow.
+    """
+    now = timezone.now()
+    claimed = Generation.objects.filter(
+        pk=generation_id, status=Generation.Status.QUEUED, deadline_at__gt=now
+    ).update(status=Generation.Status.RUNNING, started_at=now, attempts=models.F("attempts") + 1)
+    if not claimed:
+        return RunResult("not_claimed")
+    generation = Generation.objects.get(pk=generation_id)
+    started = time.monotonic()
+    outcomes = asyncio.run(_produce_and_close(generation))
+    latency_ms = int((time.monotonic() - started) * 1000)
+
+    failures = [o for o in outcomes if isinstance(o, Failure)]
+    if len(failures) == len(outcomes) and all(f.kind in _TRANSIENT for f in failures):
+        backoff = settings.GENERATION_RETRY_BACKOFF_SECONDS * 2 ** (generation.attempts - 1)
+        retry_at = timezone.now() + timedelta(seconds=backoff)
+        if generation.attempts < settings.GENERATION_MAX_ATTEMPTS and retry_at < (
+            generation.deadline_at
+        ):
+            # dispatched_at is when the next run is due, so the reconciler does not resend it
+            # while it waits out its backoff.
+            requeued = Generation.objects.filter(
+                pk=generation_id, status=Generation.Status.RUNNING
+            ).update(status=Generation.Status.QUEUED, dispatched_at=retry_at)
+            if requeued:
+                return RunResult("retry", backoff)
+    complete_generation(generation, outcomes, latency_ms=latency_ms)
+    return RunResult("done")
+
+
+async def _produce_and_close(generation: Generation) -> list[Outcome]:
+    # Each run has its own event loop, so its pooled upstream client goes with it.
+    try:
+        return await produce_images(generation)
+    finally:
+        await upstream.close_client()
+
+
 def _partial_note(failures: list[Failure]) -> str:
     return failures[0].code[:64] if failures else ""
 
@@ -418,34 +514,152 @@ def read_image_b64(image: Image, data: dict[int, bytes]) -> str:
 
 
 def reconcile_stuck_generations(now: datetime | None = None) -> int:
-    """Fail and release every generation still unsettled past its deadline. Returns how many."""
+    """Fail and release every generation still unsettled past its deadline, and put lost or
+    abandoned playground runs back on the queue. Returns how many were failed."""
     now = now or timezone.now()
+    _redispatch_lost_runs(now)
     stuck = Generation.objects.filter(
         status__in=[Generation.Status.QUEUED, Generation.Status.RUNNING], deadline_at__lt=now
     ).values_list("pk", flat=True)[:500]
     count = 0
     for pk in stuck:
-        with transaction.atomic():
-            claimed = Generation.objects.filter(
-                pk=pk, status__in=[Generation.Status.QUEUED, Generation.Status.RUNNING]
-            ).update(
-                status=Generation.Status.FAILED,
-                http_status=503,
-                error_code="expired",
-                error_message="The generation did not finish in time. You were not charged.",
-                finished_at=now,
-            )
-            if not claimed:
-                continue
-            generation = Generation.objects.get(pk=pk)
-            billing.settle(
-                generation.user_id,
-                reference=generation.ledger_reference,
-                reserved_credits=generation.reserved_credits,
-                charged_credits=0,
-                description=f"expired, nothing delivered ({generation.public_id})",
-            )
+        if _fail_and_release(
+            pk,
+            [Generation.Status.QUEUED, Generation.Status.RUNNING],
+            now,
+            message="The generation did not finish in time. You were not charged.",
+            note="expired, nothing delivered",
+        ):
             count += 1
     if count:
         logger.warning("reconciled %d generations stuck past their deadline", count)
     return count
+
+
+def _fail_and_release(
+    pk: int, from_statuses: list[str], now: datetime, *, message: str, note: str
+) -> bool:
+    """Claim an unsettled row as failed and give its whole reservation back; False if another
+    process settled it first."""
+    with transaction.atomic():
+        claimed = Generation.objects.filter(pk=pk, status__in=from_statuses).update(
+            status=Generation.Status.FAILED,
+            http_status=503,
+            error_code="expired",
+            error_message=message,
+            finished_at=now,
+        )
+        if not claimed:
+            return False
+        generation = Generation.objects.get(pk=pk)
+        billing.settle(
+            generation.user_id,
+            reference=generation.ledger_reference,
+            reserved_credits=generation.reserved_credits,
+            charged_credits=0,
+            description=f"{note} ({generation.public_id})",
+        )
+    return True
+
+
+def _redispatch_lost_runs(now: datetime) -> None:
+    """Playground rows whose task never started (a lost message) are sent again; rows whose
+    worker went silent past the upstream time budget (a killed worker) are queued again, or
+    failed and refunded once they have used up their attempts."""
+    from . import tasks  # tasks imports this module
+
+    wait = timedelta(seconds=settings.GENERATION_REDISPATCH_SECONDS)
+    silent = timedelta(seconds=settings.GENERATION_TIMEOUT_SECONDS) + wait
+    playground = Generation.objects.filter(
+        source=Generation.Source.PLAYGROUND, deadline_at__gte=now
+    )
+    lost = playground.filter(status=Generation.Status.QUEUED, dispatched_at__lt=now - wait)
+    dead = playground.filter(status=Generation.Status.RUNNING, started_at__lt=now - silent)
+    for pk, attempts in dead.values_list("pk", "attempts")[:500]:
+        if attempts >= settings.GENERATION_MAX_ATTEMPTS:
+            _fail_and_release(
+                pk,
+                [Generation.Status.RUNNING],
+                now,
+                message="The image service did not answer in time. You were not charged.",
+                note="abandoned, nothing delivered",
+            )
+            continue
+        requeued = Generation.objects.filter(
+            pk=pk, status=Generation.Status.RUNNING, started_at__lt=now - silent
+        ).update(status=Generation.Status.QUEUED, dispatched_at=now)
+        if requeued:
+            logger.warning("generation %s: its worker went silent; queued again", pk)
+            tasks.send_generation(pk)
+    for pk in lost.values_list("pk", flat=True)[:500]:
+        resent = Generation.objects.filter(
+            pk=pk, status=Generation.Status.QUEUED, dispatched_at__lt=now - wait
+        ).update(dispatched_at=now)
+        if resent:
+            logger.warning("generation %s: its task never started; sent again", pk)
+            tasks.send_generation(pk)
+
+
+def _delete_files_after_commit(images: list[tuple[str, str]]) -> None:
+    """Delete each (token, file name)'s original and thumbnail once the transaction commits, so
+    a deletion that rolls back loses nothing."""
+
+    def delete() -> None:
+        for token, name in images:
+            for path in (name, thumbnails.thumbnail_name(token)):
+                if path:
+                    default_storage.delete(path)
+
+    transaction.on_commit(delete)
+
+
+def delete_image(image: Image) -> None:
+    """The customer deletes one image: its row, file and thumbnail. The generation, its
+    charge and the ledger keep their lines."""
+    with transaction.atomic():
+        Image.objects.filter(pk=image.pk).delete()
+        _delete_files_after_commit([(image.token, image.file.name)])
+
+
+def purge_expired_images(now: datetime | None = None, batch: int = 1000) -> int:
+    """Delete images older than IMAGE_RETENTION_DAYS (0 keeps them forever). Returns how many."""
+    days = settings.IMAGE_RETENTION_DAYS
+    if days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    total = 0
+    while True:
+        with transaction.atomic():
+            rows = list(
+                Image.objects.filter(created_at__lt=cutoff)
+                .order_by("created_at")
+                .values_list("pk", "token", "file")[:batch]
+            )
+            if not rows:
+                break
+            Image.objects.filter(pk__in=[pk for pk, *_ in rows]).delete()
+            _delete_files_after_commit([(token, name) for _, token, name in rows])
+        total += len(rows)
+    if total:
+        logger.info("retention: deleted %d images older than %d days", total, days)
+    return total
+
+
+def erase_customer_content(user: User) -> int:
+    """Delete what a closing account made (images and their files) and blank what it wrote
+    (prompts, parameters, idempotency keys), keeping each request's amounts for the books.
+
+    Returns how many images were deleted.
+    """
+    images = Image.objects.filter(user=user)
+    files = list(images.values_list("token", "file"))
+    deleted, _ = images.delete()
+    Generation.objects.filter(user=user).update(
+        prompt="", params={}, idempotency_key="", request_hash="", error_message=""
+    )
+    _delete_files_after_commit(files)
+    return deleted
+
+
+def thumbnail_url(image: Image) -> str:
+    return f"{settings.IMAGE_BASE_URL}/img/t/{image.token}.webp"

@@ -15,4 +15,5 @@ urlpatterns = [
     re_path(
         r"^img/(?P<token>[^/.]+)\.(?P<extension>[a-z]+)$", views.hosted_image, name="hosted-image"
     ),
+    re_path(r"^img/t/(?P<token>[^/.]+)\.webp$", views.hosted_thumbnail, name="thumbnail"),
 ]

@@ -29,9 +29,9 @@ from django.views.decorators.csrf import csrf_exempt
 from billing import services as billing
 from keys import services as keys
 
-from . import catalog, services
+from . import catalog, services, thumbnails
 from .errors import ApiError, error_response, invalid, invalid_api_key
-from .models import Generation
+from .models import Generation, Image
 from .schemas import parse_generation_request
 
 logger = logging.getLogger(__name__)
@@ -387,6 +387,27 @@ def hosted_image(request: HttpRequest, token: str, extension: str) -> FileRespon
         raise Http404 from None
     response = FileResponse(handle, content_type=_CONTENT_TYPES[extension])
     # The content behind a token never changes: caches and CDNs may keep it for a year.
+    response["Cache-Control"] = "public, max-age=31536000, immutable"
+    return response
+
+
+def hosted_thumbnail(request: HttpRequest, token: str) -> FileResponse:
+    """An image's gallery thumbnail, made on the first request (see api/thumbnails.py)."""
+    if not _TOKEN_RE.match(token):
+        raise Http404
+    name = thumbnails.thumbnail_name(token)
+    try:
+        handle = default_storage.open(name, "rb")
+    except FileNotFoundError:
+        original = Image.objects.filter(token=token).values_list("file", flat=True).first()
+        if not original:
+            raise Http404 from None
+        try:
+            name = thumbnails.ensure_thumbnail(token, original)
+        except FileNotFoundError:
+            raise Http404 from None
+        handle = default_storage.open(name, "rb")
+    response = FileResponse(handle, content_type="image/webp")
     response["Cache-Control"] = "public, max-age=31536000, immutable"
     return response
 

@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.mfa",
     "allauth.socialaccount",
+    "django_htmx",  # ships htmx itself (static) and its script tag; no middleware needed
     *[
         f"allauth.socialaccount.providers.{name}"
         for name in ("github", "google")
@@ -290,14 +291,18 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Zero-server default: workers on the same host share a folder. It never redelivers the task
     # of a killed worker; the Generation row is the truth and the reconciler finishes such work.
-    for _sub in ("out", "processed"):
+    for _sub in ("out", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "out"),
         "data_folder_out": str(_broker_dir / "out"),
         "processed_folder": str(_broker_dir / "processed"),
+        # Exchange metadata; kombu's default is a "control" folder in the working directory.
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+# Installations (or test runs) that share one Redis keep apart by queue name.
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "celery")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -305,8 +310,9 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE = {
     "reconcile-stuck-generations": {
         "task": "api.tasks.reconcile_stuck_generations",
-        "schedule": 60.0,
+        "schedule": env_int("RECONCILE_EVERY_SECONDS", 60),
     },
+    "purge-expired-images": {"task": "api.tasks.purge_expired_images", "schedule": 3600.0},
 }
 
 # --- API keys -----------------------------------------------------------------------------------
@@ -325,6 +331,32 @@ DEMO_CREDITS = env_int("DEMO_CREDITS", 2000)
 # apply everywhere within this many seconds).
 PRICE_CACHE_SECONDS = env_int("PRICE_CACHE_SECONDS", 10)
 
+# --- Card payments (Stripe) ---------------------------------------------------------------------
+
+# Both keys are needed for card payments: the secret key opens Checkout Sessions and the webhook
+# secret verifies the events that credit them. Without either, the billing page says card payments
+# are not set up (operators still grant credits and issue promotion codes). Hosted Checkout is
+# reached by a server-side redirect, so no publishable key is needed.
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY")
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
+# Stripe's own API unless pointed at stripe-mock or the tests' fake.
+STRIPE_API_BASE = env_str("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/")
+STRIPE_CURRENCY = env_str("STRIPE_CURRENCY", "usd").lower()
+# Amounts in the currency's smallest unit (cents): the preset packs, and the bounds of a custom
+# amount. Credits for an amount: amount_cents * CREDITS_PER_USD // 100.
+STRIPE_MIN_CENTS = env_int("STRIPE_MIN_CENTS", 500)
+STRIPE_MAX_CENTS = env_int("STRIPE_MAX_CENTS", 50_000)
+if not 0 < STRIPE_MIN_CENTS <= STRIPE_MAX_CENTS:
+    raise ImproperlyConfigured("STRIPE_MIN_CENTS must be above 0 and at most STRIPE_MAX_CENTS")
+STRIPE_PACKS_CENTS: list[int] = []
+for _pack in env_list("STRIPE_PACKS_CENTS", "500,2000,5000,10000"):
+    if not _pack.isdigit() or not STRIPE_MIN_CENTS <= int(_pack) <= STRIPE_MAX_CENTS:
+        raise ImproperlyConfigured(
+            f"STRIPE_PACKS_CENTS: {_pack!r} is not a whole number of cents between "
+            f"STRIPE_MIN_CENTS ({STRIPE_MIN_CENTS}) and STRIPE_MAX_CENTS ({STRIPE_MAX_CENTS})"
+        )
+    STRIPE_PACKS_CENTS.append(int(_pack))
+
 # --- Generation API -----------------------------------------------------------------------------
 
 PROMPT_MAX_CHARS = env_int("PROMPT_MAX_CHARS", 4000)
@@ -337,6 +369,20 @@ IDEMPOTENCY_WAIT_SECONDS = env_int("IDEMPOTENCY_WAIT_SECONDS", 120)
 GENERATION_DEADLINE_SECONDS = env_int("GENERATION_DEADLINE_SECONDS", 900)
 # Absolute URL prefix for hosted images (a CDN). Empty: the request's own host.
 IMAGE_BASE_URL = env_str("IMAGE_BASE_URL").rstrip("/")
+# Images (and their thumbnails) older than this many days are deleted by a daily job; 0 keeps
+# them forever. The ledger and the usage log keep their lines either way.
+IMAGE_RETENTION_DAYS = env_int("IMAGE_RETENTION_DAYS", 0)
+THUMBNAIL_MAX_PIXELS = env_int("THUMBNAIL_MAX_PIXELS", 384)
+
+# --- Playground (browser generations, run by Celery workers) ------------------------------------
+
+# A queued generation whose task has not started after this long is sent again (a lost message);
+# a running one whose worker has been silent past the upstream time budget plus this is presumed
+# dead and queued again, up to GENERATION_MAX_ATTEMPTS runs; after that it fails and is refunded.
+GENERATION_REDISPATCH_SECONDS = env_int("GENERATION_REDISPATCH_SECONDS", 60)
+GENERATION_MAX_ATTEMPTS = env_int("GENERATION_MAX_ATTEMPTS", 3)
+# Transient upstream faults (busy, timeout, 5xx) are retried by the task with this backoff base.
+GENERATION_RETRY_BACKOFF_SECONDS = env_int("GENERATION_RETRY_BACKOFF_SECONDS", 5)
 
 # --- Upstream (Seedream on BytePlus ModelArk, or Volcengine Ark) -------------------------------
 

@@ -104,6 +104,13 @@ def revoke_key(api_key: ApiKey) -> ApiKey:
     return api_key
 
 
+def revoke_all_keys(user: User) -> int:
+    """Revoke every key ``user`` still has (closing an account); returns how many."""
+    return ApiKey.objects.filter(user=user, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+
+
 def authenticate(raw_key: str) -> ApiKey:
     """The active key (with its user loaded) that ``raw_key`` names, or AuthenticationFailed.
 

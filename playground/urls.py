@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import views, views_gallery, views_playground
 
 app_name = "playground"
 
@@ -12,4 +12,19 @@ urlpatterns = [
     path("dashboard/", views.overview, name="overview"),
     path("dashboard/usage/", views.usage, name="usage"),
     path("dashboard/usage.csv", views.usage_csv, name="usage-csv"),
+    path("dashboard/playground/", views_playground.playground, name="playground"),
+    path("dashboard/playground/quote/", views_playground.quote, name="quote"),
+    path(
+        "dashboard/playground/generations/<str:public_id>/",
+        views_playground.generation_card,
+        name="generation",
+    ),
+    path("dashboard/gallery/", views_gallery.gallery_page, name="gallery"),
+    path("dashboard/gallery/<str:token>/", views_gallery.image_detail, name="image"),
+    path(
+        "dashboard/gallery/<str:token>/download/",
+        views_gallery.image_download,
+        name="image-download",
+    ),
+    path("dashboard/gallery/<str:token>/delete/", views_gallery.image_delete, name="image-delete"),
 ]

@@ -9,15 +9,16 @@ from __future__ import annotations
 import csv
 import datetime
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from django import forms
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, QuerySet
 
 from accounts.models import User
 from api.catalog import all_models
 from api.models import Generation
 from keys.models import ApiKey
+
+from . import paging
 
 PAGE_SIZE = 50
 
@@ -71,36 +72,8 @@ def _midnight(day: datetime.date) -> datetime.datetime:
     return datetime.datetime.combine(day, datetime.time.min, tzinfo=datetime.UTC)
 
 
-@dataclass(frozen=True)
-class Page:
-    rows: list[Generation]
-    next_cursor: str | None
-
-
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
-
-
-def _cursor(row: Generation) -> str:
-    # Whole microseconds since the epoch: exact, and nothing that needs escaping in a URL.
-    micros = (row.created_at - _EPOCH) // datetime.timedelta(microseconds=1)
-    return f"{micros}_{row.pk}"
-
-
-def page_after(rows: QuerySet[Generation], cursor: str | None) -> Page:
-    """Up to PAGE_SIZE rows older than ``cursor`` ("<epoch µs>_<id>"), and the next cursor."""
-    if cursor:
-        micros, _, ident = cursor.partition("_")
-        try:
-            when = _EPOCH + datetime.timedelta(microseconds=int(micros))
-            pk = int(ident)
-        except (ValueError, OverflowError):
-            pass  # a mangled cursor starts from the newest
-        else:
-            rows = rows.filter(Q(created_at__lt=when) | Q(created_at=when, pk__lt=pk))
-    found = list(rows[: PAGE_SIZE + 1])
-    if len(found) <= PAGE_SIZE:
-        return Page(found, None)
-    return Page(found[:PAGE_SIZE], _cursor(found[PAGE_SIZE - 1]))
+def page_after(rows: QuerySet[Generation], cursor: str | None) -> paging.Page[Generation]:
+    return paging.page_after(rows, cursor, PAGE_SIZE)
 
 
 CSV_COLUMNS = [

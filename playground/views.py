@@ -3,6 +3,10 @@ The playground and gallery arrive with their own issue."""
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -15,26 +19,53 @@ from api.models import Generation
 from billing import services as billing
 from keys.models import ApiKey
 
+from . import overview as overview_figures
 from . import usage as usage_rows
 
 
 def home(request: HttpRequest) -> HttpResponse:
+    """The storefront: what the product is, a code sample, live prices, how credits work."""
     prices = {(p.model, p.size_tier): p.credits_per_image for p in billing.price_list()}
+
+    def price(model_id: str, tier: str) -> dict[str, Any] | None:
+        credits = prices.get((model_id, tier))
+        if credits is None:
+            return None
+        return {"credits": credits, "usd": billing.format_usd(credits)}
+
     models = [
         {
             "info": model,
-            "credits": prices.get((model.id, "")),
-            "usd": billing.format_usd(prices[(model.id, "")]) if (model.id, "") in prices else None,
+            "price": price(model.id, ""),
+            # Only where the table has a row of its own; otherwise 4K images cost the usual price.
+            "price_4k": price(model.id, catalog.FOUR_K_TIER),
+            "makes_4k": model.max_pixels >= catalog.FOUR_K_MIN_PIXELS,
         }
         for model in catalog.all_models()
     ]
+    # A worked example of the hold and the settlement: 4 images asked for, 3 delivered.
+    example = None
+    on_sale = [(m.id, prices[(m.id, "")]) for m in catalog.all_models() if (m.id, "") in prices]
+    if on_sale:
+        model_id, each = on_sale[0]
+        example = {
+            "model": model_id,
+            "price": each,
+            "held": 4 * each,
+            "charged": 3 * each,
+            "released": each,
+        }
+    one_credit = billing.credits_to_usd(1).quantize(Decimal("0.000001")).normalize()
     return render(
         request,
         "playground/home.html",
         {
             "models": models,
+            "example": example,
             "base_url": f"{request.scheme}://{request.get_host()}/v1",
+            "image_base": settings.IMAGE_BASE_URL or f"{request.scheme}://{request.get_host()}",
             "credits_per_usd": settings.CREDITS_PER_USD,
+            "one_credit_usd": f"{one_credit:f}",
         },
     )
 
@@ -44,6 +75,8 @@ def overview(request: AuthenticatedRequest) -> HttpResponse:
     balance = billing.balance_credits(request.user)
     active_keys = ApiKey.objects.filter(user=request.user, revoked_at__isnull=True).count()
     generations = Generation.objects.filter(user=request.user).order_by("-created_at")[:10]
+    month = overview_figures.month_spend(request.user)
+    days = overview_figures.last_days(request.user)
     return render(
         request,
         "playground/overview.html",
@@ -53,6 +86,11 @@ def overview(request: AuthenticatedRequest) -> HttpResponse:
             "credits_per_usd": settings.CREDITS_PER_USD,
             "active_keys": active_keys,
             "generations": generations,
+            "month": month,
+            "month_usd": billing.format_usd(month.credits),
+            "days": days,
+            "spend_chart": overview_figures.chart(days, "credits"),
+            "images_chart": overview_figures.chart(days, "images"),
             "base_url": f"{request.scheme}://{request.get_host()}/v1",
         },
     )
@@ -84,7 +122,8 @@ def usage_csv(request: AuthenticatedRequest) -> StreamingHttpResponse:
 
 # The errors a client can meet, for the docs page: (status, type, code, when).
 API_ERRORS = [
-    (400, "invalid_request_error", "invalid_value", "A parameter is wrong; param names it."),
+    (400, "invalid_request_error", "invalid_value",
+     "A parameter or the Idempotency-Key header is wrong; param names it."),
     (400, "invalid_request_error", "missing_required_parameter", "model or prompt is missing."),
     (400, "invalid_request_error", "invalid_json", "The body is not a JSON object."),
     (400, "invalid_request_error", "content_policy_violation",
@@ -96,21 +135,61 @@ API_ERRORS = [
     (402, "insufficient_quota", "insufficient_quota",
      "The balance does not cover the request; the message gives both."),
     (404, "invalid_request_error", "model_not_found", "No such model."),
+    (404, "invalid_request_error", "unknown_url", "No such endpoint under /v1."),
     (405, "invalid_request_error", "method_not_allowed", "Another HTTP method was used."),
     (409, "invalid_request_error", "idempotency_request_in_progress",
      "The first request with this Idempotency-Key is still running; retry."),
     (413, "invalid_request_error", "request_too_large", "The body is too large."),
     (415, "invalid_request_error", "unsupported_media_type", "The body is not sent as JSON."),
     (502, "server_error", "upstream_error", "The image service failed. Not charged."),
+    (503, "server_error", "model_not_priced", "The model is not on sale right now. Not charged."),
     (503, "server_error", "service_unavailable", "Generation is unavailable. Not charged."),
     (503, "server_error", "upstream_busy", "The image service is busy; see Retry-After."),
     (503, "server_error", "upstream_timeout", "The image service timed out. Not charged."),
 ]  # fmt: skip
 
+# What tells a client to slow down today, for the docs' rate limits section:
+# (status, code, Retry-After seconds, when). The headers are api/services.py's and api/views.py's.
+# Per-account limits (429 with x-ratelimit-* headers) will join this list when they exist.
+SLOW_DOWN = [
+    (503, "upstream_busy", 5,
+     "The image service stayed busy through our own retries. Nothing was charged."),
+    (409, "idempotency_request_in_progress", 1,
+     "A repeat of a request still running did not see it finish in time."),
+]  # fmt: skip
+
+
+def _model_example(model: catalog.ModelInfo, prices: dict[tuple[str, str], int]) -> dict[str, Any]:
+    """One model as GET /v1/models/{id} answers it (tests/test_docs_page.py holds the two equal)."""
+    tiers = {
+        tier or "default": credits
+        for (model_id, tier), credits in prices.items()
+        if model_id == model.id
+    }
+    default_price = tiers.get("default")
+    return {
+        "id": model.id,
+        "object": "model",
+        "created": model.created,
+        "owned_by": "bytedance",
+        "name": model.name,
+        "price_per_image_credits": default_price,
+        "price_per_image_usd": billing.format_usd(default_price) if default_price else None,
+        "price_per_image_credits_by_size_tier": tiers,
+        "default_size": model.default_size,
+        "size_keywords": list(model.size_keywords),
+        "min_pixels": model.min_pixels,
+        "max_pixels": model.max_pixels,
+        "max_aspect_ratio": model.max_aspect_ratio,
+        "supports_seed": model.supports_seed,
+        "supports_guidance_scale": model.supports_guidance_scale,
+    }
+
 
 def docs(request: HttpRequest) -> HttpResponse:
     """The public API documentation, built from the live catalog, prices and settings."""
     prices = {(p.model, p.size_tier): p.credits_per_image for p in billing.price_list()}
+    all_models = catalog.all_models()
     models = [
         {
             "info": model,
@@ -120,17 +199,40 @@ def docs(request: HttpRequest) -> HttpResponse:
                 if model_id == model.id
             },
         }
-        for model in catalog.all_models()
+        for model in all_models
     ]
+    host = f"{request.scheme}://{request.get_host()}"
+    example_balance = 25 * settings.CREDITS_PER_USD
+    credits_example = {
+        "object": "credit_balance",
+        "balance": example_balance,
+        "balance_usd": billing.format_usd(example_balance),
+        "currency": "usd",
+        "credits_per_usd": settings.CREDITS_PER_USD,
+    }
     return render(
         request,
         "playground/docs.html",
         {
             "models": models,
-            "base_url": f"{request.scheme}://{request.get_host()}/v1",
+            "model_example": (
+                json.dumps(_model_example(all_models[0], prices), indent=2) if all_models else ""
+            ),
+            "credits_example": json.dumps(credits_example, indent=2),
+            "response_model": all_models[0] if all_models else None,
+            "response_price": prices.get((all_models[0].id, "")) if all_models else None,
+            "base_url": f"{host}/v1",
+            "image_base": settings.IMAGE_BASE_URL or host,
             "credits_per_usd": settings.CREDITS_PER_USD,
             "prompt_max_chars": settings.PROMPT_MAX_CHARS,
             "max_body_bytes": settings.API_MAX_BODY_BYTES,
+            "idempotency_hours": settings.IDEMPOTENCY_WINDOW_SECONDS // 3600,
+            "idempotency_wait_seconds": settings.IDEMPOTENCY_WAIT_SECONDS,
+            # Read with a default: the retention job may not be deployed everywhere yet.
+            "image_retention_days": getattr(settings, "IMAGE_RETENTION_DAYS", 0),
+            "upstream_retries": settings.UPSTREAM_MAX_RETRIES,
+            "generation_timeout_seconds": settings.GENERATION_TIMEOUT_SECONDS,
             "errors": API_ERRORS,
+            "slow_down": SLOW_DOWN,
         },
     )

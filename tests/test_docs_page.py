@@ -1,6 +1,10 @@
-"""The public docs page is built from the live catalog and price table."""
+"""The public docs page is built from the live catalog, price table and settings."""
 
 from __future__ import annotations
+
+import html
+import json
+import re
 
 import pytest
 
@@ -8,11 +12,35 @@ from billing.models import Price
 
 pytestmark = pytest.mark.smoke
 
+SECTIONS = [
+    "authentication", "quickstart", "generations", "response", "models", "models-endpoint",
+    "credits", "idempotency", "errors", "rate-limits",
+]  # fmt: skip
+
+
+def docs(client) -> str:
+    response = client.get("/docs/")
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def example(page: str, element_id: str):
+    """The JSON example in the docs' <pre id=...>."""
+    match = re.search(rf'<pre id="{element_id}"[^>]*><code>(.*?)</code></pre>', page, re.S)
+    assert match, f"no #{element_id} example"
+    return json.loads(html.unescape(match.group(1)))
+
+
+def section(page: str, section_id: str) -> str:
+    match = re.search(rf'<section id="{section_id}".*?</section>', page, re.S)
+    assert match, f"no #{section_id} section"
+    return match.group(0)
+
 
 def test_the_docs_show_live_prices_models_and_the_error_table(client, db):
     Price.objects.filter(model="seedream-3-0", size_tier="").update(credits_per_image=37)
 
-    page = client.get("/docs/").content.decode()
+    page = docs(client)
 
     assert "http://testserver/v1" in page
     assert "37 (any size)" in page
@@ -27,6 +55,88 @@ def test_the_docs_list_a_model_added_in_configuration(client, db, settings):
         **settings.SEEDREAM_MODELS,
         "seedream-4-5": {**settings.SEEDREAM_MODELS["seedream-4-0"], "name": "Seedream 4.5"},
     }
-    page = client.get("/docs/").content.decode()
+    page = docs(client)
     assert "seedream-4-5" in page
     assert "not on sale" in page
+
+
+def test_the_table_of_contents_links_every_section(client, db):
+    page = docs(client)
+    toc = re.search(r'<nav class="toc.*?</nav>', page, re.S)
+    assert toc
+    assert re.findall(r'href="#([\w-]+)"', toc.group(0)) == SECTIONS
+    for section_id in SECTIONS:
+        assert f'<section id="{section_id}"' in page
+
+
+def test_the_model_example_is_what_the_api_answers_with_live_prices(client, db, owner_key):
+    Price.objects.filter(model="seedream-4-0", size_tier="").update(credits_per_image=43)
+    Price.objects.filter(model="seedream-4-0", size_tier="4k").update(credits_per_image=66)
+
+    shown = example(docs(client), "model-example")
+    answered = client.get(
+        "/v1/models/seedream-4-0", headers={"Authorization": f"Bearer {owner_key}"}
+    ).json()
+
+    assert shown == answered
+    assert shown["price_per_image_credits"] == 43
+    assert shown["price_per_image_credits_by_size_tier"] == {"default": 43, "4k": 66}
+    assert "GET http://testserver/v1/models/{id}" in section(docs(client), "models-endpoint")
+
+
+def test_the_credits_example_has_the_api_shape_and_the_live_rate(client, db, owner_key, settings):
+    settings.CREDITS_PER_USD = 500
+
+    shown = example(docs(client), "credits-example")
+    answered = client.get("/v1/credits", headers={"Authorization": f"Bearer {owner_key}"}).json()
+
+    assert shown.keys() == answered.keys()
+    assert shown["object"] == answered["object"] == "credit_balance"
+    assert shown["credits_per_usd"] == answered["credits_per_usd"] == 500
+    assert shown["balance_usd"] == f"{shown['balance'] / 500:.4f}"
+    assert "500 credits make one" in section(docs(client), "credits")
+
+
+def test_idempotency_follows_the_settings(client, db, settings):
+    settings.IDEMPOTENCY_WAIT_SECONDS = 45
+    settings.IDEMPOTENCY_WINDOW_SECONDS = 48 * 3600
+
+    text = section(docs(client), "idempotency")
+
+    assert "up to 45 seconds" in text
+    assert "kept for 48 hours" in text
+    assert "idempotency_key_reused" in text
+    assert "409 idempotency_request_in_progress" in text
+
+
+def test_the_response_section_says_how_long_image_urls_live(client, db, settings):
+    settings.IMAGE_BASE_URL = "https://images.example.com"
+    settings.IMAGE_RETENTION_DAYS = 0
+    text = section(docs(client), "response")
+    assert "https://images.example.com/img/" in text
+    assert "do not expire on a timer" in text
+
+    settings.IMAGE_RETENTION_DAYS = 30
+    text = section(docs(client), "response")
+    assert "kept for 30 days" in text
+    assert "b64_json" in text
+
+
+def test_rate_limits_say_what_is_true_today(client, db, settings):
+    settings.UPSTREAM_MAX_RETRIES = 4
+
+    text = section(docs(client), "rate-limits")
+
+    assert "no per-account request limits yet" in text
+    assert "up to 4 times on our side" in text
+    assert "<code>upstream_busy</code></td><td>5 s</td>" in text
+    assert "Retry-After" in text
+
+
+def test_every_error_code_the_api_stores_is_in_the_error_table(client, db):
+    from api import services
+
+    page = docs(client)
+    for status, code, *_ in services._FAILURE_ERRORS.values():
+        assert f'<td class="num">{status}</td>' in page
+        assert f"<code>{code}</code>" in page

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import httpx
 from allauth.account.models import EmailAddress
+from axe_playwright_python.sync_playwright import Axe
+from django.conf import settings
+from django.test import Client
 from playwright.sync_api import Page, ViewportSize
 
 from accounts.models import User
@@ -60,3 +63,40 @@ def fill_sign_in(page: Page, email: str) -> None:
     main.get_by_label("Email").fill(email)
     main.get_by_label("Password", exact=True).fill(PASSWORD)
     main.get_by_role("button", name="Sign In").click()
+
+
+def sign_in_as(page: Page, base_url: str, user: User) -> None:
+    """Give the page's browser a signed-in session for ``user``, without the sign-in form
+    (the tests of the form itself use ``fill_sign_in``)."""
+    client = Client()
+    client.force_login(user)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME]
+    page.context.add_cookies([{"name": cookie.key, "value": cookie.value, "url": base_url}])
+
+
+# The accessibility check: axe-core, over WCAG 2.x A and AA and axe's own best practices.
+AXE_RULES = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
+AXE_FAILING_IMPACTS = ("critical", "serious", "moderate")
+
+
+def axe_violations(page: Page, name: str) -> list[str]:
+    """axe's violations on the page in front of us that are moderate or worse, one readable line
+    each: the page, the rule, its impact and the elements (CSS selectors) at fault."""
+    results = Axe().run(
+        page,
+        options={
+            "resultTypes": ["violations"],
+            "runOnly": {"type": "tag", "values": AXE_RULES},
+        },
+    )
+    lines = []
+    for violation in results.response["violations"]:
+        if violation["impact"] not in AXE_FAILING_IMPACTS:
+            continue
+        targets = [" ".join(map(str, node["target"])) for node in violation["nodes"]]
+        more = f" (+{len(targets) - 5} more)" if len(targets) > 5 else ""
+        lines.append(
+            f"{name} ({page.url}): {violation['id']} [{violation['impact']}] "
+            f"{violation['help']}: {'; '.join(targets[:5])}{more}"
+        )
+    return lines

@@ -28,3 +28,17 @@ def test_the_docs_read_well_everywhere(
     expect(page.get_by_role("heading", level=1)).to_have_text("API documentation")
     expect(page.locator("main")).to_contain_text(f"{live_server.url}/v1")
     screenshot(page, name)
+
+
+def test_the_table_of_contents_takes_you_to_each_section(
+    live_server: Any, page: Page, console_errors: list[str]
+) -> None:
+    page.set_viewport_size(PHONE)
+    load(page, f"{live_server.url}/docs/", console_errors, phone=True)
+    toc = page.get_by_role("navigation", name="On this page")
+    links = toc.get_by_role("link")
+    expect(links).to_have_count(10)
+    for name, section_id in [("Idempotency", "idempotency"), ("GET /credits", "credits")]:
+        toc.get_by_role("link", name=name, exact=True).click()
+        expect(page).to_have_url(f"{live_server.url}/docs/#{section_id}")
+        expect(page.locator(f"#{section_id} h2")).to_be_in_viewport()

@@ -7,27 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, ViewportSize, expect
+from playwright.sync_api import Page, expect
 
 from api import catalog
 from billing import services as billing
 from billing.models import Price
-
-DESKTOP: ViewportSize = {"width": 1280, "height": 800}
-PHONE: ViewportSize = {"width": 375, "height": 812}
+from tests.browser.support import DESKTOP, PHONE, load, sign_in_as, verified_customer
 
 # Every test here needs the seeded price table, which live_server's flushes empty.
 pytestmark = pytest.mark.usefixtures("default_prices")
-
-
-def load(page: Page, url: str, console_errors: list[str]) -> None:
-    """Open ``url``: it answers 200 and the page logs no errors while loading."""
-    console_errors.clear()
-    response = page.goto(url, wait_until="load")
-    assert response is not None
-    assert response.status == 200, f"{url} answered {response.status}"
-    page.wait_for_load_state("networkidle")
-    assert console_errors == [], f"errors while loading {url}: {console_errors}"
 
 
 def expected_price(model_id: str) -> str:
@@ -44,9 +32,9 @@ def test_home_page_shows_the_quickstart_and_the_live_price_table(
     console_errors: list[str],
     screenshot: Callable[[Page, str], Path],
 ) -> None:
-    # A price no migration seeds: the page can only show it if it reads the table per request.
-    changed = Price.objects.filter(model="seedream-4-0", size_tier="").update(credits_per_image=47)
-    assert changed == 1
+    # Prices no migration seeds: the page can only show them if it reads the table per request.
+    assert Price.objects.filter(model="seedream-4-0", size_tier="").update(credits_per_image=47)
+    assert Price.objects.filter(model="seedream-4-0", size_tier="4k").update(credits_per_image=73)
     page.set_viewport_size(DESKTOP)
 
     load(page, live_server.url + "/", console_errors)
@@ -55,6 +43,11 @@ def test_home_page_shows_the_quickstart_and_the_live_price_table(
     expect(page.get_by_role("heading", level=1)).to_have_text(
         "Seedream image generation, OpenAI-compatible"
     )
+    hero = page.locator(".hero")
+    expect(hero.get_by_role("link", name="Create an account")).to_have_attribute(
+        "href", "/accounts/signup/"
+    )
+    expect(hero.get_by_role("link", name="Read the docs")).to_be_visible()
     base_url = f"{live_server.url}/v1"
     quickstart = page.locator("#quickstart")
     expect(quickstart.get_by_role("heading", name="Quickstart")).to_be_visible()
@@ -70,13 +63,35 @@ def test_home_page_shows_the_quickstart_and_the_live_price_table(
     for model in models:
         row = rows.filter(has=page.locator("code", has_text=model.id))
         expect(row).to_have_count(1)
-        expect(row.locator("td").nth(0)).to_contain_text(model.id)
-        expect(row.locator("td").nth(2)).to_have_text(expected_price(model.id))
-    expect(rows.filter(has_text="seedream-4-0").locator("td").nth(2)).to_have_text(
-        "47 credits ($0.0470)"
-    )
+        expect(row.get_by_role("rowheader")).to_contain_text(model.name)
+        expect(row.locator("td").nth(0)).to_have_text(expected_price(model.id))
+    seedream_4 = rows.filter(has_text="seedream-4-0").locator("td")
+    expect(seedream_4.nth(0)).to_have_text("47 credits ($0.0470)")
+    expect(seedream_4.nth(1)).to_have_text("73 credits ($0.0730)")
+
+    credits = page.get_by_role("region", name="How credits work")
+    expect(credits).to_contain_text("1000 credits make one US dollar")
+    expect(credits).to_contain_text("188 credits are held")
+    expect(credits.get_by_role("link", name="Sign up to buy credits")).to_be_visible()
 
     screenshot(page, "home-desktop")
+
+
+def test_a_signed_in_customer_is_offered_the_dashboard_and_buying_credits(
+    live_server: Any,
+    page: Page,
+    console_errors: list[str],
+) -> None:
+    sign_in_as(page, live_server.url, verified_customer("shopper@example.com"))
+    page.set_viewport_size(DESKTOP)
+
+    load(page, live_server.url + "/", console_errors)
+
+    page.locator(".hero").get_by_role("link", name="Go to dashboard").click()
+    expect(page).to_have_url(f"{live_server.url}/dashboard/")
+    page.go_back()
+    page.locator(".cta").get_by_role("link", name="Buy credits").click()
+    expect(page).to_have_url(f"{live_server.url}/dashboard/billing/")
 
 
 def test_home_page_fits_a_phone_without_horizontal_scroll(
@@ -87,11 +102,7 @@ def test_home_page_fits_a_phone_without_horizontal_scroll(
 ) -> None:
     page.set_viewport_size(PHONE)
 
-    load(page, live_server.url + "/", console_errors)
+    load(page, live_server.url + "/", console_errors, phone=True)
 
     expect(page.get_by_role("heading", level=1)).to_be_visible()
-    scroll_width = page.evaluate("document.documentElement.scrollWidth")
     screenshot(page, "home-phone")
-    assert scroll_width <= PHONE["width"], (
-        f"the page is {scroll_width}px wide at a {PHONE['width']}px viewport: it scrolls sideways"
-    )

@@ -1,0 +1,50 @@
+"""Identity services: closing an account."""
+
+from __future__ import annotations
+
+from allauth.account.models import EmailAddress
+from allauth.mfa.models import Authenticator
+from allauth.socialaccount.models import SocialAccount
+from django.db import transaction
+from django.utils import timezone
+
+from .models import User
+from .signals import account_closing
+
+
+class AccountNotClosable(Exception):
+    pass
+
+
+def closed_email(user: User) -> str:
+    # .invalid is reserved (RFC 2606): no mail can ever reach it, and the real address is free
+    # for a new sign-up at once.
+    return f"closed-{user.pk}@closed.invalid"
+
+
+def close_account(user: User) -> None:
+    """Close ``user``'s account for good, following the policy on the delete-account page.
+
+    At once: every API key is revoked (keys), prompts, hosted images and request parameters are
+    deleted (api), email addresses, two-factor devices and social logins are deleted, the password
+    is made unusable (which ends every session: Django checks the password hash on each request)
+    and the account is deactivated. Kept, without the email address: the ledger and the
+    per-request amounts, because they are financial records.
+    """
+    if user.is_superuser:
+        raise AccountNotClosable("A superuser account is closed by another operator in the admin.")
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        if locked.closed_at is not None:
+            return
+        account_closing.send(sender=User, user=locked)
+        EmailAddress.objects.filter(user=locked).delete()
+        Authenticator.objects.filter(user=locked).delete()
+        SocialAccount.objects.filter(user=locked).delete()
+        locked.email = closed_email(locked)
+        locked.name = ""
+        locked.is_active = False
+        locked.is_staff = False
+        locked.closed_at = timezone.now()
+        locked.set_unusable_password()
+        locked.save()

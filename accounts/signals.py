@@ -1,0 +1,10 @@
+"""Signals other apps answer without accounts importing them (accounts is the bottom layer)."""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+# Sent by accounts.services.close_account inside its transaction, with ``user``. Each app that
+# holds a customer's data removes or anonymises it here; a receiver that raises rolls the whole
+# closure back, so an account is never half closed.
+account_closing = Signal()
