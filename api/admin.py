@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import Generation, Image
+from . import ratelimits
+from .models import AccountRateLimit, Generation, Image
 
 
 class ImageInline(admin.TabularInline):
@@ -29,3 +30,33 @@ class GenerationAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Generation | None = None) -> bool:
         return False
+
+
+@admin.register(AccountRateLimit)
+class AccountRateLimitAdmin(admin.ModelAdmin):
+    """Operators' custom limits: each field set replaces the account's tier value."""
+
+    list_display = (
+        "user", "requests_per_minute", "images_per_minute", "concurrent_generations",
+        "tier_now", "note", "updated_at",
+    )  # fmt: skip
+    search_fields = ("user__email", "note")
+    raw_id_fields = ("user",)
+    readonly_fields = ("tier_now", "limits_now")
+    fields = (
+        "user", "requests_per_minute", "images_per_minute", "concurrent_generations", "note",
+        "tier_now", "limits_now",
+    )  # fmt: skip
+
+    @admin.display(description="Tier (without this override)")
+    def tier_now(self, obj: AccountRateLimit) -> str:
+        if not obj.pk:
+            return "-"
+        return ratelimits.limits_for(obj.user).tier.name
+
+    @admin.display(description="Limits in force (requests / images / concurrent)")
+    def limits_now(self, obj: AccountRateLimit) -> str:
+        if not obj.pk:
+            return "-"
+        limits = ratelimits.limits_for(obj.user)
+        return f"{limits.requests} / {limits.images} / {limits.concurrent}"

@@ -147,3 +147,60 @@ class Image(models.Model):
 
     def __str__(self) -> str:
         return f"{self.token} ({self.width}x{self.height})"
+
+
+class AccountRateLimit(models.Model):
+    """An operator's custom limits for one account (the "custom limit" of the docs): each field
+    set replaces the tier's; an empty one keeps it."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="rate_limit_override"
+    )
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    images_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    concurrent_generations = models.PositiveIntegerField(null=True, blank=True)
+    note = models.CharField(max_length=255, blank=True, help_text="Why, for the next operator.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "custom rate limit"
+
+    def __str__(self) -> str:
+        return f"custom limits for {self.user}"
+
+
+class RateCounter(models.Model):
+    """One fixed window's count for one scope and kind, when no Redis is configured: the
+    database, shared by every process, makes the counting correct across them."""
+
+    bucket = models.CharField(max_length=64)
+    window_number = models.BigIntegerField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bucket", "window_number"], name="api_ratecounter_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bucket} @{self.window_number}: {self.count}"
+
+
+class ConcurrencySlot(models.Model):
+    """A generation in flight for one scope, when no Redis is configured. A slot whose process
+    died is dropped when its lease runs out."""
+
+    scope = models.CharField(max_length=64)
+    holder = models.CharField(max_length=64)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "holder"], name="api_concurrencyslot_unique")
+        ]
+        indexes = [models.Index(fields=["scope", "expires_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.scope} held by {self.holder}"

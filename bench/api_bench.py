@@ -243,6 +243,11 @@ def main() -> None:
         default=220.0,
         help="requests/s of the open-loop run in the slow scenario (0: none)",
     )
+    parser.add_argument(
+        "--rate-limit-redis",
+        default="redis://127.0.0.1:6379/5",
+        help="Redis for the rate-limit counters (empty: the database backend)",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
@@ -275,6 +280,20 @@ def main() -> None:
                     "DB_POOL_MAX_SIZE": "40",
                     "LOG_LEVEL": "WARNING",
                     "ALLOWED_HOSTS": "127.0.0.1,localhost",
+                    # Counted as in production (every request goes through the limiter), with
+                    # limits no benchmark reaches.
+                    "RATE_LIMIT_REDIS_URL": args.rate_limit_redis,
+                    "RATE_LIMIT_TIERS": json.dumps(
+                        [
+                            {
+                                "id": "bench",
+                                "name": "Bench",
+                                "requests_per_minute": 10**9,
+                                "images_per_minute": 10**9,
+                                "concurrent_generations": 10**6,
+                            }
+                        ]
+                    ),
                 }
                 with running_server(env, workers=args.workers) as base_url:
                     pid = server_pid(base_url)

@@ -44,6 +44,10 @@ class CreditAccount(models.Model):
     # of the sum of this account's DebtEntry rows. While above zero the API refuses new work, and
     # credits that arrive pay it first.
     owed_credits = models.BigIntegerField(default=0)
+    # Credits ever added by top-ups, grants and promotion codes, less what refunds and disputes
+    # took back: what the account's rate-limit tier follows (api/ratelimits.py). Changed in the
+    # same transactions as the ledger lines that move it.
+    lifetime_credits = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -53,6 +57,9 @@ class CreditAccount(models.Model):
             ),
             models.CheckConstraint(
                 condition=models.Q(owed_credits__gte=0), name="billing_owed_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(lifetime_credits__gte=0), name="billing_lifetime_not_negative"
             ),
         ]
 

@@ -17,7 +17,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from accounts.models import User
@@ -182,6 +183,9 @@ def grant(
             description=description,
         )
         entry.save()
+        CreditAccount.objects.filter(pk=account_id).update(
+            lifetime_credits=F("lifetime_credits") + credits
+        )
         _pay_debt(account_id, balance, user_id=user.pk, idempotency_key=idempotency_key)
     return entry
 
@@ -249,6 +253,9 @@ def take_back(
             return None
         taken = min(credits, balance)
         owed = credits - taken
+        CreditAccount.objects.filter(pk=account_id).update(
+            lifetime_credits=Greatest(F("lifetime_credits") - credits, Value(0))
+        )
         if taken:
             moved = _move(user_id, -taken)
             assert moved is not None

@@ -37,3 +37,17 @@ class KeyCreateForm(forms.Form):
         if expires_on is None:
             return None
         return datetime.datetime.combine(expires_on, datetime.time.min, tzinfo=datetime.UTC)
+
+
+class KeyLimitsForm(forms.Form):
+    """Lower limits for one key; empty fields leave the account's limits in force."""
+
+    requests_per_minute = forms.IntegerField(
+        required=False, min_value=1, max_value=1_000_000, label="Requests per minute"
+    )
+    images_per_minute = forms.IntegerField(
+        required=False, min_value=1, max_value=1_000_000, label="Images per minute"
+    )
+    concurrent_generations = forms.IntegerField(
+        required=False, min_value=1, max_value=100_000, label="Generations at a time"
+    )

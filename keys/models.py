@@ -24,6 +24,10 @@ class ApiKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Optional limits the customer sets below the account's (empty: the account's apply).
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    images_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    concurrent_generations = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -104,6 +104,24 @@ def revoke_key(api_key: ApiKey) -> ApiKey:
     return api_key
 
 
+def set_key_limits(
+    api_key: ApiKey,
+    *,
+    requests_per_minute: int | None,
+    images_per_minute: int | None,
+    concurrent_generations: int | None,
+) -> ApiKey:
+    """Set (or, with None, clear) the key's own limits. They only ever lower the account's:
+    a request must fit both."""
+    api_key.requests_per_minute = requests_per_minute
+    api_key.images_per_minute = images_per_minute
+    api_key.concurrent_generations = concurrent_generations
+    api_key.save(
+        update_fields=["requests_per_minute", "images_per_minute", "concurrent_generations"]
+    )
+    return api_key
+
+
 def revoke_all_keys(user: User) -> int:
     """Revoke every key ``user`` still has (closing an account); returns how many."""
     return ApiKey.objects.filter(user=user, revoked_at__isnull=True).update(
@@ -111,16 +129,18 @@ def revoke_all_keys(user: User) -> int:
     )
 
 
-def authenticate(raw_key: str) -> ApiKey:
+def authenticate(raw_key: str, *, related: tuple[str, ...] = ()) -> ApiKey:
     """The active key (with its user loaded) that ``raw_key`` names, or AuthenticationFailed.
 
-    One indexed query. The reasons never say whether a well-formed key exists.
+    One indexed query; ``related`` names more relations to load in it (the caller's business:
+    the API loads the user's credit account and custom limits). The reasons never say whether a
+    well-formed key exists.
     """
     parsed = crypto.parse_key(raw_key)
     if parsed is None:
         raise AuthenticationFailed("malformed")
     try:
-        api_key = ApiKey.objects.select_related("user").get(lookup_id=parsed.lookup_id)
+        api_key = ApiKey.objects.select_related("user", *related).get(lookup_id=parsed.lookup_id)
     except ApiKey.DoesNotExist:
         raise AuthenticationFailed("unknown") from None
     if not crypto.verify_key(raw_key, api_key.pepper_id, api_key.secret_hash):

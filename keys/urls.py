@@ -10,4 +10,5 @@ urlpatterns = [
     path("", views.key_list, name="list"),
     path("<int:key_id>/rotate", views.rotate, name="rotate"),
     path("<int:key_id>/revoke", views.revoke, name="revoke"),
+    path("<int:key_id>/limits", views.limits, name="limits"),
 ]

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_http_methods
 from accounts.http import AuthenticatedRequest
 
 from . import services
-from .forms import KeyCreateForm
+from .forms import KeyCreateForm, KeyLimitsForm
 from .models import ApiKey
 
 
@@ -82,3 +82,19 @@ def revoke(request: AuthenticatedRequest, key_id: int) -> HttpResponse:
     services.revoke_key(api_key)
     messages.success(request, f"The key “{api_key.name}” is revoked. It stops working at once.")
     return redirect("keys:list")
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def limits(request: AuthenticatedRequest, key_id: int) -> HttpResponse:
+    api_key = _owned(request, key_id)
+    fields = ("requests_per_minute", "images_per_minute", "concurrent_generations")
+    form = KeyLimitsForm(
+        request.POST or None, initial={name: getattr(api_key, name) for name in fields}
+    )
+    if request.method == "POST" and form.is_valid():
+        services.set_key_limits(api_key, **{name: form.cleaned_data[name] for name in fields})
+        messages.success(request, f"The limits of “{api_key.name}” are saved.")
+        return redirect("keys:list")
+    return render(request, "keys/limits.html", {"api_key": api_key, "form": form})

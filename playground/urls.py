@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views, views_gallery, views_playground
+from . import views, views_gallery, views_limits, views_playground
 
 app_name = "playground"
 
@@ -12,6 +12,7 @@ urlpatterns = [
     path("dashboard/", views.overview, name="overview"),
     path("dashboard/usage/", views.usage, name="usage"),
     path("dashboard/usage.csv", views.usage_csv, name="usage-csv"),
+    path("dashboard/limits/", views_limits.limits, name="limits"),
     path("dashboard/playground/", views_playground.playground, name="playground"),
     path("dashboard/playground/quote/", views_playground.quote, name="quote"),
     path(

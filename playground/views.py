@@ -14,7 +14,8 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from accounts.http import AuthenticatedRequest
-from api import catalog
+from api import catalog, ratelimits
+from api import services as api_services
 from api.models import Generation
 from billing import services as billing
 from keys.models import ApiKey
@@ -141,6 +142,12 @@ API_ERRORS = [
      "The first request with this Idempotency-Key is still running; retry."),
     (413, "invalid_request_error", "request_too_large", "The body is too large."),
     (415, "invalid_request_error", "unsupported_media_type", "The body is not sent as JSON."),
+    (429, "rate_limit_error", "rate_limit_requests",
+     "Over the requests-per-minute limit; wait Retry-After seconds. Not charged."),
+    (429, "rate_limit_error", "rate_limit_images",
+     "Over the images-per-minute limit; wait Retry-After seconds. Not charged."),
+    (429, "rate_limit_error", "rate_limit_concurrency",
+     "Too many generations at once; retry when one ends. Not charged."),
     (502, "server_error", "upstream_error", "The image service failed. Not charged."),
     (503, "server_error", "model_not_priced", "The model is not on sale right now. Not charged."),
     (503, "server_error", "service_unavailable", "Generation is unavailable. Not charged."),
@@ -148,42 +155,17 @@ API_ERRORS = [
     (503, "server_error", "upstream_timeout", "The image service timed out. Not charged."),
 ]  # fmt: skip
 
-# What tells a client to slow down today, for the docs' rate limits section:
-# (status, code, Retry-After seconds, when). The headers are api/services.py's and api/views.py's.
-# Per-account limits (429 with x-ratelimit-* headers) will join this list when they exist.
+# What tells a client to slow down, for the docs' rate limits section:
+# (status, code, Retry-After seconds, when). The headers are api/services.py's, api/views.py's
+# and api/ratelimits.py's.
 SLOW_DOWN = [
     (503, "upstream_busy", 5,
      "The image service stayed busy through our own retries. Nothing was charged."),
+    (429, "rate_limit_requests, rate_limit_images, rate_limit_concurrency", "up to 60",
+     "Over one of your account's (or your key's) limits; see below. Nothing was charged."),
     (409, "idempotency_request_in_progress", 1,
      "A repeat of a request still running did not see it finish in time."),
 ]  # fmt: skip
-
-
-def _model_example(model: catalog.ModelInfo, prices: dict[tuple[str, str], int]) -> dict[str, Any]:
-    """One model as GET /v1/models/{id} answers it (tests/test_docs_page.py holds the two equal)."""
-    tiers = {
-        tier or "default": credits
-        for (model_id, tier), credits in prices.items()
-        if model_id == model.id
-    }
-    default_price = tiers.get("default")
-    return {
-        "id": model.id,
-        "object": "model",
-        "created": model.created,
-        "owned_by": "bytedance",
-        "name": model.name,
-        "price_per_image_credits": default_price,
-        "price_per_image_usd": billing.format_usd(default_price) if default_price else None,
-        "price_per_image_credits_by_size_tier": tiers,
-        "default_size": model.default_size,
-        "size_keywords": list(model.size_keywords),
-        "min_pixels": model.min_pixels,
-        "max_pixels": model.max_pixels,
-        "max_aspect_ratio": model.max_aspect_ratio,
-        "supports_seed": model.supports_seed,
-        "supports_guidance_scale": model.supports_guidance_scale,
-    }
 
 
 def docs(request: HttpRequest) -> HttpResponse:
@@ -216,7 +198,9 @@ def docs(request: HttpRequest) -> HttpResponse:
         {
             "models": models,
             "model_example": (
-                json.dumps(_model_example(all_models[0], prices), indent=2) if all_models else ""
+                json.dumps(api_services.model_object(all_models[0], prices), indent=2)
+                if all_models
+                else ""
             ),
             "credits_example": json.dumps(credits_example, indent=2),
             "response_model": all_models[0] if all_models else None,
@@ -234,5 +218,7 @@ def docs(request: HttpRequest) -> HttpResponse:
             "generation_timeout_seconds": settings.GENERATION_TIMEOUT_SECONDS,
             "errors": API_ERRORS,
             "slow_down": SLOW_DOWN,
+            "tiers": ratelimits.tiers(),
+            "window_seconds": settings.RATE_LIMIT_WINDOW_SECONDS,
         },
     )

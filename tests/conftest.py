@@ -7,6 +7,7 @@ and every test that generates images goes through the real upstream client to it
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -24,6 +25,10 @@ from tests.support.server import running_server
 from tests.support.simulator import running_simulator
 
 SIMULATOR_KEY = "sim-local-key"
+UNLIMITED_TIERS = [
+    {"id": "test", "name": "Test", "requests_per_minute": 1_000_000,
+     "images_per_minute": 1_000_000, "concurrent_generations": 100_000},
+]  # fmt: skip
 
 # Django's test client runs each async view on a short-lived event loop, which leaves that loop's
 # pooled upstream client to be collected unclosed; at exit aiohttp's complaint about it meets a
@@ -50,6 +55,9 @@ def _test_settings(
     settings.UPSTREAM_RETRY_BACKOFF_MS = 10
     settings.IMAGE_BASE_URL = ""
     settings.PRICE_CACHE_SECONDS = 0
+    # Rate limits out of the way, except where a test sets its own (tests/api/test_rate_limits*).
+    settings.RATE_LIMIT_TIERS = UNLIMITED_TIERS
+    settings.RATE_LIMIT_REDIS_URL = ""
     # Pages render without a collectstatic manifest.
     settings.STORAGES = {
         **settings.STORAGES,
@@ -140,6 +148,8 @@ def live_server_env(
         "UPSTREAM_API_KEY": SIMULATOR_KEY,
         "UPSTREAM_IMAGE_HOSTS": "127.0.0.1",
         "UPSTREAM_RETRY_BACKOFF_MS": "10",
+        "RATE_LIMIT_TIERS": json.dumps(UNLIMITED_TIERS),
+        "RATE_LIMIT_REDIS_URL": "",
         "DB_POOL_MIN_SIZE": "1",
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",

@@ -122,12 +122,21 @@ def test_the_response_section_says_how_long_image_urls_live(client, db, settings
     assert "b64_json" in text
 
 
-def test_rate_limits_say_what_is_true_today(client, db, settings):
+def test_rate_limits_list_the_live_tiers_and_headers(client, db, settings):
     settings.UPSTREAM_MAX_RETRIES = 4
+    settings.RATE_LIMIT_TIERS = [
+        {"id": "free", "name": "Starter", "requests_per_minute": 7, "images_per_minute": 3,
+         "concurrent_generations": 2},
+        {"id": "big", "name": "Big", "min_lifetime_credits": 9000, "min_balance_credits": 500,
+         "requests_per_minute": 70, "images_per_minute": 30, "concurrent_generations": 20},
+    ]  # fmt: skip
 
     text = section(docs(client), "rate-limits")
 
-    assert "no per-account request limits yet" in text
+    assert '<td>Starter</td><td>nothing</td><td class="num">7</td>' in text
+    assert "<td>Big</td><td>9000 credits added, a balance of 500</td>" in text
+    assert "x-ratelimit-remaining-requests" in text and "rate_limit_concurrency" in text
+    assert "never a <code>429</code>" in text
     assert "up to 4 times on our side" in text
     assert "<code>upstream_busy</code></td><td>5 s</td>" in text
     assert "Retry-After" in text

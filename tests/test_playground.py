@@ -215,3 +215,18 @@ def test_an_account_that_owes_credits_is_told_why_and_nothing_is_queued(signed_i
 
     assert "Your account owes 500 credits" in page
     assert sent == []
+
+
+def test_the_playground_keeps_to_the_accounts_limits(signed_in, owner, sent, settings):
+    settings.RATE_LIMIT_TIERS = [
+        {"id": "free", "name": "Free", "requests_per_minute": 100, "images_per_minute": 3,
+         "concurrent_generations": 5},
+    ]  # fmt: skip
+
+    first = signed_in.post(URL, form(n="2"), headers=HTMX)
+    second = signed_in.post(URL, form(n="2"), headers=HTMX).content.decode()
+
+    assert first.status_code == 200 and len(sent) == 1
+    assert "Rate limit reached" in second and "3 images per minute (the Free tier)" in second
+    assert len(sent) == 1
+    assert assert_ledger_balanced(owner) == 920  # only the first is held

@@ -92,3 +92,37 @@ def test_a_customer_closes_the_account_and_its_key_stops_working(
     assert refused.json()["error"]["code"] == "invalid_api_key"
     page.goto(f"{live_server.url}/dashboard/")
     expect(page).to_have_url(f"{live_server.url}/accounts/login/?next=/dashboard/")
+
+
+def test_the_limits_page_shows_the_tier_and_a_keys_own_limits(
+    live_server: Any,
+    page: Page,
+    console_errors: list[str],
+    screenshot: Callable[[Page, str], Path],
+    settings: Any,
+) -> None:
+    settings.RATE_LIMIT_TIERS = [
+        {"id": "free", "name": "Free", "requests_per_minute": 60, "images_per_minute": 20,
+         "concurrent_generations": 3},
+        {"id": "tier-1", "name": "Tier 1", "min_lifetime_credits": 5000,
+         "requests_per_minute": 300, "images_per_minute": 100, "concurrent_generations": 10},
+    ]  # fmt: skip
+    user = verified_customer("limits@example.com")
+    give_credits(user, 1000)
+    key = keys.create_key(user, "staging").api_key
+
+    sign_in_as(page, live_server.url, user)
+    load(page, f"{live_server.url}/dashboard/limits/", console_errors)
+    expect(page.locator(".lead")).to_contain_text("Free")
+    expect(page.get_by_text("after 4000 more credits bought")).to_be_visible()
+    screenshot(page, "limits")
+
+    page.get_by_role("link", name="Change the limits of staging").click()
+    settle(page, console_errors)
+    page.get_by_label("Requests per minute").fill("5")
+    page.get_by_role("button", name="Save limits").click()
+    settle(page, console_errors)
+    expect(page.get_by_role("status")).to_contain_text("limits of “staging” are saved")
+    key.refresh_from_db()
+    assert key.requests_per_minute == 5
+    screenshot(page, "keys-with-limits")
