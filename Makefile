@@ -10,7 +10,7 @@ export DATA_DIR
 # The tests' PostgreSQL server (pytest creates and drops its own test_* database there).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/seedream
 
-.PHONY: install browser run test test-postgres test-sqlite check fmt bench clean
+.PHONY: install browser swift run test test-postgres test-sqlite check fmt bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
@@ -36,6 +36,22 @@ browser:
 	  || echo "!! Could not install Chromium: browser tests will be skipped"; \
 	fi
 
+# The S3 storage tests run against Debian's OpenStack Swift with s3api (a real S3-compatible
+# server, never a fake; tests/support/swift.py). Without it, and outside CI, they are skipped and
+# say why.
+SWIFT_PACKAGES := swift swift-proxy swift-account swift-container swift-object
+swift:
+	@for b in swift-ring-builder swift-proxy-server swift-account-server swift-container-server \
+	  swift-object-server; do command -v $$b >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing OpenStack Swift for the S3 storage tests"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	    apt-get install -y -qq --no-install-recommends $(SWIFT_PACKAGES); \
+	  else sudo -n apt-get update -qq && \
+	    sudo -n apt-get install -y -qq --no-install-recommends $(SWIFT_PACKAGES); fi \
+	  || echo "!! Could not install Swift: S3 storage tests will be skipped"; \
+	fi
+
 # Processes: web (ASGI), a Celery worker with its scheduler, and the upstream simulator when no
 # UPSTREAM_API_KEY is set.
 PROCESSES := web worker $(if $(UPSTREAM_API_KEY),,simulator)
@@ -49,7 +65,7 @@ run: install
 
 # The full suite on PostgreSQL, then a smoke run on SQLite (the embedded default). Without a
 # reachable PostgreSQL (and outside CI) the full suite runs on SQLite instead, and says so.
-test: install browser
+test: install browser swift
 	@if $(PY) bin/db_reachable.py "$(TEST_DATABASE_URL)"; then \
 	  $(MAKE) --no-print-directory test-postgres test-sqlite; \
 	elif [ -n "$$CI" ]; then \

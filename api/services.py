@@ -43,10 +43,10 @@ from accounts.models import User
 from billing import services as billing
 from keys.models import ApiKey
 
-from . import thumbnails, upstream
+from . import metrics, ratelimits, storage, thumbnails, upstream
 from .catalog import ModelInfo, Size, SizeError, get_model, resolve_size
 from .errors import NO_RETRY, ApiError, invalid
-from .models import Generation, Image, new_image_token
+from .models import Generation, Image, new_image_token, new_public_id
 from .schemas import ImageGenerationRequest
 from .upstream import DeliveredImage, Failure, FailureKind, Outcome
 
@@ -96,6 +96,33 @@ class Completed:
     images: list[Image]
     # The delivered bytes by image id, so a b64_json answer needs no read back from storage.
     data: dict[int, bytes] = field(default_factory=dict)
+
+
+def model_object(model: ModelInfo, prices: dict[tuple[str, str], int]) -> dict[str, Any]:
+    """One model as GET /v1/models answers it (the docs page shows the same)."""
+    tiers = {
+        tier or "default": credits
+        for (model_id, tier), credits in prices.items()
+        if model_id == model.id
+    }
+    default_price = tiers.get("default")
+    return {
+        "id": model.id,
+        "object": "model",
+        "created": model.created,
+        "owned_by": "bytedance",
+        "name": model.name,
+        "price_per_image_credits": default_price,
+        "price_per_image_usd": billing.format_usd(default_price) if default_price else None,
+        "price_per_image_credits_by_size_tier": tiers,
+        "default_size": model.default_size,
+        "size_keywords": list(model.size_keywords),
+        "min_pixels": model.min_pixels,
+        "max_pixels": model.max_pixels,
+        "max_aspect_ratio": model.max_aspect_ratio,
+        "supports_seed": model.supports_seed,
+        "supports_guidance_scale": model.supports_guidance_scale,
+    }
 
 
 def spec_from_request(request: ImageGenerationRequest) -> GenerationSpec:
@@ -165,6 +192,7 @@ def begin_generation(
     api_key: ApiKey | None = None,
     idempotency_key: str | None = None,
     request_hash: str = "",
+    public_id: str | None = None,
 ) -> Generation:
     """Price, record and reserve, atomically. Raises billing.InsufficientCredits (ApiError 402
     when the account owes credits after a refund or dispute), IdempotentReplay or
@@ -172,6 +200,7 @@ def begin_generation(
     price = price_per_image(spec)
     now = timezone.now()
     fields: dict[str, Any] = {
+        "public_id": public_id or new_public_id(),
         "user": user,
         "api_key": api_key,
         "source": source,
@@ -238,7 +267,17 @@ def begin_generation(
                 402, message, type="insufficient_quota", code="insufficient_quota"
             ) from None
         raise
+    metrics.generation_reserved(generation)
     return generation
+
+
+def is_idempotent_repeat(user: User, key: str | None) -> bool:
+    """Whether a request with this Idempotency-Key will be answered from an earlier one (so it
+    must not count as new work against the rate limits)."""
+    if not key:
+        return False
+    since = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_WINDOW_SECONDS)
+    return Generation.objects.filter(user=user, idempotency_key=key, created_at__gte=since).exists()
 
 
 def _check_idempotency(user: User, key: str, request_hash: str, now: datetime) -> None:
@@ -337,6 +376,7 @@ def complete_generation(
                 description=f"{len(stored)} of {generation.n} images, "
                 f"{generation.model} {generation.size} ({generation.public_id})",
             )
+    ratelimits.release(generation.user_id, generation.api_key_id, generation.public_id)
     if not claimed:
         # The reconciler settled this row first (we overran the deadline): nothing is charged,
         # so nothing may be delivered.
@@ -347,6 +387,7 @@ def complete_generation(
         return Completed(generation, [])
     for field_name, value in outcome.items():
         setattr(generation, field_name, value)
+    metrics.generation_settled(generation)
     data = {img.pk: image.data for img, (_, image, _, _) in zip(images, stored, strict=True)}
     return Completed(generation, images, data)
 
@@ -356,7 +397,24 @@ def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
     the task once the row is committed (a worker must never look for a row it cannot see)."""
     from . import tasks  # tasks imports this module
 
-    generation = begin_generation(user=user, spec=spec, source=Generation.Source.PLAYGROUND)
+    public_id = new_public_id()
+    # The account's limits, as for the API (429 ApiError when over); the slot is held until the
+    # worker settles the generation.
+    ratelimits.admit(
+        user,
+        None,
+        images=spec.n,
+        slot_holder=public_id,
+        # Queued work, retried with backoff, may run until its deadline.
+        slot_lease_seconds=settings.GENERATION_DEADLINE_SECONDS + 60,
+    )
+    try:
+        generation = begin_generation(
+            user=user, spec=spec, source=Generation.Source.PLAYGROUND, public_id=public_id
+        )
+    except BaseException:
+        ratelimits.release(user.pk, None, public_id)
+        raise
     transaction.on_commit(lambda: tasks.send_generation(generation.pk))
     return generation
 
@@ -501,6 +559,11 @@ def stored_error(generation: Generation) -> ApiError:
 
 
 def image_url(image: Image, base_url: str) -> str:
+    # A public bucket (or its CDN) serves the image itself; otherwise our /img/ URL does (a
+    # redirect to a fresh presigned URL when the bucket is private).
+    public = storage.public_url(image.file.name)
+    if public:
+        return public
     extension = image.file.name.rsplit(".", 1)[-1]
     return f"{settings.IMAGE_BASE_URL or base_url}/img/{image.token}.{extension}"
 
@@ -552,6 +615,7 @@ def _fail_and_release(
         if not claimed:
             return False
         generation = Generation.objects.get(pk=pk)
+        ratelimits.release(generation.user_id, generation.api_key_id, generation.public_id)
         billing.settle(
             generation.user_id,
             reference=generation.ledger_reference,
@@ -559,7 +623,20 @@ def _fail_and_release(
             charged_credits=0,
             description=f"{note} ({generation.public_id})",
         )
+    metrics.generation_settled(generation)
     return True
+
+
+def abandon_generation(generation_id: int) -> bool:
+    """A web process stopping hands back a generation it could not finish in its grace
+    period: failed, the reservation released, nothing charged (unless it settled meanwhile)."""
+    return _fail_and_release(
+        generation_id,
+        [Generation.Status.RUNNING],
+        timezone.now(),
+        message="The server restarted before the generation finished. You were not charged.",
+        note="interrupted by a restart, nothing charged",
+    )
 
 
 def _redispatch_lost_runs(now: datetime) -> None:
@@ -605,10 +682,12 @@ def _delete_files_after_commit(images: list[tuple[str, str]]) -> None:
     a deletion that rolls back loses nothing."""
 
     def delete() -> None:
-        for token, name in images:
-            for path in (name, thumbnails.thumbnail_name(token)):
-                if path:
-                    default_storage.delete(path)
+        storage.delete_many(
+            path
+            for token, name in images
+            for path in (name, thumbnails.thumbnail_name(token))
+            if path
+        )
 
     transaction.on_commit(delete)
 

@@ -10,7 +10,7 @@ import logging
 
 from celery import shared_task
 
-from . import services
+from . import ratelimits, services
 
 logger = logging.getLogger(__name__)
 
@@ -41,3 +41,8 @@ def reconcile_stuck_generations() -> int:
 @shared_task(name="api.tasks.purge_expired_images", ignore_result=True)
 def purge_expired_images() -> int:
     return services.purge_expired_images()
+
+
+@shared_task(name="api.tasks.prune_rate_limit_counters", ignore_result=True)
+def prune_rate_limit_counters() -> int:
+    return ratelimits.prune_database_counters()

@@ -15,6 +15,8 @@ from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 from PIL import ImageOps
 
+from .models import Image
+
 # Pillow refuses to open anything larger: our own stored images are at most 4096x4096.
 PILImage.MAX_IMAGE_PIXELS = 64 * 1024 * 1024
 
@@ -44,3 +46,18 @@ def ensure_thumbnail(token: str, original_name: str) -> str:
     if default_storage.exists(name):  # another request made it meanwhile
         return name
     return default_storage.save(name, ContentFile(data))
+
+
+def thumbnail_for(token: str) -> str | None:
+    """The storage name of ``token``'s thumbnail, made from its original if it is missing; None
+    when neither exists. The database is read only on a miss."""
+    name = thumbnail_name(token)
+    if default_storage.exists(name):
+        return name
+    original = Image.objects.filter(token=token).values_list("file", flat=True).first()
+    if not original:
+        return None
+    try:
+        return ensure_thumbnail(token, original)
+    except FileNotFoundError:
+        return None

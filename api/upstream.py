@@ -23,6 +23,8 @@ import httpx
 from django.conf import settings
 from PIL import Image as PILImage
 
+from . import metrics
+
 logger = logging.getLogger(__name__)
 
 IMAGE_FORMATS = {
@@ -186,6 +188,7 @@ async def _call_with_retries(request: UpstreamRequest) -> _Call:
     return call
 
 
+@metrics.timed_upstream("generate")
 async def _call_once(request: UpstreamRequest) -> _Call:
     client = get_client()
     url = f"{settings.UPSTREAM_BASE_URL}/images/generations"
@@ -275,6 +278,7 @@ def image_host_allowed(url: str) -> bool:
     return False
 
 
+@metrics.timed_upstream("download")
 async def _download(url: str) -> Outcome:
     if not image_host_allowed(url):
         logger.error(

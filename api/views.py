@@ -22,16 +22,23 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import connections
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    JsonResponse,
+)
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
 from billing import services as billing
 from keys import services as keys
 
-from . import catalog, services, thumbnails
+from . import catalog, inflight, ratelimits, services, storage, thumbnails
 from .errors import ApiError, error_response, invalid, invalid_api_key
-from .models import Generation, Image
+from .models import Generation, new_public_id
 from .schemas import parse_generation_request
 
 logger = logging.getLogger(__name__)
@@ -54,14 +61,27 @@ def api_view(*methods: str) -> Callable[[AsyncView], AsyncView]:
                     code="method_not_allowed",
                     headers={"Allow": ", ".join(methods)},
                 )
+            # Filled by the view once the key is known: every answer to an authenticated
+            # request carries the x-ratelimit-* headers, errors included.
+            rate_headers: dict[str, str] = {}
+            request.rate_limit_headers = rate_headers  # type: ignore[attr-defined]  # see _rate_headers
             try:
-                return await view(request, *args, **kwargs)
+                response = await view(request, *args, **kwargs)
             except ApiError as exc:
-                return exc.response()
+                response = exc.response()
+            for name, value in rate_headers.items():
+                response.headers.setdefault(name, value)
+            return response
 
         return wrapper
 
     return decorate
+
+
+def _rate_headers(request: HttpRequest) -> dict[str, str]:
+    """The x-ratelimit-* headers api_view adds to this request's response, once they are known."""
+    headers: dict[str, str] = request.rate_limit_headers  # type: ignore[attr-defined]
+    return headers
 
 
 def _bearer_token(request: HttpRequest) -> str | None:
@@ -72,6 +92,10 @@ def _bearer_token(request: HttpRequest) -> str | None:
     return token.strip()
 
 
+# What ratelimits.limits_for reads, loaded in the key's own query.
+_LIMITS_RELATED = ("user__credit_account", "user__rate_limit_override")
+
+
 def _authenticate(raw_key: str | None) -> Any:
     """The ApiKey for a bearer token, or ApiError 401. Runs inside a sync hop."""
     if raw_key is None:
@@ -80,7 +104,7 @@ def _authenticate(raw_key: str | None) -> Any:
             "'Bearer sk-seedream-...'."
         )
     try:
-        return keys.authenticate(raw_key)
+        return keys.authenticate(raw_key, related=_LIMITS_RELATED)
     except keys.AuthenticationFailed as exc:
         if exc.reason in ("revoked", "expired", "inactive"):
             raise invalid_api_key(f"This API key is {exc.reason}.") from None
@@ -156,7 +180,7 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
 
     try:
         generation = await sync_to_async(_open_generation)(
-            raw_key, spec, problem, idempotency_key, fingerprint
+            raw_key, spec, problem, idempotency_key, fingerprint, _rate_headers(request)
         )
     except services.IdempotentReplay as replay:
         return await _replay(request, replay.generation)
@@ -165,6 +189,7 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
     # stored, charged and kept in the customer's gallery, and nothing stays reserved.
     detached = threading.Event()
     work = asyncio.ensure_future(_run(generation, started, detached))
+    inflight.track(generation.pk, work)
     try:
         completed = await asyncio.shield(work)
     except asyncio.CancelledError:
@@ -179,11 +204,38 @@ def _open_generation(
     problem: ApiError | None,
     idempotency_key: str | None,
     fingerprint: str,
+    rate_headers: dict[str, str],
 ) -> Generation:
     api_key = _authenticate(raw_key)
     if problem is not None:
+        rate_headers.update(ratelimits.admit(api_key.user, api_key).headers)
         raise problem
     assert spec is not None
+    public_id = new_public_id()
+    # A repeat answered from the first request's result is a request, not new work.
+    repeat = services.is_idempotent_repeat(api_key.user, idempotency_key)
+    admission = ratelimits.admit(
+        api_key.user,
+        api_key,
+        images=0 if repeat else spec.n,
+        slot_holder=None if repeat else public_id,
+    )
+    rate_headers.update(admission.headers)
+    try:
+        return _begin(api_key, spec, idempotency_key, fingerprint, public_id)
+    except BaseException:
+        # Nothing will run (refused, or a repeat answered from the first): the slot goes back.
+        ratelimits.release(api_key.user_id, api_key.pk, public_id)
+        raise
+
+
+def _begin(
+    api_key: Any,
+    spec: services.GenerationSpec,
+    idempotency_key: str | None,
+    fingerprint: str,
+    public_id: str,
+) -> Generation:
     try:
         return services.begin_generation(
             user=api_key.user,
@@ -191,6 +243,7 @@ def _open_generation(
             api_key=api_key,
             idempotency_key=idempotency_key,
             request_hash=fingerprint,
+            public_id=public_id,
         )
     except billing.InsufficientCredits as exc:
         raise ApiError(
@@ -213,7 +266,14 @@ def _open_generation(
 async def _run(
     generation: Generation, started: float, detached: threading.Event
 ) -> services.Completed:
-    outcomes = await services.produce_images(generation)
+    try:
+        outcomes = await services.produce_images(generation)
+    except BaseException:
+        # Unsettled now: the reconciler will fail and refund it; its slot goes back at once.
+        await sync_to_async(ratelimits.release)(
+            generation.user_id, generation.api_key_id, generation.public_id
+        )
+        raise
     latency_ms = int((time.monotonic() - started) * 1000)
     return await sync_to_async(_complete)(generation, outcomes, latency_ms, detached)
 
@@ -294,47 +354,34 @@ def _render_body(
     return JsonResponse(body)
 
 
-def _model_object(model: catalog.ModelInfo, prices: dict[tuple[str, str], int]) -> dict[str, Any]:
-    tiers = {
-        tier or "default": credits
-        for (model_id, tier), credits in prices.items()
-        if model_id == model.id
-    }
-    default_price = tiers.get("default")
-    return {
-        "id": model.id,
-        "object": "model",
-        "created": model.created,
-        "owned_by": "bytedance",
-        "name": model.name,
-        "price_per_image_credits": default_price,
-        "price_per_image_usd": billing.format_usd(default_price) if default_price else None,
-        "price_per_image_credits_by_size_tier": tiers,
-        "default_size": model.default_size,
-        "size_keywords": list(model.size_keywords),
-        "min_pixels": model.min_pixels,
-        "max_pixels": model.max_pixels,
-        "max_aspect_ratio": model.max_aspect_ratio,
-        "supports_seed": model.supports_seed,
-        "supports_guidance_scale": model.supports_guidance_scale,
-    }
+def _authenticate_and_count(raw_key: str | None, rate_headers: dict[str, str]) -> Any:
+    """The key, once this request has been counted against its limits (429 if over)."""
+    api_key = _authenticate(raw_key)
+    rate_headers.update(ratelimits.admit(api_key.user, api_key).headers)
+    return api_key
 
 
-def _authenticate_and_price(raw_key: str | None) -> dict[tuple[str, str], int]:
-    _authenticate(raw_key)
+def _authenticate_and_price(
+    raw_key: str | None, rate_headers: dict[str, str]
+) -> dict[tuple[str, str], int]:
+    _authenticate_and_count(raw_key, rate_headers)
     return {(p.model, p.size_tier): p.credits_per_image for p in billing.price_list()}
 
 
 @api_view("GET")
 async def models_list(request: HttpRequest) -> HttpResponse:
-    prices = await sync_to_async(_authenticate_and_price)(_bearer_token(request))
-    data = [_model_object(model, prices) for model in catalog.all_models()]
+    prices = await sync_to_async(_authenticate_and_price)(
+        _bearer_token(request), _rate_headers(request)
+    )
+    data = [services.model_object(model, prices) for model in catalog.all_models()]
     return JsonResponse({"object": "list", "data": data})
 
 
 @api_view("GET")
 async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
-    prices = await sync_to_async(_authenticate_and_price)(_bearer_token(request))
+    prices = await sync_to_async(_authenticate_and_price)(
+        _bearer_token(request), _rate_headers(request)
+    )
     model = catalog.get_model(model_id)
     if model is None:
         raise ApiError(
@@ -343,17 +390,17 @@ async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
             code="model_not_found",
             param="model",
         )
-    return JsonResponse(_model_object(model, prices))
+    return JsonResponse(services.model_object(model, prices))
 
 
-def _credits_for_key(raw_key: str | None) -> int:
-    api_key = _authenticate(raw_key)
+def _credits_for_key(raw_key: str | None, rate_headers: dict[str, str]) -> int:
+    api_key = _authenticate_and_count(raw_key, rate_headers)
     return billing.balance_credits(api_key.user)
 
 
 @api_view("GET")
 async def credits(request: HttpRequest) -> HttpResponse:
-    balance = await sync_to_async(_credits_for_key)(_bearer_token(request))
+    balance = await sync_to_async(_credits_for_key)(_bearer_token(request), _rate_headers(request))
     return JsonResponse(
         {
             "object": "credit_balance",
@@ -376,11 +423,14 @@ _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,32}$")
 _CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
 
-def hosted_image(request: HttpRequest, token: str, extension: str) -> FileResponse:
+def hosted_image(request: HttpRequest, token: str, extension: str) -> HttpResponseBase:
     """An image by its unguessable token. No database: the token names the file."""
     if not _TOKEN_RE.match(token) or extension not in _CONTENT_TYPES:
         raise Http404
     name = services.image_storage_name(token, extension)
+    if storage.is_remote():
+        # The bucket serves the bytes, and says 404 for a missing object (api/storage.py).
+        return storage.redirect(name)
     try:
         handle = default_storage.open(name, "rb")
     except FileNotFoundError:
@@ -391,22 +441,19 @@ def hosted_image(request: HttpRequest, token: str, extension: str) -> FileRespon
     return response
 
 
-def hosted_thumbnail(request: HttpRequest, token: str) -> FileResponse:
+def hosted_thumbnail(request: HttpRequest, token: str) -> HttpResponseBase:
     """An image's gallery thumbnail, made on the first request (see api/thumbnails.py)."""
     if not _TOKEN_RE.match(token):
         raise Http404
-    name = thumbnails.thumbnail_name(token)
+    name = thumbnails.thumbnail_for(token)
+    if name is None:
+        raise Http404
+    if storage.is_remote():
+        return storage.redirect(name)
     try:
         handle = default_storage.open(name, "rb")
-    except FileNotFoundError:
-        original = Image.objects.filter(token=token).values_list("file", flat=True).first()
-        if not original:
-            raise Http404 from None
-        try:
-            name = thumbnails.ensure_thumbnail(token, original)
-        except FileNotFoundError:
-            raise Http404 from None
-        handle = default_storage.open(name, "rb")
+    except FileNotFoundError:  # deleted this very moment
+        raise Http404 from None
     response = FileResponse(handle, content_type="image/webp")
     response["Cache-Control"] = "public, max-age=31536000, immutable"
     return response

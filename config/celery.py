@@ -11,3 +11,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Request ids on tasks, task outcome counts and the workers' log format (its receivers connect
+# on import).
+from . import celery_signals  # noqa: E402, F401

@@ -20,8 +20,9 @@ from django.middleware import clickjacking, common, csrf, security
 from django.utils.deprecation import MiddlewareMixin
 from whitenoise.middleware import WhiteNoiseMiddleware as _WhiteNoise
 
-# Paths served by the API stack: no cookies are read or set there.
-API_PATH_PREFIXES = ("/v1/", "/img/")
+# Paths served by the API stack: no cookies are read or set there. The health checks and the
+# metrics scrape are polled every few seconds and need none of the browser middleware either.
+API_PATH_PREFIXES = ("/v1/", "/img/", "/healthz", "/readyz", "/metrics")
 
 
 def _web_only(middleware_class: type[MiddlewareMixin]) -> type[MiddlewareMixin]:

@@ -116,6 +116,7 @@ INSTALLED_APPS = [
 # classic middleware costs a thread hop per request, and the API needs none of them.
 MIDDLEWARE = [
     "api.middleware.request_id_middleware",
+    "api.middleware.metrics_middleware",
     "config.middleware.SecurityMiddleware",
     "config.middleware.WhiteNoiseMiddleware",
     "config.middleware.SessionMiddleware",
@@ -233,6 +234,8 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Seedream API <no-reply@localhost>")
+# Where customers write for a custom rate limit or a refund (shown on the limits page).
+SUPPORT_EMAIL = env_str("SUPPORT_EMAIL")
 
 # --- Security -----------------------------------------------------------------------------------
 
@@ -258,7 +261,7 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(DATA_DIR / "static")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media")))
 MEDIA_URL = "/media/"
-STORAGES = {
+STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
@@ -274,7 +277,7 @@ USE_TZ = True
 # --- Logging ------------------------------------------------------------------------------------
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
@@ -286,6 +289,15 @@ LOGGING = {
 # --- Celery -------------------------------------------------------------------------------------
 
 REDIS_URL = env_str("REDIS_URL")
+# One cache for every process (allauth's sign-in and reset rate limits live in it) when Redis is
+# configured; otherwise each process keeps its own in memory.
+CACHES: dict[str, dict[str, Any]] = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
 _broker_dir = DATA_DIR / "broker"
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -313,6 +325,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_int("RECONCILE_EVERY_SECONDS", 60),
     },
     "purge-expired-images": {"task": "api.tasks.purge_expired_images", "schedule": 3600.0},
+    "prune-rate-limit-counters": {
+        "task": "api.tasks.prune_rate_limit_counters",
+        "schedule": 300.0,
+    },
 }
 
 # --- API keys -----------------------------------------------------------------------------------
@@ -380,6 +396,9 @@ THUMBNAIL_MAX_PIXELS = env_int("THUMBNAIL_MAX_PIXELS", 384)
 # a running one whose worker has been silent past the upstream time budget plus this is presumed
 # dead and queued again, up to GENERATION_MAX_ATTEMPTS runs; after that it fails and is refunded.
 GENERATION_REDISPATCH_SECONDS = env_int("GENERATION_REDISPATCH_SECONDS", 60)
+# A web process that is stopped waits this long (after uvicorn's own connection drain) for
+# generations still running whose client hung up, then fails and refunds the rest at once.
+SHUTDOWN_GRACE_SECONDS = env_int("SHUTDOWN_GRACE_SECONDS", 20)
 GENERATION_MAX_ATTEMPTS = env_int("GENERATION_MAX_ATTEMPTS", 3)
 # Transient upstream faults (busy, timeout, 5xx) are retried by the task with this backoff base.
 GENERATION_RETRY_BACKOFF_SECONDS = env_int("GENERATION_RETRY_BACKOFF_SECONDS", 5)
@@ -471,3 +490,111 @@ for _pair in env_list("UPSTREAM_MODEL_MAP"):
     if _public.strip() not in SEEDREAM_MODELS or not _upstream.strip():
         raise ValueError(f"UPSTREAM_MODEL_MAP: unknown model or empty id in {_pair!r}")
     SEEDREAM_MODELS[_public.strip()]["upstream_id"] = _upstream.strip()
+
+# --- Rate limits (api/ratelimits.py) ------------------------------------------------------------
+
+# Tiers follow the credits an account has added in total (bought, granted or redeemed, less
+# refunds and disputes) and, where a tier says so, its balance; the highest tier whose
+# thresholds the account meets applies. Limits are per RATE_LIMIT_WINDOW_SECONDS (a minute).
+# Operators replace the table with JSON in RATE_LIMIT_TIERS (or a file: RATE_LIMIT_TIERS_FILE).
+RATE_LIMIT_TIERS: list[dict[str, Any]] = [
+    {"id": "free", "name": "Free", "min_lifetime_credits": 0, "min_balance_credits": 0,
+     "requests_per_minute": 60, "images_per_minute": 20, "concurrent_generations": 3},
+    {"id": "tier-1", "name": "Tier 1", "min_lifetime_credits": 5_000, "min_balance_credits": 0,
+     "requests_per_minute": 300, "images_per_minute": 100, "concurrent_generations": 10},
+    {"id": "tier-2", "name": "Tier 2", "min_lifetime_credits": 50_000, "min_balance_credits": 0,
+     "requests_per_minute": 1200, "images_per_minute": 500, "concurrent_generations": 40},
+    {"id": "tier-3", "name": "Tier 3", "min_lifetime_credits": 250_000,
+     "min_balance_credits": 25_000, "requests_per_minute": 3000, "images_per_minute": 1500,
+     "concurrent_generations": 100},
+]  # fmt: skip
+if env_str("RATE_LIMIT_TIERS"):
+    RATE_LIMIT_TIERS = json.loads(env_str("RATE_LIMIT_TIERS"))
+RATE_LIMIT_WINDOW_SECONDS = env_int("RATE_LIMIT_WINDOW_SECONDS", 60)
+# Counters live in Redis when one is configured (correct across hosts); otherwise in the
+# database (correct across the processes that share it).
+RATE_LIMIT_REDIS_URL = env_str("RATE_LIMIT_REDIS_URL", REDIS_URL)
+# A concurrency slot is held until its generation ends; if its process dies, until this lease
+# runs out (a live generation never outlasts GENERATION_TIMEOUT_SECONDS).
+RATE_LIMIT_SLOT_LEASE_SECONDS = env_int(
+    "RATE_LIMIT_SLOT_LEASE_SECONDS", GENERATION_TIMEOUT_SECONDS + 60
+)
+# Retry-After for a request refused by the concurrency limit (slots free as generations end).
+RATE_LIMIT_CONCURRENCY_RETRY_SECONDS = env_int("RATE_LIMIT_CONCURRENCY_RETRY_SECONDS", 2)
+
+# --- Observability ------------------------------------------------------------------------------
+
+# /metrics (Prometheus) answers only "Authorization: Bearer <METRICS_TOKEN>"; while it is empty
+# the endpoint does not exist (404). With several processes per host (uvicorn workers, Celery's
+# pool) set PROMETHEUS_MULTIPROC_DIR too: see api/metrics.py and the README.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+# Each /readyz check (database, Redis, storage) gives up after this long.
+READYZ_TIMEOUT_MS = env_int("READYZ_TIMEOUT_MS", 1000)
+# "plain" lines for a terminal (make run), or "json": one JSON object per line for a log
+# collector. Either way each record carries the id of the request being served (or of the
+# request that queued the Celery task being run); json prints it.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain").strip().lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
+LOGGING["filters"] = {"request_id": {"()": "api.middleware.RequestIdFilter"}}
+LOGGING["formatters"]["json"] = {
+    "()": "pythonjsonlogger.json.JsonFormatter",
+    "fmt": "%(levelname)s %(name)s %(message)s %(request_id)s",
+    "rename_fields": {"levelname": "level", "name": "logger"},
+    "timestamp": "time",
+}
+LOGGING["handlers"]["console"]["filters"] = ["request_id"]
+if LOG_FORMAT == "json":
+    LOGGING["handlers"]["console"]["formatter"] = "json"
+    LOGGING["loggers"].update(
+        {
+            # uvicorn configures its own plain handlers before Django starts: its start-up and
+            # error lines go through ours instead. Its access log is off in json mode (a plain
+            # handler would break the one-object-per-line promise); /metrics counts requests.
+            "uvicorn": {"handlers": ["console"], "propagate": False},
+            "uvicorn.access": {"handlers": [], "propagate": False},
+        }
+    )
+
+# --- Storage (S3-compatible) --------------------------------------------------------------------
+
+# With S3_BUCKET set, images and thumbnails live in that bucket (AWS S3 or any S3-compatible
+# service: Ceph, Swift's s3api, MinIO, R2...) through django-storages (api/storage.py) instead of
+# under MEDIA_ROOT, and no web process serves their bytes: /img/... answers 302 to the object.
+# How a browser reaches an object:
+# - S3_PUBLIC_BASE_URL set (a public-read bucket, or a CDN in front of it): API responses carry
+#   the permanent URL base + "/" + object name, and /img/... redirects there (cacheable for good).
+# - empty (a private bucket): API responses carry this site's /img/... URL, which never expires
+#   and redirects to a fresh presigned URL valid S3_URL_EXPIRY_SECONDS (a redirect is cached
+#   for at most half of that).
+# Gallery downloads always use a presigned URL: S3 applies the download file name only then.
+# Without S3_BUCKET nothing here applies.
+S3_BUCKET = env_str("S3_BUCKET")
+S3_ENDPOINT_URL = env_str("S3_ENDPOINT_URL")  # empty: AWS S3 itself
+S3_PUBLIC_BASE_URL = env_str("S3_PUBLIC_BASE_URL").rstrip("/")
+S3_URL_EXPIRY_SECONDS = env_int("S3_URL_EXPIRY_SECONDS", 3600)
+# "path" (http://host/bucket/key) suits self-hosted endpoints; AWS prefers "virtual".
+S3_ADDRESSING_STYLE = env_str("S3_ADDRESSING_STYLE", "path" if S3_ENDPOINT_URL else "virtual")
+if S3_BUCKET:
+    if S3_ADDRESSING_STYLE not in ("path", "virtual", "auto"):
+        raise ImproperlyConfigured("S3_ADDRESSING_STYLE must be path, virtual or auto")
+    # SigV4 presigned URLs live at most 7 days.
+    if not 1 <= S3_URL_EXPIRY_SECONDS <= 7 * 24 * 3600:
+        raise ImproperlyConfigured("S3_URL_EXPIRY_SECONDS must be between 1 and 604800")
+    if S3_PUBLIC_BASE_URL and urlsplit(S3_PUBLIC_BASE_URL).scheme not in ("http", "https"):
+        raise ImproperlyConfigured("S3_PUBLIC_BASE_URL must be an http(s) URL")
+    STORAGES["default"] = {
+        "BACKEND": "api.storage.ObjectStorage",
+        "OPTIONS": {
+            "bucket_name": S3_BUCKET,
+            "endpoint_url": S3_ENDPOINT_URL or None,
+            "region_name": env_str("S3_REGION") or None,
+            # Both empty: boto3's own chain (AWS_* variables, an instance or pod role).
+            "access_key": env_str("S3_ACCESS_KEY_ID") or None,
+            "secret_key": env_str("S3_SECRET_ACCESS_KEY") or None,
+            "addressing_style": S3_ADDRESSING_STYLE,
+            "signature_version": "s3v4",
+            "querystring_expire": S3_URL_EXPIRY_SECONDS,
+            "public_base_url": S3_PUBLIC_BASE_URL,
+        },
+    }

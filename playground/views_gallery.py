@@ -10,12 +10,12 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.http import AuthenticatedRequest
-from api import services
+from api import services, storage
 from api.models import Image
 
 from . import gallery
@@ -76,9 +76,13 @@ def image_detail(request: AuthenticatedRequest, token: str) -> HttpResponse:
 
 @login_required
 @require_GET
-def image_download(request: AuthenticatedRequest, token: str) -> FileResponse:
+def image_download(request: AuthenticatedRequest, token: str) -> HttpResponseBase:
     image = _owned(request, token)
     extension = image.file.name.rsplit(".", 1)[-1]
+    filename = f"{image.generation.public_id}-{image.index + 1}.{extension}"
+    if storage.is_remote():
+        # Straight from the bucket, by a short-lived signed URL that names the download.
+        return storage.redirect(image.file.name, download_as=filename)
     try:
         handle = default_storage.open(image.file.name, "rb")
     except FileNotFoundError:
@@ -86,7 +90,7 @@ def image_download(request: AuthenticatedRequest, token: str) -> FileResponse:
     return FileResponse(
         handle,
         as_attachment=True,
-        filename=f"{image.generation.public_id}-{image.index + 1}.{extension}",
+        filename=filename,
         content_type=image.content_type,
     )
 

@@ -56,9 +56,15 @@ def _settings_in_a_fresh_process(tmp_path, **env):
         "import json, django; from django.conf import settings; django.setup(); "
         "print(json.dumps({'models': {k: v['upstream_id'] for k, v in "
         "settings.SEEDREAM_MODELS.items()}, 'sim': settings.USE_SIMULATOR, "
-        "'base': settings.UPSTREAM_BASE_URL, 'db': settings.DATABASES['default']['ENGINE']}))"
+        "'base': settings.UPSTREAM_BASE_URL, 'db': settings.DATABASES['default']['ENGINE'], "
+        "'cache': settings.CACHES['default']['BACKEND'], 'broker': settings.CELERY_BROKER_URL, "
+        "'limits': settings.RATE_LIMIT_REDIS_URL}))"
     )
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("UPSTREAM_", "DATABASE_"))}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("UPSTREAM_", "DATABASE_", "REDIS_", "CELERY_", "RATE_LIMIT_"))
+    }
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=PROJECT_ROOT,
@@ -112,3 +118,15 @@ def test_a_misconfiguration_stops_start_up_with_a_reason(tmp_path, env, message)
     result = _settings_in_a_fresh_process(tmp_path, **env)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_one_redis_url_serves_the_cache_the_broker_and_the_rate_limits(tmp_path):
+    alone = json.loads(_settings_in_a_fresh_process(tmp_path).stdout)
+    assert alone["cache"].endswith("LocMemCache")
+    assert alone["broker"] == "filesystem://" and alone["limits"] == ""
+
+    result = _settings_in_a_fresh_process(tmp_path, REDIS_URL="redis://cache.internal:6379/0")
+    assert result.returncode == 0, result.stderr
+    shared = json.loads(result.stdout)
+    assert shared["cache"].endswith("RedisCache")
+    assert shared["broker"] == shared["limits"] == "redis://cache.internal:6379/0"

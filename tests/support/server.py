@@ -10,6 +10,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -25,15 +27,42 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
+def running_server(
+    env: dict[str, str], *, workers: int = 1, graceful_seconds: int | None = None
+) -> Iterator[str]:
     """uvicorn serving the product on a free port, with ``env`` added to this environment.
-    Yields the base URL (``http://127.0.0.1:PORT``)."""
+    Yields the base URL (``http://127.0.0.1:PORT``). With ``graceful_seconds`` the server runs
+    the lifespan protocol and drains for that long when stopped, as in production."""
+    with server_process(env, workers=workers, graceful_seconds=graceful_seconds) as server:
+        yield server.url
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[str]
+    output: Any
+
+    def log(self) -> str:
+        self.output.seek(0)
+        return str(self.output.read())
+
+
+@contextmanager
+def server_process(
+    env: dict[str, str], *, workers: int = 1, graceful_seconds: int | None = None
+) -> Iterator[Server]:
+    """Like running_server, with the process itself (to stop it mid-request) and its log."""
     port = free_port()
     command = [
         sys.executable, "-m", "uvicorn", "config.asgi:application",
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-        "--no-access-log", "--lifespan", "off",
+        "--no-access-log",
     ]  # fmt: skip
+    if graceful_seconds is None:
+        command += ["--lifespan", "off"]
+    else:
+        command += ["--lifespan", "on", "--timeout-graceful-shutdown", str(graceful_seconds)]
     with tempfile.TemporaryFile(mode="w+") as output:
         process = subprocess.Popen(
             command,
@@ -42,13 +71,16 @@ def running_server(env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
             stdout=output,
             stderr=subprocess.STDOUT,
             text=True,
+            # A process group of its own, so a test can SIGKILL the server with its workers.
+            start_new_session=True,
         )
         base_url = f"http://127.0.0.1:{port}"
         try:
             _wait_until_serving(process, base_url, output)
-            yield base_url
+            yield Server(base_url, process, output)
         finally:
-            stop(process, timeout=15)
+            if process.poll() is None:
+                stop(process, timeout=15)
 
 
 def _wait_until_serving(process: subprocess.Popen[str], base_url: str, output: object) -> None:
