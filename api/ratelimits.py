@@ -236,6 +236,13 @@ def _redis_client(url: str) -> Any:
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 
+@functools.cache
+def _script(client: Any) -> Any:
+    # Registered once per client: sent by its SHA (EVALSHA), the script body only when Redis
+    # does not know it yet.
+    return client.register_script(_LUA)
+
+
 def _redis() -> Any | None:
     url = settings.RATE_LIMIT_REDIS_URL
     return _redis_client(url) if url else None
@@ -255,7 +262,7 @@ def _check_redis(
     for bucket in buckets:
         args += [1 if bucket.kind == CONCURRENCY else 0, bucket.cost, bucket.limit]
     keys = [_redis_key(bucket, window) for bucket in buckets]
-    result = client.eval(_LUA, len(keys), *keys, *args)
+    result = _script(client)(keys=keys, args=args)
     refused, used = int(result[0]), [int(value) for value in result[1:]]
     return Verdict(
         allowed=refused == 0,

@@ -21,6 +21,12 @@ MAX_IMAGES = 4
 TIMES = "\u00d7"  # the multiplication sign people write sizes with
 
 
+def normalise_size(raw: object) -> str:
+    """A typed custom size as the API takes it: " 1536 X 1024" -> "1536x1024" (also with the
+    multiplication sign)."""
+    return str(raw or "").strip().lower().replace(" ", "").replace(TIMES, "x")
+
+
 def size_choices(model: catalog.ModelInfo) -> list[tuple[str, str]]:
     keywords = [(k, f"{k} (about {round(p**0.5)}²)") for k, p in model.size_keywords.items()]
     presets = [(size, size.replace("x", f" {TIMES} ")) for size in model.recommended_sizes]
@@ -92,8 +98,7 @@ class PlaygroundForm(forms.Form):
     def size_value(self) -> str:
         data = self.cleaned_data
         if data.get("size") == CUSTOM:
-            raw = (data.get("custom_size") or "").strip().lower()
-            return raw.replace(" ", "").replace(TIMES, "x")
+            return normalise_size(data.get("custom_size"))
         return str(data.get("size") or "")
 
     def clean(self) -> dict[str, Any]:

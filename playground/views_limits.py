@@ -24,8 +24,10 @@ def limits(request: AuthenticatedRequest) -> HttpResponse:
     loaded = User.objects.select_related("credit_account", "rate_limit_override").get(pk=user.pk)
     limits_now = ratelimits.limits_for(loaded)
     usage = ratelimits.current_usage(user)
-    lifetime = getattr(getattr(loaded, "credit_account", None), "lifetime_credits", 0)
-    balance = billing.balance_credits(user)
+    # The account row loaded above holds both figures the tier follows.
+    account = getattr(loaded, "credit_account", None)
+    lifetime = account.lifetime_credits if account else 0
+    balance = account.balance_credits if account else 0
     upcoming = ratelimits.next_tier(limits_now.tier)
     rows = [
         ("Requests", limits_now.requests, usage.requests, "per minute"),

@@ -19,7 +19,7 @@ from api.models import Generation
 from billing import services as billing
 
 from . import live
-from .forms import CUSTOM, TIMES, PlaygroundForm
+from .forms import CUSTOM, PlaygroundForm, normalise_size
 
 RECENT = 12
 
@@ -54,12 +54,12 @@ def quote_for(user: Any, params: Any) -> Quote:
     model = catalog.get_model(str(params.get("model") or "")) or catalog.all_models()[0]
     size = str(params.get("size") or model.default_size)
     if size == CUSTOM:
-        size = str(params.get("custom_size") or "").strip().lower().replace(TIMES, "x")
+        size = normalise_size(params.get("custom_size"))
         if not size:
             return Quote(balance_credits=balance, error="Enter a size to see the price.")
     try:
         n = min(max(int(params.get("n") or 1), 1), 10)
-        resolved = catalog.resolve_size(model, size.replace(" ", ""))
+        resolved = catalog.resolve_size(model, size)
         spec = services.GenerationSpec(model=model, prompt="", size=resolved, n=n)
         return Quote(services.price_per_image(spec), n, balance)
     except ValueError as exc:  # SizeError or a mangled n

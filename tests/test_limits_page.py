@@ -112,3 +112,18 @@ def test_an_outsider_cannot_see_or_set_anothers_key_limits(
     key.refresh_from_db()
     assert key.requests_per_minute is None
     assert key.name not in client.get("/dashboard/limits/").content.decode()
+
+
+def test_operators_see_the_tier_and_the_limits_in_force_on_a_custom_limit(
+    client, owner, user_factory
+):
+    admin = user_factory("root@example.com", is_staff=True, is_superuser=True)
+    override = AccountRateLimit.objects.create(user=owner, images_per_minute=7, note="launch")
+    client.force_login(admin)
+
+    page = client.get(f"/admin/api/accountratelimit/{override.pk}/change/").content.decode()
+
+    assert "Free" in page  # the tier without the override
+    assert "10 / 7 / 1" in page  # requests / images / concurrent in force
+    listing = client.get("/admin/api/accountratelimit/").content.decode()
+    assert "owner@example.com" in listing and "launch" in listing

@@ -119,6 +119,7 @@ def test_the_limits_page_shows_the_tier_and_a_keys_own_limits(
 
     page.get_by_role("link", name="Change the limits of staging").click()
     settle(page, console_errors)
+    screenshot(page, "key-limits")
     page.get_by_label("Requests per minute").fill("5")
     page.get_by_role("button", name="Save limits").click()
     settle(page, console_errors)

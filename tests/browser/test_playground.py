@@ -79,6 +79,7 @@ def test_generate_watch_open_download_and_delete(
     settle(page, console_errors)
     page.get_by_role("link", name="Delete…").click()
     settle(page, console_errors)
+    screenshot(page, "gallery-delete")
     page.get_by_role("button", name="Delete image").click()
     settle(page, console_errors)
     expect(page.locator(".gallery-grid li")).to_have_count(1)
