@@ -43,7 +43,7 @@ from accounts.models import User
 from billing import services as billing
 from keys.models import ApiKey
 
-from . import metrics, ratelimits, storage, thumbnails, upstream
+from . import hotpath, metrics, ratelimits, storage, thumbnails, upstream
 from .catalog import ModelInfo, Size, SizeError, get_model, resolve_size
 from .errors import NO_RETRY, ApiError, invalid
 from .models import Generation, Image, new_image_token, new_public_id
@@ -223,6 +223,12 @@ def begin_generation(
         fields.update(dispatched_at=now)  # its task is sent as soon as the row commits
     if idempotency_key:
         _check_idempotency(user, idempotency_key, request_hash, now)
+    elif hotpath.available():
+        generation = Generation(**fields)
+        if hotpath.open_generation(generation, _describe(generation)):
+            metrics.generation_reserved(generation)
+            return generation
+        # Refused for credits: the ORM path below records and explains the refusal.
     try:
         with transaction.atomic():
             generation = Generation.objects.create(
@@ -348,34 +354,31 @@ def complete_generation(
         "finished_at": now,
         "latency_ms": latency_ms,
     }
-    with transaction.atomic():
-        claimed = Generation.objects.filter(
-            pk=generation.pk, status__in=[Generation.Status.QUEUED, Generation.Status.RUNNING]
-        ).update(**outcome)
-        if claimed:
-            images = Image.objects.bulk_create(
-                Image(
-                    generation=generation,
-                    user_id=generation.user_id,
-                    token=token,
-                    index=index,
-                    file=name,
-                    content_type=image.content_type,
-                    width=image.width,
-                    height=image.height,
-                    bytes=len(image.data),
-                    created_at=now,
-                )
-                for index, image, token, name in stored
-            )
-            billing.settle(
-                generation.user_id,
-                reference=generation.ledger_reference,
-                reserved_credits=generation.reserved_credits,
-                charged_credits=charged,
-                description=f"{len(stored)} of {generation.n} images, "
-                f"{generation.model} {generation.size} ({generation.public_id})",
-            )
+    images = [
+        Image(
+            generation=generation,
+            user_id=generation.user_id,
+            token=token,
+            index=index,
+            file=name,
+            content_type=image.content_type,
+            width=image.width,
+            height=image.height,
+            bytes=len(image.data),
+            created_at=now,
+        )
+        for index, image, token, name in stored
+    ]
+    description = (
+        f"{len(stored)} of {generation.n} images, "
+        f"{generation.model} {generation.size} ({generation.public_id})"
+    )
+    if hotpath.available():
+        claimed = hotpath.settle_generation(
+            generation, outcome, images, description=description, now=now
+        )
+    else:
+        claimed = _settle_with_orm(generation, outcome, images, description)
     ratelimits.release(generation.user_id, generation.api_key_id, generation.public_id)
     if not claimed:
         # The reconciler settled this row first (we overran the deadline): nothing is charged,
@@ -390,6 +393,25 @@ def complete_generation(
     metrics.generation_settled(generation)
     data = {img.pk: image.data for img, (_, image, _, _) in zip(images, stored, strict=True)}
     return Completed(generation, images, data)
+
+
+def _settle_with_orm(
+    generation: Generation, outcome: dict[str, Any], images: list[Image], description: str
+) -> bool:
+    with transaction.atomic():
+        claimed = Generation.objects.filter(
+            pk=generation.pk, status__in=[Generation.Status.QUEUED, Generation.Status.RUNNING]
+        ).update(**outcome)
+        if claimed:
+            Image.objects.bulk_create(images)
+            billing.settle(
+                generation.user_id,
+                reference=generation.ledger_reference,
+                reserved_credits=generation.reserved_credits,
+                charged_credits=outcome["charged_credits"],
+                description=description,
+            )
+    return bool(claimed)
 
 
 def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import random
 import time
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 from django.conf import settings
 from PIL import Image as PILImage
 
@@ -104,42 +105,49 @@ class _Call:
 
 _RETRYABLE = {FailureKind.UPSTREAM_ERROR, FailureKind.TIMEOUT, FailureKind.RATE_LIMITED}
 
-# Keyed by the loop itself (weakly): an httpx/aiohttp client must not outlive its event loop.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+# aiohttp, used directly: measured in bench/api_bench.py against httpx's own pool and httpx's API
+# over aiohttp's pool (httpx-aiohttp), it costs the least CPU per call and holds hundreds of slow
+# calls in flight without degrading (httpx's pool does not: encode/httpx#3215).
+# Keyed by the loop itself (weakly): a client session must not outlive its event loop.
+_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _new_client() -> httpx.AsyncClient:
-    limits = httpx.Limits(
-        max_connections=settings.UPSTREAM_MAX_CONNECTIONS,
-        max_keepalive_connections=settings.UPSTREAM_MAX_CONNECTIONS,
+def _new_session() -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        # One connection per call in flight, up to the concurrency a process serves.
+        limit=settings.UPSTREAM_MAX_CONNECTIONS,
+        limit_per_host=0,
+        ttl_dns_cache=300,
     )
-    timeout = httpx.Timeout(
-        settings.UPSTREAM_TIMEOUT_SECONDS, connect=settings.UPSTREAM_CONNECT_TIMEOUT_SECONDS
+    timeout = aiohttp.ClientTimeout(
+        total=settings.UPSTREAM_TIMEOUT_SECONDS,
+        sock_connect=settings.UPSTREAM_CONNECT_TIMEOUT_SECONDS,
     )
-    if settings.UPSTREAM_HTTP_TRANSPORT == "aiohttp":
-        # httpx's own pool costs about 1 ms of CPU more per call and degrades with hundreds of
-        # slow calls in flight (shared/reference/performance-notes.md); aiohttp's does not.
-        from httpx_aiohttp import HttpxAiohttpClient
+    # No proxy settings from the environment, no cookies kept between customers' calls.
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        trust_env=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        raise_for_status=False,
+    )
 
-        return HttpxAiohttpClient(limits=limits, timeout=timeout, trust_env=False)
-    return httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)
 
-
-def get_client() -> httpx.AsyncClient:
-    """One pooled client per event loop (a server process has one; each Celery run its own)."""
+def get_session() -> aiohttp.ClientSession:
+    """One pooled session per event loop (a server process has one; each Celery run its own)."""
     loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None or client.is_closed:
-        client = _clients[loop] = _new_client()
-    return client
+    session = _sessions.get(loop)
+    if session is None or session.closed:
+        session = _sessions[loop] = _new_session()
+    return session
 
 
 async def close_client() -> None:
-    client = _clients.pop(asyncio.get_running_loop(), None)
-    if client is not None:
-        await client.aclose()
+    session = _sessions.pop(asyncio.get_running_loop(), None)
+    if session is not None:
+        await session.close()
 
 
 async def generate_images(request: UpstreamRequest, n: int) -> list[Outcome]:
@@ -188,36 +196,39 @@ async def _call_with_retries(request: UpstreamRequest) -> _Call:
     return call
 
 
+def _unreachable() -> _Call:
+    return _Call(
+        failure=Failure(FailureKind.UPSTREAM_ERROR, "unreachable", "The upstream is unreachable.")
+    )
+
+
 @metrics.timed_upstream("generate")
 async def _call_once(request: UpstreamRequest) -> _Call:
-    client = get_client()
     url = f"{settings.UPSTREAM_BASE_URL}/images/generations"
-    headers = {"Authorization": f"Bearer {settings.UPSTREAM_API_KEY}"}
+    headers = {
+        "Authorization": f"Bearer {settings.UPSTREAM_API_KEY}",
+        "Content-Type": "application/json",
+    }
+    body = json.dumps(request.body()).encode()
     try:
-        response = await client.post(url, json=request.body(), headers=headers)
-    except (httpx.ConnectError, httpx.ConnectTimeout):
-        # (aiohttp's transport reports a refused connection as a connect timeout.)
+        async with get_session().post(url, data=body, headers=headers) as response:
+            status = response.status
+            raw = await response.read()
+    except aiohttp.ClientConnectorError:
         logger.warning("upstream unreachable at %s", settings.UPSTREAM_BASE_URL)
-        return _Call(
-            failure=Failure(
-                FailureKind.UPSTREAM_ERROR, "unreachable", "The upstream is unreachable."
-            )
-        )
-    except httpx.TimeoutException:
+        return _unreachable()
+    except TimeoutError:
+        # aiohttp's own timeouts (ServerTimeoutError, ConnectionTimeoutError) are TimeoutErrors.
         return _Call(failure=Failure(FailureKind.TIMEOUT, "timeout", "The upstream timed out."))
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
         logger.warning("upstream unreachable: %s", type(exc).__name__)
-        return _Call(
-            failure=Failure(
-                FailureKind.UPSTREAM_ERROR, "unreachable", "The upstream is unreachable."
-            )
-        )
+        return _unreachable()
     try:
-        payload = response.json()
+        payload = json.loads(raw)
     except ValueError:
         payload = None
-    if response.status_code != 200 or not isinstance(payload, dict):
-        return _Call(failure=classify_error(response.status_code, payload))
+    if status != 200 or not isinstance(payload, dict):
+        return _Call(failure=classify_error(status, payload))
     data = payload.get("data")
     if not isinstance(data, list) or not data or not isinstance(data[0], dict):
         return _Call(
@@ -289,30 +300,30 @@ async def _download(url: str) -> Outcome:
             FailureKind.UPSTREAM_ERROR, "image_host_refused", "The image could not be fetched."
         )
     limit = settings.UPSTREAM_IMAGE_MAX_BYTES
-    client = get_client()
     started = time.monotonic()
     try:
         async with asyncio.timeout(settings.UPSTREAM_IMAGE_TIMEOUT_SECONDS):
-            async with client.stream("GET", url) as response:
-                if response.status_code != 200:
+            # No redirects: the allowed-host check above must hold for where the bytes come from.
+            async with get_session().get(url, allow_redirects=False) as response:
+                if response.status != 200:
                     return Failure(
                         FailureKind.UPSTREAM_ERROR,
                         "image_fetch_failed",
-                        f"Fetching the image failed with HTTP {response.status_code}.",
+                        f"Fetching the image failed with HTTP {response.status}.",
                     )
-                declared = int(response.headers.get("content-length") or 0)
+                declared = response.content_length or 0
                 if declared > limit:
                     return _too_big(declared)
                 chunks = []
                 received = 0
-                async for chunk in response.aiter_bytes():
+                async for chunk in response.content.iter_chunked(256 * 1024):
                     received += len(chunk)
                     if received > limit:
                         return _too_big(received)
                     chunks.append(chunk)
-    except (TimeoutError, httpx.TimeoutException):
+    except TimeoutError:
         return Failure(FailureKind.TIMEOUT, "image_fetch_timeout", "Fetching the image timed out.")
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
         logger.warning("image fetch failed: %s", type(exc).__name__)
         return Failure(
             FailureKind.UPSTREAM_ERROR, "image_fetch_failed", "Fetching the image failed."

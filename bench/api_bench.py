@@ -235,7 +235,9 @@ def main() -> None:
     parser.add_argument(
         "--database-url", default="postgres://postgres@127.0.0.1:5432/seedream_bench"
     )
-    parser.add_argument("--transport", default=os.environ.get("UPSTREAM_HTTP_TRANSPORT", "aiohttp"))
+    parser.add_argument(
+        "--concurrency", default="1,16,64", help="wrk connections of the fast scenario"
+    )
     parser.add_argument("--only", default="fast,slow", help="fast, slow or both")
     parser.add_argument(
         "--open-rate",
@@ -264,9 +266,10 @@ def main() -> None:
     }
     json_headers = {"Content-Type": "application/json"}
     results: list[Result] = []
+    fast_levels = [int(c) for c in args.concurrency.split(",")]
     scenarios = args.only.split(",")
     try:
-        for latency, concurrencies, label in [(0.0, [1, 16, 64], "fast"), (1.0, [256], "slow")]:
+        for latency, concurrencies, label in [(0.0, fast_levels, "fast"), (1.0, [256], "slow")]:
             if label not in scenarios:
                 continue
             with running_simulator(latency=latency, api_key=SIM_KEY) as sim_url:
@@ -276,7 +279,6 @@ def main() -> None:
                     "DATA_DIR": str(data_dir),
                     "UPSTREAM_BASE_URL": sim_url,
                     "UPSTREAM_API_KEY": SIM_KEY,
-                    "UPSTREAM_HTTP_TRANSPORT": args.transport,
                     "DB_POOL_MAX_SIZE": "40",
                     "LOG_LEVEL": "WARNING",
                     "ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -329,8 +331,7 @@ def main() -> None:
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     print(
-        f"transport={args.transport} workers={args.workers} size={args.size} "
-        f"duration={args.duration}s cores={os.cpu_count()}"
+        f"workers={args.workers} size={args.size} duration={args.duration}s cores={os.cpu_count()}"
     )
     print_table(results)
 

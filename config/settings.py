@@ -283,7 +283,7 @@ LOGGING: dict[str, Any] = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.request": {"level": "ERROR"}, "httpx": {"level": "WARNING"}},
+    "loggers": {"django.request": {"level": "ERROR"}, "aiohttp": {"level": "WARNING"}},
 }
 
 # --- Celery -------------------------------------------------------------------------------------
@@ -431,9 +431,10 @@ GENERATION_TIMEOUT_SECONDS = env_int("GENERATION_TIMEOUT_SECONDS", 300)
 UPSTREAM_CONNECT_TIMEOUT_SECONDS = env_int("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 10)
 UPSTREAM_MAX_RETRIES = env_int("UPSTREAM_MAX_RETRIES", 2)
 UPSTREAM_RETRY_BACKOFF_MS = env_int("UPSTREAM_RETRY_BACKOFF_MS", 500)
+# On PostgreSQL a generation's reservation and its settlement are one SQL statement each
+# (api/hotpath.py); false takes the ORM's transactions instead, as on SQLite. Same rows either way.
+GENERATION_SINGLE_STATEMENT_SQL = env_bool("GENERATION_SINGLE_STATEMENT_SQL", True)
 UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 512)
-# "aiohttp" (httpx API over aiohttp's connection pool) or "httpx" (httpx's own pool).
-UPSTREAM_HTTP_TRANSPORT = env_str("UPSTREAM_HTTP_TRANSPORT", "aiohttp")
 # Images are fetched only from these hosts ("*." matches any subdomain), over https unless the
 # host is the configured upstream's own (the simulator on loopback).
 UPSTREAM_IMAGE_HOSTS = [

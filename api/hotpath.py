@@ -1,0 +1,226 @@
+"""A generation's two database steps on PostgreSQL, each one SQL statement.
+
+``services.begin_generation`` and ``services.complete_generation`` say what happens to the
+money; on PostgreSQL they do it here, in one round trip each instead of a transaction of seven
+to nine (BEGIN, inserts, savepoints, the account update, the ledger lines, COMMIT). Every
+request and every playground run pays these two steps, and on a two-core machine the ORM's
+query building and the round trips were most of what a request cost (bench/api_bench.py,
+the profile in the issue 7 note).
+
+A single statement is atomic on its own: PostgreSQL runs the data-modifying parts of a WITH
+query in one snapshot and commits them together, or none of them. The statements write exactly
+the rows the ORM path writes (tests/api/test_hotpath.py compares the two field by field), and
+the same database constraints guard them: the balance cannot go negative, a ledger line's
+idempotency key is unique, a charge stays within its reservation.
+
+Anything unusual (a refusal for credits, a row the reconciler settled first, an
+Idempotency-Key) goes through the ORM path, which explains itself in detail.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Field
+
+from billing.models import CreditAccount, LedgerEntry
+
+from .models import Generation, Image
+
+Kind = LedgerEntry.Kind
+
+
+def available() -> bool:
+    return connection.vendor == "postgresql" and settings.GENERATION_SINGLE_STATEMENT_SQL
+
+
+@cache
+def _generation_columns() -> list[Field[Any, Any]]:
+    return [f for f in Generation._meta.concrete_fields if not f.primary_key]
+
+
+@cache
+def _open_sql() -> str:
+    fields = _generation_columns()
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    # Typed placeholders: the values arrive as literals, and a SELECT list (unlike VALUES in an
+    # INSERT) does not take its types from the target columns. cast_db_type has no length, so
+    # a value too long for its column still fails instead of being cut.
+    values = ", ".join(f"%s::{f.cast_db_type(connection)}" for f in fields)  # type: ignore[attr-defined]
+    account = CreditAccount._meta.db_table
+    ledger = LedgerEntry._meta.db_table
+    generation = Generation._meta.db_table
+    return f"""
+        WITH moved AS (
+            UPDATE {account}
+            SET balance_credits = balance_credits - %s, updated_at = %s
+            WHERE user_id = %s AND balance_credits >= %s AND owed_credits = 0
+            RETURNING id, balance_credits
+        ), created AS (
+            INSERT INTO {generation} ({columns})
+            SELECT {values} FROM moved
+            RETURNING id
+        ), reserved AS (
+            INSERT INTO {ledger} (account_id, kind, amount_credits, balance_after_credits,
+                                  reference, description, idempotency_key, created_at)
+            SELECT moved.id, %s, -%s::bigint, moved.balance_credits,
+                   'gen:' || created.id, %s, 'gen:' || created.id || ':reserve', %s
+            FROM moved, created
+            RETURNING id
+        )
+        SELECT created.id FROM created, reserved
+    """  # noqa: S608 (table and column names come from the models, values are parameters)
+
+
+def open_generation(generation: Generation, description: str) -> bool:
+    """Insert ``generation`` (unsaved, every field set) and reserve its ``reserved_credits``
+    with a ``reserve`` ledger line, in one statement. False, with nothing written, when the
+    balance is short or the account owes credits (the caller takes the ORM path to say why)."""
+    fields = _generation_columns()
+    values = [f.get_db_prep_save(f.pre_save(generation, add=True), connection) for f in fields]
+    reserved, now = generation.reserved_credits, generation.created_at
+    params = [
+        reserved,
+        now,
+        generation.user_id,
+        reserved,
+        *values,
+        Kind.RESERVE,
+        reserved,
+        description[:255],
+        now,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_open_sql(), params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    generation.pk = int(row[0])
+    generation._state.adding = False
+    generation._state.db = connection.alias
+    return True
+
+
+_SETTLED_FIELDS = (
+    "status",
+    "images_delivered",
+    "charged_credits",
+    "http_status",
+    "error_code",
+    "error_param",
+    "error_message",
+    "finished_at",
+    "latency_ms",
+)
+_IMAGE_COLUMNS = (
+    "token",
+    "index",
+    "file",
+    "content_type",
+    "width",
+    "height",
+    "bytes",
+    "created_at",
+)
+_IMAGE_TYPES = ("text", "integer", "text", "text", "integer", "integer", "integer", "timestamptz")
+
+
+def _settle_sql(image_count: int) -> str:
+    generation = Generation._meta.db_table
+    image = Image._meta.db_table
+    account = CreditAccount._meta.db_table
+    ledger = LedgerEntry._meta.db_table
+    assignments = ", ".join(f"{name} = %s" for name in _SETTLED_FIELDS)
+    images = ""
+    if image_count:
+        row = "(" + ", ".join(f"%s::{t}" for t in _IMAGE_TYPES) + ")"
+        columns = ", ".join(connection.ops.quote_name(c) for c in _IMAGE_COLUMNS)
+        images = f""", stored AS (
+            INSERT INTO {image} (generation_id, user_id, {columns})
+            SELECT claimed.id, claimed.user_id, v.* FROM claimed,
+                (VALUES {", ".join([row] * image_count)}) AS v
+            RETURNING id, "index"
+        )"""  # noqa: S608 (names from the models, values are parameters)
+    image_ids = (
+        'ARRAY(SELECT id FROM stored ORDER BY "index")' if image_count else "ARRAY[]::integer[]"
+    )
+    # The claim is conditional on the row being unsettled and on its reservation being in the
+    # ledger as recorded: the release below gives back exactly what was held, once.
+    return f"""
+        WITH claimed AS (
+            UPDATE {generation} SET {assignments}
+            WHERE id = %s AND status IN ('queued', 'running') AND EXISTS (
+                SELECT 1 FROM {ledger}
+                WHERE idempotency_key = %s
+                  AND amount_credits = -{generation}.reserved_credits
+            )
+            RETURNING id, user_id
+        ){images}, moved AS (
+            UPDATE {account}
+            SET balance_credits = balance_credits + %s, updated_at = %s
+            WHERE user_id = (SELECT user_id FROM claimed)
+            RETURNING id, balance_credits
+        ), written AS (
+            INSERT INTO {ledger} (account_id, kind, amount_credits, balance_after_credits,
+                                  reference, description, idempotency_key, created_at)
+            SELECT moved.id, v.kind, v.amount, moved.balance_credits + v.after_offset,
+                   %s, v.description, v.idempotency_key, %s
+            FROM moved, (VALUES (%s::text, %s::bigint, %s::bigint, %s::text, %s::text),
+                                (%s::text, %s::bigint, %s::bigint, %s::text, %s::text))
+                 AS v(kind, amount, after_offset, description, idempotency_key)
+            WHERE v.amount <> 0 OR v.kind = %s
+            RETURNING id
+        )
+        SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM moved),
+               (SELECT count(*) FROM written), {image_ids}
+    """  # noqa: S608 (table and column names come from the models, values are parameters)
+
+
+def settle_generation(
+    generation: Generation,
+    outcome: dict[str, Any],
+    images: list[Image],
+    *,
+    description: str,
+    now: datetime,
+) -> bool:
+    """Claim ``generation`` with ``outcome``, insert ``images`` (unsaved; their ids are set),
+    release its reservation and charge ``outcome["charged_credits"]``, in one statement, exactly
+    as ``billing.settle`` writes it. False, with nothing written, if the row was already
+    settled (the reconciler got there first) or has no such reservation."""
+    reference = generation.ledger_reference
+    reserved, charged = generation.reserved_credits, outcome["charged_credits"]
+    params: list[Any] = [outcome[name] for name in _SETTLED_FIELDS]
+    params += [generation.pk, f"{reference}:reserve"]
+    for image in images:
+        params += [getattr(image, column) for column in _IMAGE_COLUMNS[:2]]
+        params += [image.file.name, image.content_type, image.width, image.height, image.bytes]
+        params.append(image.created_at)
+    params += [reserved - charged, now, reference, now]
+    # The release (the balance before the charge), then the charge: billing.settle's two lines.
+    params += [Kind.RELEASE, reserved, charged, f"Released hold: {description}"[:255]]
+    params.append(f"{reference}:release")
+    params += [Kind.CHARGE, -charged, 0, description[:255], f"{reference}:charge"]
+    params.append(Kind.RELEASE)
+    with connection.cursor() as cursor:
+        cursor.execute(_settle_sql(len(images)), params)
+        claimed, moved, written, image_ids = cursor.fetchone()
+    if not claimed:
+        unsettled = Generation.objects.filter(
+            pk=generation.pk, status__in=[Generation.Status.QUEUED, Generation.Status.RUNNING]
+        ).exists()
+        if unsettled:
+            raise ValueError(f"No reservation of {reserved} credits for {reference}")
+        return False
+    if not moved or written != (2 if charged else 1):
+        # Cannot happen while the account row exists (it is PROTECTed): stop loudly.
+        raise RuntimeError(f"settling {generation.public_id} wrote {moved} moves, {written} lines")
+    for image, image_id in zip(images, image_ids, strict=True):
+        image.pk = image_id
+        image._state.adding = False
+        image._state.db = connection.alias
+    return True
