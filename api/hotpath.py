@@ -27,15 +27,68 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Field
 
+from accounts.models import User
 from billing.models import CreditAccount, LedgerEntry
+from keys.models import ApiKey
 
-from .models import Generation, Image
+from .models import AccountRateLimit, Generation, Image
 
 Kind = LedgerEntry.Kind
 
 
 def available() -> bool:
     return connection.vendor == "postgresql" and settings.GENERATION_SINGLE_STATEMENT_SQL
+
+
+# - The key, its owner, their credit account and custom limits: one query ----------------------
+# What the ORM's select_related("user", "user__credit_account", "user__rate_limit_override")
+# loads, without building the query on every request (that alone cost about 1 ms of CPU).
+
+_KEY_MODELS: tuple[type[Any], ...] = (ApiKey, User, CreditAccount, AccountRateLimit)
+
+
+@cache
+def _key_sql() -> str:
+    quote = connection.ops.quote_name
+    tables = [model._meta.db_table for model in _KEY_MODELS]
+    columns = ", ".join(
+        f"{quote(table)}.{quote(field.column)}"
+        for model, table in zip(_KEY_MODELS, tables, strict=True)
+        for field in model._meta.concrete_fields
+    )
+    key, user, account, override = (quote(t) for t in tables)
+    return f"""
+        SELECT {columns} FROM {key}
+        JOIN {user} ON {user}.id = {key}.user_id
+        LEFT JOIN {account} ON {account}.user_id = {user}.id
+        LEFT JOIN {override} ON {override}.user_id = {user}.id
+        WHERE {key}.lookup_id = %s
+    """  # noqa: S608 (names from the models, the value is a parameter)
+
+
+def find_key(lookup_id: str) -> ApiKey | None:
+    """The key with ``lookup_id``, its user, and the user's credit account and custom limits
+    (None where there is none) loaded as the ORM would have loaded them, or None."""
+    with connection.cursor() as cursor:
+        cursor.execute(_key_sql(), [lookup_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    instances: list[Any] = []
+    start = 0
+    for model in _KEY_MODELS:
+        width = len(model._meta.concrete_fields)
+        values = row[start : start + width]
+        start += width
+        # A LEFT JOIN that found nothing: no row (its primary key is NULL).
+        instances.append(
+            None if values[0] is None else model.from_db(connection.alias, None, values)
+        )
+    api_key, user, account, override = instances
+    ApiKey.user.field.set_cached_value(api_key, user)
+    User.credit_account.related.set_cached_value(user, account)
+    User.rate_limit_override.related.set_cached_value(user, override)
+    return api_key
 
 
 @cache

@@ -36,7 +36,7 @@ from django.views.decorators.csrf import csrf_exempt
 from billing import services as billing
 from keys import services as keys
 
-from . import catalog, inflight, ratelimits, services, storage, thumbnails
+from . import catalog, hotpath, inflight, ratelimits, services, storage, thumbnails
 from .errors import ApiError, error_response, invalid, invalid_api_key
 from .models import Generation, new_public_id
 from .schemas import parse_generation_request
@@ -104,6 +104,8 @@ def _authenticate(raw_key: str | None) -> Any:
             "'Bearer sk-seedream-...'."
         )
     try:
+        if hotpath.available():
+            return keys.authenticate(raw_key, lookup=hotpath.find_key)
         return keys.authenticate(raw_key, related=_LIMITS_RELATED)
     except keys.AuthenticationFailed as exc:
         if exc.reason in ("revoked", "expired", "inactive"):
