@@ -13,15 +13,14 @@ import functools
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import connections
+from django.db import connection
 from django.http import (
     FileResponse,
     Http404,
@@ -181,7 +180,7 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
     fingerprint = services.request_fingerprint(request.body) if idempotency_key else ""
 
     try:
-        generation = await sync_to_async(_open_generation)(
+        generation = await sync_to_async(_between_waits(_open_generation))(
             raw_key, spec, problem, idempotency_key, fingerprint, _rate_headers(request)
         )
     except services.IdempotentReplay as replay:
@@ -189,15 +188,35 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
 
     # Shielded: a client that hangs up does not stop the work, so what the upstream delivers is
     # stored, charged and kept in the customer's gallery, and nothing stays reserved.
-    detached = threading.Event()
-    work = asyncio.ensure_future(_run(generation, started, detached))
+    work = asyncio.ensure_future(_run(generation, started))
     inflight.track(generation.pk, work)
-    try:
-        completed = await asyncio.shield(work)
-    except asyncio.CancelledError:
-        detached.set()
-        raise
+    completed = await asyncio.shield(work)
     return await _render(request, completed.generation, completed)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _between_waits(step: Callable[_P, _R]) -> Callable[_P, _R]:
+    """A database step of a request that then waits (on the upstream, or on the client).
+
+    The request's connection goes back to the pool when the step ends rather than when the
+    request does: a request holds a connection only while it runs SQL, so a process serves as
+    many slow generations at once as it likes with a pool sized for the SQL it runs. Without
+    this, the pool's size capped the generations in flight (40 per process: 67 req/s with a
+    1-second upstream, bench/api_bench.py). Inside a transaction (a test's) nothing is closed.
+    """
+
+    @functools.wraps(step)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return step(*args, **kwargs)
+        finally:
+            if not connection.in_atomic_block:
+                connection.close()
+
+    return run
 
 
 def _open_generation(
@@ -265,9 +284,7 @@ def _begin(
         ) from None
 
 
-async def _run(
-    generation: Generation, started: float, detached: threading.Event
-) -> services.Completed:
+async def _run(generation: Generation, started: float) -> services.Completed:
     try:
         outcomes = await services.produce_images(generation)
     except BaseException:
@@ -277,22 +294,11 @@ async def _run(
         )
         raise
     latency_ms = int((time.monotonic() - started) * 1000)
-    return await sync_to_async(_complete)(generation, outcomes, latency_ms, detached)
-
-
-def _complete(
-    generation: Generation,
-    outcomes: list[Any],
-    latency_ms: int,
-    detached: threading.Event,
-) -> services.Completed:
-    try:
-        return services.complete_generation(generation, outcomes, latency_ms=latency_ms)
-    finally:
-        if detached.is_set():
-            # The request is over, so this runs on a thread of its own that Django will never
-            # clean up: give the database connection back to the pool here, or it leaks.
-            connections.close_all()
+    # After a client hung up this runs on a thread of its own that Django never cleans up:
+    # _between_waits gives its connection back to the pool.
+    return await sync_to_async(_between_waits(services.complete_generation))(
+        generation, outcomes, latency_ms=latency_ms
+    )
 
 
 async def _replay(request: HttpRequest, generation: Generation) -> HttpResponse:
