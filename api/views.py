@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
@@ -188,9 +189,14 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
 
     # Shielded: a client that hangs up does not stop the work, so what the upstream delivers is
     # stored, charged and kept in the customer's gallery, and nothing stays reserved.
-    work = asyncio.ensure_future(_run(generation, started))
+    detached = threading.Event()
+    work = asyncio.ensure_future(_run(generation, started, detached))
     inflight.track(generation.pk, work)
-    completed = await asyncio.shield(work)
+    try:
+        completed = await asyncio.shield(work)
+    except asyncio.CancelledError:
+        detached.set()
+        raise
     return await _render(request, completed.generation, completed)
 
 
@@ -284,21 +290,24 @@ def _begin(
         ) from None
 
 
-async def _run(generation: Generation, started: float) -> services.Completed:
+async def _run(
+    generation: Generation, started: float, detached: threading.Event
+) -> services.Completed:
     try:
         outcomes = await services.produce_images(generation)
     except BaseException:
         # Unsettled now: the reconciler will fail and refund it; its slot goes back at once.
-        await sync_to_async(ratelimits.release)(
+        await sync_to_async(ratelimits.release, thread_sensitive=not detached.is_set())(
             generation.user_id, generation.api_key_id, generation.public_id
         )
         raise
     latency_ms = int((time.monotonic() - started) * 1000)
-    # After a client hung up this runs on a thread of its own that Django never cleans up:
-    # _between_waits gives its connection back to the pool.
-    return await sync_to_async(_between_waits(services.complete_generation))(
-        generation, outcomes, latency_ms=latency_ms
+    # Once the client has hung up the request is over and its thread is lent to another
+    # (config/asgi.py): the last step then runs on a thread of the loop's own pool.
+    settle = sync_to_async(
+        _between_waits(services.complete_generation), thread_sensitive=not detached.is_set()
     )
+    return await settle(generation, outcomes, latency_ms=latency_ms)
 
 
 async def _replay(request: HttpRequest, generation: Generation) -> HttpResponse:

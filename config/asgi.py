@@ -1,9 +1,17 @@
 """ASGI entry point: `uvicorn config.asgi:application`.
 
-Django's ASGI handler does not speak the lifespan protocol, so a thin wrapper answers it: on
-shutdown (after uvicorn has drained its connections) it waits for this process's generations
-still running (those whose client hung up) for SHUTDOWN_GRACE_SECONDS, then hands back the rest
-(failed and refunded at once, see api/inflight.py).
+A thin wrapper around Django's ASGI handler does two things for it:
+
+- It answers the lifespan protocol, which Django does not speak: on shutdown (after uvicorn has
+  drained its connections) it waits for this process's generations still running (those whose
+  client hung up) for SHUTDOWN_GRACE_SECONDS, then hands back the rest (failed and refunded at
+  once, see api/inflight.py).
+- It lends each HTTP request a thread for its synchronous work (Django's signals, the
+  database steps) from a pool of reused threads. Left to itself, Django's handler starts a new
+  thread for every request and another to join it; with hundreds of requests in flight that
+  was the largest single cost after the database (bench/api_bench.py). A WSGI server reuses its
+  threads the same way. The thread goes back to the pool when the request is answered (a
+  generation whose client hung up finishes on a thread of its own: api/views.py).
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import gc
 import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.core.asgi import get_asgi_application
@@ -20,7 +29,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 django_application = get_asgi_application()
 
-from asgiref.sync import sync_to_async  # noqa: E402
+from asgiref.sync import ThreadSensitiveContext, sync_to_async  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from api import inflight, services  # noqa: E402
@@ -32,11 +41,42 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
+class RequestThreads:
+    """Single-thread executors lent to one request at a time, kept for the next one."""
+
+    def __init__(self, keep: int) -> None:
+        self._idle: list[ThreadPoolExecutor] = []
+        self._keep = keep
+
+    def take(self) -> ThreadPoolExecutor:
+        if self._idle:
+            return self._idle.pop()
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
+
+    def give_back(self, executor: ThreadPoolExecutor) -> None:
+        if len(self._idle) < self._keep:
+            self._idle.append(executor)
+        else:
+            executor.shutdown(wait=False)
+
+
+# As many idle threads as a process serves requests at once in the slow benchmark; beyond that
+# a burst's extra threads are let go.
+_request_threads = RequestThreads(keep=256)
+
+
 async def application(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
         return
-    await django_application(scope, receive, send)  # type: ignore[arg-type]
+    executor = _request_threads.take()
+    try:
+        # Django's handler opens a ThreadSensitiveContext of its own; inside this one it uses
+        # this one's thread.
+        async with ThreadSensitiveContext(executor=executor):
+            await django_application(scope, receive, send)  # type: ignore[arg-type]
+    finally:
+        _request_threads.give_back(executor)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
