@@ -19,10 +19,12 @@ Idempotency-Key) goes through the ORM path, which explains itself in detail.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import connection
 from django.db.models import Field
@@ -34,6 +36,21 @@ from keys.models import ApiKey
 from .models import AccountRateLimit, Generation, Image
 
 Kind = LedgerEntry.Kind
+
+
+def _execute(sql: str, params: Sequence[Any]) -> Any:
+    """Run one of this module's statements, prepared: PostgreSQL parses and plans each once per
+    connection rather than on every request (planning alone took longer than running them).
+
+    Django's cursors send the values inside the SQL text, which cannot be prepared, so this uses
+    a server-side binding cursor on Django's own connection: same transaction, same errors
+    (wrapped as Django's), but the query is not in ``connection.queries`` when DEBUG is on.
+    Every placeholder carries a cast, so a value's type never depends on how psycopg sends it.
+    """
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchone()
 
 
 def available() -> bool:
@@ -62,16 +79,14 @@ def _key_sql() -> str:
         JOIN {user} ON {user}.id = {key}.user_id
         LEFT JOIN {account} ON {account}.user_id = {user}.id
         LEFT JOIN {override} ON {override}.user_id = {user}.id
-        WHERE {key}.lookup_id = %s
+        WHERE {key}.lookup_id = %s::text
     """  # noqa: S608 (names from the models, the value is a parameter)
 
 
 def find_key(lookup_id: str) -> ApiKey | None:
     """The key with ``lookup_id``, its user, and the user's credit account and custom limits
     (None where there is none) loaded as the ORM would have loaded them, or None."""
-    with connection.cursor() as cursor:
-        cursor.execute(_key_sql(), [lookup_id])
-        row = cursor.fetchone()
+    row = _execute(_key_sql(), [lookup_id])
     if row is None:
         return None
     instances: list[Any] = []
@@ -110,8 +125,8 @@ def _open_sql() -> str:
     return f"""
         WITH moved AS (
             UPDATE {account}
-            SET balance_credits = balance_credits - %s, updated_at = %s
-            WHERE user_id = %s AND balance_credits >= %s AND owed_credits = 0
+            SET balance_credits = balance_credits - %s::bigint, updated_at = %s::timestamptz
+            WHERE user_id = %s::bigint AND balance_credits >= %s::bigint AND owed_credits = 0
             RETURNING id, balance_credits
         ), created AS (
             INSERT INTO {generation} ({columns})
@@ -120,8 +135,9 @@ def _open_sql() -> str:
         ), reserved AS (
             INSERT INTO {ledger} (account_id, kind, amount_credits, balance_after_credits,
                                   reference, description, idempotency_key, created_at)
-            SELECT moved.id, %s, -%s::bigint, moved.balance_credits,
-                   'gen:' || created.id, %s, 'gen:' || created.id || ':reserve', %s
+            SELECT moved.id, %s::text, -%s::bigint, moved.balance_credits,
+                   'gen:' || created.id, %s::text, 'gen:' || created.id || ':reserve',
+                   %s::timestamptz
             FROM moved, created
             RETURNING id
         )
@@ -147,9 +163,7 @@ def open_generation(generation: Generation, description: str) -> bool:
         description[:255],
         now,
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(_open_sql(), params)
-        row = cursor.fetchone()
+    row = _execute(_open_sql(), params)
     if row is None:
         return False
     generation.pk = int(row[0])
@@ -182,12 +196,16 @@ _IMAGE_COLUMNS = (
 _IMAGE_TYPES = ("text", "integer", "text", "text", "integer", "integer", "integer", "timestamptz")
 
 
+@cache
 def _settle_sql(image_count: int) -> str:
     generation = Generation._meta.db_table
     image = Image._meta.db_table
     account = CreditAccount._meta.db_table
     ledger = LedgerEntry._meta.db_table
-    assignments = ", ".join(f"{name} = %s" for name in _SETTLED_FIELDS)
+    assignments = ", ".join(
+        f"{name} = %s::{Generation._meta.get_field(name).cast_db_type(connection)}"  # type: ignore[union-attr]
+        for name in _SETTLED_FIELDS
+    )
     images = ""
     if image_count:
         row = "(" + ", ".join(f"%s::{t}" for t in _IMAGE_TYPES) + ")"
@@ -206,26 +224,26 @@ def _settle_sql(image_count: int) -> str:
     return f"""
         WITH claimed AS (
             UPDATE {generation} SET {assignments}
-            WHERE id = %s AND status IN ('queued', 'running') AND EXISTS (
+            WHERE id = %s::bigint AND status IN ('queued', 'running') AND EXISTS (
                 SELECT 1 FROM {ledger}
-                WHERE idempotency_key = %s
+                WHERE idempotency_key = %s::text
                   AND amount_credits = -{generation}.reserved_credits
             )
             RETURNING id, user_id
         ){images}, moved AS (
             UPDATE {account}
-            SET balance_credits = balance_credits + %s, updated_at = %s
+            SET balance_credits = balance_credits + %s::bigint, updated_at = %s::timestamptz
             WHERE user_id = (SELECT user_id FROM claimed)
             RETURNING id, balance_credits
         ), written AS (
             INSERT INTO {ledger} (account_id, kind, amount_credits, balance_after_credits,
                                   reference, description, idempotency_key, created_at)
             SELECT moved.id, v.kind, v.amount, moved.balance_credits + v.after_offset,
-                   %s, v.description, v.idempotency_key, %s
+                   %s::text, v.description, v.idempotency_key, %s::timestamptz
             FROM moved, (VALUES (%s::text, %s::bigint, %s::bigint, %s::text, %s::text),
                                 (%s::text, %s::bigint, %s::bigint, %s::text, %s::text))
                  AS v(kind, amount, after_offset, description, idempotency_key)
-            WHERE v.amount <> 0 OR v.kind = %s
+            WHERE v.amount <> 0 OR v.kind = %s::text
             RETURNING id
         )
         SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM moved),
@@ -259,9 +277,7 @@ def settle_generation(
     params.append(f"{reference}:release")
     params += [Kind.CHARGE, -charged, 0, description[:255], f"{reference}:charge"]
     params.append(Kind.RELEASE)
-    with connection.cursor() as cursor:
-        cursor.execute(_settle_sql(len(images)), params)
-        claimed, moved, written, image_ids = cursor.fetchone()
+    claimed, moved, written, image_ids = _execute(_settle_sql(len(images)), params)
     if not claimed:
         unsettled = Generation.objects.filter(
             pk=generation.pk, status__in=[Generation.Status.QUEUED, Generation.Status.RUNNING]

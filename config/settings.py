@@ -162,11 +162,17 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     }
     _db["TEST"] = {"NAME": env_str("SQLITE_TEST_NAME", str(DATA_DIR / "test-db.sqlite3"))}
 elif _db["ENGINE"] == "django.db.backends.postgresql":
-    # Under ASGI every request runs its database work on a fresh thread, so Django's persistent
-    # connections are never reused; a pool hands each request a warm connection instead.
+    # Django turns psycopg's prepared statements off (for transaction-mode poolers such as
+    # PgBouncer < 1.21). The API's hot path prepares its few statements on purpose
+    # (api/hotpath.py); Django's own queries are never prepared either way (they carry their
+    # values in the SQL). Behind an old transaction-mode pooler set DB_PREPARED_STATEMENTS=false.
+    _db["OPTIONS"] = {
+        "prepare_threshold": 5 if env_bool("DB_PREPARED_STATEMENTS", True) else None
+    }
+    # A request holds a connection only while it runs SQL (api/views.py); the pool lends it.
     if env_bool("DB_POOL", True):
         _db["CONN_MAX_AGE"] = 0
-        _db["OPTIONS"] = {
+        _db["OPTIONS"] |= {
             "pool": {
                 "min_size": env_int("DB_POOL_MIN_SIZE", 2),
                 "max_size": env_int("DB_POOL_MAX_SIZE", 20),
