@@ -219,15 +219,15 @@ def _settle_sql(image_count: int) -> str:
     image_ids = (
         'ARRAY(SELECT id FROM stored ORDER BY "index")' if image_count else "ARRAY[]::integer[]"
     )
-    # The claim is conditional on the row being unsettled and on its reservation being in the
-    # ledger as recorded: the release below gives back exactly what was held, once.
+    # The claim is conditional on the row being unsettled and on the ledger holding the
+    # reservation the caller names (as billing.settle checks): the release below gives back
+    # exactly what was held, once.
     return f"""
         WITH claimed AS (
             UPDATE {generation} SET {assignments}
             WHERE id = %s::bigint AND status IN ('queued', 'running') AND EXISTS (
                 SELECT 1 FROM {ledger}
-                WHERE idempotency_key = %s::text
-                  AND amount_credits = -{generation}.reserved_credits
+                WHERE idempotency_key = %s::text AND amount_credits = -%s::bigint
             )
             RETURNING id, user_id
         ){images}, moved AS (
@@ -266,7 +266,7 @@ def settle_generation(
     reference = generation.ledger_reference
     reserved, charged = generation.reserved_credits, outcome["charged_credits"]
     params: list[Any] = [outcome[name] for name in _SETTLED_FIELDS]
-    params += [generation.pk, f"{reference}:reserve"]
+    params += [generation.pk, f"{reference}:reserve", reserved]
     for image in images:
         params += [getattr(image, column) for column in _IMAGE_COLUMNS[:2]]
         params += [image.file.name, image.content_type, image.width, image.height, image.bytes]

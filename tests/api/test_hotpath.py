@@ -1,0 +1,180 @@
+"""The single-statement path (api/hotpath.py, PostgreSQL) writes exactly what the ORM path writes.
+
+Each case runs the same generation twice, once per path, for two customers with the same balance,
+and compares every row it leaves: the generation, its images, the ledger lines and the balance.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from api import hotpath, ratelimits, services
+from api.catalog import get_model, resolve_size
+from api.models import AccountRateLimit, Generation, Image
+from api.upstream import DeliveredImage, Failure, FailureKind
+from billing import services as billing
+from billing.models import CreditAccount, LedgerEntry
+from keys import services as keys
+from keys.models import ApiKey
+from tests.support.money import assert_ledger_balanced
+
+pytestmark = pytest.mark.postgres
+
+IMAGE = DeliveredImage(b"\xff\xd8 not really a jpeg", "image/jpeg", "jpg", 1024, 1024)
+BLOCKED = Failure(FailureKind.OUTPUT_BLOCKED, "OutputImageSensitiveContentDetected", "Blocked.")
+
+
+def spec(n: int) -> services.GenerationSpec:
+    model = get_model("seedream-4-0")
+    assert model is not None
+    return services.GenerationSpec(
+        model=model, prompt="a fox", size=resolve_size(model, "1024x1024"), n=n, seed=7
+    )
+
+
+def run(settings: Any, user: Any, *, single_statement: bool, n: int, outcomes: list[Any]) -> Any:
+    settings.GENERATION_SINGLE_STATEMENT_SQL = single_statement
+    assert hotpath.available() is single_statement
+    key = keys.create_key(user, "k").api_key
+    generation = services.begin_generation(user=user, spec=spec(n), api_key=key)
+    return services.complete_generation(generation, outcomes, latency_ms=12)
+
+
+def generation_row(generation: Generation) -> dict[str, Any]:
+    row = Generation.objects.filter(pk=generation.pk).values().get()
+    for volatile in ("id", "public_id", "user_id", "api_key_id"):
+        row.pop(volatile)
+    for moment in ("created_at", "started_at", "finished_at", "deadline_at"):
+        row[moment] = row[moment] is not None
+    return row
+
+
+def ledger(user: Any, generation: Generation) -> list[tuple[Any, ...]]:
+    """This generation's lines, with its own ids written as placeholders."""
+    ref = generation.ledger_reference
+    lines = LedgerEntry.objects.filter(account__user=user, reference=ref).order_by("id")
+    return [
+        (
+            line.kind,
+            line.amount_credits,
+            line.balance_after_credits,
+            line.reference.replace(ref, "REF"),
+            line.idempotency_key.replace(ref, "REF"),
+            line.description.replace(generation.public_id, "PUBLIC_ID"),
+        )
+        for line in lines
+    ]
+
+
+def images(generation: Generation) -> list[tuple[Any, ...]]:
+    return [
+        (i.index, i.user_id == generation.user_id, i.content_type, i.width, i.height, i.bytes)
+        for i in Image.objects.filter(generation=generation).order_by("index")
+    ]
+
+
+def outcome(user: Any, completed: Any) -> dict[str, Any]:
+    generation = completed.generation
+    return {
+        "generation": generation_row(generation),
+        "ledger": ledger(user, generation),
+        "images": images(generation),
+        "returned_images": [(i.index, i.pk is not None) for i in completed.images],
+        "balance": assert_ledger_balanced(user),
+    }
+
+
+@pytest.mark.parametrize(
+    ("n", "outcomes"),
+    [
+        pytest.param(2, [IMAGE, IMAGE], id="all delivered"),
+        pytest.param(3, [IMAGE, BLOCKED, IMAGE], id="some delivered"),
+        pytest.param(1, [BLOCKED], id="none delivered"),
+    ],
+)
+def test_both_paths_write_the_same_rows(settings, user_factory, n, outcomes):
+    orm_user, single_user = user_factory(credits=1000), user_factory(credits=1000)
+
+    by_orm = outcome(
+        orm_user, run(settings, orm_user, single_statement=False, n=n, outcomes=outcomes)
+    )
+    by_single = outcome(
+        single_user, run(settings, single_user, single_statement=True, n=n, outcomes=outcomes)
+    )
+
+    assert by_single == by_orm
+    assert by_single["balance"] == 1000 - 40 * sum(o is IMAGE for o in outcomes)
+
+
+def test_a_refusal_for_credits_takes_the_orm_path_and_leaves_the_same_failed_row(
+    settings, user_factory
+):
+    rows = []
+    for single_statement in (False, True):
+        settings.GENERATION_SINGLE_STATEMENT_SQL = single_statement
+        user = user_factory(credits=30)
+        with pytest.raises(billing.InsufficientCredits):
+            services.begin_generation(user=user, spec=spec(1))
+        rows.append(generation_row(Generation.objects.get(user=user)))
+        assert assert_ledger_balanced(user) == 30
+    assert rows[0] == rows[1]
+    assert rows[1]["status"] == "failed" and rows[1]["http_status"] == 402
+
+
+def test_a_late_settlement_after_the_reconciler_charges_nothing_on_either_path(
+    settings, user_factory
+):
+    for single_statement in (False, True):
+        settings.GENERATION_SINGLE_STATEMENT_SQL = single_statement
+        user = user_factory(credits=1000)
+        generation = services.begin_generation(user=user, spec=spec(1))
+        services.reconcile_stuck_generations(now=generation.deadline_at + timedelta(seconds=1))
+
+        completed = services.complete_generation(generation, [IMAGE], latency_ms=5)
+
+        assert completed.images == []
+        assert not Image.objects.filter(generation=generation).exists()
+        assert assert_ledger_balanced(user) == 1000
+
+
+def test_a_settlement_without_its_reservation_is_refused_and_writes_nothing(settings, owner):
+    settings.GENERATION_SINGLE_STATEMENT_SQL = True
+    generation = services.begin_generation(user=owner, spec=spec(1))
+    generation.reserved_credits = 80  # not what the ledger holds for it
+
+    with pytest.raises(ValueError, match="No reservation"):
+        services.complete_generation(generation, [IMAGE], latency_ms=5)
+
+    assert Generation.objects.get().status == Generation.Status.RUNNING
+    assert not Image.objects.exists()
+    assert assert_ledger_balanced(owner) == 960
+
+
+@pytest.mark.parametrize("custom_limits", [False, True])
+def test_the_key_lookup_loads_what_select_related_loads(owner, custom_limits):
+    issued = keys.create_key(owner, "k")
+    if custom_limits:
+        AccountRateLimit.objects.create(user=owner, requests_per_minute=7)
+    by_orm = ApiKey.objects.select_related(
+        "user", "user__credit_account", "user__rate_limit_override"
+    ).get(pk=issued.api_key.pk)
+
+    found = keys.authenticate(issued.raw_key, lookup=hotpath.find_key)
+
+    assert found.pk == by_orm.pk and found.user.pk == owner.pk
+    assert found.user.credit_account.balance_credits == 1000
+    assert ratelimits.limits_for(found.user, found) == ratelimits.limits_for(by_orm.user, by_orm)
+    assert hotpath.find_key("no-such-lookup-id") is None
+
+
+def test_the_key_lookup_of_an_account_without_a_credit_account(user_factory):
+    user = user_factory()
+    CreditAccount.objects.filter(user=user).delete()
+    issued = keys.create_key(user, "k")
+
+    found = keys.authenticate(issued.raw_key, lookup=hotpath.find_key)
+
+    assert ratelimits.limits_for(found.user, found).tier == ratelimits.tiers()[0]
