@@ -24,7 +24,6 @@ happens to the broker or the workers.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import logging
@@ -590,12 +589,14 @@ def image_url(image: Image, base_url: str) -> str:
     return f"{settings.IMAGE_BASE_URL or base_url}/img/{image.token}.{extension}"
 
 
-def read_image_b64(image: Image, data: dict[int, bytes]) -> str:
-    raw = data.get(image.pk)
+def take_image(image: Image, data: dict[int, bytes]) -> bytes:
+    """An image's bytes: those just delivered, taken out of ``data`` (by image id, so the caller
+    can drop them once used), else read from storage."""
+    raw = data.pop(image.pk, None)
     if raw is None:
         with default_storage.open(image.file.name, "rb") as handle:
             raw = handle.read()
-    return base64.b64encode(raw).decode("ascii")
+    return raw
 
 
 def reconcile_stuck_generations(now: datetime | None = None) -> int:

@@ -183,6 +183,7 @@ FLAG_MARKERS: Final = frozenset(
         "bad-image",  # the link serves bytes that are not an image
         "offsite-url",  # the link points at a host the product must refuse
         "huge-image",  # the link serves a 40 MiB body
+        "photo",  # fine detail everywhere: a JPEG as large as a real photograph's (MBs at 4K)
     }
 )
 VALUE_MARKERS: Final = frozenset(
@@ -324,7 +325,7 @@ class ImageSpec:
     height: int
     watermark: bool
     index: int
-    kind: str  # "jpeg", "bad" (not an image) or "huge" (40 MiB body)
+    kind: str  # "jpeg", "photo" (a detailed jpeg), "bad" (not an image) or "huge" (40 MiB body)
 
     @classmethod
     def for_prompt(
@@ -436,6 +437,12 @@ def render_jpeg(spec: ImageSpec) -> bytes:
     gradient = gradient.resize(small, Image.Resampling.BILINEAR)
     gradient.putpalette(palette)
     image = gradient.convert("RGB").resize((width, height), Image.Resampling.NEAREST)
+    if spec.kind == "photo":
+        # Detail at every scale, as in a photograph, so the JPEG is as large as a real one
+        # (about 4 MB at 4096x4096 rather than 0.5 MB): for measuring large responses.
+        noise = Image.effect_noise((max(1, width // 2), max(1, height // 2)), 40)
+        noise = noise.resize((width, height), Image.Resampling.BILINEAR).convert("RGB")
+        image = Image.blend(image, noise, 0.3)
 
     draw = ImageDraw.Draw(image)
     short_side = min(width, height)
@@ -725,7 +732,15 @@ class Simulator:
         if "block-output" in flags:
             raise UpstreamError(400, "OutputImageSensitiveContentDetected", OUTPUT_BLOCKED_MESSAGE)
 
-        kind = "bad" if "bad-image" in flags else "huge" if "huge-image" in flags else "jpeg"
+        kind = (
+            "bad"
+            if "bad-image" in flags
+            else "huge"
+            if "huge-image" in flags
+            else "photo"
+            if "photo" in flags
+            else "jpeg"
+        )
         specs = [
             ImageSpec.for_prompt(
                 call.prompt,
@@ -770,7 +785,7 @@ class Simulator:
             return {"b64_json": base64.b64encode(body).decode(), "size": spec.size}
         if "offsite-url" in call.faults.flags:
             return {"url": OFFSITE_URL, "size": spec.size}
-        if spec.kind == "jpeg":
+        if spec.kind in ("jpeg", "photo"):
             # Rendered before answering, as upstream does, so the product's fetch hits the cache.
             await self.images.get(spec)
         return {"url": self.image_url(spec, expires=call.faults.expires), "size": spec.size}

@@ -5,7 +5,10 @@ processes on a fresh PostgreSQL database; then drives the API with wrk (closed l
 connections) for a fixed time per scenario:
 
 - concurrency 1, 16 and 64 with a zero-latency simulator;
-- concurrency 256 with a simulator that answers after 1 second.
+- concurrency 256 with a simulator that answers after 1 second (closed loop with wrk, then an
+  open loop at a fixed arrival rate);
+- concurrency 16 asking for 4K images as ``b64_json`` (about 6 MB of JSON each): each web
+  process's resident memory before the run and at its peak (VmHWM, reset before the run).
 
 For each it prints requests/s, p50 and p99 latency, errors, and the server's CPU per request
 (utime + stime of the uvicorn process tree from /proc, divided by the requests served), and the
@@ -214,6 +217,42 @@ def server_pid(base_url: str) -> int:
     raise RuntimeError(f"no server process on port {port}")
 
 
+def worker_pids(root_pid: int) -> list[int]:
+    """uvicorn's worker processes (its children, less multiprocessing's resource tracker)."""
+    out = subprocess.run(["pgrep", "-P", str(root_pid)], capture_output=True, text=True).stdout
+    workers = [
+        int(pid)
+        for pid in out.split()
+        if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    return workers or [root_pid]
+
+
+def memory_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} for {pid}")
+
+
+def measure_large_responses(url: str, body: dict, headers: dict[str, str], pid: int,
+                            seconds: int) -> tuple[Result, list[tuple[int, int]], int]:  # fmt: skip
+    """16 concurrent 4K b64_json requests: the result, each worker's (resident before, peak)
+    in MiB, and the size of one response in bytes."""
+    import httpx
+
+    response_bytes = len(httpx.post(url, json=body, headers=headers, timeout=120).content)
+    workers = worker_pids(pid)
+    before = {}
+    for worker in workers:
+        # Writing 5 resets the peak (VmHWM) to the present resident size.
+        Path(f"/proc/{worker}/clear_refs").write_text("5")
+        before[worker] = memory_kib(worker, "VmRSS")
+    result = measure("gateway, 4K b64_json", url, body, headers, 16, seconds, pid)
+    peaks = [(before[w] // 1024, memory_kib(w, "VmHWM") // 1024) for w in workers]
+    return result, peaks, response_bytes
+
+
 def print_table(results: list[Result]) -> None:
     print()
     columns = ("conc", "req/s", "p50 ms", "p99 ms", "errors", "CPU ms/req")
@@ -238,7 +277,7 @@ def main() -> None:
     parser.add_argument(
         "--concurrency", default="1,16,64", help="wrk connections of the fast scenario"
     )
-    parser.add_argument("--only", default="fast,slow", help="fast, slow or both")
+    parser.add_argument("--only", default="fast,slow,large", help="fast, slow, large")
     parser.add_argument(
         "--open-rate",
         type=float,
@@ -266,10 +305,15 @@ def main() -> None:
     }
     json_headers = {"Content-Type": "application/json"}
     results: list[Result] = []
+    memory_lines: list[str] = []
     fast_levels = [int(c) for c in args.concurrency.split(",")]
     scenarios = args.only.split(",")
     try:
-        for latency, concurrencies, label in [(0.0, fast_levels, "fast"), (1.0, [256], "slow")]:
+        for latency, concurrencies, label in [
+            (0.0, fast_levels, "fast"),
+            (1.0, [256], "slow"),
+            (0.0, [], "large"),
+        ]:
             if label not in scenarios:
                 continue
             with running_simulator(latency=latency, api_key=SIM_KEY) as sim_url:
@@ -302,6 +346,25 @@ def main() -> None:
                     product_url = f"{base_url}/v1/images/generations"
                     headers = {**json_headers, "Authorization": f"Bearer {key}"}
                     run_wrk(product_url, product_body, headers, 4, 2)  # warm-up
+                    if label == "large":
+                        large_body = {
+                            **product_body,
+                            "prompt": "[sim:photo] a benchmark fox",
+                            "size": "4K",
+                            "response_format": "b64_json",
+                        }
+                        result, peaks, size = measure_large_responses(
+                            product_url, large_body, headers, pid, args.duration
+                        )
+                        results.append(result)
+                        for n, (rss, peak) in enumerate(peaks, 1):
+                            memory_lines.append(
+                                f"web process {n}: {rss} MiB resident before, {peak} MiB peak "
+                                "during 16 concurrent 4K b64_json requests "
+                                f"({size / 1e6:.1f} MB each)"
+                            )
+                        print_table(results[-1:])
+                        print("\n".join(memory_lines))
                     for c in concurrencies:
                         product = measure(f"gateway, simulator {latency:g} s", product_url,
                                           product_body, headers, c, args.duration, pid)  # fmt: skip
@@ -334,6 +397,7 @@ def main() -> None:
         f"workers={args.workers} size={args.size} duration={args.duration}s cores={os.cpu_count()}"
     )
     print_table(results)
+    print("\n".join(memory_lines))
 
 
 if __name__ == "__main__":

@@ -254,6 +254,23 @@ def test_the_linked_image_is_a_baseline_jpeg_of_exactly_the_requested_size(
     assert response.headers["x-request-id"]
 
 
+def test_a_photo_marker_gives_a_jpeg_as_large_as_a_photographs(
+    client: httpx.Client, base_url: str
+) -> None:
+    prompt = unique("a street at night")
+    plain = generate(client, base_url, size="2K", prompt=prompt).json()["data"][0]["url"]
+    photo = generate(client, base_url, size="2K", prompt=f"[sim:photo] {prompt}")
+    photo_url = photo.json()["data"][0]["url"]
+
+    plain_response, _ = fetch_image(client, plain)
+    photo_response, image = fetch_image(client, photo_url)
+
+    assert image.format == "JPEG" and image.size == (2048, 2048)
+    # A real 2K photograph is most of a megabyte as JPEG; the plain picture a fraction of that.
+    assert len(photo_response.content) > 3 * len(plain_response.content)
+    assert len(photo_response.content) > 500_000
+
+
 def test_the_same_prompt_and_seed_give_identical_bytes(client: httpx.Client, base_url: str) -> None:
     fields: dict[str, Any] = {"prompt": unique("a lighthouse"), "seed": 42, "model": V30}
 
