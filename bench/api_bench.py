@@ -93,6 +93,17 @@ def run_wrk(
 ) -> tuple[int, int, float, float, float]:
     lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}"]
     lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
+    if len(BEARERS) > 1 and "Authorization" in headers:
+        # Each request from the next customer's key, in turn (per wrk thread).
+        lines += [
+            "local bearers = {" + ", ".join(json.dumps(b) for b in BEARERS) + "}",
+            "local sent = 0",
+            "request = function()",
+            "  sent = sent + 1",
+            '  wrk.headers["Authorization"] = bearers[(sent % #bearers) + 1]',
+            "  return wrk.format()",
+            "end",
+        ]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write("\n".join(lines) + "\n")
     threads = min(2, concurrency)
@@ -180,8 +191,13 @@ def measure(
     return Result(name, concurrency, requests, errors, rps, p50, p99, per_request)
 
 
-def prepare_database(database_url: str, data_dir: Path) -> str:
-    """A fresh database with a customer holding plenty of credits; returns their raw key."""
+# The product's requests rotate through these "Bearer <key>" values (one per customer).
+BEARERS: list[str] = []
+
+
+def prepare_database(database_url: str, data_dir: Path, customers: int = 1) -> list[str]:
+    """A fresh database with ``customers`` customers holding plenty of credits; returns their
+    raw keys."""
     import psycopg
 
     admin_url, _, name = database_url.rpartition("/")
@@ -192,15 +208,17 @@ def prepare_database(database_url: str, data_dir: Path) -> str:
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     code = (
         "from accounts.models import User; from billing import services as b; "
-        "from keys import services as k; u = User.objects.create_user('bench@example.com'); "
-        "b.grant(u, 10**12, description='bench', idempotency_key='bench'); "
-        "print(k.create_key(u, 'bench').raw_key)"
+        "from keys import services as k\n"
+        f"for n in range({customers}):\n"
+        "    u = User.objects.create_user(f'bench{n or \"\"}@example.com')\n"
+        "    b.grant(u, 10**12, description='bench', idempotency_key=f'bench{n}')\n"
+        "    print(k.create_key(u, 'bench').raw_key)"
     )
     out = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", code],
         cwd=ROOT, env=env, check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
-    return out.strip().splitlines()[-1]
+    return out.strip().splitlines()[-customers:]
 
 
 def server_pid(base_url: str) -> int:
@@ -277,6 +295,13 @@ def main() -> None:
     parser.add_argument(
         "--concurrency", default="1,16,64", help="wrk connections of the fast scenario"
     )
+    parser.add_argument(
+        "--customers",
+        type=int,
+        default=16,
+        help="customers whose keys the requests rotate through (1: every request moves one "
+        "balance, the worst case for row locks)",
+    )
     parser.add_argument("--only", default="fast,slow,large", help="fast, slow, large")
     parser.add_argument(
         "--open-rate",
@@ -294,7 +319,9 @@ def main() -> None:
         sys.exit("wrk is needed: apt-get install wrk")
 
     data_dir = Path(tempfile.mkdtemp(prefix="seedream-bench-"))
-    key = prepare_database(args.database_url, data_dir)
+    keys = prepare_database(args.database_url, data_dir, args.customers)
+    BEARERS[:] = [f"Bearer {key}" for key in keys]
+    key = keys[0]
     product_body = {"model": "seedream-4-0", "prompt": "a benchmark fox", "size": args.size}
     upstream_body = {
         **product_body,
@@ -394,7 +421,8 @@ def main() -> None:
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     print(
-        f"workers={args.workers} size={args.size} duration={args.duration}s cores={os.cpu_count()}"
+        f"workers={args.workers} customers={args.customers} size={args.size} "
+        f"duration={args.duration}s cores={os.cpu_count()}"
     )
     print_table(results)
     print("\n".join(memory_lines))
