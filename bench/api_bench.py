@@ -93,7 +93,7 @@ def run_wrk(
 ) -> tuple[int, int, float, float, float]:
     lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}"]
     lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
-    if len(BEARERS) > 1 and "Authorization" in headers:
+    if len(BEARERS) > 1 and headers.get("Authorization") in BEARERS:
         # Each request from the next customer's key, in turn (per wrk thread).
         lines += [
             "local bearers = {" + ", ".join(json.dumps(b) for b in BEARERS) + "}",

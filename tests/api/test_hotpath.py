@@ -44,7 +44,7 @@ def run(settings: Any, user: Any, *, single_statement: bool, n: int, outcomes: l
 
 
 def generation_row(generation: Generation) -> dict[str, Any]:
-    row = Generation.objects.filter(pk=generation.pk).values().get()
+    row: dict[str, Any] = dict(Generation.objects.filter(pk=generation.pk).values().get())
     for volatile in ("id", "public_id", "user_id", "api_key_id"):
         row.pop(volatile)
     for moment in ("created_at", "started_at", "finished_at", "deadline_at"):
