@@ -13,8 +13,9 @@ the rows the ORM path writes (tests/api/test_hotpath.py compares the two field b
 the same database constraints guard them: the balance cannot go negative, a ledger line's
 idempotency key is unique, a charge stays within its reservation.
 
-Anything unusual (a refusal for credits, a row the reconciler settled first, an
-Idempotency-Key) goes through the ORM path, which explains itself in detail.
+A refusal for credits and a request with an Idempotency-Key go through the ORM path, which
+explains itself in detail; a row the reconciler settled first is found unclaimed here and
+charged nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 import psycopg
 from django.conf import settings
 from django.db import connection
-from django.db.models import Field
+from django.db.models import CharField, Field, TextField
 
 from accounts.models import User
 from billing.models import CreditAccount, LedgerEntry
@@ -106,6 +107,14 @@ def find_key(lookup_id: str) -> ApiKey | None:
     return api_key
 
 
+def _cast(field: Any) -> str:
+    """The type a placeholder for ``field`` is cast to. Text for text columns: a cast to
+    varchar(n) would cut a value too long for its column, where the ORM's INSERT fails."""
+    if isinstance(field, CharField | TextField):
+        return "text"
+    return str(field.cast_db_type(connection))
+
+
 @cache
 def _generation_columns() -> list[Field[Any, Any]]:
     return [f for f in Generation._meta.concrete_fields if not f.primary_key]
@@ -115,10 +124,9 @@ def _generation_columns() -> list[Field[Any, Any]]:
 def _open_sql() -> str:
     fields = _generation_columns()
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    # Typed placeholders: the values arrive as literals, and a SELECT list (unlike VALUES in an
-    # INSERT) does not take its types from the target columns. cast_db_type has no length, so
-    # a value too long for its column still fails instead of being cut.
-    values = ", ".join(f"%s::{f.cast_db_type(connection)}" for f in fields)  # type: ignore[attr-defined]
+    # Typed placeholders: a SELECT list (unlike VALUES in an INSERT) does not take its types
+    # from the target columns, and a value's type must never depend on how psycopg sends it.
+    values = ", ".join(f"%s::{_cast(f)}" for f in fields)
     account = CreditAccount._meta.db_table
     ledger = LedgerEntry._meta.db_table
     generation = Generation._meta.db_table
@@ -203,8 +211,7 @@ def _settle_sql(image_count: int) -> str:
     account = CreditAccount._meta.db_table
     ledger = LedgerEntry._meta.db_table
     assignments = ", ".join(
-        f"{name} = %s::{Generation._meta.get_field(name).cast_db_type(connection)}"  # type: ignore[union-attr]
-        for name in _SETTLED_FIELDS
+        f"{name} = %s::{_cast(Generation._meta.get_field(name))}" for name in _SETTLED_FIELDS
     )
     images = ""
     if image_count:
@@ -228,6 +235,8 @@ def _settle_sql(image_count: int) -> str:
             WHERE id = %s::bigint AND status IN ('queued', 'running') AND EXISTS (
                 SELECT 1 FROM {ledger}
                 WHERE idempotency_key = %s::text AND amount_credits = -%s::bigint
+            ) AND EXISTS (
+                SELECT 1 FROM {account} WHERE {account}.user_id = {generation}.user_id
             )
             RETURNING id, user_id
         ){images}, moved AS (
@@ -265,7 +274,10 @@ def settle_generation(
     settled (the reconciler got there first) or has no such reservation."""
     reference = generation.ledger_reference
     reserved, charged = generation.reserved_credits, outcome["charged_credits"]
-    params: list[Any] = [outcome[name] for name in _SETTLED_FIELDS]
+    params: list[Any] = [
+        Generation._meta.get_field(name).get_db_prep_save(outcome[name], connection)  # type: ignore[union-attr]
+        for name in _SETTLED_FIELDS
+    ]
     params += [generation.pk, f"{reference}:reserve", reserved]
     for image in images:
         params += [getattr(image, column) for column in _IMAGE_COLUMNS[:2]]
@@ -286,7 +298,7 @@ def settle_generation(
             raise ValueError(f"No reservation of {reserved} credits for {reference}")
         return False
     if not moved or written != (2 if charged else 1):
-        # Cannot happen while the account row exists (it is PROTECTed): stop loudly.
+        # Cannot happen: the claim required the account row, which is PROTECTed. Stop loudly.
         raise RuntimeError(f"settling {generation.public_id} wrote {moved} moves, {written} lines")
     for image, image_id in zip(images, image_ids, strict=True):
         image.pk = image_id

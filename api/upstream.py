@@ -105,9 +105,9 @@ class _Call:
 
 _RETRYABLE = {FailureKind.UPSTREAM_ERROR, FailureKind.TIMEOUT, FailureKind.RATE_LIMITED}
 
-# aiohttp, used directly: measured in bench/api_bench.py against httpx's own pool and httpx's API
-# over aiohttp's pool (httpx-aiohttp), it costs the least CPU per call and holds hundreds of slow
-# calls in flight without degrading (httpx's pool does not: encode/httpx#3215).
+# aiohttp, used directly: measured in bench/upstream_clients.py against httpx's own pool and
+# httpx's API over aiohttp's pool (httpx-aiohttp), it costs the least CPU per call and holds
+# hundreds of slow calls in flight without degrading (httpx's pool does not: encode/httpx#3215).
 # Keyed by the loop itself (weakly): a client session must not outlive its event loop.
 _sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
     weakref.WeakKeyDictionary()
@@ -211,10 +211,12 @@ async def _call_once(request: UpstreamRequest) -> _Call:
     }
     body = json.dumps(request.body()).encode()
     try:
-        async with get_session().post(url, data=body, headers=headers) as response:
+        async with get_session().post(
+            url, data=body, headers=headers, allow_redirects=False
+        ) as response:
             status = response.status
             raw = await response.read()
-    except aiohttp.ClientConnectorError:
+    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
         logger.warning("upstream unreachable at %s", settings.UPSTREAM_BASE_URL)
         return _unreachable()
     except TimeoutError:
@@ -250,7 +252,8 @@ def classify_error(status: int, payload: Any) -> Failure:
         error = {}
     code = str(error.get("code") or f"http_{status}")
     message = _strip_request_id(str(error.get("message") or "The upstream failed."))
-    param = error.get("param") or None
+    # Stored with the generation (64 characters at most) and shown to the customer.
+    param = str(error["param"])[:64] if error.get("param") else None
     if "SensitiveContentDetected" in code:
         kind = (
             FailureKind.OUTPUT_BLOCKED if code.startswith("Output") else FailureKind.PROMPT_BLOCKED

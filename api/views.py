@@ -220,7 +220,8 @@ def _between_waits(step: Callable[_P, _R]) -> Callable[_P, _R]:
         try:
             return step(*args, **kwargs)
         finally:
-            if not connection.in_atomic_block:
+            # Persistent connections (DB_POOL=false, CONN_MAX_AGE > 0) stay with their thread.
+            if not connection.in_atomic_block and not connection.settings_dict["CONN_MAX_AGE"]:
                 connection.close()
 
     return run
@@ -298,7 +299,8 @@ async def _run(
         outcomes = await services.produce_images(generation)
     except BaseException:
         # Unsettled now: the reconciler will fail and refund it; its slot goes back at once.
-        await sync_to_async(ratelimits.release, thread_sensitive=not detached.is_set())(
+        release = _between_waits(ratelimits.release)
+        await sync_to_async(release, thread_sensitive=not detached.is_set())(
             generation.user_id, generation.api_key_id, generation.public_id
         )
         raise
@@ -323,7 +325,7 @@ async def _replay(request: HttpRequest, generation: Generation) -> HttpResponse:
                 headers={"Retry-After": "1"},
             )
         await asyncio.sleep(0.25)
-        generation = await Generation.objects.aget(pk=generation.pk)
+        generation = await sync_to_async(_between_waits(Generation.objects.get))(pk=generation.pk)
     completed = await sync_to_async(_load_completed)(generation)
     response = await _render(request, generation, completed)
     response["Idempotent-Replayed"] = "true"

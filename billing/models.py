@@ -83,7 +83,7 @@ class LedgerEntry(models.Model):
         DEBT_PAYMENT = "debt_payment", "Debt paid"
 
     # Found by account through the (account, -created_at) index. Every request writes two or
-    # three lines, so the table keeps no index nothing reads (no user_id or LIKE-pattern ones).
+    # three lines, so the table keeps no redundant index (no account_id or LIKE-pattern ones).
     account = models.ForeignKey(
         CreditAccount, on_delete=models.PROTECT, related_name="entries", db_index=False
     )

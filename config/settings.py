@@ -166,7 +166,11 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
     # PgBouncer < 1.21). The API's hot path prepares its few statements on purpose
     # (api/hotpath.py); Django's own queries are never prepared either way (they carry their
     # values in the SQL). Behind an old transaction-mode pooler set DB_PREPARED_STATEMENTS=false.
-    _db["OPTIONS"] = {"prepare_threshold": 5 if env_bool("DB_PREPARED_STATEMENTS", True) else None}
+    # (Added to the options DATABASE_URL's query string gives, such as sslmode, never instead.)
+    _db["OPTIONS"] = {
+        **_db.get("OPTIONS", {}),
+        "prepare_threshold": 5 if env_bool("DB_PREPARED_STATEMENTS", True) else None,
+    }
     # A request holds a connection only while it runs SQL (api/views.py); the pool lends it.
     if env_bool("DB_POOL", True):
         _db["CONN_MAX_AGE"] = 0

@@ -204,3 +204,11 @@ def test_a_generation_never_outlasts_its_time_budget(client, owner, owner_key, s
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "upstream_timeout"
     assert_refunded(owner, 40)
+
+
+def test_an_upstream_error_param_is_kept_as_short_text():
+    from api.upstream import classify_error
+
+    odd = classify_error(400, {"error": {"code": "InvalidParameter", "param": ["size", "x" * 99]}})
+    assert isinstance(odd.param, str) and len(odd.param) == 64
+    assert classify_error(400, {"error": {"code": "InvalidParameter"}}).param is None

@@ -58,7 +58,9 @@ def _settings_in_a_fresh_process(tmp_path, **env):
         "settings.SEEDREAM_MODELS.items()}, 'sim': settings.USE_SIMULATOR, "
         "'base': settings.UPSTREAM_BASE_URL, 'db': settings.DATABASES['default']['ENGINE'], "
         "'cache': settings.CACHES['default']['BACKEND'], 'broker': settings.CELERY_BROKER_URL, "
-        "'limits': settings.RATE_LIMIT_REDIS_URL}))"
+        "'limits': settings.RATE_LIMIT_REDIS_URL, "
+        "'db_options': {k: v for k, v in settings.DATABASES['default'].get('OPTIONS', {}).items() "
+        "if k != 'pool'}}))"
     )
     clean = {
         k: v
@@ -87,6 +89,18 @@ def test_with_no_environment_it_runs_on_sqlite_and_the_simulator(tmp_path):
     assert loaded["base"].startswith("http://127.0.0.1:")
     assert loaded["db"] == "django.db.backends.sqlite3"
     assert (tmp_path / "secret_key").exists() and (tmp_path / "key_pepper").exists()
+
+
+@pytest.mark.parametrize("pool", ["true", "false"])
+def test_database_url_options_are_kept_beside_our_own(tmp_path, pool):
+    result = _settings_in_a_fresh_process(
+        tmp_path,
+        DATABASE_URL="postgres://u@db.example:5432/seedream?sslmode=verify-full&connect_timeout=5",
+        DB_POOL=pool,
+    )
+    assert result.returncode == 0, result.stderr
+    options = json.loads(result.stdout)["db_options"]
+    assert options == {"sslmode": "verify-full", "connect_timeout": 5, "prepare_threshold": 5}
 
 
 def test_the_model_map_points_models_at_other_upstream_ids(tmp_path):
