@@ -191,6 +191,13 @@ _SETTLED_FIELDS = (
     "finished_at",
     "latency_ms",
 )
+
+
+@cache
+def _settled_fields() -> list[Any]:
+    return [Generation._meta.get_field(name) for name in _SETTLED_FIELDS]
+
+
 _IMAGE_COLUMNS = (
     "token",
     "index",
@@ -210,9 +217,7 @@ def _settle_sql(image_count: int) -> str:
     image = Image._meta.db_table
     account = CreditAccount._meta.db_table
     ledger = LedgerEntry._meta.db_table
-    assignments = ", ".join(
-        f"{name} = %s::{_cast(Generation._meta.get_field(name))}" for name in _SETTLED_FIELDS
-    )
+    assignments = ", ".join(f"{field.column} = %s::{_cast(field)}" for field in _settled_fields())
     images = ""
     if image_count:
         row = "(" + ", ".join(f"%s::{t}" for t in _IMAGE_TYPES) + ")"
@@ -275,8 +280,7 @@ def settle_generation(
     reference = generation.ledger_reference
     reserved, charged = generation.reserved_credits, outcome["charged_credits"]
     params: list[Any] = [
-        Generation._meta.get_field(name).get_db_prep_save(outcome[name], connection)  # type: ignore[union-attr]
-        for name in _SETTLED_FIELDS
+        field.get_db_prep_save(outcome[field.name], connection) for field in _settled_fields()
     ]
     params += [generation.pk, f"{reference}:reserve", reserved]
     for image in images:

@@ -2,8 +2,8 @@
 
 Views are async where they wait on the network. Under ASGI each ``sync_to_async`` call is a
 thread hop, so the database work of each step is grouped into one synchronous function called
-once: a generation costs three hops (authenticate+reserve, settle, and none in between while the
-upstream works).
+once: a generation costs two hops of ours (authenticate+reserve, then settle; none while the
+upstream works), and each gives its connection back to the pool when it ends.
 """
 
 from __future__ import annotations

@@ -34,6 +34,16 @@ def hang_up(base_url: str, key: str, prompt: str) -> None:
         )
 
 
+def stop_after_the_client_left(server: Any, key: str, prompt: str) -> None:
+    """Start a generation, hang up, and SIGTERM the server once it runs; it must exit cleanly."""
+    hang_up(server.url, key, prompt)
+    wait_until_running(prompt)
+    server.process.send_signal(signal.SIGTERM)
+    # uvicorn exits by re-raising the signal it handled, once it has shut down cleanly.
+    assert server.process.wait(timeout=30) in (0, -signal.SIGTERM), server.log()
+    assert "Application shutdown complete" in server.log()
+
+
 def wait_until_running(prompt: str, timeout: float = 15) -> Generation:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -85,12 +95,7 @@ def test_a_generation_whose_client_left_finishes_before_the_process_exits(
     key = api_key_factory(owner).raw_key
     prompt = f"a slow lighthouse {uuid.uuid4().hex[:6]} [sim:latency=2]"
     with server_process(live_server_env, graceful_seconds=5) as server:
-        hang_up(server.url, key, prompt)
-        wait_until_running(prompt)
-        server.process.send_signal(signal.SIGTERM)
-        # uvicorn exits by re-raising the signal it handled, once it has shut down cleanly.
-        assert server.process.wait(timeout=30) in (0, -signal.SIGTERM), server.log()
-        assert "Application shutdown complete" in server.log()
+        stop_after_the_client_left(server, key, prompt)
 
     generation = Generation.objects.get(prompt=prompt)
     assert (generation.status, generation.images_delivered, generation.charged_credits) == (
@@ -108,12 +113,7 @@ def test_what_outlasts_the_grace_period_is_handed_back_refunded_at_once(
     prompt = f"a very slow mill {uuid.uuid4().hex[:6]} [sim:latency=20]"
     env = {**live_server_env, "SHUTDOWN_GRACE_SECONDS": "1"}
     with server_process(env, graceful_seconds=1) as server:
-        hang_up(server.url, key, prompt)
-        wait_until_running(prompt)
-        server.process.send_signal(signal.SIGTERM)
-        # uvicorn exits by re-raising the signal it handled, once it has shut down cleanly.
-        assert server.process.wait(timeout=30) in (0, -signal.SIGTERM), server.log()
-        assert "Application shutdown complete" in server.log()
+        stop_after_the_client_left(server, key, prompt)
 
     # Settled by the stopping process itself, long before the reconciler's deadline.
     generation = Generation.objects.get(prompt=prompt)
