@@ -20,14 +20,17 @@ Every request costs one "request"; a generation also costs n "images" and a slot
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
 import time
+import weakref
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -248,21 +251,59 @@ def _redis() -> Any | None:
     return _redis_client(url) if url else None
 
 
+# For callers on an event loop (a served web process, api/views.py): one asyncio client per
+# loop, since its connections belong to the loop that opened them.
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[str, Any, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _async_redis() -> tuple[Any, Any] | None:
+    """This loop's client and its registered script, or None without Redis."""
+    url = settings.RATE_LIMIT_REDIS_URL
+    if not url:
+        return None
+    loop = asyncio.get_running_loop()
+    found = _async_clients.get(loop)
+    if found is None or found[0] != url:
+        import redis.asyncio
+
+        client = redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        found = _async_clients[loop] = (url, client, client.register_script(_LUA))
+    return found[1], found[2]
+
+
+async def aclose() -> None:
+    """Close this loop's client (a server's shutdown)."""
+    found = _async_clients.pop(asyncio.get_running_loop(), None)
+    if found is not None:
+        await found[1].aclose()
+
+
 def _redis_key(bucket: Bucket, window: int) -> str:
     if bucket.kind == CONCURRENCY:
         return f"seedream:rl:{bucket.scope}:slots"
     return f"seedream:rl:{bucket.scope}:{bucket.kind}:{window}"
 
 
-def _check_redis(
-    client: Any, buckets: list[Bucket], holder: str, now: float, lease: float
-) -> Verdict:
+def _script_call(
+    buckets: list[Bucket], holder: str, now: float, lease: float
+) -> dict[str, list[Any]]:
     window, _ = _window(now)
     args: list[Any] = [now, settings.RATE_LIMIT_WINDOW_SECONDS * 2, now + lease, holder]
     for bucket in buckets:
         args += [1 if bucket.kind == CONCURRENCY else 0, bucket.cost, bucket.limit]
-    keys = [_redis_key(bucket, window) for bucket in buckets]
-    result = _script(client)(keys=keys, args=args)
+    return {"keys": [_redis_key(bucket, window) for bucket in buckets], "args": args}
+
+
+def _check_redis(
+    client: Any, buckets: list[Bucket], holder: str, now: float, lease: float
+) -> Verdict:
+    return _verdict(buckets, _script(client)(**_script_call(buckets, holder, now, lease)))
+
+
+def _verdict(buckets: list[Bucket], result: list[Any]) -> Verdict:
+    """The Lua script's answer: the refusing bucket's position (0: none), then each one's use."""
     refused, used = int(result[0]), [int(value) for value in result[1:]]
     return Verdict(
         allowed=refused == 0,
@@ -381,27 +422,76 @@ def admit(
     RATE_LIMIT_SLOT_LEASE_SECONDS) if its holder dies. If Redis cannot be reached the request
     is let through (logged): the limits protect the service, they must not take it down.
     """
-    limits = limits_for(user, api_key)
-    buckets = _buckets(
-        user.pk, api_key.pk if api_key else None, limits, images=images, slot=bool(slot_holder)
-    )
-    now = time.time()
+    request = _Request.of(user, api_key, images, slot_holder, slot_lease_seconds)
     client = _redis()
-    holder = slot_holder or ""
-    lease = slot_lease_seconds or settings.RATE_LIMIT_SLOT_LEASE_SECONDS
     if client:
         try:
-            verdict = _check_redis(client, buckets, holder, now, lease)
+            verdict = _check_redis(client, *request.check_args())
         except RedisError:
             logger.exception("rate limits: Redis unreachable, request let through")
             return Admission({})
     else:
-        verdict = _check_database(buckets, holder, now, lease)
-    _, reset = _window(now)
-    headers = _headers(buckets, verdict, reset)
-    if verdict.allowed:
-        return Admission(headers)
-    raise _refusal(verdict.refused_by, limits, reset, headers)
+        verdict = _check_database(*request.check_args())
+    return request.judge(verdict)
+
+
+async def aadmit(
+    user: User,
+    api_key: ApiKey | None,
+    *,
+    images: int = 0,
+    slot_holder: str | None = None,
+) -> Admission:
+    """``admit`` for a caller on an event loop: with Redis, without leaving the loop."""
+    found = _async_redis()
+    if found is None:
+        return await sync_to_async(admit)(user, api_key, images=images, slot_holder=slot_holder)
+    _, script = found
+    request = _Request.of(user, api_key, images, slot_holder, None)
+    try:
+        result = await script(**_script_call(*request.check_args()))
+    except RedisError:
+        logger.exception("rate limits: Redis unreachable, request let through")
+        return Admission({})
+    return request.judge(_verdict(request.buckets, result))
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One request to count: its limits and buckets, at ``now``."""
+
+    limits: Limits
+    buckets: list[Bucket]
+    holder: str
+    lease: float
+    now: float
+
+    @classmethod
+    def of(
+        cls,
+        user: User,
+        api_key: ApiKey | None,
+        images: int,
+        slot_holder: str | None,
+        slot_lease_seconds: float | None,
+    ) -> _Request:
+        limits = limits_for(user, api_key)
+        buckets = _buckets(
+            user.pk, api_key.pk if api_key else None, limits, images=images, slot=bool(slot_holder)
+        )
+        lease = slot_lease_seconds or settings.RATE_LIMIT_SLOT_LEASE_SECONDS
+        return cls(limits, buckets, slot_holder or "", lease, time.time())
+
+    def check_args(self) -> tuple[list[Bucket], str, float, float]:
+        return self.buckets, self.holder, self.now, self.lease
+
+    def judge(self, verdict: Verdict) -> Admission:
+        """Admitted with its headers, or ApiError 429."""
+        _, reset = _window(self.now)
+        headers = _headers(self.buckets, verdict, reset)
+        if verdict.allowed:
+            return Admission(headers)
+        raise _refusal(verdict.refused_by, self.limits, reset, headers)
 
 
 def _refusal(
@@ -455,9 +545,13 @@ def _window_words() -> str:
     return "minute" if length == 60 else f"{length} seconds"
 
 
+def _slot_scopes(user_id: int, api_key_id: int | None) -> list[str]:
+    return [f"u{user_id}"] + ([f"k{api_key_id}"] if api_key_id else [])
+
+
 def release(user_id: int, api_key_id: int | None, holder: str) -> None:
     """Give back the concurrency slots ``holder`` took (idempotent)."""
-    scopes = [f"u{user_id}"] + ([f"k{api_key_id}"] if api_key_id else [])
+    scopes = _slot_scopes(user_id, api_key_id)
     client = _redis()
     if client:
         pipe = client.pipeline()
@@ -469,6 +563,22 @@ def release(user_id: int, api_key_id: int | None, holder: str) -> None:
             logger.exception("rate limits: Redis unreachable, slot left to its lease")
     else:
         ConcurrencySlot.objects.filter(scope__in=scopes, holder=holder).delete()
+
+
+async def arelease(user_id: int, api_key_id: int | None, holder: str) -> None:
+    """``release`` for a caller on an event loop."""
+    found = _async_redis()
+    if found is None:
+        await sync_to_async(release)(user_id, api_key_id, holder)
+        return
+    # Two independent removals: no MULTI/EXEC around them (two round trips' worth of commands).
+    pipe = found[0].pipeline(transaction=False)
+    for scope in _slot_scopes(user_id, api_key_id):
+        pipe.zrem(f"seedream:rl:{scope}:slots", holder)
+    try:
+        await pipe.execute()
+    except RedisError:
+        logger.exception("rate limits: Redis unreachable, slot left to its lease")
 
 
 @dataclass(frozen=True)

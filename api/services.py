@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -198,6 +199,49 @@ def begin_generation(
     IdempotencyMismatch; a refusal for credits leaves a failed row for the usage log."""
     price = price_per_image(spec)
     now = timezone.now()
+    fields = _generation_fields(user, spec, source, api_key, public_id, price, now)
+    if idempotency_key:
+        _check_idempotency(user, idempotency_key, request_hash, now)
+    elif hotpath.available():
+        generation = Generation(**fields)
+        if hotpath.open_generation(generation, _describe(generation)):
+            metrics.generation_reserved(generation)
+            return generation
+        # Refused for credits: the ORM path below records and explains the refusal.
+    return _begin_with_orm(fields, user, idempotency_key, request_hash, now)
+
+
+async def abegin_generation(
+    *, user: User, spec: GenerationSpec, api_key: ApiKey, public_id: str
+) -> Generation:
+    """``begin_generation`` for an API request without an Idempotency-Key, on the server's
+    event loop (api/asyncdb.py). A refusal, or a price list due for a refresh, takes the
+    synchronous path on a thread."""
+    if not billing.prices_fresh():
+        return await sync_to_async(begin_generation)(
+            user=user, spec=spec, api_key=api_key, public_id=public_id
+        )
+    price = price_per_image(spec)
+    now = timezone.now()
+    fields = _generation_fields(user, spec, Generation.Source.API, api_key, public_id, price, now)
+    generation = Generation(**fields)
+    if await hotpath.aopen_generation(generation, _describe(generation)):
+        metrics.generation_reserved(generation)
+        return generation
+    return await sync_to_async(begin_generation)(
+        user=user, spec=spec, api_key=api_key, public_id=public_id
+    )
+
+
+def _generation_fields(
+    user: User,
+    spec: GenerationSpec,
+    source: str,
+    api_key: ApiKey | None,
+    public_id: str | None,
+    price: int,
+    now: datetime,
+) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "public_id": public_id or new_public_id(),
         "user": user,
@@ -220,14 +264,16 @@ def begin_generation(
         fields.update(status=Generation.Status.RUNNING, started_at=now)
     else:
         fields.update(dispatched_at=now)  # its task is sent as soon as the row commits
-    if idempotency_key:
-        _check_idempotency(user, idempotency_key, request_hash, now)
-    elif hotpath.available():
-        generation = Generation(**fields)
-        if hotpath.open_generation(generation, _describe(generation)):
-            metrics.generation_reserved(generation)
-            return generation
-        # Refused for credits: the ORM path below records and explains the refusal.
+    return fields
+
+
+def _begin_with_orm(
+    fields: dict[str, Any],
+    user: User,
+    idempotency_key: str | None,
+    request_hash: str,
+    now: datetime,
+) -> Generation:
     try:
         with transaction.atomic():
             generation = Generation.objects.create(
@@ -325,73 +371,141 @@ def image_storage_name(token: str, extension: str) -> str:
     return f"images/{token[:2]}/{token}.{extension}"
 
 
+# A delivered image once stored: its position in the request, the image, its token, its name.
+_Stored = tuple[int, DeliveredImage, str, str]
+
+
 def complete_generation(
     generation: Generation, outcomes: list[Outcome], *, latency_ms: int
 ) -> Completed:
     """Store what was delivered and settle the money, exactly once."""
-    delivered = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, DeliveredImage)]
-    failures = [o for o in outcomes if isinstance(o, Failure)]
-    stored: list[tuple[int, DeliveredImage, str, str]] = []
-    for index, image in delivered:
-        token = new_image_token()
-        name = default_storage.save(
-            image_storage_name(token, image.extension), ContentFile(image.data)
-        )
-        stored.append((index, image, token, name))
-
-    charged = generation.price_per_image_credits * len(stored)
-    error = None if stored else failure_error(failures)
-    now = timezone.now()
-    outcome: dict[str, Any] = {
-        "status": Generation.Status.SUCCEEDED if stored else Generation.Status.FAILED,
-        "images_delivered": len(stored),
-        "charged_credits": charged,
-        "http_status": error.status if error else 200,
-        "error_code": (error.code or "") if error else _partial_note(failures),
-        "error_param": (error.param or "") if error else "",
-        "error_message": error.message if error else _partial_message(failures, len(outcomes)),
-        "finished_at": now,
-        "latency_ms": latency_ms,
-    }
-    images = [
-        Image(
-            generation=generation,
-            user_id=generation.user_id,
-            token=token,
-            index=index,
-            file=name,
-            content_type=image.content_type,
-            width=image.width,
-            height=image.height,
-            bytes=len(image.data),
-            created_at=now,
-        )
-        for index, image, token, name in stored
-    ]
-    description = (
-        f"{len(stored)} of {generation.n} images, "
-        f"{generation.model} {generation.size} ({generation.public_id})"
-    )
+    stored = _store_delivered(outcomes)
+    settlement = _Settlement.of(generation, outcomes, stored, latency_ms)
     if hotpath.available():
-        claimed = hotpath.settle_generation(
-            generation, outcome, images, description=description, now=now
-        )
+        claimed = hotpath.settle_generation(generation, **settlement.written())
     else:
-        claimed = _settle_with_orm(generation, outcome, images, description)
+        claimed = _settle_with_orm(
+            generation, settlement.outcome, settlement.images, settlement.description
+        )
     ratelimits.release(generation.user_id, generation.api_key_id, generation.public_id)
     if not claimed:
-        # The reconciler settled this row first (we overran the deadline): nothing is charged,
-        # so nothing may be delivered.
-        for *_, name in stored:
-            default_storage.delete(name)
-        logger.error("generation %s finished after its deadline", generation.public_id)
-        generation.refresh_from_db()
-        return Completed(generation, [])
-    for field_name, value in outcome.items():
-        setattr(generation, field_name, value)
-    metrics.generation_settled(generation)
-    data = {img.pk: image.data for img, (_, image, _, _) in zip(images, stored, strict=True)}
-    return Completed(generation, images, data)
+        return _too_late(generation, stored)
+    return settlement.completed(generation, stored)
+
+
+async def acomplete_generation(
+    generation: Generation, outcomes: list[Outcome], *, latency_ms: int
+) -> Completed:
+    """``complete_generation`` on the server's event loop (api/asyncdb.py)."""
+    if storage.is_remote():
+        stored = await asyncio.to_thread(_store_delivered, outcomes)
+    else:
+        # A local file is written faster than a thread would take to start writing it.
+        stored = _store_delivered(outcomes)
+    settlement = _Settlement.of(generation, outcomes, stored, latency_ms)
+    claimed = await hotpath.asettle_generation(generation, **settlement.written())
+    await ratelimits.arelease(generation.user_id, generation.api_key_id, generation.public_id)
+    if not claimed:
+        return await sync_to_async(_too_late)(generation, stored)
+    return settlement.completed(generation, stored)
+
+
+def _store_delivered(outcomes: list[Outcome]) -> list[_Stored]:
+    """Each delivered image saved under an unguessable name."""
+    stored: list[_Stored] = []
+    for index, image in enumerate(outcomes):
+        if isinstance(image, DeliveredImage):
+            token = new_image_token()
+            name = default_storage.save(
+                image_storage_name(token, image.extension), ContentFile(image.data)
+            )
+            stored.append((index, image, token, name))
+    return stored
+
+
+def _too_late(generation: Generation, stored: list[_Stored]) -> Completed:
+    # The reconciler settled this row first (we overran the deadline): nothing is charged, so
+    # nothing may be delivered.
+    for *_, name in stored:
+        default_storage.delete(name)
+    logger.error("generation %s finished after its deadline", generation.public_id)
+    generation.refresh_from_db()
+    return Completed(generation, [])
+
+
+@dataclass
+class _Settlement:
+    """What settling a generation writes: its outcome, its image rows, the ledger's words."""
+
+    outcome: dict[str, Any]
+    images: list[Image]
+    description: str
+    now: datetime
+
+    @classmethod
+    def of(
+        cls,
+        generation: Generation,
+        outcomes: list[Outcome],
+        stored: list[_Stored],
+        latency_ms: int,
+    ) -> _Settlement:
+        failures = [o for o in outcomes if isinstance(o, Failure)]
+        charged = generation.price_per_image_credits * len(stored)
+        error = None if stored else failure_error(failures)
+        now = timezone.now()
+        outcome: dict[str, Any] = {
+            "status": Generation.Status.SUCCEEDED if stored else Generation.Status.FAILED,
+            "images_delivered": len(stored),
+            "charged_credits": charged,
+            "http_status": error.status if error else 200,
+            "error_code": (error.code or "") if error else _partial_note(failures),
+            "error_param": (error.param or "") if error else "",
+            "error_message": (
+                error.message if error else _partial_message(failures, len(outcomes))
+            ),
+            "finished_at": now,
+            "latency_ms": latency_ms,
+        }
+        images = [
+            Image(
+                generation=generation,
+                user_id=generation.user_id,
+                token=token,
+                index=index,
+                file=name,
+                content_type=image.content_type,
+                width=image.width,
+                height=image.height,
+                bytes=len(image.data),
+                created_at=now,
+            )
+            for index, image, token, name in stored
+        ]
+        description = (
+            f"{len(stored)} of {generation.n} images, "
+            f"{generation.model} {generation.size} ({generation.public_id})"
+        )
+        return cls(outcome, images, description, now)
+
+    def written(self) -> dict[str, Any]:
+        """hotpath.settle_generation's arguments after the generation."""
+        return {
+            "outcome": self.outcome,
+            "images": self.images,
+            "description": self.description,
+            "now": self.now,
+        }
+
+    def completed(self, generation: Generation, stored: list[_Stored]) -> Completed:
+        """The settled generation (claimed: this settlement is what the database holds)."""
+        for field_name, value in self.outcome.items():
+            setattr(generation, field_name, value)
+        metrics.generation_settled(generation)
+        data = {
+            row.pk: image.data for row, (_, image, _, _) in zip(self.images, stored, strict=True)
+        }
+        return Completed(generation, self.images, data)
 
 
 def _settle_with_orm(

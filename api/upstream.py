@@ -2,14 +2,16 @@
 
 ``generate_images`` fans a request for n images out into n parallel upstream calls (each with
 ``sequential_image_generation: "disabled"``, so each yields exactly one image), retries what is
-transient, downloads each image from the upstream's expiring URL (only from allowed hosts, with
-a size cap and a timeout) and returns, per requested image, either the image bytes or a failure.
-It never raises for an upstream problem: the caller charges for what came back.
+transient, takes each image from the answer's base64 (or, with UPSTREAM_RESPONSE_FORMAT=url,
+downloads it from the upstream's expiring URL, only from allowed hosts, with a timeout), checks
+it is an image within the size cap, and returns, per requested image, either the image bytes or
+a failure. It never raises for an upstream problem: the caller charges for what came back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import binascii
 import io
 import json
 import logging
@@ -50,7 +52,7 @@ class UpstreamRequest:
             "prompt": self.prompt,
             "size": self.size,
             "sequential_image_generation": "disabled",
-            "response_format": "url",
+            "response_format": settings.UPSTREAM_RESPONSE_FORMAT,
             # The upstream default is true (an "AI generated" mark); ours is false.
             "watermark": self.watermark,
             "stream": False,
@@ -96,8 +98,10 @@ Outcome = DeliveredImage | Failure
 
 @dataclass
 class _Call:
-    """One upstream call's result before the download: a URL or a failure."""
+    """One upstream call's result: the image's outcome (when the answer carried it: delivered,
+    or unusable, which no retry mends), a URL to download it from, or a failure."""
 
+    image: Outcome | None = None
     url: str | None = None
     failure: Failure | None = None
     attempts: int = 0
@@ -166,6 +170,8 @@ async def _generate_one(request: UpstreamRequest, deadline: float) -> Outcome:
             call = await _call_with_retries(request)
             if call.failure is not None:
                 return call.failure
+            if call.image is not None:
+                return call.image
             assert call.url is not None
             return await _download(call.url)
     except TimeoutError:
@@ -210,12 +216,14 @@ async def _call_once(request: UpstreamRequest) -> _Call:
         "Content-Type": "application/json",
     }
     body = json.dumps(request.body()).encode()
+    # An answer carries at most one image in base64 (4 characters for 3 bytes) and some JSON.
+    answer_limit = settings.UPSTREAM_IMAGE_MAX_BYTES * 4 // 3 + 64 * 1024
     try:
         async with get_session().post(
             url, data=body, headers=headers, allow_redirects=False
         ) as response:
             status = response.status
-            raw = await response.read()
+            raw = await _read_capped(response, answer_limit)
     except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
         logger.warning("upstream unreachable at %s", settings.UPSTREAM_BASE_URL)
         return _unreachable()
@@ -225,6 +233,10 @@ async def _call_once(request: UpstreamRequest) -> _Call:
     except aiohttp.ClientError as exc:
         logger.warning("upstream unreachable: %s", type(exc).__name__)
         return _unreachable()
+    if raw is None:
+        too_big = _too_big(answer_limit)
+        # Over the cap, a 200 carried an image (paid for upstream): it is unusable, not retried.
+        return _Call(image=too_big) if status == 200 else _Call(failure=too_big)
     try:
         payload = json.loads(raw)
     except ValueError:
@@ -239,6 +251,15 @@ async def _call_once(request: UpstreamRequest) -> _Call:
     item = data[0]
     if isinstance(item.get("error"), dict):
         return _Call(failure=classify_error(200, item))
+    encoded = item.get("b64_json")
+    if isinstance(encoded, str):
+        try:
+            # Strict (only the base64 alphabet, padded) and in C; b64decode(validate=True) first
+            # runs a regular expression over the megabytes.
+            image_bytes = binascii.a2b_base64(encoded, strict_mode=True)
+        except (binascii.Error, ValueError):
+            return _Call(image=_bad_image("malformed base64"))
+        return _Call(image=_checked_image(image_bytes))
     image_url = item.get("url")
     if not isinstance(image_url, str):
         return _Call(failure=Failure(FailureKind.UPSTREAM_ERROR, "bad_response", "No image URL."))
@@ -314,16 +335,7 @@ async def _download(url: str) -> Outcome:
                         "image_fetch_failed",
                         f"Fetching the image failed with HTTP {response.status}.",
                     )
-                declared = response.content_length or 0
-                if declared > limit:
-                    return _too_big(declared)
-                chunks = []
-                received = 0
-                async for chunk in response.content.iter_chunked(256 * 1024):
-                    received += len(chunk)
-                    if received > limit:
-                        return _too_big(received)
-                    chunks.append(chunk)
+                data = await _read_capped(response, limit)
     except TimeoutError:
         return Failure(FailureKind.TIMEOUT, "image_fetch_timeout", "Fetching the image timed out.")
     except aiohttp.ClientError as exc:
@@ -331,24 +343,50 @@ async def _download(url: str) -> Outcome:
         return Failure(
             FailureKind.UPSTREAM_ERROR, "image_fetch_failed", "Fetching the image failed."
         )
-    data = b"".join(chunks)
+    if data is None:
+        return _too_big(limit)
+    logger.debug("downloaded %d bytes in %.0f ms", len(data), (time.monotonic() - started) * 1000)
+    return _checked_image(data)
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The body, or None as soon as it is known to be longer than ``limit`` bytes."""
+    if (response.content_length or 0) > limit:
+        return None
+    chunks = []
+    received = 0
+    async for chunk in response.content.iter_chunked(256 * 1024):
+        received += len(chunk)
+        if received > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _checked_image(data: bytes) -> Outcome:
+    """``data`` delivered, if it is an image we serve and within the size cap."""
+    if len(data) > settings.UPSTREAM_IMAGE_MAX_BYTES:
+        return _too_big(settings.UPSTREAM_IMAGE_MAX_BYTES)
     try:
         with PILImage.open(io.BytesIO(data)) as picture:
             image_format, (width, height) = picture.format, picture.size
     except (OSError, ValueError, PILImage.DecompressionBombError):
         image_format = None
     if image_format not in IMAGE_FORMATS:
-        logger.error("upstream served something that is not an image (%d bytes)", len(data))
-        return Failure(
-            FailureKind.UPSTREAM_ERROR, "bad_image", "The upstream returned an unreadable image."
-        )
+        return _bad_image(f"not an image ({len(data)} bytes)")
     content_type, extension = IMAGE_FORMATS[image_format]
-    logger.debug("downloaded %d bytes in %.0f ms", len(data), (time.monotonic() - started) * 1000)
     return DeliveredImage(data, content_type, extension, width, height)
 
 
-def _too_big(size: int) -> Failure:
-    logger.error("upstream image over the size cap: %d bytes", size)
+def _bad_image(why: str) -> Failure:
+    logger.error("upstream served an unreadable image: %s", why)
+    return Failure(
+        FailureKind.UPSTREAM_ERROR, "bad_image", "The upstream returned an unreadable image."
+    )
+
+
+def _too_big(limit: int) -> Failure:
+    logger.error("upstream image over the size cap of %d bytes", limit)
     return Failure(
         FailureKind.UPSTREAM_ERROR, "image_too_large", "The upstream image was too large."
     )

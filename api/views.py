@@ -1,9 +1,12 @@
 """The /v1 surface, OpenAI-compatible, and the hosted images.
 
 Views are async where they wait on the network. Under ASGI each ``sync_to_async`` call is a
-thread hop, so the database work of each step is grouped into one synchronous function called
-once: a generation costs two hops of ours (authenticate+reserve, then settle; none while the
-upstream works), and each gives its connection back to the pool when it ends.
+thread hop. In a process served by config.asgi on PostgreSQL a generation takes none: its
+statements (authenticate, reserve, settle) and the rate limiter's Redis calls run on the event
+loop (api/asyncdb.py). Elsewhere (Django's test client, SQLite), and for a request with an
+Idempotency-Key, the database work of each step is grouped into one synchronous function called
+once: two hops (authenticate+reserve, then settle; none while the upstream works), each giving
+its connection back to the pool when it ends.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from django.views.decorators.csrf import csrf_exempt
 from billing import services as billing
 from keys import services as keys
 
-from . import catalog, hotpath, inflight, ratelimits, services, storage, thumbnails
+from . import asyncdb, catalog, hotpath, inflight, ratelimits, services, storage, thumbnails
 from .errors import ApiError, error_response, invalid, invalid_api_key
 from .models import Generation, new_public_id
 from .schemas import parse_generation_request
@@ -99,21 +102,39 @@ _LIMITS_RELATED = ("user__credit_account", "user__rate_limit_override")
 
 def _authenticate(raw_key: str | None) -> Any:
     """The ApiKey for a bearer token, or ApiError 401. Runs inside a sync hop."""
-    if raw_key is None:
-        raise invalid_api_key(
-            "You didn't provide an API key. Send it in the Authorization header as "
-            "'Bearer sk-seedream-...'."
-        )
+    raw_key = _require_key(raw_key)
     try:
         if hotpath.available():
             return keys.authenticate(raw_key, lookup=hotpath.find_key)
         return keys.authenticate(raw_key, related=_LIMITS_RELATED)
     except keys.AuthenticationFailed as exc:
-        if exc.reason in ("revoked", "expired", "inactive"):
-            raise invalid_api_key(f"This API key is {exc.reason}.") from None
+        raise _refused_key(raw_key, exc) from None
+
+
+async def _aauthenticate(raw_key: str | None) -> Any:
+    """``_authenticate`` on the server's event loop (api/asyncdb.py)."""
+    raw_key = _require_key(raw_key)
+    try:
+        return await keys.aauthenticate(raw_key, lookup=hotpath.afind_key)
+    except keys.AuthenticationFailed as exc:
+        raise _refused_key(raw_key, exc) from None
+
+
+def _require_key(raw_key: str | None) -> str:
+    if raw_key is None:
         raise invalid_api_key(
-            f"Incorrect API key provided: {_redact(raw_key)}. Find your keys in the dashboard."
-        ) from None
+            "You didn't provide an API key. Send it in the Authorization header as "
+            "'Bearer sk-seedream-...'."
+        )
+    return raw_key
+
+
+def _refused_key(raw_key: str, exc: keys.AuthenticationFailed) -> ApiError:
+    if exc.reason in ("revoked", "expired", "inactive"):
+        return invalid_api_key(f"This API key is {exc.reason}.")
+    return invalid_api_key(
+        f"Incorrect API key provided: {_redact(raw_key)}. Find your keys in the dashboard."
+    )
 
 
 def _redact(raw_key: str) -> str:
@@ -181,12 +202,15 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
         problem = exc
     fingerprint = services.request_fingerprint(request.body) if idempotency_key else ""
 
-    try:
-        generation = await sync_to_async(_between_waits(_open_generation))(
-            raw_key, spec, problem, idempotency_key, fingerprint, _rate_headers(request)
-        )
-    except services.IdempotentReplay as replay:
-        return await _replay(request, replay.generation)
+    if asyncdb.enabled() and idempotency_key is None:
+        generation = await _aopen_generation(raw_key, spec, problem, _rate_headers(request))
+    else:
+        try:
+            generation = await sync_to_async(_between_waits(_open_generation))(
+                raw_key, spec, problem, idempotency_key, fingerprint, _rate_headers(request)
+            )
+        except services.IdempotentReplay as replay:
+            return await _replay(request, replay.generation)
 
     # Shielded: a client that hangs up does not stop the work, so what the upstream delivers is
     # stored, charged and kept in the customer's gallery, and nothing stays reserved.
@@ -258,6 +282,46 @@ def _open_generation(
         raise
 
 
+async def _aopen_generation(
+    raw_key: str | None,
+    spec: services.GenerationSpec | None,
+    problem: ApiError | None,
+    rate_headers: dict[str, str],
+) -> Generation:
+    """``_open_generation`` for a request without an Idempotency-Key, on the server's event
+    loop: no thread hop (api/asyncdb.py)."""
+    api_key = await _aauthenticate(raw_key)
+    if problem is not None:
+        rate_headers.update((await ratelimits.aadmit(api_key.user, api_key)).headers)
+        raise problem
+    assert spec is not None
+    public_id = new_public_id()
+    admission = await ratelimits.aadmit(api_key.user, api_key, images=spec.n, slot_holder=public_id)
+    rate_headers.update(admission.headers)
+    try:
+        return await services.abegin_generation(
+            user=api_key.user, spec=spec, api_key=api_key, public_id=public_id
+        )
+    except BaseException as exc:
+        # Nothing will run (refused, or failed): the slot goes back.
+        await ratelimits.arelease(api_key.user_id, api_key.pk, public_id)
+        if isinstance(exc, billing.InsufficientCredits):
+            raise _insufficient_credits(exc) from None
+        raise
+
+
+def _insufficient_credits(exc: billing.InsufficientCredits) -> ApiError:
+    return ApiError(
+        402,
+        f"Insufficient credits: this request costs {exc.needed_credits} credits "
+        f"(${billing.format_usd(exc.needed_credits)}) and your balance is "
+        f"{exc.balance_credits} credits (${billing.format_usd(exc.balance_credits)}). "
+        "Add credits to continue.",
+        type="insufficient_quota",
+        code="insufficient_quota",
+    )
+
+
 def _begin(
     api_key: Any,
     spec: services.GenerationSpec,
@@ -275,15 +339,7 @@ def _begin(
             public_id=public_id,
         )
     except billing.InsufficientCredits as exc:
-        raise ApiError(
-            402,
-            f"Insufficient credits: this request costs {exc.needed_credits} credits "
-            f"(${billing.format_usd(exc.needed_credits)}) and your balance is "
-            f"{exc.balance_credits} credits (${billing.format_usd(exc.balance_credits)}). "
-            "Add credits to continue.",
-            type="insufficient_quota",
-            code="insufficient_quota",
-        ) from None
+        raise _insufficient_credits(exc) from None
     except services.IdempotencyMismatch:
         raise invalid(
             "This Idempotency-Key was already used with a different request body.",
@@ -295,16 +351,24 @@ def _begin(
 async def _run(
     generation: Generation, started: float, detached: threading.Event
 ) -> services.Completed:
+    on_loop = asyncdb.enabled()
     try:
         outcomes = await services.produce_images(generation)
     except BaseException:
         # Unsettled now: the reconciler will fail and refund it; its slot goes back at once.
-        release = _between_waits(ratelimits.release)
-        await sync_to_async(release, thread_sensitive=not detached.is_set())(
-            generation.user_id, generation.api_key_id, generation.public_id
-        )
+        if on_loop:
+            await ratelimits.arelease(
+                generation.user_id, generation.api_key_id, generation.public_id
+            )
+        else:
+            release = _between_waits(ratelimits.release)
+            await sync_to_async(release, thread_sensitive=not detached.is_set())(
+                generation.user_id, generation.api_key_id, generation.public_id
+            )
         raise
     latency_ms = int((time.monotonic() - started) * 1000)
+    if on_loop:
+        return await services.acomplete_generation(generation, outcomes, latency_ms=latency_ms)
     # Once the client has hung up the request is over and its thread is lent to another
     # (config/asgi.py): the last step then runs on a thread of the loop's own pool.
     settle = sync_to_async(

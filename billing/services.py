@@ -489,6 +489,11 @@ def settle(
 _price_cache: tuple[float, dict[tuple[str, str], int]] = (0.0, {})
 
 
+def prices_fresh() -> bool:
+    """Whether a price can be read now without a query (a caller on an event loop asks)."""
+    return time.monotonic() - _price_cache[0] < settings.PRICE_CACHE_SECONDS
+
+
 def _prices() -> dict[tuple[str, str], int]:
     global _price_cache
     read_at, prices = _price_cache

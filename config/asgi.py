@@ -2,10 +2,11 @@
 
 A thin wrapper around Django's ASGI handler does two things for it:
 
-- It answers the lifespan protocol, which Django does not speak: on shutdown (after uvicorn has
+- It answers the lifespan protocol, which Django does not speak: on startup it has the API's
+  hot SQL run on this process's event loop (api/asyncdb.py); on shutdown (after uvicorn has
   drained its connections) it waits for this process's generations still running (those whose
   client hung up) for SHUTDOWN_GRACE_SECONDS, then hands back the rest (failed and refunded at
-  once, see api/inflight.py).
+  once, see api/inflight.py), and closes the loop's database pool and Redis client.
 - It lends each HTTP request a thread for its synchronous work (Django's signals, the
   database steps) from a pool of reused threads. Left to itself, Django's handler starts a new
   thread for every request and another to join it; with hundreds of requests in flight that
@@ -32,7 +33,7 @@ django_application = get_asgi_application()
 from asgiref.sync import ThreadSensitiveContext, sync_to_async  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from api import inflight, services  # noqa: E402
+from api import asyncdb, inflight, ratelimits, services  # noqa: E402
 
 logger = logging.getLogger("config.asgi")
 
@@ -83,9 +84,12 @@ async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            await asyncdb.serve()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await _hand_back_generations()
+            await asyncdb.close()
+            await ratelimits.aclose()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -144,23 +145,43 @@ def authenticate(
     (with its user) by its lookup id, for a caller with a cheaper query of its own. The reasons
     never say whether a well-formed key exists.
     """
+    query = lookup or functools.partial(_find_key, related=related)
+    api_key = _check(raw_key, query(_lookup_id(raw_key)))
+    if changes := _touch_changes(api_key, raw_key):
+        _touch(api_key, changes)
+    return api_key
+
+
+async def aauthenticate(
+    raw_key: str, *, lookup: Callable[[str], Awaitable[ApiKey | None]]
+) -> ApiKey:
+    """``authenticate`` for a caller on an event loop whose ``lookup`` is a coroutine. The
+    write that records the key's use (at most once a minute) runs on a thread."""
+    api_key = _check(raw_key, await lookup(_lookup_id(raw_key)))
+    if changes := _touch_changes(api_key, raw_key):
+        await sync_to_async(_touch)(api_key, changes)
+    return api_key
+
+
+def _lookup_id(raw_key: str) -> str:
     parsed = crypto.parse_key(raw_key)
     if parsed is None:
         raise AuthenticationFailed("malformed")
-    query = lookup or functools.partial(_find_key, related=related)
-    api_key = query(parsed.lookup_id)
+    return parsed.lookup_id
+
+
+def _check(raw_key: str, api_key: ApiKey | None) -> ApiKey:
+    """``api_key`` if ``raw_key`` is its secret and it may be used now."""
     if api_key is None:
         raise AuthenticationFailed("unknown")
     if not crypto.verify_key(raw_key, api_key.pepper_id, api_key.secret_hash):
         raise AuthenticationFailed("unknown")
     if api_key.revoked_at is not None:
         raise AuthenticationFailed("revoked")
-    now = timezone.now()
-    if api_key.is_expired(now):
+    if api_key.is_expired(timezone.now()):
         raise AuthenticationFailed("expired")
     if not api_key.user.is_active:
         raise AuthenticationFailed("inactive")
-    _touch(api_key, raw_key, now)
     return api_key
 
 
@@ -171,16 +192,20 @@ def _find_key(lookup_id: str, *, related: tuple[str, ...]) -> ApiKey | None:
         return None
 
 
-def _touch(api_key: ApiKey, raw_key: str, now: datetime) -> None:
-    """Record use at most once a minute, and move the hash to the current pepper if it is old."""
+def _touch_changes(api_key: ApiKey, raw_key: str) -> dict[str, object]:
+    """What to write to a key just used: its use, at most once a minute, and its hash under the
+    current pepper if it was made under an old one."""
     changes: dict[str, object] = {}
+    now = timezone.now()
     resolution = timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
     if api_key.last_used_at is None or now - api_key.last_used_at >= resolution:
         changes["last_used_at"] = now
     if api_key.pepper_id != crypto.current_pepper_id():
         changes["pepper_id"], changes["secret_hash"] = crypto.hash_key(raw_key)
-    if not changes:
-        return
+    return changes
+
+
+def _touch(api_key: ApiKey, changes: dict[str, object]) -> None:
     # Conditional on the hash we verified: a concurrent rotation must win over this update.
     ApiKey.objects.filter(pk=api_key.pk, secret_hash=api_key.secret_hash).update(**changes)
     for field, value in changes.items():

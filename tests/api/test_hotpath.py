@@ -2,16 +2,22 @@
 
 Each case runs the same generation twice, once per path, for two customers with the same balance,
 and compares every row it leaves: the generation, its images, the ledger lines and the balance.
+The statements also run on an event loop through a pool of their own (api/asyncdb.py, what a
+served web process does); those cases commit, since the pool's connections are not the test's.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
 
-from api import hotpath, ratelimits, services
+from api import asyncdb, hotpath, ratelimits, services
 from api.catalog import get_model, resolve_size
 from api.models import AccountRateLimit, Generation, Image
 from api.upstream import DeliveredImage, Failure, FailureKind
@@ -178,3 +184,125 @@ def test_the_key_lookup_of_an_account_without_a_credit_account(user_factory):
     found = keys.authenticate(issued.raw_key, lookup=hotpath.find_key)
 
     assert ratelimits.limits_for(found.user, found).tier == ratelimits.tiers()[0]
+
+
+def on_the_server_loop(step: Callable[[], Awaitable[Any]]) -> Any:
+    """Run ``step`` as a served process would: on a loop whose hot SQL goes through asyncdb."""
+
+    async def served() -> Any:
+        await asyncdb.serve()
+        try:
+            assert asyncdb.enabled()
+            return await step()
+        finally:
+            await asyncdb.close()
+            # What ran on a thread (the ORM's share) used that thread's connections.
+            await sync_to_async(connections.close_all)()
+
+    return asyncio.run(served())
+
+
+@pytest.fixture
+def cached_prices(settings: Any) -> None:
+    # A stale price list sends abegin_generation to the synchronous path (its refresh queries).
+    settings.PRICE_CACHE_SECONDS = 600
+    billing.price_per_image("seedream-4-0", "")
+    assert billing.prices_fresh()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("n", "outcomes"),
+    [
+        pytest.param(2, [IMAGE, IMAGE], id="all delivered"),
+        pytest.param(3, [IMAGE, BLOCKED, IMAGE], id="some delivered"),
+        pytest.param(1, [BLOCKED], id="none delivered"),
+    ],
+)
+def test_on_the_event_loop_the_same_rows_are_written(
+    settings, user_factory, cached_prices, n, outcomes
+):
+    orm_user, loop_user = user_factory(credits=1000), user_factory(credits=1000)
+    by_orm = outcome(
+        orm_user, run(settings, orm_user, single_statement=False, n=n, outcomes=outcomes)
+    )
+    settings.GENERATION_SINGLE_STATEMENT_SQL = True
+    key = keys.create_key(loop_user, "k").api_key
+
+    async def generate() -> Any:
+        generation = await services.abegin_generation(
+            user=loop_user, spec=spec(n), api_key=key, public_id="gen_loop"
+        )
+        assert generation.pk is not None
+        return await services.acomplete_generation(generation, outcomes, latency_ms=12)
+
+    by_loop = outcome(loop_user, on_the_server_loop(generate))
+
+    assert by_loop == by_orm
+    assert by_loop["balance"] == 1000 - 40 * sum(o is IMAGE for o in outcomes)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_the_event_loop_a_refusal_for_credits_is_recorded_by_the_orm(
+    settings, user_factory, cached_prices
+):
+    settings.GENERATION_SINGLE_STATEMENT_SQL = True
+    user = user_factory(credits=30)
+    key = keys.create_key(user, "k").api_key
+
+    async def generate() -> Any:
+        await services.abegin_generation(user=user, spec=spec(1), api_key=key, public_id="gen_x")
+
+    with pytest.raises(billing.InsufficientCredits):
+        on_the_server_loop(generate)
+    refused = generation_row(Generation.objects.get(user=user))
+    assert (refused["status"], refused["http_status"]) == ("failed", 402)
+    assert assert_ledger_balanced(user) == 30
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_the_event_loop_a_late_settlement_charges_nothing(settings, owner, cached_prices):
+    settings.GENERATION_SINGLE_STATEMENT_SQL = True
+    generation = services.begin_generation(user=owner, spec=spec(1))
+    services.reconcile_stuck_generations(now=generation.deadline_at + timedelta(seconds=1))
+
+    completed = on_the_server_loop(
+        lambda: services.acomplete_generation(generation, [IMAGE], latency_ms=5)
+    )
+
+    assert completed.images == []
+    assert completed.generation.status == Generation.Status.FAILED
+    assert not Image.objects.filter(generation=generation).exists()
+    assert assert_ledger_balanced(owner) == 1000
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("custom_limits", [False, True])
+def test_on_the_event_loop_the_key_lookup_loads_what_select_related_loads(owner, custom_limits):
+    issued = keys.create_key(owner, "k")
+    if custom_limits:
+        AccountRateLimit.objects.create(user=owner, requests_per_minute=7)
+    by_orm = ApiKey.objects.select_related(
+        "user", "user__credit_account", "user__rate_limit_override"
+    ).get(pk=issued.api_key.pk)
+
+    found = on_the_server_loop(lambda: keys.aauthenticate(issued.raw_key, lookup=hotpath.afind_key))
+    missing = on_the_server_loop(lambda: hotpath.afind_key("no-such-lookup-id"))
+
+    assert found.pk == by_orm.pk and found.user.pk == owner.pk
+    assert found.user.credit_account.balance_credits == 1000
+    assert found.created_at == by_orm.created_at  # same instant, same time zone handling
+    assert ratelimits.limits_for(found.user, found) == ratelimits.limits_for(by_orm.user, by_orm)
+    assert missing is None
+    # Its use was recorded (on a thread: the ORM).
+    assert ApiKey.objects.get(pk=issued.api_key.pk).last_used_at is not None
+
+
+def test_only_the_server_loop_runs_the_hot_sql_there():
+    assert not asyncdb.enabled()  # not served: no loop at all
+
+    async def elsewhere() -> bool:
+        return asyncdb.enabled()
+
+    assert on_the_server_loop(lambda: asyncio.sleep(0)) is None
+    assert asyncio.run(elsewhere()) is False  # another loop than the server's

@@ -112,7 +112,22 @@ def test_a_generation_moves_the_request_generation_and_upstream_counters(client,
     assert delta("seedream_generations_total", outcome="succeeded", **labels) == 1
     assert delta("seedream_images_delivered_total", **labels) == 2
     assert delta("seedream_upstream_request_duration_seconds_count", operation="generate") == 2
-    assert delta("seedream_upstream_request_duration_seconds_count", operation="download") == 2
+    # The images came inside the upstream's answers (UPSTREAM_RESPONSE_FORMAT=b64_json).
+    assert delta("seedream_upstream_request_duration_seconds_count", operation="download") == 0
+
+
+def test_a_download_from_the_upstream_is_timed_too(client, owner_key, scrape, settings):
+    settings.UPSTREAM_RESPONSE_FORMAT = "url"
+    before = scrape()
+
+    response = generate(client, owner_key, n=2)
+
+    assert response.status_code == 200, response.content
+    after = scrape()
+    name = "seedream_upstream_request_duration_seconds_count"
+    for operation in ("generate", "download"):
+        moved = value(after, name, operation=operation) - value(before, name, operation=operation)
+        assert moved == 2
 
 
 def test_the_route_label_is_the_pattern_name_never_the_path(client, owner_key, scrape):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 
 import httpx
 import pytest
+from aiohttp import web
 
 from api.models import Generation
+from tests.support.aiohttp_server import serving
 from tests.support.money import assert_ledger_balanced, ledger_kinds
 
 pytestmark = pytest.mark.smoke
@@ -161,14 +164,62 @@ def test_an_unreachable_upstream_is_a_502_and_refunded(client, owner, owner_key,
     assert_refunded(owner, 40)
 
 
-@pytest.mark.parametrize("marker", ["[sim:bad-image]", "[sim:offsite-url]", "[sim:huge-image]"])
-def test_an_image_we_cannot_safely_fetch_is_not_delivered_or_charged(
-    client, owner, owner_key, settings, marker
+@pytest.mark.parametrize(
+    ("response_format", "marker", "logged"),
+    [
+        ("b64_json", "[sim:bad-image]", "unreadable image"),
+        ("b64_json", "[sim:huge-image]", "over the size cap"),
+        ("url", "[sim:bad-image]", "unreadable image"),
+        ("url", "[sim:offsite-url]", "on a host we do not fetch from"),
+        ("url", "[sim:huge-image]", "over the size cap"),
+    ],
+)
+def test_an_image_we_cannot_safely_take_is_not_delivered_or_charged(
+    client, owner, owner_key, settings, caplog, response_format, marker, logged
 ):
+    settings.UPSTREAM_RESPONSE_FORMAT = response_format
     settings.UPSTREAM_IMAGE_MAX_BYTES = 8 * 1024 * 1024
-    response = generate(client, owner_key, unique(marker))
+    prompt = unique(marker)
+    response = generate(client, owner_key, prompt)
     assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_error"
+    assert logged in caplog.text
     assert not Generation.objects.get().images.exists()
+    assert_refunded(owner, 40)
+    # The upstream made (and billed) the image: asking again would only pay twice.
+    assert upstream_calls(settings.UPSTREAM_BASE_URL, prompt) == 1
+
+
+@pytest.mark.parametrize("response_format", ["b64_json", "url"])
+def test_either_hand_over_delivers_the_same_image(
+    client, owner, owner_key, settings, response_format
+):
+    settings.UPSTREAM_RESPONSE_FORMAT = response_format
+    response = generate(client, owner_key, "a lighthouse", seed=7, response_format="b64_json")
+    assert response.status_code == 200
+    image = Generation.objects.get().images.get()
+    assert (image.content_type, image.width, image.height) == ("image/jpeg", 1024, 1024)
+    delivered = base64.b64decode(response.json()["data"][0]["b64_json"])
+    assert delivered[:3] == b"\xff\xd8\xff"
+    with image.file.open("rb") as stored:
+        assert stored.read() == delivered
+
+
+def test_malformed_base64_from_the_upstream_is_not_delivered_or_retried(
+    client, owner, owner_key, settings, caplog
+):
+    answers = []
+
+    async def upstream(request: web.Request) -> web.Response:
+        answers.append(await request.json())
+        return web.json_response({"data": [{"b64_json": "not*base64", "size": "1024x1024"}]})
+
+    with serving(upstream) as base_url:
+        settings.UPSTREAM_BASE_URL = base_url
+        response = generate(client, owner_key, "a lighthouse")
+    assert response.status_code == 502
+    assert "malformed base64" in caplog.text
+    assert [answer["response_format"] for answer in answers] == ["b64_json"]
     assert_refunded(owner, 40)
 
 

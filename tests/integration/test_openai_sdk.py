@@ -144,3 +144,24 @@ def test_an_upstream_outage_is_retried_by_the_sdk_and_each_attempt_refunded(sdk)
     assert caught.value.status_code == 502
     assert Generation.objects.filter(user=user, http_status=502).count() == 2
     assert assert_ledger_balanced(user) == 1000
+
+
+@pytest.mark.postgres
+def test_a_served_process_runs_the_generation_sql_on_its_event_loop(sdk):
+    from django.db import connection
+
+    from api.asyncdb import APPLICATION_NAME
+
+    user, client = sdk()
+    client.images.generate(model="seedream-4-0", prompt="a heron", size="1024x1024")
+
+    # The key lookup, the reservation and the settlement went through the process's own pool
+    # (api/asyncdb.py), which stays connected; Django's test client never opens one.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = %s",
+            [APPLICATION_NAME],
+        )
+        assert cursor.fetchone()[0] >= 1
+    assert assert_ledger_balanced(user) == 960

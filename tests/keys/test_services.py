@@ -339,7 +339,7 @@ def test_a_key_unused_before_its_pepper_is_dropped_stops_working(owner, api_key_
 
 
 def test_a_rotation_wins_over_a_concurrent_pepper_migration(owner, api_key_factory, settings):
-    from keys.services import _touch
+    from keys.services import _touch, _touch_changes
 
     settings.API_KEY_PEPPERS = f"old:{OLD_PEPPER}"
     issued = api_key_factory(owner)
@@ -348,7 +348,7 @@ def test_a_rotation_wins_over_a_concurrent_pepper_migration(owner, api_key_facto
     verified = reload(issued.api_key)
     rotated = rotate_key(issued.api_key)
 
-    _touch(verified, issued.raw_key, timezone.now())
+    _touch(verified, _touch_changes(verified, issued.raw_key))
 
     assert authenticate(rotated.raw_key).pk == issued.api_key.pk
     assert reload(issued.api_key).secret_hash == hmac_hex(NEW_PEPPER, rotated.raw_key)

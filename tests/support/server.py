@@ -31,8 +31,8 @@ def running_server(
     env: dict[str, str], *, workers: int = 1, graceful_seconds: int | None = None
 ) -> Iterator[str]:
     """uvicorn serving the product on a free port, with ``env`` added to this environment.
-    Yields the base URL (``http://127.0.0.1:PORT``). With ``graceful_seconds`` the server runs
-    the lifespan protocol and drains for that long when stopped, as in production."""
+    Yields the base URL (``http://127.0.0.1:PORT``). With ``graceful_seconds`` the server
+    drains for that long when stopped, as in production."""
     with server_process(env, workers=workers, graceful_seconds=graceful_seconds) as server:
         yield server.url
 
@@ -59,10 +59,11 @@ def server_process(
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
         "--no-access-log",
     ]  # fmt: skip
-    if graceful_seconds is None:
-        command += ["--lifespan", "off"]
-    else:
-        command += ["--lifespan", "on", "--timeout-graceful-shutdown", str(graceful_seconds)]
+    # The lifespan protocol as in production: on startup the process runs the API's hot SQL on
+    # its event loop (api/asyncdb.py).
+    command += ["--lifespan", "on"]
+    if graceful_seconds is not None:
+        command += ["--timeout-graceful-shutdown", str(graceful_seconds)]
     with tempfile.TemporaryFile(mode="w+") as output:
         process = subprocess.Popen(
             command,

@@ -1,0 +1,104 @@
+"""The API's hot SQL, run on the web process's event loop instead of on a thread.
+
+Under ASGI, Django runs every synchronous step (its ORM included) on a thread, and a thread hop
+is not cheap on a two-core machine: the event loop and the request threads take turns at the
+GIL through the kernel (about a millisecond of system time per generation, most of it futex
+calls). A generation's three statements (the key lookup, the reservation and the settlement,
+api/hotpath.py) are plain SQL already, so a served process runs them here, on an
+``AsyncConnectionPool`` of its own, and a generation crosses no thread at all.
+
+Only a process served by ``config.asgi`` does this: its lifespan startup calls ``serve()`` on
+the server's loop, and ``close()`` at shutdown. Everywhere else (Django's test client, Celery,
+management commands, SQLite) the same statements run synchronously on Django's connection,
+inside the caller's transaction (tests/api/test_hotpath.py writes through both and compares the
+rows). The pool takes its connection settings from Django's, so both reach the same database
+with the same time zone, role and type adaptation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from django.db import connection
+from psycopg_pool import AsyncConnectionPool
+
+logger = logging.getLogger(__name__)
+
+APPLICATION_NAME = "seedream-api-hotpath"
+
+_loop: asyncio.AbstractEventLoop | None = None
+_pool: AsyncConnectionPool | None = None
+
+
+async def serve() -> None:
+    """Run the hot SQL on this (the server's) event loop from now on, if the database can.
+
+    Called once, before the process serves its first request. The pool connects in the
+    background: a database that is down at startup delays the first requests, not the start.
+    """
+    global _loop, _pool
+    if connection.vendor != "postgresql" or not settings.GENERATION_SINGLE_STATEMENT_SQL:
+        return
+    params = connection.get_connection_params()
+    # Django's own cursor class is synchronous; this module names its cursors itself.
+    params.pop("cursor_factory", None)
+    params["autocommit"] = True  # each statement is a transaction of its own
+    # Named, so that an operator (and tests/integration) can tell these connections apart.
+    params.setdefault("application_name", APPLICATION_NAME)
+    options = connection.settings_dict["OPTIONS"].get("pool") or {}
+    _pool = AsyncConnectionPool(
+        kwargs=params,
+        configure=_configure,
+        min_size=1,
+        max_size=settings.DB_ASYNC_POOL_MAX_SIZE,
+        timeout=options.get("timeout", 30),
+        open=False,
+        name="hotpath",
+    )
+    await _pool.open(wait=False)
+    _loop = asyncio.get_running_loop()
+
+
+def enabled() -> bool:
+    """Whether the caller, on the server's loop, should run the hot SQL here."""
+    if _loop is None:
+        return False
+    try:
+        return asyncio.get_running_loop() is _loop
+    except RuntimeError:  # not on a loop at all (a thread)
+        return False
+
+
+async def close() -> None:
+    global _loop, _pool
+    pool, _pool, _loop = _pool, None, None
+    if pool is not None:
+        await pool.close()
+
+
+def _prepare() -> bool | None:
+    # As Django's connections do (config/settings.py, DB_PREPARED_STATEMENTS): prepared on the
+    # server once per connection, unless a transaction-mode pooler in between forbids it.
+    return None if connection.settings_dict["OPTIONS"].get("prepare_threshold") is None else True
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    """What Django's ``_configure_connection`` does to each new connection of its pool."""
+    timezone_name = connection.timezone_name
+    if timezone_name and conn.info.parameter_status("TimeZone") != timezone_name:
+        await conn.execute(connection.ops.set_time_zone_sql(), [timezone_name])
+    if role := connection.settings_dict["OPTIONS"].get("assume_role"):
+        await conn.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Identifier(role)))
+
+
+async def fetchone(sql: str, params: Sequence[Any]) -> Any:
+    """One statement, in a transaction of its own; its first row (or None)."""
+    assert _pool is not None, "asyncdb.serve() was not called on this loop"
+    async with _pool.connection() as conn:
+        cursor = await conn.execute(sql, params, prepare=_prepare())
+        return await cursor.fetchone()
