@@ -29,6 +29,18 @@ def _web_only(middleware_class: type[MiddlewareMixin]) -> type[MiddlewareMixin]:
     """A subclass (so Django's checks still recognise it) that passes API paths straight on."""
 
     class WebOnly(middleware_class):  # type: ignore[misc,valid-type]
+        def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+            super().__init__(get_response)
+            if hasattr(self, "process_view") and iscoroutinefunction(get_response):
+                # Django calls a middleware's sync process_view (CSRF's) through a thread hop on
+                # every request; an async one it awaits, and API paths skip it here.
+                self.process_view = self._process_view_async
+
+        async def _process_view_async(self, request: HttpRequest, *args: Any) -> Any:
+            if request.path.startswith(API_PATH_PREFIXES):
+                return None
+            return await sync_to_async(super().process_view)(request, *args)
+
         def __call__(self, request: HttpRequest) -> Any:
             if request.path.startswith(API_PATH_PREFIXES):
                 return self.get_response(request)
