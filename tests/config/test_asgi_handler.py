@@ -52,10 +52,10 @@ def serve(
             await asyncio.Event().wait()  # the client stays connected
             raise AssertionError
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: Any) -> None:
             sent.append(message)
 
-        scope = {
+        scope: dict[str, Any] = {
             "type": "http",
             "asgi": {"version": "3.0"},
             "http_version": "1.1",
