@@ -2,8 +2,8 @@
 
 ``generate_images`` fans a request for n images out into n parallel upstream calls (each with
 ``sequential_image_generation: "disabled"``, so each yields exactly one image), retries what is
-transient, takes each image from the answer's base64 (or, with UPSTREAM_RESPONSE_FORMAT=url,
-downloads it from the upstream's expiring URL, only from allowed hosts, with a timeout), checks
+transient, downloads each image from the upstream's expiring URL (only from allowed hosts, with
+a timeout; or, with UPSTREAM_RESPONSE_FORMAT=b64_json, takes it from the answer's base64), checks
 it is an image within the size cap, and returns, per requested image, either the image bytes or
 a failure. It never raises for an upstream problem: the caller charges for what came back.
 """

@@ -208,6 +208,7 @@ def test_either_hand_over_delivers_the_same_image(
 def test_malformed_base64_from_the_upstream_is_not_delivered_or_retried(
     client, owner, owner_key, settings, caplog
 ):
+    settings.UPSTREAM_RESPONSE_FORMAT = "b64_json"
     answers = []
 
     async def upstream(request: web.Request) -> web.Response:
