@@ -5,7 +5,10 @@ is not cheap on a two-core machine: the event loop and the request threads take 
 GIL through the kernel (about a millisecond of system time per generation, most of it futex
 calls). A generation's three statements (the key lookup, the reservation and the settlement,
 api/hotpath.py) are plain SQL already, so a served process runs them here, on an
-``AsyncConnectionPool`` of its own, and a generation crosses no thread at all.
+``AsyncConnectionPool`` of its own; with Redis as the rate limiter, a generation crosses no
+thread. The ORM's rare share (a refusal for credits explained, a key's use recorded once a
+minute, a settlement that came too late undone, the rate limits without Redis) runs through
+``on_a_thread``.
 
 Only a process served by ``config.asgi`` does this: its lifespan startup calls ``serve()`` on
 the server's loop, and ``close()`` at shutdown. Everywhere else (Django's test client, Celery,
@@ -18,16 +21,18 @@ with the same time zone, role and type adaptation.
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Sequence
-from typing import Any
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import psycopg
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 from psycopg_pool import AsyncConnectionPool
 
-logger = logging.getLogger(__name__)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 APPLICATION_NAME = "seedream-api-hotpath"
 
@@ -51,9 +56,13 @@ async def serve() -> None:
     # Named, so that an operator (and tests/integration) can tell these connections apart.
     params.setdefault("application_name", APPLICATION_NAME)
     options = connection.settings_dict["OPTIONS"].get("pool") or {}
+    health_checks = connection.settings_dict["CONN_HEALTH_CHECKS"]
     _pool = AsyncConnectionPool(
         kwargs=params,
         configure=_configure,
+        # As Django's pool: with CONN_HEALTH_CHECKS, a connection is checked before it is lent
+        # (one that died with a database restart is replaced, not handed to a settlement).
+        check=AsyncConnectionPool.check_connection if health_checks else None,
         min_size=1,
         max_size=settings.DB_ASYNC_POOL_MAX_SIZE,
         timeout=options.get("timeout", 30),
@@ -81,7 +90,7 @@ async def close() -> None:
         await pool.close()
 
 
-def _prepare() -> bool | None:
+def prepare() -> bool | None:
     # As Django's connections do (config/settings.py, DB_PREPARED_STATEMENTS): prepared on the
     # server once per connection, unless a transaction-mode pooler in between forbids it.
     return None if connection.settings_dict["OPTIONS"].get("prepare_threshold") is None else True
@@ -100,5 +109,43 @@ async def fetchone(sql: str, params: Sequence[Any]) -> Any:
     """One statement, in a transaction of its own; its first row (or None)."""
     assert _pool is not None, "asyncdb.serve() was not called on this loop"
     async with _pool.connection() as conn:
-        cursor = await conn.execute(sql, params, prepare=_prepare())
+        cursor = await conn.execute(sql, params, prepare=prepare())
         return await cursor.fetchone()
+
+
+def closing_connection(step: Callable[_P, _R]) -> Callable[_P, _R]:
+    """A synchronous database step of a request that then waits (on the upstream, or on the
+    client), or that runs after its request is over.
+
+    The thread's connection goes back to the pool when the step ends rather than when the
+    request does: a request holds a connection only while it runs SQL, so a process serves as
+    many slow generations at once as it likes with a pool sized for the SQL it runs (without
+    this, the pool's size capped the generations in flight). Inside a transaction (a test's)
+    nothing is closed; a persistent connection (DB_POOL=false) is closed only if it is broken or
+    past its CONN_MAX_AGE, as at the end of a request.
+    """
+
+    @functools.wraps(step)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return step(*args, **kwargs)
+        finally:
+            if connection.in_atomic_block:
+                pass
+            elif connection.settings_dict["CONN_MAX_AGE"]:
+                connection.close_if_unusable_or_obsolete()
+            else:
+                connection.close()
+
+    return run
+
+
+async def on_a_thread(step: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
+    """Run a synchronous step (the ORM's share of a generation served on the loop: a refusal
+    explained, a key's use recorded, a late settlement undone) on a worker thread, its
+    connection given back when it ends.
+
+    Not on the request's own thread: this may run after the request is over (its client hung
+    up and the generation goes on), when that thread is no longer the request's to use.
+    """
+    return await sync_to_async(closing_connection(step), thread_sensitive=False)(*args, **kwargs)

@@ -31,7 +31,6 @@ from functools import cache
 from typing import Any
 
 import psycopg
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import CharField, Field, TextField
@@ -57,7 +56,7 @@ def _execute(sql: str, params: Sequence[Any]) -> Any:
     """
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
+        cursor.execute(sql, params, prepare=asyncdb.prepare())
         return cursor.fetchone()
 
 
@@ -182,7 +181,7 @@ async def aopen_generation(generation: Generation, description: str) -> bool:
 def _open_params(generation: Generation, description: str) -> list[Any]:
     fields = _generation_columns()
     # The connection object itself, looked up once: through the ``connection`` proxy, each
-    # value's preparation looked it up again (a context-local lookup, 5 % of a request's CPU).
+    # value's preparation looked it up again (a context-local lookup each time).
     wrapper = connections[DEFAULT_DB_ALIAS]
     values = [f.get_db_prep_save(f.pre_save(generation, add=True), wrapper) for f in fields]
     reserved, now = generation.reserved_credits, generation.created_at
@@ -327,7 +326,7 @@ async def asettle_generation(
     if _settled(generation, outcome, images, row):
         return True
     # Rare (a row the reconciler settled first): the ORM explains why, on a thread.
-    await sync_to_async(_check_unclaimed)(generation)
+    await asyncdb.on_a_thread(_check_unclaimed, generation)
     return False
 
 

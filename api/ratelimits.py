@@ -25,12 +25,10 @@ import functools
 import logging
 import math
 import time
-import weakref
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -39,6 +37,7 @@ from redis.exceptions import RedisError
 from accounts.models import User
 from keys.models import ApiKey
 
+from . import asyncdb
 from .errors import NO_RETRY, ApiError
 from .models import AccountRateLimit, ConcurrencySlot, RateCounter
 
@@ -251,33 +250,33 @@ def _redis() -> Any | None:
     return _redis_client(url) if url else None
 
 
-# For callers on an event loop (a served web process, api/views.py): one asyncio client per
-# loop, since its connections belong to the loop that opened them.
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[str, Any, Any]] = (
-    weakref.WeakKeyDictionary()
-)
+# For callers on an event loop (a served web process, api/views.py): an asyncio client, whose
+# connections belong to the loop that opened them. A server has one loop for its life; another
+# loop (a test's) gets a client of its own, and the previous one is let go.
+_async_client: tuple[asyncio.AbstractEventLoop, str, Any, Any] | None = None
 
 
 def _async_redis() -> tuple[Any, Any] | None:
     """This loop's client and its registered script, or None without Redis."""
+    global _async_client
     url = settings.RATE_LIMIT_REDIS_URL
     if not url:
         return None
     loop = asyncio.get_running_loop()
-    found = _async_clients.get(loop)
-    if found is None or found[0] != url:
+    if _async_client is None or _async_client[:2] != (loop, url):
         import redis.asyncio
 
         client = redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        found = _async_clients[loop] = (url, client, client.register_script(_LUA))
-    return found[1], found[2]
+        _async_client = (loop, url, client, client.register_script(_LUA))
+    return _async_client[2], _async_client[3]
 
 
 async def aclose() -> None:
     """Close this loop's client (a server's shutdown)."""
-    found = _async_clients.pop(asyncio.get_running_loop(), None)
-    if found is not None:
-        await found[1].aclose()
+    global _async_client
+    if _async_client is not None and _async_client[0] is asyncio.get_running_loop():
+        client, _async_client = _async_client[2], None
+        await client.aclose()
 
 
 def _redis_key(bucket: Bucket, window: int) -> str:
@@ -445,7 +444,9 @@ async def aadmit(
     """``admit`` for a caller on an event loop: with Redis, without leaving the loop."""
     found = _async_redis()
     if found is None:
-        return await sync_to_async(admit)(user, api_key, images=images, slot_holder=slot_holder)
+        return await asyncdb.on_a_thread(
+            admit, user, api_key, images=images, slot_holder=slot_holder
+        )
     _, script = found
     request = _Request.of(user, api_key, images, slot_holder, None)
     try:
@@ -569,7 +570,7 @@ async def arelease(user_id: int, api_key_id: int | None, holder: str) -> None:
     """``release`` for a caller on an event loop."""
     found = _async_redis()
     if found is None:
-        await sync_to_async(release)(user_id, api_key_id, holder)
+        await asyncdb.on_a_thread(release, user_id, api_key_id, holder)
         return
     # Two independent removals: no MULTI/EXEC around them (two round trips' worth of commands).
     pipe = found[0].pipeline(transaction=False)

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -43,7 +42,7 @@ from accounts.models import User
 from billing import services as billing
 from keys.models import ApiKey
 
-from . import hotpath, metrics, ratelimits, storage, thumbnails, upstream
+from . import asyncdb, hotpath, metrics, ratelimits, storage, thumbnails, upstream
 from .catalog import ModelInfo, Size, SizeError, get_model, resolve_size
 from .errors import NO_RETRY, ApiError, invalid
 from .models import Generation, Image, new_image_token, new_public_id
@@ -217,19 +216,20 @@ async def abegin_generation(
     """``begin_generation`` for an API request without an Idempotency-Key, on the server's
     event loop (api/asyncdb.py). A refusal, or a price list due for a refresh, takes the
     synchronous path on a thread."""
-    if not billing.prices_fresh():
-        return await sync_to_async(begin_generation)(
-            user=user, spec=spec, api_key=api_key, public_id=public_id
+    price = billing.cached_price_per_image(spec.model.id, spec.size.tier)
+    if price is None:  # the price list is due for a refresh, or has no such price (503)
+        return await asyncdb.on_a_thread(
+            begin_generation, user=user, spec=spec, api_key=api_key, public_id=public_id
         )
-    price = price_per_image(spec)
     now = timezone.now()
     fields = _generation_fields(user, spec, Generation.Source.API, api_key, public_id, price, now)
     generation = Generation(**fields)
     if await hotpath.aopen_generation(generation, _describe(generation)):
         metrics.generation_reserved(generation)
         return generation
-    return await sync_to_async(begin_generation)(
-        user=user, spec=spec, api_key=api_key, public_id=public_id
+    # Refused for credits: the ORM path records and explains the refusal.
+    return await asyncdb.on_a_thread(
+        begin_generation, user=user, spec=spec, api_key=api_key, public_id=public_id
     )
 
 
@@ -381,13 +381,17 @@ def complete_generation(
     """Store what was delivered and settle the money, exactly once."""
     stored = _store_delivered(outcomes)
     settlement = _Settlement.of(generation, outcomes, stored, latency_ms)
-    if hotpath.available():
-        claimed = hotpath.settle_generation(generation, **settlement.written())
-    else:
-        claimed = _settle_with_orm(
-            generation, settlement.outcome, settlement.images, settlement.description
-        )
-    ratelimits.release(generation.user_id, generation.api_key_id, generation.public_id)
+    try:
+        if hotpath.available():
+            claimed = hotpath.settle_generation(generation, **settlement.written())
+        else:
+            claimed = _settle_with_orm(
+                generation, settlement.outcome, settlement.images, settlement.description
+            )
+    finally:
+        # Even when the settlement fails (the reconciler then refunds the row), the slot goes
+        # back. The files stay: a failure can come after the commit, and they may be charged.
+        ratelimits.release(generation.user_id, generation.api_key_id, generation.public_id)
     if not claimed:
         return _too_late(generation, stored)
     return settlement.completed(generation, stored)
@@ -403,10 +407,12 @@ async def acomplete_generation(
         # A local file is written faster than a thread would take to start writing it.
         stored = _store_delivered(outcomes)
     settlement = _Settlement.of(generation, outcomes, stored, latency_ms)
-    claimed = await hotpath.asettle_generation(generation, **settlement.written())
-    await ratelimits.arelease(generation.user_id, generation.api_key_id, generation.public_id)
+    try:
+        claimed = await hotpath.asettle_generation(generation, **settlement.written())
+    finally:
+        await ratelimits.arelease(generation.user_id, generation.api_key_id, generation.public_id)
     if not claimed:
-        return await sync_to_async(_too_late)(generation, stored)
+        return await asyncdb.on_a_thread(_too_late, generation, stored)
     return settlement.completed(generation, stored)
 
 

@@ -216,8 +216,7 @@ async def _call_once(request: UpstreamRequest) -> _Call:
         "Content-Type": "application/json",
     }
     body = json.dumps(request.body()).encode()
-    # An answer carries at most one image in base64 (4 characters for 3 bytes) and some JSON.
-    answer_limit = settings.UPSTREAM_IMAGE_MAX_BYTES * 4 // 3 + 64 * 1024
+    answer_limit = _answer_limit()
     try:
         async with get_session().post(
             url, data=body, headers=headers, allow_redirects=False
@@ -234,7 +233,7 @@ async def _call_once(request: UpstreamRequest) -> _Call:
         logger.warning("upstream unreachable: %s", type(exc).__name__)
         return _unreachable()
     if raw is None:
-        too_big = _too_big(answer_limit)
+        too_big = _too_big(answer_limit, "answer")
         # Over the cap, a 200 carried an image (paid for upstream): it is unusable, not retried.
         return _Call(image=too_big) if status == 200 else _Call(failure=too_big)
     try:
@@ -264,6 +263,14 @@ async def _call_once(request: UpstreamRequest) -> _Call:
     if not isinstance(image_url, str):
         return _Call(failure=Failure(FailureKind.UPSTREAM_ERROR, "bad_response", "No image URL."))
     return _Call(url=image_url)
+
+
+def _answer_limit() -> int:
+    """The largest answer read: a link and some JSON, or one image in base64 (4 characters for
+    3 bytes, twice that if every "/" comes escaped as "\\/") and some JSON."""
+    if settings.UPSTREAM_RESPONSE_FORMAT == "url":
+        return 1024 * 1024
+    return settings.UPSTREAM_IMAGE_MAX_BYTES * 8 // 3 + 64 * 1024
 
 
 def classify_error(status: int, payload: Any) -> Failure:
@@ -385,8 +392,8 @@ def _bad_image(why: str) -> Failure:
     )
 
 
-def _too_big(limit: int) -> Failure:
-    logger.error("upstream image over the size cap of %d bytes", limit)
+def _too_big(limit: int, what: str = "image") -> Failure:
+    logger.error("upstream %s over the size cap of %d bytes", what, limit)
     return Failure(
         FailureKind.UPSTREAM_ERROR, "image_too_large", "The upstream image was too large."
     )

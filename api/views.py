@@ -1,12 +1,12 @@
 """The /v1 surface, OpenAI-compatible, and the hosted images.
 
 Views are async where they wait on the network. Under ASGI each ``sync_to_async`` call is a
-thread hop. In a process served by config.asgi on PostgreSQL a generation takes none: its
-statements (authenticate, reserve, settle) and the rate limiter's Redis calls run on the event
-loop (api/asyncdb.py). Elsewhere (Django's test client, SQLite), and for a request with an
-Idempotency-Key, the database work of each step is grouped into one synchronous function called
-once: two hops (authenticate+reserve, then settle; none while the upstream works), each giving
-its connection back to the pool when it ends.
+thread hop. In a process served by config.asgi on PostgreSQL a generation takes none (with
+Redis as the rate limiter): its statements (authenticate, reserve, settle) and the limiter's
+calls run on the event loop (api/asyncdb.py); a request with an Idempotency-Key reserves in
+one hop. Elsewhere (Django's test client, SQLite) the database work of each step is grouped
+into one synchronous function called once: two hops (authenticate+reserve, then settle; none
+while the upstream works), each giving its connection back to the pool when it ends.
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ import re
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import connection
 from django.http import (
     FileResponse,
     Http404,
@@ -115,7 +114,9 @@ async def _aauthenticate(raw_key: str | None) -> Any:
     """``_authenticate`` on the server's event loop (api/asyncdb.py)."""
     raw_key = _require_key(raw_key)
     try:
-        return await keys.aauthenticate(raw_key, lookup=hotpath.afind_key)
+        return await keys.aauthenticate(
+            raw_key, lookup=hotpath.afind_key, run_write=asyncdb.on_a_thread
+        )
     except keys.AuthenticationFailed as exc:
         raise _refused_key(raw_key, exc) from None
 
@@ -203,20 +204,27 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
     fingerprint = services.request_fingerprint(request.body) if idempotency_key else ""
 
     if asyncdb.enabled() and idempotency_key is None:
-        generation = await _aopen_generation(raw_key, spec, problem, _rate_headers(request))
+        opening = _aopen_generation(raw_key, spec, problem, _rate_headers(request))
     else:
-        try:
-            generation = await sync_to_async(_between_waits(_open_generation))(
-                raw_key, spec, problem, idempotency_key, fingerprint, _rate_headers(request)
-            )
-        except services.IdempotentReplay as replay:
-            return await _replay(request, replay.generation)
+        opening = sync_to_async(asyncdb.closing_connection(_open_generation))(
+            raw_key, spec, problem, idempotency_key, fingerprint, _rate_headers(request)
+        )
 
-    # Shielded: a client that hangs up does not stop the work, so what the upstream delivers is
-    # stored, charged and kept in the customer's gallery, and nothing stays reserved.
+    # Shielded, from the reservation on: a client that hangs up does not stop the work, so what
+    # the upstream delivers is stored, charged and kept in the customer's gallery, and nothing
+    # stays reserved (not even when it hangs up while its credits are being reserved).
     detached = threading.Event()
-    work = asyncio.ensure_future(_run(generation, started, detached))
-    inflight.track(generation.pk, work)
+    opened = asyncio.ensure_future(opening)
+    try:
+        generation = await asyncio.shield(opened)
+    except services.IdempotentReplay as replay:
+        return await _replay(request, replay.generation)
+    except asyncio.CancelledError:
+        detached.set()
+        opened.add_done_callback(functools.partial(_run_once_opened, started, detached))
+        inflight.track_opening(opened)
+        raise
+    work = _start(generation, started, detached)
     try:
         completed = await asyncio.shield(work)
     except asyncio.CancelledError:
@@ -225,30 +233,21 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
     return await _render(request, completed.generation, completed)
 
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
+def _start(
+    generation: Generation, started: float, detached: threading.Event
+) -> asyncio.Future[services.Completed]:
+    work = asyncio.ensure_future(_run(generation, started, detached))
+    inflight.track(generation.pk, work)
+    return work
 
 
-def _between_waits(step: Callable[_P, _R]) -> Callable[_P, _R]:
-    """A database step of a request that then waits (on the upstream, or on the client).
-
-    The request's connection goes back to the pool when the step ends rather than when the
-    request does: a request holds a connection only while it runs SQL, so a process serves as
-    many slow generations at once as it likes with a pool sized for the SQL it runs. Without
-    this, the pool's size capped the generations in flight (40 per process: 67 req/s with a
-    1-second upstream, bench/api_bench.py). Inside a transaction (a test's) nothing is closed.
-    """
-
-    @functools.wraps(step)
-    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return step(*args, **kwargs)
-        finally:
-            # Persistent connections (DB_POOL=false, CONN_MAX_AGE > 0) stay with their thread.
-            if not connection.in_atomic_block and not connection.settings_dict["CONN_MAX_AGE"]:
-                connection.close()
-
-    return run
+def _run_once_opened(
+    started: float, detached: threading.Event, opened: asyncio.Future[Generation]
+) -> None:
+    """The reservation its client hung up during: once made, the generation runs as any other
+    whose client left (refused, there is nothing to run)."""
+    if not opened.cancelled() and opened.exception() is None:
+        _start(opened.result(), started, detached)
 
 
 def _open_generation(
@@ -361,7 +360,7 @@ async def _run(
                 generation.user_id, generation.api_key_id, generation.public_id
             )
         else:
-            release = _between_waits(ratelimits.release)
+            release = asyncdb.closing_connection(ratelimits.release)
             await sync_to_async(release, thread_sensitive=not detached.is_set())(
                 generation.user_id, generation.api_key_id, generation.public_id
             )
@@ -372,7 +371,8 @@ async def _run(
     # Once the client has hung up the request is over and its thread is lent to another
     # (config/asgi.py): the last step then runs on a thread of the loop's own pool.
     settle = sync_to_async(
-        _between_waits(services.complete_generation), thread_sensitive=not detached.is_set()
+        asyncdb.closing_connection(services.complete_generation),
+        thread_sensitive=not detached.is_set(),
     )
     return await settle(generation, outcomes, latency_ms=latency_ms)
 
@@ -389,7 +389,8 @@ async def _replay(request: HttpRequest, generation: Generation) -> HttpResponse:
                 headers={"Retry-After": "1"},
             )
         await asyncio.sleep(0.25)
-        generation = await sync_to_async(_between_waits(Generation.objects.get))(pk=generation.pk)
+        get = asyncdb.closing_connection(Generation.objects.get)
+        generation = await sync_to_async(get)(pk=generation.pk)
     completed = await sync_to_async(_load_completed)(generation)
     response = await _render(request, generation, completed)
     response["Idempotent-Replayed"] = "true"

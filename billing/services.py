@@ -489,9 +489,14 @@ def settle(
 _price_cache: tuple[float, dict[tuple[str, str], int]] = (0.0, {})
 
 
-def prices_fresh() -> bool:
-    """Whether a price can be read now without a query (a caller on an event loop asks)."""
-    return time.monotonic() - _price_cache[0] < settings.PRICE_CACHE_SECONDS
+def cached_price_per_image(model: str, size_tier: str) -> int | None:
+    """``price_per_image`` from the cached price list, never a query: None when the list is due
+    for a refresh or has no such price (for a caller on an event loop, which then asks
+    ``price_per_image`` on a thread)."""
+    read_at, prices = _price_cache
+    if time.monotonic() - read_at >= settings.PRICE_CACHE_SECONDS:
+        return None
+    return prices.get((model, size_tier), prices.get((model, "")))
 
 
 def _prices() -> dict[tuple[str, str], int]:

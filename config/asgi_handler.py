@@ -10,8 +10,9 @@ about 7 % of a generation's CPU (bench/api_bench.py).
 
 ``handle`` below is Django 5.2's, except that each of those two steps runs on the event loop
 when it has nothing to close: only Django's own receivers are connected, the request's thread
-(a ``RequestThread`` that config/asgi.py lends it) ran nothing, it opened no cache client, and
-neither the response nor an upload holds a file. Otherwise, and for a request served without a
+(a ``RequestThread`` that config/asgi.py lends it) ran nothing, it opened no cache client,
+neither the response nor an upload holds a file, and (for the start) connections do not
+outlive their requests. Otherwise, and for a request served without a
 ``RequestThread``, they hop as in Django. tests/config/test_asgi_handler.py pins the Django
 source this was copied from.
 """
@@ -25,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core import signals
 from django.core.cache import caches, close_caches
 from django.core.exceptions import RequestAborted
@@ -63,6 +65,13 @@ class RequestThread(ThreadPoolExecutor):
 def _thread_unused(scope: Any) -> bool:
     thread = scope.get(REQUEST_THREAD)
     return isinstance(thread, RequestThread) and not thread.used
+
+
+def _connections_end_with_requests() -> bool:
+    """Whether every connection is given back when its request ends (the pool; CONN_MAX_AGE 0).
+    A persistent one (DB_POOL=false) stays with its thread between requests, and Django checks
+    it there when the next request starts (its age, its health): that start is not skipped."""
+    return all(not db.get("CONN_MAX_AGE") for db in settings.DATABASES.values())
 
 
 def _closes_nothing(closer: Any) -> bool:
@@ -143,7 +152,11 @@ class Handler(ASGIHandler):
 
     async def _request_started(self, scope: Any) -> None:
         receivers = _receivers(signals.request_started, self.__class__)
-        if receivers <= _STARTED_RECEIVERS and _thread_unused(scope):
+        if (
+            receivers <= _STARTED_RECEIVERS
+            and _thread_unused(scope)
+            and _connections_end_with_requests()
+        ):
             # On the loop thread: it holds no connection, as the request's thread holds none
             # (its previous request closed what it opened); reset_queries empties DEBUG's logs.
             signals.request_started.send(sender=self.__class__, scope=scope)

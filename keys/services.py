@@ -6,8 +6,8 @@ import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -153,13 +153,17 @@ def authenticate(
 
 
 async def aauthenticate(
-    raw_key: str, *, lookup: Callable[[str], Awaitable[ApiKey | None]]
+    raw_key: str,
+    *,
+    lookup: Callable[[str], Awaitable[ApiKey | None]],
+    run_write: Callable[..., Awaitable[Any]],
 ) -> ApiKey:
-    """``authenticate`` for a caller on an event loop whose ``lookup`` is a coroutine. The
-    write that records the key's use (at most once a minute) runs on a thread."""
+    """``authenticate`` for a caller on an event loop whose ``lookup`` is a coroutine. The ORM
+    write that records the key's use (at most once a minute) goes through ``run_write(func,
+    *args)``, which runs it on a thread as the caller's connection discipline requires."""
     api_key = _check(raw_key, await lookup(_lookup_id(raw_key)))
     if changes := _touch_changes(api_key, raw_key):
-        await sync_to_async(_touch)(api_key, changes)
+        await run_write(_touch, api_key, changes)
     return api_key
 
 

@@ -207,7 +207,7 @@ def cached_prices(settings: Any) -> None:
     # A stale price list sends abegin_generation to the synchronous path (its refresh queries).
     settings.PRICE_CACHE_SECONDS = 600
     billing.price_per_image("seedream-4-0", "")
-    assert billing.prices_fresh()
+    assert billing.cached_price_per_image("seedream-4-0", "") == 40
 
 
 @pytest.mark.django_db(transaction=True)
@@ -261,8 +261,11 @@ def test_on_the_event_loop_a_refusal_for_credits_is_recorded_by_the_orm(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_on_the_event_loop_a_late_settlement_charges_nothing(settings, owner, cached_prices):
+def test_on_the_event_loop_a_late_settlement_charges_nothing(
+    settings, owner, cached_prices, tmp_path
+):
     settings.GENERATION_SINGLE_STATEMENT_SQL = True
+    settings.MEDIA_ROOT = str(tmp_path)
     generation = services.begin_generation(user=owner, spec=spec(1))
     services.reconcile_stuck_generations(now=generation.deadline_at + timedelta(seconds=1))
 
@@ -271,6 +274,7 @@ def test_on_the_event_loop_a_late_settlement_charges_nothing(settings, owner, ca
     )
 
     assert completed.images == []
+    assert not [f for f in tmp_path.rglob("*") if f.is_file()]  # the stored file went again
     assert completed.generation.status == Generation.Status.FAILED
     assert not Image.objects.filter(generation=generation).exists()
     assert assert_ledger_balanced(owner) == 1000
@@ -286,7 +290,11 @@ def test_on_the_event_loop_the_key_lookup_loads_what_select_related_loads(owner,
         "user", "user__credit_account", "user__rate_limit_override"
     ).get(pk=issued.api_key.pk)
 
-    found = on_the_server_loop(lambda: keys.aauthenticate(issued.raw_key, lookup=hotpath.afind_key))
+    found = on_the_server_loop(
+        lambda: keys.aauthenticate(
+            issued.raw_key, lookup=hotpath.afind_key, run_write=asyncdb.on_a_thread
+        )
+    )
     missing = on_the_server_loop(lambda: hotpath.afind_key("no-such-lookup-id"))
 
     assert found.pk == by_orm.pk and found.user.pk == owner.pk
@@ -304,5 +312,5 @@ def test_only_the_server_loop_runs_the_hot_sql_there():
     async def elsewhere() -> bool:
         return asyncdb.enabled()
 
-    assert on_the_server_loop(lambda: asyncio.sleep(0)) is None
+    assert on_the_server_loop(elsewhere) is True  # (on_the_server_loop serves its own loop)
     assert asyncio.run(elsewhere()) is False  # another loop than the server's

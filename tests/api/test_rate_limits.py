@@ -9,6 +9,7 @@ waiting as long as Retry-After says is enough.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -608,3 +609,68 @@ def test_an_unreachable_redis_lets_requests_through_rather_than_failing_them(
     assert response.status_code == 200
     assert "x-ratelimit-limit-requests" not in response.headers
     assert "Redis unreachable" in caplog.text
+
+
+# - On the event loop (a served web process: api/views.py's async path) ---------------------------
+
+
+@pytest.fixture
+def loaded(owner):
+    """The owner with what the API's key lookup loads along (nothing is read on the loop)."""
+    return (
+        type(owner).objects.select_related("credit_account", "rate_limit_override").get(pk=owner.pk)
+    )
+
+
+def on_a_loop(step):
+    """Run ``step()`` on an event loop of its own, as a served web process runs the limiter."""
+
+    async def run():
+        try:
+            return await step()
+        finally:
+            await ratelimits.aclose()
+
+    return asyncio.run(run())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_the_event_loop_the_same_counters_pass_and_refuse(backend, loaded):
+    owner = loaded
+    # The free tier allows 5 requests a window.
+    passed = [on_a_loop(lambda: ratelimits.aadmit(owner, None)).headers for _ in range(5)]
+    with pytest.raises(ApiError) as on_loop:
+        on_a_loop(lambda: ratelimits.aadmit(owner, None))
+    with pytest.raises(ApiError) as on_thread:
+        ratelimits.admit(owner, None)
+
+    assert [h["x-ratelimit-remaining-requests"] for h in passed] == ["4", "3", "2", "1", "0"]
+    assert on_loop.value.status == on_thread.value.status == 429
+    assert on_loop.value.headers == on_thread.value.headers
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_the_event_loop_a_slot_is_taken_and_given_back(backend, loaded):
+    owner = loaded
+    holders = ["gen_a", "gen_b"]  # the free tier: 2 generations at a time
+    for holder in holders:
+        on_a_loop(lambda h=holder: ratelimits.aadmit(owner, None, images=1, slot_holder=h))
+    with pytest.raises(ApiError) as refused:
+        on_a_loop(lambda: ratelimits.aadmit(owner, None, images=1, slot_holder="gen_c"))
+    assert refused.value.status == 429
+
+    on_a_loop(lambda: ratelimits.arelease(owner.pk, None, "gen_a"))
+
+    on_a_loop(lambda: ratelimits.aadmit(owner, None, images=1, slot_holder="gen_c"))
+    assert ratelimits.current_usage(owner).concurrent == 2
+
+
+def test_on_the_event_loop_an_unreachable_redis_lets_requests_through(loaded, settings, caplog):
+    owner = loaded
+    settings.RATE_LIMIT_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+
+    admission = on_a_loop(lambda: ratelimits.aadmit(owner, None, images=1, slot_holder="gen_x"))
+    on_a_loop(lambda: ratelimits.arelease(owner.pk, None, "gen_x"))
+
+    assert admission.headers == {}
+    assert caplog.text.count("Redis unreachable") == 2

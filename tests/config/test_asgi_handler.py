@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import hashlib
 import inspect
 import json
@@ -11,13 +9,12 @@ import threading
 from typing import Any
 
 import pytest
-from asgiref.sync import ThreadSensitiveContext
+from django.conf import settings as django_settings
 from django.core import signals
 from django.core.handlers.asgi import ASGIHandler
 
-from api import asyncdb
 from config import asgi_handler
-from config.asgi_handler import REQUEST_THREAD, Handler, RequestThread
+from tests.support.asgi import serve
 
 
 def test_the_copied_django_handle_is_the_one_installed():
@@ -27,68 +24,6 @@ def test_the_copied_django_handle_is_the_one_installed():
     assert hashlib.sha256(source).hexdigest() == (
         "98faeb5bef800331e6a8002fbc96b30e4122a23438ae45a047190a531ea11323"
     )
-
-
-def serve(
-    method: str,
-    path: str,
-    headers: dict[str, str] | None = None,
-    *,
-    lend_thread: bool = True,
-    hot_sql_on_loop: bool = False,
-) -> tuple[int, bytes]:
-    """One request through the handler, on an event loop of its own, as uvicorn would (with a
-    thread lent to it, as config/asgi.py does, unless ``lend_thread`` is false)."""
-    sent: list[dict[str, Any]] = []
-
-    async def run() -> None:
-        delivered = False
-
-        async def receive() -> dict[str, Any]:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            await asyncio.Event().wait()  # the client stays connected
-            raise AssertionError
-
-        async def send(message: Any) -> None:
-            sent.append(message)
-
-        scope: dict[str, Any] = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": [
-                (b"host", b"localhost"),
-                *((k.lower().encode(), v.encode()) for k, v in (headers or {}).items()),
-            ],
-            "client": ("127.0.0.1", 5000),
-            "server": ("127.0.0.1", 8000),
-        }
-        if hot_sql_on_loop:
-            await asyncdb.serve()  # as config.asgi's lifespan startup does
-        try:
-            if lend_thread:
-                thread = scope[REQUEST_THREAD] = RequestThread()
-                async with ThreadSensitiveContext(executor=thread):
-                    await Handler()(scope, receive, send)
-                thread.shutdown()
-            else:
-                await Handler()(scope, receive, send)
-        finally:
-            await asyncdb.close()
-
-    # In a fresh context, as a server's requests start: the test's own has used caches.
-    contextvars.Context().run(asyncio.run, run())
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return sent[0]["status"], body
 
 
 @pytest.fixture
@@ -109,6 +44,18 @@ def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return send(*args, **kwargs)
 
     monkeypatch.setattr(signals.request_finished, "send", finished)
+    started_send, started_asend = signals.request_started.send, signals.request_started.asend
+
+    def started(*args: Any, **kwargs: Any) -> Any:
+        taken.append(f"request_started on {threading.current_thread().name}")
+        return started_send(*args, **kwargs)
+
+    async def started_async(*args: Any, **kwargs: Any) -> Any:
+        taken.append("request_started sent to a thread")
+        return await started_asend(*args, **kwargs)
+
+    monkeypatch.setattr(signals.request_started, "send", started)
+    monkeypatch.setattr(signals.request_started, "asend", started_async)
     return taken
 
 
@@ -116,7 +63,7 @@ def test_a_request_that_opened_nothing_is_closed_on_the_loop(hops):
     status, body = serve("GET", "/healthz")
 
     assert status == 200 and json.loads(body)["status"] == "ok"
-    assert hops == ["request_finished on MainThread"]
+    assert hops == ["request_started on MainThread", "request_finished on MainThread"]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -127,15 +74,28 @@ def test_a_request_that_opened_a_connection_is_closed_on_a_thread_as_django_does
 
     assert status == 200
     # The key and the prices were read on the request's thread, whose connection is closed there.
-    assert hops == ["HttpResponseBase.close", "request_finished on request_0"]
+    assert hops[1:] == ["HttpResponseBase.close", "request_finished on request_0"]
 
 
 def test_a_request_without_a_thread_lent_hops_as_in_django(hops):
     status, _ = serve("GET", "/healthz", lend_thread=False)
 
     assert status == 200
-    assert hops[0] == "HttpResponseBase.close"
-    assert "MainThread" not in hops[1]
+    assert hops[0] == "request_started sent to a thread"
+    assert hops[1] == "HttpResponseBase.close"
+    assert "MainThread" not in hops[2]
+
+
+def test_with_persistent_connections_a_request_starts_as_in_django(hops, monkeypatch):
+    # They stay with their thread between requests; Django checks them there at the start.
+    monkeypatch.setitem(django_settings.DATABASES["default"], "CONN_MAX_AGE", 60)
+
+    status, _ = serve("GET", "/healthz")
+
+    assert status == 200
+    assert hops[0] == "request_started sent to a thread"
+    # The start ran on the request's thread, so the end does too.
+    assert hops[1:] == ["HttpResponseBase.close", "request_finished on request_0"]
 
 
 def test_another_receiver_sends_the_signals_from_a_thread_as_django_does(hops):

@@ -9,7 +9,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from api.models import Generation
+from api.models import ConcurrencySlot, Generation
 from keys import services as keys
 from tests.support.clients import hang_up
 from tests.support.money import assert_ledger_balanced
@@ -31,10 +31,12 @@ def test_a_client_that_hangs_up_still_gets_its_generation_settled(
         if generation.is_finished:
             break
         time.sleep(0.2)
-    # The image the upstream delivered is stored, charged once and kept; nothing stays held.
+    # The image the upstream delivered is stored, charged once and kept; nothing stays held:
+    # neither credits nor its concurrency slot (this server counts limits in the database).
     assert generation.status == Generation.Status.SUCCEEDED
     assert generation.images.count() == 1
     assert assert_ledger_balanced(user) == 960
+    assert not ConcurrencySlot.objects.filter(holder=generation.public_id).exists()
 
 
 def test_a_key_revoked_while_the_server_runs_fails_on_its_very_next_request(
