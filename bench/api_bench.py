@@ -303,8 +303,8 @@ def print_table(results: list[Result]) -> None:
     for r in results:
         cpu = f"{r.cpu_ms_per_request:.2f}" if r.cpu_ms_per_request is not None else "-"
         ref = f"{r.reference_ms:.0f}" if r.reference_ms is not None else "-"
-        cells = (r.concurrency, f"{r.rps:.1f}", f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}", r.errors)
-        cells += (cpu, ref)
+        cells = [r.concurrency, f"{r.rps:.1f}", f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}", r.errors]
+        cells += [cpu, ref]
         print(f"{r.name:<42} " + " ".join(f"{c:>10}" for c in cells))
     print()
 
