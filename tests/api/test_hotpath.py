@@ -159,14 +159,21 @@ def test_a_settlement_without_its_reservation_is_refused_and_writes_nothing(sett
     assert assert_ledger_balanced(owner) == 960
 
 
-@pytest.mark.parametrize("custom_limits", [False, True])
-def test_the_key_lookup_loads_what_select_related_loads(owner, custom_limits):
+def key_and_what_the_orm_loads(owner: Any, custom_limits: bool) -> tuple[Any, ApiKey]:
+    """A new key of ``owner`` (with custom limits, or none), and the key as the ORM's
+    ``select_related`` loads it with its user, credit account and custom limits."""
     issued = keys.create_key(owner, "k")
     if custom_limits:
         AccountRateLimit.objects.create(user=owner, requests_per_minute=7)
     by_orm = ApiKey.objects.select_related(
         "user", "user__credit_account", "user__rate_limit_override"
     ).get(pk=issued.api_key.pk)
+    return issued, by_orm
+
+
+@pytest.mark.parametrize("custom_limits", [False, True])
+def test_the_key_lookup_loads_what_select_related_loads(owner, custom_limits):
+    issued, by_orm = key_and_what_the_orm_loads(owner, custom_limits)
 
     found = keys.authenticate(issued.raw_key, lookup=hotpath.find_key)
 
@@ -283,12 +290,7 @@ def test_on_the_event_loop_a_late_settlement_charges_nothing(
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("custom_limits", [False, True])
 def test_on_the_event_loop_the_key_lookup_loads_what_select_related_loads(owner, custom_limits):
-    issued = keys.create_key(owner, "k")
-    if custom_limits:
-        AccountRateLimit.objects.create(user=owner, requests_per_minute=7)
-    by_orm = ApiKey.objects.select_related(
-        "user", "user__credit_account", "user__rate_limit_override"
-    ).get(pk=issued.api_key.pk)
+    issued, by_orm = key_and_what_the_orm_loads(owner, custom_limits)
 
     found = on_the_server_loop(
         lambda: keys.aauthenticate(
