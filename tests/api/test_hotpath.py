@@ -316,3 +316,17 @@ def test_only_the_server_loop_runs_the_hot_sql_there():
 
     assert on_the_server_loop(elsewhere) is True  # (on_the_server_loop serves its own loop)
     assert asyncio.run(elsewhere()) is False  # another loop than the server's
+
+
+def test_without_single_statements_a_served_process_keeps_the_orm_path(settings):
+    # GENERATION_SINGLE_STATEMENT_SQL=false (or SQLite): serving opens no pool of its own.
+    settings.GENERATION_SINGLE_STATEMENT_SQL = False
+
+    async def served() -> bool:
+        await asyncdb.serve()
+        try:
+            return asyncdb.enabled()
+        finally:
+            await asyncdb.close()
+
+    assert asyncio.run(served()) is False
