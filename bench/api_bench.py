@@ -34,8 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from simulator.process import running_simulator  # noqa: E402
 from tests.support.server import running_server  # noqa: E402
-from tests.support.simulator import running_simulator  # noqa: E402
 
 SIM_KEY = "bench-sim-key"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

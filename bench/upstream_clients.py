@@ -27,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.simulator import running_simulator  # noqa: E402
+from simulator.process import running_simulator  # noqa: E402
 
 KEY = "bench-sim-key"
 BODY = {

@@ -21,8 +21,8 @@ from accounts.models import User
 from billing import services as billing
 from billing.models import Price
 from keys import services as keys
+from simulator.process import running_simulator
 from tests.support.server import running_server
-from tests.support.simulator import running_simulator
 
 SIMULATOR_KEY = "sim-local-key"
 UNLIMITED_TIERS = [

@@ -1,4 +1,4 @@
-"""The Seedream upstream simulator, over real HTTP against a ``run_simulator`` process."""
+"""The Seedream upstream simulator, over real HTTP against a ``python -m simulator`` process."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import httpx
 import pytest
 from PIL import Image, UnidentifiedImageError
 
-from tests.support.simulator import running_simulator
+from simulator.process import running_simulator
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,236 @@
+"""The pictures: what one is made from, its rendering as a JPEG, and a cache of rendered ones.
+
+Images are real baseline JPEGs of the requested size; the link the simulator hands out carries the
+picture's whole description (an ``ImageSpec`` token), so serving it needs no stored state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import functools
+import hashlib
+import io
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Final
+
+from PIL import Image, ImageDraw, ImageFont
+
+from .faults import without_markers
+
+HUGE_IMAGE_BYTES: Final = 40 * 1024 * 1024
+JPEG_QUALITY: Final = 85
+JPEG_CACHE_ENTRIES: Final = 64
+PROMPT_HEAD_CHARS: Final = 60
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """Everything a picture is made from; the signed link token carries exactly this.
+
+    The prompt itself is not carried (links would grow with it), only a digest for the colours
+    and the start of the prompt that is drawn on the picture.
+    """
+
+    digest: str
+    head: str
+    seed: int
+    width: int
+    height: int
+    watermark: bool
+    index: int
+    kind: str  # "jpeg", "photo" (a detailed jpeg), "bad" (not an image) or "huge" (40 MiB body)
+
+    @classmethod
+    def for_prompt(
+        cls,
+        prompt: str,
+        *,
+        seed: int,
+        size: tuple[int, int],
+        watermark: bool,
+        index: int,
+        kind: str,
+    ) -> ImageSpec:
+        words = " ".join(without_markers(prompt).split())
+        head = words if len(words) <= PROMPT_HEAD_CHARS else words[:PROMPT_HEAD_CHARS] + "..."
+        digest = hashlib.sha256(prompt.encode()).hexdigest()[:32]
+        return cls(digest, head, seed, size[0], size[1], watermark, index, kind)
+
+    def token(self) -> str:
+        payload = {
+            "d": self.digest,
+            "t": self.head,
+            "s": self.seed,
+            "w": self.width,
+            "h": self.height,
+            "m": int(self.watermark),
+            "i": self.index,
+            "k": self.kind,
+        }
+        raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    @classmethod
+    def from_token(cls, token: str) -> ImageSpec:
+        """Decode a token; raises ``ValueError`` if it is malformed."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            data = json.loads(raw)
+            return cls(
+                str(data["d"]),
+                str(data["t"]),
+                int(data["s"]),
+                int(data["w"]),
+                int(data["h"]),
+                bool(data["m"]),
+                int(data["i"]),
+                str(data["k"]),
+            )
+        except (binascii.Error, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise ValueError("malformed image token") from exc
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+# Served for [sim:bad-image]: starts like nothing an image decoder knows.
+BAD_IMAGE_BYTES: Final = b"SIMULATED: this body is not an image.\n" * 32
+# [sim:huge-image] starts like a JPEG, so only its size (not its first bytes) makes it unacceptable.
+HUGE_IMAGE_PREFIX: Final = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+
+
+# Per thread: renders run in a thread pool, and a FreeType face is not safe to share between
+# threads drawing at the same time.
+_fonts = threading.local()
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    cache: dict[int, ImageFont.FreeTypeFont | ImageFont.ImageFont] | None = getattr(
+        _fonts, "by_size", None
+    )
+    if cache is None:
+        cache = _fonts.by_size = {}
+    font = cache.get(size)
+    if font is None:
+        font = cache[size] = ImageFont.load_default(size=size)
+    return font
+
+
+def _fit_text(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: float) -> str:
+    """``text`` cut (with "...") so it is at most ``width`` pixels long in ``font``."""
+    if not text or font.getlength(text) <= width:
+        return text
+    while text and font.getlength(text + "...") > width:
+        # Cut proportionally first, then one character at a time near the fit.
+        keep = int(len(text) * width / font.getlength(text + "..."))
+        text = text[: min(keep, len(text) - 1)]
+    return text + "..." if text else ""
+
+
+def render_jpeg(spec: ImageSpec) -> bytes:
+    """A baseline JPEG of exactly ``spec``'s size, the same bytes for the same spec.
+
+    CPU-bound (about 100 ms at 4096x4096): run it in a thread, not on the event loop.
+    """
+    width, height = spec.width, spec.height
+    colours = hashlib.sha256(f"{spec.digest}:{spec.seed}:{spec.index}".encode()).digest()
+    start, end = colours[0:3], colours[3:6]
+    palette = [
+        start[channel] + (end[channel] - start[channel]) * step // 255
+        for step in range(256)
+        for channel in range(3)
+    ]
+    # The gradient is drawn at a quarter of the size and scaled up with NEAREST: resizing a small
+    # gradient straight to 16 megapixels with interpolation costs several times more.
+    small = (max(1, width // 4), max(1, height // 4))
+    gradient = Image.linear_gradient("L")
+    if colours[6] & 1:
+        gradient = gradient.transpose(Image.Transpose.ROTATE_90)
+    gradient = gradient.resize(small, Image.Resampling.BILINEAR)
+    gradient.putpalette(palette)
+    image = gradient.convert("RGB").resize((width, height), Image.Resampling.NEAREST)
+    if spec.kind == "photo":
+        # Detail at every scale, as in a photograph, so the JPEG is as large as a real one
+        # (about 4 MB at 4096x4096 rather than 0.5 MB): for measuring large responses.
+        noise = Image.effect_noise((max(1, width // 2), max(1, height // 2)), 40)
+        noise = noise.resize((width, height), Image.Resampling.BILINEAR).convert("RGB")
+        image = Image.blend(image, noise, 0.3)
+
+    draw = ImageDraw.Draw(image)
+    short_side = min(width, height)
+    reference = _font(100)
+    title_size = int(100 * 0.8 * width / reference.getlength("SIMULATED"))
+    title_size = max(8, min(title_size, height // 4))
+    title = _font(title_size)
+    stroke = max(1, title_size // 30)
+    left, top = width // 10, height // 2 - title_size
+    draw.text(
+        (left, top), "SIMULATED", font=title, fill="white", stroke_width=stroke, stroke_fill="black"
+    )
+    caption = _font(max(8, title_size // 4))
+    text = _fit_text(spec.head, caption, width * 0.8)
+    draw.text(
+        (left, top + title_size * 1.3),
+        text,
+        font=caption,
+        fill="white",
+        stroke_width=max(1, stroke // 2),
+        stroke_fill="black",
+    )
+    if spec.watermark:
+        mark = _font(max(8, short_side // 24))
+        margin = max(4, short_side // 64)
+        draw.text(
+            (width - margin, height - margin),
+            "AI generated",
+            font=mark,
+            anchor="rd",  # right, descender: the text ends at the corner
+            fill=(255, 255, 255),
+            stroke_width=1,
+            stroke_fill=(64, 64, 64),
+        )
+
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=JPEG_QUALITY, progressive=False)
+    return buffer.getvalue()
+
+
+class JpegCache:
+    """A bounded LRU of encoded JPEGs that also merges concurrent renders of the same picture.
+
+    Only touched from the event loop thread, so it needs no lock; rendering runs in the loop's
+    default thread pool.
+    """
+
+    def __init__(self, capacity: int = JPEG_CACHE_ENTRIES) -> None:
+        self._capacity = capacity
+        self._items: OrderedDict[ImageSpec, bytes] = OrderedDict()
+        self._pending: dict[ImageSpec, asyncio.Future[bytes]] = {}
+
+    async def get(self, spec: ImageSpec) -> bytes:
+        cached = self._items.get(spec)
+        if cached is not None:
+            self._items.move_to_end(spec)
+            return cached
+        pending = self._pending.get(spec)
+        if pending is None:
+            pending = asyncio.get_running_loop().run_in_executor(None, render_jpeg, spec)
+            self._pending[spec] = pending
+            pending.add_done_callback(functools.partial(self._settle, spec))
+        # shield: one waiter going away must not cancel the render the others wait for.
+        return await asyncio.shield(pending)
+
+    def _settle(self, spec: ImageSpec, future: asyncio.Future[bytes]) -> None:
+        self._pending.pop(spec, None)
+        if future.cancelled() or future.exception() is not None:
+            return
+        self._items[spec] = future.result()
+        self._items.move_to_end(spec)
+        while len(self._items) > self._capacity:
+            self._items.popitem(last=False)

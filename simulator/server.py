@@ -1,0 +1,492 @@
+"""The simulator's HTTP server: the generation endpoint, the signed image links and the test hooks.
+
+It answers ``POST /api/v3/images/generations`` with the real upstream's request validation,
+response and error bodies, and serves the images from signed, expiring links shaped like the TOS
+links the real upstream returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import signal
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from aiohttp import web
+
+from . import READY_PREFIX
+from .faults import Faults, parse_markers
+from .images import BAD_IMAGE_BYTES, HUGE_IMAGE_BYTES, HUGE_IMAGE_PREFIX, ImageSpec, JpegCache
+from .protocol import (
+    API_PREFIX,
+    OUTPUT_BLOCKED_MESSAGE,
+    URL_TTL_SECONDS,
+    ModelRules,
+    UpstreamError,
+    internal_error,
+    invalid,
+    is_int,
+    is_number,
+    missing,
+    model_rules,
+    parse_size,
+)
+
+TOS_DATE_FORMAT: Final = "%Y%m%dT%H%M%SZ"
+OFFSITE_URL: Final = "http://203.0.113.9/evil.jpeg"  # TEST-NET-3: never routable, never fetched
+CALL_COUNTER_ENTRIES: Final = 100_000
+
+
+@dataclass(frozen=True)
+class GenerationCall:
+    """A validated ``images/generations`` request."""
+
+    model: str
+    prompt: str
+    number: int  # this call's position among the calls received with this exact prompt
+    faults: Faults
+    width: int
+    height: int
+    seed: int
+    response_format: str
+    watermark: bool
+    images: int
+
+
+# --- Requests and responses ---------------------------------------------------------------------
+
+
+def new_request_id() -> str:
+    """An id shaped like the upstream's (``021`` + milliseconds + hex)."""
+    return f"021{int(time.time() * 1000)}{secrets.token_hex(16)}"
+
+
+_REQUEST_ID: Final = web.RequestKey("request_id", str)
+
+
+def request_id(request: web.Request) -> str:
+    """The id of this request, made on first use; every response carries it as x-request-id."""
+    value = request.get(_REQUEST_ID)
+    if value is None:
+        value = new_request_id()
+        request[_REQUEST_ID] = value
+    return value
+
+
+def _json_response(body: object, *, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
+    )
+
+
+# --- The handlers -------------------------------------------------------------------------------
+
+
+class Simulator:
+    """The simulator's state (key, latency, caches, call counters) and its request handlers."""
+
+    def __init__(self, *, api_key: str, latency: float = 0.0, public_url: str = "") -> None:
+        self.api_key = api_key
+        self.latency = latency
+        # Base of the image links; known only once the port is bound when serving on port 0.
+        self.public_url = public_url.rstrip("/")
+        self.images = JpegCache()
+        self._calls: OrderedDict[str, int] = OrderedDict()
+        # Per process: links from an earlier run stop verifying, as a rotated TOS key would.
+        self._secret = secrets.token_bytes(32)
+
+    def app(self) -> web.Application:
+        # Bodies may carry base64 reference images (up to 10 MB each upstream).
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post(f"{API_PREFIX}/images/generations", self.handle_generation)
+        app.router.add_get(r"/tos/{token:[A-Za-z0-9_-]+}.jpeg", self.handle_image)
+        app.router.add_get("/_sim/health", self.handle_health)
+        app.router.add_get("/_sim/calls", self.handle_calls)
+        app.on_response_prepare.append(self._stamp_request_id)
+        return app
+
+    @staticmethod
+    async def _stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.setdefault("x-request-id", request_id(request))
+
+    # - Generation -
+
+    async def handle_generation(self, request: web.Request) -> web.Response:
+        rid = request_id(request)
+        if not self._authenticated(request):
+            error = UpstreamError(
+                401, "AuthenticationError", "The API key in the request is missing or invalid."
+            )
+            return _json_response(error.body(rid), status=error.status)
+        delay = self.latency
+        try:
+            call = self._parse(await self._read_json(request))
+            delay += call.faults.latency
+            response = await self._answer(call)
+        except UpstreamError as error:
+            response = _json_response(error.body(rid), status=error.status)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return response
+
+    def _authenticated(self, request: web.Request) -> bool:
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            key.strip().encode(), self.api_key.encode()
+        )
+
+    @staticmethod
+    async def _read_json(request: web.Request) -> dict[str, Any]:
+        try:
+            body = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError):
+            raise invalid("", "the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise invalid("", "the request body must be a JSON object")
+        return body
+
+    def _count_call(self, prompt: str) -> int:
+        number = self._calls.get(prompt, 0) + 1
+        self._calls[prompt] = number
+        self._calls.move_to_end(prompt)
+        while len(self._calls) > CALL_COUNTER_ENTRIES:
+            self._calls.popitem(last=False)
+        return number
+
+    def _parse(self, body: dict[str, Any]) -> GenerationCall:
+        prompt = body.get("prompt")
+        # Counted before any validation: /_sim/calls reports every call received.
+        number = self._count_call(prompt) if isinstance(prompt, str) else 0
+
+        model = body.get("model")
+        if model is None or model == "":
+            raise missing("model")
+        if not isinstance(model, str):
+            raise invalid("model", "model must be a string")
+        rules = model_rules(model)
+        if rules is None:
+            raise UpstreamError(
+                404,
+                "InvalidEndpointOrModel.NotFound",
+                f"The model or endpoint {model} does not exist or you do not have access to it.",
+            )
+
+        if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
+            raise missing("prompt")
+        if not isinstance(prompt, str):
+            raise invalid("prompt", "prompt must be a string")
+        faults = parse_markers(prompt)
+
+        stream = body.get("stream", False)
+        if not isinstance(stream, bool):
+            raise invalid("stream", "stream must be a boolean")
+        if stream:
+            raise invalid("stream", "streaming is not simulated")
+
+        width, height = parse_size(body.get("size"), rules)
+
+        seed = body.get("seed", -1)
+        if not is_int(seed) or not -1 <= seed <= 2_147_483_647:
+            raise invalid("seed", "seed must be an integer within [-1, 2147483647]")
+
+        guidance_scale = body.get("guidance_scale")
+        if guidance_scale is not None and (
+            not is_number(guidance_scale) or not 1 <= guidance_scale <= 10
+        ):
+            raise invalid("guidance_scale", "guidance_scale must be a number within [1, 10]")
+
+        response_format = body.get("response_format", "url")
+        if response_format not in ("url", "b64_json"):
+            raise invalid("response_format", "response_format must be url or b64_json")
+
+        watermark = body.get("watermark", True)  # upstream stamps the mark unless told not to
+        if not isinstance(watermark, bool):
+            raise invalid("watermark", "watermark must be a boolean")
+
+        return GenerationCall(
+            model=model,
+            prompt=prompt,
+            number=number,
+            faults=faults,
+            width=width,
+            height=height,
+            seed=seed,
+            response_format=response_format,
+            watermark=watermark,
+            images=self._image_count(body, rules),
+        )
+
+    @staticmethod
+    def _image_count(body: dict[str, Any], rules: ModelRules) -> int:
+        mode = body.get("sequential_image_generation", "disabled")
+        if mode not in ("auto", "disabled"):
+            raise invalid(
+                "sequential_image_generation",
+                "sequential_image_generation must be auto or disabled",
+            )
+        options = body.get("sequential_image_generation_options") or {}
+        if not isinstance(options, dict):
+            raise invalid(
+                "sequential_image_generation_options", "it must be an object with max_images"
+            )
+        # The real model decides how many images "auto" gives (up to max_images); the simulator
+        # always gives max_images, defaulting to 1, so tests can predict it.
+        max_images = options.get("max_images", 1)
+        if not is_int(max_images) or not 1 <= max_images <= 15:
+            raise invalid(
+                "sequential_image_generation_options.max_images",
+                "max_images must be an integer within [1, 15]",
+            )
+        return max_images if mode == "auto" and rules.batch else 1
+
+    async def _answer(self, call: GenerationCall) -> web.Response:
+        flags = call.faults.flags
+        if "quota" in flags:
+            raise UpstreamError(
+                403,
+                "AccountOverdueError",
+                "The request failed because your account has an overdue balance.",
+            )
+        if "error-429" in flags:
+            raise UpstreamError(
+                429,
+                "ModelAccountIpmRateLimitExceeded",
+                "The request failed because you have exceeded the images per minute (IPM) "
+                "limit of the model for your account. Please try again later.",
+            )
+        if "error-500" in flags or call.number <= call.faults.fail_first:
+            raise internal_error()
+        if call.faults.deliver is not None and call.number > call.faults.deliver:
+            raise internal_error()
+        if "block-prompt" in flags:
+            raise UpstreamError(
+                400,
+                "InputTextSensitiveContentDetected",
+                "The request failed because the input text may contain sensitive information.",
+            )
+        if "block-output" in flags:
+            raise UpstreamError(400, "OutputImageSensitiveContentDetected", OUTPUT_BLOCKED_MESSAGE)
+
+        kind = (
+            "bad"
+            if "bad-image" in flags
+            else "huge"
+            if "huge-image" in flags
+            else "photo"
+            if "photo" in flags
+            else "jpeg"
+        )
+        specs = [
+            ImageSpec.for_prompt(
+                call.prompt,
+                seed=call.seed,
+                size=(call.width, call.height),
+                watermark=call.watermark,
+                index=index,
+                kind=kind,
+            )
+            for index in range(call.images)
+        ]
+        # [sim:batch-error]: the last image of the batch fails inside an HTTP 200.
+        delivered = specs[:-1] if "batch-error" in flags else specs
+        entries = await asyncio.gather(*(self._entry(spec, call) for spec in delivered))
+        data: list[dict[str, Any]] = list(entries)
+        if "batch-error" in flags:
+            data.append(
+                {
+                    "error": {
+                        "code": "OutputImageSensitiveContentDetected",
+                        "message": OUTPUT_BLOCKED_MESSAGE,
+                    }
+                }
+            )
+        tokens = sum(round(spec.width * spec.height / 256) for spec in delivered)
+        return _json_response(
+            {
+                "model": call.model,
+                "created": int(time.time()),
+                "data": data,
+                "usage": {
+                    "generated_images": len(delivered),
+                    "output_tokens": tokens,
+                    "total_tokens": tokens,
+                },
+            }
+        )
+
+    async def _entry(self, spec: ImageSpec, call: GenerationCall) -> dict[str, Any]:
+        if call.response_format == "b64_json":
+            body = await self._image_bytes(spec)
+            return {"b64_json": base64.b64encode(body).decode(), "size": spec.size}
+        if "offsite-url" in call.faults.flags:
+            return {"url": OFFSITE_URL, "size": spec.size}
+        if spec.kind in ("jpeg", "photo"):
+            # Rendered before answering, as upstream does, so the product's fetch hits the cache.
+            await self.images.get(spec)
+        return {"url": self.image_url(spec, expires=call.faults.expires), "size": spec.size}
+
+    async def _image_bytes(self, spec: ImageSpec) -> bytes:
+        if spec.kind == "bad":
+            return BAD_IMAGE_BYTES
+        if spec.kind == "huge":
+            return HUGE_IMAGE_PREFIX + bytes(HUGE_IMAGE_BYTES - len(HUGE_IMAGE_PREFIX))
+        return await self.images.get(spec)
+
+    # - Signed image links -
+
+    def _signature(self, token: str, date: str, expires: str) -> str:
+        message = f"{token}\n{date}\n{expires}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    def image_url(self, spec: ImageSpec, *, expires: int = URL_TTL_SECONDS) -> str:
+        token = spec.token()
+        date = datetime.now(UTC).strftime(TOS_DATE_FORMAT)
+        signature = self._signature(token, date, str(expires))
+        return (
+            f"{self.public_url}/tos/{token}.jpeg"
+            f"?X-Tos-Expires={expires}&X-Tos-Date={date}&X-Tos-Signature={signature}"
+        )
+
+    async def handle_image(self, request: web.Request) -> web.StreamResponse:
+        token = request.match_info["token"]
+        expires = request.query.get("X-Tos-Expires", "")
+        date = request.query.get("X-Tos-Date", "")
+        signature = request.query.get("X-Tos-Signature", "")
+        expected = self._signature(token, date, expires)
+        if not hmac.compare_digest(signature.encode(), expected.encode()):
+            return _tos_error(
+                request, "SignatureDoesNotMatch", "The request signature does not match."
+            )
+        # Signed by us, so the date and token parse; the expiry is what remains to check.
+        signed_at = datetime.strptime(date, TOS_DATE_FORMAT).replace(tzinfo=UTC).timestamp()
+        if time.time() >= signed_at + int(expires):
+            return _tos_error(request, "AccessDenied", "Request has expired.")
+        try:
+            spec = ImageSpec.from_token(token)
+        except ValueError:
+            return _tos_error(request, "AccessDenied", "The object key is invalid.")
+        if spec.kind == "huge":
+            return await _stream_huge_image(request)
+        return web.Response(body=await self._image_bytes(spec), content_type="image/jpeg")
+
+    # - Test helpers -
+
+    async def handle_health(self, request: web.Request) -> web.Response:
+        return _json_response({"ok": True})
+
+    async def handle_calls(self, request: web.Request) -> web.Response:
+        prompt = request.query.get("prompt")
+        if prompt is None:
+            return _json_response({"error": "the prompt query parameter is required"}, status=400)
+        return _json_response({"calls": self._calls.get(prompt, 0)})
+
+
+def _tos_error(request: web.Request, code: str, message: str) -> web.Response:
+    # TOS (the object store behind upstream links) answers with a JSON error of this shape.
+    body = {"Code": code, "Message": message, "RequestId": request_id(request)}
+    return _json_response(body, status=403)
+
+
+_HUGE_CHUNK: Final = bytes(1024 * 1024)
+
+
+async def _stream_huge_image(request: web.Request) -> web.StreamResponse:
+    """A 40 MiB body written in 1 MiB chunks, so it is never held in memory at once."""
+    response = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
+    response.content_length = HUGE_IMAGE_BYTES
+    await response.prepare(request)
+    try:
+        await response.write(HUGE_IMAGE_PREFIX + _HUGE_CHUNK[len(HUGE_IMAGE_PREFIX) :])
+        for _ in range(HUGE_IMAGE_BYTES // len(_HUGE_CHUNK) - 1):
+            await response.write(_HUGE_CHUNK)
+        await response.write_eof()
+    except (ConnectionResetError, ConnectionError):
+        pass  # the product hung up once it reached its size cap, which is the point
+    return response
+
+
+# --- Serving ------------------------------------------------------------------------------------
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def serve(
+    *,
+    host: str,
+    port: int,
+    api_key: str,
+    latency: float = 0.0,
+    public_url: str | None = None,
+    on_ready: Callable[[str], None],
+) -> None:
+    """Serve until SIGTERM or SIGINT; ``on_ready`` gets the bound ``http://host:port``.
+
+    ``port`` 0 binds a free port; ``public_url`` (default: the bound address) is the base of
+    the image links.
+    """
+    simulator = Simulator(api_key=api_key, latency=latency)
+    # access_log=None: formatting a log line per request would dominate CPU in the benchmarks.
+    # shutdown_timeout: keep-alive connections from the product must not delay a clean exit.
+    runner = web.AppRunner(simulator.app(), access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, backlog=1024)
+        await site.start()
+        bound_port = runner.addresses[0][1]
+        listen_url = f"http://{_url_host(host)}:{bound_port}"
+        simulator.public_url = (public_url or listen_url).rstrip("/")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        on_ready(listen_url)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when installed: the benchmarks measure the product, not this process."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def run(
+    *, host: str, port: int, api_key: str, latency: float = 0.0, public_url: str | None = None
+) -> None:
+    """Serve in this process until SIGTERM or SIGINT (see ``serve``).
+
+    Once listening it prints one line, ``READY_PREFIX`` and the bound ``http://host:port``.
+    """
+
+    def announce(url: str) -> None:
+        # Exactly one line, flushed: tests and `make run` wait for it on a pipe.
+        print(f"{READY_PREFIX}{url}", flush=True)
+
+    server = serve(
+        host=host,
+        port=port,
+        api_key=api_key,
+        latency=latency,
+        public_url=public_url,
+        on_ready=announce,
+    )
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(server)
