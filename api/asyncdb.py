@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import psycopg
@@ -105,7 +105,7 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Identifier(role)))
 
 
-async def fetchone(sql: str, params: Sequence[Any]) -> Any:
+async def fetchone(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> Any:
     """One statement, in a transaction of its own; its first row (or None)."""
     assert _pool is not None, "asyncdb.serve() was not called on this loop"
     async with _pool.connection() as conn:

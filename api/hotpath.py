@@ -13,6 +13,10 @@ the rows the ORM path writes (tests/api/test_hotpath.py compares the two field b
 the same database constraints guard them: the balance cannot go negative, a ledger line's
 idempotency key is unique, a charge stays within its reservation.
 
+The money part of each statement is billing's (``billing.statements``, built from the same
+``billing.moves`` definitions as the ORM path); this module writes only the generation's own
+rows around it, with named parameters and columns read from the models.
+
 A refusal for credits and a request with an Idempotency-Key go through the ORM path, which
 explains itself in detail; a row the reconciler settled first is found unclaimed here and
 charged nothing.
@@ -25,7 +29,7 @@ way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -33,19 +37,18 @@ from typing import Any
 import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
-from django.db.models import CharField, Field, TextField
+from django.db.models import CharField, Field, Model, TextField
 
 from accounts.models import User
-from billing.models import CreditAccount, LedgerEntry
+from billing import moves, statements
+from billing.models import CreditAccount
 from keys.models import ApiKey
 
 from . import asyncdb
-from .models import AccountRateLimit, Generation, Image
-
-Kind = LedgerEntry.Kind
+from .models import LEDGER_REFERENCE_PREFIX, AccountRateLimit, Generation, Image
 
 
-def _execute(sql: str, params: Sequence[Any]) -> Any:
+def _execute(sql: str, params: Mapping[str, Any]) -> Any:
     """Run one of this module's statements, prepared: PostgreSQL parses and plans each once per
     connection rather than on every request (planning alone took longer than running them).
 
@@ -64,6 +67,34 @@ def available() -> bool:
     return connection.vendor == "postgresql" and settings.GENERATION_SINGLE_STATEMENT_SQL
 
 
+def _quote(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _cast(field: Any) -> str:
+    """The type a placeholder for ``field`` is cast to. Text for text columns: a cast to
+    varchar(n) would cut a value too long for its column, where the ORM's INSERT fails."""
+    if isinstance(field, CharField | TextField):
+        return "text"
+    return str(field.cast_db_type(connection))
+
+
+def _placeholder(prefix: str, field: Any) -> str:
+    return f"%({prefix}{field.attname})s::{_cast(field)}"
+
+
+def _prepared(prefix: str, fields: list[Any], instance: Model) -> dict[str, Any]:
+    """``instance``'s values for ``fields`` as the ORM would save them, named for
+    ``_placeholder``."""
+    # The connection object itself, looked up once: through the ``connection`` proxy, each
+    # value's preparation looked it up again (a context-local lookup each time).
+    wrapper = connections[DEFAULT_DB_ALIAS]
+    return {
+        f"{prefix}{f.attname}": f.get_db_prep_save(f.pre_save(instance, add=True), wrapper)
+        for f in fields
+    }
+
+
 # - The key, its owner, their credit account and custom limits: one query ----------------------
 # What the ORM's select_related("user", "user__credit_account", "user__rate_limit_override")
 # loads, without building the query on every request (that alone cost about 1 ms of CPU).
@@ -73,31 +104,30 @@ _KEY_MODELS: tuple[type[Any], ...] = (ApiKey, User, CreditAccount, AccountRateLi
 
 @cache
 def _key_sql() -> str:
-    quote = connection.ops.quote_name
-    tables = [model._meta.db_table for model in _KEY_MODELS]
+    key, user, override = (_quote(m._meta.db_table) for m in (ApiKey, User, AccountRateLimit))
+    aliases = (key, user, statements.ACCOUNT_ALIAS, override)
     columns = ", ".join(
-        f"{quote(table)}.{quote(field.column)}"
-        for model, table in zip(_KEY_MODELS, tables, strict=True)
+        f"{alias}.{_quote(field.column)}"
+        for model, alias in zip(_KEY_MODELS, aliases, strict=True)
         for field in model._meta.concrete_fields
     )
-    key, user, account, override = (quote(t) for t in tables)
     return f"""
         SELECT {columns} FROM {key}
         JOIN {user} ON {user}.id = {key}.user_id
-        LEFT JOIN {account} ON {account}.user_id = {user}.id
+        {statements.account_join(f"{user}.id")}
         LEFT JOIN {override} ON {override}.user_id = {user}.id
-        WHERE {key}.lookup_id = %s::text
+        WHERE {key}.lookup_id = %(lookup_id)s::text
     """  # noqa: S608 (names from the models, the value is a parameter)
 
 
 def find_key(lookup_id: str) -> ApiKey | None:
     """The key with ``lookup_id``, its user, and the user's credit account and custom limits
     (None where there is none) loaded as the ORM would have loaded them, or None."""
-    return _key_from_row(_execute(_key_sql(), [lookup_id]))
+    return _key_from_row(_execute(_key_sql(), {"lookup_id": lookup_id}))
 
 
 async def afind_key(lookup_id: str) -> ApiKey | None:
-    return _key_from_row(await asyncdb.fetchone(_key_sql(), [lookup_id]))
+    return _key_from_row(await asyncdb.fetchone(_key_sql(), {"lookup_id": lookup_id}))
 
 
 def _key_from_row(row: Any) -> ApiKey | None:
@@ -120,12 +150,16 @@ def _key_from_row(row: Any) -> ApiKey | None:
     return api_key
 
 
-def _cast(field: Any) -> str:
-    """The type a placeholder for ``field`` is cast to. Text for text columns: a cast to
-    varchar(n) would cut a value too long for its column, where the ORM's INSERT fails."""
-    if isinstance(field, CharField | TextField):
-        return "text"
-    return str(field.cast_db_type(connection))
+def _reference(generation_id: str) -> str:
+    """The ledger reference of the generation whose id is the SQL ``generation_id``."""
+    return f"'{LEDGER_REFERENCE_PREFIX}' || {generation_id}"
+
+
+def _unsettled() -> str:
+    return ", ".join(f"'{status}'" for status in Generation.UNSETTLED)
+
+
+# - Open: the generation recorded and its credits held ----------------------------------------
 
 
 @cache
@@ -136,160 +170,116 @@ def _generation_columns() -> list[Field[Any, Any]]:
 @cache
 def _open_sql() -> str:
     fields = _generation_columns()
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    columns = ", ".join(_quote(f.column) for f in fields)
     # Typed placeholders: a SELECT list (unlike VALUES in an INSERT) does not take its types
     # from the target columns, and a value's type must never depend on how psycopg sends it.
-    values = ", ".join(f"%s::{_cast(f)}" for f in fields)
-    account = CreditAccount._meta.db_table
-    ledger = LedgerEntry._meta.db_table
-    generation = Generation._meta.db_table
+    values = ", ".join(_placeholder("g_", f) for f in fields)
+    generation = _quote(Generation._meta.db_table)
+    user = _placeholder("g_", Generation._meta.get_field("user"))
     return f"""
-        WITH moved AS (
-            UPDATE {account}
-            SET balance_credits = balance_credits - %s::bigint, updated_at = %s::timestamptz
-            WHERE user_id = %s::bigint AND balance_credits >= %s::bigint AND owed_credits = 0
-            RETURNING id, balance_credits
-        ), created AS (
+        WITH {statements.move_cte(moves.HOLD, user=user)}, created AS (
             INSERT INTO {generation} ({columns})
-            SELECT {values} FROM moved
+            SELECT {values} FROM {statements.MOVED}
             RETURNING id
-        ), reserved AS (
-            INSERT INTO {ledger} (account_id, kind, amount_credits, balance_after_credits,
-                                  reference, description, idempotency_key, created_at)
-            SELECT moved.id, %s::text, -%s::bigint, moved.balance_credits,
-                   'gen:' || created.id, %s::text, 'gen:' || created.id || ':reserve',
-                   %s::timestamptz
-            FROM moved, created
-            RETURNING id
-        )
-        SELECT created.id FROM created, reserved
-    """  # noqa: S608 (table and column names come from the models, values are parameters)
+        ), {statements.lines_cte(moves.HOLD, reference=_reference("created.id"), also_from=("created",))}
+        SELECT created.id, (SELECT count(*) FROM {statements.WRITTEN}) FROM created
+    """  # noqa: S608, E501 (names from the models, values are parameters)
 
 
-def open_generation(generation: Generation, description: str) -> bool:
-    """Insert ``generation`` (unsaved, every field set) and reserve its ``reserved_credits``
-    with a ``reserve`` ledger line, in one statement. False, with nothing written, when the
-    balance is short or the account owes credits (the caller takes the ORM path to say why)."""
-    return _opened(generation, _execute(_open_sql(), _open_params(generation, description)))
+def open_generation(generation: Generation, hold: Mapping[str, int], description: str) -> bool:
+    """Insert ``generation`` (unsaved, every field set) and make ``moves.HOLD`` with ``hold``'s
+    quantities, in one statement. False, with nothing written, when the balance is short or the
+    account owes credits (the caller takes the ORM path to say why)."""
+    return _opened(
+        generation, hold, _execute(_open_sql(), _open_params(generation, hold, description))
+    )
 
 
-async def aopen_generation(generation: Generation, description: str) -> bool:
-    row = await asyncdb.fetchone(_open_sql(), _open_params(generation, description))
-    return _opened(generation, row)
+async def aopen_generation(
+    generation: Generation, hold: Mapping[str, int], description: str
+) -> bool:
+    row = await asyncdb.fetchone(_open_sql(), _open_params(generation, hold, description))
+    return _opened(generation, hold, row)
 
 
-def _open_params(generation: Generation, description: str) -> list[Any]:
-    fields = _generation_columns()
-    # The connection object itself, looked up once: through the ``connection`` proxy, each
-    # value's preparation looked it up again (a context-local lookup each time).
-    wrapper = connections[DEFAULT_DB_ALIAS]
-    values = [f.get_db_prep_save(f.pre_save(generation, add=True), wrapper) for f in fields]
-    reserved, now = generation.reserved_credits, generation.created_at
-    params = [
-        reserved,
-        now,
-        generation.user_id,
-        reserved,
-        *values,
-        Kind.RESERVE,
-        reserved,
-        description[:255],
-        now,
-    ]
+def _open_params(
+    generation: Generation, hold: Mapping[str, int], description: str
+) -> dict[str, Any]:
+    params = _prepared("g_", _generation_columns(), generation)
+    texts = {"description": description}
+    params.update(statements.params(moves.HOLD, hold, texts, now=generation.created_at))
     return params
 
 
-def _opened(generation: Generation, row: Any) -> bool:
+def _opened(generation: Generation, hold: Mapping[str, int], row: Any) -> bool:
     if row is None:
         return False
-    generation.pk = int(row[0])
+    generation_id, written = row
+    if written != statements.lines_written(moves.HOLD, hold):
+        # Cannot happen: the lines are written whenever the balance moved. Stop loudly.
+        raise RuntimeError(f"opening {generation.public_id} wrote {written} ledger lines")
+    generation.pk = int(generation_id)
     generation._state.adding = False
     generation._state.db = DEFAULT_DB_ALIAS
     return True
 
 
-_SETTLED_FIELDS = (
-    "status",
-    "images_delivered",
-    "charged_credits",
-    "http_status",
-    "error_code",
-    "error_param",
-    "error_message",
-    "finished_at",
-    "latency_ms",
-)
+# - Settle: the outcome recorded, the images stored, the hold released and the charge made -----
 
 
 @cache
-def _settled_fields() -> list[Any]:
-    return [Generation._meta.get_field(name) for name in _SETTLED_FIELDS]
+def _image_columns() -> list[Field[Any, Any]]:
+    # The generation and its owner come from the claimed row.
+    return [
+        f
+        for f in Image._meta.concrete_fields
+        if not f.primary_key and f.name not in ("generation", "user")
+    ]
 
 
-_IMAGE_COLUMNS = (
-    "token",
-    "index",
-    "file",
-    "content_type",
-    "width",
-    "height",
-    "bytes",
-    "created_at",
-)
-_IMAGE_TYPES = ("text", "integer", "text", "text", "integer", "integer", "integer", "timestamptz")
+def _generation_field(name: str) -> Field[Any, Any]:
+    field = Generation._meta.get_field(name)
+    assert isinstance(field, Field)
+    return field
 
 
 @cache
-def _settle_sql(image_count: int) -> str:
-    generation = Generation._meta.db_table
-    image = Image._meta.db_table
-    account = CreditAccount._meta.db_table
-    ledger = LedgerEntry._meta.db_table
-    assignments = ", ".join(f"{field.column} = %s::{_cast(field)}" for field in _settled_fields())
+def _settle_sql(settled: tuple[str, ...], image_count: int) -> str:
+    generation = _quote(Generation._meta.db_table)
+    image = _quote(Image._meta.db_table)
+    assignments = ", ".join(
+        f"{_quote(field.column)} = {_placeholder('o_', field)}"
+        for field in map(_generation_field, settled)
+    )
     images = ""
     if image_count:
-        row = "(" + ", ".join(f"%s::{t}" for t in _IMAGE_TYPES) + ")"
-        columns = ", ".join(connection.ops.quote_name(c) for c in _IMAGE_COLUMNS)
+        fields = _image_columns()
+        rows = ", ".join(
+            "(" + ", ".join(_placeholder(f"i{index}_", f) for f in fields) + ")"
+            for index in range(image_count)
+        )
+        columns = ", ".join(_quote(f.column) for f in fields)
         images = f""", stored AS (
             INSERT INTO {image} (generation_id, user_id, {columns})
-            SELECT claimed.id, claimed.user_id, v.* FROM claimed,
-                (VALUES {", ".join([row] * image_count)}) AS v
+            SELECT claimed.id, claimed.user_id, v.* FROM claimed, (VALUES {rows}) AS v
             RETURNING id, "index"
         )"""  # noqa: S608 (names from the models, values are parameters)
     image_ids = (
         'ARRAY(SELECT id FROM stored ORDER BY "index")' if image_count else "ARRAY[]::integer[]"
     )
-    # The claim is conditional on the row being unsettled and on the ledger holding the
-    # reservation the caller names (as billing.settle checks): the release below gives back
-    # exactly what was held, once.
+    reference = "%(g_reference)s::text"
+    # The claim is conditional on the row being unsettled and on billing's condition for the
+    # settlement (the hold it releases is the one the ledger has): exactly once, exactly that.
+    settles = statements.settles(moves.SETTLE, reference=reference, user=f"{generation}.user_id")
     return f"""
         WITH claimed AS (
             UPDATE {generation} SET {assignments}
-            WHERE id = %s::bigint AND status IN ('queued', 'running') AND EXISTS (
-                SELECT 1 FROM {ledger}
-                WHERE idempotency_key = %s::text AND amount_credits = -%s::bigint
-            ) AND EXISTS (
-                SELECT 1 FROM {account} WHERE {account}.user_id = {generation}.user_id
-            )
+            WHERE id = %(g_id)s::bigint AND status IN ({_unsettled()}) AND {settles}
             RETURNING id, user_id
-        ){images}, moved AS (
-            UPDATE {account}
-            SET balance_credits = balance_credits + %s::bigint, updated_at = %s::timestamptz
-            WHERE user_id = (SELECT user_id FROM claimed)
-            RETURNING id, balance_credits
-        ), written AS (
-            INSERT INTO {ledger} (account_id, kind, amount_credits, balance_after_credits,
-                                  reference, description, idempotency_key, created_at)
-            SELECT moved.id, v.kind, v.amount, moved.balance_credits + v.after_offset,
-                   %s::text, v.description, v.idempotency_key, %s::timestamptz
-            FROM moved, (VALUES (%s::text, %s::bigint, %s::bigint, %s::text, %s::text),
-                                (%s::text, %s::bigint, %s::bigint, %s::text, %s::text))
-                 AS v(kind, amount, after_offset, description, idempotency_key)
-            WHERE v.amount <> 0 OR v.kind = %s::text
-            RETURNING id
-        )
-        SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM moved),
-               (SELECT count(*) FROM written), {image_ids}
+        ){images}, {statements.move_cte(moves.SETTLE, user="(SELECT user_id FROM claimed)")},
+        {statements.lines_cte(moves.SETTLE, reference=reference)}
+        SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM {statements.MOVED}),
+               (SELECT count(*) FROM {statements.WRITTEN}), {image_ids}
     """  # noqa: S608 (table and column names come from the models, values are parameters)
 
 
@@ -297,17 +287,18 @@ def settle_generation(
     generation: Generation,
     outcome: dict[str, Any],
     images: list[Image],
+    settlement: Mapping[str, int],
     *,
     description: str,
     now: datetime,
 ) -> bool:
-    """Claim ``generation`` with ``outcome``, insert ``images`` (unsaved; their ids are set),
-    release its reservation and charge ``outcome["charged_credits"]``, in one statement, exactly
-    as ``billing.settle`` writes it. False, with nothing written, if the row was already
-    settled (the reconciler got there first). ValueError if it has no such reservation."""
-    params = _settle_params(generation, outcome, images, description=description, now=now)
-    row = _execute(_settle_sql(len(images)), params)
-    if _settled(generation, outcome, images, row):
+    """Claim ``generation`` with ``outcome`` (its settled fields), insert ``images`` (unsaved;
+    their ids are set) and make ``moves.SETTLE`` with ``settlement``'s quantities, in one
+    statement, exactly as ``billing.settle`` writes it. False, with nothing written, if the row
+    was already settled (the reconciler got there first). ValueError if it has no such hold."""
+    sql = _settle_sql(tuple(outcome), len(images))
+    params = _settle_params(generation, outcome, images, settlement, description, now)
+    if _settled(generation, images, settlement, _execute(sql, params)):
         return True
     _check_unclaimed(generation)
     return False
@@ -317,13 +308,14 @@ async def asettle_generation(
     generation: Generation,
     outcome: dict[str, Any],
     images: list[Image],
+    settlement: Mapping[str, int],
     *,
     description: str,
     now: datetime,
 ) -> bool:
-    params = _settle_params(generation, outcome, images, description=description, now=now)
-    row = await asyncdb.fetchone(_settle_sql(len(images)), params)
-    if _settled(generation, outcome, images, row):
+    sql = _settle_sql(tuple(outcome), len(images))
+    params = _settle_params(generation, outcome, images, settlement, description, now)
+    if _settled(generation, images, settlement, await asyncdb.fetchone(sql, params)):
         return True
     # Rare (a row the reconciler settled first): the ORM explains why, on a thread.
     await asyncdb.on_a_thread(_check_unclaimed, generation)
@@ -334,34 +326,26 @@ def _settle_params(
     generation: Generation,
     outcome: dict[str, Any],
     images: list[Image],
-    *,
+    settlement: Mapping[str, int],
     description: str,
     now: datetime,
-) -> list[Any]:
-    reference = generation.ledger_reference
-    reserved, charged = generation.reserved_credits, outcome["charged_credits"]
+) -> dict[str, Any]:
     wrapper = connections[DEFAULT_DB_ALIAS]
-    params: list[Any] = [
-        field.get_db_prep_save(outcome[field.name], wrapper) for field in _settled_fields()
-    ]
-    params += [generation.pk, f"{reference}:reserve", reserved]
-    for image in images:
-        params += [getattr(image, column) for column in _IMAGE_COLUMNS[:2]]
-        params += [image.file.name, image.content_type, image.width, image.height, image.bytes]
-        params.append(image.created_at)
-    params += [reserved - charged, now, reference, now]
-    # The release (the balance before the charge), then the charge: billing.settle's two lines.
-    params += [Kind.RELEASE, reserved, charged, f"Released hold: {description}"[:255]]
-    params.append(f"{reference}:release")
-    params += [Kind.CHARGE, -charged, 0, description[:255], f"{reference}:charge"]
-    params.append(Kind.RELEASE)
+    params: dict[str, Any] = {"g_id": generation.pk, "g_reference": generation.ledger_reference}
+    for name, value in outcome.items():
+        field = _generation_field(name)
+        params[f"o_{field.attname}"] = field.get_db_prep_save(value, wrapper)
+    for index, image in enumerate(images):
+        params.update(_prepared(f"i{index}_", _image_columns(), image))
+    texts = {"description": description}
+    params.update(statements.params(moves.SETTLE, settlement, texts, now=now))
     return params
 
 
 def _check_unclaimed(generation: Generation) -> None:
-    """Why a settlement claimed nothing: settled already (fine), or no such reservation."""
+    """Why a settlement claimed nothing: settled already (fine), or no such hold."""
     unsettled = Generation.objects.filter(
-        pk=generation.pk, status__in=[Generation.Status.QUEUED, Generation.Status.RUNNING]
+        pk=generation.pk, status__in=Generation.UNSETTLED
     ).exists()
     if unsettled:
         raise ValueError(
@@ -371,13 +355,12 @@ def _check_unclaimed(generation: Generation) -> None:
 
 
 def _settled(
-    generation: Generation, outcome: dict[str, Any], images: list[Image], row: Any
+    generation: Generation, images: list[Image], settlement: Mapping[str, int], row: Any
 ) -> bool:
     claimed, moved, written, image_ids = row
-    charged = outcome["charged_credits"]
     if not claimed:
         return False
-    if not moved or written != (2 if charged else 1):
+    if not moved or written != statements.lines_written(moves.SETTLE, settlement):
         # Cannot happen: the claim required the account row, which is PROTECTed. Stop loudly.
         raise RuntimeError(f"settling {generation.public_id} wrote {moved} moves, {written} lines")
     for image, image_id in zip(images, image_ids, strict=True):

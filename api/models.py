@@ -8,6 +8,9 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+# A generation's money is recorded in the ledger under "gen:<id>" (billing knows no images).
+LEDGER_REFERENCE_PREFIX = "gen:"
+
 
 def new_public_id() -> str:
     return f"gen_{secrets.token_hex(12)}"
@@ -34,6 +37,9 @@ class Generation(models.Model):
     class Source(models.TextChoices):
         API = "api", "API"
         PLAYGROUND = "playground", "Playground"
+
+    # Not settled yet: its credits are still held, and exactly one settlement may claim it.
+    UNSETTLED = (Status.QUEUED, Status.RUNNING)
 
     # Unique by a constraint rather than unique=True, and the user's rows found by the
     # (user, -created_at) index: PostgreSQL then keeps no extra LIKE-pattern and user_id indexes,
@@ -126,7 +132,7 @@ class Generation(models.Model):
 
     @property
     def ledger_reference(self) -> str:
-        return f"gen:{self.pk}"
+        return f"{LEDGER_REFERENCE_PREFIX}{self.pk}"
 
     @property
     def credits_not_charged(self) -> int:
@@ -135,7 +141,7 @@ class Generation(models.Model):
 
     @property
     def is_finished(self) -> bool:
-        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+        return self.status not in self.UNSETTLED
 
 
 class Image(models.Model):

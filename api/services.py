@@ -167,11 +167,11 @@ def request_fingerprint(body: bytes) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def price_per_image(spec: GenerationSpec) -> int:
-    """Credits for each image ``spec`` asks for: what is reserved per image, and what each
-    delivered one costs. ApiError(503) when the price table has no row for it."""
+def quote(spec: GenerationSpec) -> billing.Quote:
+    """What ``spec`` costs: what is held for it, and what each delivered image is charged.
+    ApiError(503) when the price table has no row for it."""
     try:
-        return billing.price_per_image(spec.model.id, spec.size.tier)
+        return billing.quote(spec.model.id, spec.size.tier, spec.n)
     except billing.UnknownPrice:
         logger.error("no price for %s tier %r: add one in the admin", spec.model.id, spec.size.tier)
         raise ApiError(
@@ -196,18 +196,18 @@ def begin_generation(
     """Price, record and reserve, atomically. Raises billing.InsufficientCredits (ApiError 402
     when the account owes credits after a refund or dispute), IdempotentReplay or
     IdempotencyMismatch; a refusal for credits leaves a failed row for the usage log."""
-    price = price_per_image(spec)
+    priced = quote(spec)
     now = timezone.now()
-    fields = _generation_fields(user, spec, source, api_key, public_id, price, now)
+    fields = _generation_fields(user, spec, source, api_key, public_id, priced, now)
     if idempotency_key:
         _check_idempotency(user, idempotency_key, request_hash, now)
     elif hotpath.available():
         generation = Generation(**fields)
-        if hotpath.open_generation(generation, _describe(generation)):
+        if hotpath.open_generation(generation, priced.hold(), _describe(generation)):
             metrics.generation_reserved(generation)
             return generation
         # Refused for credits: the ORM path below records and explains the refusal.
-    return _begin_with_orm(fields, user, idempotency_key, request_hash, now)
+    return _begin_with_orm(fields, priced, user, idempotency_key, request_hash, now)
 
 
 async def abegin_generation(
@@ -216,15 +216,15 @@ async def abegin_generation(
     """``begin_generation`` for an API request without an Idempotency-Key, on the server's
     event loop (api/asyncdb.py). A refusal, or a price list due for a refresh, takes the
     synchronous path on a thread."""
-    price = billing.cached_price_per_image(spec.model.id, spec.size.tier)
-    if price is None:  # the price list is due for a refresh, or has no such price (503)
+    priced = billing.cached_quote(spec.model.id, spec.size.tier, spec.n)
+    if priced is None:  # the price list is due for a refresh, or has no such price (503)
         return await asyncdb.on_a_thread(
             begin_generation, user=user, spec=spec, api_key=api_key, public_id=public_id
         )
     now = timezone.now()
-    fields = _generation_fields(user, spec, Generation.Source.API, api_key, public_id, price, now)
+    fields = _generation_fields(user, spec, Generation.Source.API, api_key, public_id, priced, now)
     generation = Generation(**fields)
-    if await hotpath.aopen_generation(generation, _describe(generation)):
+    if await hotpath.aopen_generation(generation, priced.hold(), _describe(generation)):
         metrics.generation_reserved(generation)
         return generation
     # Refused for credits: the ORM path records and explains the refusal.
@@ -239,7 +239,7 @@ def _generation_fields(
     source: str,
     api_key: ApiKey | None,
     public_id: str | None,
-    price: int,
+    priced: billing.Quote,
     now: datetime,
 ) -> dict[str, Any]:
     fields: dict[str, Any] = {
@@ -255,8 +255,8 @@ def _generation_fields(
         "n": spec.n,
         "response_format": spec.response_format,
         "params": spec.params(),
-        "price_per_image_credits": price,
-        "reserved_credits": price * spec.n,
+        "price_per_image_credits": priced.per_image_credits,
+        "reserved_credits": priced.held_credits,
         "created_at": now,
         "deadline_at": now + timedelta(seconds=settings.GENERATION_DEADLINE_SECONDS),
     }
@@ -269,6 +269,7 @@ def _generation_fields(
 
 def _begin_with_orm(
     fields: dict[str, Any],
+    priced: billing.Quote,
     user: User,
     idempotency_key: str | None,
     request_hash: str,
@@ -279,11 +280,12 @@ def _begin_with_orm(
             generation = Generation.objects.create(
                 idempotency_key=idempotency_key or "", request_hash=request_hash, **fields
             )
-            billing.reserve(
+            billing.hold(
                 user.pk,
-                generation.reserved_credits,
+                priced.hold(),
                 reference=generation.ledger_reference,
                 description=_describe(generation),
+                now=now,
             )
     except IntegrityError:
         if not idempotency_key:
@@ -346,7 +348,16 @@ def _check_idempotency(user: User, key: str, request_hash: str, now: datetime) -
 
 
 def _describe(generation: Generation) -> str:
+    """The words of a generation's hold in the customer's ledger."""
     return f"{generation.n} x {generation.model} {generation.size} ({generation.public_id})"
+
+
+def _describe_settlement(generation: Generation, delivered: int) -> str:
+    """The words of a generation's release and charge in the customer's ledger."""
+    return (
+        f"{delivered} of {generation.n} images, "
+        f"{generation.model} {generation.size} ({generation.public_id})"
+    )
 
 
 def upstream_request(generation: Generation) -> upstream.UpstreamRequest:
@@ -380,14 +391,12 @@ def complete_generation(
 ) -> Completed:
     """Store what was delivered and settle the money, exactly once."""
     stored = _store_delivered(outcomes)
-    settlement = _Settlement.of(generation, outcomes, stored, latency_ms)
     try:
+        settlement = _Settlement.of(generation, outcomes, stored, latency_ms)
         if hotpath.available():
             claimed = hotpath.settle_generation(generation, **settlement.written())
         else:
-            claimed = _settle_with_orm(
-                generation, settlement.outcome, settlement.images, settlement.description
-            )
+            claimed = _settle_with_orm(generation, settlement)
     finally:
         # Even when the settlement fails (the reconciler then refunds the row), the slot goes
         # back. The files stay: a failure can come after the commit, and they may be charged.
@@ -406,8 +415,8 @@ async def acomplete_generation(
     else:
         # A local file is written faster than a thread would take to start writing it.
         stored = _store_delivered(outcomes)
-    settlement = _Settlement.of(generation, outcomes, stored, latency_ms)
     try:
+        settlement = _Settlement.of(generation, outcomes, stored, latency_ms)
         claimed = await hotpath.asettle_generation(generation, **settlement.written())
     finally:
         await ratelimits.arelease(generation.user_id, generation.api_key_id, generation.public_id)
@@ -439,12 +448,23 @@ def _too_late(generation: Generation, stored: list[_Stored]) -> Completed:
     return Completed(generation, [])
 
 
+def _quote_of(generation: Generation) -> billing.Quote:
+    """The quote ``generation`` was accepted with, from the figures its row keeps."""
+    return billing.Quote.of_hold(
+        per_image_credits=generation.price_per_image_credits,
+        images=generation.n,
+        held_credits=generation.reserved_credits,
+    )
+
+
 @dataclass
 class _Settlement:
-    """What settling a generation writes: its outcome, its image rows, the ledger's words."""
+    """What settling a generation writes: its outcome (the row's settled fields), its image
+    rows, the money (billing's settlement quantities) and the ledger's words."""
 
     outcome: dict[str, Any]
     images: list[Image]
+    money: dict[str, int]
     description: str
     now: datetime
 
@@ -457,13 +477,13 @@ class _Settlement:
         latency_ms: int,
     ) -> _Settlement:
         failures = [o for o in outcomes if isinstance(o, Failure)]
-        charged = generation.price_per_image_credits * len(stored)
+        money = _quote_of(generation).settlement(images_delivered=len(stored))
         error = None if stored else failure_error(failures)
         now = timezone.now()
         outcome: dict[str, Any] = {
             "status": Generation.Status.SUCCEEDED if stored else Generation.Status.FAILED,
             "images_delivered": len(stored),
-            "charged_credits": charged,
+            "charged_credits": billing.charged_credits(money),
             "http_status": error.status if error else 200,
             "error_code": (error.code or "") if error else _partial_note(failures),
             "error_param": (error.param or "") if error else "",
@@ -488,17 +508,14 @@ class _Settlement:
             )
             for index, image, token, name in stored
         ]
-        description = (
-            f"{len(stored)} of {generation.n} images, "
-            f"{generation.model} {generation.size} ({generation.public_id})"
-        )
-        return cls(outcome, images, description, now)
+        return cls(outcome, images, money, _describe_settlement(generation, len(stored)), now)
 
     def written(self) -> dict[str, Any]:
         """hotpath.settle_generation's arguments after the generation."""
         return {
             "outcome": self.outcome,
             "images": self.images,
+            "settlement": self.money,
             "description": self.description,
             "now": self.now,
         }
@@ -514,21 +531,19 @@ class _Settlement:
         return Completed(generation, self.images, data)
 
 
-def _settle_with_orm(
-    generation: Generation, outcome: dict[str, Any], images: list[Image], description: str
-) -> bool:
+def _settle_with_orm(generation: Generation, settlement: _Settlement) -> bool:
     with transaction.atomic():
         claimed = Generation.objects.filter(
-            pk=generation.pk, status__in=[Generation.Status.QUEUED, Generation.Status.RUNNING]
-        ).update(**outcome)
+            pk=generation.pk, status__in=Generation.UNSETTLED
+        ).update(**settlement.outcome)
         if claimed:
-            Image.objects.bulk_create(images)
+            Image.objects.bulk_create(settlement.images)
             billing.settle(
                 generation.user_id,
+                settlement.money,
                 reference=generation.ledger_reference,
-                reserved_credits=generation.reserved_credits,
-                charged_credits=outcome["charged_credits"],
-                description=description,
+                description=settlement.description,
+                now=settlement.now,
             )
     return bool(claimed)
 
@@ -725,13 +740,13 @@ def reconcile_stuck_generations(now: datetime | None = None) -> int:
     now = now or timezone.now()
     _redispatch_lost_runs(now)
     stuck = Generation.objects.filter(
-        status__in=[Generation.Status.QUEUED, Generation.Status.RUNNING], deadline_at__lt=now
+        status__in=Generation.UNSETTLED, deadline_at__lt=now
     ).values_list("pk", flat=True)[:500]
     count = 0
     for pk in stuck:
         if _fail_and_release(
             pk,
-            [Generation.Status.QUEUED, Generation.Status.RUNNING],
+            list(Generation.UNSETTLED),
             now,
             message="The generation did not finish in time. You were not charged.",
             note="expired, nothing delivered",
@@ -761,10 +776,10 @@ def _fail_and_release(
         ratelimits.release(generation.user_id, generation.api_key_id, generation.public_id)
         billing.settle(
             generation.user_id,
+            _quote_of(generation).settlement(images_delivered=0),
             reference=generation.ledger_reference,
-            reserved_credits=generation.reserved_credits,
-            charged_credits=0,
             description=f"{note} ({generation.public_id})",
+            now=now,
         )
     metrics.generation_settled(generation)
     return True

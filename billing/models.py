@@ -67,20 +67,47 @@ class CreditAccount(models.Model):
         return f"{self.user} ({self.balance_credits} credits)"
 
 
+class LedgerKind(models.TextChoices):
+    GRANT = "grant", "Grant"
+    TOP_UP = "top_up", "Top-up"
+    RESERVE = "reserve", "Reserve"
+    RELEASE = "release", "Release"
+    CHARGE = "charge", "Charge"
+    REFUND = "refund", "Refund"
+    ADJUSTMENT = "adjustment", "Adjustment"
+    PROMO = "promo", "Promotion code"
+    # A card payment refunded or disputed: its credits taken back (as far as the balance goes).
+    REVERSAL = "reversal", "Payment reversed"
+    # Credits that arrived while the account owed some, paying what was owed.
+    DEBT_PAYMENT = "debt_payment", "Debt paid"
+
+    @classmethod
+    def sign_of(cls, kind: str) -> int:
+        """+1 for a kind that adds credits, -1 for one that takes them (a reversal may take
+        nothing), 0 for one that goes either way."""
+        return LEDGER_KIND_SIGNS[cls(kind)]
+
+
+LEDGER_KIND_SIGNS: dict[str, int] = {
+    LedgerKind.GRANT: 1,
+    LedgerKind.TOP_UP: 1,
+    LedgerKind.RELEASE: 1,
+    LedgerKind.REFUND: 1,
+    LedgerKind.PROMO: 1,
+    LedgerKind.RESERVE: -1,
+    LedgerKind.CHARGE: -1,
+    LedgerKind.REVERSAL: -1,
+    LedgerKind.DEBT_PAYMENT: -1,
+    LedgerKind.ADJUSTMENT: 0,
+}
+
+
+def _kinds_signed(sign: int) -> list[str]:
+    return sorted(str(kind) for kind, s in LEDGER_KIND_SIGNS.items() if s == sign)
+
+
 class LedgerEntry(models.Model):
-    class Kind(models.TextChoices):
-        GRANT = "grant", "Grant"
-        TOP_UP = "top_up", "Top-up"
-        RESERVE = "reserve", "Reserve"
-        RELEASE = "release", "Release"
-        CHARGE = "charge", "Charge"
-        REFUND = "refund", "Refund"
-        ADJUSTMENT = "adjustment", "Adjustment"
-        PROMO = "promo", "Promotion code"
-        # A card payment refunded or disputed: its credits taken back (as far as the balance goes).
-        REVERSAL = "reversal", "Payment reversed"
-        # Credits that arrived while the account owed some, paying what was owed.
-        DEBT_PAYMENT = "debt_payment", "Debt paid"
+    Kind = LedgerKind
 
     # Found by account through the (account, -created_at) index. Every request writes two or
     # three lines, so the table keeps no redundant index (no account_id or LIKE-pattern ones).
@@ -108,6 +135,13 @@ class LedgerEntry(models.Model):
             models.CheckConstraint(
                 condition=models.Q(balance_after_credits__gte=0),
                 name="billing_ledger_balance_after_not_negative",
+            ),
+            # Each kind's sign (LEDGER_KIND_SIGNS), kept by the database whoever writes the line.
+            models.CheckConstraint(
+                condition=models.Q(kind__in=_kinds_signed(1), amount_credits__gte=0)
+                | models.Q(kind__in=_kinds_signed(-1), amount_credits__lte=0)
+                | models.Q(kind__in=_kinds_signed(0)),
+                name="billing_ledger_kind_sign",
             ),
         ]
         indexes = [

@@ -1,21 +1,23 @@
 """Every change to a balance. Each is atomic, locks the account row, and appends ledger rows.
 
-The balance changes only here, in the same transaction as the ledger row that explains it, so the
-balance always equals the sum of the account's ledger.
+The balance changes only here (and in the PostgreSQL form of the same moves, ``statements``), in
+the same transaction as the ledger rows that explain it, so the balance always equals the sum of
+the account's ledger. What each move writes is defined once, in ``moves``; this module is the
+ORM's implementation of those definitions, for every database.
 
-A generation's money moves in three steps, each a ledger line the customer can see:
-``reserve`` (-price of everything asked for) when it starts; at the end ``release`` (+the same
-amount) and ``charge`` (-price of what was delivered), written together in one transaction.
+A generation's money moves in two steps, each with ledger lines the customer can see: ``hold``
+(``reserve``: -the quote's price of everything asked for) when it starts; at the end ``settle``
+(``release``: +the same amount, and ``charge``: -the quote's price of what was delivered),
+written together in one transaction.
 """
 
 from __future__ import annotations
 
-import time
 import uuid
-from dataclasses import dataclass
-from decimal import Decimal
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime
 
-from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Greatest
@@ -23,45 +25,36 @@ from django.utils import timezone
 
 from accounts.models import User
 
+from . import moves
+from .errors import (  # noqa: F401 (raised here; callers catch them from here)
+    BillingError,
+    CreditsOwed,
+    InsufficientCredits,
+    PromoCodeRefused,
+    UnknownPrice,
+)
 from .models import (
     CreditAccount,
     DebtEntry,
     LedgerEntry,
-    Price,
     PromoCode,
     PromoRedemption,
     normalise_code,
 )
+from .pricing import (  # noqa: F401 (the money API callers use, in one place)
+    Quote,
+    cached_price_per_image,
+    cached_quote,
+    charged_credits,
+    credits_for_cents,
+    credits_to_usd,
+    format_usd,
+    price_list,
+    price_per_image,
+    quote,
+)
 
 Kind = LedgerEntry.Kind
-
-
-class BillingError(Exception):
-    pass
-
-
-class InsufficientCredits(BillingError):
-    def __init__(self, *, needed_credits: int, balance_credits: int) -> None:
-        super().__init__(f"needs {needed_credits} credits, balance is {balance_credits}")
-        self.needed_credits = needed_credits
-        self.balance_credits = balance_credits
-
-
-class CreditsOwed(InsufficientCredits):
-    """The account owes credits after a refund or dispute: no new work until they are paid."""
-
-    def __init__(self, *, needed_credits: int, balance_credits: int, owed_credits: int) -> None:
-        super().__init__(needed_credits=needed_credits, balance_credits=balance_credits)
-        self.args = (f"owes {owed_credits} credits after a refund or dispute",)
-        self.owed_credits = owed_credits
-
-
-class UnknownPrice(BillingError):
-    pass
-
-
-class PromoCodeRefused(BillingError):
-    """A code that cannot be redeemed; the message is meant for the customer."""
 
 
 @dataclass(frozen=True)
@@ -80,25 +73,15 @@ class Settlement:
     balance_credits: int
 
 
-def credits_to_usd(credits: int) -> Decimal:
-    """The exact dollar value of a number of credits (for display; never stored)."""
-    return Decimal(credits) / Decimal(settings.CREDITS_PER_USD)
-
-
-def format_usd(credits: int) -> str:
-    return f"{credits_to_usd(credits).quantize(Decimal('0.0001')):f}"
-
-
 def _move(
-    user_id: int, delta_credits: int, *, unless_owing: bool = False
+    user_id: int, delta_credits: int, *, unless_owing: bool = False, now: datetime | None = None
 ) -> tuple[int, int] | None:
     """Add ``delta_credits`` to the user's balance unless that would take it below zero (or,
     with ``unless_owing``, unless the account owes credits).
 
     One statement checks, changes and locks the account row until the transaction ends, and
     returns (account id, new balance); None when there is no account or the check fails.
-    Raw SQL because the ORM cannot say UPDATE ... RETURNING (PostgreSQL and SQLite 3.35+ can),
-    and because this is the hottest statement of every request.
+    Raw SQL because the ORM cannot say UPDATE ... RETURNING (PostgreSQL and SQLite 3.35+ can).
     """
     table = CreditAccount._meta.db_table
     owing = " AND owed_credits = 0" if unless_owing else ""
@@ -107,10 +90,52 @@ def _move(
             f"UPDATE {table} SET balance_credits = balance_credits + %s, updated_at = %s "  # noqa: S608
             f"WHERE user_id = %s AND balance_credits + %s >= 0{owing} "
             "RETURNING id, balance_credits",
-            [delta_credits, timezone.now(), user_id, delta_credits],
+            [delta_credits, now or timezone.now(), user_id, delta_credits],
         )
         row = cursor.fetchone()
     return None if row is None else (int(row[0]), int(row[1]))
+
+
+def _write(
+    move: moves.Move,
+    quantities: Mapping[str, int],
+    texts: Mapping[str, str],
+    moved: tuple[int, int],
+    now: datetime | None = None,
+) -> list[LedgerEntry]:
+    """Inside the caller's transaction, once the balance has moved (``moved``: the account and
+    its new balance): append the move's ledger lines, in order."""
+    account_id, balance = moved
+    rows = [
+        LedgerEntry(
+            account_id=account_id,
+            reference=texts["reference"],
+            created_at=now or timezone.now(),
+            **asdict(entry),
+        )
+        for entry in moves.entries(move, quantities, texts, balance)
+    ]
+    if len(rows) == 1:
+        rows[0].save()
+    else:
+        LedgerEntry.objects.bulk_create(rows)
+    return rows
+
+
+def _make(
+    move: moves.Move,
+    user_id: int,
+    quantities: Mapping[str, int],
+    texts: Mapping[str, str],
+    now: datetime | None = None,
+) -> tuple[tuple[int, int], list[LedgerEntry]] | None:
+    """Make ``move`` inside the caller's transaction: the balance moved and the lines written;
+    None, with nothing written, when the balance cannot cover it (or the account owes)."""
+    move.check(quantities)
+    moved = _move(user_id, move.delta(quantities), unless_owing=move.unless_owing, now=now)
+    if moved is None:
+        return None
+    return moved, _write(move, quantities, texts, moved, now)
 
 
 def _ensure_account(user_id: int) -> None:
@@ -123,25 +148,12 @@ def _ensure_account(user_id: int) -> None:
         pass  # created by a concurrent transaction
 
 
-def _entry(
-    account_id: int,
-    kind: str,
-    amount_credits: int,
-    balance_after_credits: int,
-    *,
-    reference: str,
-    idempotency_key: str,
-    description: str,
-) -> LedgerEntry:
-    return LedgerEntry(
-        account_id=account_id,
-        kind=kind,
-        amount_credits=amount_credits,
-        balance_after_credits=balance_after_credits,
-        reference=reference,
-        idempotency_key=idempotency_key,
-        description=description[:255],
-    )
+def _lock(user_id: int) -> tuple[int, int]:
+    """Inside the caller's transaction: lock the user's account row (a move of zero) and
+    return (account id, balance)."""
+    locked = _move(user_id, 0)
+    assert locked is not None, f"no credit account for user {user_id}"
+    return locked
 
 
 def balance_credits(user: User) -> int:
@@ -162,27 +174,20 @@ def grant(
     same transaction (a ``debt_payment`` line after this one)."""
     if credits <= 0:
         raise ValueError("A grant adds a positive number of credits")
+    move = moves.CREDIT[Kind(kind)]
     _ensure_account(user.pk)
     with transaction.atomic():
-        # A move of zero locks the account before we look for an earlier grant with this key.
-        locked = _move(user.pk, 0)
-        assert locked is not None
+        # Locked before we look for an earlier grant with this key.
+        account_id, _ = _lock(user.pk)
         existing = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
-            if existing.account_id != locked[0]:
+            if existing.account_id != account_id:
                 raise ValueError(f"Idempotency key {idempotency_key!r} belongs to another account")
             return existing
-        account_id, balance = _move(user.pk, credits) or locked
-        entry = _entry(
-            account_id,
-            kind,
-            credits,
-            balance,
-            reference=reference,
-            idempotency_key=idempotency_key,
-            description=description,
-        )
-        entry.save()
+        texts = {"reference": reference, "key": idempotency_key, "description": description}
+        made = _make(move, user.pk, {"credits": credits}, texts)
+        assert made is not None  # a move that adds is never refused
+        (account_id, balance), (entry,) = made
         CreditAccount.objects.filter(pk=account_id).update(
             lifetime_credits=F("lifetime_credits") + credits
         )
@@ -197,29 +202,21 @@ def _pay_debt(account_id: int, balance: int, *, user_id: int, idempotency_key: s
     paid = min(owed, balance)
     if paid <= 0:
         return
-    moved = _move(user_id, -paid)
-    assert moved is not None
     still_owed = owed - paid
-    CreditAccount.objects.filter(pk=account_id).update(owed_credits=still_owed)
-    key = f"{idempotency_key}:debt"
     description = f"Paid {paid} credits owed after a refund or dispute" + (
         f" ({still_owed} still owed)" if still_owed else ""
     )
-    _entry(
-        account_id,
-        Kind.DEBT_PAYMENT,
-        -paid,
-        moved[1],
-        reference="debt",
-        idempotency_key=key,
-        description=description,
-    ).save()
+    texts = {"reference": "debt", "key": idempotency_key, "description": description}
+    made = _make(moves.DEBT_PAYMENT, user_id, {"paid_credits": paid}, texts)
+    assert made is not None  # paid is at most the balance
+    _, (entry,) = made
+    CreditAccount.objects.filter(pk=account_id).update(owed_credits=still_owed)
     DebtEntry(
         account_id=account_id,
         amount_credits=-paid,
         owed_after_credits=still_owed,
         reference="debt",
-        idempotency_key=key,
+        idempotency_key=entry.idempotency_key,
         description=description,
     ).save()
 
@@ -246,9 +243,7 @@ def take_back(
         raise ValueError("A reversal takes back a positive number of credits")
     _ensure_account(user_id)
     with transaction.atomic():
-        locked = _move(user_id, 0)
-        assert locked is not None
-        account_id, balance = locked
+        account_id, balance = _lock(user_id)
         if LedgerEntry.objects.filter(idempotency_key=idempotency_key).exists():
             return None
         taken = min(credits, balance)
@@ -256,22 +251,17 @@ def take_back(
         CreditAccount.objects.filter(pk=account_id).update(
             lifetime_credits=Greatest(F("lifetime_credits") - credits, Value(0))
         )
-        if taken:
-            moved = _move(user_id, -taken)
-            assert moved is not None
-            balance = moved[1]
         detail = f"{credits} credits taken back"
         if owed:
             detail += f", {owed} of them owed because the balance could not cover them"
-        _entry(
-            account_id,
-            Kind.REVERSAL,
-            -taken,
-            balance,
-            reference=reference,
-            idempotency_key=idempotency_key,
-            description=f"{description}: {detail}",
-        ).save()
+        texts = {
+            "reference": reference,
+            "key": idempotency_key,
+            "description": f"{description}: {detail}",
+        }
+        made = _make(moves.REVERSAL, user_id, {"taken_credits": taken}, texts)
+        assert made is not None  # taken is at most the balance
+        (_, balance), _ = made
         if owed:
             total_owed = (
                 CreditAccount.objects.filter(pk=account_id).values_list("owed_credits", flat=True)[
@@ -289,11 +279,6 @@ def take_back(
                 description=description,
             ).save()
     return Reversal(taken_credits=taken, owed_credits=owed, balance_credits=balance)
-
-
-def credits_for_cents(amount_cents: int) -> int:
-    """Credits an amount buys: whole credits, rounded down, the same integers as the ledger."""
-    return amount_cents * settings.CREDITS_PER_USD // 100
 
 
 def redeem_promo_code(user: User, code: str) -> LedgerEntry:
@@ -352,58 +337,51 @@ def adjust(user: User, credits: int, *, reason: str, operator: str) -> LedgerEnt
     if not reason:
         raise ValueError("An adjustment needs a reason")
     _ensure_account(user.pk)
+    texts = {
+        "reference": f"adjustment:{operator}"[:100],
+        "key": f"adjustment:{uuid.uuid4()}",
+        "description": f"{reason} (by {operator})",
+    }
     with transaction.atomic():
-        moved = _move(user.pk, credits)
-        if moved is None:
+        made = _make(moves.ADJUSTMENT, user.pk, {"credits": credits}, texts)
+        if made is None:
             raise InsufficientCredits(needed_credits=-credits, balance_credits=_balance_of(user.pk))
-        account_id, balance = moved
-        entry = _entry(
-            account_id,
-            Kind.ADJUSTMENT,
-            credits,
-            balance,
-            reference=f"adjustment:{operator}"[:100],
-            idempotency_key=f"adjustment:{uuid.uuid4()}",
-            description=f"{reason} (by {operator})",
-        )
-        entry.save()
+        (account_id, balance), (entry,) = made
         if credits > 0:
             _pay_debt(account_id, balance, user_id=user.pk, idempotency_key=entry.idempotency_key)
     return entry
 
 
-def reserve(user_id: int, credits: int, *, reference: str, description: str) -> LedgerEntry:
-    """Hold ``credits`` for the work named by ``reference``, or raise InsufficientCredits
-    (CreditsOwed, a kind of it, while the account owes credits after a refund or dispute).
+def hold(
+    user_id: int,
+    quantities: Mapping[str, int],
+    *,
+    reference: str,
+    description: str,
+    now: datetime | None = None,
+) -> LedgerEntry:
+    """Hold credits for the work named by ``reference`` (``quantities``: ``Quote.hold()``), or
+    raise InsufficientCredits (CreditsOwed, a kind of it, while the account owes credits after
+    a refund or dispute).
 
     Called inside the caller's transaction that records the work, so both exist or neither.
     """
-    if credits <= 0:
-        raise ValueError("A reservation holds a positive number of credits")
+    if quantities.get("held_credits", 0) <= 0:
+        raise ValueError("A hold takes a positive number of credits")
+    texts = {"reference": reference, "description": description}
     with transaction.atomic():
-        moved = _move(user_id, -credits, unless_owing=True)
-        if moved is None:
+        made = _make(moves.HOLD, user_id, quantities, texts, now)
+        if made is None:
+            needed = -moves.HOLD.delta(quantities)
             balance, owed = (
                 CreditAccount.objects.filter(user_id=user_id)
                 .values_list("balance_credits", "owed_credits")
                 .first()
             ) or (0, 0)
             if owed:
-                raise CreditsOwed(
-                    needed_credits=credits, balance_credits=balance, owed_credits=owed
-                )
-            raise InsufficientCredits(needed_credits=credits, balance_credits=balance)
-        account_id, balance = moved
-        entry = _entry(
-            account_id,
-            Kind.RESERVE,
-            -credits,
-            balance,
-            reference=reference,
-            idempotency_key=f"{reference}:reserve",
-            description=description,
-        )
-        entry.save()
+                raise CreditsOwed(needed_credits=needed, balance_credits=balance, owed_credits=owed)
+            raise InsufficientCredits(needed_credits=needed, balance_credits=balance)
+        _, (entry,) = made
     return entry
 
 
@@ -422,107 +400,47 @@ class _AlreadySettled(Exception):
 
 def settle(
     user_id: int,
+    quantities: Mapping[str, int],
     *,
     reference: str,
-    reserved_credits: int,
-    charged_credits: int,
     description: str,
+    now: datetime | None = None,
 ) -> Settlement | None:
-    """Release a reservation and charge what was delivered, once. None if already settled."""
-    if not 0 <= charged_credits <= reserved_credits:
-        raise ValueError("The charge must be between 0 and the reservation")
-    reserve_key, release_key = f"{reference}:reserve", f"{reference}:release"
+    """Release a hold and charge what was delivered (``quantities``: ``Quote.settlement(...)``),
+    once. None if already settled; ValueError if there is no such hold."""
+    move = moves.SETTLE
+    move.check(quantities)
+    held = quantities["held_credits"]
+    charged = charged_credits(quantities)
+    if not 0 <= charged <= held:
+        raise ValueError("The charge must be between 0 and the hold")
+    texts = {"reference": reference, "description": description}
+    assert move.settles is not None
     try:
         with transaction.atomic():
             # The balance moves first: that locks the account, so the checks below cannot race
             # another settlement, and a failed check rolls the move back with this savepoint.
-            moved = _move(user_id, reserved_credits - charged_credits)
+            moved = _move(user_id, move.delta(quantities), now=now)
             if moved is None:
                 raise ValueError(f"No credit account for user {user_id}")
-            account_id, balance = moved
+            expected = {
+                entry.idempotency_key: entry.amount_credits
+                for entry in moves.entries(move.settles, quantities, texts, 0)
+            }
+            own_key = moves.render(move.lines[0].key, texts)
             written = dict(
                 LedgerEntry.objects.filter(
-                    account_id=account_id, idempotency_key__in=[reserve_key, release_key]
+                    account_id=moved[0], idempotency_key__in=[*expected, own_key]
                 ).values_list("idempotency_key", "amount_credits")
             )
-            if release_key in written:
+            if own_key in written:
                 raise _AlreadySettled
-            # Release no more and no less than was held: the caller's figure must match.
-            if written.get(reserve_key) != -reserved_credits:
-                raise ValueError(f"No reservation of {reserved_credits} credits for {reference}")
-            # Two rows, one insert: the release (the balance before the charge), then the charge.
-            entries = [
-                _entry(
-                    account_id,
-                    Kind.RELEASE,
-                    reserved_credits,
-                    balance + charged_credits,
-                    reference=reference,
-                    idempotency_key=release_key,
-                    description=f"Released hold: {description}",
-                )
-            ]
-            if charged_credits:
-                entries.append(
-                    _entry(
-                        account_id,
-                        Kind.CHARGE,
-                        -charged_credits,
-                        balance,
-                        reference=reference,
-                        idempotency_key=f"{reference}:charge",
-                        description=description,
-                    )
-                )
-            LedgerEntry.objects.bulk_create(entries)
+            # Release no more and no less than was held: the caller's figures must match.
+            if any(written.get(key) != amount for key, amount in expected.items()):
+                raise ValueError(f"No reservation of {held} credits for {reference}")
+            _write(move, quantities, texts, moved, now)
     except _AlreadySettled:
         return None
     return Settlement(
-        charged_credits=charged_credits,
-        released_credits=reserved_credits - charged_credits,
-        balance_credits=balance,
+        charged_credits=charged, released_credits=held - charged, balance_credits=moved[1]
     )
-
-
-# The price table, read at most every PRICE_CACHE_SECONDS per process: every request needs a
-# price, and a query for it costs as much as the rest of the quote.
-_price_cache: tuple[float, dict[tuple[str, str], int]] = (0.0, {})
-
-
-def cached_price_per_image(model: str, size_tier: str) -> int | None:
-    """``price_per_image`` from the cached price list, never a query: None when the list is due
-    for a refresh or has no such price (for a caller on an event loop, which then asks
-    ``price_per_image`` on a thread)."""
-    read_at, prices = _price_cache
-    if time.monotonic() - read_at >= settings.PRICE_CACHE_SECONDS:
-        return None
-    return prices.get((model, size_tier), prices.get((model, "")))
-
-
-def _prices() -> dict[tuple[str, str], int]:
-    global _price_cache
-    read_at, prices = _price_cache
-    now = time.monotonic()
-    if now - read_at >= settings.PRICE_CACHE_SECONDS:
-        prices = {
-            (model, tier): credits
-            for model, tier, credits in Price.objects.values_list(
-                "model", "size_tier", "credits_per_image"
-            )
-        }
-        _price_cache = (now, prices)
-    return prices
-
-
-def price_per_image(model: str, size_tier: str) -> int:
-    """Credits for one delivered image of ``model`` at ``size_tier``, from the price table
-    (a tier's own row, else the model's row for any size)."""
-    prices = _prices()
-    price = prices.get((model, size_tier), prices.get((model, "")))
-    if price is None:
-        raise UnknownPrice(f"No price for {model} ({size_tier or 'any size'})")
-    return price
-
-
-def price_list() -> list[Price]:
-    return list(Price.objects.all())

@@ -56,10 +56,10 @@ def test_an_account_that_owes_credits_gets_402_with_the_reason(client, owner, ow
 
 def test_credits_left_over_do_not_let_an_owing_account_through(client, owner, owner_key):
     # The debt blocks the API even when the balance could pay for the request.
-    services.reserve(owner.pk, 400, reference="gen:held", description="held")
+    services.hold(owner.pk, {"held_credits": 400}, reference="gen:held", description="held")
     owe(owner, 700)  # takes the 600 left, owes 100
     services.settle(
-        owner.pk, reference="gen:held", reserved_credits=400, charged_credits=0, description="x"
+        owner.pk, {"held_credits": 400, "charged_credits": 0}, reference="gen:held", description="x"
     )
     assert services.balance_credits(owner) == 400
 

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
+from django.utils import timezone
 
 from api import asyncdb, hotpath, ratelimits, services
 from api.catalog import get_model, resolve_size
+from api.errors import ApiError
 from api.models import AccountRateLimit, Generation, Image
 from api.upstream import DeliveredImage, Failure, FailureKind
 from billing import services as billing
@@ -49,12 +51,21 @@ def run(settings: Any, user: Any, *, single_statement: bool, n: int, outcomes: l
     return services.complete_generation(generation, outcomes, latency_ms=12)
 
 
+NOW = datetime(2026, 12, 6, 4, 30, 15, 123456, tzinfo=UTC)
+
+
+@pytest.fixture
+def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
+    """Every timezone.now() is one instant (microseconds included), so both paths' timestamps
+    can be compared exactly."""
+    monkeypatch.setattr(timezone, "now", lambda: NOW)
+    return NOW
+
+
 def generation_row(generation: Generation) -> dict[str, Any]:
     row: dict[str, Any] = dict(Generation.objects.filter(pk=generation.pk).values().get())
     for volatile in ("id", "public_id", "user_id", "api_key_id"):
         row.pop(volatile)
-    for moment in ("created_at", "started_at", "finished_at", "deadline_at"):
-        row[moment] = row[moment] is not None
     return row
 
 
@@ -70,6 +81,7 @@ def ledger(user: Any, generation: Generation) -> list[tuple[Any, ...]]:
             line.reference.replace(ref, "REF"),
             line.idempotency_key.replace(ref, "REF"),
             line.description.replace(generation.public_id, "PUBLIC_ID"),
+            line.created_at,
         )
         for line in lines
     ]
@@ -77,9 +89,26 @@ def ledger(user: Any, generation: Generation) -> list[tuple[Any, ...]]:
 
 def images(generation: Generation) -> list[tuple[Any, ...]]:
     return [
-        (i.index, i.user_id == generation.user_id, i.content_type, i.width, i.height, i.bytes)
+        (
+            i.index,
+            i.user_id == generation.user_id,
+            i.content_type,
+            i.width,
+            i.height,
+            i.bytes,
+            i.created_at,
+            len(i.token),
+            i.file.name == services.image_storage_name(i.token, "jpg"),
+        )
         for i in Image.objects.filter(generation=generation).order_by("index")
     ]
+
+
+def account(user: Any) -> dict[str, Any]:
+    row: dict[str, Any] = dict(CreditAccount.objects.filter(user=user).values().get())
+    for volatile in ("id", "user_id"):
+        row.pop(volatile)
+    return row
 
 
 def outcome(user: Any, completed: Any) -> dict[str, Any]:
@@ -90,7 +119,29 @@ def outcome(user: Any, completed: Any) -> dict[str, Any]:
         "images": images(generation),
         "returned_images": [(i.index, i.pk is not None) for i in completed.images],
         "balance": assert_ledger_balanced(user),
+        "account": account(user),
     }
+
+
+def in_debt(user: Any) -> None:
+    """Leave ``user`` owing 400 credits with 400 on its balance: a hold made before a dispute
+    took back more than the balance, then released."""
+    reference = f"gen:before-{user.pk}"
+    billing.hold(user.pk, {"held_credits": 400}, reference=reference, description="held")
+    owing = billing.balance_credits(user) + 400
+    billing.take_back(
+        user.pk, owing, reference="dispute", idempotency_key=f"d:{user.pk}", description="x"
+    )
+    billing.settle(
+        user.pk,
+        {"held_credits": 400, "charged_credits": 0},
+        reference=reference,
+        description="released",
+    )
+    assert billing.debt_credits(user.pk) == 400
+
+
+LONG = "a description longer than the ledger's column " * 8
 
 
 @pytest.mark.parametrize(
@@ -99,9 +150,10 @@ def outcome(user: Any, completed: Any) -> dict[str, Any]:
         pytest.param(2, [IMAGE, IMAGE], id="all delivered"),
         pytest.param(3, [IMAGE, BLOCKED, IMAGE], id="some delivered"),
         pytest.param(1, [BLOCKED], id="none delivered"),
+        pytest.param(10, [IMAGE, BLOCKED] * 3 + [IMAGE] * 4, id="ten asked, seven delivered"),
     ],
 )
-def test_both_paths_write_the_same_rows(settings, user_factory, n, outcomes):
+def test_both_paths_write_the_same_rows(settings, user_factory, fixed_clock, n, outcomes):
     orm_user, single_user = user_factory(credits=1000), user_factory(credits=1000)
 
     by_orm = outcome(
@@ -113,10 +165,66 @@ def test_both_paths_write_the_same_rows(settings, user_factory, n, outcomes):
 
     assert by_single == by_orm
     assert by_single["balance"] == 1000 - 40 * sum(o is IMAGE for o in outcomes)
+    assert by_single["generation"]["finished_at"] == fixed_clock
+    assert {line[-1] for line in by_single["ledger"]} == {fixed_clock}
+
+
+def test_both_paths_cut_a_description_longer_than_the_column_alike(
+    settings, user_factory, fixed_clock, monkeypatch
+):
+    monkeypatch.setattr(services, "_describe", lambda generation: LONG)
+    monkeypatch.setattr(services, "_describe_settlement", lambda generation, delivered: LONG)
+    rows = []
+    for single_statement in (False, True):
+        user = user_factory(credits=1000)
+        completed = run(
+            settings, user, single_statement=single_statement, n=2, outcomes=[IMAGE, BLOCKED]
+        )
+        rows.append(outcome(user, completed))
+
+    assert rows[0] == rows[1]
+    descriptions = [line[5] for line in rows[1]["ledger"]]
+    assert descriptions == [LONG[:255], f"Released hold: {LONG}"[:255], LONG[:255]]
+
+
+def test_both_paths_settle_alike_for_an_account_that_went_into_debt_meanwhile(
+    settings, user_factory, fixed_clock
+):
+    rows = []
+    for single_statement in (False, True):
+        settings.GENERATION_SINGLE_STATEMENT_SQL = single_statement
+        user = user_factory(credits=1000)
+        generation = services.begin_generation(user=user, spec=spec(4))
+        in_debt(user)  # after the hold: the settlement must still go through
+        completed = services.complete_generation(
+            generation, [IMAGE, IMAGE, BLOCKED, IMAGE], latency_ms=3
+        )
+        rows.append(outcome(user, completed))
+
+    assert rows[0] == rows[1]
+    assert rows[1]["account"]["owed_credits"] == 400
+    assert rows[1]["generation"]["charged_credits"] == 120
+
+
+def test_both_paths_refuse_an_account_in_debt_alike(settings, user_factory, fixed_clock):
+    rows = []
+    for single_statement in (False, True):
+        settings.GENERATION_SINGLE_STATEMENT_SQL = single_statement
+        user = user_factory(credits=1000)
+        in_debt(user)
+        with pytest.raises(ApiError) as refused:
+            services.begin_generation(user=user, spec=spec(1))
+        assert refused.value.status == 402
+        assert "owes 400 credits" in refused.value.message
+        rows.append((generation_row(Generation.objects.get(user=user)), account(user)))
+        assert assert_ledger_balanced(user) == 400
+
+    assert rows[0] == rows[1]
+    assert rows[1][0]["status"] == "failed" and rows[1][0]["reserved_credits"] == 0
 
 
 def test_a_refusal_for_credits_takes_the_orm_path_and_leaves_the_same_failed_row(
-    settings, user_factory
+    settings, user_factory, fixed_clock
 ):
     rows = []
     for single_statement in (False, True):
@@ -149,7 +257,8 @@ def test_a_late_settlement_after_the_reconciler_charges_nothing_on_either_path(
 def test_a_settlement_without_its_reservation_is_refused_and_writes_nothing(settings, owner):
     settings.GENERATION_SINGLE_STATEMENT_SQL = True
     generation = services.begin_generation(user=owner, spec=spec(1))
-    generation.reserved_credits = 80  # not what the ledger holds for it
+    # Not what the ledger holds for it.
+    generation.price_per_image_credits = generation.reserved_credits = 80
 
     with pytest.raises(ValueError, match="No reservation"):
         services.complete_generation(generation, [IMAGE], latency_ms=5)
@@ -227,7 +336,7 @@ def cached_prices(settings: Any) -> None:
     ],
 )
 def test_on_the_event_loop_the_same_rows_are_written(
-    settings, user_factory, cached_prices, n, outcomes
+    settings, user_factory, cached_prices, fixed_clock, n, outcomes
 ):
     orm_user, loop_user = user_factory(credits=1000), user_factory(credits=1000)
     by_orm = outcome(

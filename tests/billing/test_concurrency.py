@@ -51,7 +51,9 @@ def test_twenty_simultaneous_reservations_never_overdraw_the_balance(user_factor
 
     results = run_at_once(
         20,
-        lambda i: services.reserve(user.pk, 40, reference=f"gen:{i}", description="1 image"),
+        lambda i: services.hold(
+            user.pk, {"held_credits": 40}, reference=f"gen:{i}", description="1 image"
+        ),
     )
 
     succeeded = [r for r in results if isinstance(r, LedgerEntry)]
@@ -67,15 +69,14 @@ def test_twenty_simultaneous_reservations_never_overdraw_the_balance(user_factor
 
 def test_ten_simultaneous_settlements_of_one_reference_settle_it_once(user_factory):
     user = user_factory(credits=1000)
-    services.reserve(user.pk, 160, reference="gen:1", description="4 images")
+    services.hold(user.pk, {"held_credits": 160}, reference="gen:1", description="4 images")
 
     results = run_at_once(
         10,
         lambda i: services.settle(
             user.pk,
+            {"held_credits": 160, "charged_credits": 80},
             reference="gen:1",
-            reserved_credits=160,
-            charged_credits=80,
             description="4 images",
         ),
     )

@@ -63,7 +63,7 @@ def test_an_account_that_owes_cannot_reserve(owner):
     services.grant(owner, 100, description="gift", idempotency_key="gift")  # pays 100 of 200
 
     with pytest.raises(services.CreditsOwed) as caught:
-        services.reserve(owner.pk, 40, reference="gen:1", description="1 image")
+        services.hold(owner.pk, {"held_credits": 40}, reference="gen:1", description="1 image")
 
     assert caught.value.owed_credits == 100
     assert isinstance(caught.value, services.InsufficientCredits)
@@ -93,7 +93,7 @@ def test_credits_that_arrive_pay_the_debt_first(owner):
     ]
     assert assert_ledger_balanced(owner) == 700
     # Once paid, work can start again.
-    services.reserve(owner.pk, 40, reference="gen:1", description="1 image")
+    services.hold(owner.pk, {"held_credits": 40}, reference="gen:1", description="1 image")
 
 
 def test_a_repeated_grant_does_not_pay_twice(owner):

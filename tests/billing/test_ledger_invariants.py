@@ -36,10 +36,14 @@ def test_the_balance_is_the_ledger_sum_after_every_step_of_a_customer_history(ow
             reference = f"gen:{step}"
             if credits > expected[user.pk]:
                 with pytest.raises(InsufficientCredits):
-                    services.reserve(user.pk, credits, reference=reference, description="step")
+                    services.hold(
+                        user.pk, {"held_credits": credits}, reference=reference, description="step"
+                    )
                 refused += 1
             else:
-                services.reserve(user.pk, credits, reference=reference, description="step")
+                services.hold(
+                    user.pk, {"held_credits": credits}, reference=reference, description="step"
+                )
                 expected[user.pk] -= credits
                 open_reservations.append((user, reference, credits))
         elif open_reservations:
@@ -47,9 +51,8 @@ def test_the_balance_is_the_ledger_sum_after_every_step_of_a_customer_history(ow
             charged = rng.randint(0, reserved // 40) * 40
             result = services.settle(
                 user.pk,
+                {"held_credits": reserved, "charged_credits": charged},
                 reference=reference,
-                reserved_credits=reserved,
-                charged_credits=charged,
                 description="step",
             )
             assert result is not None
@@ -60,9 +63,8 @@ def test_the_balance_is_the_ledger_sum_after_every_step_of_a_customer_history(ow
             assert (
                 services.settle(
                     user.pk,
+                    {"held_credits": reserved, "charged_credits": 0},
                     reference=reference,
-                    reserved_credits=reserved,
-                    charged_credits=0,
                     description="replay",
                 )
                 is None

@@ -19,15 +19,16 @@ FOUR_IMAGES = 4 * 40
 
 
 def reserve(user, credits, reference="gen:1"):
-    return services.reserve(user.pk, credits, reference=reference, description="4 images")
+    return services.hold(
+        user.pk, {"held_credits": credits}, reference=reference, description="4 images"
+    )
 
 
 def settle(user, charged, reserved=FOUR_IMAGES, reference="gen:1"):
     return services.settle(
         user.pk,
+        {"held_credits": reserved, "charged_credits": charged},
         reference=reference,
-        reserved_credits=reserved,
-        charged_credits=charged,
         description="4 images",
     )
 

@@ -440,9 +440,12 @@ def test_a_dispute_larger_than_the_balance_records_a_debt_that_a_top_up_pays(
 ):
     paid(fake_stripe, deliver, bought)
     # The customer spends most of it: 6000 -> 1200.
-    services.reserve(owner.pk, 4800, reference="gen:1", description="120 images")
+    services.hold(owner.pk, {"held_credits": 4800}, reference="gen:1", description="120 images")
     services.settle(
-        owner.pk, reference="gen:1", reserved_credits=4800, charged_credits=4800, description="120"
+        owner.pk,
+        {"held_credits": 4800, "charged_credits": 4800},
+        reference="gen:1",
+        description="120",
     )
     dispute = fake_stripe.dispute(bought.checkout_session_id)
 

@@ -14,9 +14,14 @@ def test_a_visitor_is_sent_to_log_in(client):
 
 
 def test_the_owner_sees_their_balance_and_every_line(client, owner, outsider):
-    services.reserve(owner.pk, 80, reference="gen:7", description="2 x seedream-4-0 (gen_abc)")
+    services.hold(
+        owner.pk, {"held_credits": 80}, reference="gen:7", description="2 x seedream-4-0 (gen_abc)"
+    )
     services.settle(
-        owner.pk, reference="gen:7", reserved_credits=80, charged_credits=40, description="1 of 2"
+        owner.pk,
+        {"held_credits": 80, "charged_credits": 40},
+        reference="gen:7",
+        description="1 of 2",
     )
     services.grant(outsider, 5, description="outsider secret grant", idempotency_key="o:1")
     client.force_login(owner)

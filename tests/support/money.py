@@ -5,11 +5,7 @@ from __future__ import annotations
 from django.db.models import Sum
 
 from accounts.models import User
-from billing.models import CreditAccount, LedgerEntry
-
-# The sign each kind of ledger row must carry (adjustments may go either way).
-ADDS = {"grant", "top_up", "release", "refund"}
-TAKES = {"reserve", "charge"}
+from billing.models import CreditAccount, LedgerEntry, LedgerKind
 
 
 def balance(user: User) -> int:
@@ -28,10 +24,15 @@ def assert_ledger_balanced(user: User) -> int:
     entries = list(LedgerEntry.objects.filter(account=account).order_by("id"))
     running = 0
     for entry in entries:
-        if entry.kind in ADDS:
+        # Each kind's sign, as billing defines it (adjustments go either way; a reversal may
+        # find nothing to take).
+        sign = LedgerKind.sign_of(entry.kind)
+        if sign > 0:
             assert entry.amount_credits > 0, f"{entry} should add credits"
-        elif entry.kind in TAKES:
+        elif sign < 0 and entry.kind != LedgerKind.REVERSAL:
             assert entry.amount_credits < 0, f"{entry} should take credits"
+        elif sign < 0:
+            assert entry.amount_credits <= 0, f"{entry} should take credits or none"
         running += entry.amount_credits
         assert entry.balance_after_credits == running, (
             f"{entry}: balance_after_credits {entry.balance_after_credits}, running sum {running}"

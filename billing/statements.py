@@ -1,0 +1,149 @@
+"""The PostgreSQL form of the money moves: parts of one SQL statement, built from ``moves``.
+
+The generation hot path writes its own rows and a money move in one statement (a WITH query,
+which PostgreSQL runs in one snapshot and commits whole or not at all). It composes these parts
+with its own and never names a billing table: ``move_cte`` changes the balance (the CTE
+``moved``, one row or none), ``lines_cte`` appends the move's ledger lines (the CTE
+``written``), and ``settles`` is the condition under which a settling move may be made. Every
+value is a named parameter (prefixed ``m_``), given by ``params``.
+
+What the parts write is exactly what ``billing.services`` writes through the ORM for the same
+move (tests/billing/test_statements.py and the generation parity tests compare them row by row):
+both are derived from the same ``moves.Move``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from .models import CreditAccount, LedgerEntry
+from .moves import DESCRIPTION_MAX_CHARS, Line, Move, render
+
+_ACCOUNT = CreditAccount._meta.db_table
+_LEDGER = LedgerEntry._meta.db_table
+_KIND = re.compile(r"^[a-z_]+$")
+MOVED = "moved"
+WRITTEN = "written"
+
+
+def _quantity(name: str) -> str:
+    return f"%(m_{name})s::bigint"
+
+
+def _amount(line: Line) -> str:
+    return f"({line.sign} * {_quantity(line.quantity)})"
+
+
+def _sum(lines: tuple[Line, ...] | list[Line]) -> str:
+    return "(" + " + ".join([_amount(line) for line in lines] or ["0"]) + ")"
+
+
+def _text(prefix: str, template: str, reference: str) -> str:
+    """A key or description template as SQL: its texts are parameters, ``{reference}`` is the
+    caller's SQL expression for the work's reference."""
+    parts: list[str] = []
+    for index in range(template.count("{reference}") + 1):
+        if index:
+            parts.append(f"({reference})")
+        parts.append(f"%({prefix}_{index})s::text")
+    return " || ".join(parts)
+
+
+def _text_params(prefix: str, template: str, texts: Mapping[str, str]) -> dict[str, str]:
+    return {
+        f"{prefix}_{index}": render(piece, texts)
+        for index, piece in enumerate(template.split("{reference}"))
+    }
+
+
+def move_cte(move: Move, *, user: str) -> str:
+    """``moved``: the balance of ``user`` (an SQL expression for the user's id) changed by the
+    move, unless that would take it below zero (or, for ``unless_owing``, the account owes
+    credits). Yields the account's id and new balance, or no row."""
+    delta = _sum(move.lines)
+    owing = " AND owed_credits = 0" if move.unless_owing else ""
+    return f"""{MOVED} AS (
+            UPDATE {_ACCOUNT}
+            SET balance_credits = balance_credits + {delta}, updated_at = %(m_now)s::timestamptz
+            WHERE user_id = {user} AND balance_credits + {delta} >= 0{owing}
+            RETURNING id, balance_credits
+        )"""  # noqa: S608 (names from the models, values are parameters)
+
+
+def lines_cte(move: Move, *, reference: str, also_from: tuple[str, ...] = ()) -> str:
+    """``written``: the move's ledger lines for the work ``reference`` (an SQL expression, which
+    may read the CTEs named in ``also_from``), once ``moved`` has a row. Each line's balance is
+    the balance after the move less what the lines after it moved, as ``moves.entries``."""
+    sources = ", ".join((MOVED, *also_from))
+    selects = []
+    for index, line in enumerate(move.lines):
+        assert _KIND.match(line.kind), line.kind
+        later = _sum(move.lines[index + 1 :])
+        key = _text(f"m_{index}_key", line.key, reference)
+        description = _text(f"m_{index}_description", line.description, reference)
+        when = f" WHERE {_quantity(line.quantity)} <> 0" if line.optional else ""
+        select = (
+            f"SELECT {MOVED}.id, '{line.kind}', {_amount(line)}, "
+            f"{MOVED}.balance_credits - {later}, ({reference}), "
+            f"left({description}, {DESCRIPTION_MAX_CHARS}), {key}, %(m_now)s::timestamptz "
+        )
+        selects.append(f"{select}FROM {sources}{when}")
+    union = "\n            UNION ALL ".join(selects)
+    return f"""{WRITTEN} AS (
+            INSERT INTO {_LEDGER} (account_id, kind, amount_credits, balance_after_credits,
+                                  reference, description, idempotency_key, created_at)
+            {union}
+            RETURNING id
+        )"""
+
+
+def settles(move: Move, *, reference: str, user: str) -> str:
+    """The condition for making ``move``, which settles an earlier one, for the work
+    ``reference``: the earlier move's lines are in the ledger with the quantities this move
+    names (no more and no less is released than was held), and ``user`` has an account."""
+    assert move.settles is not None
+    checks = [
+        f"""EXISTS (
+                SELECT 1 FROM {_LEDGER}
+                WHERE idempotency_key = {_text(f"m_s{index}_key", line.key, reference)}
+                AND amount_credits = {_amount(line)}
+            )"""  # noqa: S608 (names from the models, values are parameters)
+        for index, line in enumerate(move.settles.lines)
+        if not line.optional
+    ]
+    checks.append(f"EXISTS (SELECT 1 FROM {_ACCOUNT} WHERE {_ACCOUNT}.user_id = {user})")  # noqa: S608
+    return " AND ".join(checks)
+
+
+def params(
+    move: Move, quantities: Mapping[str, int], texts: Mapping[str, str], *, now: datetime
+) -> dict[str, Any]:
+    """The named values of ``move``'s parts: its quantities, its lines' texts, the time."""
+    move.check(quantities)
+    values: dict[str, Any] = {"m_now": now}
+    values.update({f"m_{name}": quantities[name] for name in move.quantities})
+    for index, line in enumerate(move.lines):
+        values.update(_text_params(f"m_{index}_key", line.key, texts))
+        values.update(_text_params(f"m_{index}_description", line.description, texts))
+    if move.settles is not None:
+        for index, line in enumerate(move.settles.lines):
+            values.update(_text_params(f"m_s{index}_key", line.key, texts))
+    return values
+
+
+def lines_written(move: Move, quantities: Mapping[str, int]) -> int:
+    """How many rows ``written`` yields when the move is made."""
+    return sum(line.written(quantities) for line in move.lines)
+
+
+ACCOUNT_ALIAS = "credit_account"
+
+
+def account_join(user: str) -> str:
+    """A LEFT JOIN of the credit account of ``user`` (an SQL expression for the user's id),
+    named ``credit_account``: for a read that loads the account with its owner (its columns are
+    ``CreditAccount``'s concrete fields)."""
+    return f"LEFT JOIN {_ACCOUNT} AS {ACCOUNT_ALIAS} ON {ACCOUNT_ALIAS}.user_id = {user}"
