@@ -10,9 +10,20 @@ export DATA_DIR
 # The tests' PostgreSQL server (pytest creates and drops its own test_* database there).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/seedream
 
-.PHONY: install browser swift run test test-postgres test-sqlite check fmt bench clean
+.PHONY: install lock upgrade browser swift run test test-postgres test-sqlite check fmt bench clean
 
-$(VENV)/.installed: pyproject.toml
+# Every dependency, the dev extra's too, pinned with hashes: installs come from here, never from
+# pyproject.toml's ranges, so a new release upstream cannot change what main runs. One universal
+# resolution serves any Python >= 3.11 on any platform.
+LOCK := requirements.lock
+UV := $(VENV)/bin/uv
+UV_COMPILE := $(UV) pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+  --generate-hashes --quiet --custom-compile-command "make lock" --output-file $(LOCK)
+
+# The venv is installed from the lock, pin for pin. The project itself is not installed: it has
+# no packages to install (its code runs from this folder, as manage.py, uvicorn, celery and
+# pytest run it).
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
 	  echo "python3-venv is missing; installing it with apt-get"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq python3-venv; \
@@ -20,11 +31,25 @@ $(VENV)/.installed: pyproject.toml
 	fi
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
 	touch $@
 
 install: $(VENV)/.installed
+
+# uv, which resolves the lock, comes from the lock (an install older than pyproject.toml will do).
+$(UV):
+	$(MAKE) --no-print-directory $(VENV)/.installed
+
+# After editing pyproject.toml's dependencies: resolve again, keeping every pin it still allows.
+lock: $(UV)
+	$(UV_COMPILE)
+	$(MAKE) --no-print-directory install
+
+# Every pin to the newest release pyproject.toml allows, then installed. Commit the lock when
+# `make test` passes.
+upgrade: $(UV)
+	$(UV_COMPILE) --upgrade
+	$(MAKE) --no-print-directory install
 
 # The browser tests drive Debian's Chromium (never a downloaded one). Without it, and outside CI,
 # they are skipped and say why.

@@ -13,8 +13,13 @@ when it has nothing to close: only Django's own receivers are connected, the req
 (a ``RequestThread`` that config/asgi.py lends it) ran nothing, it opened no cache client,
 neither the response nor an upload holds a file, and (for the start) connections do not
 outlive their requests. Otherwise, and for a request served without a
-``RequestThread``, they hop as in Django. tests/config/test_asgi_handler.py pins the Django
-source this was copied from.
+``RequestThread``, they hop as in Django.
+
+Each line of ``handle`` that differs from Django's ends in ``# changed: <why>``, and the Django
+lines it stands for are kept just above it as ``# django: <line>`` comments, at their own
+indentation. tests/config/test_asgi_handler.py rebuilds Django's source from this copy by those
+two marks and compares it with the installed Django's, line for line: an unmarked difference,
+or a Django upgrade that changed ``handle``, fails it with the diff.
 """
 
 # ruff: noqa: SIM105 (handle() is kept line for line as Django wrote it, to diff it on upgrades)
@@ -82,8 +87,12 @@ def _closes_nothing(closer: Any) -> bool:
 
 
 class Handler(ASGIHandler):
-    async def handle(self, scope: Any, receive: Any, send: Any) -> None:
-        """Handles the ASGI request. Called via the __call__ method."""
+    # django: async def handle(self, scope, receive, send):
+    async def handle(self, scope: Any, receive: Any, send: Any) -> None:  # changed: typed
+        # django: """
+        # django: Handles the ASGI request. Called via the __call__ method.
+        # django: """
+        """Handles the ASGI request. Called via the __call__ method."""  # changed: ruff's style
         # Receive the HTTP request body as a stream object.
         try:
             body_file = await self.read_body(receive)
@@ -91,17 +100,19 @@ class Handler(ASGIHandler):
             return
         # Request is complete and can be served.
         set_script_prefix(get_script_prefix(scope))
-        await self._request_started(scope)  # Django: await signals.request_started.asend(...)
+        # django: await signals.request_started.asend(sender=self.__class__, scope=scope)
+        await self._request_started(scope)  # changed: on the loop when there is nothing to do
         # Get the request and check for basic issues.
         request, error_response = self.create_request(scope, body_file)
         if request is None:
-            assert error_response is not None  # (for mypy: Django returns one or the other)
+            assert error_response is not None  # changed: for mypy (Django returns one or other)
             body_file.close()
             await self.send_response(error_response, send)
             await sync_to_async(error_response.close)()
             return
 
-        async def process_request(request: Any, send: Any) -> Any:
+        # django: async def process_request(request, send):
+        async def process_request(request: Any, send: Any) -> Any:  # changed: typed
             response = await self.run_get_response(request)
             try:
                 await self.send_response(response, send)
@@ -146,7 +157,8 @@ class Handler(ASGIHandler):
         except asyncio.CancelledError:
             await signals.request_finished.asend(sender=self.__class__)
         else:
-            await self._close(response, scope)  # Django: await sync_to_async(response.close)()
+            # django: await sync_to_async(response.close)()
+            await self._close(response, scope)  # changed: on the loop when there is nothing to do
 
         body_file.close()
 

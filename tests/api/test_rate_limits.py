@@ -553,9 +553,14 @@ def test_a_slot_whose_holder_died_frees_itself_when_its_lease_runs_out(owner, cl
     # Leases of zero seconds are over at once (the database backend reads the real clock).
     clock.advance(0.001)
     time.sleep(0.01)
+    assert ratelimits.current_usage(owner).concurrent == 0
 
-    # Free runs 2 at a time: a third generation gets a slot.
-    ratelimits.admit(owner, None, images=1, slot_holder="alive")
+    # Free runs 2 at a time: a third generation gets a slot (it would be refused, 429, if the
+    # dead ones still held theirs), and holds the only one.
+    alive = ratelimits.admit(owner, None, images=1, slot_holder="alive", slot_lease_seconds=600)
+
+    assert alive.headers["x-ratelimit-remaining-requests"] == "2"
+    assert ratelimits.current_usage(owner).concurrent == 1
 
 
 def test_prune_database_counters_drops_finished_windows_and_dead_slots(backend, owner):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
+import difflib
 import inspect
+import io
 import json
 import threading
+import tokenize
 from typing import Any
 
 import pytest
@@ -16,14 +18,96 @@ from django.core.handlers.asgi import ASGIHandler
 from config import asgi_handler
 from tests.support.asgi import serve
 
+# config/asgi_handler.py marks each line of its handle() that is not Django's with this ...
+CHANGED = "# changed:"
+# ... and keeps the Django lines it stands for as comments, at their own indentation.
+DJANGO = "# django:"
 
-def test_the_copied_django_handle_is_the_one_installed():
-    # config/asgi_handler.py copies Django 5.2's ASGIHandler.handle. If this fails, Django's
-    # changed: copy the new one over (keeping the two marked steps) and record its hash here.
-    source = inspect.getsource(ASGIHandler.handle).encode()
-    assert hashlib.sha256(source).hexdigest() == (
-        "98faeb5bef800331e6a8002fbc96b30e4122a23438ae45a047190a531ea11323"
+
+def django_source_from(copy: str) -> str:
+    """Django's source as our copy records it: its lines less those marked changed, with the
+    ``# django:`` comments turned back into the lines they keep."""
+    # Comments as Python reads them (a mark inside a string is no mark), by line.
+    comments = {
+        token.start[0]: token
+        for token in tokenize.generate_tokens(io.StringIO(copy).readline)
+        if token.type == tokenize.COMMENT
+    }
+    rebuilt = []
+    for number, line in enumerate(copy.splitlines(keepends=True), start=1):
+        comment = comments.get(number)
+        text = comment.string if comment else ""
+        if text.startswith(CHANGED):
+            continue
+        if comment and text.startswith(DJANGO) and not line[: comment.start[1]].strip():
+            kept = text.removeprefix(DJANGO).removeprefix(" ")
+            rebuilt.append(line[: comment.start[1]] + kept + "\n")
+        else:
+            rebuilt.append(line)
+    return "".join(rebuilt)
+
+
+def differences(copy: str, django: str) -> str:
+    """A unified diff of Django's source against the one our copy records; empty if equal."""
+    return "".join(
+        difflib.unified_diff(
+            django.splitlines(keepends=True),
+            django_source_from(copy).splitlines(keepends=True),
+            "django.core.handlers.asgi.ASGIHandler.handle (installed)",
+            "config.asgi_handler.Handler.handle (less its marked changes)",
+        )
     )
+
+
+def our_copy() -> str:
+    """Handler.handle's source, with the ``# django:`` lines just above its ``def``."""
+    lines, start = inspect.getsourcelines(asgi_handler.Handler.handle)
+    above = inspect.getsourcelines(asgi_handler)[0][: start - 1]
+    while above and above[-1].lstrip().startswith(DJANGO):
+        lines.insert(0, above.pop())
+    return "".join(lines)
+
+
+def test_the_copied_handle_is_djangos_but_for_its_marked_changes():
+    # If this fails after a Django upgrade, copy Django's new handle() over and mark our
+    # changes again (config/asgi_handler.py's docstring says how).
+    diff = differences(our_copy(), inspect.getsource(ASGIHandler.handle))
+
+    assert diff == "", f"config/asgi_handler.py's handle() is not Django's:\n{diff}"
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        # One character in a line copied as it is, in code or in a comment.
+        pytest.param("get_script_prefix(scope))", "get_script_prefix(scope ))", id="code"),
+        pytest.param("client disconnects.", "client disconnect.", id="comment"),
+        # A line changed without its mark ...
+        pytest.param("None:  # changed: typed", "None:", id="unmarked"),
+        # ... or Django's line it stands for not kept as it is.
+        pytest.param(
+            "# django: await sync_to_async(response.close)()",
+            "# django: await response.close()",
+            id="django-line",
+        ),
+        pytest.param("# django: Handles", "# django:  Handles", id="django-indent"),
+    ],
+)
+def test_the_comparison_catches_an_unmarked_difference(old, new):
+    copy, django = our_copy(), inspect.getsource(ASGIHandler.handle)
+    assert copy.count(old) == 1 and differences(copy, django) == ""
+
+    diff = differences(copy.replace(old, new), django)
+
+    assert diff != ""
+
+
+def test_the_comparison_catches_a_change_in_django_to_a_line_we_replaced():
+    django = inspect.getsource(ASGIHandler.handle)
+    upgraded = django.replace("await sync_to_async(response.close)()", "await response.aclose()")
+    assert upgraded != django
+
+    assert "+            await sync_to_async(response.close)()" in differences(our_copy(), upgraded)
 
 
 @pytest.fixture
