@@ -109,7 +109,7 @@ INSTALLED_APPS = [
     "keys",
     "billing",
     "api",
-    "playground",
+    "dashboard",
 ]
 
 # The /v1 and /img paths skip the browser middleware (see config/middleware.py): under ASGI each
@@ -200,7 +200,7 @@ AUTHENTICATION_BACKENDS = [
     "allauth.account.auth_backends.AuthenticationBackend",
 ]
 LOGIN_URL = "account_login"
-LOGIN_REDIRECT_URL = "playground:overview"
+LOGIN_REDIRECT_URL = "dashboard:overview"
 
 # --- Sign-up and sign-in (django-allauth) --------------------------------------------------------
 

@@ -7,7 +7,7 @@ from billing.views import stripe_webhook
 
 urlpatterns = [
     path("", include("api.urls")),
-    path("", include("playground.urls")),
+    path("", include("dashboard.urls")),
     path("accounts/", include("allauth.urls")),
     path("dashboard/keys/", include("keys.urls")),
     path("dashboard/billing/", include("billing.urls")),

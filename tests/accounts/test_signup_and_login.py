@@ -142,11 +142,11 @@ def test_signing_up_sends_a_link_that_verifies_the_address_and_signs_the_custome
     confirmed = client.post(link)
 
     assert confirmed.status_code == 302
-    assert confirmed["Location"] == reverse("playground:overview")
+    assert confirmed["Location"] == reverse("dashboard:overview")
     address.refresh_from_db()
     assert address.verified
     assert is_signed_in(client)
-    dashboard = client.get(reverse("playground:overview"))
+    dashboard = client.get(reverse("dashboard:overview"))
     assert dashboard.status_code == 200
     assert "Signed in as new@example.com" in dashboard.content.decode()
 
@@ -176,7 +176,7 @@ def test_signing_in_before_verifying_leads_to_the_verification_page_not_the_dash
     assert response.status_code == 302
     assert response["Location"] == reverse("account_email_verification_sent")
     assert not is_signed_in(client)
-    dashboard = client.get(reverse("playground:overview"))
+    dashboard = client.get(reverse("dashboard:overview"))
     assert dashboard.status_code == 302
     assert dashboard["Location"].startswith(reverse("account_login"))
 
@@ -202,7 +202,7 @@ def test_a_verified_customer_signs_in_and_lands_on_the_dashboard(
         reverse("account_login"), {"login": "me@example.com", "password": PASSWORD}, follow=True
     )
 
-    assert response.redirect_chain[-1][0] == reverse("playground:overview")
+    assert response.redirect_chain[-1][0] == reverse("dashboard:overview")
     assert response.status_code == 200
     html = response.content.decode()
     assert "Signed in as me@example.com" in html
@@ -248,7 +248,7 @@ def test_an_inactive_customer_cannot_sign_in(
     page = client.get(response["Location"])
     assert_is_our_page(page.content.decode())
     assert "This account is inactive." in page.content.decode()
-    assert client.get(reverse("playground:overview")).status_code == 302
+    assert client.get(reverse("dashboard:overview")).status_code == 302
 
 
 @pytest.mark.parametrize("path", ["/dashboard/", "/dashboard/keys/"])
@@ -303,7 +303,7 @@ def test_a_password_reset_sends_a_link_that_sets_a_new_password(
         reverse("account_login"), {"login": "me@example.com", "password": new_password}
     )
     assert signed_in.status_code == 302
-    assert signed_in["Location"] == reverse("playground:overview")
+    assert signed_in["Location"] == reverse("dashboard:overview")
 
 
 def test_a_password_reset_for_an_unknown_address_reveals_nothing(

@@ -6,7 +6,7 @@ import pytest
 
 from api import services, tasks
 from api.models import Generation
-from playground.forms import TIMES
+from dashboard.forms import TIMES
 from tests.support.money import assert_ledger_balanced
 
 URL = "/dashboard/playground/"

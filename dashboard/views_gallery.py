@@ -30,7 +30,7 @@ def gallery_page(request: AuthenticatedRequest) -> HttpResponse:
     query.pop("after", None)
     return render(
         request,
-        "playground/gallery.html",
+        "dashboard/gallery.html",
         {
             "form": form,
             "page": page,
@@ -64,7 +64,7 @@ def image_detail(request: AuthenticatedRequest, token: str) -> HttpResponse:
     image = _owned(request, token)
     return render(
         request,
-        "playground/image.html",
+        "dashboard/image.html",
         {
             "image": image,
             "g": image.generation,
@@ -102,5 +102,5 @@ def image_delete(request: AuthenticatedRequest, token: str) -> HttpResponse:
     if request.method == "POST":
         services.delete_image(image)
         messages.success(request, "The image was deleted. Its charge stays in your usage.")
-        return redirect("playground:gallery")
-    return render(request, "playground/image_delete.html", {"image": image, "g": image.generation})
+        return redirect("dashboard:gallery")
+    return render(request, "dashboard/image_delete.html", {"image": image, "g": image.generation})

@@ -12,7 +12,7 @@ from django.utils import timezone
 from api.catalog import get_model, resolve_size
 from api.models import Generation
 from api.services import GenerationSpec, begin_generation
-from playground import overview
+from dashboard import overview
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ def limits(request: AuthenticatedRequest) -> HttpResponse:
     ]
     return render(
         request,
-        "playground/limits.html",
+        "dashboard/limits.html",
         {
             "limits": limits_now,
             "rows": [

@@ -54,7 +54,7 @@ def test_a_visitor_is_asked_to_sign_up(client, db):
 def test_a_customer_is_sent_to_the_dashboard_and_to_buy_credits(client, user_factory):
     client.force_login(user_factory())
     page = client.get("/").content.decode()
-    assert f'href="{reverse("playground:overview")}">Go to dashboard</a>' in page
+    assert f'href="{reverse("dashboard:overview")}">Go to dashboard</a>' in page
     assert f'href="{reverse("billing:ledger")}">Buy credits</a>' in page
     assert "Create an account" not in page
 

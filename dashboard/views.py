@@ -59,7 +59,7 @@ def home(request: HttpRequest) -> HttpResponse:
     one_credit = billing.credits_to_usd(1).quantize(Decimal("0.000001")).normalize()
     return render(
         request,
-        "playground/home.html",
+        "dashboard/home.html",
         {
             "models": models,
             "example": example,
@@ -80,7 +80,7 @@ def overview(request: AuthenticatedRequest) -> HttpResponse:
     days = overview_figures.last_days(request.user)
     return render(
         request,
-        "playground/overview.html",
+        "dashboard/overview.html",
         {
             "balance_credits": balance,
             "balance_usd": billing.format_usd(balance),
@@ -106,7 +106,7 @@ def usage(request: AuthenticatedRequest) -> HttpResponse:
     query.pop("after", None)
     return render(
         request,
-        "playground/usage.html",
+        "dashboard/usage.html",
         {"form": form, "page": page, "filters": query.urlencode()},
     )
 
@@ -194,7 +194,7 @@ def docs(request: HttpRequest) -> HttpResponse:
     }
     return render(
         request,
-        "playground/docs.html",
+        "dashboard/docs.html",
         {
             "models": models,
             "model_example": (

@@ -30,14 +30,13 @@ def _is_htmx(request: HttpRequest) -> bool:
 
 @dataclass(frozen=True)
 class Quote:
+    """billing's quote for the form's choice, with the balance it is compared with."""
+
     credits_per_image: int = 0
     n: int = 0
+    total_credits: int = 0
     balance_credits: int = 0
     error: str = ""
-
-    @property
-    def total_credits(self) -> int:
-        return self.credits_per_image * self.n
 
     @property
     def total_usd(self) -> str:
@@ -61,7 +60,8 @@ def quote_for(user: Any, params: Any) -> Quote:
         n = min(max(int(params.get("n") or 1), 1), 10)
         resolved = catalog.resolve_size(model, size)
         spec = services.GenerationSpec(model=model, prompt="", size=resolved, n=n)
-        return Quote(services.price_per_image(spec), n, balance)
+        priced = services.quote(spec)
+        return Quote(priced.per_image_credits, n, priced.held_credits, balance)
     except ValueError as exc:  # SizeError or a mangled n
         return Quote(balance_credits=balance, error=f"{size}: {exc}.")
     except ApiError as exc:
@@ -95,7 +95,7 @@ def _size_values(model: catalog.ModelInfo) -> list[tuple[str, str]]:
 
 def _page(request: AuthenticatedRequest, form: PlaygroundForm, status: int = 200) -> HttpResponse:
     params = form.data if form.is_bound else {**form.initial, **{"model": form.model_info.id}}
-    template = "playground/_form.html" if _is_htmx(request) else "playground/playground.html"
+    template = "dashboard/_form.html" if _is_htmx(request) else "dashboard/playground.html"
     return render(
         request,
         template,
@@ -126,8 +126,8 @@ def playground(request: AuthenticatedRequest) -> HttpResponse:
             form.add_error(None, exc.message)
         else:
             if _is_htmx(request):
-                return render(request, "playground/_generation.html", _card(generation, new=True))
-            return redirect("playground:playground")
+                return render(request, "dashboard/_generation.html", _card(generation, new=True))
+            return redirect("dashboard:playground")
     response = _page(request, form, status=200 if _is_htmx(request) else 400)
     if _is_htmx(request):
         # The new card goes into the list; a refused form replaces the form instead.
@@ -148,7 +148,7 @@ def _short_of_credits(exc: billing.InsufficientCredits) -> str:
 @require_GET
 def quote(request: AuthenticatedRequest) -> HttpResponse:
     context = {"quote": quote_for(request.user, request.GET)}
-    return render(request, "playground/_quote.html", context)
+    return render(request, "dashboard/_quote.html", context)
 
 
 def _card(generation: Generation, *, new: bool = False) -> dict[str, Any]:
@@ -170,4 +170,4 @@ def generation_card(request: AuthenticatedRequest, public_id: str) -> HttpRespon
     if generation.is_finished:
         # The page's balance follows (an out-of-band swap) once the money is settled.
         context.update(show_balance=True, balance_credits=billing.balance_credits(request.user))
-    return render(request, "playground/_generation.html", context)
+    return render(request, "dashboard/_generation.html", context)

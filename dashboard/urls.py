@@ -4,7 +4,7 @@ from django.urls import path
 
 from . import views, views_gallery, views_limits, views_playground
 
-app_name = "playground"
+app_name = "dashboard"
 
 urlpatterns = [
     path("", views.home, name="home"),
