@@ -2,14 +2,11 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from . import health, views
+from . import views
 
 app_name = "api"
 
 urlpatterns = [
-    path("healthz", health.healthz, name="healthz"),
-    path("readyz", health.readyz, name="readyz"),
-    path("metrics", health.metrics_view, name="metrics"),
     path("v1/images/generations", views.images_generations, name="images-generations"),
     path("v1/models", views.models_list, name="models"),
     path("v1/models/<str:model_id>", views.model_detail, name="model"),

@@ -3,7 +3,7 @@
 Views are async where they wait on the network. Under ASGI each ``sync_to_async`` call is a
 thread hop. In a process served by config.asgi on PostgreSQL a generation takes none (with
 Redis as the rate limiter): its statements (authenticate, reserve, settle) and the limiter's
-calls run on the event loop (api/asyncdb.py); a request with an Idempotency-Key reserves in
+calls run on the event loop (server/asyncdb.py); a request with an Idempotency-Key reserves in
 one hop. Elsewhere (Django's test client, SQLite) the database work of each step is grouped
 into one synchronous function called once: two hops (authenticate+reserve, then settle; none
 while the upstream works), each giving its connection back to the pool when it ends.
@@ -37,11 +37,12 @@ from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
 from billing import services as billing
+from generation import catalog, hotpath, inflight, ratelimits, services, storage, thumbnails
+from generation.models import Generation, new_public_id
 from keys import services as keys
+from server import asyncdb
 
-from . import asyncdb, catalog, hotpath, inflight, ratelimits, services, storage, thumbnails
 from .errors import ApiError, error_response, invalid, invalid_api_key
-from .models import Generation, new_public_id
 from .schemas import parse_generation_request
 
 logger = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def _authenticate(raw_key: str | None) -> Any:
 
 
 async def _aauthenticate(raw_key: str | None) -> Any:
-    """``_authenticate`` on the server's event loop (api/asyncdb.py)."""
+    """``_authenticate`` on the server's event loop (server/asyncdb.py)."""
     raw_key = _require_key(raw_key)
     try:
         return await keys.aauthenticate(
@@ -288,7 +289,7 @@ async def _aopen_generation(
     rate_headers: dict[str, str],
 ) -> Generation:
     """``_open_generation`` for a request without an Idempotency-Key, on the server's event
-    loop: no thread hop (api/asyncdb.py)."""
+    loop: no thread hop (server/asyncdb.py)."""
     api_key = await _aauthenticate(raw_key)
     if problem is not None:
         rate_headers.update((await ratelimits.aadmit(api_key.user, api_key)).headers)
@@ -549,7 +550,7 @@ def hosted_image(request: HttpRequest, token: str, extension: str) -> HttpRespon
         raise Http404
     name = services.image_storage_name(token, extension)
     if storage.is_remote():
-        # The bucket serves the bytes, and says 404 for a missing object (api/storage.py).
+        # The bucket serves the bytes, and says 404 for a missing object (generation/storage.py).
         return storage.redirect(name)
     try:
         handle = default_storage.open(name, "rb")
@@ -562,7 +563,7 @@ def hosted_image(request: HttpRequest, token: str, extension: str) -> HttpRespon
 
 
 def hosted_thumbnail(request: HttpRequest, token: str) -> HttpResponseBase:
-    """An image's gallery thumbnail, made on the first request (see api/thumbnails.py)."""
+    """An image's gallery thumbnail, made on the first request (see generation/thumbnails.py)."""
     if not _TOKEN_RE.match(token):
         raise Http404
     name = thumbnails.thumbnail_for(token)

@@ -40,7 +40,7 @@ def seed(usage_rows: int, gallery_images: int) -> tuple[Any, Any]:
     from django.utils import timezone
 
     from accounts.models import User
-    from api.models import Generation, Image
+    from generation.models import Generation, Image
 
     now = timezone.now()
 
@@ -150,7 +150,7 @@ def main() -> None:
     heavy, year = seed(args.usage_rows, args.gallery_images)
     print(f"seeded in {time.perf_counter() - started:.1f} s")
 
-    from api.models import Generation
+    from generation.models import Generation
 
     cases = []
     client = Client()

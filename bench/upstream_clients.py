@@ -6,8 +6,8 @@ process, drives it the way a web process does: ``--concurrency`` tasks, each cal
 ``--duration`` seconds. For each client it prints generations/s, p50/p99 of one generation, and
 the CPU this process spent per generation (``time.process_time``).
 
-Clients: aiohttp used directly (what api/upstream.py does), httpx's own pool, and httpx's API over
-aiohttp's pool (``httpx-aiohttp``, measured only if installed: ``pip install httpx-aiohttp``).
+Clients: aiohttp used directly (what generation/upstream.py does), httpx's own pool, and httpx's API
+over aiohttp's pool (``httpx-aiohttp``, measured only if installed: ``pip install httpx-aiohttp``).
 Each gets a pool as large as the concurrency, so the pool limit is never what caps it.
 
     .venv/bin/python bench/upstream_clients.py --concurrency 256 --latency 1 --duration 10
@@ -124,7 +124,7 @@ def main() -> None:
     args = parser.parse_args()
 
     clients: dict[str, Callable[..., Coroutine[Any, Any, None]]] = {
-        "aiohttp (api/upstream.py)": with_aiohttp,
+        "aiohttp (generation/upstream.py)": with_aiohttp,
         "httpx": lambda *a: with_httpx(*a, over_aiohttp=False),
     }
     try:

@@ -45,8 +45,8 @@ class CreditAccount(models.Model):
     # credits that arrive pay it first.
     owed_credits = models.BigIntegerField(default=0)
     # Credits ever added by top-ups, grants and promotion codes, less what refunds and disputes
-    # took back: what the account's rate-limit tier follows (api/ratelimits.py). Changed in the
-    # same transactions as the ledger lines that move it.
+    # took back: what the account's rate-limit tier follows (generation/ratelimits.py). Changed in
+    # the same transactions as the ledger lines that move it.
     lifetime_credits = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 

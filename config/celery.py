@@ -14,4 +14,4 @@ app.autodiscover_tasks()
 
 # Request ids on tasks, task outcome counts and the workers' log format (its receivers connect
 # on import).
-from . import celery_signals  # noqa: E402, F401
+from server import celery_signals  # noqa: E402, F401

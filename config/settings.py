@@ -108,23 +108,24 @@ INSTALLED_APPS = [
     "accounts",
     "keys",
     "billing",
+    "generation",
     "api",
     "dashboard",
 ]
 
-# The /v1 and /img paths skip the browser middleware (see config/middleware.py): under ASGI each
+# The /v1 and /img paths skip the browser middleware (see server/web_only.py): under ASGI each
 # classic middleware costs a thread hop per request, and the API needs none of them.
 MIDDLEWARE = [
-    "api.middleware.request_id_middleware",
-    "api.middleware.metrics_middleware",
-    "config.middleware.SecurityMiddleware",
-    "config.middleware.WhiteNoiseMiddleware",
-    "config.middleware.SessionMiddleware",
-    "config.middleware.CommonMiddleware",
-    "config.middleware.CsrfViewMiddleware",
-    "config.middleware.AuthenticationMiddleware",
-    "config.middleware.MessageMiddleware",
-    "config.middleware.XFrameOptionsMiddleware",
+    "server.middleware.request_id_middleware",
+    "server.middleware.metrics_middleware",
+    "server.web_only.SecurityMiddleware",
+    "server.web_only.WhiteNoiseMiddleware",
+    "server.web_only.SessionMiddleware",
+    "server.web_only.CommonMiddleware",
+    "server.web_only.CsrfViewMiddleware",
+    "server.web_only.AuthenticationMiddleware",
+    "server.web_only.MessageMiddleware",
+    "server.web_only.XFrameOptionsMiddleware",
     # Natively async and cheap (it only sets a context), so it needs no wrapper.
     "allauth.account.middleware.AccountMiddleware",
 ]
@@ -164,7 +165,7 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
 elif _db["ENGINE"] == "django.db.backends.postgresql":
     # Django turns psycopg's prepared statements off (for transaction-mode poolers such as
     # PgBouncer < 1.21). The API's hot path prepares its few statements on purpose
-    # (api/hotpath.py); Django's own queries are never prepared either way (they carry their
+    # (generation/hotpath.py); Django's own queries are never prepared either way (they carry their
     # values in the SQL). Behind an old transaction-mode pooler set DB_PREPARED_STATEMENTS=false.
     # (Added to the options DATABASE_URL's query string gives, such as sslmode, never instead.)
     _db["OPTIONS"] = {
@@ -329,12 +330,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE = {
     "reconcile-stuck-generations": {
-        "task": "api.tasks.reconcile_stuck_generations",
+        "task": "generation.tasks.reconcile_stuck_generations",
         "schedule": env_int("RECONCILE_EVERY_SECONDS", 60),
     },
-    "purge-expired-images": {"task": "api.tasks.purge_expired_images", "schedule": 3600.0},
+    "purge-expired-images": {"task": "generation.tasks.purge_expired_images", "schedule": 3600.0},
     "prune-rate-limit-counters": {
-        "task": "api.tasks.prune_rate_limit_counters",
+        "task": "generation.tasks.prune_rate_limit_counters",
         "schedule": 300.0,
     },
 }
@@ -440,10 +441,11 @@ UPSTREAM_CONNECT_TIMEOUT_SECONDS = env_int("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 1
 UPSTREAM_MAX_RETRIES = env_int("UPSTREAM_MAX_RETRIES", 2)
 UPSTREAM_RETRY_BACKOFF_MS = env_int("UPSTREAM_RETRY_BACKOFF_MS", 500)
 # On PostgreSQL a generation's reservation and its settlement are one SQL statement each
-# (api/hotpath.py); false takes the ORM's transactions instead, as on SQLite. Same rows either way.
+# (generation/hotpath.py); false takes the ORM's transactions instead, as on SQLite. Same rows
+# either way.
 GENERATION_SINGLE_STATEMENT_SQL = env_bool("GENERATION_SINGLE_STATEMENT_SQL", True)
 # A served web process runs those statements (and the key lookup) on its event loop, through a
-# pool of its own of at most this many connections (api/asyncdb.py); each statement holds one
+# pool of its own of at most this many connections (server/asyncdb.py); each statement holds one
 # for well under a millisecond. Added to DB_POOL_MAX_SIZE when sizing PostgreSQL's
 # max_connections.
 DB_ASYNC_POOL_MAX_SIZE = env_int("DB_ASYNC_POOL_MAX_SIZE", 8)
@@ -513,7 +515,7 @@ for _pair in env_list("UPSTREAM_MODEL_MAP"):
         raise ValueError(f"UPSTREAM_MODEL_MAP: unknown model or empty id in {_pair!r}")
     SEEDREAM_MODELS[_public.strip()]["upstream_id"] = _upstream.strip()
 
-# --- Rate limits (api/ratelimits.py) ------------------------------------------------------------
+# --- Rate limits (generation/ratelimits.py) -------------------------------------------------------
 
 # Tiers follow the credits an account has added in total (bought, granted or redeemed, less
 # refunds and disputes) and, where a tier says so, its balance; the highest tier whose
@@ -548,7 +550,7 @@ RATE_LIMIT_CONCURRENCY_RETRY_SECONDS = env_int("RATE_LIMIT_CONCURRENCY_RETRY_SEC
 
 # /metrics (Prometheus) answers only "Authorization: Bearer <METRICS_TOKEN>"; while it is empty
 # the endpoint does not exist (404). With several processes per host (uvicorn workers, Celery's
-# pool) set PROMETHEUS_MULTIPROC_DIR too: see api/metrics.py and the README.
+# pool) set PROMETHEUS_MULTIPROC_DIR too: see server/metrics.py and the README.
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 # Each /readyz check (database, Redis, storage) gives up after this long.
 READYZ_TIMEOUT_MS = env_int("READYZ_TIMEOUT_MS", 1000)
@@ -558,7 +560,7 @@ READYZ_TIMEOUT_MS = env_int("READYZ_TIMEOUT_MS", 1000)
 LOG_FORMAT = env_str("LOG_FORMAT", "plain").strip().lower()
 if LOG_FORMAT not in ("plain", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
-LOGGING["filters"] = {"request_id": {"()": "api.middleware.RequestIdFilter"}}
+LOGGING["filters"] = {"request_id": {"()": "server.middleware.RequestIdFilter"}}
 LOGGING["formatters"]["json"] = {
     "()": "pythonjsonlogger.json.JsonFormatter",
     "fmt": "%(levelname)s %(name)s %(message)s %(request_id)s",
@@ -581,16 +583,15 @@ if LOG_FORMAT == "json":
 # --- Storage (S3-compatible) --------------------------------------------------------------------
 
 # With S3_BUCKET set, images and thumbnails live in that bucket (AWS S3 or any S3-compatible
-# service: Ceph, Swift's s3api, MinIO, R2...) through django-storages (api/storage.py) instead of
-# under MEDIA_ROOT, and no web process serves their bytes: /img/... answers 302 to the object.
-# How a browser reaches an object:
-# - S3_PUBLIC_BASE_URL set (a public-read bucket, or a CDN in front of it): API responses carry
-#   the permanent URL base + "/" + object name, and /img/... redirects there (cacheable for good).
-# - empty (a private bucket): API responses carry this site's /img/... URL, which never expires
-#   and redirects to a fresh presigned URL valid S3_URL_EXPIRY_SECONDS (a redirect is cached
-#   for at most half of that).
-# Gallery downloads always use a presigned URL: S3 applies the download file name only then.
-# Without S3_BUCKET nothing here applies.
+# service: Ceph, Swift's s3api, MinIO, R2...) through django-storages (generation/storage.py)
+# instead of under MEDIA_ROOT, and no web process serves their bytes: /img/... answers 302 to the
+# object. How a browser reaches an object: - S3_PUBLIC_BASE_URL set (a public-read bucket, or a CDN
+# in front of it): API responses carry the permanent URL base + "/" + object name, and /img/...
+# redirects there (cacheable for good). - empty (a private bucket): API responses carry this site's
+# /img/... URL, which never expires and redirects to a fresh presigned URL valid
+# S3_URL_EXPIRY_SECONDS (a redirect is cached for at most half of that). Gallery downloads always
+# use a presigned URL: S3 applies the download file name only then. Without S3_BUCKET nothing here
+# applies.
 S3_BUCKET = env_str("S3_BUCKET")
 S3_ENDPOINT_URL = env_str("S3_ENDPOINT_URL")  # empty: AWS S3 itself
 S3_PUBLIC_BASE_URL = env_str("S3_PUBLIC_BASE_URL").rstrip("/")
@@ -606,7 +607,7 @@ if S3_BUCKET:
     if S3_PUBLIC_BASE_URL and urlsplit(S3_PUBLIC_BASE_URL).scheme not in ("http", "https"):
         raise ImproperlyConfigured("S3_PUBLIC_BASE_URL must be an http(s) URL")
     STORAGES["default"] = {
-        "BACKEND": "api.storage.ObjectStorage",
+        "BACKEND": "generation.storage.ObjectStorage",
         "OPTIONS": {
             "bucket_name": S3_BUCKET,
             "endpoint_url": S3_ENDPOINT_URL or None,

@@ -6,6 +6,7 @@ from django.urls import include, path
 from billing.views import stripe_webhook
 
 urlpatterns = [
+    path("", include("server.urls")),
     path("", include("api.urls")),
     path("", include("dashboard.urls")),
     path("accounts/", include("allauth.urls")),

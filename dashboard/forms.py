@@ -1,7 +1,7 @@
 """The playground's form: the same request the API takes, in a browser.
 
 Its values are turned into the API's own request body and checked by the API's own parser and
-catalog rules (``api.schemas`` and ``api.services.spec_from_request``), so the playground can
+catalog rules (``api.schemas`` and ``generation.services.spec_from_request``), so the playground can
 never accept what ``/v1`` would refuse, or refuse what it would accept.
 """
 
@@ -12,9 +12,9 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
-from api import catalog, services
 from api.errors import ApiError
 from api.schemas import SEED_MAX, parse_generation_request
+from generation import catalog, services
 
 CUSTOM = "custom"
 MAX_IMAGES = 4

@@ -7,8 +7,8 @@ from django import forms
 from django.db.models import QuerySet
 
 from accounts.models import User
-from api.catalog import all_models
-from api.models import Generation, Image
+from generation.catalog import all_models
+from generation.models import Generation, Image
 
 from . import paging
 

@@ -3,7 +3,7 @@ words rather than the API's error codes."""
 
 from __future__ import annotations
 
-from api.models import Generation
+from generation.models import Generation
 
 # Error code -> what the customer reads. Every failed generation was charged nothing.
 _EXPLANATIONS = {

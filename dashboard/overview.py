@@ -15,7 +15,7 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from accounts.models import User
-from api.models import Generation
+from generation.models import Generation
 
 CHART_DAYS = 30
 # Drawing units of the chart's SVG viewBox; the CSS scales it to the card's width.

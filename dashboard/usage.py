@@ -14,8 +14,8 @@ from django import forms
 from django.db.models import F, QuerySet
 
 from accounts.models import User
-from api.catalog import all_models
-from api.models import Generation
+from generation.catalog import all_models
+from generation.models import Generation
 from keys.models import ApiKey
 
 from . import paging

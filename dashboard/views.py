@@ -14,10 +14,10 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from accounts.http import AuthenticatedRequest
-from api import catalog, ratelimits
-from api import services as api_services
-from api.models import Generation
 from billing import services as billing
+from generation import catalog, ratelimits
+from generation import services as api_services
+from generation.models import Generation
 from keys.models import ApiKey
 
 from . import overview as overview_figures
@@ -156,8 +156,8 @@ API_ERRORS = [
 ]  # fmt: skip
 
 # What tells a client to slow down, for the docs' rate limits section:
-# (status, code, Retry-After seconds, when). The headers are api/services.py's, api/views.py's
-# and api/ratelimits.py's.
+# (status, code, Retry-After seconds, when). The headers are generation/services.py's,
+# api/views.py's and generation/ratelimits.py's.
 SLOW_DOWN = [
     (503, "upstream_busy", 5,
      "The image service stayed busy through our own retries. Nothing was charged."),

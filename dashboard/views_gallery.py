@@ -15,8 +15,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.http import AuthenticatedRequest
-from api import services, storage
-from api.models import Image
+from generation import services, storage
+from generation.models import Image
 
 from . import gallery
 

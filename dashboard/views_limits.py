@@ -11,8 +11,8 @@ from django.views.decorators.cache import never_cache
 
 from accounts.http import AuthenticatedRequest
 from accounts.models import User
-from api import ratelimits
 from billing import services as billing
+from generation import ratelimits
 from keys.models import ApiKey
 
 

@@ -13,10 +13,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.http import AuthenticatedRequest
-from api import catalog, services
 from api.errors import ApiError
-from api.models import Generation
 from billing import services as billing
+from generation import catalog, services
+from generation.models import Generation
 
 from . import live
 from .forms import CUSTOM, PlaygroundForm, normalise_size

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django import template
 
-from api import services
-from api.models import Image
+from generation import services
+from generation.models import Image
 
 register = template.Library()
 

@@ -10,8 +10,8 @@ from allauth.mfa.models import Authenticator
 from django.core.files.storage import default_storage
 
 from accounts.models import User
-from api.models import Generation, Image
 from billing.models import LedgerEntry
+from generation.models import Generation, Image
 from keys.models import ApiKey
 from tests.support.money import assert_ledger_balanced
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from api.models import Generation
 from billing import services
+from generation.models import Generation
 from tests.support.money import assert_ledger_balanced
 
 pytestmark = pytest.mark.smoke

@@ -11,8 +11,8 @@ from django.core.signals import request_finished
 from django.db import close_old_connections
 from PIL import Image as PILImage
 
-from api.models import Generation, Image
 from billing.models import Price
+from generation.models import Generation, Image
 from tests.support.money import assert_ledger_balanced, ledger_kinds
 
 pytestmark = pytest.mark.smoke

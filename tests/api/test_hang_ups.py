@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from api import services
-from api.models import ConcurrencySlot, Generation
+from generation import services
+from generation.models import ConcurrencySlot, Generation
 from tests.support.asgi import serve
 from tests.support.money import assert_ledger_balanced, ledger_kinds
 

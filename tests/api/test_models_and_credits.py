@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from api.models import Generation
 from billing.models import Price
+from generation.models import Generation
 
 pytestmark = pytest.mark.smoke
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from api.models import Generation
+from generation.models import Generation
 from tests.support.aiohttp_server import serving
 from tests.support.money import assert_ledger_balanced, ledger_kinds
 
@@ -225,7 +225,7 @@ def test_malformed_base64_from_the_upstream_is_not_delivered_or_retried(
 
 
 def test_images_are_fetched_only_over_https_from_allowed_hosts(settings):
-    from api.upstream import image_host_allowed
+    from generation.upstream import image_host_allowed
 
     settings.UPSTREAM_BASE_URL = "https://ark.ap-southeast.bytepluses.com/api/v3"
     settings.UPSTREAM_IMAGE_HOSTS = ["*.volces.com", "ark.ap-southeast.bytepluses.com"]
@@ -259,7 +259,7 @@ def test_a_generation_never_outlasts_its_time_budget(client, owner, owner_key, s
 
 
 def test_an_upstream_error_param_is_kept_as_short_text():
-    from api.upstream import classify_error
+    from generation.upstream import classify_error
 
     odd = classify_error(400, {"error": {"code": "InvalidParameter", "param": ["size", "x" * 99]}})
     assert isinstance(odd.param, str) and len(odd.param) == 64

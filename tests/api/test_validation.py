@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from api.models import Generation
 from billing.models import LedgerEntry
+from generation.models import Generation
 from keys import services as keys
 from tests.support.money import assert_ledger_balanced
 

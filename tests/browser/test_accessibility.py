@@ -25,7 +25,7 @@ from PIL import Image as PILImage
 from playwright.sync_api import Page, ViewportSize, expect
 
 from accounts.models import User
-from api.models import Generation, Image, new_image_token
+from generation.models import Generation, Image, new_image_token
 from keys import services as keys
 from tests.browser.support import (
     DESKTOP,

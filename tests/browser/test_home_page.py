@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from api import catalog
 from billing import services as billing
 from billing.models import Price
+from generation import catalog
 from tests.browser.support import DESKTOP, PHONE, load, sign_in_as, verified_customer
 
 # Every test here needs the seeded price table, which live_server's flushes empty.

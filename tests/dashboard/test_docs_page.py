@@ -143,7 +143,7 @@ def test_rate_limits_list_the_live_tiers_and_headers(client, db, settings):
 
 
 def test_every_error_code_the_api_stores_is_in_the_error_table(client, db):
-    from api import services
+    from generation import services
 
     page = docs(client)
     for status, code, *_ in services._FAILURE_ERRORS.values():

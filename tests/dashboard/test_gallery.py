@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from api.models import Generation, Image
+from generation.models import Generation, Image
 from tests.support.money import assert_ledger_balanced
 
 URL = "/dashboard/gallery/"

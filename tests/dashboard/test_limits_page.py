@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from api.models import AccountRateLimit
 from billing import services as billing
+from generation.models import AccountRateLimit
 
 TIERS = [
     {"id": "free", "name": "Free", "min_lifetime_credits": 0, "requests_per_minute": 10,
@@ -121,9 +121,9 @@ def test_operators_see_the_tier_and_the_limits_in_force_on_a_custom_limit(
     override = AccountRateLimit.objects.create(user=owner, images_per_minute=7, note="launch")
     client.force_login(admin)
 
-    page = client.get(f"/admin/api/accountratelimit/{override.pk}/change/").content.decode()
+    page = client.get(f"/admin/generation/accountratelimit/{override.pk}/change/").content.decode()
 
     assert "Free" in page  # the tier without the override
     assert "10 / 7 / 1" in page  # requests / images / concurrent in force
-    listing = client.get("/admin/api/accountratelimit/").content.decode()
+    listing = client.get("/admin/generation/accountratelimit/").content.decode()
     assert "owner@example.com" in listing and "launch" in listing

@@ -9,10 +9,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from api.catalog import get_model, resolve_size
-from api.models import Generation
-from api.services import GenerationSpec, begin_generation
 from dashboard import overview
+from generation.catalog import get_model, resolve_size
+from generation.models import Generation
+from generation.services import GenerationSpec, begin_generation
 
 
 @pytest.fixture

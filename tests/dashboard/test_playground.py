@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from api import services, tasks
-from api.models import Generation
 from dashboard.forms import TIMES
+from generation import services, tasks
+from generation.models import Generation
 from tests.support.money import assert_ledger_balanced
 
 URL = "/dashboard/playground/"

@@ -17,9 +17,9 @@ import httpx
 import pytest
 from django.utils import timezone
 
-from api import services
-from api.catalog import get_model, resolve_size
-from api.models import Generation, Image
+from generation import services
+from generation.catalog import get_model, resolve_size
+from generation.models import Generation, Image
 from tests.support.money import assert_ledger_balanced, ledger_kinds
 from tests.support.worker import redis_broker, running_worker
 

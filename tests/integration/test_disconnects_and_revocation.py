@@ -9,7 +9,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from api.models import ConcurrencySlot, Generation
+from generation.models import ConcurrencySlot, Generation
 from keys import services as keys
 from tests.support.clients import hang_up
 from tests.support.money import assert_ledger_balanced

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.models import Generation
+from generation.models import Generation
 from tests.support.money import assert_ledger_balanced, ledger_kinds
 from tests.support.server import server_process
 

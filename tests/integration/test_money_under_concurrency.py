@@ -10,7 +10,7 @@ import uuid
 import httpx
 import pytest
 
-from api.models import Generation
+from generation.models import Generation
 from tests.support.clients import hang_up
 from tests.support.money import assert_ledger_balanced, ledger_kinds
 from tests.support.server import running_server

@@ -12,7 +12,7 @@ import pytest
 from openai import OpenAI
 from PIL import Image as PILImage
 
-from api.models import Generation
+from generation.models import Generation
 from tests.support.money import assert_ledger_balanced, ledger_kinds
 
 pytestmark = [pytest.mark.integration, pytest.mark.smoke]
@@ -150,13 +150,13 @@ def test_an_upstream_outage_is_retried_by_the_sdk_and_each_attempt_refunded(sdk)
 def test_a_served_process_runs_the_generation_sql_on_its_event_loop(sdk):
     from django.db import connection
 
-    from api.asyncdb import APPLICATION_NAME
+    from server.asyncdb import APPLICATION_NAME
 
     user, client = sdk()
     client.images.generate(model="seedream-4-0", prompt="a heron", size="1024x1024")
 
     # The key lookup, the reservation and the settlement went through the process's own pool
-    # (api/asyncdb.py): its connection's last statement was the settlement.
+    # (server/asyncdb.py): its connection's last statement was the settlement.
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT query FROM pg_stat_activity "

@@ -25,9 +25,9 @@ import pytest
 from django.utils import timezone
 from openai import OpenAI
 
-from api import ratelimits, services
-from api.models import Generation
 from billing.models import LedgerEntry
+from generation import ratelimits, services
+from generation.models import Generation
 from tests.support.money import assert_ledger_balanced, ledger_rows
 from tests.support.server import running_server, server_process
 

@@ -28,8 +28,8 @@ from django.test import Client
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from api import services, storage, thumbnails
-from api.models import Image
+from generation import services, storage, thumbnails
+from generation.models import Image
 from tests.support import swift as swift_support
 from tests.support.money import assert_ledger_balanced
 from tests.support.server import running_server

@@ -34,8 +34,8 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import User
-from api import ratelimits, services
-from api.models import AccountRateLimit, Generation, Image
+from generation import ratelimits, services
+from generation.models import AccountRateLimit, Generation, Image
 from tests.support import swift as swift_support
 from tests.support.money import assert_ledger_balanced, ledger_rows
 from tests.support.server import server_process

@@ -8,8 +8,9 @@ from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext
 
-from api import asyncdb, inflight, ratelimits
-from config.asgi_handler import REQUEST_THREAD, Handler, RequestThread
+from generation import inflight, ratelimits
+from server import asyncdb
+from server.asgi_handler import REQUEST_THREAD, Handler, RequestThread
 
 
 def serve(

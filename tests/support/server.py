@@ -60,7 +60,7 @@ def server_process(
         "--no-access-log",
     ]  # fmt: skip
     # The lifespan protocol as in production: on startup the process runs the API's hot SQL on
-    # its event loop (api/asyncdb.py).
+    # its event loop (server/asyncdb.py).
     command += ["--lifespan", "on"]
     if graceful_seconds is not None:
         command += ["--timeout-graceful-shutdown", str(graceful_seconds)]

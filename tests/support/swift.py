@@ -94,7 +94,7 @@ class Swift:
     def storage_options(self, **extra: Any) -> dict[str, Any]:
         """STORAGES["default"] for this bucket, as the settings build it from env()."""
         return {
-            "BACKEND": "api.storage.ObjectStorage",
+            "BACKEND": "generation.storage.ObjectStorage",
             "OPTIONS": {
                 "bucket_name": self.bucket,
                 "endpoint_url": self.endpoint_url,

@@ -4,7 +4,7 @@ For every request Django's handler sends ``request_started`` to its synchronous 
 request's thread, and closes the response (which sends ``request_finished``) on that thread.
 Their receivers close the database connections the request opened there (Django keeps them per
 thread) and the cache clients it opened (per request context). A request that never used its
-thread, such as an API generation served on the event loop (api/asyncdb.py), opened no
+thread, such as an API generation served on the event loop (server/asyncdb.py), opened no
 connection there: the two hops moved nothing but the request itself, twice, between threads,
 about 7 % of a generation's CPU (bench/api_bench.py).
 

@@ -26,7 +26,7 @@ import aiohttp
 from django.conf import settings
 from PIL import Image as PILImage
 
-from . import metrics
+from server import metrics
 
 logger = logging.getLogger(__name__)
 

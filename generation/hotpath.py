@@ -23,7 +23,7 @@ charged nothing.
 
 Each step has a synchronous form, run on Django's connection (inside the caller's transaction,
 if any), and an ``a``-prefixed one that a served web process runs on its event loop
-(api/asyncdb.py). Both send the same statement with the same values and read its row the same
+(server/asyncdb.py). Both send the same statement with the same values and read its row the same
 way.
 """
 
@@ -43,8 +43,8 @@ from accounts.models import User
 from billing import moves, statements
 from billing.models import CreditAccount
 from keys.models import ApiKey
+from server import asyncdb
 
-from . import asyncdb
 from .models import LEDGER_REFERENCE_PREFIX, AccountRateLimit, Generation, Image
 
 

@@ -1,7 +1,7 @@
 """Celery signal receivers: the request id travels with each task, and task outcomes are counted.
 
 A task sent while a request is served carries that request's id in a message header
-(``x_request_id``); the worker puts it back in ``api.middleware.request_id_var`` while the task
+(``x_request_id``); the worker puts it back in ``server.middleware.request_id_var`` while the task
 runs, so the task's log lines carry the id of the request that queued it. A task run eagerly (in
 the caller's process) keeps the caller's id as it is.
 """
@@ -17,8 +17,8 @@ from celery.utils.log import get_multiprocessing_logger
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from api import metrics
-from api.middleware import RequestIdFilter, request_id_var
+from server import metrics
+from server.middleware import RequestIdFilter, request_id_var
 
 HEADER = "x_request_id"
 

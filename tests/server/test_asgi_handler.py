@@ -1,4 +1,4 @@
-"""The ASGI handler (config/asgi_handler.py): Django's, less two thread hops with nothing to do."""
+"""The ASGI handler (server/asgi_handler.py): Django's, less two thread hops with nothing to do."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from django.conf import settings as django_settings
 from django.core import signals
 from django.core.handlers.asgi import ASGIHandler
 
-from config import asgi_handler
+from server import asgi_handler
 from tests.support.asgi import serve
 
-# config/asgi_handler.py marks each line of its handle() that is not Django's with this ...
+# server/asgi_handler.py marks each line of its handle() that is not Django's with this ...
 CHANGED = "# changed:"
 # ... and keeps the Django lines it stands for as comments, at their own indentation.
 DJANGO = "# django:"
@@ -54,7 +54,7 @@ def differences(copy: str, django: str) -> str:
             django.splitlines(keepends=True),
             django_source_from(copy).splitlines(keepends=True),
             "django.core.handlers.asgi.ASGIHandler.handle (installed)",
-            "config.asgi_handler.Handler.handle (less its marked changes)",
+            "server.asgi_handler.Handler.handle (less its marked changes)",
         )
     )
 
@@ -70,10 +70,10 @@ def our_copy() -> str:
 
 def test_the_copied_handle_is_djangos_but_for_its_marked_changes():
     # If this fails after a Django upgrade, copy Django's new handle() over and mark our
-    # changes again (config/asgi_handler.py's docstring says how).
+    # changes again (server/asgi_handler.py's docstring says how).
     diff = differences(our_copy(), inspect.getsource(ASGIHandler.handle))
 
-    assert diff == "", f"config/asgi_handler.py's handle() is not Django's:\n{diff}"
+    assert diff == "", f"server/asgi_handler.py's handle() is not Django's:\n{diff}"
 
 
 @pytest.mark.parametrize(

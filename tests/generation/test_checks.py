@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.checks import upstream_is_real
+from generation.checks import upstream_is_real
 
 
 def test_the_deploy_check_warns_about_the_simulator(settings):

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from api import services
+from generation import services
 
 
 class Command(BaseCommand):

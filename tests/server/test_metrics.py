@@ -16,8 +16,8 @@ import redis
 from django.db.models import Sum
 from prometheus_client.parser import text_string_to_metric_families
 
-from api import tasks
 from billing.models import LedgerEntry
+from generation import tasks
 from tests.support.server import running_server
 from tests.support.simulator import PROJECT_ROOT
 from tests.support.worker import REDIS_URL
@@ -209,7 +209,7 @@ def test_task_outcomes_are_counted(scrape, db):
     tasks.prune_rate_limit_counters.apply()
 
     after = scrape()
-    labels = {"task": "api.tasks.prune_rate_limit_counters", "outcome": "succeeded"}
+    labels = {"task": "generation.tasks.prune_rate_limit_counters", "outcome": "succeeded"}
     assert (
         value(after, "seedream_celery_tasks_total", **labels)
         - value(before, "seedream_celery_tasks_total", **labels)
@@ -254,14 +254,14 @@ def test_an_unreachable_broker_leaves_the_queue_gauge_out_and_the_scrape_answers
 MULTIPROCESS_WORKER = """
 import django, sys
 django.setup()
-from api import metrics
+from server import metrics
 metrics.CREDITS_RESERVED.labels("seedream-4-0", "api").inc(int(sys.argv[1]))
 """
 
 MULTIPROCESS_SCRAPE = """
 import django
 django.setup()
-from api import metrics
+from server import metrics
 print(metrics.render()[0].decode())
 """
 
@@ -313,7 +313,7 @@ def test_two_uvicorn_workers_share_one_view_of_the_requests(live_server_env, tmp
                 value(
                     samples,
                     "seedream_http_requests_total",
-                    route="api:healthz",
+                    route="server:healthz",
                     method="GET",
                     status="200",
                 )

@@ -9,10 +9,10 @@ from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.utils import timezone
 
-from api import services, tasks
-from api.catalog import get_model, resolve_size
-from api.models import Generation
-from api.upstream import DeliveredImage
+from generation import services, tasks
+from generation.catalog import get_model, resolve_size
+from generation.models import Generation
+from generation.upstream import DeliveredImage
 from tests.support.money import assert_ledger_balanced, ledger_kinds
 
 pytestmark = pytest.mark.smoke

@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from api import services, tasks
-from api.catalog import get_model, resolve_size
-from api.models import Generation, Image
+from generation import services, tasks
+from generation.catalog import get_model, resolve_size
+from generation.models import Generation, Image
 from tests.support.money import assert_ledger_balanced, ledger_kinds
 
 

@@ -35,10 +35,10 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from accounts.models import User
+from api.errors import NO_RETRY, ApiError
 from keys.models import ApiKey
+from server import asyncdb
 
-from . import asyncdb
-from .errors import NO_RETRY, ApiError
 from .models import AccountRateLimit, ConcurrencySlot, RateCounter
 
 logger = logging.getLogger(__name__)

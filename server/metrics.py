@@ -97,7 +97,7 @@ CELERY_TASKS = Counter(
     ["task", "outcome"],
 )
 
-# --- Requests (api.middleware.metrics_middleware) ------------------------------------------------
+# --- Requests (server.middleware.metrics_middleware) ----------------------------------------------
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # The labelled children by (route, method, status): .labels() takes a lock and builds a key on
@@ -124,7 +124,7 @@ def observe_request(request: HttpRequest, status: int, seconds: float) -> None:
     children[1].observe(seconds)
 
 
-# --- Generations and money (api.services) --------------------------------------------------------
+# --- Generations and money (generation.services) --------------------------------------------------
 
 
 def generation_reserved(generation: Any) -> None:
@@ -150,7 +150,7 @@ def generation_settled(generation: Any) -> None:
         CREDITS_CHARGED.labels(model, source).inc(generation.charged_credits)
 
 
-# --- Upstream calls (api.upstream) ---------------------------------------------------------------
+# --- Upstream calls (generation.upstream) ---------------------------------------------------------
 
 _T = TypeVar("_T")
 
@@ -190,7 +190,7 @@ def timed_upstream(
     return decorate
 
 
-# --- Celery (config.celery_signals) --------------------------------------------------------------
+# --- Celery (server.celery_signals) --------------------------------------------------------------
 
 
 def task_finished(task_name: str, outcome: str) -> None:

@@ -18,12 +18,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from api import ratelimits, services
-from api.catalog import get_model, resolve_size
 from api.errors import ApiError
-from api.models import AccountRateLimit, ConcurrencySlot, Generation, RateCounter
 from billing import services as billing
 from billing.models import LedgerEntry
+from generation import ratelimits, services
+from generation.catalog import get_model, resolve_size
+from generation.models import AccountRateLimit, ConcurrencySlot, Generation, RateCounter
 from keys import services as keys
 from tests.support.money import assert_ledger_balanced, ledger_rows
 
@@ -88,7 +88,9 @@ def rate_limits(settings, backend, clock):
 def sent(monkeypatch):
     """Playground generations handed to the broker (no broker needed)."""
     calls: list[int] = []
-    monkeypatch.setattr("api.tasks.send_generation", lambda pk, countdown=0: calls.append(pk))
+    monkeypatch.setattr(
+        "generation.tasks.send_generation", lambda pk, countdown=0: calls.append(pk)
+    )
     return calls
 
 

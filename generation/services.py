@@ -39,14 +39,15 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from accounts.models import User
+from api.errors import NO_RETRY, ApiError, invalid
+from api.schemas import ImageGenerationRequest
 from billing import services as billing
 from keys.models import ApiKey
+from server import asyncdb, metrics
 
-from . import asyncdb, hotpath, metrics, ratelimits, storage, thumbnails, upstream
+from . import hotpath, ratelimits, storage, thumbnails, upstream
 from .catalog import ModelInfo, Size, SizeError, get_model, resolve_size
-from .errors import NO_RETRY, ApiError, invalid
 from .models import Generation, Image, new_image_token, new_public_id
-from .schemas import ImageGenerationRequest
 from .upstream import DeliveredImage, Failure, FailureKind, Outcome
 
 logger = logging.getLogger(__name__)
@@ -214,7 +215,7 @@ async def abegin_generation(
     *, user: User, spec: GenerationSpec, api_key: ApiKey, public_id: str
 ) -> Generation:
     """``begin_generation`` for an API request without an Idempotency-Key, on the server's
-    event loop (api/asyncdb.py). A refusal, or a price list due for a refresh, takes the
+    event loop (server/asyncdb.py). A refusal, or a price list due for a refresh, takes the
     synchronous path on a thread."""
     priced = billing.cached_quote(spec.model.id, spec.size.tier, spec.n)
     if priced is None:  # the price list is due for a refresh, or has no such price (503)
@@ -409,7 +410,7 @@ def complete_generation(
 async def acomplete_generation(
     generation: Generation, outcomes: list[Outcome], *, latency_ms: int
 ) -> Completed:
-    """``complete_generation`` on the server's event loop (api/asyncdb.py)."""
+    """``complete_generation`` on the server's event loop (server/asyncdb.py)."""
     if storage.is_remote():
         stored = await asyncio.to_thread(_store_delivered, outcomes)
     else:

@@ -1,8 +1,9 @@
-"""The single-statement path (api/hotpath.py, PostgreSQL) writes exactly what the ORM path writes.
+"""The single-statement path (generation/hotpath.py, PostgreSQL) writes exactly what the ORM path
+writes.
 
 Each case runs the same generation twice, once per path, for two customers with the same balance,
 and compares every row it leaves: the generation, its images, the ledger lines and the balance.
-The statements also run on an event loop through a pool of their own (api/asyncdb.py, what a
+The statements also run on an event loop through a pool of their own (server/asyncdb.py, what a
 served web process does); those cases commit, since the pool's connections are not the test's.
 """
 
@@ -18,15 +19,16 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 from django.utils import timezone
 
-from api import asyncdb, hotpath, ratelimits, services
-from api.catalog import get_model, resolve_size
 from api.errors import ApiError
-from api.models import AccountRateLimit, Generation, Image
-from api.upstream import DeliveredImage, Failure, FailureKind
 from billing import services as billing
 from billing.models import CreditAccount, LedgerEntry
+from generation import hotpath, ratelimits, services
+from generation.catalog import get_model, resolve_size
+from generation.models import AccountRateLimit, Generation, Image
+from generation.upstream import DeliveredImage, Failure, FailureKind
 from keys import services as keys
 from keys.models import ApiKey
+from server import asyncdb
 from tests.support.money import assert_ledger_balanced
 
 pytestmark = pytest.mark.postgres

@@ -15,7 +15,7 @@ from . import ratelimits, services
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="api.tasks.run_generation", ignore_result=True, acks_late=True)
+@shared_task(name="generation.tasks.run_generation", ignore_result=True, acks_late=True)
 def run_generation(generation_id: int) -> str:
     result = services.run_queued_generation(generation_id)
     if result.status == "retry":
@@ -33,16 +33,16 @@ def send_generation(generation_id: int, countdown: int = 0) -> None:
         logger.exception("could not send generation %s to the broker", generation_id)
 
 
-@shared_task(name="api.tasks.reconcile_stuck_generations", ignore_result=True)
+@shared_task(name="generation.tasks.reconcile_stuck_generations", ignore_result=True)
 def reconcile_stuck_generations() -> int:
     return services.reconcile_stuck_generations()
 
 
-@shared_task(name="api.tasks.purge_expired_images", ignore_result=True)
+@shared_task(name="generation.tasks.purge_expired_images", ignore_result=True)
 def purge_expired_images() -> int:
     return services.purge_expired_images()
 
 
-@shared_task(name="api.tasks.prune_rate_limit_counters", ignore_result=True)
+@shared_task(name="generation.tasks.prune_rate_limit_counters", ignore_result=True)
 def prune_rate_limit_counters() -> int:
     return ratelimits.prune_database_counters()

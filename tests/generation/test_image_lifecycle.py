@@ -11,8 +11,8 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from api import services, thumbnails
-from api.models import Generation, Image
+from generation import services, thumbnails
+from generation.models import Generation, Image
 from tests.support.money import assert_ledger_balanced
 
 

@@ -4,7 +4,7 @@ Under ASGI, Django runs every synchronous step (its ORM included) on a thread, a
 is not cheap on a two-core machine: the event loop and the request threads take turns at the
 GIL through the kernel (about a millisecond of system time per generation, most of it futex
 calls). A generation's three statements (the key lookup, the reservation and the settlement,
-api/hotpath.py) are plain SQL already, so a served process runs them here, on an
+generation/hotpath.py) are plain SQL already, so a served process runs them here, on an
 ``AsyncConnectionPool`` of its own; with Redis as the rate limiter, a generation crosses no
 thread. The ORM's rare share (a refusal for credits explained, a key's use recorded once a
 minute, a settlement that came too late undone, the rate limits without Redis) runs through

@@ -6,7 +6,7 @@
 - ``/metrics``: Prometheus text, only for ``Authorization: Bearer <METRICS_TOKEN>``; it does not
   exist (404) while METRICS_TOKEN is empty.
 
-All three are served past the browser middleware (config/middleware.py), so polling them every
+All three are served past the browser middleware (server/web_only.py), so polling them every
 second costs no session, template or thread hop for middleware.
 """
 

@@ -93,6 +93,8 @@ class Generation(models.Model):
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
+        # The table keeps the name it had when these models lived in the api app.
+        db_table = "api_generation"
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["public_id"], name="api_generation_public_id_uniq"),
@@ -160,6 +162,8 @@ class Image(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        # The table keeps the name it had when these models lived in the api app.
+        db_table = "api_image"
         ordering = ["generation", "index"]
         constraints = [models.UniqueConstraint(fields=["token"], name="api_image_token_uniq")]
         indexes = [
@@ -186,6 +190,8 @@ class AccountRateLimit(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        # The table keeps the name it had when these models lived in the api app.
+        db_table = "api_accountratelimit"
         verbose_name = "custom rate limit"
 
     def __str__(self) -> str:
@@ -201,6 +207,8 @@ class RateCounter(models.Model):
     count = models.PositiveIntegerField(default=0)
 
     class Meta:
+        # The table keeps the name it had when these models lived in the api app.
+        db_table = "api_ratecounter"
         constraints = [
             models.UniqueConstraint(
                 fields=["bucket", "window_number"], name="api_ratecounter_unique"
@@ -220,6 +228,8 @@ class ConcurrencySlot(models.Model):
     expires_at = models.DateTimeField()
 
     class Meta:
+        # The table keeps the name it had when these models lived in the api app.
+        db_table = "api_concurrencyslot"
         constraints = [
             models.UniqueConstraint(fields=["scope", "holder"], name="api_concurrencyslot_unique")
         ]

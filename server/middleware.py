@@ -1,7 +1,7 @@
 """Request ids and request metrics, on every path.
 
 Every response carries ``x-request-id``; while the request is served its id is in
-``request_id_var``, which ``RequestIdFilter`` puts on every log record (and config/celery_signals.py
+``request_id_var``, which ``RequestIdFilter`` puts on every log record (and server/celery_signals.py
 hands on to the Celery tasks the request queues). Both middlewares are native in both modes, so
 under ASGI they cost no thread hop.
 """

@@ -18,12 +18,12 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils.module_loading import import_string
 
-from api import services
-from api.catalog import get_model, resolve_size
-from api.middleware import RequestIdFilter, request_id_var
-from api.models import Generation
 from config.celery import app
-from config.celery_signals import HEADER
+from generation import services
+from generation.catalog import get_model, resolve_size
+from generation.models import Generation
+from server.celery_signals import HEADER
+from server.middleware import RequestIdFilter, request_id_var
 from tests.support.simulator import PROJECT_ROOT
 from tests.support.worker import redis_broker, running_worker
 
@@ -69,7 +69,7 @@ def test_a_requests_log_lines_carry_its_request_id(client, owner_key, json_lines
     response = generate(client, owner_key, f"a harbour {uuid.uuid4()} [sim:deliver=1]", n=3)
 
     assert response.status_code == 200, response.content
-    lines = [r for r in records(json_lines) if r["logger"] == "api.upstream"]
+    lines = [r for r in records(json_lines) if r["logger"] == "generation.upstream"]
     assert len(lines) == 2
     for line in lines:
         assert line["request_id"] == response["x-request-id"]
@@ -84,7 +84,7 @@ def test_each_request_gets_its_own_id_in_the_logs(client, owner_key, json_lines,
     first = generate(client, owner_key, "a quay [sim:error-500]")
     second = generate(client, owner_key, "a pier [sim:error-500]")
 
-    ids = [r["request_id"] for r in records(json_lines) if r["logger"] == "api.upstream"]
+    ids = [r["request_id"] for r in records(json_lines) if r["logger"] == "generation.upstream"]
     assert ids == [first["x-request-id"], second["x-request-id"]]
     assert first["x-request-id"] != second["x-request-id"]
 
@@ -109,11 +109,11 @@ def test_no_prompt_or_key_in_the_logs_of_a_generation(client, owner_key, json_li
 def test_an_eager_task_keeps_the_request_id_of_its_caller(json_lines, db):
     token = request_id_var.set("req_eager_caller")
     try:
-        from api import tasks
+        from generation import tasks
 
         tasks.purge_expired_images.apply()
         assert request_id_var.get() == "req_eager_caller"
-        logging.getLogger("api.tasks").info("after the task")
+        logging.getLogger("generation.tasks").info("after the task")
     finally:
         request_id_var.reset(token)
     ids = {r["request_id"] for r in records(json_lines)}
@@ -122,7 +122,7 @@ def test_an_eager_task_keeps_the_request_id_of_its_caller(json_lines, db):
 
 def test_a_published_task_carries_the_request_id_in_its_headers_and_the_worker_restores_it():
     """The two signal receivers, as a broker round trip uses them."""
-    from config import celery_signals
+    from server import celery_signals
 
     headers: dict = {}
     token = request_id_var.set("req_publisher")
@@ -144,7 +144,7 @@ def test_a_published_task_carries_the_request_id_in_its_headers_and_the_worker_r
 
 
 def test_without_a_request_nothing_is_added_to_the_headers():
-    from config import celery_signals
+    from server import celery_signals
 
     headers: dict = {}
     celery_signals.add_request_id(headers=headers)
@@ -155,7 +155,7 @@ def test_log_format_json_prints_one_object_per_line():
     script = (
         "import django, logging\n"
         "django.setup()\n"
-        "from api.middleware import request_id_var\n"
+        "from server.middleware import request_id_var\n"
         "logging.getLogger('demo').warning('plain line')\n"
         "request_id_var.set('req_demo')\n"
         "try:\n"
