@@ -10,9 +10,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
-from .errors import ApiError, invalid
+from generation.spec import (
+    GUIDANCE_SCALE_MAX,
+    GUIDANCE_SCALE_MIN,
+    IMAGES_MAX,
+    SEED_MAX,
+    GenerationSpec,
+    build_spec,
+)
 
-SEED_MAX = 2_147_483_647
+from .errors import ApiError, invalid
 
 
 class ImageGenerationRequest(BaseModel):
@@ -20,14 +27,14 @@ class ImageGenerationRequest(BaseModel):
 
     model: StrictStr = Field(min_length=1, max_length=64)
     prompt: StrictStr
-    n: StrictInt = Field(default=1, ge=1, le=10)
+    n: StrictInt = Field(default=1, ge=1, le=IMAGES_MAX)
     size: StrictStr | None = Field(default=None, max_length=16)
     response_format: Literal["url", "b64_json"] | None = None
     user: StrictStr | None = Field(default=None, max_length=256)
     stream: StrictBool | None = None
     # Seedream extras, sent by clients through `extra_body`.
     seed: StrictInt | None = Field(default=None, ge=-1, le=SEED_MAX)
-    guidance_scale: float | None = Field(default=None, ge=1, le=10)
+    guidance_scale: float | None = Field(default=None, ge=GUIDANCE_SCALE_MIN, le=GUIDANCE_SCALE_MAX)
     watermark: StrictBool = False
     # Accepted and ignored (OpenAI fields with no Seedream meaning).
     quality: Any = None
@@ -49,29 +56,32 @@ _MESSAGES = {
 }
 
 
-def parse_generation_request(payload: Any, *, prompt_max_chars: int) -> ImageGenerationRequest:
-    """Validate a decoded JSON body, or raise ApiError(400) naming the first bad parameter."""
+def parse_generation_request(payload: Any) -> GenerationSpec:
+    """Validate a decoded JSON body: ApiError(400) naming the first parameter of a wrong type,
+    then the domain's own checks (generation/spec.py), which raise a Refusal."""
     if not isinstance(payload, dict):
         raise invalid("The request body must be a JSON object.", param=None, code="invalid_json")
     try:
         request = ImageGenerationRequest.model_validate(payload)
     except ValidationError as exc:
         raise _first_error(exc) from None
-    if not request.prompt.strip():
-        raise invalid("'prompt' must not be empty.", param="prompt")
-    if len(request.prompt) > prompt_max_chars:
-        raise invalid(
-            f"'prompt' is {len(request.prompt)} characters; the limit is {prompt_max_chars}.",
-            param="prompt",
-            code="string_above_max_length",
-        )
     if request.stream:
         raise invalid(
             "Streaming is not supported yet: leave 'stream' out or set it to false.",
             param="stream",
             code="unsupported_parameter",
         )
-    return request
+    return build_spec(
+        model=request.model,
+        prompt=request.prompt,
+        size=request.size,
+        n=request.n,
+        response_format=request.response_format,
+        seed=request.seed,
+        guidance_scale=request.guidance_scale,
+        watermark=request.watermark,
+        end_user=request.user,
+    )
 
 
 def _first_error(exc: ValidationError) -> ApiError:

@@ -1,8 +1,8 @@
 """The playground's form: the same request the API takes, in a browser.
 
-Its values are turned into the API's own request body and checked by the API's own parser and
-catalog rules (``api.schemas`` and ``generation.services.spec_from_request``), so the playground can
-never accept what ``/v1`` would refuse, or refuse what it would accept.
+Its values are checked by the domain's own rules (``generation.spec.build_spec``, where the
+API's parser ends too), so the playground can never accept what ``/v1`` would refuse, or refuse
+what it would accept.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
-from api.errors import ApiError
-from api.schemas import SEED_MAX, parse_generation_request
-from generation import catalog, services
+from generation import catalog
+from generation.refusals import Refusal
+from generation.spec import SEED_MAX, build_spec
 
 CUSTOM = "custom"
 MAX_IMAGES = 4
@@ -109,30 +109,24 @@ class PlaygroundForm(forms.Form):
         if self.errors:
             return data
         try:
-            self.spec = services.spec_from_request(
-                parse_generation_request(
-                    self.api_body(), prompt_max_chars=settings.PROMPT_MAX_CHARS
-                )
-            )
-        except ApiError as exc:
+            self.spec = build_spec(**self.spec_values())
+        except Refusal as exc:
             field = exc.param if exc.param in self.fields else None
             if exc.param == "size":
                 field = "custom_size" if data.get("size") == CUSTOM else "size"
             self.add_error(field, exc.message)
         return data
 
-    def api_body(self) -> dict[str, Any]:
-        """The cleaned values as the body a client would send to /v1/images/generations."""
+    def spec_values(self) -> dict[str, Any]:
+        """The cleaned values, as ``build_spec`` takes them."""
         data = self.cleaned_data
-        body: dict[str, Any] = {
+        guidance = data.get("guidance_scale")
+        return {
             "model": data["model"],
             "prompt": data["prompt"],
             "size": self.size_value(),
             "n": data["n"],
+            "seed": data.get("seed"),
+            "guidance_scale": float(guidance) if guidance is not None else None,
             "watermark": bool(data.get("watermark")),
         }
-        if data.get("seed") is not None:
-            body["seed"] = data["seed"]
-        if data.get("guidance_scale") is not None:
-            body["guidance_scale"] = float(data["guidance_scale"])
-        return body

@@ -13,10 +13,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.http import AuthenticatedRequest
-from api.errors import ApiError
 from billing import services as billing
 from generation import catalog, services
 from generation.models import Generation
+from generation.refusals import Refusal, ShortOfCredits
 
 from . import live
 from .forms import CUSTOM, PlaygroundForm, normalise_size
@@ -64,7 +64,7 @@ def quote_for(user: Any, params: Any) -> Quote:
         return Quote(priced.per_image_credits, n, priced.held_credits, balance)
     except ValueError as exc:  # SizeError or a mangled n
         return Quote(balance_credits=balance, error=f"{size}: {exc}.")
-    except ApiError as exc:
+    except Refusal as exc:
         return Quote(balance_credits=balance, error=exc.message)
 
 
@@ -120,9 +120,9 @@ def playground(request: AuthenticatedRequest) -> HttpResponse:
     if form.is_valid():
         try:
             generation = services.submit_generation(user=request.user, spec=form.spec)
-        except billing.InsufficientCredits as exc:
+        except ShortOfCredits as exc:
             form.add_error(None, _short_of_credits(exc))
-        except ApiError as exc:
+        except Refusal as exc:
             form.add_error(None, exc.message)
         else:
             if _is_htmx(request):
@@ -136,8 +136,9 @@ def playground(request: AuthenticatedRequest) -> HttpResponse:
     return response
 
 
-def _short_of_credits(exc: billing.InsufficientCredits) -> str:
-    # An account that owes credits gets an ApiError(402) from begin_generation that says so.
+def _short_of_credits(exc: ShortOfCredits) -> str:
+    if exc.owed_credits:
+        return exc.message  # what is owed, and how to pay it
     return (
         f"Not enough credits: this needs {exc.needed_credits} and your balance is "
         f"{exc.balance_credits}. Add credits on the billing page."

@@ -1,30 +1,26 @@
-"""A generation's two database steps on PostgreSQL, each one SQL statement.
+"""A generation's two database steps on PostgreSQL, each one SQL statement, and the key lookup.
 
-``services.begin_generation`` and ``services.complete_generation`` say what happens to the
-money; on PostgreSQL they do it here, in one round trip each instead of a transaction of seven
-to nine (BEGIN, inserts, savepoints, the account update, the ledger lines, COMMIT). Every
-request and every playground run pays these two steps, and on a two-core machine the ORM's
-query building and the round trips were most of what a request cost (bench/api_bench.py,
-the profile in the issue 7 note).
+The pipeline (generation/services/) says what happens; on PostgreSQL the reservation and the
+settlement are done here, in one round trip each instead of a transaction of seven to nine
+(BEGIN, inserts, savepoints, the account update, the ledger lines, COMMIT). Every request and
+every playground run pays these two steps, and on a two-core machine the ORM's query building
+and the round trips were most of what a request cost (bench/README.md). With
+GENERATION_SINGLE_STATEMENT_SQL off, or on SQLite, the ORM path writes the same rows.
 
 A single statement is atomic on its own: PostgreSQL runs the data-modifying parts of a WITH
 query in one snapshot and commits them together, or none of them. The statements write exactly
-the rows the ORM path writes (tests/api/test_hotpath.py compares the two field by field), and
-the same database constraints guard them: the balance cannot go negative, a ledger line's
+the rows the ORM path writes (tests/generation/test_hotpath.py compares the two field by field),
+and the same database constraints guard them: the balance cannot go negative, a ledger line's
 idempotency key is unique, a charge stays within its reservation.
 
 The money part of each statement is billing's (``billing.statements``, built from the same
 ``billing.moves`` definitions as the ORM path); this module writes only the generation's own
 rows around it, with named parameters and columns read from the models.
 
-A refusal for credits and a request with an Idempotency-Key go through the ORM path, which
-explains itself in detail; a row the reconciler settled first is found unclaimed here and
-charged nothing.
-
-Each step has a synchronous form, run on Django's connection (inside the caller's transaction,
-if any), and an ``a``-prefixed one that a served web process runs on its event loop
-(server/asyncdb.py). Both send the same statement with the same values and read its row the same
-way.
+A refusal for credits goes through the ORM path, which explains itself in detail; a row the
+reconciler settled first is found unclaimed here and charged nothing. Each statement runs
+through the caller's ``Steps`` (server/steps.py): on the event loop of a served process, or on
+Django's connection elsewhere.
 """
 
 from __future__ import annotations
@@ -34,7 +30,6 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import CharField, Field, Model, TextField
@@ -43,24 +38,9 @@ from accounts.models import User
 from billing import moves, statements
 from billing.models import CreditAccount
 from keys.models import ApiKey
-from server import asyncdb
+from server.steps import Steps
 
 from .models import LEDGER_REFERENCE_PREFIX, AccountRateLimit, Generation, Image
-
-
-def _execute(sql: str, params: Mapping[str, Any]) -> Any:
-    """Run one of this module's statements, prepared: PostgreSQL parses and plans each once per
-    connection rather than on every request (planning alone took longer than running them).
-
-    Django's cursors send the values inside the SQL text, which cannot be prepared, so this uses
-    a server-side binding cursor on Django's own connection: same transaction, same errors
-    (wrapped as Django's), but the query is not in ``connection.queries`` when DEBUG is on.
-    Every placeholder carries a cast, so a value's type never depends on how psycopg sends it.
-    """
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=asyncdb.prepare())
-        return cursor.fetchone()
 
 
 def available() -> bool:
@@ -120,14 +100,10 @@ def _key_sql() -> str:
     """  # noqa: S608 (names from the models, the value is a parameter)
 
 
-def find_key(lookup_id: str) -> ApiKey | None:
+async def find_key(steps: Steps, lookup_id: str) -> ApiKey | None:
     """The key with ``lookup_id``, its user, and the user's credit account and custom limits
     (None where there is none) loaded as the ORM would have loaded them, or None."""
-    return _key_from_row(_execute(_key_sql(), {"lookup_id": lookup_id}))
-
-
-async def afind_key(lookup_id: str) -> ApiKey | None:
-    return _key_from_row(await asyncdb.fetchone(_key_sql(), {"lookup_id": lookup_id}))
+    return _key_from_row(await steps.sql(_key_sql(), {"lookup_id": lookup_id}))
 
 
 def _key_from_row(row: Any) -> ApiKey | None:
@@ -186,19 +162,14 @@ def _open_sql() -> str:
     """  # noqa: S608, E501 (names from the models, values are parameters)
 
 
-def open_generation(generation: Generation, hold: Mapping[str, int], description: str) -> bool:
+async def open_generation(
+    steps: Steps, generation: Generation, hold: Mapping[str, int], description: str
+) -> bool:
     """Insert ``generation`` (unsaved, every field set) and make ``moves.HOLD`` with ``hold``'s
     quantities, in one statement. False, with nothing written, when the balance is short or the
-    account owes credits (the caller takes the ORM path to say why)."""
-    return _opened(
-        generation, hold, _execute(_open_sql(), _open_params(generation, hold, description))
-    )
-
-
-async def aopen_generation(
-    generation: Generation, hold: Mapping[str, int], description: str
-) -> bool:
-    row = await asyncdb.fetchone(_open_sql(), _open_params(generation, hold, description))
+    account owes credits (the caller takes the ORM path to say why); IntegrityError when its
+    Idempotency-Key is taken (by a concurrent request with the same key)."""
+    row = await steps.sql(_open_sql(), _open_params(generation, hold, description))
     return _opened(generation, hold, row)
 
 
@@ -283,7 +254,8 @@ def _settle_sql(settled: tuple[str, ...], image_count: int) -> str:
     """  # noqa: S608 (table and column names come from the models, values are parameters)
 
 
-def settle_generation(
+async def settle_generation(
+    steps: Steps,
     generation: Generation,
     outcome: dict[str, Any],
     images: list[Image],
@@ -298,27 +270,10 @@ def settle_generation(
     was already settled (the reconciler got there first). ValueError if it has no such hold."""
     sql = _settle_sql(tuple(outcome), len(images))
     params = _settle_params(generation, outcome, images, settlement, description, now)
-    if _settled(generation, images, settlement, _execute(sql, params)):
+    if _settled(generation, images, settlement, await steps.sql(sql, params)):
         return True
-    _check_unclaimed(generation)
-    return False
-
-
-async def asettle_generation(
-    generation: Generation,
-    outcome: dict[str, Any],
-    images: list[Image],
-    settlement: Mapping[str, int],
-    *,
-    description: str,
-    now: datetime,
-) -> bool:
-    sql = _settle_sql(tuple(outcome), len(images))
-    params = _settle_params(generation, outcome, images, settlement, description, now)
-    if _settled(generation, images, settlement, await asyncdb.fetchone(sql, params)):
-        return True
-    # Rare (a row the reconciler settled first): the ORM explains why, on a thread.
-    await asyncdb.on_a_thread(_check_unclaimed, generation)
+    # Rare (a row the reconciler settled first): the ORM explains why.
+    await steps.run(_check_unclaimed, generation)
     return False
 
 

@@ -35,11 +35,11 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from accounts.models import User
-from api.errors import NO_RETRY, ApiError
 from keys.models import ApiKey
 from server import asyncdb
 
 from .models import AccountRateLimit, ConcurrencySlot, RateCounter
+from .refusals import RateLimited
 
 logger = logging.getLogger(__name__)
 
@@ -415,7 +415,7 @@ def admit(
     slot_lease_seconds: float | None = None,
 ) -> Admission:
     """Count one request (and ``images``, and a concurrency slot held by ``slot_holder``), or
-    raise ApiError 429 saying which limit and tier, with Retry-After. Costs nothing if refused.
+    raise RateLimited saying which limit and tier, and when to retry. Costs nothing if refused.
 
     The slot is held until ``release``, or for ``slot_lease_seconds`` (default
     RATE_LIMIT_SLOT_LEASE_SECONDS) if its holder dies. If Redis cannot be reached the request
@@ -440,15 +440,22 @@ async def aadmit(
     *,
     images: int = 0,
     slot_holder: str | None = None,
+    slot_lease_seconds: float | None = None,
 ) -> Admission:
-    """``admit`` for a caller on an event loop: with Redis, without leaving the loop."""
+    """``admit`` for a caller on the server's event loop: with Redis, without leaving the loop
+    (the same checks and counts, through redis.asyncio); without it, ``admit`` on a thread."""
     found = _async_redis()
     if found is None:
         return await asyncdb.on_a_thread(
-            admit, user, api_key, images=images, slot_holder=slot_holder
+            admit,
+            user,
+            api_key,
+            images=images,
+            slot_holder=slot_holder,
+            slot_lease_seconds=slot_lease_seconds,
         )
     _, script = found
-    request = _Request.of(user, api_key, images, slot_holder, None)
+    request = _Request.of(user, api_key, images, slot_holder, slot_lease_seconds)
     try:
         result = await script(**_script_call(*request.check_args()))
     except RedisError:
@@ -487,7 +494,7 @@ class _Request:
         return self.buckets, self.holder, self.now, self.lease
 
     def judge(self, verdict: Verdict) -> Admission:
-        """Admitted with its headers, or ApiError 429."""
+        """Admitted with its headers, or RateLimited."""
         _, reset = _window(self.now)
         headers = _headers(self.buckets, verdict, reset)
         if verdict.allowed:
@@ -497,7 +504,7 @@ class _Request:
 
 def _refusal(
     bucket: Bucket | None, limits: Limits, reset: float, headers: dict[str, str]
-) -> ApiError:
+) -> RateLimited:
     assert bucket is not None
     whose = "this API key's" if bucket.scope.startswith("k") else "your account's"
     tier = "a custom limit" if limits.custom else f"the {limits.tier.name} tier"
@@ -515,29 +522,23 @@ def _refusal(
         f"Rate limit reached: {whose} limit is {what} ({tier}). "
         f"Retry after {seconds} s. See your limits in the dashboard."
     )
-    extra: dict[str, str] = {}
-    if bucket.cost > bucket.limit:
-        # No window will ever have room for it: retrying cannot help, so the SDKs must not.
-        extra = dict(NO_RETRY)
-        if bucket.kind == IMAGES:
-            message = (
-                f"This request asks for {bucket.cost} images but {whose} limit is {what} "
-                f"({tier}): ask for fewer images at a time."
-            )
-        else:
-            message = f"Rate limit: {whose} limit is {what} ({tier}), so no request can pass."
-    return ApiError(
-        429,
+    # No window will ever have room for it: retrying cannot help.
+    hopeless = bucket.cost > bucket.limit
+    if hopeless and bucket.kind == IMAGES:
+        message = (
+            f"This request asks for {bucket.cost} images but {whose} limit is {what} "
+            f"({tier}): ask for fewer images at a time."
+        )
+    elif hopeless:
+        message = f"Rate limit: {whose} limit is {what} ({tier}), so no request can pass."
+    return RateLimited(
         message,
-        type="rate_limit_error",
-        code=f"rate_limit_{bucket.kind}",
-        headers={
-            **headers,
-            "Retry-After": str(seconds),
-            "retry-after-ms": str(milliseconds),
-            "x-ratelimit-tier": limits.tier.id,
-            **extra,
-        },
+        kind=bucket.kind,
+        retry_after_seconds=seconds,
+        retry_after_ms=milliseconds,
+        tier_id=limits.tier.id,
+        limit_headers=headers,
+        hopeless=hopeless,
     )
 
 

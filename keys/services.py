@@ -145,7 +145,7 @@ def authenticate(
     (with its user) by its lookup id, for a caller with a cheaper query of its own. The reasons
     never say whether a well-formed key exists.
     """
-    query = lookup or functools.partial(_find_key, related=related)
+    query = lookup or functools.partial(find_key, related=related)
     api_key = _check(raw_key, query(_lookup_id(raw_key)))
     if changes := _touch_changes(api_key, raw_key):
         _touch(api_key, changes)
@@ -189,7 +189,8 @@ def _check(raw_key: str, api_key: ApiKey | None) -> ApiKey:
     return api_key
 
 
-def _find_key(lookup_id: str, *, related: tuple[str, ...]) -> ApiKey | None:
+def find_key(lookup_id: str, *, related: tuple[str, ...] = ()) -> ApiKey | None:
+    """The key with ``lookup_id`` and its user (and ``related``), or None."""
     try:
         return ApiKey.objects.select_related("user", *related).get(lookup_id=lookup_id)
     except ApiKey.DoesNotExist:

@@ -3,13 +3,13 @@ exactly as for one that hangs up while the upstream works (tests/integration cov
 
 from __future__ import annotations
 
+import asyncio
 import json
-import time
 from typing import Any
 
 import pytest
 
-from generation import services
+from generation.services import pipeline
 from generation.models import ConcurrencySlot, Generation
 from tests.support.asgi import serve
 from tests.support.money import assert_ledger_balanced, ledger_kinds
@@ -22,14 +22,14 @@ pytestmark = pytest.mark.postgres
 def test_a_client_that_hangs_up_during_the_reservation_still_gets_its_generation(
     monkeypatch, owner, owner_key, default_prices, hot_sql_on_loop
 ):
-    reserve = services.begin_generation
+    reserve = pipeline.reserve_generation
 
-    def slow_reservation(**kwargs: Any) -> Generation:
-        generation = reserve(**kwargs)
-        time.sleep(0.5)  # committed; the client hangs up before the view hears of it
+    async def slow_reservation(*args: Any, **kwargs: Any) -> Generation:
+        generation = await reserve(*args, **kwargs)
+        await asyncio.sleep(1.5)  # committed; the client hangs up before the view hears of it
         return generation
 
-    monkeypatch.setattr(services, "begin_generation", slow_reservation)
+    monkeypatch.setattr(pipeline, "reserve_generation", slow_reservation)
     body = {"model": "seedream-4-0", "prompt": "a heron", "size": "1024x1024"}
 
     status, _ = serve(
@@ -38,7 +38,8 @@ def test_a_client_that_hangs_up_during_the_reservation_still_gets_its_generation
         {"Authorization": f"Bearer {owner_key}", "Content-Type": "application/json"},
         body=json.dumps(body).encode(),
         hot_sql_on_loop=hot_sql_on_loop,
-        hang_up_after=0.1,
+        # After the key's check (a hang-up before it leaves nothing to do), during the hold.
+        hang_up_after=0.75,
     )
 
     assert status is None  # no answer: the client had gone

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from django.utils import timezone
 
+from api.views import request_fingerprint
 from generation import services
 from generation.catalog import get_model, resolve_size
 from generation.models import Generation
@@ -119,7 +120,7 @@ def test_a_repeat_while_the_first_still_runs_gets_409_to_retry(
             model=model, prompt=body["prompt"], size=resolve_size(model, "1024x1024"), n=1
         ),
         idempotency_key="slow",
-        request_hash=services.request_fingerprint(raw.encode()),
+        request_hash=request_fingerprint(raw.encode()),
     )
 
     response = generate(client, owner_key, "slow", raw=raw)

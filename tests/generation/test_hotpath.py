@@ -15,20 +15,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.db import connections
 from django.utils import timezone
 
-from api.errors import ApiError
 from billing import services as billing
 from billing.models import CreditAccount, LedgerEntry
 from generation import hotpath, ratelimits, services
 from generation.catalog import get_model, resolve_size
 from generation.models import AccountRateLimit, Generation, Image
+from generation.refusals import ShortOfCredits
+from generation.services import reserve as reserve_module
+from generation.services import settle as settle_module
 from generation.upstream import DeliveredImage, Failure, FailureKind
 from keys import services as keys
 from keys.models import ApiKey
 from server import asyncdb
+from server.steps import Steps
 from tests.support.money import assert_ledger_balanced
 
 pytestmark = pytest.mark.postgres
@@ -174,8 +177,8 @@ def test_both_paths_write_the_same_rows(settings, user_factory, fixed_clock, n, 
 def test_both_paths_cut_a_description_longer_than_the_column_alike(
     settings, user_factory, fixed_clock, monkeypatch
 ):
-    monkeypatch.setattr(services, "_describe", lambda generation: LONG)
-    monkeypatch.setattr(services, "_describe_settlement", lambda generation, delivered: LONG)
+    monkeypatch.setattr(reserve_module, "_describe", lambda generation: LONG)
+    monkeypatch.setattr(settle_module, "_describe_settlement", lambda g, delivered: LONG)
     rows = []
     for single_statement in (False, True):
         user = user_factory(credits=1000)
@@ -214,9 +217,9 @@ def test_both_paths_refuse_an_account_in_debt_alike(settings, user_factory, fixe
         settings.GENERATION_SINGLE_STATEMENT_SQL = single_statement
         user = user_factory(credits=1000)
         in_debt(user)
-        with pytest.raises(ApiError) as refused:
+        with pytest.raises(ShortOfCredits) as refused:
             services.begin_generation(user=user, spec=spec(1))
-        assert refused.value.status == 402
+        assert refused.value.owed_credits == 400
         assert "owes 400 credits" in refused.value.message
         rows.append((generation_row(Generation.objects.get(user=user)), account(user)))
         assert assert_ledger_balanced(user) == 400
@@ -232,7 +235,7 @@ def test_a_refusal_for_credits_takes_the_orm_path_and_leaves_the_same_failed_row
     for single_statement in (False, True):
         settings.GENERATION_SINGLE_STATEMENT_SQL = single_statement
         user = user_factory(credits=30)
-        with pytest.raises(billing.InsufficientCredits):
+        with pytest.raises(ShortOfCredits):
             services.begin_generation(user=user, spec=spec(1))
         rows.append(generation_row(Generation.objects.get(user=user)))
         assert assert_ledger_balanced(user) == 30
@@ -270,6 +273,11 @@ def test_a_settlement_without_its_reservation_is_refused_and_writes_nothing(sett
     assert assert_ledger_balanced(owner) == 960
 
 
+def find_key_inline(lookup_id: str) -> ApiKey | None:
+    """The single-statement key lookup, on the test's own connection."""
+    return async_to_sync(hotpath.find_key)(Steps.inline(), lookup_id)
+
+
 def key_and_what_the_orm_loads(owner: Any, custom_limits: bool) -> tuple[Any, ApiKey]:
     """A new key of ``owner`` (with custom limits, or none), and the key as the ORM's
     ``select_related`` loads it with its user, credit account and custom limits."""
@@ -286,12 +294,12 @@ def key_and_what_the_orm_loads(owner: Any, custom_limits: bool) -> tuple[Any, Ap
 def test_the_key_lookup_loads_what_select_related_loads(owner, custom_limits):
     issued, by_orm = key_and_what_the_orm_loads(owner, custom_limits)
 
-    found = keys.authenticate(issued.raw_key, lookup=hotpath.find_key)
+    found = keys.authenticate(issued.raw_key, lookup=find_key_inline)
 
     assert found.pk == by_orm.pk and found.user.pk == owner.pk
     assert found.user.credit_account.balance_credits == 1000
     assert ratelimits.limits_for(found.user, found) == ratelimits.limits_for(by_orm.user, by_orm)
-    assert hotpath.find_key("no-such-lookup-id") is None
+    assert find_key_inline("no-such-lookup-id") is None
 
 
 def test_the_key_lookup_of_an_account_without_a_credit_account(user_factory):
@@ -299,7 +307,7 @@ def test_the_key_lookup_of_an_account_without_a_credit_account(user_factory):
     CreditAccount.objects.filter(user=user).delete()
     issued = keys.create_key(user, "k")
 
-    found = keys.authenticate(issued.raw_key, lookup=hotpath.find_key)
+    found = keys.authenticate(issued.raw_key, lookup=find_key_inline)
 
     assert ratelimits.limits_for(found.user, found).tier == ratelimits.tiers()[0]
 
@@ -322,7 +330,7 @@ def on_the_server_loop(step: Callable[[], Awaitable[Any]]) -> Any:
 
 @pytest.fixture
 def cached_prices(settings: Any) -> None:
-    # A stale price list sends abegin_generation to the synchronous path (its refresh queries).
+    # A stale price list sends the quote to a thread (its refresh queries).
     settings.PRICE_CACHE_SECONDS = 600
     billing.price_per_image("seedream-4-0", "")
     assert billing.cached_price_per_image("seedream-4-0", "") == 40
@@ -348,11 +356,13 @@ def test_on_the_event_loop_the_same_rows_are_written(
     key = keys.create_key(loop_user, "k").api_key
 
     async def generate() -> Any:
-        generation = await services.abegin_generation(
-            user=loop_user, spec=spec(n), api_key=key, public_id="gen_loop"
+        steps = Steps.for_request()
+        assert steps.on_loop
+        generation = await services.reserve_generation(
+            steps, user=loop_user, spec=spec(n), api_key=key, public_id="gen_loop"
         )
         assert generation.pk is not None
-        return await services.acomplete_generation(generation, outcomes, latency_ms=12)
+        return await services.settle_generation(steps, generation, outcomes, latency_ms=12)
 
     by_loop = outcome(loop_user, on_the_server_loop(generate))
 
@@ -369,9 +379,11 @@ def test_on_the_event_loop_a_refusal_for_credits_is_recorded_by_the_orm(
     key = keys.create_key(user, "k").api_key
 
     async def generate() -> Any:
-        await services.abegin_generation(user=user, spec=spec(1), api_key=key, public_id="gen_x")
+        await services.reserve_generation(
+            Steps.for_request(), user=user, spec=spec(1), api_key=key, public_id="gen_x"
+        )
 
-    with pytest.raises(billing.InsufficientCredits):
+    with pytest.raises(ShortOfCredits):
         on_the_server_loop(generate)
     refused = generation_row(Generation.objects.get(user=user))
     assert (refused["status"], refused["http_status"]) == ("failed", 402)
@@ -388,7 +400,7 @@ def test_on_the_event_loop_a_late_settlement_charges_nothing(
     services.reconcile_stuck_generations(now=generation.deadline_at + timedelta(seconds=1))
 
     completed = on_the_server_loop(
-        lambda: services.acomplete_generation(generation, [IMAGE], latency_ms=5)
+        lambda: services.settle_generation(Steps.for_request(), generation, [IMAGE], latency_ms=5)
     )
 
     assert completed.images == []
@@ -405,10 +417,12 @@ def test_on_the_event_loop_the_key_lookup_loads_what_select_related_loads(owner,
 
     found = on_the_server_loop(
         lambda: keys.aauthenticate(
-            issued.raw_key, lookup=hotpath.afind_key, run_write=asyncdb.on_a_thread
+            issued.raw_key,
+            lookup=lambda lookup_id: hotpath.find_key(Steps.for_request(), lookup_id),
+            run_write=asyncdb.on_a_thread,
         )
     )
-    missing = on_the_server_loop(lambda: hotpath.afind_key("no-such-lookup-id"))
+    missing = on_the_server_loop(lambda: hotpath.find_key(Steps.for_request(), "no-such-lookup-id"))
 
     assert found.pk == by_orm.pk and found.user.pk == owner.pk
     assert found.user.credit_account.balance_credits == 1000

@@ -18,7 +18,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from api.errors import ApiError
+from generation.refusals import RateLimited
 from billing import services as billing
 from billing.models import LedgerEntry
 from generation import ratelimits, services
@@ -522,9 +522,8 @@ def test_playground_generations_hold_a_slot_until_the_worker_settles_them(
         services.submit_generation(user=owner, spec=spec())
     assert ratelimits.current_usage(owner).concurrent == 2
 
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(RateLimited) as caught:
         services.submit_generation(user=owner, spec=spec())
-    assert caught.value.status == 429
     assert caught.value.code == "rate_limit_concurrency"
     assert len(sent) == 2
 
@@ -646,14 +645,15 @@ def test_on_the_event_loop_the_same_counters_pass_and_refuse(backend, loaded):
     owner = loaded
     # The free tier allows 5 requests a window.
     passed = [on_a_loop(lambda: ratelimits.aadmit(owner, None)).headers for _ in range(5)]
-    with pytest.raises(ApiError) as on_loop:
+    with pytest.raises(RateLimited) as on_loop:
         on_a_loop(lambda: ratelimits.aadmit(owner, None))
-    with pytest.raises(ApiError) as on_thread:
+    with pytest.raises(RateLimited) as on_thread:
         ratelimits.admit(owner, None)
 
     assert [h["x-ratelimit-remaining-requests"] for h in passed] == ["4", "3", "2", "1", "0"]
-    assert on_loop.value.status == on_thread.value.status == 429
-    assert on_loop.value.headers == on_thread.value.headers
+    assert on_loop.value.code == on_thread.value.code == "rate_limit_requests"
+    assert on_loop.value.limit_headers == on_thread.value.limit_headers
+    assert on_loop.value.retry_after_seconds == on_thread.value.retry_after_seconds
 
 
 @pytest.mark.django_db(transaction=True)
@@ -662,9 +662,9 @@ def test_on_the_event_loop_a_slot_is_taken_and_given_back(backend, loaded):
     holders = ["gen_a", "gen_b"]  # the free tier: 2 generations at a time
     for holder in holders:
         on_a_loop(lambda h=holder: ratelimits.aadmit(owner, None, images=1, slot_holder=h))
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(RateLimited) as refused:
         on_a_loop(lambda: ratelimits.aadmit(owner, None, images=1, slot_holder="gen_c"))
-    assert refused.value.status == 429
+    assert refused.value.kind == "concurrency"
 
     on_a_loop(lambda: ratelimits.arelease(owner.pk, None, "gen_a"))
 

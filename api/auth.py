@@ -1,0 +1,134 @@
+"""The /v1 views' one decorator: the method, the body's size, the caller's key and (for most
+endpoints) its rate limits, before the view runs; every error in OpenAI's shape."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from generation import hotpath
+from generation import services as generation
+from generation.refusals import Refusal
+from keys import services as keys
+from keys.models import ApiKey
+from server.steps import Steps
+
+from .errors import ApiError, error_response, invalid_api_key
+from .refusals import api_error
+
+
+class ApiRequest(HttpRequest):
+    """What a /v1 view receives: the authenticated key (its user, credit account and custom
+    limits loaded with it), the steps its database work goes through, and the x-ratelimit-*
+    headers every answer to it carries once they are known."""
+
+    api_key: ApiKey
+    steps: Steps
+    rate_limit_headers: dict[str, str]
+
+
+ApiView = Callable[..., Coroutine[Any, Any, HttpResponse]]
+
+
+def api_endpoint(*methods: str, admit: bool = True) -> Callable[[ApiView], ApiView]:
+    """An async /v1 view for ``methods`` (405 for others). Before it runs: a body larger than
+    API_MAX_BODY_BYTES is refused (413), then the bearer key is authenticated (401) and, with
+    ``admit``, the request is counted against its limits (429). ApiError and the domain's
+    Refusal raised anywhere below are rendered in OpenAI's shape, with the rate-limit headers."""
+
+    def decorate(view: ApiView) -> ApiView:
+        @csrf_exempt
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                return error_response(
+                    405,
+                    f"{request.method} is not allowed here; use {' or '.join(methods)}.",
+                    code="method_not_allowed",
+                    headers={"Allow": ", ".join(methods)},
+                )
+            api_request: ApiRequest = request  # type: ignore[assignment]
+            api_request.rate_limit_headers = {}
+            api_request.steps = Steps.for_request()
+            try:
+                _check_body_size(request)
+                api_request.api_key = await _authenticate(api_request.steps, request)
+                if admit:
+                    key = api_request.api_key
+                    admission = await generation.admit(api_request.steps, key.user, key)
+                    api_request.rate_limit_headers.update(admission.headers)
+                response = await view(api_request, *args, **kwargs)
+            except ApiError as exc:
+                response = exc.response()
+            except Refusal as refusal:
+                response = api_error(refusal).response()
+            for name, value in api_request.rate_limit_headers.items():
+                response.headers.setdefault(name, value)
+            return response
+
+        return wrapper
+
+    return decorate
+
+
+def _check_body_size(request: HttpRequest) -> None:
+    too_large = ApiError(
+        413,
+        f"The request body is larger than {settings.API_MAX_BODY_BYTES} bytes.",
+        code="request_too_large",
+    )
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    # A chunked body declares no length: it is measured once read.
+    if declared > settings.API_MAX_BODY_BYTES or len(request.body) > settings.API_MAX_BODY_BYTES:
+        raise too_large
+
+
+def _bearer_token(request: HttpRequest) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+# What ratelimits.limits_for reads, loaded in the key's own query.
+_LIMITS_RELATED = ("user__credit_account", "user__rate_limit_override")
+
+
+async def _authenticate(steps: Steps, request: HttpRequest) -> ApiKey:
+    """The ApiKey for the request's bearer token, with its user, credit account and custom
+    limits loaded, or ApiError 401."""
+    raw_key = _bearer_token(request)
+    if raw_key is None:
+        raise invalid_api_key(
+            "You didn't provide an API key. Send it in the Authorization header as "
+            "'Bearer sk-seedream-...'."
+        )
+
+    async def lookup(lookup_id: str) -> ApiKey | None:
+        if hotpath.available():
+            return await hotpath.find_key(steps, lookup_id)
+        return await steps.run(keys.find_key, lookup_id, related=_LIMITS_RELATED)
+
+    try:
+        return await keys.aauthenticate(raw_key, lookup=lookup, run_write=steps.run)
+    except keys.AuthenticationFailed as exc:
+        if exc.reason in ("revoked", "expired", "inactive"):
+            raise invalid_api_key(f"This API key is {exc.reason}.") from None
+        raise invalid_api_key(
+            f"Incorrect API key provided: {_redact(raw_key)}. Find your keys in the dashboard."
+        ) from None
+
+
+def _redact(raw_key: str) -> str:
+    if len(raw_key) <= 12:
+        return "****"
+    return f"{raw_key[:8]}****{raw_key[-4:]}"

@@ -1,0 +1,106 @@
+"""The generation domain's services: what other apps (the API, the dashboard, accounts) and the
+Celery tasks call. The pipeline and each of its steps live in the modules beside this one:
+
+- ``pipeline``: admit -> reserve -> run -> settle, written once (async), and the playground's
+  ``submit_generation``;
+- ``reserve``: the quote, the row and the hold (and the Idempotency-Key's lookup);
+- ``run``: the upstream calls, and a queued run on a Celery worker;
+- ``settle``: the delivered images stored and charged, the rest released, once;
+- ``reconcile``: rows past their deadline released, lost or abandoned runs sent again;
+- ``images``: stored images, their URLs, and their deletion.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from billing import services as billing
+
+from ..catalog import ModelInfo
+from ..spec import GenerationSpec, build_spec
+from .images import (
+    delete_image,
+    erase_customer_content,
+    image_storage_name,
+    image_url,
+    purge_expired_images,
+    take_image,
+    thumbnail_url,
+)
+from .pipeline import admit, open_generation, run_generation, submit_generation
+from .reconcile import abandon_generation, reconcile_stuck_generations
+from .reserve import (
+    IdempotentReplay,
+    begin_generation,
+    is_idempotent_repeat,
+    quote,
+    reserve_generation,
+)
+from .run import RunResult, produce_images, run_queued_generation, upstream_request
+from .settle import (
+    Completed,
+    FailedOutcome,
+    complete_generation,
+    failure_error,
+    settle_generation,
+)
+
+__all__ = [
+    "Completed",
+    "FailedOutcome",
+    "GenerationSpec",
+    "IdempotentReplay",
+    "RunResult",
+    "abandon_generation",
+    "admit",
+    "begin_generation",
+    "build_spec",
+    "complete_generation",
+    "delete_image",
+    "erase_customer_content",
+    "failure_error",
+    "image_storage_name",
+    "image_url",
+    "is_idempotent_repeat",
+    "model_object",
+    "open_generation",
+    "produce_images",
+    "purge_expired_images",
+    "quote",
+    "reconcile_stuck_generations",
+    "reserve_generation",
+    "run_generation",
+    "run_queued_generation",
+    "settle_generation",
+    "submit_generation",
+    "take_image",
+    "thumbnail_url",
+    "upstream_request",
+]
+
+
+def model_object(model: ModelInfo, prices: dict[tuple[str, str], int]) -> dict[str, Any]:
+    """One model as GET /v1/models answers it (the docs page shows the same)."""
+    tiers = {
+        tier or "default": credits
+        for (model_id, tier), credits in prices.items()
+        if model_id == model.id
+    }
+    default_price = tiers.get("default")
+    return {
+        "id": model.id,
+        "object": "model",
+        "created": model.created,
+        "owned_by": "bytedance",
+        "name": model.name,
+        "price_per_image_credits": default_price,
+        "price_per_image_usd": billing.format_usd(default_price) if default_price else None,
+        "price_per_image_credits_by_size_tier": tiers,
+        "default_size": model.default_size,
+        "size_keywords": list(model.size_keywords),
+        "min_pixels": model.min_pixels,
+        "max_pixels": model.max_pixels,
+        "max_aspect_ratio": model.max_aspect_ratio,
+        "supports_seed": model.supports_seed,
+        "supports_guidance_scale": model.supports_guidance_scale,
+    }

@@ -1,0 +1,112 @@
+"""A generation's images once delivered: where they are stored, their URLs and bytes, and their
+deletion (by the customer, by retention, or when an account closes)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+
+from .. import storage, thumbnails
+from ..models import Generation, Image
+
+logger = logging.getLogger(__name__)
+
+
+def image_storage_name(token: str, extension: str) -> str:
+    # Sharded by the token's first characters so no folder grows huge; the URL alone names the
+    # file, so serving an image needs no database query.
+    return f"images/{token[:2]}/{token}.{extension}"
+
+
+def image_url(image: Image, base_url: str) -> str:
+    # A public bucket (or its CDN) serves the image itself; otherwise our /img/ URL does (a
+    # redirect to a fresh presigned URL when the bucket is private).
+    public = storage.public_url(image.file.name)
+    if public:
+        return public
+    extension = image.file.name.rsplit(".", 1)[-1]
+    return f"{settings.IMAGE_BASE_URL or base_url}/img/{image.token}.{extension}"
+
+
+def take_image(image: Image, data: dict[int, bytes]) -> bytes:
+    """An image's bytes: those just delivered, taken out of ``data`` (by image id, so the caller
+    can drop them once used), else read from storage."""
+    raw = data.pop(image.pk, None)
+    if raw is None:
+        with default_storage.open(image.file.name, "rb") as handle:
+            raw = handle.read()
+    return raw
+
+
+def _delete_files_after_commit(images: list[tuple[str, str]]) -> None:
+    """Delete each (token, file name)'s original and thumbnail once the transaction commits, so
+    a deletion that rolls back loses nothing."""
+
+    def delete() -> None:
+        storage.delete_many(
+            path
+            for token, name in images
+            for path in (name, thumbnails.thumbnail_name(token))
+            if path
+        )
+
+    transaction.on_commit(delete)
+
+
+def delete_image(image: Image) -> None:
+    """The customer deletes one image: its row, file and thumbnail. The generation, its
+    charge and the ledger keep their lines."""
+    with transaction.atomic():
+        Image.objects.filter(pk=image.pk).delete()
+        _delete_files_after_commit([(image.token, image.file.name)])
+
+
+def purge_expired_images(now: datetime | None = None, batch: int = 1000) -> int:
+    """Delete images older than IMAGE_RETENTION_DAYS (0 keeps them forever). Returns how many."""
+    days = settings.IMAGE_RETENTION_DAYS
+    if days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    total = 0
+    while True:
+        with transaction.atomic():
+            rows = list(
+                Image.objects.filter(created_at__lt=cutoff)
+                .order_by("created_at")
+                .values_list("pk", "token", "file")[:batch]
+            )
+            if not rows:
+                break
+            Image.objects.filter(pk__in=[pk for pk, *_ in rows]).delete()
+            _delete_files_after_commit([(token, name) for _, token, name in rows])
+        total += len(rows)
+    if total:
+        logger.info("retention: deleted %d images older than %d days", total, days)
+    return total
+
+
+def erase_customer_content(user: User) -> int:
+    """Delete what a closing account made (images and their files) and blank what it wrote
+    (prompts, parameters, idempotency keys), keeping each request's amounts for the books.
+
+    Returns how many images were deleted.
+    """
+    images = Image.objects.filter(user=user)
+    files = list(images.values_list("token", "file"))
+    deleted, _ = images.delete()
+    Generation.objects.filter(user=user).update(
+        prompt="", params={}, idempotency_key="", request_hash="", error_message=""
+    )
+    _delete_files_after_commit(files)
+    return deleted
+
+
+def thumbnail_url(image: Image) -> str:
+    return f"{settings.IMAGE_BASE_URL}/img/t/{image.token}.webp"

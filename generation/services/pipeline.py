@@ -1,0 +1,144 @@
+"""A generation's life, written once: admit -> reserve -> run -> settle.
+
+Every way in takes these coroutines: the /v1 API (after its key decorator has authenticated the
+caller, api/auth.py), and the playground (``submit_generation``, whose run a Celery worker
+takes up: generation/services/run.py). Each database step goes through the caller's ``Steps``
+(server/steps.py): on a served process's event loop without a thread hop, on the request's
+thread elsewhere, or on the caller's own thread for synchronous callers.
+
+1. ``admit``: the rate limits (requests, images, a concurrency slot held by the generation).
+2. ``reserve_generation`` (reserve.py): quote, record the row and hold the credits, at once.
+3. ``run_generation``: the upstream calls (no database), then
+4. ``settle_generation`` (settle.py): store what was delivered, charge it, release the rest.
+
+A crash between 2 and 4 leaves a row past its deadline holding credits; the reconciler
+(reconcile.py) releases it. Both 4 and the reconciler claim the row with a conditional UPDATE,
+so the money is settled exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.db import transaction
+
+from accounts.models import User
+from keys.models import ApiKey
+from server.steps import Steps
+
+from .. import ratelimits
+from ..models import Generation, new_public_id
+from ..spec import GenerationSpec
+from .reserve import is_idempotent_repeat, reserve_generation
+from .run import produce_images
+from .settle import Completed, release, release_slot, settle_generation
+
+
+async def admit(
+    steps: Steps,
+    user: User,
+    api_key: ApiKey | None,
+    *,
+    images: int = 0,
+    slot_holder: str | None = None,
+    slot_lease_seconds: float | None = None,
+) -> ratelimits.Admission:
+    """Count one request (and ``images``, and a slot for ``slot_holder``) against the limits of
+    the account and the key, or raise RateLimited."""
+    if steps.on_loop:
+        return await ratelimits.aadmit(
+            user,
+            api_key,
+            images=images,
+            slot_holder=slot_holder,
+            slot_lease_seconds=slot_lease_seconds,
+        )
+    return await steps.run(
+        ratelimits.admit,
+        user,
+        api_key,
+        images=images,
+        slot_holder=slot_holder,
+        slot_lease_seconds=slot_lease_seconds,
+    )
+
+
+async def open_generation(
+    steps: Steps,
+    *,
+    user: User,
+    api_key: ApiKey | None,
+    spec: GenerationSpec,
+    source: str = Generation.Source.API,
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+    slot_lease_seconds: float | None = None,
+    rate_headers: dict[str, str] | None = None,
+) -> Generation:
+    """Admit and reserve: the generation recorded with its credits held and its slot taken.
+    ``rate_headers`` receives the limiter's headers as soon as they are known (a refusal after
+    admission carries them too)."""
+    public_id = new_public_id()
+    # A repeat answered from the first request's result is a request, not new work.
+    repeat = idempotency_key is not None and await steps.run(
+        is_idempotent_repeat, user, idempotency_key
+    )
+    admission = await admit(
+        steps,
+        user,
+        api_key,
+        images=0 if repeat else spec.n,
+        slot_holder=None if repeat else public_id,
+        slot_lease_seconds=slot_lease_seconds,
+    )
+    if rate_headers is not None:
+        rate_headers.update(admission.headers)
+    try:
+        return await reserve_generation(
+            steps,
+            user=user,
+            spec=spec,
+            source=source,
+            api_key=api_key,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            public_id=public_id,
+        )
+    except BaseException:
+        # Nothing will run (refused, or a repeat answered from the first): the slot goes back.
+        await release(steps, user.pk, api_key.pk if api_key else None, public_id)
+        raise
+
+
+async def run_generation(steps: Steps, generation: Generation, *, started: float) -> Completed:
+    """Produce the images and settle: what was delivered is charged, the rest released.
+    ``started`` (time.monotonic()) is when the request arrived, for its latency."""
+    try:
+        outcomes = await produce_images(generation)
+    except BaseException:
+        # Unsettled now: the reconciler will fail and refund it; its slot goes back at once.
+        await release_slot(steps, generation)
+        raise
+    latency_ms = int((time.monotonic() - started) * 1000)
+    return await settle_generation(steps, generation, outcomes, latency_ms=latency_ms)
+
+
+def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
+    """The playground's request: admitted and reserved like the API's (the row queued), then a
+    Celery task is sent once the row is committed (a worker must never look for a row it
+    cannot see). The slot is held until the worker settles the generation."""
+    from .. import tasks  # tasks imports the services
+
+    generation = async_to_sync(open_generation)(
+        Steps.inline(),
+        user=user,
+        api_key=None,
+        spec=spec,
+        source=Generation.Source.PLAYGROUND,
+        # Queued work, retried with backoff, may run until its deadline.
+        slot_lease_seconds=settings.GENERATION_DEADLINE_SECONDS + 60,
+    )
+    transaction.on_commit(lambda: tasks.send_generation(generation.pk))
+    return generation

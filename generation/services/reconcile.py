@@ -1,0 +1,121 @@
+"""The reconciler: the Generation row, not a process, is the truth. Rows past their deadline are
+failed and their holds released; lost or abandoned playground runs are sent again."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from billing import services as billing
+from server import metrics
+
+from .. import ratelimits
+from ..models import Generation
+from .settle import quote_of
+
+logger = logging.getLogger(__name__)
+
+
+def reconcile_stuck_generations(now: datetime | None = None) -> int:
+    """Fail and release every generation still unsettled past its deadline, and put lost or
+    abandoned playground runs back on the queue. Returns how many were failed."""
+    now = now or timezone.now()
+    _redispatch_lost_runs(now)
+    stuck = Generation.objects.filter(
+        status__in=Generation.UNSETTLED, deadline_at__lt=now
+    ).values_list("pk", flat=True)[:500]
+    count = 0
+    for pk in stuck:
+        if _fail_and_release(
+            pk,
+            list(Generation.UNSETTLED),
+            now,
+            message="The generation did not finish in time. You were not charged.",
+            note="expired, nothing delivered",
+        ):
+            count += 1
+    if count:
+        logger.warning("reconciled %d generations stuck past their deadline", count)
+    return count
+
+
+def _fail_and_release(
+    pk: int, from_statuses: list[str], now: datetime, *, message: str, note: str
+) -> bool:
+    """Claim an unsettled row as failed and give its whole reservation back; False if another
+    process settled it first."""
+    with transaction.atomic():
+        claimed = Generation.objects.filter(pk=pk, status__in=from_statuses).update(
+            status=Generation.Status.FAILED,
+            http_status=503,
+            error_code="expired",
+            error_message=message,
+            finished_at=now,
+        )
+        if not claimed:
+            return False
+        generation = Generation.objects.get(pk=pk)
+        ratelimits.release(generation.user_id, generation.api_key_id, generation.public_id)
+        billing.settle(
+            generation.user_id,
+            quote_of(generation).settlement(images_delivered=0),
+            reference=generation.ledger_reference,
+            description=f"{note} ({generation.public_id})",
+            now=now,
+        )
+    metrics.generation_settled(generation)
+    return True
+
+
+def abandon_generation(generation_id: int) -> bool:
+    """A web process stopping hands back a generation it could not finish in its grace
+    period: failed, the reservation released, nothing charged (unless it settled meanwhile)."""
+    return _fail_and_release(
+        generation_id,
+        [Generation.Status.RUNNING],
+        timezone.now(),
+        message="The server restarted before the generation finished. You were not charged.",
+        note="interrupted by a restart, nothing charged",
+    )
+
+
+def _redispatch_lost_runs(now: datetime) -> None:
+    """Playground rows whose task never started (a lost message) are sent again; rows whose
+    worker went silent past the upstream time budget (a killed worker) are queued again, or
+    failed and refunded once they have used up their attempts."""
+    from .. import tasks  # tasks imports the services
+
+    wait = timedelta(seconds=settings.GENERATION_REDISPATCH_SECONDS)
+    silent = timedelta(seconds=settings.GENERATION_TIMEOUT_SECONDS) + wait
+    playground = Generation.objects.filter(
+        source=Generation.Source.PLAYGROUND, deadline_at__gte=now
+    )
+    lost = playground.filter(status=Generation.Status.QUEUED, dispatched_at__lt=now - wait)
+    dead = playground.filter(status=Generation.Status.RUNNING, started_at__lt=now - silent)
+    for pk, attempts in dead.values_list("pk", "attempts")[:500]:
+        if attempts >= settings.GENERATION_MAX_ATTEMPTS:
+            _fail_and_release(
+                pk,
+                [Generation.Status.RUNNING],
+                now,
+                message="The image service did not answer in time. You were not charged.",
+                note="abandoned, nothing delivered",
+            )
+            continue
+        requeued = Generation.objects.filter(
+            pk=pk, status=Generation.Status.RUNNING, started_at__lt=now - silent
+        ).update(status=Generation.Status.QUEUED, dispatched_at=now)
+        if requeued:
+            logger.warning("generation %s: its worker went silent; queued again", pk)
+            tasks.send_generation(pk)
+    for pk in lost.values_list("pk", flat=True)[:500]:
+        resent = Generation.objects.filter(
+            pk=pk, status=Generation.Status.QUEUED, dispatched_at__lt=now - wait
+        ).update(dispatched_at=now)
+        if resent:
+            logger.warning("generation %s: its task never started; sent again", pk)
+            tasks.send_generation(pk)

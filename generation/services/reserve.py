@@ -1,0 +1,245 @@
+"""Reserving a generation: priced by billing's quote, recorded, and its credits held, at once.
+
+On PostgreSQL (with GENERATION_SINGLE_STATEMENT_SQL) the row and the hold are one statement
+(generation/hotpath.py); a refusal for credits, and every reservation elsewhere, is one ORM
+transaction that writes the same rows. Requests with and without an Idempotency-Key take the
+same way: the key is looked up first (a repeat is answered from the first request), and a
+concurrent request with the same key that wins the insert makes this one its repeat.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import User
+from billing import services as billing
+from keys.models import ApiKey
+from server import metrics
+from server.steps import Steps
+
+from .. import hotpath
+from ..models import Generation, new_public_id
+from ..refusals import Reason, Refusal, ShortOfCredits
+from ..spec import GenerationSpec
+
+logger = logging.getLogger(__name__)
+
+
+class IdempotentReplay(Exception):
+    """The Idempotency-Key was used before with this body: answer with that generation."""
+
+    def __init__(self, generation: Generation) -> None:
+        super().__init__(generation.public_id)
+        self.generation = generation
+
+
+def quote(spec: GenerationSpec) -> billing.Quote:
+    """What ``spec`` costs: what is held for it, and what each delivered image is charged.
+    Refusal(NOT_FOR_SALE) when the price table has no row for it."""
+    try:
+        return billing.quote(spec.model.id, spec.size.tier, spec.n)
+    except billing.UnknownPrice:
+        logger.error("no price for %s tier %r: add one in the admin", spec.model.id, spec.size.tier)
+        raise Refusal(
+            Reason.NOT_FOR_SALE, f"{spec.model.id} is not available for sale right now."
+        ) from None
+
+
+async def reserve_generation(
+    steps: Steps,
+    *,
+    user: User,
+    spec: GenerationSpec,
+    source: str = Generation.Source.API,
+    api_key: ApiKey | None = None,
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+    public_id: str | None = None,
+) -> Generation:
+    """Price, record and hold, atomically. Raises ShortOfCredits (a failed row records the
+    refusal for the usage log), Refusal (not for sale, an Idempotency-Key reused with another
+    body) or IdempotentReplay."""
+    priced = billing.cached_quote(spec.model.id, spec.size.tier, spec.n) if steps.on_loop else None
+    if priced is None:  # not on the loop, or the cached price list is due for a refresh
+        priced = await steps.run(quote, spec)
+    now = timezone.now()
+    fields = _generation_fields(user, spec, source, api_key, public_id, priced, now)
+    fields.update(idempotency_key=idempotency_key or "", request_hash=request_hash)
+    if idempotency_key:
+        await steps.run(_check_idempotency, user, idempotency_key, request_hash, now)
+    if hotpath.available():
+        generation = Generation(**fields)
+        try:
+            opened = await hotpath.open_generation(
+                steps, generation, priced.hold(), _describe(generation)
+            )
+        except IntegrityError:
+            if not idempotency_key:
+                raise
+            # A concurrent request with the same key won the insert: answer as its repeat.
+            await steps.run(_check_idempotency, user, idempotency_key, request_hash, now)
+            raise
+        if opened:
+            metrics.generation_reserved(generation)
+            return generation
+        # Refused for credits: the ORM path below records and explains the refusal.
+    return await steps.run(_reserve_with_orm, fields, priced, user, now)
+
+
+def begin_generation(
+    *,
+    user: User,
+    spec: GenerationSpec,
+    source: str = Generation.Source.API,
+    api_key: ApiKey | None = None,
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+    public_id: str | None = None,
+) -> Generation:
+    """``reserve_generation`` for a synchronous caller (a test, a management command)."""
+    return async_to_sync(reserve_generation)(
+        Steps.inline(),
+        user=user,
+        spec=spec,
+        source=source,
+        api_key=api_key,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        public_id=public_id,
+    )
+
+
+def _generation_fields(
+    user: User,
+    spec: GenerationSpec,
+    source: str,
+    api_key: ApiKey | None,
+    public_id: str | None,
+    priced: billing.Quote,
+    now: datetime,
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "public_id": public_id or new_public_id(),
+        "user": user,
+        "api_key": api_key,
+        "source": source,
+        "model": spec.model.id,
+        "upstream_model": spec.model.upstream_id,
+        "prompt": spec.prompt,
+        "size": spec.size.value,
+        "size_tier": spec.size.tier,
+        "n": spec.n,
+        "response_format": spec.response_format,
+        "params": spec.params(),
+        "price_per_image_credits": priced.per_image_credits,
+        "reserved_credits": priced.held_credits,
+        "created_at": now,
+        "deadline_at": now + timedelta(seconds=settings.GENERATION_DEADLINE_SECONDS),
+    }
+    if source == Generation.Source.API:
+        fields.update(status=Generation.Status.RUNNING, started_at=now)
+    else:
+        fields.update(dispatched_at=now)  # its task is sent as soon as the row commits
+    return fields
+
+
+def _reserve_with_orm(
+    fields: dict[str, Any], priced: billing.Quote, user: User, now: datetime
+) -> Generation:
+    idempotency_key = fields["idempotency_key"]
+    try:
+        with transaction.atomic():
+            generation = Generation.objects.create(**fields)
+            billing.hold(
+                user.pk,
+                priced.hold(),
+                reference=generation.ledger_reference,
+                description=_describe(generation),
+                now=now,
+            )
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        # A concurrent request with the same key won the insert: answer as its repeat.
+        _check_idempotency(user, idempotency_key, fields["request_hash"], now)
+        raise
+    except billing.InsufficientCredits as exc:
+        raise _refused_for_credits(fields, exc, now) from None
+    metrics.generation_reserved(generation)
+    return generation
+
+
+def _refused_for_credits(
+    fields: dict[str, Any], exc: billing.InsufficientCredits, now: datetime
+) -> ShortOfCredits:
+    """Record the refusal (nothing was held; the row is there so the customer's usage log shows
+    it) and say why."""
+    owed = exc.owed_credits if isinstance(exc, billing.CreditsOwed) else 0
+    message = (
+        f"Your account owes {owed} credits (${billing.format_usd(owed)}) after a card "
+        "payment was refunded or disputed. API use is paused until that is paid: add "
+        "credits on the billing page and they pay it first."
+        if owed
+        else str(exc)
+    )
+    Generation.objects.create(
+        **{
+            **fields,
+            # A retry with the same Idempotency-Key, once credits are added, is new work.
+            "idempotency_key": "",
+            "request_hash": "",
+            "reserved_credits": 0,
+            "status": Generation.Status.FAILED,
+            "http_status": 402,
+            "error_code": "insufficient_quota",
+            "error_message": message,
+            "finished_at": now,
+            "latency_ms": 0,
+        }
+    )
+    return ShortOfCredits(
+        message,
+        needed_credits=exc.needed_credits,
+        balance_credits=exc.balance_credits,
+        owed_credits=owed,
+    )
+
+
+def is_idempotent_repeat(user: User, key: str | None) -> bool:
+    """Whether a request with this Idempotency-Key will be answered from an earlier one (so it
+    must not count as new work against the rate limits)."""
+    if not key:
+        return False
+    since = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_WINDOW_SECONDS)
+    return Generation.objects.filter(user=user, idempotency_key=key, created_at__gte=since).exists()
+
+
+def _check_idempotency(user: User, key: str, request_hash: str, now: datetime) -> None:
+    window_start = now - timedelta(seconds=settings.IDEMPOTENCY_WINDOW_SECONDS)
+    existing = Generation.objects.filter(user=user, idempotency_key=key).first()
+    if existing is None:
+        return
+    if existing.created_at < window_start:
+        # Older than the window: the key is free again.
+        Generation.objects.filter(pk=existing.pk).update(idempotency_key="")
+        return
+    if existing.request_hash != request_hash:
+        raise Refusal(
+            Reason.IDEMPOTENCY_KEY_REUSED,
+            "This Idempotency-Key was already used with a different request body.",
+            param="Idempotency-Key",
+            code="idempotency_key_reused",
+        )
+    raise IdempotentReplay(existing)
+
+
+def _describe(generation: Generation) -> str:
+    """The words of a generation's hold in the customer's ledger."""
+    return f"{generation.n} x {generation.model} {generation.size} ({generation.public_id})"

@@ -1,0 +1,287 @@
+"""Settling a generation: what was delivered is stored and charged, the rest released, once.
+
+``settle_generation`` stores each delivered image under an unguessable name, then claims the
+row and makes billing's settlement in one step (on PostgreSQL one statement,
+generation/hotpath.py; elsewhere one ORM transaction): the hold released and exactly the
+delivered images charged at the quote. A row the reconciler settled first is not charged, and
+its files are removed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from billing import services as billing
+from server import metrics
+from server.steps import Steps
+
+from .. import hotpath, ratelimits, storage
+from ..models import Generation, Image, new_image_token
+from ..upstream import DeliveredImage, Failure, FailureKind, Outcome
+from .images import image_storage_name
+
+logger = logging.getLogger(__name__)
+
+# A delivered image once stored: its position in the request, the image, its token, its name.
+_Stored = tuple[int, DeliveredImage, str, str]
+
+
+@dataclass
+class Completed:
+    generation: Generation
+    images: list[Image]
+    # The delivered bytes by image id, so a b64_json answer needs no read back from storage.
+    data: dict[int, bytes] = field(default_factory=dict)
+
+
+async def settle_generation(
+    steps: Steps, generation: Generation, outcomes: list[Outcome], *, latency_ms: int
+) -> Completed:
+    """Store what was delivered and settle the money, exactly once. The generation's
+    concurrency slot goes back whatever happens."""
+    if steps.on_loop and not storage.is_remote():
+        # A local file is written faster than a thread would take to start writing it.
+        stored = _store_delivered(outcomes)
+    elif steps.on_loop:
+        stored = await asyncio.to_thread(_store_delivered, outcomes)
+    else:
+        stored = await steps.run(_store_delivered, outcomes)
+    try:
+        settlement = _Settlement.of(generation, outcomes, stored, latency_ms)
+        if hotpath.available():
+            claimed = await hotpath.settle_generation(steps, generation, **settlement.written())
+        else:
+            claimed = await steps.run(_settle_with_orm, generation, settlement)
+    finally:
+        # Even when the settlement fails (the reconciler then refunds the row), the slot goes
+        # back. The files stay: a failure can come after the commit, and they may be charged.
+        await release_slot(steps, generation)
+    if not claimed:
+        return await steps.run(_too_late, generation, stored)
+    return settlement.completed(generation, stored)
+
+
+def complete_generation(
+    generation: Generation, outcomes: list[Outcome], *, latency_ms: int
+) -> Completed:
+    """``settle_generation`` for a synchronous caller (a Celery worker, a test)."""
+    return async_to_sync(settle_generation)(
+        Steps.inline(), generation, outcomes, latency_ms=latency_ms
+    )
+
+
+async def release_slot(steps: Steps, generation: Generation) -> None:
+    """Give back the generation's concurrency slot (idempotent)."""
+    await release(steps, generation.user_id, generation.api_key_id, generation.public_id)
+
+
+async def release(steps: Steps, user_id: int, api_key_id: int | None, holder: str) -> None:
+    """Give back the concurrency slots ``holder`` took (idempotent)."""
+    if steps.on_loop:
+        await ratelimits.arelease(user_id, api_key_id, holder)
+    else:
+        await steps.run(ratelimits.release, user_id, api_key_id, holder)
+
+
+def _store_delivered(outcomes: list[Outcome]) -> list[_Stored]:
+    """Each delivered image saved under an unguessable name."""
+    stored: list[_Stored] = []
+    for index, image in enumerate(outcomes):
+        if isinstance(image, DeliveredImage):
+            token = new_image_token()
+            name = default_storage.save(
+                image_storage_name(token, image.extension), ContentFile(image.data)
+            )
+            stored.append((index, image, token, name))
+    return stored
+
+
+def _too_late(generation: Generation, stored: list[_Stored]) -> Completed:
+    # The reconciler settled this row first (we overran the deadline): nothing is charged, so
+    # nothing may be delivered.
+    for *_, name in stored:
+        default_storage.delete(name)
+    logger.error("generation %s finished after its deadline", generation.public_id)
+    generation.refresh_from_db()
+    return Completed(generation, [])
+
+
+def quote_of(generation: Generation) -> billing.Quote:
+    """The quote ``generation`` was accepted with, from the figures its row keeps."""
+    return billing.Quote.of_hold(
+        per_image_credits=generation.price_per_image_credits,
+        images=generation.n,
+        held_credits=generation.reserved_credits,
+    )
+
+
+@dataclass
+class _Settlement:
+    """What settling a generation writes: its outcome (the row's settled fields), its image
+    rows, the money (billing's settlement quantities) and the ledger's words."""
+
+    outcome: dict[str, Any]
+    images: list[Image]
+    money: dict[str, int]
+    description: str
+    now: datetime
+
+    @classmethod
+    def of(
+        cls,
+        generation: Generation,
+        outcomes: list[Outcome],
+        stored: list[_Stored],
+        latency_ms: int,
+    ) -> _Settlement:
+        failures = [o for o in outcomes if isinstance(o, Failure)]
+        money = quote_of(generation).settlement(images_delivered=len(stored))
+        error = None if stored else failure_error(failures)
+        now = timezone.now()
+        outcome: dict[str, Any] = {
+            "status": Generation.Status.SUCCEEDED if stored else Generation.Status.FAILED,
+            "images_delivered": len(stored),
+            "charged_credits": billing.charged_credits(money),
+            "http_status": error.status if error else 200,
+            "error_code": (error.code or "") if error else _partial_note(failures),
+            "error_param": (error.param or "") if error else "",
+            "error_message": (
+                error.message if error else _partial_message(failures, len(outcomes))
+            ),
+            "finished_at": now,
+            "latency_ms": latency_ms,
+        }
+        images = [
+            Image(
+                generation=generation,
+                user_id=generation.user_id,
+                token=token,
+                index=index,
+                file=name,
+                content_type=image.content_type,
+                width=image.width,
+                height=image.height,
+                bytes=len(image.data),
+                created_at=now,
+            )
+            for index, image, token, name in stored
+        ]
+        return cls(outcome, images, money, _describe_settlement(generation, len(stored)), now)
+
+    def written(self) -> dict[str, Any]:
+        """hotpath.settle_generation's arguments after the generation."""
+        return {
+            "outcome": self.outcome,
+            "images": self.images,
+            "settlement": self.money,
+            "description": self.description,
+            "now": self.now,
+        }
+
+    def completed(self, generation: Generation, stored: list[_Stored]) -> Completed:
+        """The settled generation (claimed: this settlement is what the database holds)."""
+        for field_name, value in self.outcome.items():
+            setattr(generation, field_name, value)
+        metrics.generation_settled(generation)
+        data = {
+            row.pk: image.data for row, (_, image, _, _) in zip(self.images, stored, strict=True)
+        }
+        return Completed(generation, self.images, data)
+
+
+def _settle_with_orm(generation: Generation, settlement: _Settlement) -> bool:
+    with transaction.atomic():
+        claimed = Generation.objects.filter(
+            pk=generation.pk, status__in=Generation.UNSETTLED
+        ).update(**settlement.outcome)
+        if claimed:
+            Image.objects.bulk_create(settlement.images)
+            billing.settle(
+                generation.user_id,
+                settlement.money,
+                reference=generation.ledger_reference,
+                description=settlement.description,
+                now=settlement.now,
+            )
+    return bool(claimed)
+
+
+def _describe_settlement(generation: Generation, delivered: int) -> str:
+    """The words of a generation's release and charge in the customer's ledger."""
+    return (
+        f"{delivered} of {generation.n} images, "
+        f"{generation.model} {generation.size} ({generation.public_id})"
+    )
+
+
+def _partial_note(failures: list[Failure]) -> str:
+    return failures[0].code[:64] if failures else ""
+
+
+def _partial_message(failures: list[Failure], requested: int) -> str:
+    if not failures:
+        return ""
+    return f"{len(failures)} of {requested} images were not delivered: {failures[0].message}"
+
+
+# For a request in which no image was delivered: what the customer is told, by failure kind,
+# most telling kind first (it speaks for the request when the n calls failed differently).
+# (status, code, param, message); every message ends "You were not charged."
+_FAILURE_ERRORS: dict[str, tuple[int, str, str | None, str]] = {
+    FailureKind.PROMPT_BLOCKED: (
+        400, "content_policy_violation", "prompt",
+        "Your prompt was rejected by the content safety system.",
+    ),
+    FailureKind.OUTPUT_BLOCKED: (
+        400, "content_policy_violation", None,
+        "The generated image was blocked by the content safety system.",
+    ),
+    FailureKind.INVALID_REQUEST: (
+        400, "invalid_value", None, "The image service rejected the request: {message}",
+    ),
+    FailureKind.UNAVAILABLE: (
+        503, "service_unavailable", None, "Image generation is temporarily unavailable.",
+    ),
+    FailureKind.RATE_LIMITED: (
+        503, "upstream_busy", None, "The image service is busy; retry shortly.",
+    ),
+    FailureKind.TIMEOUT: (503, "upstream_timeout", None, "The image service timed out."),
+    FailureKind.UPSTREAM_ERROR: (
+        502, "upstream_error", None, "The image service failed to generate the image.",
+    ),
+}  # fmt: skip
+
+_FAILURE_PRIORITY = list(_FAILURE_ERRORS)
+
+
+@dataclass(frozen=True)
+class FailedOutcome:
+    """What a generation that delivered nothing records on its row: the status, code, input at
+    fault and message the API answers with (then and on every replay)."""
+
+    status: int
+    code: str
+    param: str | None
+    message: str
+
+
+def failure_error(failures: list[Failure]) -> FailedOutcome:
+    """The customer's error for a request that delivered nothing (and was charged nothing)."""
+    failure = min(failures, key=lambda f: _FAILURE_PRIORITY.index(f.kind))
+    status, code, param, message = _FAILURE_ERRORS[failure.kind]
+    return FailedOutcome(
+        status=status,
+        code=code,
+        param=failure.param if failure.kind == FailureKind.INVALID_REQUEST else param,
+        message=message.format(message=failure.message) + " You were not charged.",
+    )
