@@ -20,7 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def env_str(name: str, default: str = "") -> str:
@@ -33,7 +33,9 @@ def env_str(name: str, default: str = "") -> str:
 
 def env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
-    if raw is None:
+    # Empty is unset (as for every reader here): "FLAG=" in an env file never turns a default
+    # of true into false by accident.
+    if raw is None or raw.strip() == "":
         return default
     word = raw.strip().lower()
     if word in _TRUE:

@@ -17,11 +17,18 @@ pytestmark = pytest.mark.smoke
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("true", True), ("YES", True), ("1", True), ("off", False), ("0", False), ("", False)],
+    [("true", True), ("YES", True), ("1", True), ("off", False), ("0", False)],
 )
 def test_env_bool_takes_true_and_false_words(monkeypatch, raw, expected):
     monkeypatch.setenv("SEEDREAM_FLAG", raw)
     assert env_bool("SEEDREAM_FLAG", not expected) is expected
+
+
+@pytest.mark.parametrize("default", [True, False])
+@pytest.mark.parametrize("raw", ["", "  "])
+def test_env_bool_reads_an_empty_value_as_unset(monkeypatch, raw, default):
+    monkeypatch.setenv("SEEDREAM_FLAG", raw)
+    assert env_bool("SEEDREAM_FLAG", default) is default
 
 
 def test_env_bool_refuses_anything_else(monkeypatch):
