@@ -193,7 +193,7 @@ class _LargeResponse(HttpResponse):
 
     Django's ASGI handler leaves each finished request in a reference cycle (its frame, the
     cancelled disconnect-listener task and that task's exception), so the response lives until
-    the garbage collector's next full pass, which config/asgi.py makes rare. For megabytes of
+    the garbage collector's next full pass, which server/asgi.py makes rare. For megabytes of
     base64 that was about 1 MB kept per request: a worker grew by 17 MB with every 16 b64_json
     4K requests (bench/api_bench.py). Emptied on close once it has been sent, the cycle holds
     nothing big. (A server reads the body before closing; Django's test clients close first and

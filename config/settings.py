@@ -174,7 +174,7 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
         **_db.get("OPTIONS", {}),
         "prepare_threshold": 5 if env_bool("DB_PREPARED_STATEMENTS", True) else None,
     }
-    # A request holds a connection only while it runs SQL (api/views.py); the pool lends it.
+    # A request holds a connection only while it runs SQL (server/steps.py); the pool lends it.
     if env_bool("DB_POOL", True):
         _db["CONN_MAX_AGE"] = 0
         _db["OPTIONS"] |= {

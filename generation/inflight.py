@@ -2,7 +2,7 @@
 
 A generation runs as a task of its own, shielded from its request (a client that hangs up does
 not stop it), so a server that drains its connections has not yet drained its generations: on
-shutdown (config/asgi.py) ``drain`` waits for them up to a grace period, and what is still
+shutdown (generation/lifespan.py) ``drain`` waits for them up to a grace period, and what is still
 running then is handed back (failed, its reservation released) rather than left to the
 reconciler's deadline. Whichever settles a row first wins; the other finds it settled.
 """

@@ -250,7 +250,7 @@ def _redis() -> Any | None:
     return _redis_client(url) if url else None
 
 
-# For callers on an event loop (a served web process, api/views.py): an asyncio client, whose
+# For callers on an event loop (a served web process, server/steps.py): an asyncio client, whose
 # connections belong to the loop that opened them. A server has one loop for its life; another
 # loop (a test's) gets a client of its own, and the previous one is let go.
 _async_client: tuple[asyncio.AbstractEventLoop, str, Any, Any] | None = None

@@ -12,12 +12,13 @@ A thin wrapper around Django's ASGI handler does two things for it:
   thread for every request and another to join it; with hundreds of requests in flight that
   was the largest single cost after the database (bench/api_bench.py). A WSGI server reuses its
   threads the same way. The thread goes back to the pool when the request is answered (a
-  generation whose client hung up finishes on a thread of its own: api/views.py).
+  generation whose client hung up finishes on a thread of its own: server/steps.py).
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -26,6 +27,8 @@ from asgiref.sync import ThreadSensitiveContext
 
 from . import asyncdb, lifespan
 from .asgi_handler import REQUEST_THREAD, Handler, RequestThread
+
+logger = logging.getLogger(__name__)
 
 django_application = Handler()
 
@@ -80,9 +83,16 @@ async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            # The loop's own database pool first: the apps' startup hooks may use it.
-            await asyncdb.serve()
-            await lifespan.startup()
+            try:
+                # The loop's own database pool first: the apps' startup hooks may use it.
+                await asyncdb.serve()
+                await lifespan.startup()
+            except Exception as exc:
+                # The server stops instead of serving without what its start should have set
+                # up (with --lifespan on, as the Procfiles run it).
+                logger.exception("startup failed")
+                await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                return
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             # The apps' work first (generations still running settle through the pool), then
@@ -93,8 +103,8 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-# Everything loaded so far (Django, the apps, the URL conf) lives as long as the process: move it
-# out of the collector's sight, and collect the young generation less often. With hundreds of
-# requests in flight this cut the CPU per request by 5 to 30 % in A/B runs (bench/README.md).
+# Everything loaded so far (Django and the apps; the URL conf loads with the first request) lives
+# as long as the process: move it out of the collector's sight, and collect the young generation
+# less often. What was measured for it, and what was not, is in server/README.md.
 gc.freeze()
 gc.set_threshold(int(os.environ.get("GC_GEN0_THRESHOLD", "50000")), 50, 100)

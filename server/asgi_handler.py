@@ -10,14 +10,14 @@ about 7 % of a generation's CPU (bench/api_bench.py).
 
 ``handle`` below is Django 5.2's, except that each of those two steps runs on the event loop
 when it has nothing to close: only Django's own receivers are connected, the request's thread
-(a ``RequestThread`` that config/asgi.py lends it) ran nothing, it opened no cache client,
+(a ``RequestThread`` that server/asgi.py lends it) ran nothing, it opened no cache client,
 neither the response nor an upload holds a file, and (for the start) connections do not
 outlive their requests. Otherwise, and for a request served without a
 ``RequestThread``, they hop as in Django.
 
 Each line of ``handle`` that differs from Django's ends in ``# changed: <why>``, and the Django
 lines it stands for are kept just above it as ``# django: <line>`` comments, at their own
-indentation. tests/config/test_asgi_handler.py rebuilds Django's source from this copy by those
+indentation. tests/server/test_asgi_handler.py rebuilds Django's source from this copy by those
 two marks and compares it with the installed Django's, line for line: an unmarked difference,
 or a Django upgrade that changed ``handle``, fails it with the diff.
 """
@@ -51,7 +51,7 @@ def _receivers(signal: Any, sender: type) -> set[Any]:
     return {*sync_receivers, *async_receivers}
 
 
-# Where config/asgi.py puts the request's thread in the ASGI scope.
+# Where server/asgi.py puts the request's thread in the ASGI scope.
 REQUEST_THREAD = "seedream.request_thread"
 
 

@@ -1,21 +1,21 @@
-"""The API's hot SQL, run on the web process's event loop instead of on a thread.
+"""The hot SQL of a served web process, run on its event loop instead of on a thread.
 
 Under ASGI, Django runs every synchronous step (its ORM included) on a thread, and a thread hop
 is not cheap on a two-core machine: the event loop and the request threads take turns at the
 GIL through the kernel (about a millisecond of system time per generation, most of it futex
 calls). A generation's three statements (the key lookup, the reservation and the settlement,
-generation/hotpath.py) are plain SQL already, so a served process runs them here, on an
+generation/hotpath.py) are plain SQL, so a served process runs them here, on an
 ``AsyncConnectionPool`` of its own; with Redis as the rate limiter, a generation crosses no
 thread. The ORM's rare share (a refusal for credits explained, a key's use recorded once a
 minute, a settlement that came too late undone, the rate limits without Redis) runs through
-``on_a_thread``.
+``on_a_thread``. ``server.steps.Steps`` chooses between these for each step.
 
 Only a process served by ``config.asgi`` does this: its lifespan startup calls ``serve()`` on
 the server's loop, and ``close()`` at shutdown. Everywhere else (Django's test client, Celery,
-management commands, SQLite) the same statements run synchronously on Django's connection,
-inside the caller's transaction (tests/api/test_hotpath.py writes through both and compares the
-rows). The pool takes its connection settings from Django's, so both reach the same database
-with the same time zone, role and type adaptation.
+management commands, SQLite) the same statements run through ``execute`` on Django's
+connection, inside the caller's transaction (tests/generation/test_hotpath.py writes through
+both and compares the rows). The pool takes its connection settings from Django's, so both
+reach the same database with the same time zone, role and type adaptation.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ def serve(
 ) -> tuple[int | None, bytes]:
     """The response's status (None if the client hung up first) and body.
 
-    On an event loop of its own, with a thread lent to the request as config/asgi.py does
+    On an event loop of its own, with a thread lent to the request as server/asgi.py does
     (unless ``lend_thread`` is false), the API's SQL on that loop as in a served process with
     ``hot_sql_on_loop`` (the test then needs a committed database: transaction=True), and the
     client hanging up ``hang_up_after`` seconds after sending its body. Before returning it
