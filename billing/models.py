@@ -84,8 +84,8 @@ class LedgerKind(models.TextChoices):
     @classmethod
     def sign_of(cls, kind: str) -> int:
         """+1 for a kind that adds credits, -1 for one that takes them (a reversal may take
-        nothing), 0 for one that goes either way."""
-        return LEDGER_KIND_SIGNS[cls(kind)]
+        nothing), 0 for one that goes either way. KeyError for an unknown kind."""
+        return LEDGER_KIND_SIGNS[kind]
 
 
 LEDGER_KIND_SIGNS: dict[str, int] = {

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from .models import LedgerEntry, LedgerKind
 
@@ -43,6 +44,7 @@ class Line:
 
     @property
     def sign(self) -> int:
+        """The sign of the line's amount (a kind that goes either way: the quantity's own)."""
         return Kind.sign_of(self.kind) or 1
 
     def amount(self, quantities: Mapping[str, int]) -> int:
@@ -67,7 +69,7 @@ class Move:
     unless_owing: bool = False
     settles: Move | None = None
 
-    @property
+    @cached_property
     def quantities(self) -> tuple[str, ...]:
         names = [line.quantity for line in self.lines]
         if self.settles is not None:

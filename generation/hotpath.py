@@ -31,8 +31,10 @@ from functools import cache
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import CharField, Field, Model, TextField
+from django.dispatch import receiver
 
 from accounts.models import User
 from billing import moves, statements
@@ -43,8 +45,18 @@ from server.steps import Steps
 from .models import LEDGER_REFERENCE_PREFIX, AccountRateLimit, Generation, Image
 
 
+@cache
 def available() -> bool:
+    """Whether a generation's steps take the single statements: on PostgreSQL, unless
+    GENERATION_SINGLE_STATEMENT_SQL is off. Read once (every request asks, several times);
+    forgotten when a test changes either setting."""
     return connection.vendor == "postgresql" and settings.GENERATION_SINGLE_STATEMENT_SQL
+
+
+@receiver(setting_changed)
+def _forget_availability(setting: str, **kwargs: Any) -> None:
+    if setting in ("DATABASES", "GENERATION_SINGLE_STATEMENT_SQL"):
+        available.cache_clear()
 
 
 def _quote(name: str) -> str:
@@ -208,6 +220,7 @@ def _image_columns() -> list[Field[Any, Any]]:
     ]
 
 
+@cache
 def _generation_field(name: str) -> Field[Any, Any]:
     field = Generation._meta.get_field(name)
     assert isinstance(field, Field)

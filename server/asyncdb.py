@@ -21,6 +21,7 @@ reach the same database with the same time zone, role and type adaptation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
@@ -29,7 +30,7 @@ import django.db
 import psycopg
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from psycopg_pool import AsyncConnectionPool
 
 _P = ParamSpec("_P")
@@ -117,7 +118,10 @@ def execute(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> Any:
     placeholder carries a cast, so a value's type never depends on how psycopg sends it.
     """
     connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    # Inside the caller's transaction, a savepoint: a statement that fails (a unique key taken)
+    # must not leave that transaction aborted. Outside one, the statement is its own.
+    guard = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    with guard, connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params, prepare=prepare())
         return cursor.fetchone()
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from generation.services import pipeline
 from generation.models import ConcurrencySlot, Generation
+from generation.services import pipeline
 from tests.support.asgi import serve
 from tests.support.money import assert_ledger_balanced, ledger_kinds
 

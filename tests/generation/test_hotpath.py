@@ -24,7 +24,7 @@ from billing.models import CreditAccount, LedgerEntry
 from generation import hotpath, ratelimits, services
 from generation.catalog import get_model, resolve_size
 from generation.models import AccountRateLimit, Generation, Image
-from generation.refusals import ShortOfCredits
+from generation.refusals import Reason, Refusal, ShortOfCredits
 from generation.services import reserve as reserve_module
 from generation.services import settle as settle_module
 from generation.upstream import DeliveredImage, Failure, FailureKind
@@ -455,3 +455,72 @@ def test_without_single_statements_a_served_process_keeps_the_orm_path(settings)
             await asyncdb.close()
 
     assert asyncio.run(served()) is False
+
+
+def test_a_request_with_an_idempotency_key_takes_the_single_statement_too(
+    settings, user_factory, fixed_clock, monkeypatch
+):
+    rows = []
+    for single_statement in (False, True):
+        settings.GENERATION_SINGLE_STATEMENT_SQL = single_statement
+        if single_statement:
+            monkeypatch.setattr(reserve_module, "_reserve_with_orm", forbidden_orm_reservation)
+        user = user_factory(credits=1000)
+        generation = services.begin_generation(
+            user=user, spec=spec(2), idempotency_key="key-1", request_hash="hash-1"
+        )
+        completed = services.complete_generation(generation, [IMAGE, IMAGE], latency_ms=3)
+        rows.append(outcome(user, completed))
+
+    assert rows[0] == rows[1]
+    assert rows[1]["generation"]["idempotency_key"] == "key-1"
+    assert rows[1]["generation"]["request_hash"] == "hash-1"
+
+
+def forbidden_orm_reservation(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("reserved through the ORM, not the single statement")
+
+
+def test_a_key_the_single_statement_recorded_answers_its_repeats(settings, owner):
+    settings.GENERATION_SINGLE_STATEMENT_SQL = True
+    first = services.begin_generation(
+        user=owner, spec=spec(1), idempotency_key="key", request_hash="hash"
+    )
+
+    with pytest.raises(services.IdempotentReplay) as replay:
+        services.begin_generation(
+            user=owner, spec=spec(1), idempotency_key="key", request_hash="hash"
+        )
+    with pytest.raises(Refusal) as reused:
+        services.begin_generation(
+            user=owner, spec=spec(1), idempotency_key="key", request_hash="another body"
+        )
+
+    assert replay.value.generation.pk == first.pk
+    assert reused.value.reason == Reason.IDEMPOTENCY_KEY_REUSED
+    assert Generation.objects.count() == 1
+    assert assert_ledger_balanced(owner) == 960
+
+
+def test_a_request_that_loses_the_race_for_its_key_is_answered_as_the_winners_repeat(
+    settings, owner, monkeypatch
+):
+    settings.GENERATION_SINGLE_STATEMENT_SQL = True
+    winner = services.begin_generation(
+        user=owner, spec=spec(1), idempotency_key="key", request_hash="hash"
+    )
+    # The loser looked for the key before the winner's row committed, and found nothing.
+    check = reserve_module._check_idempotency
+    looks = iter([lambda *args: None])
+    monkeypatch.setattr(
+        reserve_module, "_check_idempotency", lambda *args: next(looks, check)(*args)
+    )
+
+    with pytest.raises(services.IdempotentReplay) as replay:
+        services.begin_generation(
+            user=owner, spec=spec(1), idempotency_key="key", request_hash="hash"
+        )
+
+    assert replay.value.generation.pk == winner.pk
+    assert Generation.objects.count() == 1
+    assert assert_ledger_balanced(owner) == 960  # the loser's statement moved nothing

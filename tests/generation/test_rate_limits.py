@@ -18,12 +18,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from generation.refusals import RateLimited
 from billing import services as billing
 from billing.models import LedgerEntry
 from generation import ratelimits, services
 from generation.catalog import get_model, resolve_size
 from generation.models import AccountRateLimit, ConcurrencySlot, Generation, RateCounter
+from generation.refusals import RateLimited
 from keys import services as keys
 from tests.support.money import assert_ledger_balanced, ledger_rows
 
