@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from .models import CreditAccount, LedgerEntry
@@ -52,11 +53,19 @@ def _text(prefix: str, template: str, reference: str) -> str:
     return " || ".join(parts)
 
 
-def _text_params(prefix: str, template: str, texts: Mapping[str, str]) -> dict[str, str]:
-    return {
-        f"{prefix}_{index}": render(piece, texts)
+@cache
+def _text_pieces(move: Move) -> tuple[tuple[str, str, bool], ...]:
+    """Every text parameter of ``move``'s parts: its name, its template piece, and whether the
+    piece has placeholders to fill (most are constant, such as ``:reserve``)."""
+    named = [(f"m_{i}_key", line.key) for i, line in enumerate(move.lines)]
+    named += [(f"m_{i}_description", line.description) for i, line in enumerate(move.lines)]
+    if move.settles is not None:
+        named += [(f"m_s{i}_key", line.key) for i, line in enumerate(move.settles.lines)]
+    return tuple(
+        (f"{prefix}_{index}", piece, "{" in piece)
+        for prefix, template in named
         for index, piece in enumerate(template.split("{reference}"))
-    }
+    )
 
 
 def move_cte(move: Move, *, user: str) -> str:
@@ -125,12 +134,8 @@ def params(
     move.check(quantities)
     values: dict[str, Any] = {"m_now": now}
     values.update({f"m_{name}": quantities[name] for name in move.quantities})
-    for index, line in enumerate(move.lines):
-        values.update(_text_params(f"m_{index}_key", line.key, texts))
-        values.update(_text_params(f"m_{index}_description", line.description, texts))
-    if move.settles is not None:
-        for index, line in enumerate(move.settles.lines):
-            values.update(_text_params(f"m_s{index}_key", line.key, texts))
+    for name, piece, to_fill in _text_pieces(move):
+        values[name] = render(piece, texts) if to_fill else piece
     return values
 
 

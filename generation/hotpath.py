@@ -75,15 +75,21 @@ def _placeholder(prefix: str, field: Any) -> str:
     return f"%({prefix}{field.attname})s::{_cast(field)}"
 
 
-def _prepared(prefix: str, fields: list[Any], instance: Model) -> dict[str, Any]:
-    """``instance``'s values for ``fields`` as the ORM would save them, named for
+@cache
+def _named(prefix: str, model: type[Model]) -> tuple[tuple[str, Any], ...]:
+    """Each column ``_columns(model)`` inserts, with the name of its placeholder."""
+    return tuple((f"{prefix}{f.attname}", f) for f in _columns(model))
+
+
+def _prepared(prefix: str, instance: Model) -> dict[str, Any]:
+    """``instance``'s values for its inserted columns as the ORM would save them, named for
     ``_placeholder``."""
     # The connection object itself, looked up once: through the ``connection`` proxy, each
     # value's preparation looked it up again (a context-local lookup each time).
     wrapper = connections[DEFAULT_DB_ALIAS]
     return {
-        f"{prefix}{f.attname}": f.get_db_prep_save(f.pre_save(instance, add=True), wrapper)
-        for f in fields
+        name: f.get_db_prep_save(f.pre_save(instance, add=True), wrapper)
+        for name, f in _named(prefix, type(instance))
     }
 
 
@@ -151,13 +157,18 @@ def _unsettled() -> str:
 
 
 @cache
-def _generation_columns() -> list[Field[Any, Any]]:
-    return [f for f in Generation._meta.concrete_fields if not f.primary_key]
+def _columns(model: type[Model]) -> tuple[Field[Any, Any], ...]:
+    """The columns a row of ``model`` is inserted with: all but its id and, for an image, the
+    generation and owner (which come from the claimed row)."""
+    skipped = ("generation", "user") if model is Image else ()
+    return tuple(
+        f for f in model._meta.concrete_fields if not f.primary_key and f.name not in skipped
+    )
 
 
 @cache
 def _open_sql() -> str:
-    fields = _generation_columns()
+    fields = _columns(Generation)
     columns = ", ".join(_quote(f.column) for f in fields)
     # Typed placeholders: a SELECT list (unlike VALUES in an INSERT) does not take its types
     # from the target columns, and a value's type must never depend on how psycopg sends it.
@@ -188,7 +199,7 @@ async def open_generation(
 def _open_params(
     generation: Generation, hold: Mapping[str, int], description: str
 ) -> dict[str, Any]:
-    params = _prepared("g_", _generation_columns(), generation)
+    params = _prepared("g_", generation)
     texts = {"description": description}
     params.update(statements.params(moves.HOLD, hold, texts, now=generation.created_at))
     return params
@@ -211,20 +222,17 @@ def _opened(generation: Generation, hold: Mapping[str, int], row: Any) -> bool:
 
 
 @cache
-def _image_columns() -> list[Field[Any, Any]]:
-    # The generation and its owner come from the claimed row.
-    return [
-        f
-        for f in Image._meta.concrete_fields
-        if not f.primary_key and f.name not in ("generation", "user")
-    ]
-
-
-@cache
 def _generation_field(name: str) -> Field[Any, Any]:
     field = Generation._meta.get_field(name)
     assert isinstance(field, Field)
     return field
+
+
+@cache
+def _outcome_field(name: str) -> tuple[str, Field[Any, Any]]:
+    """A settled field of the generation, with the name of its placeholder."""
+    field = _generation_field(name)
+    return f"o_{field.attname}", field
 
 
 @cache
@@ -237,7 +245,7 @@ def _settle_sql(settled: tuple[str, ...], image_count: int) -> str:
     )
     images = ""
     if image_count:
-        fields = _image_columns()
+        fields = _columns(Image)
         rows = ", ".join(
             "(" + ", ".join(_placeholder(f"i{index}_", f) for f in fields) + ")"
             for index in range(image_count)
@@ -301,10 +309,10 @@ def _settle_params(
     wrapper = connections[DEFAULT_DB_ALIAS]
     params: dict[str, Any] = {"g_id": generation.pk, "g_reference": generation.ledger_reference}
     for name, value in outcome.items():
-        field = _generation_field(name)
-        params[f"o_{field.attname}"] = field.get_db_prep_save(value, wrapper)
+        placeholder, field = _outcome_field(name)
+        params[placeholder] = field.get_db_prep_save(value, wrapper)
     for index, image in enumerate(images):
-        params.update(_prepared(f"i{index}_", _image_columns(), image))
+        params.update(_prepared(f"i{index}_", image))
     texts = {"description": description}
     params.update(statements.params(moves.SETTLE, settlement, texts, now=now))
     return params
