@@ -93,27 +93,10 @@ async def reserve_generation(
     return await steps.run(_reserve_with_orm, fields, priced, user, now)
 
 
-def begin_generation(
-    *,
-    user: User,
-    spec: GenerationSpec,
-    source: str = Generation.Source.API,
-    api_key: ApiKey | None = None,
-    idempotency_key: str | None = None,
-    request_hash: str = "",
-    public_id: str | None = None,
-) -> Generation:
-    """``reserve_generation`` for a synchronous caller (a test, a management command)."""
-    return async_to_sync(reserve_generation)(
-        Steps.inline(),
-        user=user,
-        spec=spec,
-        source=source,
-        api_key=api_key,
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
-        public_id=public_id,
-    )
+def begin_generation(**arguments: Any) -> Generation:
+    """``reserve_generation`` (same arguments, after its ``steps``) for a synchronous caller: a
+    test, a management command."""
+    return async_to_sync(reserve_generation)(Steps.inline(), **arguments)
 
 
 def _generation_fields(
