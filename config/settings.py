@@ -115,8 +115,9 @@ INSTALLED_APPS = [
     "dashboard",
 ]
 
-# The /v1 and /img paths skip the browser middleware (see server/web_only.py): under ASGI each
-# classic middleware costs a thread hop per request, and the API needs none of them.
+# The /v1, /img, /healthz, /readyz and /metrics paths skip the browser middleware (see
+# server/web_only.py): under ASGI each classic middleware costs a thread hop per request, and the
+# API needs none of them.
 MIDDLEWARE = [
     "server.middleware.request_id_middleware",
     "server.middleware.metrics_middleware",

@@ -58,8 +58,8 @@ class RequestThreads:
             executor.shutdown(wait=False)
 
 
-# As many idle threads as a process serves requests at once in the slow benchmark; beyond that
-# a burst's extra threads are let go.
+# Idle threads kept for the next requests (the slow benchmark has about 128 in flight per
+# process); beyond that a burst's extra threads are let go.
 _request_threads = RequestThreads(keep=256)
 
 

@@ -5,8 +5,9 @@ request's thread, and closes the response (which sends ``request_finished``) on 
 Their receivers close the database connections the request opened there (Django keeps them per
 thread) and the cache clients it opened (per request context). A request that never used its
 thread, such as an API generation served on the event loop (server/asyncdb.py), opened no
-connection there: the two hops moved nothing but the request itself, twice, between threads,
-about 7 % of a generation's CPU (bench/api_bench.py).
+connection there: the two hops moved nothing but the request itself, twice, between threads
+(with the loop's pool, this took 5.01 to 3.46 ms per request at 16 connections: bench/README.md,
+step 8; server/README.md lists what this touches).
 
 ``handle`` below is Django 5.2's, except that each of those two steps runs on the event loop
 when it has nothing to close: only Django's own receivers are connected, the request's thread

@@ -1,7 +1,8 @@
 """The browser middleware, skipped on the API's paths.
 
-Under ASGI every classic middleware runs its hooks through sync_to_async: a thread hop each,
-about 1.5 ms per request for Django's stock list (see shared/reference/performance-notes.md).
+Under ASGI every classic middleware runs its hooks through sync_to_async: a thread hop each
+(measured on a bare view, about 1.5 ms per request for Django's stock list; no figure for this
+code, see server/README.md).
 The /v1 API and the hosted images use no session, CSRF, messages or user, so requests to them
 go straight past these.
 """

@@ -8,32 +8,51 @@ import threading
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.db import connection
+from django.db import DataError, connection
 
 from server import lifespan
 from server.steps import Steps
 
-pytestmark = pytest.mark.smoke
 
-
+@pytest.mark.smoke
 def test_inline_steps_run_on_the_callers_thread_inside_its_transaction(db):
     caller = threading.get_ident()
 
-    async def steps_of_a_pipeline() -> tuple[int, bool, int]:
+    async def steps_of_a_pipeline() -> tuple[int, bool]:
         steps = Steps.inline()
         thread = await steps.run(threading.get_ident)
         in_transaction = await steps.run(lambda: connection.in_atomic_block)
-        row = await steps.sql("SELECT 41 + %(one)s", {"one": 1})
-        return thread, in_transaction, row[0]
+        return thread, in_transaction
 
-    thread, in_transaction, answer = async_to_sync(steps_of_a_pipeline)()
+    thread, in_transaction = async_to_sync(steps_of_a_pipeline)()
 
     assert thread == caller
     assert in_transaction  # the test's transaction: inline steps see the caller's work
-    assert answer == 42
     assert not Steps.inline().on_loop
 
 
+@pytest.mark.postgres
+def test_inline_sql_runs_in_the_callers_transaction_and_survives_an_error(db):
+    async def statements() -> tuple[int, str]:
+        steps = Steps.inline()
+        row = await steps.sql("SELECT 41 + %(one)s::int", {"one": 1})
+        try:
+            await steps.sql("SELECT 1 / %(zero)s::int", {"zero": 0})
+        except DataError as exc:
+            failed = type(exc).__name__
+        return row[0], failed
+
+    answer, failed = async_to_sync(statements)()
+
+    assert (answer, failed) == (42, "DataError")
+    # The failed statement was rolled back to its savepoint: the test's transaction goes on.
+    assert connection.in_atomic_block
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
+
+
+@pytest.mark.smoke
 def test_a_detached_request_runs_its_later_steps_off_the_requests_thread(db):
     caller = threading.get_ident()
 
@@ -51,6 +70,7 @@ def test_a_detached_request_runs_its_later_steps_off_the_requests_thread(db):
     assert after != caller
 
 
+@pytest.mark.smoke
 def test_hooks_run_in_the_order_they_were_registered_once_each(monkeypatch):
     monkeypatch.setattr(lifespan, "_startup", [])
     monkeypatch.setattr(lifespan, "_shutdown", [])
