@@ -3,7 +3,7 @@
 At shutdown, after the server has drained its connections: wait for this process's
 generations still running (those whose client hung up) for SHUTDOWN_GRACE_SECONDS, then hand
 back the rest (failed and refunded at once, see generation/inflight.py), and close the rate
-limiter's Redis client.
+limiter's Redis client and the upstream client's connections.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from django.conf import settings
 
 from server import lifespan
 
-from . import inflight, ratelimits, services
+from . import inflight, ratelimits, services, upstream
 
 logger = logging.getLogger(__name__)
 
@@ -32,3 +32,5 @@ async def hand_back_generations() -> None:
 
 
 lifespan.on_shutdown(ratelimits.aclose)
+# After the generations: the last settlements are made, so the upstream's connections can go.
+lifespan.on_shutdown(upstream.close_client)

@@ -94,8 +94,10 @@ def test_hooks_run_in_the_order_they_were_registered_once_each(monkeypatch):
 
 def test_the_generation_app_hands_back_its_work_at_shutdown():
     from generation import lifespan as generation_lifespan
-    from generation import ratelimits
+    from generation import ratelimits, upstream
 
-    assert lifespan._shutdown.index(generation_lifespan.hand_back_generations) < (
-        lifespan._shutdown.index(ratelimits.aclose)
-    )
+    hooks = lifespan._shutdown
+    hand_back = hooks.index(generation_lifespan.hand_back_generations)
+    # The clients the last settlements use close after them.
+    assert hand_back < hooks.index(ratelimits.aclose)
+    assert hand_back < hooks.index(upstream.close_client)
