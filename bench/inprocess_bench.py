@@ -35,7 +35,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.api_bench import SIM_KEY, prepare_database  # noqa: E402
+from api_bench import SIM_KEY, prepare_database  # noqa: E402 (beside this script)
+
 from simulator.process import running_simulator  # noqa: E402
 
 Message = MutableMapping[str, Any]
