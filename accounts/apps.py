@@ -6,3 +6,10 @@ from django.apps import AppConfig
 class AccountsConfig(AppConfig):
     name = "accounts"
     verbose_name = "Accounts"
+
+    def ready(self) -> None:
+        from django.contrib import admin
+
+        from . import admin_sign_in
+
+        admin_sign_in.secure(admin.site)

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from allauth.mfa.models import Authenticator
 from django.conf import settings
 from django.db import connection
 
@@ -69,8 +70,20 @@ def _test_settings(
 def user_factory(db: None) -> Callable[..., User]:
     counter = iter(range(1, 1_000_000))
 
-    def make(email: str | None = None, *, credits: int = 0, **extra: Any) -> User:
+    def make(
+        email: str | None = None,
+        *,
+        credits: int = 0,
+        second_factor: bool | None = None,
+        **extra: Any,
+    ) -> User:
+        """A user; staff get a second factor (the admin requires one) unless ``second_factor``
+        says otherwise."""
         user = User.objects.create_user(email or f"user{next(counter)}@example.com", "pw", **extra)
+        if second_factor if second_factor is not None else user.is_staff:
+            Authenticator.objects.create(
+                user=user, type=Authenticator.Type.TOTP, data={"secret": "test-not-used"}
+            )
         if credits:
             billing.grant(
                 user, credits, description="test credits", idempotency_key=f"test:{user.pk}"
