@@ -298,7 +298,7 @@ def hosted_image(request: HttpRequest, token: str, extension: str) -> HttpRespon
     response = FileResponse(handle, content_type=_CONTENT_TYPES[extension])
     # The content behind a token never changes: caches and CDNs may keep it for a year.
     response["Cache-Control"] = "public, max-age=31536000, immutable"
-    return response
+    return _no_sniffing(response)
 
 
 def hosted_thumbnail(request: HttpRequest, token: str) -> HttpResponseBase:
@@ -316,6 +316,13 @@ def hosted_thumbnail(request: HttpRequest, token: str) -> HttpResponseBase:
         raise Http404 from None
     response = FileResponse(handle, content_type="image/webp")
     response["Cache-Control"] = "public, max-age=31536000, immutable"
+    return _no_sniffing(response)
+
+
+def _no_sniffing(response: FileResponse) -> FileResponse:
+    # These paths skip the browser middleware (server/web_only.py) and with it the security
+    # middleware's header: a browser must take an image for the type we say, never for a page.
+    response["X-Content-Type-Options"] = "nosniff"
     return response
 
 

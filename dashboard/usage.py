@@ -88,6 +88,16 @@ class _Echo:
         return value
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): a key
+# named "=HYPERLINK(...)" must arrive as the text it is.
+_FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text(value: str | None) -> str:
+    text = value or ""
+    return f"'{text}" if text.startswith(_FORMULA_LEADS) else text
+
+
 def csv_lines(rows: QuerySet[Generation]) -> Iterator[str]:
     """The rows as CSV, streamed: memory stays flat however long the history."""
     writer = csv.writer(_Echo())
@@ -103,20 +113,20 @@ def csv_lines(rows: QuerySet[Generation]) -> Iterator[str]:
         yield writer.writerow(
             [
                 created.isoformat(),
-                public_id,
-                key_name or "",
-                source,
-                model,
-                size,
+                _text(public_id),
+                _text(key_name),
+                _text(source),
+                _text(model),
+                _text(size),
                 n,
                 delivered,
                 price,
                 reserved,
                 charged,
                 reserved - charged,
-                status,
+                _text(status),
                 "" if latency is None else latency,
-                code,
-                message,
+                _text(code),
+                _text(message),
             ]
         )

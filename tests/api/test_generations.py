@@ -74,6 +74,7 @@ def test_the_hosted_url_serves_a_jpeg_of_the_requested_size_with_long_cache_head
     assert response["Content-Type"] == "image/jpeg"
     assert "immutable" in response["Cache-Control"]
     assert "max-age=31536000" in response["Cache-Control"]
+    assert response["X-Content-Type-Options"] == "nosniff"
     with PILImage.open(io.BytesIO(data)) as picture:
         assert picture.format == "JPEG"
         assert picture.size == (1536, 1024)

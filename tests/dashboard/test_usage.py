@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from generation.models import Generation
+from keys.models import ApiKey
 
 
 @pytest.fixture
@@ -130,6 +131,24 @@ def test_the_csv_has_every_filtered_row_with_the_cost_per_image(owner_client, ow
     assert [r["error"] for r in rows] == ["e2", "e1", "e0"]
     assert rows[0]["credits_per_image"] == "40"
     assert (rows[0]["credits_charged"], rows[0]["credits_not_charged"]) == ("40", "40")
+
+
+@pytest.mark.parametrize("lead", ["=", "+", "-", "@", "\t", "\r"])
+def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_exported_as_text(
+    owner_client, owner, api_key_factory, record, lead
+):
+    key = api_key_factory(owner, "k").api_key
+    # As it could reach the row (key names are trimmed when typed, but not every way in is).
+    ApiKey.objects.filter(pk=key.pk).update(name=f'{lead}HYPERLINK("https://evil.example","x")')
+    record(owner, api_key=key, error_message=f"{lead}1+1")
+    record(owner, error_message="plain words")
+
+    response = owner_client.get("/dashboard/usage.csv")
+
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[1]["key"] == f'\'{lead}HYPERLINK("https://evil.example","x")'
+    assert rows[1]["error"] == f"'{lead}1+1"
+    assert rows[0]["error"] == "plain words"  # nothing else changes
 
 
 def double_rows(user, times):

@@ -44,6 +44,7 @@ def test_a_thumbnail_is_made_on_first_request_and_kept(client, images):
 
     assert first.status_code == 200
     assert first["Content-Type"] == "image/webp"
+    assert first["X-Content-Type-Options"] == "nosniff"
     picture = PILImage.open(io.BytesIO(read(first)))
     assert picture.format == "WEBP"
     assert max(picture.size) == 384
