@@ -24,7 +24,15 @@ class CreditsOwed(InsufficientCredits):
 
 
 class PromoCodeRefused(BillingError):
-    """A code that cannot be redeemed; the message is meant for the customer."""
+    """A code that cannot be redeemed. The customer is told the same words whatever the reason,
+    so that a real code cannot be told from a made-up one; ``reason`` (unknown, expired,
+    used_up, already_redeemed) is for the logs and the tests."""
+
+    MESSAGE = "That code can't be redeemed. Check it and try again."
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(self.MESSAGE)
+        self.reason = reason
 
 
 class UnknownPrice(BillingError):

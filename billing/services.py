@@ -283,7 +283,7 @@ def take_back(
 
 def redeem_promo_code(user: User, code: str) -> LedgerEntry:
     """Add a promotion code's credits to the user's account: once per account, never beyond the
-    code's uses, never after it expires (PromoCodeRefused says why, for the customer).
+    code's uses, never after it expires (PromoCodeRefused, with the reason for the logs).
 
     The use is counted by a conditional UPDATE and the redemption row is unique per account, both
     in the transaction that writes the ledger line: two redemptions at once cannot both pass.
@@ -291,10 +291,10 @@ def redeem_promo_code(user: User, code: str) -> LedgerEntry:
     typed = normalise_code(code)
     promo = PromoCode.objects.filter(code__iexact=typed).first() if typed else None
     if promo is None or not promo.active:
-        raise PromoCodeRefused("That promotion code does not exist.")
+        raise PromoCodeRefused("unknown")
     now = timezone.now()
     if promo.expires_at is not None and promo.expires_at <= now:
-        raise PromoCodeRefused("That promotion code has expired.")
+        raise PromoCodeRefused("expired")
     _ensure_account(user.pk)
     account_id = CreditAccount.objects.values_list("pk", flat=True).get(user_id=user.pk)
     try:
@@ -307,7 +307,7 @@ def redeem_promo_code(user: User, code: str) -> LedgerEntry:
                 .update(times_redeemed=F("times_redeemed") + 1)
             )
             if not counted:
-                raise PromoCodeRefused("That promotion code has been used up.")
+                raise PromoCodeRefused("used_up")
             PromoRedemption.objects.create(
                 promo_code=promo, account_id=account_id, credits=promo.credits
             )
@@ -322,7 +322,7 @@ def redeem_promo_code(user: User, code: str) -> LedgerEntry:
     except IntegrityError:
         # The unique (code, account) pair: this account redeemed it already (perhaps a moment
         # ago, in a concurrent request). The count above was rolled back with it.
-        raise PromoCodeRefused("You have already redeemed that promotion code.") from None
+        raise PromoCodeRefused("already_redeemed") from None
 
 
 def adjust(user: User, credits: int, *, reason: str, operator: str) -> LedgerEntry:

@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
+from django_ratelimit.core import is_ratelimited
 
 from accounts.http import AuthenticatedRequest
 
@@ -30,6 +31,7 @@ PURCHASES_SHOWN = 20
 # The success page looks again every REFRESH_SECONDS, at most REFRESH_TIMES times.
 REFRESH_SECONDS = 2
 REFRESH_TIMES = 60
+PROMO_ATTEMPTS_EXCEEDED = "Too many codes tried from this account or address: try again in an hour."
 
 
 def _billing_page(
@@ -149,15 +151,35 @@ def purchase_cancelled(request: AuthenticatedRequest, public_id: uuid.UUID) -> H
     return redirect("billing:ledger")
 
 
+def _promo_attempts(group: str, request: HttpRequest) -> str:
+    return f"{settings.PROMO_CODE_ATTEMPTS_PER_HOUR}/h"
+
+
+def _too_many_promo_attempts(request: HttpRequest) -> bool:
+    """Count this attempt against the account and against the address it comes from (codes
+    must not be guessable by trying many, from one account or from many)."""
+    limited = [
+        is_ratelimited(request, group="promo-code", key=key, rate=_promo_attempts, increment=True)
+        for key in ("user", "ip")
+    ]
+    return any(limited)
+
+
 @login_required
 @require_POST
 def redeem(request: AuthenticatedRequest) -> HttpResponse:
     form = PromoCodeForm(request.POST)
+    if _too_many_promo_attempts(request):
+        form.is_valid()
+        form.errors.pop("code", None)
+        form.add_error("code", PROMO_ATTEMPTS_EXCEEDED)
+        return _billing_page(request, promo_form=form, status=429)
     if not form.is_valid():
         return _billing_page(request, promo_form=form, status=400)
     try:
         entry = services.redeem_promo_code(request.user, form.cleaned_data["code"])
     except services.PromoCodeRefused as exc:
+        logger.info("promotion code refused for user %s: %s", request.user.pk, exc.reason)
         form.add_error("code", str(exc))
         return _billing_page(request, promo_form=form, status=400)
     messages.success(request, f"Promotion code redeemed: {entry.amount_credits:,} credits added.")

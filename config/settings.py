@@ -368,6 +368,9 @@ PRICE_CACHE_SECONDS = env_int("PRICE_CACHE_SECONDS", 10)
 STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY")
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
 # Stripe's own API unless pointed at stripe-mock or the tests' fake.
+# Promotion codes tried per hour, per account and per address (billing/views.py): enough for
+# typing mistakes, too few to guess codes.
+PROMO_CODE_ATTEMPTS_PER_HOUR = env_int("PROMO_CODE_ATTEMPTS_PER_HOUR", 10)
 STRIPE_API_BASE = env_str("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/")
 STRIPE_CURRENCY = env_str("STRIPE_CURRENCY", "usd").lower()
 # Amounts in the currency's smallest unit (cents): the preset packs, and the bounds of a custom

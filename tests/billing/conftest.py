@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.test import Client
 
 from tests.support.fake_stripe import FakeStripe, running_fake_stripe, sign
@@ -14,6 +15,13 @@ from tests.support.fake_stripe import FakeStripe, running_fake_stripe, sign
 WEBHOOK_SECRET = "whsec_test_secret"
 SECRET_KEY = "sk_test_fake"
 WEBHOOK_URL = "/stripe/webhook/"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_attempt_counters() -> None:
+    # Promotion-code attempts are counted per account and address in the cache, which outlives
+    # a test.
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -44,7 +44,7 @@ def test_the_same_account_cannot_redeem_a_code_twice(client, owner):
     response = redeem(client, "Welcome")
 
     assert response.status_code == 400
-    assert "You have already redeemed that promotion code." in response.content.decode()
+    assert "That code can&#x27;t be redeemed." in response.content.decode()
     assert PromoCode.objects.get().times_redeemed == 1
     assert assert_ledger_balanced(owner) == 3500
 
@@ -55,9 +55,10 @@ def test_a_code_is_never_redeemed_beyond_its_uses(client, user_factory):
     services.redeem_promo_code(first, "two")
     services.redeem_promo_code(second, "two")
 
-    with pytest.raises(PromoCodeRefused, match="used up"):
+    with pytest.raises(PromoCodeRefused) as refused:
         services.redeem_promo_code(third, "two")
 
+    assert refused.value.reason == "used_up"
     assert PromoCode.objects.get().times_redeemed == 2
     assert assert_ledger_balanced(third) == 0
 
@@ -71,7 +72,7 @@ def test_an_expired_code_is_refused(client, owner):
     response = redeem(client, "OLD")
 
     assert response.status_code == 400
-    assert "That promotion code has expired." in response.content.decode()
+    assert "That code can&#x27;t be redeemed." in response.content.decode()
     assert not PromoRedemption.objects.exists()
     assert assert_ledger_balanced(owner) == 1000
 
@@ -85,6 +86,55 @@ def test_an_unknown_or_inactive_code_is_refused(client, owner, code):
         response = redeem(client, typed)
         assert response.status_code == 400
     assert assert_ledger_balanced(owner) == 1000
+
+
+def test_every_refusal_reads_the_same_so_codes_cannot_be_told_from_made_up_ones(
+    client, owner, user_factory
+):
+    PromoCode.objects.create(code="REAL", credits=10, max_redemptions=1)
+    PromoCode.objects.create(code="OLD", credits=10, expires_at=timezone.now())
+    PromoCode.objects.create(code="PAUSED", credits=10, active=False)
+    services.redeem_promo_code(user_factory(), "REAL")  # its one use, taken
+    client.force_login(owner)
+
+    pages = {code: redeem(client, code) for code in ("MADEUP", "OLD", "PAUSED", "REAL")}
+
+    assert {response.status_code for response in pages.values()} == {400}
+    errors = {code: error_list(response) for code, response in pages.items()}
+    assert len(set(errors.values())) == 1, errors
+    assert errors["MADEUP"] == "That code can&#x27;t be redeemed. Check it and try again."
+
+
+def error_list(response):
+    page = response.content.decode()
+    start = page.index('<p class="error" role="alert">')
+    return page[page.index(">", start) + 1 : page.index("</p>", start)].strip()
+
+
+def test_attempts_are_limited_per_account(client, owner, settings):
+    settings.PROMO_CODE_ATTEMPTS_PER_HOUR = 3
+    PromoCode.objects.create(code="REAL", credits=10)
+    client.force_login(owner)
+    for guess in ("A1", "A2", "A3"):
+        assert redeem(client, guess).status_code == 400
+
+    response = redeem(client, "REAL")  # right, but one attempt too many
+
+    assert response.status_code == 429
+    assert "Too many codes tried" in response.content.decode()
+    assert not PromoRedemption.objects.exists()
+    assert assert_ledger_balanced(owner) == 1000
+
+
+def test_attempts_are_limited_per_address_across_accounts(client, user_factory, settings):
+    settings.PROMO_CODE_ATTEMPTS_PER_HOUR = 3
+    for n in range(3):
+        client.force_login(user_factory())
+        assert redeem(client, f"GUESS{n}").status_code == 400
+
+    client.force_login(user_factory())  # a fresh account, the same address
+
+    assert redeem(client, "GUESS9").status_code == 429
 
 
 def test_the_database_refuses_a_second_redemption_and_a_use_beyond_the_maximum(owner):
