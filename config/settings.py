@@ -393,6 +393,10 @@ for _pack in env_list("STRIPE_PACKS_CENTS", "500,2000,5000,10000"):
 PROMPT_MAX_CHARS = env_int("PROMPT_MAX_CHARS", 4000)
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, 2_621_440)
+# A request body that has not arrived by then is answered 408 (server/body_guard.py); a larger
+# one than its path allows (API_MAX_BODY_BYTES under /v1/, DATA_UPLOAD_MAX_MEMORY_SIZE elsewhere)
+# is answered 413 before it is read.
+BODY_READ_TIMEOUT_SECONDS = env_int("BODY_READ_TIMEOUT_SECONDS", 30)
 IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
 # How long a repeated Idempotency-Key waits for the first request before answering 409.
 IDEMPOTENCY_WAIT_SECONDS = env_int("IDEMPOTENCY_WAIT_SECONDS", 120)

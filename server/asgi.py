@@ -1,12 +1,13 @@
 """The ASGI application a web process serves (``config.asgi`` loads it once Django is set up).
 
-A thin wrapper around Django's ASGI handler does two things for it:
+A thin wrapper around Django's ASGI handler does three things for it:
 
 - It answers the lifespan protocol, which Django does not speak: on startup it has the hot SQL
   run on this process's event loop (server/asyncdb.py) and runs the apps' startup hooks
   (server/lifespan.py); on shutdown (after uvicorn has drained its connections) it runs their
   shutdown hooks (the generation app waits for its generations still running, then hands back
   the rest: generation/lifespan.py) and closes the loop's database pool.
+- It bounds each request's body in size and time before Django reads it (server/body_guard.py).
 - It lends each HTTP request a thread for its synchronous work (Django's signals, the
   database steps) from a pool of reused threads. Left to itself, Django's handler starts a new
   thread for every request and another to join it; with hundreds of requests in flight that
@@ -25,7 +26,7 @@ from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext
 
-from . import asyncdb, lifespan
+from . import asyncdb, body_guard, lifespan
 from .asgi_handler import REQUEST_THREAD, Handler, RequestThread
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ async def application(scope: Scope, receive: Receive, send: Send) -> None:
         # Django's handler opens a ThreadSensitiveContext of its own; inside this one it uses
         # this one's thread.
         async with ThreadSensitiveContext(executor=executor):
-            await django_application(scope, receive, send)  # type: ignore[arg-type]
+            await body_guard.guarded(django_application, scope, receive, send)  # type: ignore[arg-type]
     finally:
         _request_threads.give_back(executor)
 
