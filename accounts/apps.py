@@ -10,6 +10,6 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib import admin
 
-        from . import admin_sign_in
+        from . import admin_sign_in, checks  # noqa: F401  (checks register themselves)
 
         admin_sign_in.secure(admin.site)

@@ -27,6 +27,13 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write(f"Upstream: {settings.UPSTREAM_BASE_URL}")
+        if settings.EMAIL_HOST:
+            self.stdout.write(f"Mail: sent through {settings.EMAIL_HOST}.")
+        else:
+            self.stdout.write(
+                "Mail (sign-up confirmations, password resets) is printed on the web process's "
+                "console: set EMAIL_HOST to send it."
+            )
         if User.objects.exists():
             self.stdout.write(
                 f"API at {base_url}. To issue a key: "
