@@ -82,6 +82,8 @@ DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "var"))).resolve()
 # --- Core ---------------------------------------------------------------------------------------
 
 DEBUG = env_bool("DEBUG", False)
+# Error pages and reports hide passwords inside URLs too (DATABASE_URL, REDIS_URL...).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "server.error_reports.CredentialsFilter"
 SECRET_KEY = env_str("SECRET_KEY") or _local_secret(DATA_DIR / "secret_key")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
