@@ -296,8 +296,7 @@ def hosted_image(request: HttpRequest, token: str, extension: str) -> HttpRespon
     except FileNotFoundError:
         raise Http404 from None
     response = FileResponse(handle, content_type=_CONTENT_TYPES[extension])
-    # The content behind a token never changes: caches and CDNs may keep it for a year.
-    response["Cache-Control"] = "public, max-age=31536000, immutable"
+    response["Cache-Control"] = storage.image_cache_control()
     return _no_sniffing(response)
 
 
@@ -315,7 +314,7 @@ def hosted_thumbnail(request: HttpRequest, token: str) -> HttpResponseBase:
     except FileNotFoundError:  # deleted this very moment
         raise Http404 from None
     response = FileResponse(handle, content_type="image/webp")
-    response["Cache-Control"] = "public, max-age=31536000, immutable"
+    response["Cache-Control"] = storage.image_cache_control()
     return _no_sniffing(response)
 
 

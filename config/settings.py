@@ -409,6 +409,9 @@ IMAGE_BASE_URL = env_str("IMAGE_BASE_URL").rstrip("/")
 # Images (and their thumbnails) older than this many days are deleted by a daily job; 0 keeps
 # them forever. The ledger and the usage log keep their lines either way.
 IMAGE_RETENTION_DAYS = env_int("IMAGE_RETENTION_DAYS", 0)
+# How long browsers, proxies and CDNs may keep an image (and its thumbnail): a deleted image's
+# link may still answer from a cache for up to this long.
+IMAGE_CACHE_SECONDS = env_int("IMAGE_CACHE_SECONDS", 86400)
 THUMBNAIL_MAX_PIXELS = env_int("THUMBNAIL_MAX_PIXELS", 384)
 
 # --- Playground (browser generations, run by Celery workers) ------------------------------------

@@ -103,4 +103,10 @@ def image_delete(request: AuthenticatedRequest, token: str) -> HttpResponse:
         services.delete_image(image)
         messages.success(request, "The image was deleted. Its charge stays in your usage.")
         return redirect("dashboard:gallery")
-    return render(request, "dashboard/image_delete.html", {"image": image, "g": image.generation})
+    context = {
+        "image": image,
+        "g": image.generation,
+        # A copy already cached by a browser, proxy or CDN expires within this.
+        "cache_hours": max(round(settings.IMAGE_CACHE_SECONDS / 3600), 1),
+    }
+    return render(request, "dashboard/image_delete.html", context)

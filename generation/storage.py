@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import Any, cast
 from urllib.parse import quote
 
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.http import HttpResponseRedirect
 from storages.backends.s3 import S3Storage
@@ -27,8 +28,14 @@ from storages.utils import clean_name
 
 logger = logging.getLogger(__name__)
 
-# A stored object never changes (its name is an unguessable token), so any cache may keep it.
-IMMUTABLE = "public, max-age=31536000, immutable"
+# A stored object never changes (its name is an unguessable token), so any cache may keep it,
+# but only as long as IMAGE_CACHE_SECONDS: a customer who deletes an image is told its link is
+# gone, and a cache holding it for a year would make that untrue.
+
+
+def image_cache_control() -> str:
+    """The Cache-Control of an image or thumbnail, and of the redirect to it."""
+    return f"public, max-age={settings.IMAGE_CACHE_SECONDS}"
 
 
 class ObjectStorage(S3Storage):
@@ -55,7 +62,7 @@ class ObjectStorage(S3Storage):
             "public_base_url": "",
             # Botocore would presign with the legacy SigV2, which new AWS regions refuse.
             "signature_version": "s3v4",
-            "object_parameters": {"CacheControl": IMMUTABLE},
+            "object_parameters": {"CacheControl": image_cache_control()},
         }
 
     @property
@@ -141,8 +148,8 @@ def redirect(name: str, *, download_as: str | None = None) -> HttpResponseRedire
     public = None if download_as else public_url(name)
     if public:
         response = HttpResponseRedirect(public)
-        # The public URL never changes: browsers and CDNs may keep the redirect for good.
-        response["Cache-Control"] = IMMUTABLE
+        # The public URL never changes, but the object may be deleted: as long as the object.
+        response["Cache-Control"] = image_cache_control()
         return response
     parameters = None
     if download_as:

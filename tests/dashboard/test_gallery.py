@@ -102,6 +102,8 @@ def test_deleting_asks_first_then_removes_the_image_but_not_the_charge(
     client.force_login(owner)
     confirm = client.get(f"{URL}{mine[0].token}/delete/")
     assert "Delete this image?" in confirm.content.decode()
+    # What caches may still hold, in the time the image's headers give them (one day).
+    assert "may still answer for up to 24 hours" in confirm.content.decode()
     assert Image.objects.filter(pk=mine[0].pk).exists()
 
     with django_capture_on_commit_callbacks(execute=True):
