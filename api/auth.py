@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
+from django_ratelimit.core import is_ratelimited
 
 from generation import hotpath
 from generation import services as generation
@@ -18,7 +19,7 @@ from keys import services as keys
 from keys.models import ApiKey
 from server.steps import Steps
 
-from .errors import ApiError, error_response, invalid_api_key
+from .errors import NO_RETRY, ApiError, error_response, invalid_api_key
 from .refusals import api_error
 
 
@@ -105,7 +106,36 @@ _LIMITS_RELATED = ("user__credit_account", "user__rate_limit_override")
 
 async def _authenticate(steps: Steps, request: HttpRequest) -> ApiKey:
     """The ApiKey for the request's bearer token, with its user, credit account and custom
-    limits loaded, or ApiError 401."""
+    limits loaded, or ApiError 401 (429 once an address has sent too many wrong keys)."""
+    try:
+        return await _find_the_key(steps, request)
+    except ApiError as refused:
+        if await steps.run(_too_many_wrong_keys, request):
+            raise ApiError(
+                429,
+                "Too many requests with a missing or wrong API key from your address: retry "
+                "in a minute, with the key from your dashboard.",
+                type="rate_limit_error",
+                code="too_many_invalid_keys",
+                headers={"Retry-After": "60", **NO_RETRY},
+            ) from None
+        raise refused from None
+
+
+def _key_failures(group: str, request: HttpRequest) -> str:
+    return f"{settings.API_KEY_FAILURES_PER_MINUTE}/m"
+
+
+def _too_many_wrong_keys(request: HttpRequest) -> bool:
+    """Count a refused key against the client's address (in the cache)."""
+    return bool(
+        is_ratelimited(
+            request, group="api-key-failures", key="ip", rate=_key_failures, increment=True
+        )
+    )
+
+
+async def _find_the_key(steps: Steps, request: HttpRequest) -> ApiKey:
     raw_key = _bearer_token(request)
     if raw_key is None:
         raise invalid_api_key(

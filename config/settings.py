@@ -373,6 +373,9 @@ STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
 # Promotion codes tried per hour, per account and per address (billing/views.py): enough for
 # typing mistakes, too few to guess codes.
 PROMO_CODE_ATTEMPTS_PER_HOUR = env_int("PROMO_CODE_ATTEMPTS_PER_HOUR", 10)
+# Requests with a missing or wrong API key per minute from one address before the API answers
+# 429 instead of 401 (api/auth.py).
+API_KEY_FAILURES_PER_MINUTE = env_int("API_KEY_FAILURES_PER_MINUTE", 20)
 STRIPE_API_BASE = env_str("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/")
 STRIPE_CURRENCY = env_str("STRIPE_CURRENCY", "usd").lower()
 # Amounts in the currency's smallest unit (cents): the preset packs, and the bounds of a custom

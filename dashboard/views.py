@@ -138,9 +138,12 @@ API_ERRORS = [
     (404, "invalid_request_error", "model_not_found", "No such model."),
     (404, "invalid_request_error", "unknown_url", "No such endpoint under /v1."),
     (405, "invalid_request_error", "method_not_allowed", "Another HTTP method was used."),
+    (408, "invalid_request_error", "request_timeout",
+     "The body did not arrive within the server's time for it."),
     (409, "invalid_request_error", "idempotency_request_in_progress",
      "The first request with this Idempotency-Key is still running; retry."),
-    (413, "invalid_request_error", "request_too_large", "The body is too large."),
+    (413, "invalid_request_error", "request_too_large",
+     "The body is too large; it was refused before being read."),
     (415, "invalid_request_error", "unsupported_media_type", "The body is not sent as JSON."),
     (429, "rate_limit_error", "rate_limit_requests",
      "Over the requests-per-minute limit; wait Retry-After seconds. Not charged."),
@@ -148,6 +151,8 @@ API_ERRORS = [
      "Over the images-per-minute limit; wait Retry-After seconds. Not charged."),
     (429, "rate_limit_error", "rate_limit_concurrency",
      "Too many generations at once; retry when one ends. Not charged."),
+    (429, "rate_limit_error", "too_many_invalid_keys",
+     "Too many requests with a wrong key from your address; fix the key, retry in a minute."),
     (502, "server_error", "upstream_error", "The image service failed. Not charged."),
     (503, "server_error", "model_not_priced", "The model is not on sale right now. Not charged."),
     (503, "server_error", "service_unavailable", "Generation is unavailable. Not charged."),
@@ -156,8 +161,8 @@ API_ERRORS = [
 ]  # fmt: skip
 
 # What tells a client to slow down, for the docs' rate limits section:
-# (status, code, Retry-After seconds, when). The headers are generation/services.py's,
-# api/views.py's and generation/ratelimits.py's.
+# (status, code, Retry-After seconds, when). The headers are api/refusals.py's, api/views.py's
+# and api/auth.py's.
 SLOW_DOWN = [
     (503, "upstream_busy", 5,
      "The image service stayed busy through our own retries. Nothing was charged."),

@@ -59,6 +59,8 @@ def _test_settings(
     # Rate limits out of the way, except where a test sets its own (tests/api/test_rate_limits*).
     settings.RATE_LIMIT_TIERS = UNLIMITED_TIERS
     settings.RATE_LIMIT_REDIS_URL = ""
+    # Wrong keys sent on purpose add up across tests from one address (tests/api/test_auth*).
+    settings.API_KEY_FAILURES_PER_MINUTE = 1_000_000
     # Pages render without a collectstatic manifest.
     settings.STORAGES = {
         **settings.STORAGES,
@@ -163,6 +165,7 @@ def live_server_env(
         "UPSTREAM_RETRY_BACKOFF_MS": "10",
         "RATE_LIMIT_TIERS": json.dumps(UNLIMITED_TIERS),
         "RATE_LIMIT_REDIS_URL": "",
+        "API_KEY_FAILURES_PER_MINUTE": "1000000",
         "DB_POOL_MIN_SIZE": "1",
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
