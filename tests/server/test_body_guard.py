@@ -8,6 +8,7 @@ import asyncio
 import json
 import socket
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
@@ -33,9 +34,9 @@ class Client:
         self.chunks = list(chunks)
         self.delay = delay
         self.read = 0
-        self.sent: list[dict[str, Any]] = []
+        self.sent: list[MutableMapping[str, Any]] = []
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> MutableMapping[str, Any]:
         if not self.chunks:
             await asyncio.Event().wait()
         await asyncio.sleep(self.delay)
@@ -43,7 +44,7 @@ class Client:
         self.read += 1
         return {"type": "http.request", "body": chunk, "more_body": bool(self.chunks)}
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: MutableMapping[str, Any]) -> None:
         self.sent.append(message)
 
     @property
