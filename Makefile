@@ -84,14 +84,15 @@ PROCESSES := web worker $(if $(UPSTREAM_API_KEY),,simulator)
 # The simulator listens beside the web process (8799 for the default 8000), so two checkouts on
 # one machine can each run with their own PORT.
 SIMULATOR_PORT ?= $(shell echo $$(( $(PORT) + 799 )))
-export SIMULATOR_PORT
 
 run: install
 	@$(PY) bin/ports_free.py $(HOST) $(PORT) $(if $(UPSTREAM_API_KEY),,$(SIMULATOR_PORT))
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py collectstatic --noinput -v0
-	SITE_URL=$${SITE_URL:-http://$(HOST):$(PORT)} $(PY) manage.py setup_demo
-	SEEDREAM_HOST=$(HOST) SEEDREAM_PORT=$(PORT) SITE_URL=$${SITE_URL:-http://$(HOST):$(PORT)} \
+	SIMULATOR_PORT=$(SIMULATOR_PORT) SITE_URL=$${SITE_URL:-http://$(HOST):$(PORT)} \
+	  $(PY) manage.py setup_demo
+	SEEDREAM_HOST=$(HOST) SEEDREAM_PORT=$(PORT) SIMULATOR_PORT=$(SIMULATOR_PORT) \
+	  SITE_URL=$${SITE_URL:-http://$(HOST):$(PORT)} \
 	  $(VENV)/bin/honcho -f Procfile.dev start $(PROCESSES)
 
 # The full suite on PostgreSQL, then a smoke run on SQLite (the embedded default). Without a

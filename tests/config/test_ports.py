@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -42,9 +43,11 @@ def test_free_ports_pass_silently():
 
 
 def test_the_simulator_port_follows_the_web_port():
+    # As a shell would run it (`make test` may have set these for its own run).
+    env = {k: v for k, v in os.environ.items() if k not in ("SIMULATOR_PORT", "UPSTREAM_API_KEY")}
     result = subprocess.run(
-        ["make", "-s", "-n", "run", "PORT=9000"], cwd=PROJECT_ROOT, capture_output=True,
-        text=True, timeout=60,
+        ["make", "-s", "-n", "run", "PORT=9000"], cwd=PROJECT_ROOT, env=env,
+        capture_output=True, text=True, timeout=60,
     )  # fmt: skip
 
     assert "ports_free.py 127.0.0.1 9000 9799" in result.stdout
