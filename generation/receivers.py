@@ -12,4 +12,6 @@ from . import services
 
 @receiver(account_closing)
 def erase_content_of_closed_account(sender: type[User], user: User, **kwargs: Any) -> None:
+    # Its work first: nothing of a closed account is sent upstream or charged afterwards.
+    services.release_work_of_closing_account(user.pk)
     services.erase_customer_content(user)

@@ -28,7 +28,11 @@ from .images import (
     thumbnail_url,
 )
 from .pipeline import admit, open_generation, run_generation, submit_generation
-from .reconcile import abandon_generation, reconcile_stuck_generations
+from .reconcile import (
+    abandon_generation,
+    reconcile_stuck_generations,
+    release_work_of_closing_account,
+)
 from .reserve import (
     IdempotentReplay,
     begin_generation,
@@ -68,6 +72,7 @@ __all__ = [
     "purge_expired_images",
     "quote",
     "reconcile_stuck_generations",
+    "release_work_of_closing_account",
     "reserve_generation",
     "run_generation",
     "run_queued_generation",

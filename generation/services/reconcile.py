@@ -44,15 +44,22 @@ def reconcile_stuck_generations(now: datetime | None = None) -> int:
 
 
 def _fail_and_release(
-    pk: int, from_statuses: list[str], now: datetime, *, message: str, note: str
+    pk: int,
+    from_statuses: list[str],
+    now: datetime,
+    *,
+    message: str,
+    note: str,
+    code: str = "expired",
+    status: int = 503,
 ) -> bool:
     """Claim an unsettled row as failed and give its whole reservation back; False if another
     process settled it first."""
     with transaction.atomic():
         claimed = Generation.objects.filter(pk=pk, status__in=from_statuses).update(
             status=Generation.Status.FAILED,
-            http_status=503,
-            error_code="expired",
+            http_status=status,
+            error_code=code,
             error_message=message,
             finished_at=now,
         )
@@ -69,6 +76,29 @@ def _fail_and_release(
         )
     metrics.generation_settled(generation)
     return True
+
+
+def release_work_of_closing_account(user_id: int) -> int:
+    """An account is closing: every generation of it still queued or running is failed and its
+    hold released at once. A queued playground run is then never sent upstream; a running one
+    that delivers later finds its row settled, is charged nothing, and its files are removed
+    (settle.py). Returns how many were released."""
+    now = timezone.now()
+    unsettled = Generation.objects.filter(
+        user_id=user_id, status__in=Generation.UNSETTLED
+    ).values_list("pk", flat=True)
+    return sum(
+        _fail_and_release(
+            pk,
+            list(Generation.UNSETTLED),
+            now,
+            message="The account was closed before the generation finished. Not charged.",
+            note="account closed, nothing charged",
+            code="account_closed",
+            status=410,
+        )
+        for pk in list(unsettled)
+    )
 
 
 def abandon_generation(generation_id: int) -> bool:
