@@ -31,6 +31,9 @@ PURCHASES_SHOWN = 20
 # The success page looks again every REFRESH_SECONDS, at most REFRESH_TIMES times.
 REFRESH_SECONDS = 2
 REFRESH_TIMES = 60
+CHECKOUT_SESSIONS_EXCEEDED = (
+    "You have opened many payment pages this hour: finish one of them, or try again later."
+)
 PROMO_ATTEMPTS_EXCEEDED = "Too many codes tried from this account or address: try again in an hour."
 
 
@@ -70,6 +73,10 @@ def ledger(request: AuthenticatedRequest) -> HttpResponse:
     return _billing_page(request)
 
 
+def _checkout_sessions(group: str, request: HttpRequest) -> str:
+    return f"{settings.CHECKOUT_SESSIONS_PER_HOUR}/h"
+
+
 @login_required
 @require_POST
 def buy(request: AuthenticatedRequest) -> HttpResponse:
@@ -85,6 +92,12 @@ def buy(request: AuthenticatedRequest) -> HttpResponse:
         form = pack_form = PackForm(request.POST)
     if not form.is_valid():
         return _billing_page(request, pack_form=pack_form, amount_form=amount_form, status=400)
+    if is_ratelimited(
+        request, group="checkout", key="user", rate=_checkout_sessions, increment=True
+    ):
+        # Each one is a session at Stripe: an account opening them without end is refused.
+        messages.error(request, CHECKOUT_SESSIONS_EXCEEDED)
+        return _billing_page(request, status=429)
     try:
         purchase = payments.start_purchase(
             request.user,

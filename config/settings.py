@@ -373,6 +373,8 @@ STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
 # Promotion codes tried per hour, per account and per address (billing/views.py): enough for
 # typing mistakes, too few to guess codes.
 PROMO_CODE_ATTEMPTS_PER_HOUR = env_int("PROMO_CODE_ATTEMPTS_PER_HOUR", 10)
+# Stripe Checkout pages one account may open per hour (each is a session at Stripe).
+CHECKOUT_SESSIONS_PER_HOUR = env_int("CHECKOUT_SESSIONS_PER_HOUR", 20)
 # Requests with a missing or wrong API key per minute from one address before the API answers
 # 429 instead of 401 (api/auth.py).
 API_KEY_FAILURES_PER_MINUTE = env_int("API_KEY_FAILURES_PER_MINUTE", 20)

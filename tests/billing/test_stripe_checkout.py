@@ -284,3 +284,17 @@ def test_cancelling_returns_to_billing_and_changes_nothing(client, owner, fake_s
     assert "Checkout cancelled: nothing was charged." in response.content.decode()
     purchase.refresh_from_db()
     assert purchase.status == "pending"
+
+
+def test_an_account_cannot_open_checkout_pages_without_end(client, owner, fake_stripe, settings):
+    settings.CHECKOUT_SESSIONS_PER_HOUR = 3
+    client.force_login(owner)
+    opened = [buy(client, pack="500").status_code for _ in range(3)]
+
+    refused = buy(client, pack="500")
+
+    assert opened == [303, 303, 303]
+    assert refused.status_code == 429
+    assert "many payment pages this hour" in refused.content.decode()
+    assert len(fake_stripe.calls("POST", "/v1/checkout/sessions")) == 3
+    assert Purchase.objects.count() == 3
