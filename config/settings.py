@@ -189,6 +189,10 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
         }
     else:
         _db["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
+    # A pooled or kept connection is checked before it is used (a round trip of an empty
+    # query): after a database restart, a dead one is replaced instead of failing a request or
+    # a settlement. server/asyncdb.py's pool follows this too.
+    _db["CONN_HEALTH_CHECKS"] = env_bool("DB_CONN_HEALTH_CHECKS", True)
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -339,6 +343,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_int("RECONCILE_EVERY_SECONDS", 60),
     },
     "purge-expired-images": {"task": "generation.tasks.purge_expired_images", "schedule": 3600.0},
+    "sweep-orphan-files": {
+        "task": "generation.tasks.sweep_orphan_files",
+        "schedule": env_int("ORPHAN_SWEEP_EVERY_SECONDS", 6 * 3600),
+    },
     "prune-rate-limit-counters": {
         "task": "generation.tasks.prune_rate_limit_counters",
         "schedule": 300.0,
@@ -414,6 +422,10 @@ IMAGE_BASE_URL = env_str("IMAGE_BASE_URL").rstrip("/")
 # Images (and their thumbnails) older than this many days are deleted by a daily job; 0 keeps
 # them forever. The ledger and the usage log keep their lines either way.
 IMAGE_RETENTION_DAYS = env_int("IMAGE_RETENTION_DAYS", 0)
+# A stored file that no image row names (a store that failed half way, a settlement that never
+# committed) is removed by the orphan sweep once it is this old: older than any generation can
+# take between storing its images and settling.
+ORPHAN_FILE_GRACE_SECONDS = env_int("ORPHAN_FILE_GRACE_SECONDS", GENERATION_DEADLINE_SECONDS + 3600)
 # How long browsers, proxies and CDNs may keep an image (and its thumbnail): a deleted image's
 # link may still answer from a cache for up to this long.
 IMAGE_CACHE_SECONDS = env_int("IMAGE_CACHE_SECONDS", 86400)

@@ -14,6 +14,7 @@ _EXPLANATIONS = {
     "upstream_timeout": "The image service took too long to answer. Try again in a minute.",
     "service_unavailable": "Image generation is unavailable right now. Try again later.",
     "upstream_error": "The image service failed to make the picture. Try again.",
+    "storage_error": "The picture was made but could not be saved. Try again in a minute.",
     "expired": "The image service did not answer in time.",
     "model_not_priced": "This model is not on sale right now.",
 }

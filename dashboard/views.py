@@ -158,6 +158,7 @@ API_ERRORS = [
     (503, "server_error", "service_unavailable", "Generation is unavailable. Not charged."),
     (503, "server_error", "upstream_busy", "The image service is busy; see Retry-After."),
     (503, "server_error", "upstream_timeout", "The image service timed out. Not charged."),
+    (503, "server_error", "storage_error", "Made but not saved; retry. Not charged."),
 ]  # fmt: skip
 
 # What tells a client to slow down, for the docs' rate limits section:

@@ -16,7 +16,9 @@ import base64
 import hashlib
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -160,6 +162,27 @@ def redirect(name: str, *, download_as: str | None = None) -> HttpResponseRedire
     # before it does.
     response["Cache-Control"] = f"private, max-age={bucket.querystring_expire // 2}"
     return response
+
+
+def files_under(prefix: str) -> Iterator[tuple[str, datetime]]:
+    """Every stored file whose name starts with ``prefix`` (a folder, "images/"), with the time
+    it was last written: one listing request per thousand objects in a bucket (a timestamp per
+    file would cost a request each), a walk of the folder on disk."""
+    if is_remote():
+        s3: Any = default_storage
+        root = s3._normalize_name(clean_name(prefix))
+        for summary in s3.bucket.objects.filter(Prefix=root):
+            # As django-storages names an object: its key less the storage's location.
+            yield summary.key[len(s3.location) :].lstrip("/"), summary.last_modified
+        return
+    base = Path(default_storage.path(""))
+    folder = base / prefix
+    if not folder.is_dir():
+        return
+    for path in folder.rglob("*"):
+        if path.is_file():
+            modified = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+            yield path.relative_to(base).as_posix(), modified
 
 
 def delete_many(names: Iterable[str]) -> None:

@@ -43,6 +43,11 @@ def purge_expired_images() -> int:
     return services.purge_expired_images()
 
 
+@shared_task(name="generation.tasks.sweep_orphan_files", ignore_result=True)
+def sweep_orphan_files() -> int:
+    return services.sweep_orphan_files()
+
+
 @shared_task(name="generation.tasks.prune_rate_limit_counters", ignore_result=True)
 def prune_rate_limit_counters() -> int:
     return ratelimits.prune_database_counters()

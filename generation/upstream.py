@@ -82,6 +82,8 @@ class FailureKind:
     RATE_LIMITED = "rate_limited"
     UPSTREAM_ERROR = "upstream_error"
     TIMEOUT = "timeout"
+    # Ours, after the upstream delivered: the image could not be stored, so it is not delivered.
+    NOT_STORED = "not_stored"
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import psycopg
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -133,9 +133,39 @@ async def fetchone(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> Any:
         async with _pool.connection() as conn:
             cursor = await conn.execute(sql, params, prepare=prepare())
             return await cursor.fetchone()
-    except psycopg.IntegrityError as exc:
-        # As Django's connection wraps it, so a caller catches one kind whichever way it ran.
-        raise django.db.IntegrityError(*exc.args) from exc
+    except psycopg.Error as exc:
+        # As Django's connection wraps them, so a caller catches one kind whichever way it ran.
+        raise _as_django_error(exc) from exc
+
+
+# Most specific first, as django.db.utils.DatabaseErrorWrapper tries them.
+_DJANGO_ERRORS: tuple[type[django.db.Error], ...] = (
+    django.db.DataError,
+    django.db.OperationalError,
+    django.db.IntegrityError,
+    django.db.InternalError,
+    django.db.ProgrammingError,
+    django.db.NotSupportedError,
+    django.db.DatabaseError,
+    django.db.InterfaceError,
+    django.db.Error,
+)
+
+
+def _as_django_error(exc: psycopg.Error) -> django.db.Error:
+    for django_error in _DJANGO_ERRORS:
+        if isinstance(exc, getattr(psycopg, django_error.__name__)):
+            return django_error(*exc.args)
+    return django.db.Error(*exc.args)
+
+
+def is_connection_lost(error: BaseException) -> bool:
+    """Whether ``error`` (a Django database error, from the ORM or from ``fetchone``) is a lost
+    or refused connection, worth one more try on a fresh one: not a pool that had no
+    connection to lend for its whole timeout (a second wait as long helps nobody)."""
+    if not isinstance(error, django.db.OperationalError | django.db.InterfaceError):
+        return False
+    return not isinstance(error.__cause__, PoolTimeout)
 
 
 def closing_connection(step: Callable[_P, _R]) -> Callable[_P, _R]:

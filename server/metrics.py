@@ -91,6 +91,18 @@ CREDITS_RELEASED = Counter(
     "charged is what went back to customers.",
     ["model", "source"],
 )
+IMAGES_NOT_STORED = Counter(
+    "seedream_images_not_stored_total",
+    "Generations whose delivered images could not be stored (settled as failed, uncharged).",
+)
+SETTLEMENT_RETRIES = Counter(
+    "seedream_settlement_retries_total",
+    "Settlements tried a second time after losing their database connection.",
+)
+ORPHAN_FILES_REMOVED = Counter(
+    "seedream_orphan_files_removed_total",
+    "Stored files that no image row named, removed by the orphan sweep.",
+)
 CELERY_TASKS = Counter(
     "seedream_celery_tasks_total",
     "Celery tasks finished, by task name and outcome (succeeded, failed, retried).",
@@ -148,6 +160,18 @@ def generation_settled(generation: Any) -> None:
     CREDITS_RELEASED.labels(model, source).inc(generation.reserved_credits)
     if generation.charged_credits:
         CREDITS_CHARGED.labels(model, source).inc(generation.charged_credits)
+
+
+def images_not_stored() -> None:
+    IMAGES_NOT_STORED.inc()
+
+
+def settlement_retried() -> None:
+    SETTLEMENT_RETRIES.inc()
+
+
+def orphan_files_removed(count: int) -> None:
+    ORPHAN_FILES_REMOVED.inc(count)
 
 
 # --- Upstream calls (generation.upstream) ---------------------------------------------------------

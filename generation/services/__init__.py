@@ -24,6 +24,7 @@ from .images import (
     image_storage_name,
     image_url,
     purge_expired_images,
+    sweep_orphan_files,
     take_image,
     thumbnail_url,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "run_queued_generation",
     "settle_generation",
     "submit_generation",
+    "sweep_orphan_files",
     "take_image",
     "thumbnail_url",
     "upstream_request",

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from server import metrics
 
 from .. import storage, thumbnails
 from ..models import Generation, Image
@@ -90,6 +91,42 @@ def purge_expired_images(now: datetime | None = None, batch: int = 1000) -> int:
     if total:
         logger.info("retention: deleted %d images older than %d days", total, days)
     return total
+
+
+def sweep_orphan_files(now: datetime | None = None, batch: int = 500) -> int:
+    """Remove stored images and thumbnails that no image row names: what a failed store left
+    half written, a settlement that never committed, or a deletion whose files outlived a crash.
+    A file younger than ORPHAN_FILE_GRACE_SECONDS is left alone (it may be one a generation
+    has stored and not yet settled). Returns how many files were removed."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.ORPHAN_FILE_GRACE_SECONDS)
+    removed = 0
+    for prefix in ("images/", "thumbs/"):
+        candidates: dict[str, list[str]] = {}
+        for name, modified in storage.files_under(prefix):
+            if modified < cutoff:
+                candidates.setdefault(_token_of(name), []).append(name)
+            if len(candidates) >= batch:
+                removed += _remove_unnamed(candidates)
+                candidates = {}
+        removed += _remove_unnamed(candidates)
+    if removed:
+        logger.warning("orphan sweep: removed %d stored files no image names", removed)
+        metrics.orphan_files_removed(removed)
+    return removed
+
+
+def _token_of(name: str) -> str:
+    # images/ab/<token>.<ext> and thumbs/ab/<token>.webp (image_storage_name, thumbnail_name).
+    return name.rsplit("/", 1)[-1].split(".", 1)[0]
+
+
+def _remove_unnamed(candidates: dict[str, list[str]]) -> int:
+    if not candidates:
+        return 0
+    named = set(Image.objects.filter(token__in=candidates).values_list("token", flat=True))
+    orphans = [name for token, names in candidates.items() if token not in named for name in names]
+    storage.delete_many(orphans)
+    return len(orphans)
 
 
 def erase_customer_content(user: User) -> int:

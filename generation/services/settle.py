@@ -18,11 +18,12 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from billing import services as billing
 from server import metrics
+from server.asyncdb import is_connection_lost
 from server.steps import Steps
 
 from .. import hotpath, ratelimits, storage
@@ -34,6 +35,11 @@ logger = logging.getLogger(__name__)
 
 # A delivered image once stored: its position in the request, the image, its token, its name.
 _Stored = tuple[int, DeliveredImage, str, str]
+
+# What a delivered image becomes when it cannot be stored: not delivered, so not charged.
+_NOT_STORED = Failure(
+    kind=FailureKind.NOT_STORED, code="not_stored", message="The image could not be saved."
+)
 
 
 @dataclass
@@ -48,27 +54,83 @@ async def settle_generation(
     steps: Steps, generation: Generation, outcomes: list[Outcome], *, latency_ms: int
 ) -> Completed:
     """Store what was delivered and settle the money, exactly once. The generation's
-    concurrency slot goes back whatever happens."""
-    if steps.on_loop and not storage.is_remote():
-        # A local file is written faster than a thread would take to start writing it.
-        stored = _store_delivered(outcomes)
-    elif steps.on_loop:
-        stored = await asyncio.to_thread(_store_delivered, outcomes)
-    else:
-        stored = await steps.run(_store_delivered, outcomes)
+    concurrency slot goes back whatever happens.
+
+    Images that cannot be stored (the store is down, full or refuses us) are not delivered: the
+    generation settles at once as failed and uncharged, and the files already written for it
+    are removed. A settlement whose database connection dies is tried once more."""
     try:
+        try:
+            stored = await _store(steps, outcomes)
+        except Exception:
+            logger.exception("generation %s: its images could not be stored", generation.public_id)
+            metrics.images_not_stored()
+            outcomes = [_NOT_STORED if isinstance(o, DeliveredImage) else o for o in outcomes]
+            stored = []
         settlement = _Settlement.of(generation, outcomes, stored, latency_ms)
-        if hotpath.available():
-            claimed = await hotpath.settle_generation(steps, generation, **settlement.written())
-        else:
-            claimed = await steps.run(_settle_with_orm, generation, settlement)
+        claimed = await _claim(steps, generation, settlement)
     finally:
         # Even when the settlement fails (the reconciler then refunds the row), the slot goes
-        # back. The files stay: a failure can come after the commit, and they may be charged.
+        # back. The files stay: a failure can come after the commit, and they may be charged
+        # (the orphan sweep removes those of a row that was never settled with them).
         await release_slot(steps, generation)
     if not claimed:
         return await steps.run(_too_late, generation, stored)
     return settlement.completed(generation, stored)
+
+
+async def _store(steps: Steps, outcomes: list[Outcome]) -> list[_Stored]:
+    if steps.on_loop and not storage.is_remote():
+        # A local file is written faster than a thread would take to start writing it.
+        return _store_delivered(outcomes)
+    if steps.on_loop:
+        return await asyncio.to_thread(_store_delivered, outcomes)
+    return await steps.run(_store_delivered, outcomes)
+
+
+async def _claim(steps: Steps, generation: Generation, settlement: _Settlement) -> bool:
+    """Claim the row and settle its money; once more if the database connection was lost.
+
+    Safe to repeat: the claim is conditional on the row being unsettled. If the first attempt
+    committed before its connection died, the second claims nothing, and the row's finish time
+    (this settlement's own) tells that it was ours."""
+    try:
+        return await _claim_once(steps, generation, settlement)
+    except DatabaseError as error:
+        if not is_connection_lost(error):
+            raise
+        logger.warning(
+            "generation %s: the settlement lost its database connection; trying once more",
+            generation.public_id,
+        )
+        metrics.settlement_retried()
+    if await _claim_once(steps, generation, settlement):
+        return True
+    return await steps.run(_settled_by, generation, settlement)
+
+
+async def _claim_once(steps: Steps, generation: Generation, settlement: _Settlement) -> bool:
+    if hotpath.available():
+        return await hotpath.settle_generation(steps, generation, **settlement.written())
+    return bool(await steps.run(_settle_with_orm, generation, settlement))
+
+
+def _settled_by(generation: Generation, settlement: _Settlement) -> bool:
+    """Whether ``settlement`` is what the row holds (it committed, then the connection died
+    before saying so); if so its image rows get their ids."""
+    ours = Generation.objects.filter(
+        pk=generation.pk, finished_at=settlement.now, status=settlement.outcome["status"]
+    ).exists()
+    if ours and settlement.images:
+        ids = dict(
+            Image.objects.filter(
+                generation_id=generation.pk, token__in=[i.token for i in settlement.images]
+            ).values_list("token", "pk")
+        )
+        for image in settlement.images:
+            image.pk = ids[image.token]
+            image._state.adding = False
+    return ours
 
 
 def complete_generation(
@@ -94,23 +156,36 @@ async def release(steps: Steps, user_id: int, api_key_id: int | None, holder: st
 
 
 def _store_delivered(outcomes: list[Outcome]) -> list[_Stored]:
-    """Each delivered image saved under an unguessable name."""
+    """Each delivered image saved under an unguessable name; all or none (a failure removes
+    those already written, then raises)."""
     stored: list[_Stored] = []
-    for index, image in enumerate(outcomes):
-        if isinstance(image, DeliveredImage):
-            token = new_image_token()
-            name = default_storage.save(
-                image_storage_name(token, image.extension), ContentFile(image.data)
-            )
-            stored.append((index, image, token, name))
+    try:
+        for index, image in enumerate(outcomes):
+            if isinstance(image, DeliveredImage):
+                token = new_image_token()
+                name = default_storage.save(
+                    image_storage_name(token, image.extension), ContentFile(image.data)
+                )
+                stored.append((index, image, token, name))
+    except BaseException:
+        _remove_files(stored)
+        raise
     return stored
+
+
+def _remove_files(stored: list[_Stored]) -> None:
+    """Best effort (the store may be what failed): what is left, the orphan sweep removes."""
+    for *_, name in stored:
+        try:
+            default_storage.delete(name)
+        except Exception:
+            logger.warning("could not remove %s; the orphan sweep will", name, exc_info=True)
 
 
 def _too_late(generation: Generation, stored: list[_Stored]) -> Completed:
     # The reconciler settled this row first (we overran the deadline): nothing is charged, so
     # nothing may be delivered.
-    for *_, name in stored:
-        default_storage.delete(name)
+    _remove_files(stored)
     logger.error("generation %s finished after its deadline", generation.public_id)
     generation.refresh_from_db()
     return Completed(generation, [])
@@ -256,6 +331,9 @@ _FAILURE_ERRORS: dict[str, tuple[int, str, str | None, str]] = {
         503, "upstream_busy", None, "The image service is busy; retry shortly.",
     ),
     FailureKind.TIMEOUT: (503, "upstream_timeout", None, "The image service timed out."),
+    FailureKind.NOT_STORED: (
+        503, "storage_error", None, "The image was made but could not be saved; retry shortly.",
+    ),
     FailureKind.UPSTREAM_ERROR: (
         502, "upstream_error", None, "The image service failed to generate the image.",
     ),
