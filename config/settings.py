@@ -309,13 +309,24 @@ LOGGING: dict[str, Any] = {
 REDIS_URL = env_str("REDIS_URL")
 # One cache for every process (allauth's sign-in and reset rate limits live in it) when Redis is
 # configured; otherwise each process keeps its own in memory.
+# While Redis is unreachable the cache answers from the process's memory instead
+# (server/cache.py), and the rate limits count in the database (generation/ratelimits.py).
 CACHES: dict[str, dict[str, Any]] = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        {
+            "BACKEND": "server.cache.RedisCacheWithFallback",
+            "LOCATION": REDIS_URL,
+            # A Redis that hangs costs a call this long, then its fallback is used.
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
+# After Redis fails to answer, a process uses its fallback for this long before trying again,
+# and logs that Redis is still down at most once per REDIS_OUTAGE_LOG_SECONDS.
+REDIS_RETRY_SECONDS = env_int("REDIS_RETRY_SECONDS", 5)
+REDIS_OUTAGE_LOG_SECONDS = env_int("REDIS_OUTAGE_LOG_SECONDS", 60)
 _broker_dir = DATA_DIR / "broker"
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):

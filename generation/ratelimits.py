@@ -8,7 +8,9 @@ only if every bucket it touches has room, and then all of them count it, atomica
 - with Redis (RATE_LIMIT_REDIS_URL, the production path) one Lua script checks and counts
   everything, so limits hold across every process and host that share the Redis;
 - without it, the same is done in one database transaction (row locks on PostgreSQL, the
-  write lock on SQLite), so limits hold across the processes that share the database.
+  write lock on SQLite), so limits hold across the processes that share the database;
+- while a configured Redis is unreachable, as without it: limits still hold (counted afresh in
+  the database), and server/outage.py says when Redis is tried again.
 
 Windows are fixed (aligned to the epoch, RATE_LIMIT_WINDOW_SECONDS long): exactly the limit
 passes in each window, and Retry-After says when the window turns over. A concurrency slot is
@@ -37,6 +39,7 @@ from redis.exceptions import RedisError
 from accounts.models import User
 from keys.models import ApiKey
 from server import asyncdb
+from server.outage import Outage
 
 from .models import AccountRateLimit, ConcurrencySlot, RateCounter
 from .refusals import RateLimited
@@ -245,6 +248,12 @@ def _script(client: Any) -> Any:
     return client.register_script(_LUA)
 
 
+# While Redis is unreachable, this process counts in the database instead (server/outage.py).
+_outage = Outage("rate_limits")
+# Holders whose slots this process took in the database during an outage (arelease's shortcut).
+_database_holders: set[str] = set()
+
+
 def _redis() -> Any | None:
     url = settings.RATE_LIMIT_REDIS_URL
     return _redis_client(url) if url else None
@@ -418,20 +427,30 @@ def admit(
     raise RateLimited saying which limit and tier, and when to retry. Costs nothing if refused.
 
     The slot is held until ``release``, or for ``slot_lease_seconds`` (default
-    RATE_LIMIT_SLOT_LEASE_SECONDS) if its holder dies. If Redis cannot be reached the request
-    is let through (logged): the limits protect the service, they must not take it down.
+    RATE_LIMIT_SLOT_LEASE_SECONDS) if its holder dies. While Redis cannot be reached the same
+    limits are counted in the database (server/outage.py): never no limit at all.
     """
     request = _Request.of(user, api_key, images, slot_holder, slot_lease_seconds)
     client = _redis()
-    if client:
+    if client and _outage.should_try():
         try:
             verdict = _check_redis(client, *request.check_args())
-        except RedisError:
-            logger.exception("rate limits: Redis unreachable, request let through")
-            return Admission({})
-    else:
-        verdict = _check_database(*request.check_args())
-    return request.judge(verdict)
+        except RedisError as error:
+            _outage.failed(error)
+        else:
+            _outage.recovered()
+            return request.judge(verdict)
+    return _admit_with_database(request, fallback=client is not None)
+
+
+def _admit_with_database(request: _Request, *, fallback: bool) -> Admission:
+    if fallback:
+        _outage.fell_back()
+    admission = request.judge(_check_database(*request.check_args()))
+    if fallback and request.holder:
+        # Its slot is a database row: whoever releases it must delete that row too.
+        _database_holders.add(request.holder)
+    return admission
 
 
 async def aadmit(
@@ -456,12 +475,15 @@ async def aadmit(
         )
     _, script = found
     request = _Request.of(user, api_key, images, slot_holder, slot_lease_seconds)
-    try:
-        result = await script(**_script_call(*request.check_args()))
-    except RedisError:
-        logger.exception("rate limits: Redis unreachable, request let through")
-        return Admission({})
-    return request.judge(_verdict(request.buckets, result))
+    if _outage.should_try():
+        try:
+            result = await script(**_script_call(*request.check_args()))
+        except RedisError as error:
+            _outage.failed(error)
+        else:
+            _outage.recovered()
+            return request.judge(_verdict(request.buckets, result))
+    return await asyncdb.on_a_thread(_admit_with_database, request, fallback=True)
 
 
 @dataclass(frozen=True)
@@ -552,35 +574,53 @@ def _slot_scopes(user_id: int, api_key_id: int | None) -> list[str]:
 
 
 def release(user_id: int, api_key_id: int | None, holder: str) -> None:
-    """Give back the concurrency slots ``holder`` took (idempotent)."""
+    """Give back the concurrency slots ``holder`` took (idempotent), wherever they were taken:
+    in Redis, or in the database while Redis was down (perhaps by another process: a playground
+    run is admitted by a web process and released by a worker)."""
     scopes = _slot_scopes(user_id, api_key_id)
     client = _redis()
-    if client:
+    if client and _outage.should_try():
         pipe = client.pipeline()
         for scope in scopes:
             pipe.zrem(f"seedream:rl:{scope}:slots", holder)
         try:
             pipe.execute()
-        except RedisError:
-            logger.exception("rate limits: Redis unreachable, slot left to its lease")
-    else:
-        ConcurrencySlot.objects.filter(scope__in=scopes, holder=holder).delete()
+        except RedisError as error:
+            _outage.failed(error)
+        else:
+            _outage.recovered()
+    _database_holders.discard(holder)
+    ConcurrencySlot.objects.filter(scope__in=scopes, holder=holder).delete()
 
 
 async def arelease(user_id: int, api_key_id: int | None, holder: str) -> None:
-    """``release`` for a caller on an event loop."""
+    """``release`` for a caller on an event loop. With Redis up, the database is asked only for
+    a slot this process took there during an outage (the API's generations are released by the
+    process that admitted them)."""
     found = _async_redis()
     if found is None:
         await asyncdb.on_a_thread(release, user_id, api_key_id, holder)
         return
-    # Two independent removals: no MULTI/EXEC around them (two round trips' worth of commands).
-    pipe = found[0].pipeline(transaction=False)
-    for scope in _slot_scopes(user_id, api_key_id):
-        pipe.zrem(f"seedream:rl:{scope}:slots", holder)
-    try:
-        await pipe.execute()
-    except RedisError:
-        logger.exception("rate limits: Redis unreachable, slot left to its lease")
+    if _outage.should_try():
+        # Two independent removals: no MULTI/EXEC around them (two round trips' worth).
+        pipe = found[0].pipeline(transaction=False)
+        for scope in _slot_scopes(user_id, api_key_id):
+            pipe.zrem(f"seedream:rl:{scope}:slots", holder)
+        try:
+            await pipe.execute()
+        except RedisError as error:
+            _outage.failed(error)
+        else:
+            _outage.recovered()
+    if holder in _database_holders or _outage.down:
+        await asyncdb.on_a_thread(_release_in_database, user_id, api_key_id, holder)
+
+
+def _release_in_database(user_id: int, api_key_id: int | None, holder: str) -> None:
+    _database_holders.discard(holder)
+    ConcurrencySlot.objects.filter(
+        scope__in=_slot_scopes(user_id, api_key_id), holder=holder
+    ).delete()
 
 
 @dataclass(frozen=True)
@@ -597,12 +637,19 @@ def current_usage(user: User) -> Usage:
     window, reset = _window(now)
     scope = f"u{user.pk}"
     client = _redis()
-    if client:
-        requests, images = client.mget(
-            f"seedream:rl:{scope}:{REQUESTS}:{window}", f"seedream:rl:{scope}:{IMAGES}:{window}"
-        )
-        concurrent = client.zcount(f"seedream:rl:{scope}:slots", now, "+inf")
-        return Usage(int(requests or 0), int(images or 0), int(concurrent), reset)
+    if client and _outage.should_try():
+        try:
+            requests, images = client.mget(
+                f"seedream:rl:{scope}:{REQUESTS}:{window}",
+                f"seedream:rl:{scope}:{IMAGES}:{window}",
+            )
+            concurrent = client.zcount(f"seedream:rl:{scope}:slots", now, "+inf")
+        except RedisError as error:
+            _outage.failed(error)
+        else:
+            _outage.recovered()
+            return Usage(int(requests or 0), int(images or 0), int(concurrent), reset)
+    # Without Redis, or while it is down (then the database counts what is being admitted).
     counts = dict(
         RateCounter.objects.filter(
             bucket__in=[f"{scope}:{REQUESTS}", f"{scope}:{IMAGES}"], window_number=window

@@ -2,7 +2,8 @@
 
 - ``/healthz``: the process is alive and serving (no database): restart it when this fails.
 - ``/readyz``: the database, each configured Redis and the image storage answer, each within
-  READYZ_TIMEOUT_MS: send it traffic only while this says 200. The checks run side by side.
+  READYZ_TIMEOUT_MS: send it traffic only while this says 200. The checks run side by side;
+  a Redis that fails makes it "degraded" (still 200), see ``REQUIRED``.
 - ``/metrics``: Prometheus text, only for ``Authorization: Bearer <METRICS_TOKEN>``; it does not
   exist (404) while METRICS_TOKEN is empty.
 
@@ -27,6 +28,13 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from . import metrics
+
+# Without these a process can serve nothing: /readyz answers 503 while one fails. The Redis
+# checks are optional: while Redis is down the rate limits count in the database, the cache
+# lives in memory (server/outage.py) and playground runs wait for the broker (the reconciler
+# sends them again), so /readyz answers 200 with "status": "degraded" and names them; taking
+# every web process out of the load balancer for a Redis outage would be the real outage.
+REQUIRED = frozenset({"database", "storage"})
 
 # A name no image ever has: storage answers "no" to it, which is all we ask.
 STORAGE_PROBE_NAME = "readyz-probe"
@@ -120,11 +128,15 @@ async def readyz(request: HttpRequest) -> HttpResponse:
         await asyncio.gather(*(_run_check(name, start, timeout) for name, start in starts.items()))
     )
     failed = [name for name, result in results.items() if not result["ok"]]
-    body: dict[str, Any] = {"status": "unavailable" if failed else "ok", "checks": results}
+    for name, result in results.items():
+        result["required"] = name in REQUIRED
+    unavailable = [name for name in failed if name in REQUIRED]
+    status = "unavailable" if unavailable else "degraded" if failed else "ok"
+    body: dict[str, Any] = {"status": status, "checks": results}
     if failed:
         body["failed"] = failed
     response = JsonResponse(
-        body, status=503 if failed else 200, headers={"Cache-Control": "no-store"}
+        body, status=503 if unavailable else 200, headers={"Cache-Control": "no-store"}
     )
     # A 503 here is a state the body reports, not a server error: without this Django logs an
     # error line for every poll while a dependency is down.

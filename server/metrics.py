@@ -103,6 +103,12 @@ ORPHAN_FILES_REMOVED = Counter(
     "seedream_orphan_files_removed_total",
     "Stored files that no image row named, removed by the orphan sweep.",
 )
+REDIS_FALLBACKS = Counter(
+    "seedream_redis_fallbacks_total",
+    "Calls served without Redis while it was unreachable, by use: rate_limits (counted in the "
+    "database instead) or cache (this process's memory instead).",
+    ["use"],
+)
 CELERY_TASKS = Counter(
     "seedream_celery_tasks_total",
     "Celery tasks finished, by task name and outcome (succeeded, failed, retried).",
@@ -168,6 +174,10 @@ def images_not_stored() -> None:
 
 def settlement_retried() -> None:
     SETTLEMENT_RETRIES.inc()
+
+
+def redis_fallback(use: str) -> None:
+    REDIS_FALLBACKS.labels(use).inc()
 
 
 def orphan_files_removed(count: int) -> None:

@@ -45,6 +45,19 @@ def simulator_url() -> Iterator[str]:
 
 
 @pytest.fixture(autouse=True)
+def _redis_seen_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with Redis believed up (a test that points at a dead one leaves its
+    process-wide outage state behind otherwise)."""
+    import server.cache
+    from generation import ratelimits
+    from server.outage import Outage
+
+    monkeypatch.setattr(ratelimits, "_outage", Outage("rate_limits"))
+    monkeypatch.setattr(server.cache, "_outage", Outage("cache"))
+    monkeypatch.setattr(ratelimits, "_database_holders", set())
+
+
+@pytest.fixture(autouse=True)
 def _test_settings(
     settings: Any, simulator_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -25,6 +25,7 @@ from generation.catalog import get_model, resolve_size
 from generation.models import AccountRateLimit, ConcurrencySlot, Generation, RateCounter
 from generation.refusals import RateLimited
 from keys import services as keys
+from server import metrics
 from tests.support.money import assert_ledger_balanced, ledger_rows
 
 pytestmark = pytest.mark.smoke
@@ -605,16 +606,66 @@ def test_an_idempotent_repeat_counts_as_a_request_but_not_as_new_work(client, ow
     assert again.headers["x-ratelimit-remaining-requests"] == "2"
 
 
-def test_an_unreachable_redis_lets_requests_through_rather_than_failing_them(
+def fallbacks(use: str) -> float:
+    return metrics.REDIS_FALLBACKS.labels(use)._value.get()
+
+
+def test_an_unreachable_redis_still_limits_counting_in_the_database(
     client, owner_key, settings, backend, caplog
 ):
     settings.RATE_LIMIT_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    before = fallbacks("rate_limits")
 
-    response = generate(client, owner_key)
+    answers = [generate(client, owner_key) for _ in range(5)]
 
-    assert response.status_code == 200
-    assert "x-ratelimit-limit-requests" not in response.headers
-    assert "Redis unreachable" in caplog.text
+    # The free tier's 4 images a window pass, with their headers; the fifth is refused.
+    assert [a.status_code for a in answers] == [200] * 4 + [429]
+    assert answers[3].headers["x-ratelimit-remaining-images"] == "0"
+    assert answers[4].json()["error"]["code"] == "rate_limit_images"
+    assert RateCounter.objects.exists()
+    # One line for the outage, not a trace per request; each fallback counted.
+    assert caplog.text.count("Redis unreachable") == 1
+    assert "Traceback" not in caplog.text
+    assert fallbacks("rate_limits") == before + 5
+    assert not ConcurrencySlot.objects.exists()  # each generation's slot given back
+
+
+def test_an_unreachable_redis_is_tried_again_after_a_pause_and_used_when_back(
+    owner, settings, backend, caplog, monkeypatch
+):
+    settings.RATE_LIMIT_REDIS_URL = "redis://127.0.0.1:1/0"
+    settings.REDIS_RETRY_SECONDS = 30
+    tried = []
+    real_check = ratelimits._check_redis
+    monkeypatch.setattr(ratelimits, "_check_redis", lambda *a: tried.append(1) or real_check(*a))
+    ratelimits.admit(owner, None)
+    ratelimits.admit(owner, None)
+    assert len(tried) == 1  # the second did not wait on a dead Redis
+
+    settings.RATE_LIMIT_REDIS_URL = REDIS_URL
+    ratelimits._redis_client(REDIS_URL).flushdb()
+    monkeypatch.setattr(ratelimits._outage, "_retry_at", 0.0)  # the pause is over
+    admission = ratelimits.admit(owner, None)
+
+    assert len(tried) == 2
+    assert admission.headers["x-ratelimit-remaining-requests"] == "4"  # Redis counts afresh
+    assert "Redis answers again" in caplog.text
+
+
+def test_a_slot_taken_in_the_database_during_an_outage_is_given_back_by_another_process(
+    owner, settings, backend
+):
+    settings.RATE_LIMIT_REDIS_URL = "redis://127.0.0.1:1/0"
+    ratelimits.admit(owner, None, images=1, slot_holder="gen_outage")
+    assert ConcurrencySlot.objects.filter(holder="gen_outage").exists()
+    # Another process (a worker) releases it after Redis came back: it knows nothing of the
+    # outage, and still finds the row.
+    ratelimits._database_holders.clear()
+    settings.RATE_LIMIT_REDIS_URL = REDIS_URL
+
+    ratelimits.release(owner.pk, None, "gen_outage")
+
+    assert not ConcurrencySlot.objects.exists()
 
 
 # - On the event loop (a served web process: api/views.py's async path) ---------------------------
@@ -672,12 +723,20 @@ def test_on_the_event_loop_a_slot_is_taken_and_given_back(backend, loaded):
     assert ratelimits.current_usage(owner).concurrent == 2
 
 
-def test_on_the_event_loop_an_unreachable_redis_lets_requests_through(loaded, settings, caplog):
+@pytest.mark.django_db(transaction=True)
+def test_on_the_event_loop_an_unreachable_redis_still_limits(loaded, settings, caplog):
     owner = loaded
     settings.RATE_LIMIT_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
 
-    admission = on_a_loop(lambda: ratelimits.aadmit(owner, None, images=1, slot_holder="gen_x"))
+    admissions = [
+        on_a_loop(lambda h=h: ratelimits.aadmit(owner, None, images=1, slot_holder=h))
+        for h in ("gen_x", "gen_y")
+    ]
+    with pytest.raises(RateLimited) as refused:  # the free tier: 2 generations at a time
+        on_a_loop(lambda: ratelimits.aadmit(owner, None, images=1, slot_holder="gen_z"))
     on_a_loop(lambda: ratelimits.arelease(owner.pk, None, "gen_x"))
 
-    assert admission.headers == {}
-    assert caplog.text.count("Redis unreachable") == 2
+    assert [a.headers["x-ratelimit-remaining-requests"] for a in admissions] == ["4", "3"]
+    assert refused.value.kind == "concurrency"
+    assert list(ConcurrencySlot.objects.values_list("holder", flat=True)) == ["gen_y"]
+    assert caplog.text.count("Redis unreachable") == 1
