@@ -263,10 +263,22 @@ CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_COOKIES = env_bool("SECURE_COOKIES", SITE_URL.startswith("https://"))
 SESSION_COOKIE_SECURE = SECURE_COOKIES
 CSRF_COOKIE_SECURE = SECURE_COOKIES
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-if env_bool("TRUST_X_FORWARDED_PROTO", False):
+# A production served over https (SITE_URL, DEBUG off) gets HTTPS-only defaults: browser pages
+# redirected to https, a year of HSTS, and X-Forwarded-Proto trusted from the TLS-terminating
+# proxy in front (without that, the redirect would loop: the proxy speaks http to us). make run
+# and the tests serve http and keep them off. HSTS for subdomains and the browsers' preload list
+# cannot be taken back quickly, so they are only ever asked for.
+_HTTPS_PRODUCTION = SITE_URL.startswith("https://") and not DEBUG
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _HTTPS_PRODUCTION)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if _HTTPS_PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+if env_bool("TRUST_X_FORWARDED_PROTO", _HTTPS_PRODUCTION):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Django's "middleware missing" warnings are false here: its security, CSRF and X-Frame-Options
+# middleware run under other names (server/web_only.py). server/checks.py runs Django's checks
+# as if they had their own names, and reports these three itself (server.W001-W003) when true.
+SILENCED_SYSTEM_CHECKS = ["security.W001", "security.W002", "security.W003"]
 
 # --- Static and media ---------------------------------------------------------------------------
 

@@ -151,3 +151,79 @@ def test_one_redis_url_serves_the_cache_the_broker_and_the_rate_limits(tmp_path)
     shared = json.loads(result.stdout)
     assert shared["cache"].endswith("RedisCache")
     assert shared["broker"] == shared["limits"] == "redis://cache.internal:6379/0"
+
+
+def _https_settings(tmp_path, **env):
+    code = (
+        "import json, django; from django.conf import settings; django.setup(); "
+        "print(json.dumps({'redirect': settings.SECURE_SSL_REDIRECT, "
+        "'hsts': settings.SECURE_HSTS_SECONDS, "
+        "'subdomains': settings.SECURE_HSTS_INCLUDE_SUBDOMAINS, "
+        "'preload': settings.SECURE_HSTS_PRELOAD, "
+        "'cookies': [settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE], "
+        "'proxy': getattr(settings, 'SECURE_PROXY_SSL_HEADER', None)}))"
+    )
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SECURE_", "SITE_URL", "DEBUG", "TRUST_X_FORWARDED_PROTO"))
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env={
+            **clean,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DATA_DIR": str(tmp_path),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_an_https_production_is_https_only_by_default(tmp_path):
+    loaded = _https_settings(tmp_path, SITE_URL="https://seedream.example.com")
+    assert loaded == {
+        "redirect": True,
+        "hsts": 365 * 24 * 3600,
+        "subdomains": False,
+        "preload": False,
+        "cookies": [True, True],
+        "proxy": ["HTTP_X_FORWARDED_PROTO", "https"],
+    }
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        pytest.param({}, id="make run"),
+        pytest.param({"SITE_URL": "https://seedream.example.com", "DEBUG": "true"}, id="debug"),
+    ],
+)
+def test_plain_http_and_debug_keep_the_https_defaults_off(tmp_path, env):
+    loaded = _https_settings(tmp_path, **env)
+    assert (loaded["redirect"], loaded["hsts"], loaded["proxy"]) == (False, 0, None)
+
+
+def test_each_https_default_can_be_changed(tmp_path):
+    loaded = _https_settings(
+        tmp_path,
+        SITE_URL="https://seedream.example.com",
+        SECURE_SSL_REDIRECT="false",
+        SECURE_HSTS_SECONDS="600",
+        SECURE_HSTS_INCLUDE_SUBDOMAINS="true",
+        SECURE_HSTS_PRELOAD="true",
+        SECURE_COOKIES="false",
+        TRUST_X_FORWARDED_PROTO="false",
+    )
+    assert loaded == {
+        "redirect": False,
+        "hsts": 600,
+        "subdomains": True,
+        "preload": True,
+        "cookies": [False, False],
+        "proxy": None,
+    }
