@@ -11,7 +11,8 @@ secure CSRF cookie (W016).
 ``browser_middleware`` runs those same functions of Django's with MIDDLEWARE as it would read
 with each wrapper replaced by the class it stands for, and reports what they find under
 Django's ids. The three "missing" warnings are silenced in settings (SILENCED_SYSTEM_CHECKS) and
-reported from here under ids of ours (server.W001-W003) when they are true.
+reported from here under ids of ours (server.W001-W003) when they are true. ``content_security_
+policy`` fails a deploy that would send no Content-Security-Policy.
 
 Registered by ``dashboard``'s AppConfig.ready() (this package is not an app).
 """
@@ -53,6 +54,7 @@ REPLACED_IDS = {
     "security.W002": "server.W002",
     "security.W003": "server.W003",
 }
+CSP_MIDDLEWARE = "csp.middleware.CSPMiddleware"
 
 
 def stands_for(path: str) -> str:
@@ -94,3 +96,18 @@ def browser_middleware(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
         elif message.id not in reported:
             found.append(message)
     return found
+
+
+@register(Tags.security, deploy=True)
+def content_security_policy(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    directives = (getattr(settings, "CONTENT_SECURITY_POLICY", None) or {}).get("DIRECTIVES")
+    if CSP_MIDDLEWARE in map(stands_for, settings.MIDDLEWARE) and directives:
+        return []
+    return [
+        CheckWarning(
+            "Pages are sent without a Content-Security-Policy: an injected script would run.",
+            hint=f"Keep server.web_only.CSPMiddleware (or {CSP_MIDDLEWARE}) in MIDDLEWARE and "
+            "the policy in CONTENT_SECURITY_POLICY (config/settings.py).",
+            id="server.W004",
+        )
+    ]

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
+from csp import middleware as csp
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
@@ -90,3 +91,6 @@ CsrfViewMiddleware = _web_only(csrf.CsrfViewMiddleware)
 AuthenticationMiddleware = _web_only(auth.AuthenticationMiddleware)
 MessageMiddleware = _web_only(messages.MessageMiddleware)
 XFrameOptionsMiddleware = _web_only(clickjacking.XFrameOptionsMiddleware)
+# django-csp's: the Content-Security-Policy header (CONTENT_SECURITY_POLICY in config/settings.py)
+# on every page. The API's JSON and the hosted images are never rendered as documents.
+CSPMiddleware = _web_only(csp.CSPMiddleware)

@@ -1,6 +1,6 @@
 """`manage.py check --deploy` tells the truth about the browser middleware that runs under
 server.web_only's names: no false "middleware missing" warnings, and the real ones (HSTS, the
-HTTPS redirect, secure cookies) reported when they are true."""
+HTTPS redirect, secure cookies, the Content-Security-Policy) reported when they are true."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from server.checks import browser_middleware, stands_for
+from server.checks import browser_middleware, content_security_policy, stands_for
 from tests.support.simulator import PROJECT_ROOT
 
 pytestmark = pytest.mark.smoke
@@ -42,7 +42,7 @@ def check_deploy(tmp_path, **env: str) -> set[str]:
 
 
 def test_https_production_defaults_leave_only_the_two_hsts_choices_to_make(tmp_path):
-    # Redirect, HSTS and secure cookies are on; HSTS for subdomains and the preload
+    # Redirect, HSTS, secure cookies and the CSP are on; HSTS for subdomains and the preload
     # list stay the operator's decision, and the check says so.
     assert check_deploy(tmp_path) == {"security.W005", "security.W021"}
 
@@ -71,6 +71,7 @@ def test_every_wrapper_stands_for_the_class_it_wraps(settings):
         "django.contrib.auth.middleware.AuthenticationMiddleware",
         "django.contrib.messages.middleware.MessageMiddleware",
         "django.middleware.clickjacking.XFrameOptionsMiddleware",
+        "csp.middleware.CSPMiddleware",
     ]
 
 
@@ -101,3 +102,10 @@ def test_a_missing_middleware_is_still_reported_under_our_id(settings):
     settings.MIDDLEWARE = ["django.middleware.security.SecurityMiddleware"]
     settings.SECURE_SSL_REDIRECT = False
     assert sorted(m.id for m in browser_middleware(None)) == ["server.W002", "server.W003"]
+
+
+def test_a_deploy_without_a_content_security_policy_is_reported(settings):
+    assert content_security_policy(None) == []
+
+    settings.MIDDLEWARE = [p for p in settings.MIDDLEWARE if not p.endswith("CSPMiddleware")]
+    assert [m.id for m in content_security_policy(None)] == ["server.W004"]
