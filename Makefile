@@ -113,12 +113,19 @@ test-postgres: install
 test-sqlite: install
 	DATABASE_URL= $(PY) -m pytest -m smoke $(PYTEST_ARGS)
 
+# The last step audits every pin of the lock against PyPI's own vulnerability data (its JSON API,
+# one call per pin): it reads the file only, building and installing nothing (--disable-pip:
+# every pin is exact and hashed), and --strict fails on a pin it could not audit.
+# For a vulnerable pin, run make lock's command (UV_COMPILE) with --upgrade-package NAME, then
+# make test.
 check: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/pip-audit --strict --require-hashes --disable-pip --vulnerability-service pypi \
+	  --progress-spinner off -r $(LOCK)
 
 fmt: install
 	$(VENV)/bin/ruff check --fix .

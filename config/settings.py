@@ -104,6 +104,7 @@ INSTALLED_APPS = [
     "allauth.mfa",
     "allauth.socialaccount",
     "django_htmx",  # ships htmx itself (static) and its script tag; no middleware needed
+    "csp",  # django-csp: its checks and template tags (the middleware is server.web_only's)
     *[
         f"allauth.socialaccount.providers.{name}"
         for name in ("github", "google")
@@ -131,6 +132,7 @@ MIDDLEWARE = [
     "server.web_only.AuthenticationMiddleware",
     "server.web_only.MessageMiddleware",
     "server.web_only.XFrameOptionsMiddleware",
+    "server.web_only.CSPMiddleware",
     # Natively async and cheap (it only sets a context), so it needs no wrapper.
     "allauth.account.middleware.AccountMiddleware",
 ]
@@ -267,10 +269,24 @@ CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_COOKIES = env_bool("SECURE_COOKIES", SITE_URL.startswith("https://"))
 SESSION_COOKIE_SECURE = SECURE_COOKIES
 CSRF_COOKIE_SECURE = SECURE_COOKIES
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-if env_bool("TRUST_X_FORWARDED_PROTO", False):
+# A production served over https (SITE_URL, DEBUG off) gets HTTPS-only defaults: browser pages
+# redirected to https, a year of HSTS, and X-Forwarded-Proto trusted from the TLS-terminating
+# proxy in front (without that, the redirect would loop: the proxy speaks http to us). make run
+# and the tests serve http and keep them off. HSTS for subdomains and the browsers' preload list
+# cannot be taken back quickly, so they are only ever asked for.
+_HTTPS_PRODUCTION = SITE_URL.startswith("https://") and not DEBUG
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _HTTPS_PRODUCTION)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if _HTTPS_PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+if env_bool("TRUST_X_FORWARDED_PROTO", _HTTPS_PRODUCTION):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Django's "middleware missing" warnings are false here: its security, CSRF and X-Frame-Options
+# middleware run under other names (server/web_only.py). server/checks.py runs Django's checks
+# as if they had their own names, and reports these three itself (server.W001-W003) when true.
+SILENCED_SYSTEM_CHECKS = ["security.W001", "security.W002", "security.W003"]
+# The Content-Security-Policy (CONTENT_SECURITY_POLICY) is at the end of this file: it names the
+# places images are served from.
 
 # --- Static and media ---------------------------------------------------------------------------
 
@@ -398,6 +414,9 @@ CHECKOUT_SESSIONS_PER_HOUR = env_int("CHECKOUT_SESSIONS_PER_HOUR", 20)
 # 429 instead of 401 (api/auth.py).
 API_KEY_FAILURES_PER_MINUTE = env_int("API_KEY_FAILURES_PER_MINUTE", 20)
 STRIPE_API_BASE = env_str("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/")
+# Where Stripe's hosted Checkout pages live (another origin with a custom Checkout domain): the
+# buy form's POST is answered with a redirect there, so the pages' form-action allows it.
+STRIPE_CHECKOUT_ORIGIN = env_str("STRIPE_CHECKOUT_ORIGIN", "https://checkout.stripe.com")
 STRIPE_CURRENCY = env_str("STRIPE_CURRENCY", "usd").lower()
 # Amounts in the currency's smallest unit (cents): the preset packs, and the bounds of a custom
 # amount. Credits for an amount: amount_cents * CREDITS_PER_USD // 100.
@@ -664,3 +683,71 @@ if S3_BUCKET:
             "public_base_url": S3_PUBLIC_BASE_URL,
         },
     }
+
+# --- Content-Security-Policy (django-csp) -------------------------------------------------------
+
+# Every page (server.web_only.CSPMiddleware) loads scripts, styles and everything else from this
+# site only: no inline script, style or event handler runs. Images may also come from where the
+# hosted images live (a CDN in IMAGE_BASE_URL, an S3 bucket: /img/... redirects there) and from
+# data: URLs (the two-factor set-up's QR code). Forms may post here only, and to where a POST of
+# ours redirects: Stripe's hosted Checkout and the sign-in providers (browsers hold a form's
+# redirect to form-action too).
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _s3_image_origins() -> list[str]:
+    """Where browsers fetch S3 objects: the public base URL, else the presigned URLs' host."""
+    if S3_PUBLIC_BASE_URL:
+        return [_origin(S3_PUBLIC_BASE_URL)]
+    path_style = S3_ADDRESSING_STYLE in ("path", "auto")
+    virtual = S3_ADDRESSING_STYLE in ("virtual", "auto")
+    if S3_ENDPOINT_URL:
+        endpoint = urlsplit(S3_ENDPOINT_URL)
+        hosts = [endpoint.netloc] if path_style else []
+        hosts += [f"{S3_BUCKET}.{endpoint.netloc}"] if virtual else []
+        return [f"{endpoint.scheme}://{host}" for host in hosts]
+    region = env_str("S3_REGION")
+    aws = ["s3.amazonaws.com", *([f"s3.{region}.amazonaws.com"] if region else [])]
+    hosts = aws if path_style else []
+    hosts += [f"{S3_BUCKET}.{host}" for host in aws] if virtual else []
+    return [f"https://{host}" for host in hosts]
+
+
+_SIGN_IN_PROVIDER_ORIGINS = {
+    "github": "https://github.com",
+    "google": "https://accounts.google.com",
+}
+CONTENT_SECURITY_POLICY: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": list(
+            dict.fromkeys(
+                [
+                    "'self'",
+                    "data:",
+                    *([_origin(IMAGE_BASE_URL)] if IMAGE_BASE_URL else []),
+                    *(_s3_image_origins() if S3_BUCKET else []),
+                    *env_list("CSP_EXTRA_IMG_SRC"),
+                ]
+            )
+        ),
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": [
+            "'self'",
+            _origin(STRIPE_CHECKOUT_ORIGIN),
+            *[
+                origin
+                for name, origin in _SIGN_IN_PROVIDER_ORIGINS.items()
+                if env_str(f"{name.upper()}_CLIENT_ID")
+            ],
+        ],
+    }
+}

@@ -7,3 +7,8 @@ class DashboardConfig(AppConfig):
     name = "dashboard"
     label = "dashboard"
     verbose_name = "Dashboard"
+
+    def ready(self) -> None:
+        # The deploy checks of the browser middleware (server/ is not an app, and the browser
+        # side is this one's): they register themselves.
+        from server import checks  # noqa: F401

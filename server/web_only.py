@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
+from csp import middleware as csp
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
@@ -26,10 +27,18 @@ from whitenoise.middleware import WhiteNoiseMiddleware as _WhiteNoise
 API_PATH_PREFIXES = ("/v1/", "/img/", "/healthz", "/readyz", "/metrics")
 
 
+def _dotted_path(middleware_class: type) -> str:
+    return f"{middleware_class.__module__}.{middleware_class.__qualname__}"
+
+
 def _web_only(middleware_class: type[MiddlewareMixin]) -> type[MiddlewareMixin]:
-    """A subclass (so Django's checks still recognise it) that passes API paths straight on."""
+    """A subclass that passes API paths straight on. Code that tests for the class (the admin's
+    checks) still recognises it; Django's security checks, which look for its dotted path in
+    MIDDLEWARE, are told what it stands for by server/checks.py (through ``stands_for``)."""
 
     class WebOnly(middleware_class):  # type: ignore[misc,valid-type]
+        stands_for = _dotted_path(middleware_class)
+
         def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
             super().__init__(get_response)
             if hasattr(self, "process_view") and iscoroutinefunction(get_response):
@@ -57,6 +66,7 @@ class WhiteNoiseMiddleware:
 
     async_capable = True
     sync_capable = True
+    stands_for = _dotted_path(_WhiteNoise)
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
@@ -81,3 +91,6 @@ CsrfViewMiddleware = _web_only(csrf.CsrfViewMiddleware)
 AuthenticationMiddleware = _web_only(auth.AuthenticationMiddleware)
 MessageMiddleware = _web_only(messages.MessageMiddleware)
 XFrameOptionsMiddleware = _web_only(clickjacking.XFrameOptionsMiddleware)
+# django-csp's: the Content-Security-Policy header (CONTENT_SECURITY_POLICY in config/settings.py)
+# on every page. The API's JSON and the hosted images are never rendered as documents.
+CSPMiddleware = _web_only(csp.CSPMiddleware)

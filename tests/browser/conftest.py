@@ -124,10 +124,26 @@ def browser_context_args() -> dict[str, Any]:
 # Helpers.
 
 
+# Reports each Content-Security-Policy violation of a page (a script, style, image or form the
+# policy refused) to the test, whether or not Chromium also logs it. Injected by the browser
+# before the page's own scripts, so the policy does not apply to it.
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.reportCspViolation(
+    `${event.effectiveDirective} refused ${event.blockedURI || "inline"} ` +
+    `(${event.sourceFile || event.documentURI}:${event.lineNumber})`
+  );
+});
+"""
+
+
 @pytest.fixture
 def console_errors(page: Page) -> list[str]:
-    """Every console error, uncaught exception and failed request of this page, as it happens."""
+    """Every console error, uncaught exception, failed request and Content-Security-Policy
+    violation of this page, as it happens."""
     errors: list[str] = []
+    page.expose_function("reportCspViolation", lambda text: errors.append(f"CSP: {text}"))
+    page.add_init_script(REPORT_CSP_VIOLATIONS)
 
     def on_console(message: ConsoleMessage) -> None:
         if message.type == "error":

@@ -38,6 +38,13 @@ def fake_stripe(fake_stripe_server: FakeStripe, settings: Any) -> FakeStripe:
     settings.STRIPE_PACKS_CENTS = [500, 2000, 5000, 10000]
     settings.STRIPE_MIN_CENTS = 500
     settings.STRIPE_MAX_CENTS = 50_000
+    # The fake's Checkout page stands where checkout.stripe.com stands in the pages' policy: the
+    # buy form's redirect there is held to form-action.
+    directives = settings.CONTENT_SECURITY_POLICY["DIRECTIVES"]
+    settings.CONTENT_SECURITY_POLICY = {
+        "DIRECTIVES": directives
+        | {"form-action": [*directives["form-action"], fake_stripe_server.base_url]}
+    }
     return fake_stripe_server
 
 

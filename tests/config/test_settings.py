@@ -151,3 +151,165 @@ def test_one_redis_url_serves_the_cache_the_broker_and_the_rate_limits(tmp_path)
     shared = json.loads(result.stdout)
     assert shared["cache"].endswith("RedisCache")
     assert shared["broker"] == shared["limits"] == "redis://cache.internal:6379/0"
+
+
+def _https_settings(tmp_path, **env):
+    code = (
+        "import json, django; from django.conf import settings; django.setup(); "
+        "print(json.dumps({'redirect': settings.SECURE_SSL_REDIRECT, "
+        "'hsts': settings.SECURE_HSTS_SECONDS, "
+        "'subdomains': settings.SECURE_HSTS_INCLUDE_SUBDOMAINS, "
+        "'preload': settings.SECURE_HSTS_PRELOAD, "
+        "'cookies': [settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE], "
+        "'proxy': getattr(settings, 'SECURE_PROXY_SSL_HEADER', None)}))"
+    )
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SECURE_", "SITE_URL", "DEBUG", "TRUST_X_FORWARDED_PROTO"))
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env={
+            **clean,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DATA_DIR": str(tmp_path),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_an_https_production_is_https_only_by_default(tmp_path):
+    loaded = _https_settings(tmp_path, SITE_URL="https://seedream.example.com")
+    assert loaded == {
+        "redirect": True,
+        "hsts": 365 * 24 * 3600,
+        "subdomains": False,
+        "preload": False,
+        "cookies": [True, True],
+        "proxy": ["HTTP_X_FORWARDED_PROTO", "https"],
+    }
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        pytest.param({}, id="make run"),
+        pytest.param({"SITE_URL": "https://seedream.example.com", "DEBUG": "true"}, id="debug"),
+    ],
+)
+def test_plain_http_and_debug_keep_the_https_defaults_off(tmp_path, env):
+    loaded = _https_settings(tmp_path, **env)
+    assert (loaded["redirect"], loaded["hsts"], loaded["proxy"]) == (False, 0, None)
+
+
+def test_each_https_default_can_be_changed(tmp_path):
+    loaded = _https_settings(
+        tmp_path,
+        SITE_URL="https://seedream.example.com",
+        SECURE_SSL_REDIRECT="false",
+        SECURE_HSTS_SECONDS="600",
+        SECURE_HSTS_INCLUDE_SUBDOMAINS="true",
+        SECURE_HSTS_PRELOAD="true",
+        SECURE_COOKIES="false",
+        TRUST_X_FORWARDED_PROTO="false",
+    )
+    assert loaded == {
+        "redirect": False,
+        "hsts": 600,
+        "subdomains": True,
+        "preload": True,
+        "cookies": [False, False],
+        "proxy": None,
+    }
+
+
+def _policy(tmp_path, **env):
+    code = (
+        "import json, django; from django.conf import settings; django.setup(); "
+        "print(json.dumps(settings.CONTENT_SECURITY_POLICY['DIRECTIVES']))"
+    )
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("S3_", "IMAGE_BASE_URL", "CSP_", "STRIPE_", "GITHUB_", "GOOGLE_"))
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env={
+            **clean,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DATA_DIR": str(tmp_path),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize(
+    ("env", "image_origins"),
+    [
+        pytest.param({}, [], id="local files"),
+        pytest.param(
+            {"IMAGE_BASE_URL": "https://cdn.example.com/images"},
+            ["https://cdn.example.com"],
+            id="a CDN",
+        ),
+        pytest.param(
+            {"S3_BUCKET": "pics", "S3_PUBLIC_BASE_URL": "https://pics.example.net/public"},
+            ["https://pics.example.net"],
+            id="a public bucket",
+        ),
+        pytest.param(
+            {"S3_BUCKET": "pics", "S3_ENDPOINT_URL": "http://127.0.0.1:8080"},
+            ["http://127.0.0.1:8080"],
+            id="presigned, path style",
+        ),
+        pytest.param(
+            {"S3_BUCKET": "pics", "S3_ENDPOINT_URL": "https://s3.example.net",
+             "S3_ADDRESSING_STYLE": "virtual"},
+            ["https://pics.s3.example.net"],
+            id="presigned, virtual hosts",
+        ),
+        pytest.param(
+            {"S3_BUCKET": "pics", "S3_REGION": "eu-west-1"},
+            ["https://pics.s3.amazonaws.com", "https://pics.s3.eu-west-1.amazonaws.com"],
+            id="presigned, AWS",
+        ),
+        pytest.param(
+            {"CSP_EXTRA_IMG_SRC": "https://a.example.com, https://b.example.com"},
+            ["https://a.example.com", "https://b.example.com"],
+            id="named by the operator",
+        ),
+    ],
+)  # fmt: skip
+def test_pages_may_show_images_from_where_the_hosted_images_are(tmp_path, env, image_origins):
+    # /img/... answers with a redirect to the object when images live in S3: browsers hold the
+    # redirect's target to img-src.
+    assert _policy(tmp_path, **env)["img-src"] == ["'self'", "data:", *image_origins]
+
+
+def test_forms_may_go_to_stripe_checkout_and_the_sign_in_providers(tmp_path):
+    assert _policy(tmp_path)["form-action"] == ["'self'", "https://checkout.stripe.com"]
+
+    configured = _policy(
+        tmp_path,
+        STRIPE_CHECKOUT_ORIGIN="https://pay.example.com",
+        GITHUB_CLIENT_ID="gh",
+        GOOGLE_CLIENT_ID="gg",
+    )
+    assert configured["form-action"] == [
+        "'self'",
+        "https://pay.example.com",
+        "https://github.com",
+        "https://accounts.google.com",
+    ]
