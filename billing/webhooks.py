@@ -6,6 +6,13 @@ a unique idempotency key derived from Stripe's ids, so a replay finds its work d
 
 An event whose handler fails is stored as ``failed`` with the error, and the endpoint answers 500
 so that Stripe delivers it again; the next delivery is handled from the start.
+
+An event whose mode is not the secret key's (a test-mode event reaching a live installation, or
+the other way round: the endpoint's signing secret and STRIPE_SECRET_KEY belong to different
+modes) moves no money. It is stored as ``ignored`` with the reason, one warning is logged (modes
+only, never a key), and the endpoint answers 200: the event's mode never changes, so no later
+delivery could be handled either, and Stripe would otherwise retry it for days. Once the keys
+are put right, an operator can "Process again" in the admin.
 """
 
 from __future__ import annotations
@@ -50,6 +57,18 @@ def process(row: StripeEvent) -> StripeEvent:
     handler = HANDLERS.get(row.type)
     now = timezone.now()
     done = StripeEvent.objects.filter(pk=row.pk)
+    mismatch = stripe_client.mode_mismatch(row.payload)
+    if mismatch:
+        # Acknowledged, not failed: see the module's docstring.
+        logger.warning("Stripe event %s (%s) ignored: %s", row.pk, row.type, mismatch)
+        done.update(
+            status=StripeEvent.Status.IGNORED,
+            processed_at=now,
+            error=mismatch,
+            attempts=F("attempts") + 1,
+        )
+        row.refresh_from_db()
+        return row
     if handler is None:
         done.update(status=StripeEvent.Status.IGNORED, processed_at=now, error="")
         row.refresh_from_db()

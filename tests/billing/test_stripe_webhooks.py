@@ -12,27 +12,9 @@ from billing import services
 from billing.models import CreditAccount, DebtEntry, LedgerEntry, Purchase, StripeEvent
 from tests.support.money import assert_ledger_balanced, ledger_kinds, ledger_rows
 
+from .conftest import completed, paid
+
 pytestmark = [pytest.mark.smoke, pytest.mark.django_db]
-
-
-@pytest.fixture
-def bought(client, owner, fake_stripe):
-    """The owner (1000 credits) has started a $5.00 purchase (5000 credits)."""
-    client.force_login(owner)
-    assert client.post("/dashboard/billing/buy/", {"pack": "500"}).status_code == 303
-    return Purchase.objects.get()
-
-
-def completed(fake_stripe, purchase, **kwargs):
-    return fake_stripe.event(
-        "checkout.session.completed", fake_stripe.pay(purchase.checkout_session_id, **kwargs)
-    )
-
-
-def paid(fake_stripe, deliver, purchase):
-    assert deliver(completed(fake_stripe, purchase)).status_code == 200
-    purchase.refresh_from_db()
-    return purchase
 
 
 def test_the_whole_purchase_end_to_end(client, owner, fake_stripe, deliver, bought):

@@ -11,6 +11,8 @@ and serves a stand-in for the hosted Checkout page (``GET /checkout/{id}``, whos
 completes the session and sends the browser to the success URL) and a receipt page. Tests move
 sessions along with ``pay``, ``expire``, ``refund`` and ``dispute``, build the matching events
 with ``event``, and sign them with ``sign`` (``t=<unix>,v1=<HMAC-SHA256(secret, "t.payload")>``).
+Objects and events are in test mode, as a ``sk_test_`` key sees them, unless a test says
+otherwise.
 """
 
 from __future__ import annotations
@@ -119,6 +121,7 @@ class FakeStripe:
                 "disputed": False,
                 "receipt_url": f"{self.base_url}/receipts/{charge_id}",
                 "status": "pending" if asynchronous else "succeeded",
+                "livemode": False,
             }
             self.payment_intents[intent_id] = {
                 "id": intent_id,
@@ -128,6 +131,7 @@ class FakeStripe:
                 "latest_charge": charge_id,
                 "metadata": dict(session["payment_intent_data_metadata"]),
                 "status": "processing" if asynchronous else "succeeded",
+                "livemode": False,
             }
             session.update(
                 status="complete",
@@ -183,10 +187,13 @@ class FakeStripe:
                 "payment_intent": intent["id"],
                 "reason": "fraudulent",
                 "status": "needs_response",
+                "livemode": False,
                 "metadata": {},
             }
 
-    def event(self, event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
+    def event(
+        self, event_type: str, obj: dict[str, Any], *, livemode: bool = False
+    ) -> dict[str, Any]:
         """A v1 snapshot event, as Stripe posts it to a webhook endpoint."""
         return {
             "id": _id("evt"),
@@ -194,7 +201,7 @@ class FakeStripe:
             "api_version": API_VERSION,
             "created": int(time.time()),
             "type": event_type,
-            "livemode": False,
+            "livemode": livemode,
             "pending_webhooks": 1,
             "request": {"id": None, "idempotency_key": None},
             "data": {"object": obj},
@@ -231,6 +238,7 @@ class FakeStripe:
                 "payment_intent": None,
                 "success_url": form.get("success_url"),
                 "cancel_url": form.get("cancel_url"),
+                "livemode": False,
                 "url": f"{self.base_url}/checkout/{session_id}",
                 "created": int(time.time()),
                 "expires_at": int(time.time()) + 86400,
