@@ -13,6 +13,9 @@ modes) moves no money. It is stored as ``ignored`` with the reason, one warning 
 only, never a key), and the endpoint answers 200: the event's mode never changes, so no later
 delivery could be handled either, and Stripe would otherwise retry it for days. Once the keys
 are put right, an operator can "Process again" in the admin.
+
+A paid purchase is credited in its own transaction; Stripe's receipt link is fetched afterwards,
+best effort (``payments.fill_missing_receipts`` fetches the ones that failed, every few minutes).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import services, stripe_client
+from . import payments, services, stripe_client
 from .models import Purchase, StripeEvent
 from .money import format_money
 
@@ -154,13 +157,14 @@ def _credit(purchase: Purchase, session: stripe_client.CheckoutSession) -> None:
 
 
 def _fill_receipt(purchase: Purchase) -> None:
-    """Stripe's receipt link for the purchase's charge, for the billing history."""
-    if purchase.receipt_url or not purchase.payment_intent_id:
-        return
-    charge = stripe_client.latest_charge(purchase.payment_intent_id)
-    if charge is not None:
-        Purchase.objects.filter(pk=purchase.pk).update(
-            charge_id=charge.id, receipt_url=charge.receipt_url
+    """Stripe's receipt link for the purchase's charge, for the billing history: best effort,
+    once the credit is committed. A failed lookup leaves the purchase credited and its receipt
+    to ``payments.fill_missing_receipts`` (a periodic task), or to a later event of the charge."""
+    try:
+        payments.fill_receipt(purchase)
+    except (stripe_client.StripeUnavailable, stripe_client.PaymentsNotConfigured) as exc:
+        logger.warning(
+            "purchase %s is credited; its receipt is fetched later: %s", purchase.public_id, exc
         )
 
 
