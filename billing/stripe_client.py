@@ -44,6 +44,15 @@ class Charge:
     receipt_url: str
 
 
+@dataclass(frozen=True)
+class Refund:
+    id: str
+    amount: int
+    status: str  # pending, requires_action, succeeded, failed, canceled
+    charge_id: str
+    payment_intent_id: str
+
+
 # The prefixes of Stripe's secret and restricted keys, by mode.
 LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
 TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
@@ -111,19 +120,34 @@ def mode_mismatch(event: dict[str, Any]) -> str:
     return ""
 
 
+def id_of(value: Any) -> str:
+    """An object's id whether Stripe sent the id or the expanded object."""
+    if isinstance(value, dict):
+        return str(value.get("id") or "")
+    return str(value or "")
+
+
 def session_from(values: dict[str, Any]) -> CheckoutSession:
     """A Checkout Session from Stripe's JSON (an API answer or a webhook's data.object)."""
-    payment_intent = values.get("payment_intent") or ""
-    if isinstance(payment_intent, dict):  # expanded
-        payment_intent = payment_intent.get("id", "")
     return CheckoutSession(
         id=values["id"],
         url=values.get("url") or "",
         status=values.get("status") or "",
         payment_status=values.get("payment_status") or "",
-        payment_intent_id=payment_intent,
+        payment_intent_id=id_of(values.get("payment_intent")),
         amount_total=int(values.get("amount_total") or 0),
         currency=(values.get("currency") or "").lower(),
+    )
+
+
+def refund_from(values: dict[str, Any]) -> Refund:
+    """A Refund from Stripe's JSON (a webhook's data.object, or an item of a charge's refunds)."""
+    return Refund(
+        id=values["id"],
+        amount=int(values.get("amount") or 0),
+        status=str(values.get("status") or ""),
+        charge_id=id_of(values.get("charge")),
+        payment_intent_id=id_of(values.get("payment_intent")),
     )
 
 
