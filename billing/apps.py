@@ -8,4 +8,4 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (the Stripe key's mode)
+        from . import checks, receivers  # noqa: F401  (the Stripe key check, account closing)

@@ -23,6 +23,9 @@ keyed by the event that caused it.
 
 A paid purchase is credited in its own transaction; Stripe's receipt link is fetched afterwards,
 best effort (``payments.fill_missing_receipts`` fetches the ones that failed, every few minutes).
+
+A closed account's events are stored without what names a person (``billing.redaction``): the
+ones stored before are redacted when it closes, and later ones before they are stored.
 """
 
 from __future__ import annotations
@@ -36,9 +39,12 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from accounts.models import User
+
 from . import payments, services, stripe_client
 from .models import Purchase, StripeEvent, StripeRefund
 from .money import format_money
+from .redaction import events_about, redact
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +60,13 @@ def receive(event: dict[str, Any]) -> StripeEvent:
 
     Raises EventFailed when the handler failed.
     """
-    row, _ = StripeEvent.objects.get_or_create(
-        id=event["id"], defaults={"type": str(event.get("type", "")), "payload": event}
-    )
+    with transaction.atomic():
+        # The owner's row is locked as account closure locks it: an event stored while the
+        # account closes is either redacted by the closure or stored redacted here.
+        payload = redact(event) if _owner_is_closed(event) else event
+        row, _ = StripeEvent.objects.get_or_create(
+            id=event["id"], defaults={"type": str(event.get("type", "")), "payload": payload}
+        )
     if row.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
         return row
     return process(row)
@@ -129,6 +139,53 @@ def _purchase_query(
     if (public_id := _purchase_id(metadata)) is not None:
         query |= Q(public_id=public_id)
     return query
+
+
+def _owner_is_closed(event: dict[str, Any]) -> bool:
+    """Whether the event is about a purchase of a closed account; locks that user's row until
+    the caller's transaction ends."""
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict):
+        return False
+    # The object is a session, a PaymentIntent, a charge, a refund or a dispute: its own id is
+    # one of those, and it names the others it belongs to.
+    own_id = str(obj.get("id") or "")
+    query = _purchase_query(
+        session_id=own_id,
+        payment_intent_id=stripe_client.id_of(obj.get("payment_intent")),
+        charge_id=stripe_client.id_of(obj.get("charge")),
+        metadata=obj.get("metadata"),
+    ) | _purchase_query(payment_intent_id=own_id, charge_id=own_id)
+    user_id = Purchase.objects.filter(query).values_list("user_id", flat=True).first()
+    if user_id is None:
+        return False
+    closed_at = (
+        User.objects.select_for_update()
+        .filter(pk=user_id)
+        .values_list("closed_at", flat=True)
+        .first()
+    )
+    return closed_at is not None
+
+
+def redact_events_of(user: User) -> int:
+    """Take what names a person out of the stored events of ``user``'s purchases (the account
+    is closing). Returns how many events were redacted."""
+    about = events_about(
+        Purchase.objects.filter(user=user).values_list(
+            "checkout_session_id", "payment_intent_id", "charge_id", "public_id"
+        )
+    )
+    if about is None:
+        return 0
+    redacted = 0
+    for event in StripeEvent.objects.filter(about).only("id", "payload"):
+        clean = redact(event.payload)
+        if clean != event.payload:
+            StripeEvent.objects.filter(pk=event.pk).update(payload=clean)
+            redacted += 1
+    return redacted
 
 
 def _purchase_id(metadata: Any) -> uuid.UUID | None:

@@ -132,6 +132,14 @@ class FakeStripe:
                 "receipt_url": f"{self.base_url}/receipts/{charge_id}",
                 "status": "pending" if asynchronous else "succeeded",
                 "livemode": False,
+                # What Stripe keeps of the payer (what account closure must not leave stored).
+                "billing_details": {
+                    "email": session["customer_email"],
+                    "name": "Ada Lovelace",
+                    "phone": None,
+                    "address": {"line1": "12 St James's Square", "city": "London"},
+                },
+                "receipt_email": session["customer_email"],
             }
             self.payment_intents[intent_id] = {
                 "id": intent_id,
@@ -147,6 +155,11 @@ class FakeStripe:
                 status="complete",
                 payment_status="unpaid" if asynchronous else "paid",
                 payment_intent=intent_id,
+                customer_details={
+                    "email": session["customer_email"],
+                    "name": "Ada Lovelace",
+                    "address": {"line1": "12 St James's Square", "city": "London"},
+                },
             )
             return self._public(session)
 
@@ -231,6 +244,11 @@ class FakeStripe:
                 "status": "needs_response",
                 "livemode": False,
                 "metadata": {},
+                "evidence": {
+                    "customer_email_address": charge["receipt_email"],
+                    "customer_name": "Ada Lovelace",
+                    "billing_address": "12 St James's Square, London",
+                },
             }
             self.disputes[dispute["id"]] = dispute
             return dict(dispute)
