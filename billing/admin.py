@@ -23,6 +23,7 @@ from .models import (
     PromoRedemption,
     Purchase,
     StripeEvent,
+    StripeRefund,
     normalise_code,
 )
 
@@ -148,6 +149,13 @@ class PurchaseAdmin(ReadOnlyAdmin):
         return format_html(
             '<a href="{}" rel="noopener noreferrer">receipt</a>', purchase.receipt_url
         )
+
+
+@admin.register(StripeRefund)
+class StripeRefundAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "id", "purchase", "amount_cents", "status", "updated_at")
+    list_filter = ("status",)
+    search_fields = ("id", "purchase__public_id", "purchase__charge_id")
 
 
 @admin.register(StripeEvent)

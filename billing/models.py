@@ -80,6 +80,8 @@ class LedgerKind(models.TextChoices):
     REVERSAL = "reversal", "Payment reversed"
     # Credits that arrived while the account owed some, paying what was owed.
     DEBT_PAYMENT = "debt_payment", "Debt paid"
+    # A reversal undone: the refund failed or the dispute was won, so its credits come back.
+    REINSTATED = "reinstated", "Payment reinstated"
 
     @classmethod
     def sign_of(cls, kind: str) -> int:
@@ -94,6 +96,7 @@ LEDGER_KIND_SIGNS: dict[str, int] = {
     LedgerKind.RELEASE: 1,
     LedgerKind.REFUND: 1,
     LedgerKind.PROMO: 1,
+    LedgerKind.REINSTATED: 1,
     LedgerKind.RESERVE: -1,
     LedgerKind.CHARGE: -1,
     LedgerKind.REVERSAL: -1,
@@ -242,10 +245,16 @@ class Purchase(models.Model):
     payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
     charge_id = models.CharField(max_length=255, blank=True, db_index=True)
     receipt_url = models.URLField(max_length=2000, blank=True)
-    # The most Stripe has reported refunded, and disputed; and the credits taken back for both.
+    # What has gone back to the customer, as far as Stripe has told us (webhooks.refunded_cents),
+    # and what a dispute holds; the credits taken back for both.
     refunded_cents = models.PositiveIntegerField(default=0)
     disputed_cents = models.PositiveIntegerField(default=0)
     reversed_credits = models.BigIntegerField(default=0)
+    # The most charge.refunded has reported (the charge's amount_refunded, a running total).
+    charge_refunded_cents = models.PositiveIntegerField(default=0)
+    # The dispute this purchase's credits were taken back for (Stripe allows one per charge),
+    # from its first event; it stays when the dispute is won (disputed_cents goes back to 0).
+    dispute_id = models.CharField(max_length=255, blank=True)
     failure_reason = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -268,6 +277,7 @@ class Purchase(models.Model):
                 condition=models.Q(
                     refunded_cents__lte=models.F("amount_cents"),
                     disputed_cents__lte=models.F("amount_cents"),
+                    charge_refunded_cents__lte=models.F("amount_cents"),
                 ),
                 name="billing_purchase_refunds_within_amount",
             ),
@@ -290,6 +300,36 @@ class Purchase(models.Model):
             self.Status.PARTIALLY_REFUNDED: "warning",
             self.Status.REFUNDED: "warning",
         }.get(self.Status(self.status), "danger")
+
+
+class StripeRefund(models.Model):
+    """A refund of one of our charges, by Stripe's id, as its latest event showed it.
+
+    What makes a failed refund give its credits back exactly once, and keeps a later refund's
+    accounting right: a refund counts while it is pending, needs action or has succeeded, and
+    never again once it has failed or was canceled (both final at Stripe).
+    """
+
+    # Stripe's statuses in which the money did not (or will not) reach the customer.
+    GONE = ("failed", "canceled")
+
+    id = models.CharField(max_length=255, primary_key=True)
+    purchase = models.ForeignKey(Purchase, on_delete=models.PROTECT, related_name="refunds")
+    amount_cents = models.PositiveIntegerField()
+    # Stripe's word for it: pending, requires_action, succeeded, failed or canceled.
+    status = models.CharField(max_length=32)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"refund {self.id} of {self.amount_cents} ({self.status})"
+
+    @property
+    def gone(self) -> bool:
+        return self.status in self.GONE
 
 
 class StripeEvent(models.Model):

@@ -161,10 +161,11 @@ SETTLE = Move(
     settles=HOLD,
 )
 
-# Credits coming in: a grant, a card top-up, a promotion code. Once per idempotency key.
+# Credits coming in: a grant, a card top-up, a promotion code, a reversal undone (the refund
+# failed, the dispute was won). Once per idempotency key.
 CREDIT = {
     kind: Move(kind, lines=(Line(kind, "credits", key="{key}"),))
-    for kind in (Kind.GRANT, Kind.TOP_UP, Kind.PROMO, Kind.REFUND)
+    for kind in (Kind.GRANT, Kind.TOP_UP, Kind.PROMO, Kind.REFUND, Kind.REINSTATED)
 }
 
 # Credits arriving while the account owes some pay what it owes first.

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import User
 
@@ -123,3 +125,45 @@ def purchase_progress(purchase: Purchase) -> Progress:
     if session.status == "expired":
         return Progress("expired")
     return Progress("open")
+
+
+# A receipt that could not be fetched when its purchase was credited is looked up again for this
+# long (then the operator finds it in Stripe's dashboard), at most RECEIPTS_PER_RUN a run.
+RECEIPT_LOOKUP_DAYS = 7
+RECEIPTS_PER_RUN = 50
+
+
+def fill_receipt(purchase: Purchase) -> bool:
+    """Store the charge id and Stripe's receipt link of a credited purchase, if Stripe has a
+    charge for it yet (True then). Raises stripe_client.StripeUnavailable."""
+    if purchase.receipt_url or not purchase.payment_intent_id:
+        return False
+    charge = stripe_client.latest_charge(purchase.payment_intent_id)
+    if charge is None:
+        return False
+    Purchase.objects.filter(pk=purchase.pk).update(
+        charge_id=charge.id, receipt_url=charge.receipt_url
+    )
+    return True
+
+
+def fill_missing_receipts(*, limit: int = RECEIPTS_PER_RUN) -> int:
+    """Fetch the receipts that could not be fetched when their purchases were credited (Stripe's
+    API failed then), oldest first. Stops at the first failure, with one warning: Stripe is
+    still unreachable, and the next run tries again. Returns how many were filled."""
+    if not card_payments_enabled():
+        return 0
+    since = timezone.now() - timedelta(days=RECEIPT_LOOKUP_DAYS)
+    # A purchase whose charge is known was looked up (or refunded) already: its charge has no
+    # receipt to fetch.
+    waiting = Purchase.objects.filter(credited_at__gte=since, receipt_url="", charge_id="").exclude(
+        payment_intent_id=""
+    )
+    filled = 0
+    for purchase in waiting.order_by("credited_at")[:limit]:
+        try:
+            filled += fill_receipt(purchase)
+        except stripe_client.StripeUnavailable as exc:
+            logger.warning("receipts: %s filled, then Stripe failed: %s", filled, exc)
+            break
+    return filled

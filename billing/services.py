@@ -281,6 +281,23 @@ def take_back(
     return Reversal(taken_credits=taken, owed_credits=owed, balance_credits=balance)
 
 
+def give_back(
+    user: User, credits: int, *, reference: str, idempotency_key: str, description: str
+) -> LedgerEntry:
+    """Give back credits ``take_back`` took, because the refund failed or the dispute was won.
+    Once per idempotency key. Like any credits arriving, they pay first what the account owes
+    (which is where a reversal the balance could not cover went), and they count again towards
+    the account's lifetime credits, which the reversal had lowered."""
+    return grant(
+        user,
+        credits,
+        kind=Kind.REINSTATED,
+        description=description,
+        idempotency_key=idempotency_key,
+        reference=reference,
+    )
+
+
 def redeem_promo_code(user: User, code: str) -> LedgerEntry:
     """Add a promotion code's credits to the user's account: once per account, never beyond the
     code's uses, never after it expires (PromoCodeRefused, with the reason for the logs).

@@ -44,6 +44,20 @@ class Charge:
     receipt_url: str
 
 
+@dataclass(frozen=True)
+class Refund:
+    id: str
+    amount: int
+    status: str  # pending, requires_action, succeeded, failed, canceled
+    charge_id: str
+    payment_intent_id: str
+
+
+# The prefixes of Stripe's secret and restricted keys, by mode.
+LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
+TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
+
+
 def is_configured() -> bool:
     """Card payments need both keys: one to open Checkout, one to trust the webhooks."""
     return bool(settings.STRIPE_SECRET_KEY and settings.STRIPE_WEBHOOK_SECRET)
@@ -62,19 +76,78 @@ def _stripe() -> stripe.StripeClient:
     return _client(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE)
 
 
+def key_livemode() -> bool | None:
+    """True for a live-mode STRIPE_SECRET_KEY, False for a test-mode one, None when its prefix
+    says neither (then no event's mode can be trusted)."""
+    key = settings.STRIPE_SECRET_KEY
+    if key.startswith(LIVE_KEY_PREFIXES):
+        return True
+    if key.startswith(TEST_KEY_PREFIXES):
+        return False
+    return None
+
+
+def _in_mode(livemode: object) -> str:
+    if livemode is True:
+        return "in live mode"
+    if livemode is False:
+        return "in test mode"
+    return "in no mode (its livemode is missing)"
+
+
+def mode_mismatch(event: dict[str, Any]) -> str:
+    """Why ``event`` must move no money here because its mode is not the secret key's ("" when
+    it is). The event's ``livemode`` and its object's (where the object has one) must both be
+    the key's; a missing or non-boolean one does not match. Names the modes, never the key."""
+    key_live = key_livemode()
+    if key_live is None:
+        return (
+            "STRIPE_SECRET_KEY starts with none of sk_live_, sk_test_, rk_live_, rk_test_, so "
+            "the event's mode cannot be checked: nothing done"
+        )
+    key_mode = "a live-mode" if key_live else "a test-mode"
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    modes = [("event", event.get("livemode"))]
+    if isinstance(obj, dict) and "livemode" in obj:
+        modes.append(("event's object", obj["livemode"]))
+    for what, livemode in modes:
+        if livemode is not key_live:
+            return (
+                f"The {what} is {_in_mode(livemode)} and STRIPE_SECRET_KEY is {key_mode} key: "
+                "nothing done"
+            )
+    return ""
+
+
+def id_of(value: Any) -> str:
+    """An object's id whether Stripe sent the id or the expanded object."""
+    if isinstance(value, dict):
+        return str(value.get("id") or "")
+    return str(value or "")
+
+
 def session_from(values: dict[str, Any]) -> CheckoutSession:
     """A Checkout Session from Stripe's JSON (an API answer or a webhook's data.object)."""
-    payment_intent = values.get("payment_intent") or ""
-    if isinstance(payment_intent, dict):  # expanded
-        payment_intent = payment_intent.get("id", "")
     return CheckoutSession(
         id=values["id"],
         url=values.get("url") or "",
         status=values.get("status") or "",
         payment_status=values.get("payment_status") or "",
-        payment_intent_id=payment_intent,
+        payment_intent_id=id_of(values.get("payment_intent")),
         amount_total=int(values.get("amount_total") or 0),
         currency=(values.get("currency") or "").lower(),
+    )
+
+
+def refund_from(values: dict[str, Any]) -> Refund:
+    """A Refund from Stripe's JSON (a webhook's data.object, or an item of a charge's refunds)."""
+    return Refund(
+        id=values["id"],
+        amount=int(values.get("amount") or 0),
+        status=str(values.get("status") or ""),
+        charge_id=id_of(values.get("charge")),
+        payment_intent_id=id_of(values.get("payment_intent")),
     )
 
 

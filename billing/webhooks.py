@@ -6,6 +6,26 @@ a unique idempotency key derived from Stripe's ids, so a replay finds its work d
 
 An event whose handler fails is stored as ``failed`` with the error, and the endpoint answers 500
 so that Stripe delivers it again; the next delivery is handled from the start.
+
+An event whose mode is not the secret key's (a test-mode event reaching a live installation, or
+the other way round: the endpoint's signing secret and STRIPE_SECRET_KEY belong to different
+modes) moves no money. It is stored as ``ignored`` with the reason, one warning is logged (modes
+only, never a key), and the endpoint answers 200: the event's mode never changes, so no later
+delivery could be handled either, and Stripe would otherwise retry it for days. Once the keys
+are put right, an operator can "Process again" in the admin.
+
+Refunds and disputes: each handler records what Stripe reports (a refund by its id and status,
+the charge's running refunded total, the dispute), then brings the credits taken back to what
+the money that left amounts to (``_rebalance``): more after a refund or a dispute, fewer after
+a refund failed or a dispute was won. The figure is computed from what is recorded, never added
+up from events, so a late, repeated or concurrent event asks for nothing new; each ledger line is
+keyed by the event that caused it.
+
+A paid purchase is credited in its own transaction; Stripe's receipt link is fetched afterwards,
+best effort (``payments.fill_missing_receipts`` fetches the ones that failed, every few minutes).
+
+A closed account's events are stored without what names a person (``billing.redaction``): the
+ones stored before are redacted when it closes, and later ones before they are stored.
 """
 
 from __future__ import annotations
@@ -19,9 +39,12 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import services, stripe_client
-from .models import Purchase, StripeEvent
+from accounts.models import User
+
+from . import payments, services, stripe_client
+from .models import Purchase, StripeEvent, StripeRefund
 from .money import format_money
+from .redaction import events_about, redact
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +60,13 @@ def receive(event: dict[str, Any]) -> StripeEvent:
 
     Raises EventFailed when the handler failed.
     """
-    row, _ = StripeEvent.objects.get_or_create(
-        id=event["id"], defaults={"type": str(event.get("type", "")), "payload": event}
-    )
+    with transaction.atomic():
+        # The owner's row is locked as account closure locks it: an event stored while the
+        # account closes is either redacted by the closure or stored redacted here.
+        payload = redact(event) if _owner_is_closed(event) else event
+        row, _ = StripeEvent.objects.get_or_create(
+            id=event["id"], defaults={"type": str(event.get("type", "")), "payload": payload}
+        )
     if row.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
         return row
     return process(row)
@@ -50,12 +77,24 @@ def process(row: StripeEvent) -> StripeEvent:
     handler = HANDLERS.get(row.type)
     now = timezone.now()
     done = StripeEvent.objects.filter(pk=row.pk)
+    mismatch = stripe_client.mode_mismatch(row.payload)
+    if mismatch:
+        # Acknowledged, not failed: see the module's docstring.
+        logger.warning("Stripe event %s (%s) ignored: %s", row.pk, row.type, mismatch)
+        done.update(
+            status=StripeEvent.Status.IGNORED,
+            processed_at=now,
+            error=mismatch,
+            attempts=F("attempts") + 1,
+        )
+        row.refresh_from_db()
+        return row
     if handler is None:
         done.update(status=StripeEvent.Status.IGNORED, processed_at=now, error="")
         row.refresh_from_db()
         return row
     try:
-        note = handler(row.payload["data"]["object"])
+        note = handler(row.payload["data"]["object"], row.pk)
     except Exception as exc:
         logger.exception("Stripe event %s (%s) failed", row.pk, row.type)
         # Unless a concurrent delivery of the same event has finished it meanwhile.
@@ -75,8 +114,9 @@ def process(row: StripeEvent) -> StripeEvent:
     return row
 
 
-# Handlers take the event's data.object and return None when they did their work, or a note
-# saying why the event does not concern this installation (it is then stored as ignored).
+# Handlers take the event's data.object and the event's id, and return None when they did their
+# work, or a note saying why the event does not concern this installation (it is then stored as
+# ignored).
 
 NOT_OURS = "No purchase of this installation matches this event."
 
@@ -85,9 +125,74 @@ def _locked_purchase(query: Q) -> Purchase | None:
     return Purchase.objects.select_for_update().filter(query).first()
 
 
+def _purchase_query(
+    *, session_id: str = "", payment_intent_id: str = "", charge_id: str = "", metadata: Any = None
+) -> Q:
+    """The purchase that any of these Stripe ids (the empty ones left out) belongs to."""
+    query = Q(pk__in=[])
+    if session_id:
+        query |= Q(checkout_session_id=session_id)
+    if payment_intent_id:
+        query |= Q(payment_intent_id=payment_intent_id)
+    if charge_id:
+        query |= Q(charge_id=charge_id)
+    if (public_id := _purchase_id(metadata)) is not None:
+        query |= Q(public_id=public_id)
+    return query
+
+
+def _owner_is_closed(event: dict[str, Any]) -> bool:
+    """Whether the event is about a purchase of a closed account; locks that user's row until
+    the caller's transaction ends."""
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict):
+        return False
+    # The object is a session, a PaymentIntent, a charge, a refund or a dispute: its own id is
+    # one of those, and it names the others it belongs to.
+    own_id = str(obj.get("id") or "")
+    query = _purchase_query(
+        session_id=own_id,
+        payment_intent_id=stripe_client.id_of(obj.get("payment_intent")),
+        charge_id=stripe_client.id_of(obj.get("charge")),
+        metadata=obj.get("metadata"),
+    ) | _purchase_query(payment_intent_id=own_id, charge_id=own_id)
+    user_id = Purchase.objects.filter(query).values_list("user_id", flat=True).first()
+    if user_id is None:
+        return False
+    closed_at = (
+        User.objects.select_for_update()
+        .filter(pk=user_id)
+        .values_list("closed_at", flat=True)
+        .first()
+    )
+    return closed_at is not None
+
+
+def redact_events_of(user: User) -> int:
+    """Take what names a person out of the stored events of ``user``'s purchases (the account
+    is closing). Returns how many events were redacted."""
+    about = events_about(
+        Purchase.objects.filter(user=user).values_list(
+            "checkout_session_id", "payment_intent_id", "charge_id", "public_id"
+        )
+    )
+    if about is None:
+        return 0
+    redacted = 0
+    for event in StripeEvent.objects.filter(about).only("id", "payload"):
+        clean = redact(event.payload)
+        if clean != event.payload:
+            StripeEvent.objects.filter(pk=event.pk).update(payload=clean)
+            redacted += 1
+    return redacted
+
+
 def _purchase_id(metadata: Any) -> uuid.UUID | None:
+    if not isinstance(metadata, dict):
+        return None
     try:
-        return uuid.UUID(str((metadata or {}).get("purchase_id", "")))
+        return uuid.UUID(str(metadata.get("purchase_id", "")))
     except ValueError:
         return None
 
@@ -135,17 +240,18 @@ def _credit(purchase: Purchase, session: stripe_client.CheckoutSession) -> None:
 
 
 def _fill_receipt(purchase: Purchase) -> None:
-    """Stripe's receipt link for the purchase's charge, for the billing history."""
-    if purchase.receipt_url or not purchase.payment_intent_id:
-        return
-    charge = stripe_client.latest_charge(purchase.payment_intent_id)
-    if charge is not None:
-        Purchase.objects.filter(pk=purchase.pk).update(
-            charge_id=charge.id, receipt_url=charge.receipt_url
+    """Stripe's receipt link for the purchase's charge, for the billing history: best effort,
+    once the credit is committed. A failed lookup leaves the purchase credited and its receipt
+    to ``payments.fill_missing_receipts`` (a periodic task), or to a later event of the charge."""
+    try:
+        payments.fill_receipt(purchase)
+    except (stripe_client.StripeUnavailable, stripe_client.PaymentsNotConfigured) as exc:
+        logger.warning(
+            "purchase %s is credited; its receipt is fetched later: %s", purchase.public_id, exc
         )
 
 
-def checkout_session_completed(values: dict[str, Any]) -> str | None:
+def checkout_session_completed(values: dict[str, Any], event_id: str) -> str | None:
     """The customer finished Checkout: paid now (cards), or later (bank debits and the like)."""
     session = stripe_client.session_from(values)
     with transaction.atomic():
@@ -162,7 +268,7 @@ def checkout_session_completed(values: dict[str, Any]) -> str | None:
     return None
 
 
-def checkout_session_async_payment_succeeded(values: dict[str, Any]) -> str | None:
+def checkout_session_async_payment_succeeded(values: dict[str, Any], event_id: str) -> str | None:
     session = stripe_client.session_from(values)
     with transaction.atomic():
         purchase = _session_purchase(values)
@@ -186,30 +292,73 @@ def _mark_unpaid(values: dict[str, Any], status: str, reason: str) -> str | None
     return None
 
 
-def checkout_session_async_payment_failed(values: dict[str, Any]) -> str | None:
+def checkout_session_async_payment_failed(values: dict[str, Any], event_id: str) -> str | None:
     return _mark_unpaid(values, Status.FAILED, "The payment did not go through.")
 
 
-def checkout_session_expired(values: dict[str, Any]) -> str | None:
+def checkout_session_expired(values: dict[str, Any], event_id: str) -> str | None:
     return _mark_unpaid(values, Status.EXPIRED, "The payment page expired before payment.")
 
 
-def _reverse(purchase: Purchase, *, idempotency_key: str, what: str) -> None:
-    """Take back the credits of what has been refunded and disputed so far, beyond what was
-    taken back before. Proportional, rounded down; all of them when all the money went back."""
+def _refunded_cents(purchase: Purchase) -> int:
+    """What has gone back to the customer, from what Stripe has reported so far.
+
+    Two reports, each of which can only fall short of the truth (until Stripe reports more):
+    the refunds known by id that have not failed, and the most the charge has shown refunded
+    (``amount_refunded``) less the refunds known to have failed since. The larger is the figure.
+    The second is exact if Stripe's running total keeps a failed refund in it, the first if
+    Stripe takes it out (then a refund made after a failed one is known from its own refund.*
+    event), so the figure is right either way and never counts a refund twice or a failed one.
+    """
+    live_cents, gone_cents = 0, 0
+    for amount_cents, status in purchase.refunds.values_list("amount_cents", "status"):
+        if status in StripeRefund.GONE:
+            gone_cents += amount_cents
+        else:
+            live_cents += amount_cents
+    reported_cents = purchase.charge_refunded_cents - gone_cents
+    return min(purchase.amount_cents, max(live_cents, reported_cents, 0))
+
+
+def _status(purchase: Purchase) -> str:
+    if purchase.disputed_cents:
+        return Status.DISPUTED
+    if purchase.refunded_cents >= purchase.amount_cents:
+        return Status.REFUNDED
+    if purchase.refunded_cents:
+        return Status.PARTIALLY_REFUNDED
+    return Status.PAID
+
+
+def _rebalance(purchase: Purchase, event_id: str, *, taken: str, given: str) -> None:
+    """With the purchase locked, after recording what an event reported: take back, or give back,
+    the credits that make those taken back so far match what has been refunded and disputed.
+    Proportional, rounded down; all of them when all the money went back. ``taken`` and
+    ``given`` say why, for the ledger line. The caller saves the purchase."""
+    purchase.refunded_cents = _refunded_cents(purchase)
     returned_cents = min(purchase.amount_cents, purchase.refunded_cents + purchase.disputed_cents)
     target = purchase.credits * returned_cents // purchase.amount_cents
     delta = target - purchase.reversed_credits
-    if delta <= 0:
-        return
-    services.take_back(
-        purchase.user_id,
-        delta,
-        reference=f"purchase:{purchase.public_id}",
-        idempotency_key=idempotency_key,
-        description=f"{what} of {format_money(purchase.amount_cents, purchase.currency)}",
-    )
+    price = format_money(purchase.amount_cents, purchase.currency)
+    reference = f"purchase:{purchase.public_id}"
+    if delta > 0:
+        services.take_back(
+            purchase.user_id,
+            delta,
+            reference=reference,
+            idempotency_key=f"stripe:{event_id}:reversal",
+            description=f"{taken} of {price}",
+        )
+    elif delta < 0:
+        services.give_back(
+            purchase.user,
+            -delta,
+            reference=reference,
+            idempotency_key=f"stripe:{event_id}:reinstated",
+            description=f"Payment of {price} reinstated ({given}): {-delta} credits given back",
+        )
     purchase.reversed_credits = target
+    purchase.status = _status(purchase)
 
 
 def _credited_purchase(query: Q) -> Purchase | None:
@@ -221,61 +370,137 @@ def _credited_purchase(query: Q) -> Purchase | None:
     return purchase
 
 
-def charge_refunded(charge: dict[str, Any]) -> str | None:
-    """A full or partial refund. ``amount_refunded`` is the running total, so an event that
-    arrives late or twice asks for nothing new."""
-    query = Q(charge_id=charge["id"])
-    if charge.get("payment_intent"):
-        query |= Q(payment_intent_id=charge["payment_intent"])
-    if (public_id := _purchase_id(charge.get("metadata"))) is not None:
-        query |= Q(public_id=public_id)
+def _record_refund(purchase: Purchase, refund: stripe_client.Refund) -> None:
+    """Inside the caller's transaction, with the purchase locked: a refund as Stripe shows it now.
+    A failed or canceled refund stays so: both are final at Stripe, so an event that shows it
+    otherwise was sent before."""
+    amount_cents = min(max(refund.amount, 0), purchase.amount_cents)
+    row = StripeRefund.objects.filter(pk=refund.id).first()
+    if row is None:
+        StripeRefund.objects.create(
+            id=refund.id, purchase=purchase, amount_cents=amount_cents, status=refund.status
+        )
+        return
+    if row.purchase_id != purchase.pk:
+        raise ValueError(f"Refund {refund.id} belongs to another purchase")
+    if not row.gone and (row.status, row.amount_cents) != (refund.status, amount_cents):
+        row.status = refund.status
+        row.amount_cents = amount_cents
+        row.save(update_fields=["status", "amount_cents", "updated_at"])
+
+
+def charge_refunded(charge: dict[str, Any], event_id: str) -> str | None:
+    """A full or partial refund. ``amount_refunded`` is the charge's running total, so an event
+    that arrives late or twice asks for nothing new; refunds the charge lists are recorded."""
+    query = _purchase_query(
+        charge_id=charge["id"],
+        payment_intent_id=stripe_client.id_of(charge.get("payment_intent")),
+        metadata=charge.get("metadata"),
+    )
     with transaction.atomic():
         purchase = _credited_purchase(query)
         if purchase is None:
             return NOT_OURS
         purchase.charge_id = charge["id"]
         purchase.receipt_url = charge.get("receipt_url") or purchase.receipt_url
-        refunded = min(int(charge.get("amount_refunded") or 0), purchase.amount_cents)
-        if refunded > purchase.refunded_cents:
-            purchase.refunded_cents = refunded
-            _reverse(
-                purchase,
-                idempotency_key=f"stripe:{charge['id']}:refunded:{refunded}",
-                what="Refund",
-            )
-            if purchase.status != Status.DISPUTED:
-                full = refunded >= purchase.amount_cents
-                purchase.status = Status.REFUNDED if full else Status.PARTIALLY_REFUNDED
+        reported = min(int(charge.get("amount_refunded") or 0), purchase.amount_cents)
+        purchase.charge_refunded_cents = max(purchase.charge_refunded_cents, reported)
+        # Older API versions list the charge's refunds in the event (newer ones leave it out).
+        listed = charge.get("refunds")
+        items = listed.get("data") if isinstance(listed, dict) else None
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and item.get("id"):
+                _record_refund(purchase, stripe_client.refund_from(item))
+        _rebalance(purchase, event_id, taken="Refund", given="a refund failed")
         purchase.save()
     return None
 
 
-def charge_dispute_created(dispute: dict[str, Any]) -> str | None:
-    """A chargeback: the disputed money has left our account, so its credits go too."""
-    charge = dispute.get("charge")
-    charge_id = charge.get("id") if isinstance(charge, dict) else charge
-    query = Q(charge_id=charge_id) if charge_id else Q(pk__in=[])
-    if dispute.get("payment_intent"):
-        query |= Q(payment_intent_id=dispute["payment_intent"])
+def refund_changed(values: dict[str, Any], event_id: str) -> str | None:
+    """A refund was made, or changed status (refund.created, refund.updated, refund.failed and
+    the older charge.refund.updated). A refund that failed or was canceled gives back the credits
+    its recording took, once: it is recorded as gone for good, and the credits follow the record.
+    """
+    refund = stripe_client.refund_from(values)
+    query = _purchase_query(charge_id=refund.charge_id, payment_intent_id=refund.payment_intent_id)
     with transaction.atomic():
         purchase = _credited_purchase(query)
         if purchase is None:
             return NOT_OURS
-        if purchase.disputed_cents == 0:  # Stripe allows one dispute per charge
-            disputable = purchase.amount_cents - purchase.refunded_cents
-            purchase.disputed_cents = min(int(dispute.get("amount") or 0), disputable)
-            _reverse(purchase, idempotency_key=f"stripe:{dispute['id']}:dispute", what="Dispute")
-            purchase.status = Status.DISPUTED
-            purchase.charge_id = charge_id or purchase.charge_id
-            purchase.save()
+        purchase.charge_id = purchase.charge_id or refund.charge_id
+        _record_refund(purchase, refund)
+        _rebalance(purchase, event_id, taken="Refund", given="a refund failed")
+        purchase.save()
     return None
 
 
-HANDLERS: dict[str, Callable[[dict[str, Any]], str | None]] = {
+def _dispute_query(dispute: dict[str, Any]) -> Q:
+    return _purchase_query(
+        charge_id=stripe_client.id_of(dispute.get("charge")),
+        payment_intent_id=stripe_client.id_of(dispute.get("payment_intent")),
+    )
+
+
+def charge_dispute_created(dispute: dict[str, Any], event_id: str) -> str | None:
+    """A chargeback: the disputed money has left our account, so its credits go too."""
+    with transaction.atomic():
+        purchase = _credited_purchase(_dispute_query(dispute))
+        if purchase is None:
+            return NOT_OURS
+        # Stripe allows one dispute per charge. A dispute seen already (its closure may have
+        # come first, when it was won) takes nothing more.
+        if purchase.dispute_id or purchase.disputed_cents:
+            return None
+        disputable = max(purchase.amount_cents - purchase.refunded_cents, 0)
+        purchase.dispute_id = dispute["id"]
+        purchase.disputed_cents = min(int(dispute.get("amount") or 0), disputable)
+        purchase.charge_id = stripe_client.id_of(dispute.get("charge")) or purchase.charge_id
+        _rebalance(purchase, event_id, taken="Dispute", given="a refund failed")
+        purchase.save()
+    return None
+
+
+def charge_dispute_closed(dispute: dict[str, Any], event_id: str) -> str | None:
+    """A dispute decided. Won: the money comes back to us, and so do the credits its creation
+    took back. Lost (or any other outcome): they stay taken back.
+
+    This is the one event that gives a dispute's credits back. charge.dispute.funds_reinstated
+    also comes with a won dispute, and is not handled (stored and acknowledged like any event
+    of a type we do not handle), so the credits can never come back twice.
+    """
+    with transaction.atomic():
+        purchase = _credited_purchase(_dispute_query(dispute))
+        if purchase is None:
+            return NOT_OURS
+        if dispute.get("status") != "won":
+            return None
+        if purchase.dispute_id not in ("", dispute["id"]):
+            return f"Dispute {dispute['id']} is not the one this purchase's credits went for."
+        if not purchase.dispute_id and not purchase.disputed_cents:
+            # Won before its charge.dispute.created was handled: remembered, so that event
+            # takes nothing when it comes.
+            purchase.dispute_id = dispute["id"]
+            purchase.save(update_fields=["dispute_id", "updated_at"])
+            return None
+        purchase.dispute_id = dispute["id"]
+        purchase.disputed_cents = 0
+        _rebalance(purchase, event_id, taken="Dispute", given="the dispute was won")
+        purchase.save()
+    return None
+
+
+Handler = Callable[[dict[str, Any], str], "str | None"]
+
+HANDLERS: dict[str, Handler] = {
     "checkout.session.completed": checkout_session_completed,
     "checkout.session.async_payment_succeeded": checkout_session_async_payment_succeeded,
     "checkout.session.async_payment_failed": checkout_session_async_payment_failed,
     "checkout.session.expired": checkout_session_expired,
     "charge.refunded": charge_refunded,
+    "refund.created": refund_changed,
+    "refund.updated": refund_changed,
+    "refund.failed": refund_changed,
+    "charge.refund.updated": refund_changed,
     "charge.dispute.created": charge_dispute_created,
+    "charge.dispute.closed": charge_dispute_closed,
 }

@@ -378,6 +378,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "generation.tasks.prune_rate_limit_counters",
         "schedule": 300.0,
     },
+    # Stripe receipts that could not be fetched when their purchases were credited.
+    "fill-missing-receipts": {"task": "billing.tasks.fill_missing_receipts", "schedule": 600.0},
 }
 
 # --- API keys -----------------------------------------------------------------------------------

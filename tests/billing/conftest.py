@@ -10,6 +10,7 @@ import pytest
 from django.core.cache import cache
 from django.test import Client
 
+from billing.models import Purchase
 from tests.support.fake_stripe import FakeStripe, running_fake_stripe, sign
 
 WEBHOOK_SECRET = "whsec_test_secret"
@@ -79,3 +80,26 @@ def deliver(fake_stripe: FakeStripe) -> Callable[..., Any]:
         return signed_post(Client(enforce_csrf_checks=True), event, **kwargs)
 
     return post
+
+
+@pytest.fixture
+def bought(client: Client, owner: Any, fake_stripe: FakeStripe) -> Purchase:
+    """The owner (1000 credits) has started a $5.00 purchase (5000 credits)."""
+    client.force_login(owner)
+    assert client.post("/dashboard/billing/buy/", {"pack": "500"}).status_code == 303
+    return Purchase.objects.get()
+
+
+def completed(fake_stripe: FakeStripe, purchase: Purchase, **kwargs: Any) -> dict[str, Any]:
+    """The customer pays: the ``checkout.session.completed`` event Stripe would send."""
+    assert purchase.checkout_session_id
+    return fake_stripe.event(
+        "checkout.session.completed", fake_stripe.pay(purchase.checkout_session_id, **kwargs)
+    )
+
+
+def paid(fake_stripe: FakeStripe, deliver: Callable[..., Any], purchase: Purchase) -> Purchase:
+    """The purchase paid and credited through the webhook."""
+    assert deliver(completed(fake_stripe, purchase)).status_code == 200
+    purchase.refresh_from_db()
+    return purchase

@@ -54,7 +54,7 @@ def test_purchases_and_events_are_read_only(operator_client, owner):
     Purchase.objects.create(user=owner, amount_cents=500, currency="usd", credits=5000)
     StripeEvent.objects.create(id="evt_1", type="customer.created", payload={})
 
-    for model in ("purchase", "stripeevent", "debtentry", "promoredemption"):
+    for model in ("purchase", "stripeevent", "striperefund", "debtentry", "promoredemption"):
         assert operator_client.get(f"/admin/billing/{model}/").status_code == 200
         assert operator_client.get(f"/admin/billing/{model}/add/").status_code == 403
     page = operator_client.get("/admin/billing/purchase/").content.decode()

@@ -67,6 +67,40 @@ def test_one_refund_delivered_at_once_takes_back_once(owner, fake_stripe, bought
     assert assert_ledger_balanced(owner) == 3500
 
 
+def test_a_won_dispute_delivered_at_once_gives_back_once(owner, fake_stripe, bought):
+    session = fake_stripe.pay(bought.checkout_session_id)
+    assert signed_post(Client(), fake_stripe.event("checkout.session.completed", session))
+    dispute = fake_stripe.dispute(session["id"])
+    assert signed_post(Client(), fake_stripe.event("charge.dispute.created", dispute))
+    won = fake_stripe.close_dispute(dispute["id"], "won")
+    events = [fake_stripe.event("charge.dispute.closed", won) for _ in range(2)]
+
+    results = run_at_once(6, lambda i: signed_post(Client(), events[i % 2]).status_code)
+
+    assert results == [200] * 6
+    assert [k for k, _ in ledger_kinds(owner)].count("reinstated") == 1
+    assert assert_ledger_balanced(owner) == 6000
+
+
+def test_a_failed_refund_told_by_several_events_at_once_gives_back_once(owner, fake_stripe, bought):
+    session = fake_stripe.pay(bought.checkout_session_id)
+    assert signed_post(Client(), fake_stripe.event("checkout.session.completed", session))
+    charge = fake_stripe.refund(session["id"], 500)
+    refund = fake_stripe.latest_refund(session["id"])
+    assert signed_post(Client(), fake_stripe.event("charge.refunded", charge))
+    failed = fake_stripe.fail_refund(refund["id"])
+    events = [
+        fake_stripe.event(event_type, failed)
+        for event_type in ("refund.failed", "refund.updated", "charge.refund.updated")
+    ]
+
+    results = run_at_once(6, lambda i: signed_post(Client(), events[i % 3]).status_code)
+
+    assert results == [200] * 6
+    assert ledger_kinds(owner)[1:] == [("top_up", 5000), ("reversal", -5000), ("reinstated", 5000)]
+    assert assert_ledger_balanced(owner) == 6000
+
+
 def test_the_last_use_of_a_code_goes_to_exactly_one_of_many_accounts(user_factory):
     code = PromoCode.objects.create(code="LAUNCH", credits=100, max_redemptions=3)
     users = [user_factory() for _ in range(10)]

@@ -9,8 +9,14 @@ the product calls:
 
 and serves a stand-in for the hosted Checkout page (``GET /checkout/{id}``, whose "Pay" button
 completes the session and sends the browser to the success URL) and a receipt page. Tests move
-sessions along with ``pay``, ``expire``, ``refund`` and ``dispute``, build the matching events
-with ``event``, and sign them with ``sign`` (``t=<unix>,v1=<HMAC-SHA256(secret, "t.payload")>``).
+sessions along with ``pay``, ``expire``, ``refund`` (then ``fail_refund``) and ``dispute`` (then
+``close_dispute``), build the matching events with ``event``, and sign them with ``sign``
+(``t=<unix>,v1=<HMAC-SHA256(secret, "t.payload")>``). Objects and events are in test mode, as
+a ``sk_test_`` key sees them, unless a test says otherwise.
+
+Whether Stripe takes a failed refund out of its charge's ``amount_refunded`` is not something
+its reference says; ``failed_refunds_stay_in_amount_refunded`` picks either behaviour (default:
+taken out), and the product must be right with both.
 """
 
 from __future__ import annotations
@@ -68,6 +74,9 @@ class FakeStripe:
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     payment_intents: dict[str, dict[str, Any]] = field(default_factory=dict)
     charges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    disputes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed_refunds_stay_in_amount_refunded: bool = False
     _by_idempotency_key: dict[str, str] = field(default_factory=dict)
     _failures: list[_Failure] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -78,6 +87,9 @@ class FakeStripe:
             self.sessions.clear()
             self.payment_intents.clear()
             self.charges.clear()
+            self.refunds.clear()
+            self.disputes.clear()
+            self.failed_refunds_stay_in_amount_refunded = False
             self._by_idempotency_key.clear()
             self._failures.clear()
 
@@ -119,6 +131,15 @@ class FakeStripe:
                 "disputed": False,
                 "receipt_url": f"{self.base_url}/receipts/{charge_id}",
                 "status": "pending" if asynchronous else "succeeded",
+                "livemode": False,
+                # What Stripe keeps of the payer (what account closure must not leave stored).
+                "billing_details": {
+                    "email": session["customer_email"],
+                    "name": "Ada Lovelace",
+                    "phone": None,
+                    "address": {"line1": "12 St James's Square", "city": "London"},
+                },
+                "receipt_email": session["customer_email"],
             }
             self.payment_intents[intent_id] = {
                 "id": intent_id,
@@ -128,11 +149,17 @@ class FakeStripe:
                 "latest_charge": charge_id,
                 "metadata": dict(session["payment_intent_data_metadata"]),
                 "status": "processing" if asynchronous else "succeeded",
+                "livemode": False,
             }
             session.update(
                 status="complete",
                 payment_status="unpaid" if asynchronous else "paid",
                 payment_intent=intent_id,
+                customer_details={
+                    "email": session["customer_email"],
+                    "name": "Ada Lovelace",
+                    "address": {"line1": "12 St James's Square", "city": "London"},
+                },
             )
             return self._public(session)
 
@@ -159,22 +186,54 @@ class FakeStripe:
 
     def refund(self, session_id: str, amount_cents: int) -> dict[str, Any]:
         """Refund ``amount_cents`` more; the charge (as in ``charge.refunded``) carries the
-        running total in ``amount_refunded``."""
+        running total in ``amount_refunded``. The refund itself: ``latest_refund``."""
         with self._lock:
             intent = self.payment_intents[self.sessions[session_id]["payment_intent"]]
             charge = self.charges[intent["latest_charge"]]
-            charge["amount_refunded"] = min(
-                charge["amount"], charge["amount_refunded"] + amount_cents
-            )
+            amount_cents = min(amount_cents, charge["amount"] - charge["amount_refunded"])
+            refund_id = _id("re")
+            self.refunds[refund_id] = {
+                "id": refund_id,
+                "object": "refund",
+                "amount": amount_cents,
+                "currency": charge["currency"],
+                "charge": charge["id"],
+                "payment_intent": intent["id"],
+                "metadata": {},
+                "reason": "requested_by_customer",
+                "status": "succeeded",
+                "failure_reason": None,
+                "created": int(time.time()),
+            }
+            charge["amount_refunded"] += amount_cents
             charge["refunded"] = charge["amount_refunded"] == charge["amount"]
             return dict(charge)
+
+    def latest_refund(self, session_id: str) -> dict[str, Any]:
+        """The last refund made of the session's charge (as in ``refund.created``)."""
+        charge_id = self.payment_intents[self.sessions[session_id]["payment_intent"]][
+            "latest_charge"
+        ]
+        return dict([r for r in self.refunds.values() if r["charge"] == charge_id][-1])
+
+    def fail_refund(self, refund_id: str, status: str = "failed") -> dict[str, Any]:
+        """The refund fails (the card was closed) or is canceled: the money comes back to the
+        Stripe balance. Returns the refund (as in ``refund.failed`` and ``refund.updated``)."""
+        with self._lock:
+            refund = self.refunds[refund_id]
+            refund.update(status=status, failure_reason="expired_or_canceled_card")
+            charge = self.charges[refund["charge"]]
+            if not self.failed_refunds_stay_in_amount_refunded:
+                charge["amount_refunded"] -= refund["amount"]
+                charge["refunded"] = False
+            return dict(refund)
 
     def dispute(self, session_id: str, amount_cents: int | None = None) -> dict[str, Any]:
         with self._lock:
             intent = self.payment_intents[self.sessions[session_id]["payment_intent"]]
             charge = self.charges[intent["latest_charge"]]
             charge["disputed"] = True
-            return {
+            dispute = {
                 "id": _id("dp"),
                 "object": "dispute",
                 "amount": charge["amount"] if amount_cents is None else amount_cents,
@@ -183,10 +242,28 @@ class FakeStripe:
                 "payment_intent": intent["id"],
                 "reason": "fraudulent",
                 "status": "needs_response",
+                "livemode": False,
                 "metadata": {},
+                "evidence": {
+                    "customer_email_address": charge["receipt_email"],
+                    "customer_name": "Ada Lovelace",
+                    "billing_address": "12 St James's Square, London",
+                },
             }
+            self.disputes[dispute["id"]] = dispute
+            return dict(dispute)
 
-    def event(self, event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
+    def close_dispute(self, dispute_id: str, status: str) -> dict[str, Any]:
+        """The card network decides: ``won``, ``lost`` (or ``warning_closed`` for an inquiry).
+        Returns the dispute (as in ``charge.dispute.closed``)."""
+        with self._lock:
+            dispute = self.disputes[dispute_id]
+            dispute["status"] = status
+            return dict(dispute)
+
+    def event(
+        self, event_type: str, obj: dict[str, Any], *, livemode: bool = False
+    ) -> dict[str, Any]:
         """A v1 snapshot event, as Stripe posts it to a webhook endpoint."""
         return {
             "id": _id("evt"),
@@ -194,7 +271,7 @@ class FakeStripe:
             "api_version": API_VERSION,
             "created": int(time.time()),
             "type": event_type,
-            "livemode": False,
+            "livemode": livemode,
             "pending_webhooks": 1,
             "request": {"id": None, "idempotency_key": None},
             "data": {"object": obj},
@@ -231,6 +308,7 @@ class FakeStripe:
                 "payment_intent": None,
                 "success_url": form.get("success_url"),
                 "cancel_url": form.get("cancel_url"),
+                "livemode": False,
                 "url": f"{self.base_url}/checkout/{session_id}",
                 "created": int(time.time()),
                 "expires_at": int(time.time()) + 86400,
