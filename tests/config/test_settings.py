@@ -149,7 +149,7 @@ def test_one_redis_url_serves_the_cache_the_broker_and_the_rate_limits(tmp_path)
     result = _settings_in_a_fresh_process(tmp_path, REDIS_URL="redis://cache.internal:6379/0")
     assert result.returncode == 0, result.stderr
     shared = json.loads(result.stdout)
-    assert shared["cache"].endswith("RedisCache")
+    assert shared["cache"] == "server.cache.RedisCacheWithFallback"
     assert shared["broker"] == shared["limits"] == "redis://cache.internal:6379/0"
 
 
