@@ -24,7 +24,7 @@ from .images import (
     image_storage_name,
     image_url,
     purge_expired_images,
-    take_image,
+    read_image,
     thumbnail_url,
 )
 from .pipeline import admit, open_generation, run_generation, submit_generation
@@ -71,6 +71,7 @@ __all__ = [
     "produce_images",
     "purge_expired_images",
     "quote",
+    "read_image",
     "reconcile_stuck_generations",
     "release_work_of_closing_account",
     "reserve_generation",
@@ -78,7 +79,6 @@ __all__ = [
     "run_queued_generation",
     "settle_generation",
     "submit_generation",
-    "take_image",
     "thumbnail_url",
     "upstream_request",
 ]
