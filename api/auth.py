@@ -8,7 +8,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from django_ratelimit.core import is_ratelimited
 
@@ -33,7 +33,7 @@ class ApiRequest(HttpRequest):
     rate_limit_headers: dict[str, str]
 
 
-ApiView = Callable[..., Coroutine[Any, Any, HttpResponse]]
+ApiView = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
 
 
 def api_endpoint(*methods: str, admit: bool = True) -> Callable[[ApiView], ApiView]:
@@ -45,7 +45,7 @@ def api_endpoint(*methods: str, admit: bool = True) -> Callable[[ApiView], ApiVi
     def decorate(view: ApiView) -> ApiView:
         @csrf_exempt
         @functools.wraps(view)
-        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if request.method not in methods:
                 return error_response(
                     405,

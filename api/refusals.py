@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from billing import services as billing
 from generation.models import Generation
-from generation.refusals import RateLimited, Reason, Refusal, ShortOfCredits
+from generation.refusals import Busy, RateLimited, Reason, Refusal, ShortOfCredits
 
 from .errors import NO_RETRY, ApiError
 
@@ -19,6 +19,7 @@ _TABLE: dict[Reason, tuple[int, str, str, dict[str, str]]] = {
     Reason.CREDITS_OWED: (402, "insufficient_quota", "insufficient_quota", {}),
     Reason.RATE_LIMITED: (429, "rate_limit_error", "rate_limit_requests", {}),
     Reason.IDEMPOTENCY_KEY_REUSED: (400, "invalid_request_error", "idempotency_key_reused", {}),
+    Reason.BUSY: (503, "server_error", "server_busy", {}),
 }
 
 # Headers that go with a failed generation's code, so that a stored error answers like the
@@ -54,6 +55,9 @@ def api_error(refusal: Refusal) -> ApiError:
         if refusal.hopeless:
             # Retrying cannot help: the SDKs must not.
             headers.update(NO_RETRY)
+    if isinstance(refusal, Busy):
+        # The OpenAI SDKs retry a 503 after Retry-After (up to 60 s).
+        headers["Retry-After"] = str(refusal.retry_after_seconds)
     return ApiError(
         status,
         message,

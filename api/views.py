@@ -4,8 +4,9 @@ Each /v1 view is async and decorated with ``api_endpoint`` (api/auth.py), which 
 method and the body's size, authenticates the key and counts the request against its limits
 before the view runs. A generation takes the domain's one pipeline (generation/services/
 pipeline.py): admit, reserve, run, settle; this module adds what only HTTP has: the body's
-parsing, the Idempotency-Key's replay, a client that hangs up (the work goes on, shielded),
-and rendering the answer as a URL or as base64.
+parsing, the process's memory for the images (generation/memory.py), the Idempotency-Key's
+replay, a client that hangs up (the work goes on, shielded), and rendering the answer as a URL
+or as base64, streamed from storage.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import base64
 import functools
 import hashlib
 import json
+import logging
 import re
 import time
+from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 from django.conf import settings
@@ -28,13 +31,14 @@ from django.http import (
     HttpResponse,
     HttpResponseBase,
     JsonResponse,
+    StreamingHttpResponse,
 )
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
 from billing import services as billing
-from generation import catalog, inflight, services, storage, thumbnails
-from generation.models import Generation
+from generation import catalog, inflight, memory, services, storage, thumbnails
+from generation.models import Generation, Image
 from generation.refusals import Refusal
 from server.steps import Steps
 
@@ -42,6 +46,8 @@ from .auth import ApiRequest, api_endpoint
 from .errors import ApiError, error_response, invalid
 from .refusals import stored_error
 from .schemas import parse_generation_request
+
+logger = logging.getLogger(__name__)
 
 _IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 
@@ -76,7 +82,7 @@ def request_fingerprint(body: bytes) -> str:
 
 
 @api_endpoint("POST", admit=False)
-async def images_generations(request: ApiRequest) -> HttpResponse:
+async def images_generations(request: ApiRequest) -> HttpResponseBase:
     started = time.monotonic()
     steps, api_key = request.steps, request.api_key
     idempotency_key = request.headers.get("Idempotency-Key")
@@ -92,6 +98,9 @@ async def images_generations(request: ApiRequest) -> HttpResponse:
         admission = await services.admit(steps, api_key.user, api_key)
         request.rate_limit_headers.update(admission.headers)
         raise
+    # Before anything is counted, charged or sent upstream: room in this process's memory for
+    # the images (503 Busy if there is none). Released once they are stored.
+    image_memory = memory.reserve(spec)
     opening = asyncio.ensure_future(
         services.open_generation(
             steps,
@@ -109,13 +118,17 @@ async def images_generations(request: ApiRequest) -> HttpResponse:
     try:
         opened = await asyncio.shield(opening)
     except services.IdempotentReplay as replay:
+        image_memory.release()
         return await _replay(request, replay.generation)
     except asyncio.CancelledError:
         steps.detach()
-        opening.add_done_callback(functools.partial(_run_once_opened, steps, started))
+        opening.add_done_callback(functools.partial(_run_once_opened, steps, started, image_memory))
         inflight.track_opening(opening)
         raise
-    work = _start(steps, opened, started)
+    except BaseException:
+        image_memory.release()
+        raise
+    work = _start(steps, opened, started, image_memory)
     try:
         completed = await asyncio.shield(work)
     except asyncio.CancelledError:
@@ -124,20 +137,31 @@ async def images_generations(request: ApiRequest) -> HttpResponse:
     return await _render(request, completed.generation, completed)
 
 
-def _start(steps: Steps, opened: Generation, started: float) -> asyncio.Future[services.Completed]:
-    work = asyncio.ensure_future(services.run_generation(steps, opened, started=started))
+def _start(
+    steps: Steps, opened: Generation, started: float, image_memory: memory.Reservation
+) -> asyncio.Future[services.Completed]:
+    work = asyncio.ensure_future(
+        services.run_generation(steps, opened, started=started, memory=image_memory)
+    )
     inflight.track(opened.pk, work)
     return work
 
 
-def _run_once_opened(steps: Steps, started: float, opening: asyncio.Future[Generation]) -> None:
+def _run_once_opened(
+    steps: Steps,
+    started: float,
+    image_memory: memory.Reservation,
+    opening: asyncio.Future[Generation],
+) -> None:
     """The reservation its client hung up during: once made, the generation runs as any other
-    whose client left (refused, there is nothing to run)."""
+    whose client left (refused, there is nothing to run, and its image memory goes back)."""
     if not opening.cancelled() and opening.exception() is None:
-        _start(steps, opening.result(), started)
+        _start(steps, opening.result(), started, image_memory)
+    else:
+        image_memory.release()
 
 
-async def _replay(request: ApiRequest, generation: Generation) -> HttpResponse:
+async def _replay(request: ApiRequest, generation: Generation) -> HttpResponseBase:
     """Answer a repeated Idempotency-Key: the stored result, after waiting for a running one."""
     deadline = time.monotonic() + settings.IDEMPOTENCY_WAIT_SECONDS
     while not generation.is_finished:
@@ -162,12 +186,11 @@ def _load_completed(generation: Generation) -> services.Completed:
 
 async def _render(
     request: HttpRequest, generation: Generation, completed: services.Completed
-) -> HttpResponse:
+) -> HttpResponseBase:
     if generation.status != Generation.Status.SUCCEEDED or not completed.images:
         return stored_error(generation).response()
     if generation.response_format == "b64_json":
-        # Megabytes of base64: encoded off the event loop, which serves everyone else.
-        return await asyncio.to_thread(_render_b64, generation, completed)
+        return _b64_json_response(generation, completed.images)
     data = [
         {"url": services.image_url(image, _base_url(request)), "revised_prompt": None}
         for image in completed.images
@@ -188,49 +211,73 @@ def _envelope(generation: Generation) -> dict[str, Any]:
     }
 
 
-class _LargeResponse(HttpResponse):
-    """A response whose body is dropped as soon as Django has sent and closed it.
-
-    Django's ASGI handler leaves each finished request in a reference cycle (its frame, the
-    cancelled disconnect-listener task and that task's exception), so the response lives until
-    the garbage collector's next full pass, which server/asgi.py makes rare. For megabytes of
-    base64 that was about 1 MB kept per request: a worker grew by 17 MB with every 16 b64_json
-    4K requests (bench/api_bench.py). Emptied on close once it has been sent, the cycle holds
-    nothing big. (A server reads the body before closing; Django's test clients close first and
-    read after, and then find the body intact.)
-    """
-
-    _sent = False
-
-    @HttpResponse.content.getter  # type: ignore[attr-defined]
-    def content(self) -> bytes:
-        self._sent = True
-        return HttpResponse.content.fget(self)  # type: ignore[attr-defined]
-
-    def close(self) -> None:
-        super().close()
-        if self._sent:
-            self.content = b""
+# Each step of a b64_json answer reads this much of an image: a multiple of 3, so each piece's
+# base64 has no padding and the pieces join into the image's base64. 192 KiB read, 256 KiB sent.
+_B64_READ_BYTES = 3 * 64 * 1024
+_B64_OPEN, _B64_CLOSE = b'{"b64_json":"', b'","revised_prompt":null}'
 
 
-def _render_b64(generation: Generation, completed: services.Completed) -> HttpResponse:
-    """The b64_json answer, assembled as bytes around each image's base64.
+def _b64_json_response(generation: Generation, images: list[Image]) -> StreamingHttpResponse:
+    """The b64_json answer, streamed: each image read from storage and encoded a piece at a
+    time as the client takes it, so an answer holds about 0.5 MB, not its images' base64 (ten
+    4K photographs are 38 MB of it). Its exact length is known from the stored sizes, so it is
+    sent with a Content-Length, as a built body would be."""
+    head = b'{"data":['
+    tail = b"]," + json.dumps(_envelope(generation)).encode()[1:]
+    length = len(head) + len(tail) + max(len(images) - 1, 0)
+    length += sum(len(_B64_OPEN) + _b64_length(image.bytes) + len(_B64_CLOSE) for image in images)
+    response = StreamingHttpResponse(
+        _b64_json_body(generation, images, head, tail), content_type="application/json"
+    )
+    response["Content-Length"] = str(length)
+    return response
 
-    A 4K image is several megabytes, and sixteen of them at once are a process's peak memory.
-    Through JsonResponse the body existed four times over (base64 str, JSON str, UTF-8 bytes,
-    and the image); here each image is dropped once encoded, and the body is its base64 joined
-    once (base64 needs no JSON escaping). bench/api_bench.py measures the peak.
-    """
-    parts = [b'{"data":[']
-    for position, image in enumerate(completed.images):
-        if position:
-            parts.append(b",")
-        encoded = base64.b64encode(services.take_image(image, completed.data))
-        parts += [b'{"b64_json":"', encoded, b'","revised_prompt":null}']
-    parts += [b"],", json.dumps(_envelope(generation)).encode()[1:]]
-    body = b"".join(parts)
-    del parts
-    return _LargeResponse(body, content_type="application/json")
+
+def _b64_length(nbytes: int) -> int:
+    return 4 * ((nbytes + 2) // 3)
+
+
+async def _b64_json_body(
+    generation: Generation, images: list[Image], head: bytes, tail: bytes
+) -> AsyncIterator[bytes]:
+    """The answer's pieces. An image that cannot be read while it is sent (storage failed, the
+    file went or changed) cuts the connection: the status and length are sent already, so the
+    client sees an incomplete body, never a wrong one. The money stays as settled: the images
+    were stored when they were charged; they are in the gallery, and a retry with the same
+    Idempotency-Key answers them again."""
+    yield head
+    for position, image in enumerate(images):
+        yield (b"," if position else b"") + _B64_OPEN
+        pieces = services.read_image(image, _B64_READ_BYTES)
+        try:
+            read = 0
+            while (piece := await _next_piece(pieces)) is not None:
+                read += len(piece)
+                if read > image.bytes:
+                    break
+                yield base64.b64encode(piece)
+            if read != image.bytes:
+                raise OSError(f"{image.file.name} is {read} bytes, not {image.bytes}")
+        except Exception:
+            logger.exception(
+                "generation %s: image %s could not be read while its answer was sent; the "
+                "connection is cut",
+                generation.public_id,
+                image.token,
+            )
+            raise
+        finally:
+            pieces.close()
+        yield _B64_CLOSE
+    yield tail
+
+
+async def _next_piece(pieces: Generator[bytes]) -> bytes | None:
+    if storage.is_remote():
+        # A bucket's first read fetches the object: off the event loop.
+        return await asyncio.to_thread(next, pieces, None)
+    # A local file's piece is read faster than a thread would take to start reading it.
+    return next(pieces, None)
 
 
 @api_endpoint("GET")

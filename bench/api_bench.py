@@ -7,8 +7,9 @@ connections) for a fixed time per scenario:
 - concurrency 1, 16 and 64 with a zero-latency simulator;
 - concurrency 256 with a simulator that answers after 1 second (closed loop with wrk, then an
   open loop at a fixed arrival rate);
-- concurrency 16 asking for 4K images as ``b64_json`` (about 6 MB of JSON each): each web
-  process's resident memory before the run and at its peak (VmHWM, reset before the run).
+- concurrency 16 asking for one 4K image as ``b64_json`` (about 4 MB of JSON each), and a few
+  connections asking for ten 4K images each as ``b64_json`` (about 40 MB of JSON each): each
+  web process's resident memory before the run and at its peak (VmHWM, reset before the run).
 
 For each it prints requests/s, p50 and p99 latency, errors, and the server's CPU per request
 (utime + stime of the uvicorn process tree from /proc, divided by the requests served), and the
@@ -278,20 +279,25 @@ def memory_kib(pid: int, field: str) -> int:
     raise RuntimeError(f"no {field} for {pid}")
 
 
-def measure_large_responses(url: str, body: dict, headers: dict[str, str], pid: int,
+def measure_large_responses(name: str, url: str, body: dict, headers: dict[str, str], pid: int,
+                            concurrency: int,
                             seconds: int) -> tuple[Result, list[tuple[int, int]], int]:  # fmt: skip
-    """16 concurrent 4K b64_json requests: the result, each worker's (resident before, peak)
-    in MiB, and the size of one response in bytes."""
+    """``concurrency`` connections asking for ``body`` (large b64_json answers): the result,
+    each worker's (resident before, peak) in MiB, and the size of one response in bytes."""
     import httpx
 
-    response_bytes = len(httpx.post(url, json=body, headers=headers, timeout=120).content)
+    response = httpx.post(url, json=body, headers=headers, timeout=120)
+    if response.status_code != 200:
+        raise RuntimeError(f"{name}: HTTP {response.status_code}: {response.text[:300]}")
+    response_bytes = len(response.content)
+    del response
     workers = worker_pids(pid)
     before = {}
     for worker in workers:
         # Writing 5 resets the peak (VmHWM) to the present resident size.
         Path(f"/proc/{worker}/clear_refs").write_text("5")
         before[worker] = memory_kib(worker, "VmRSS")
-    result = measure("gateway, 4K b64_json", url, body, headers, 16, seconds, pid)
+    result = measure(name, url, body, headers, concurrency, seconds, pid)
     peaks = [(before[w] // 1024, memory_kib(w, "VmHWM") // 1024) for w in workers]
     return result, peaks, response_bytes
 
@@ -329,7 +335,13 @@ def main() -> None:
         help="customers whose keys the requests rotate through (1: every request moves one "
         "balance, the worst case for row locks)",
     )
-    parser.add_argument("--only", default="fast,slow,large", help="fast, slow, large")
+    parser.add_argument("--only", default="fast,slow,large,many", help="fast, slow, large, many")
+    parser.add_argument(
+        "--many-concurrency",
+        type=int,
+        default=8,
+        help="connections of the many scenario (each asks for ten 4K images as b64_json)",
+    )
     parser.add_argument(
         "--repeat",
         type=int,
@@ -373,6 +385,7 @@ def main() -> None:
             (0.0, fast_levels, "fast"),
             (1.0, [256], "slow"),
             (0.0, [], "large"),
+            (0.0, [], "many"),
         ]:
             if label not in scenarios:
                 continue
@@ -406,25 +419,31 @@ def main() -> None:
                     product_url = f"{base_url}/v1/images/generations"
                     headers = {**json_headers, "Authorization": f"Bearer {key}"}
                     run_wrk(product_url, product_body, headers, 4, 2)  # warm-up
-                    if label == "large":
+                    if label in ("large", "many"):
+                        # Photograph-sized JPEGs ([sim:photo]) at the largest size, as base64.
+                        images, concurrency = (
+                            (1, 16) if label == "large" else (10, args.many_concurrency)
+                        )
                         large_body = {
                             **product_body,
                             "prompt": "[sim:photo] a benchmark fox",
                             "size": "4K",
+                            "n": images,
                             "response_format": "b64_json",
                         }
+                        name = f"gateway, {images} x 4K b64_json"
                         result, peaks, size = measure_large_responses(
-                            product_url, large_body, headers, pid, args.duration
+                            name, product_url, large_body, headers, pid, concurrency, args.duration
                         )
                         results.append(result)
                         for n, (rss, peak) in enumerate(peaks, 1):
                             memory_lines.append(
                                 f"web process {n}: {rss} MiB resident before, {peak} MiB peak "
-                                "during 16 concurrent 4K b64_json requests "
-                                f"({size / 1e6:.1f} MB each)"
+                                f"(+{peak - rss}) during {concurrency} concurrent requests for "
+                                f"{images} x 4K b64_json ({size / 1e6:.1f} MB each)"
                             )
                         print_table(results[-1:])
-                        print("\n".join(memory_lines))
+                        print("\n".join(memory_lines[-len(peaks) :]))
                     for c in concurrencies:
                         product = measure(f"gateway, simulator {latency:g} s", product_url,
                                           product_body, headers, c, args.duration, pid,

@@ -444,6 +444,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, 2_621_440)
 # one than its path allows (API_MAX_BODY_BYTES under /v1/, DATA_UPLOAD_MAX_MEMORY_SIZE elsewhere)
 # is answered 413 before it is read.
 BODY_READ_TIMEOUT_SECONDS = env_int("BODY_READ_TIMEOUT_SECONDS", 30)
+# The image bytes one web process holds at once (generation/memory.py): past it, new generations
+# are answered 503 with Retry-After before anything is charged. 0: no bound.
+WEB_MAX_IMAGE_BYTES_IN_FLIGHT = env_int("WEB_MAX_IMAGE_BYTES_IN_FLIGHT", 256 * 1024 * 1024)
+if WEB_MAX_IMAGE_BYTES_IN_FLIGHT < 0:
+    raise ImproperlyConfigured("WEB_MAX_IMAGE_BYTES_IN_FLIGHT must be 0 (no bound) or more")
 IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
 # How long a repeated Idempotency-Key waits for the first request before answering 409.
 IDEMPOTENCY_WAIT_SECONDS = env_int("IDEMPOTENCY_WAIT_SECONDS", 120)

@@ -20,6 +20,7 @@ class Reason(StrEnum):
     CREDITS_OWED = "credits_owed"
     RATE_LIMITED = "rate_limited"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    BUSY = "server_busy"
 
 
 class Refusal(Exception):
@@ -59,6 +60,15 @@ class RateLimited(Refusal):
         self.tier_id = tier_id
         self.limit_headers = limit_headers
         self.hopeless = hopeless
+
+
+class Busy(Refusal):
+    """This process holds as many images as it may (generation/memory.py): retry after
+    ``retry_after_seconds``, here or on another process."""
+
+    def __init__(self, message: str, *, retry_after_seconds: int) -> None:
+        super().__init__(Reason.BUSY, message)
+        self.retry_after_seconds = retry_after_seconds
 
 
 def invalid(message: str, *, param: str | None, code: str = "invalid_value") -> Refusal:

@@ -28,6 +28,8 @@ from PIL import Image as PILImage
 
 from server import metrics
 
+from .memory import Reservation
+
 logger = logging.getLogger(__name__)
 
 IMAGE_FORMATS = {
@@ -156,26 +158,31 @@ async def close_client() -> None:
         await session.close()
 
 
-async def generate_images(request: UpstreamRequest, n: int) -> list[Outcome]:
-    """n images for ``request``: each either delivered or a Failure saying why not.
+async def generate_images(
+    request: UpstreamRequest, n: int, memory: Reservation | None = None
+) -> list[Outcome]:
+    """n images for ``request``: each either delivered or a Failure saying why not. Every
+    answer and image read into memory is counted in ``memory`` (generation/memory.py).
 
     Never raises for what happens upstream, and never takes longer than
     GENERATION_TIMEOUT_SECONDS: the OpenAI SDKs give up (and retry, paying again) at 600 s.
     """
     deadline = asyncio.get_running_loop().time() + settings.GENERATION_TIMEOUT_SECONDS
-    return list(await asyncio.gather(*(_generate_one(request, deadline) for _ in range(n))))
+    return list(await asyncio.gather(*(_generate_one(request, deadline, memory) for _ in range(n))))
 
 
-async def _generate_one(request: UpstreamRequest, deadline: float) -> Outcome:
+async def _generate_one(
+    request: UpstreamRequest, deadline: float, memory: Reservation | None
+) -> Outcome:
     try:
         async with asyncio.timeout_at(deadline):
-            call = await _call_with_retries(request)
+            call = await _call_with_retries(request, memory)
             if call.failure is not None:
                 return call.failure
             if call.image is not None:
                 return call.image
             assert call.url is not None
-            return await _download(call.url)
+            return await _download(call.url, memory)
     except TimeoutError:
         return Failure(FailureKind.TIMEOUT, "generation_timeout", "The generation took too long.")
     except Exception:
@@ -185,10 +192,10 @@ async def _generate_one(request: UpstreamRequest, deadline: float) -> Outcome:
         return Failure(FailureKind.UPSTREAM_ERROR, "internal", "The image could not be generated.")
 
 
-async def _call_with_retries(request: UpstreamRequest) -> _Call:
+async def _call_with_retries(request: UpstreamRequest, memory: Reservation | None) -> _Call:
     attempts = settings.UPSTREAM_MAX_RETRIES + 1
     for attempt in range(attempts):
-        call = await _call_once(request)
+        call = await _call_once(request, memory)
         call.attempts = attempt + 1
         if call.failure is None or call.failure.kind not in _RETRYABLE:
             return call
@@ -211,7 +218,7 @@ def _unreachable() -> _Call:
 
 
 @metrics.timed_upstream("generate")
-async def _call_once(request: UpstreamRequest) -> _Call:
+async def _call_once(request: UpstreamRequest, memory: Reservation | None = None) -> _Call:
     url = f"{settings.UPSTREAM_BASE_URL}/images/generations"
     headers = {
         "Authorization": f"Bearer {settings.UPSTREAM_API_KEY}",
@@ -224,7 +231,7 @@ async def _call_once(request: UpstreamRequest) -> _Call:
             url, data=body, headers=headers, allow_redirects=False
         ) as response:
             status = response.status
-            raw = await _read_capped(response, answer_limit)
+            raw = await _read_capped(response, answer_limit, memory)
     except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
         logger.warning("upstream unreachable at %s", settings.UPSTREAM_BASE_URL)
         return _unreachable()
@@ -323,7 +330,7 @@ def image_host_allowed(url: str) -> bool:
 
 
 @metrics.timed_upstream("download")
-async def _download(url: str) -> Outcome:
+async def _download(url: str, memory: Reservation | None = None) -> Outcome:
     if not image_host_allowed(url):
         logger.error(
             "upstream returned an image URL on a host we do not fetch from: %s",
@@ -344,7 +351,7 @@ async def _download(url: str) -> Outcome:
                         "image_fetch_failed",
                         f"Fetching the image failed with HTTP {response.status}.",
                     )
-                data = await _read_capped(response, limit)
+                data = await _read_capped(response, limit, memory)
     except TimeoutError:
         return Failure(FailureKind.TIMEOUT, "image_fetch_timeout", "Fetching the image timed out.")
     except aiohttp.ClientError as exc:
@@ -358,8 +365,11 @@ async def _download(url: str) -> Outcome:
     return _checked_image(data)
 
 
-async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
-    """The body, or None as soon as it is known to be longer than ``limit`` bytes."""
+async def _read_capped(
+    response: aiohttp.ClientResponse, limit: int, memory: Reservation | None = None
+) -> bytes | None:
+    """The body, or None as soon as it is known to be longer than ``limit`` bytes. Each chunk
+    is counted in ``memory`` as it arrives."""
     if (response.content_length or 0) > limit:
         return None
     chunks = []
@@ -368,6 +378,8 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | 
         received += len(chunk)
         if received > limit:
             return None
+        if memory is not None:
+            memory.count(len(chunk))
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -24,8 +24,8 @@ from .images import (
     image_storage_name,
     image_url,
     purge_expired_images,
+    read_image,
     sweep_orphan_files,
-    take_image,
     thumbnail_url,
 )
 from .pipeline import admit, open_generation, run_generation, submit_generation
@@ -72,6 +72,7 @@ __all__ = [
     "produce_images",
     "purge_expired_images",
     "quote",
+    "read_image",
     "reconcile_stuck_generations",
     "release_work_of_closing_account",
     "reserve_generation",
@@ -80,7 +81,6 @@ __all__ = [
     "settle_generation",
     "submit_generation",
     "sweep_orphan_files",
-    "take_image",
     "thumbnail_url",
     "upstream_request",
 ]

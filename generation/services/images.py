@@ -4,6 +4,7 @@ deletion (by the customer, by retention, or when an account closes)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Generator
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -36,14 +37,12 @@ def image_url(image: Image, base_url: str) -> str:
     return f"{settings.IMAGE_BASE_URL or base_url}/img/{image.token}.{extension}"
 
 
-def take_image(image: Image, data: dict[int, bytes]) -> bytes:
-    """An image's bytes: those just delivered, taken out of ``data`` (by image id, so the caller
-    can drop them once used), else read from storage."""
-    raw = data.pop(image.pk, None)
-    if raw is None:
-        with default_storage.open(image.file.name, "rb") as handle:
-            raw = handle.read()
-    return raw
+def read_image(image: Image, chunk_bytes: int) -> Generator[bytes]:
+    """An image's stored bytes, ``chunk_bytes`` at a time: its file is open while they are
+    read (closing the iterator closes it), and no more of it is in memory than one chunk."""
+    with default_storage.open(image.file.name, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            yield chunk
 
 
 def _delete_files_after_commit(images: list[tuple[str, str]]) -> None:

@@ -29,6 +29,7 @@ from keys.models import ApiKey
 from server.steps import Steps
 
 from .. import ratelimits
+from ..memory import Reservation
 from ..models import Generation, new_public_id
 from ..spec import GenerationSpec
 from .reserve import is_idempotent_repeat, reserve_generation
@@ -112,17 +113,25 @@ async def open_generation(
         raise
 
 
-async def run_generation(steps: Steps, generation: Generation, *, started: float) -> Completed:
+async def run_generation(
+    steps: Steps, generation: Generation, *, started: float, memory: Reservation | None = None
+) -> Completed:
     """Produce the images and settle: what was delivered is charged, the rest released.
-    ``started`` (time.monotonic()) is when the request arrived, for its latency."""
+    ``started`` (time.monotonic()) is when the request arrived, for its latency. ``memory``,
+    the process's bytes reserved for the images (generation/memory.py), is released once they
+    are stored (or lost), whatever happens."""
     try:
-        outcomes = await produce_images(generation)
-    except BaseException:
-        # Unsettled now: the reconciler will fail and refund it; its slot goes back at once.
-        await release_slot(steps, generation)
-        raise
-    latency_ms = int((time.monotonic() - started) * 1000)
-    return await settle_generation(steps, generation, outcomes, latency_ms=latency_ms)
+        try:
+            outcomes = await produce_images(generation, memory)
+        except BaseException:
+            # Unsettled now: the reconciler will fail and refund it; its slot goes back at once.
+            await release_slot(steps, generation)
+            raise
+        latency_ms = int((time.monotonic() - started) * 1000)
+        return await settle_generation(steps, generation, outcomes, latency_ms=latency_ms)
+    finally:
+        if memory is not None:
+            memory.release()
 
 
 def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:

@@ -16,6 +16,7 @@ from django.utils import timezone
 from server.steps import Steps
 
 from .. import upstream
+from ..memory import Reservation
 from ..models import Generation
 from ..upstream import Failure, FailureKind, Outcome
 from . import settle
@@ -35,8 +36,11 @@ def upstream_request(generation: Generation) -> upstream.UpstreamRequest:
     )
 
 
-async def produce_images(generation: Generation) -> list[Outcome]:
-    return await upstream.generate_images(upstream_request(generation), generation.n)
+async def produce_images(
+    generation: Generation, memory: Reservation | None = None
+) -> list[Outcome]:
+    """The generation's images from the upstream, read into memory counted in ``memory``."""
+    return await upstream.generate_images(upstream_request(generation), generation.n, memory)
 
 
 _TRANSIENT = {FailureKind.RATE_LIMITED, FailureKind.UPSTREAM_ERROR, FailureKind.TIMEOUT}

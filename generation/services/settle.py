@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -44,10 +44,11 @@ _NOT_STORED = Failure(
 
 @dataclass
 class Completed:
+    """A settled generation and its stored images. The images' bytes are not kept: a b64_json
+    answer streams them from storage (api/views.py), so they leave memory once stored."""
+
     generation: Generation
     images: list[Image]
-    # The delivered bytes by image id, so a b64_json answer needs no read back from storage.
-    data: dict[int, bytes] = field(default_factory=dict)
 
 
 async def settle_generation(
@@ -268,10 +269,7 @@ class _Settlement:
         for field_name, value in self.outcome.items():
             setattr(generation, field_name, value)
         metrics.generation_settled(generation)
-        data = {
-            row.pk: image.data for row, (_, image, _, _) in zip(self.images, stored, strict=True)
-        }
-        return Completed(generation, self.images, data)
+        return Completed(generation, self.images)
 
 
 def _settle_with_orm(generation: Generation, settlement: _Settlement) -> bool:

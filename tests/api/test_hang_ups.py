@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from generation import memory
 from generation.models import ConcurrencySlot, Generation
 from generation.services import pipeline
 from tests.support.asgi import serve
@@ -49,3 +50,4 @@ def test_a_client_that_hangs_up_during_the_reservation_still_gets_its_generation
     assert ledger_kinds(owner)[-1] == ("charge", -40)
     assert assert_ledger_balanced(owner) == 960
     assert not ConcurrencySlot.objects.exists()
+    assert memory.budget().in_use == 0  # its images' memory went back once they were stored

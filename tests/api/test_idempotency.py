@@ -15,6 +15,7 @@ from generation import services
 from generation.catalog import get_model, resolve_size
 from generation.models import Generation
 from tests.support.money import assert_ledger_balanced, ledger_kinds
+from tests.support.responses import json_of
 
 pytestmark = pytest.mark.smoke
 
@@ -64,7 +65,7 @@ def test_a_b64_replay_returns_the_same_image(client, owner_key, body):
     body["response_format"] = "b64_json"
     first = generate(client, owner_key, "b64", body)
     second = generate(client, owner_key, "b64", body)
-    assert second.json()["data"][0]["b64_json"] == first.json()["data"][0]["b64_json"]
+    assert json_of(second)["data"][0]["b64_json"] == json_of(first)["data"][0]["b64_json"]
 
 
 def test_the_same_key_with_a_different_body_is_a_400_and_costs_nothing(

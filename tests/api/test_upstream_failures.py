@@ -13,6 +13,7 @@ from aiohttp import web
 from generation.models import Generation
 from tests.support.aiohttp_server import serving
 from tests.support.money import assert_ledger_balanced, ledger_kinds
+from tests.support.responses import json_of
 
 pytestmark = pytest.mark.smoke
 
@@ -199,7 +200,7 @@ def test_either_hand_over_delivers_the_same_image(
     assert response.status_code == 200
     image = Generation.objects.get().images.get()
     assert (image.content_type, image.width, image.height) == ("image/jpeg", 1024, 1024)
-    delivered = base64.b64decode(response.json()["data"][0]["b64_json"])
+    delivered = base64.b64decode(json_of(response)["data"][0]["b64_json"])
     assert delivered[:3] == b"\xff\xd8\xff"
     with image.file.open("rb") as stored:
         assert stored.read() == delivered

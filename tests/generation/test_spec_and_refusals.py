@@ -56,6 +56,7 @@ def test_every_reason_has_its_openai_status():
         Reason.CREDITS_OWED: 402,
         Reason.RATE_LIMITED: 429,
         Reason.IDEMPOTENCY_KEY_REUSED: 400,
+        Reason.BUSY: 503,
     }
     assert set(expected) == set(Reason)
     for reason, status in expected.items():

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import openai
@@ -12,8 +15,9 @@ import pytest
 from openai import OpenAI
 from PIL import Image as PILImage
 
-from generation.models import Generation
+from generation.models import Generation, Image
 from tests.support.money import assert_ledger_balanced, ledger_kinds
+from tests.support.server import running_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.smoke]
 
@@ -64,6 +68,74 @@ def test_b64_json_and_n_2(sdk):
         with PILImage.open(io.BytesIO(base64.b64decode(item.b64_json))) as picture:
             assert picture.size == (1024, 1024)
     assert assert_ledger_balanced(user) == 920
+
+
+def test_b64_json_images_are_the_stored_files_byte_for_byte(sdk, live_server_env):
+    user, client = sdk()
+
+    # Streamed from storage a piece at a time (api/views.py): photographs of several pieces each.
+    raw = client.images.with_raw_response.generate(
+        model="seedream-4-0",
+        prompt=f"{uuid.uuid4()} [sim:photo] three kites",
+        size="2048x2048",
+        n=3,
+        response_format="b64_json",
+    )
+    result = raw.parse()
+
+    assert int(raw.headers["content-length"]) == len(raw.content)
+    media = Path(live_server_env["DATA_DIR"]) / "media"
+    images = list(Image.objects.filter(user=user).order_by("index"))
+    assert len(result.data) == len(images) == 3
+    for item, image in zip(result.data, images, strict=True):
+        assert item.b64_json is not None
+        assert base64.b64decode(item.b64_json) == (media / image.file.name).read_bytes()
+    assert assert_ledger_balanced(user) == 880
+
+
+def test_a_process_whose_image_memory_is_taken_answers_503_with_retry_after_and_charges_nothing(
+    live_server_env, default_prices, user_factory, api_key_factory
+):
+    users = [user_factory(credits=1000) for _ in range(3)]
+    # One byte: an idle process takes one generation (generation/memory.py), and no other.
+    with running_server({**live_server_env, "WEB_MAX_IMAGE_BYTES_IN_FLIGHT": "1"}) as base_url:
+        slow, refused, patient = (
+            OpenAI(
+                base_url=f"{base_url}/v1",
+                api_key=api_key_factory(user).raw_key,
+                max_retries=retries,
+            )
+            for user, retries in zip(users, (0, 0, 8), strict=True)
+        )
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(
+                slow.images.generate,
+                model="seedream-4-0",
+                prompt=f"{uuid.uuid4()} [sim:latency=2]",
+                size="1024x1024",
+            )
+            while not Generation.objects.filter(user=users[0]).exists():
+                time.sleep(0.05)  # the first generation holds the process's image memory now
+            later = pool.submit(
+                patient.images.generate, model="seedream-4-0", prompt="a heron", size="1024x1024"
+            )
+            with pytest.raises(openai.InternalServerError) as caught:
+                refused.images.generate(model="seedream-4-0", prompt="a heron", size="1024x1024")
+            first.result()
+            # The SDK retries a 503 after its Retry-After: served once the memory is back.
+            later.result()
+
+    assert caught.value.status_code == 503
+    assert caught.value.response.headers["retry-after"] == "2"
+    assert caught.value.code == "server_busy"
+    assert caught.value.type == "server_error"
+    assert caught.value.request_id.startswith("req_")
+    assert not Generation.objects.filter(user=users[1]).exists()
+    assert assert_ledger_balanced(users[1]) == 1000
+    assert assert_ledger_balanced(users[0]) == 960
+    # However many times it was refused, the patient customer paid for one image.
+    assert Generation.objects.filter(user=users[2]).count() == 1
+    assert assert_ledger_balanced(users[2]) == 960
 
 
 def test_seedream_extras_go_through_extra_body(sdk):
