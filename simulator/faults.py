@@ -3,6 +3,12 @@
 ``[sim:NAME]`` or ``[sim:NAME=VALUE]``, several allowed; see ``FLAG_MARKERS`` and
 ``VALUE_MARKERS``. An unknown or malformed marker is a 400 ``InvalidParameter`` on ``prompt``, so a
 typo in a test fails loudly instead of silently succeeding.
+
+Most markers choose what the upstream answers. The delivery markers (``close``, ``garbage``,
+``truncate``, ``slow-body``; ``truncate-image`` and ``slow-image`` for the image behind a link)
+choose how the bytes travel instead, as a failing upstream, a proxy before it or the network
+breaks them: no answer at all, a body that is not JSON, a body cut short under a
+``Content-Length`` that promised more, or one trickled in pieces (see ``Delivery``).
 """
 
 from __future__ import annotations
@@ -27,6 +33,12 @@ FLAG_MARKERS: Final = frozenset(
         "offsite-url",  # the link points at a host the product must refuse
         "huge-image",  # the link serves a 40 MiB body
         "photo",  # fine detail everywhere: a JPEG as large as a real photograph's (MBs at 4K)
+        # How the answer itself arrives (any answer, an error's too):
+        "close",  # the connection is closed with no response at all
+        "garbage",  # 200 with a body that is not JSON (an HTML error page, as a proxy sends)
+        "truncate",  # half the body, under a Content-Length promising all of it, then closed
+        # How the image behind a link arrives (url answers only):
+        "truncate-image",  # half the JPEG, under a Content-Length promising all of it, then closed
     }
 )
 VALUE_MARKERS: Final = frozenset(
@@ -35,9 +47,26 @@ VALUE_MARKERS: Final = frozenset(
         "deliver",  # calls K+1 and later for this exact prompt get 500
         "fail-first",  # the first K calls for this exact prompt get 500
         "expires",  # X-Tos-Expires of the links (0 gives an already expired link)
+        "slow-body",  # float seconds: the answer's headers at once, its body trickled over them
+        "slow-image",  # float seconds: the same for the image behind each link
     }
 )
 _MARKER_RE: Final = re.compile(r"\[sim:([^\]=]*)(?:=([^\]]*))?\]")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How the bytes of one response reach the client: whole and at once unless a marker says
+    otherwise. A generation answer can have any of these; an image link only ``truncate`` and
+    ``trickle_seconds``."""
+
+    close: bool = False
+    garbage: bool = False
+    truncate: bool = False
+    trickle_seconds: float = 0.0
+
+
+WHOLE: Final = Delivery()
 
 
 @dataclass(frozen=True)
@@ -49,6 +78,8 @@ class Faults:
     deliver: int | None = None
     fail_first: int = 0
     expires: int = URL_TTL_SECONDS
+    answer: Delivery = WHOLE  # of the generation answer
+    image: Delivery = WHOLE  # of the images behind its links
 
 
 def _marker_error(detail: str) -> UpstreamError:
@@ -75,22 +106,36 @@ def parse_markers(prompt: str) -> Faults:
             raise _marker_error(f"{match.group(0)} is malformed")
         else:
             raise _marker_error(f"{match.group(0)} is unknown")
-    latency = 0.0
-    if "latency" in values:
-        try:
-            latency = float(values["latency"])
-        except ValueError:
-            raise _marker_error("[sim:latency] needs a number of seconds") from None
-        if not 0.0 <= latency <= MAX_MARKER_LATENCY:
-            raise _marker_error(f"[sim:latency] must be within 0 to {MAX_MARKER_LATENCY:g}")
     deliver = values.get("deliver")
     return Faults(
         flags=frozenset(flags),
-        latency=latency,
+        latency=_seconds("latency", values),
         deliver=None if deliver is None else _non_negative_int("deliver", deliver),
         fail_first=_non_negative_int("fail-first", values.get("fail-first", "0")),
         expires=_non_negative_int("expires", values.get("expires", str(URL_TTL_SECONDS))),
+        answer=Delivery(
+            close="close" in flags,
+            garbage="garbage" in flags,
+            truncate="truncate" in flags,
+            trickle_seconds=_seconds("slow-body", values),
+        ),
+        image=Delivery(
+            truncate="truncate-image" in flags, trickle_seconds=_seconds("slow-image", values)
+        ),
     )
+
+
+def _seconds(name: str, values: dict[str, str]) -> float:
+    """The value of the ``[sim:NAME=SECONDS]`` marker, 0 without one."""
+    if name not in values:
+        return 0.0
+    try:
+        seconds = float(values[name])
+    except ValueError:
+        raise _marker_error(f"[sim:{name}] needs a number of seconds") from None
+    if not 0.0 <= seconds <= MAX_MARKER_LATENCY:
+        raise _marker_error(f"[sim:{name}] must be within 0 to {MAX_MARKER_LATENCY:g}")
+    return seconds
 
 
 def without_markers(prompt: str) -> str:

@@ -15,12 +15,12 @@ import io
 import json
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import dataclass, replace
+from typing import Any, Final
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .faults import without_markers
+from .faults import WHOLE, Delivery, without_markers
 
 HUGE_IMAGE_BYTES: Final = 40 * 1024 * 1024
 JPEG_QUALITY: Final = 85
@@ -44,6 +44,8 @@ class ImageSpec:
     watermark: bool
     index: int
     kind: str  # "jpeg", "photo" (a detailed jpeg), "bad" (not an image) or "huge" (40 MiB body)
+    # How the link serves it ([sim:truncate-image], [sim:slow-image]); not part of the picture.
+    delivery: Delivery = WHOLE
 
     @classmethod
     def for_prompt(
@@ -55,14 +57,20 @@ class ImageSpec:
         watermark: bool,
         index: int,
         kind: str,
+        delivery: Delivery = WHOLE,
     ) -> ImageSpec:
         words = " ".join(without_markers(prompt).split())
         head = words if len(words) <= PROMPT_HEAD_CHARS else words[:PROMPT_HEAD_CHARS] + "..."
         digest = hashlib.sha256(prompt.encode()).hexdigest()[:32]
-        return cls(digest, head, seed, size[0], size[1], watermark, index, kind)
+        return cls(digest, head, seed, size[0], size[1], watermark, index, kind, delivery)
+
+    @property
+    def picture(self) -> ImageSpec:
+        """This spec as the renderer and its cache see it: how it is delivered left out."""
+        return replace(self, delivery=WHOLE) if self.delivery != WHOLE else self
 
     def token(self) -> str:
-        payload = {
+        payload: dict[str, Any] = {
             "d": self.digest,
             "t": self.head,
             "s": self.seed,
@@ -72,6 +80,11 @@ class ImageSpec:
             "i": self.index,
             "k": self.kind,
         }
+        if self.delivery != WHOLE:
+            payload["f"] = {
+                "t": int(self.delivery.truncate),
+                "s": self.delivery.trickle_seconds,
+            }
         raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
@@ -81,6 +94,7 @@ class ImageSpec:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             data = json.loads(raw)
+            faults = data.get("f", {})
             return cls(
                 str(data["d"]),
                 str(data["t"]),
@@ -90,8 +104,12 @@ class ImageSpec:
                 bool(data["m"]),
                 int(data["i"]),
                 str(data["k"]),
+                Delivery(
+                    truncate=bool(faults.get("t", 0)),
+                    trickle_seconds=float(faults.get("s", 0.0)),
+                ),
             )
-        except (binascii.Error, KeyError, TypeError, UnicodeDecodeError) as exc:
+        except (binascii.Error, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
             raise ValueError("malformed image token") from exc
 
     @property
@@ -214,6 +232,7 @@ class JpegCache:
         self._pending: dict[ImageSpec, asyncio.Future[bytes]] = {}
 
     async def get(self, spec: ImageSpec) -> bytes:
+        spec = spec.picture
         cached = self._items.get(spec)
         if cached is not None:
             self._items.move_to_end(spec)

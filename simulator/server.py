@@ -24,7 +24,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from . import READY_PREFIX
-from .faults import Faults, parse_markers
+from .faults import WHOLE, Delivery, Faults, parse_markers
 from .images import BAD_IMAGE_BYTES, HUGE_IMAGE_BYTES, HUGE_IMAGE_PREFIX, ImageSpec, JpegCache
 from .protocol import (
     API_PREFIX,
@@ -123,7 +123,7 @@ class Simulator:
 
     # - Generation -
 
-    async def handle_generation(self, request: web.Request) -> web.Response:
+    async def handle_generation(self, request: web.Request) -> web.StreamResponse:
         rid = request_id(request)
         if not self._authenticated(request):
             error = UpstreamError(
@@ -131,15 +131,17 @@ class Simulator:
             )
             return _json_response(error.body(rid), status=error.status)
         delay = self.latency
+        delivery = WHOLE
         try:
             call = self._parse(await self._read_json(request))
             delay += call.faults.latency
+            delivery = call.faults.answer
             response = await self._answer(call)
         except UpstreamError as error:
             response = _json_response(error.body(rid), status=error.status)
         if delay > 0:
             await asyncio.sleep(delay)
-        return response
+        return await deliver(request, response, delivery)
 
     def _authenticated(self, request: web.Request) -> bool:
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
@@ -296,6 +298,7 @@ class Simulator:
                 watermark=call.watermark,
                 index=index,
                 kind=kind,
+                delivery=call.faults.image,
             )
             for index in range(call.images)
         ]
@@ -379,7 +382,8 @@ class Simulator:
             return _tos_error(request, "AccessDenied", "The object key is invalid.")
         if spec.kind == "huge":
             return await _stream_huge_image(request)
-        return web.Response(body=await self._image_bytes(spec), content_type="image/jpeg")
+        response = web.Response(body=await self._image_bytes(spec), content_type="image/jpeg")
+        return await deliver(request, response, spec.delivery)
 
     # - Test helpers -
 
@@ -397,6 +401,54 @@ def _tos_error(request: web.Request, code: str, message: str) -> web.Response:
     # TOS (the object store behind upstream links) answers with a JSON error of this shape.
     body = {"Code": code, "Message": message, "RequestId": request_id(request)}
     return _json_response(body, status=403)
+
+
+# [sim:garbage]: what a proxy between us and the upstream answers when the upstream fails it.
+GARBAGE_BODY: Final = (
+    b"<html><head><title>502 Bad Gateway</title></head>"
+    b"<body><center><h1>502 Bad Gateway</h1></center></body></html>\n"
+)
+TRICKLE_PIECES: Final = 10
+
+
+async def deliver(
+    request: web.Request, response: web.Response, delivery: Delivery
+) -> web.StreamResponse:
+    """``response`` as ``delivery`` says: whole, or broken the way a faulty upstream breaks it."""
+    if delivery == WHOLE:
+        return response
+    transport = request.transport
+    assert transport is not None
+    if delivery.close:
+        # Closed before a byte of the answer: aiohttp's write of the response then fails on the
+        # closed transport, which it takes as a client gone (nothing logged).
+        transport.close()
+        return response
+    if delivery.garbage:
+        response = web.Response(body=GARBAGE_BODY, content_type="text/html")
+    body = response.body
+    assert isinstance(body, bytes)
+    if not delivery.truncate and not delivery.trickle_seconds:
+        return response
+    stream = web.StreamResponse(status=response.status, headers=response.headers)
+    stream.content_length = len(body)  # the whole body is promised, whatever is sent
+    sent = body[: len(body) // 2] if delivery.truncate else body
+    try:
+        await stream.prepare(request)
+        if delivery.trickle_seconds:
+            step = -(-len(sent) // TRICKLE_PIECES)  # ceiling: at most TRICKLE_PIECES pieces
+            pause = delivery.trickle_seconds / TRICKLE_PIECES
+            for start in range(0, len(sent), step):
+                await asyncio.sleep(pause)
+                await stream.write(sent[start : start + step])
+        else:
+            await stream.write(sent)
+    except ConnectionError:
+        return stream  # the client gave up first (its timeout), which is the point
+    if delivery.truncate:
+        # What was written is flushed before the connection closes; the rest never comes.
+        transport.close()
+    return stream
 
 
 _HUGE_CHUNK: Final = bytes(1024 * 1024)

@@ -502,3 +502,113 @@ def test_the_latency_option_delays_every_answer() -> None:
 
     assert response.status_code == 200
     assert elapsed >= 0.5
+
+
+# --- Delivery faults: how an answer or an image reaches the client -----------------------------
+
+
+def raw_body(client: httpx.Client, method: str, url: str, **kwargs: Any) -> tuple[int, int, int]:
+    """Read a response piece by piece until it ends or breaks: (Content-Length promised, bytes
+    received, pieces received)."""
+    received = pieces = 0
+    with client.stream(method, url, **kwargs) as response:
+        promised = int(response.headers["content-length"])
+        try:
+            for chunk in response.iter_raw():
+                received += len(chunk)
+                pieces += 1
+        except httpx.RemoteProtocolError:
+            pass  # closed before the promised length: what a truncated body does
+    return promised, received, pieces
+
+
+def generation_call(base_url: str, prompt: str) -> dict[str, Any]:
+    return {
+        "url": f"{base_url}/images/generations",
+        "json": {"model": V40, "prompt": prompt, "watermark": False, "size": "1024x1024"},
+        "headers": {"Authorization": f"Bearer {KEY}"},
+    }
+
+
+def test_close_drops_the_connection_without_an_answer(client: httpx.Client, base_url: str) -> None:
+    with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+        generate(client, base_url, prompt=unique("a fox [sim:close]"))
+
+
+def test_garbage_answers_200_with_a_body_that_is_not_json(
+    client: httpx.Client, base_url: str
+) -> None:
+    response = generate(client, base_url, prompt=unique("a fox [sim:garbage]"))
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    with pytest.raises(ValueError):
+        response.json()
+
+
+def test_truncate_sends_half_of_the_body_its_content_length_promises(
+    client: httpx.Client, base_url: str
+) -> None:
+    promised, received, _ = raw_body(
+        client, "POST", **generation_call(base_url, unique("a fox [sim:truncate]"))
+    )
+
+    assert received == promised // 2
+    # The answer's whole body, as it would have been: a generation answer.
+    assert promised > 200
+
+
+def test_truncate_applies_to_an_error_answer_too(client: httpx.Client, base_url: str) -> None:
+    with pytest.raises(httpx.RemoteProtocolError, match="complete message body"):
+        generate(client, base_url, prompt=unique("a fox [sim:error-500] [sim:truncate]"))
+
+
+def test_truncate_image_cuts_the_linked_jpeg_short(client: httpx.Client, base_url: str) -> None:
+    answer = generate(client, base_url, prompt=unique("a fox [sim:truncate-image]"))
+    url = answer.json()["data"][0]["url"]
+
+    promised, received, _ = raw_body(client, "GET", url)
+
+    assert answer.status_code == 200
+    assert received == promised // 2
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.get(url)
+
+
+def test_slow_body_sends_the_headers_then_trickles_the_whole_body(
+    client: httpx.Client, base_url: str
+) -> None:
+    started = time.monotonic()
+
+    promised, received, pieces = raw_body(
+        client, "POST", **generation_call(base_url, unique("a fox [sim:slow-body=0.5]"))
+    )
+
+    assert received == promised
+    assert pieces > 1
+    assert time.monotonic() - started >= 0.5
+
+
+def test_slow_image_trickles_the_whole_linked_jpeg(client: httpx.Client, base_url: str) -> None:
+    answer = generate(client, base_url, prompt=unique("a fox [sim:slow-image=0.5]"))
+    url = answer.json()["data"][0]["url"]
+    started = time.monotonic()
+
+    promised, received, pieces = raw_body(client, "GET", url)
+
+    assert (received, pieces > 1) == (promised, True)
+    assert time.monotonic() - started >= 0.5
+    # The same picture as without the fault: only its delivery differs.
+    _, image = fetch_image(client, url)
+    assert image.size == (2048, 2048)
+
+
+@pytest.mark.parametrize(
+    "marker", ["[sim:slow-body=soon]", "[sim:slow-image=-1]", "[sim:close=1]", "[sim:garbage=]"]
+)
+def test_a_malformed_delivery_marker_is_rejected(
+    client: httpx.Client, base_url: str, marker: str
+) -> None:
+    response = generate(client, base_url, prompt=unique(f"a fox {marker}"))
+
+    assert_upstream_error(response, 400, "InvalidParameter", "BadRequest", param="prompt")

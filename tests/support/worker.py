@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .simulator import PROJECT_ROOT, stop
@@ -35,13 +36,17 @@ class Worker:
 
 
 @contextmanager
-def running_worker(env: dict[str, str]) -> Iterator[Worker]:
-    """A worker with one pool process, ready to take tasks, in its own process group."""
+def running_worker(env: dict[str, str], *, beat_schedule: Path | None = None) -> Iterator[Worker]:
+    """A worker with one pool process, ready to take tasks, in its own process group. With
+    ``beat_schedule`` (a file path) it also runs the periodic tasks of CELERY_BEAT_SCHEDULE, as
+    ``celery beat`` does in production (the reconciler every RECONCILE_EVERY_SECONDS)."""
     command = [
         sys.executable, "-m", "celery", "-A", "config", "worker",
         "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
         "--without-heartbeat",
     ]  # fmt: skip
+    if beat_schedule is not None:
+        command += ["--beat", "--schedule", str(beat_schedule)]
     with tempfile.TemporaryFile(mode="w+") as output:
         process = subprocess.Popen(
             command,
@@ -76,19 +81,20 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @contextmanager
-def redis_broker(env: dict[str, str]) -> Iterator[dict[str, str]]:
-    """Point this process's Celery app at the local Redis, on a queue of its own (the Redis is
-    shared: never assume it is empty), and yield ``env`` for workers that must use the same."""
+def redis_broker(env: dict[str, str], url: str = REDIS_URL) -> Iterator[dict[str, str]]:
+    """Point this process's Celery app at the Redis at ``url`` (the local shared one unless a
+    test has its own), on a queue of its own (a shared Redis is never empty), and yield ``env``
+    for workers that must use the same."""
     from config.celery import app
 
     queue = f"test-{uuid.uuid4().hex[:12]}"
     saved = (app.conf.broker_url, app.conf.task_default_queue, app.conf.broker_transport_options)
-    app.conf.broker_url = REDIS_URL
+    app.conf.broker_url = url
     app.conf.task_default_queue = queue
     app.conf.broker_transport_options = {}
     _reset_connections(app)
     try:
-        yield {**env, "CELERY_BROKER_URL": REDIS_URL, "CELERY_QUEUE": queue}
+        yield {**env, "CELERY_BROKER_URL": url, "CELERY_QUEUE": queue}
     finally:
         app.conf.broker_url, app.conf.task_default_queue, app.conf.broker_transport_options = saved
         _reset_connections(app)
