@@ -444,6 +444,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, 2_621_440)
 # one than its path allows (API_MAX_BODY_BYTES under /v1/, DATA_UPLOAD_MAX_MEMORY_SIZE elsewhere)
 # is answered 413 before it is read.
 BODY_READ_TIMEOUT_SECONDS = env_int("BODY_READ_TIMEOUT_SECONDS", 30)
+# A request's line and headers must arrive within this, counted from the connection's opening
+# (or, on a kept-alive connection, from the request's first byte): server/http_protocol.py.
+HEADER_READ_TIMEOUT_SECONDS = env_int("HEADER_READ_TIMEOUT_SECONDS", 10)
 # The image bytes one web process holds at once (generation/memory.py): past it, new generations
 # are answered 503 with Retry-After before anything is charged. 0: no bound.
 WEB_MAX_IMAGE_BYTES_IN_FLIGHT = env_int("WEB_MAX_IMAGE_BYTES_IN_FLIGHT", 256 * 1024 * 1024)

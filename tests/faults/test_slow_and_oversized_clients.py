@@ -2,7 +2,8 @@
 
 A body over its path's limit is refused before it is read (server/body_guard.py): a declared
 64 MiB answers 413 before a byte of it is sent, a chunked body is cut off at the limit. A body
-that stops arriving is answered 408 after BODY_READ_TIMEOUT_SECONDS and its connection closed.
+that stops arriving is answered 408 after BODY_READ_TIMEOUT_SECONDS and its connection closed,
+and so are headers that stop arriving, after HEADER_READ_TIMEOUT_SECONDS (server/http_protocol.py).
 Each test prints what it measured (run with -s to see it); the only bounds asserted are generous
 ones that prove a connection was closed rather than held open for ever.
 """
@@ -28,6 +29,7 @@ from .conftest import Customers
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 BODY_READ_TIMEOUT = 2  # BODY_READ_TIMEOUT_SECONDS of this module's web process
+HEADER_READ_TIMEOUT = 2  # HEADER_READ_TIMEOUT_SECONDS of this module's web process
 KEEP_ALIVE_TIMEOUT = 5  # uvicorn's default --timeout-keep-alive, the Procfile's too
 MARGIN = 30  # a bound past the configured timeout that proves a close, not a figure tested
 SIXTY_FOUR_MIB = 64 * 1024 * 1024
@@ -37,7 +39,11 @@ API_LIMIT = 64 * 1024  # API_MAX_BODY_BYTES
 @pytest.fixture(scope="module")
 def web(live_server_env: dict[str, str]) -> Iterator[str]:
     with running_server(
-        {**live_server_env, "BODY_READ_TIMEOUT_SECONDS": str(BODY_READ_TIMEOUT)}
+        {
+            **live_server_env,
+            "BODY_READ_TIMEOUT_SECONDS": str(BODY_READ_TIMEOUT),
+            "HEADER_READ_TIMEOUT_SECONDS": str(HEADER_READ_TIMEOUT),
+        }
     ) as base_url:
         yield base_url
 
@@ -197,24 +203,46 @@ def test_a_half_sent_body_is_answered_408_and_closed_after_the_body_timeout(web:
     assert_still_serving(web)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="uvicorn arms no timer until a connection's first request is complete, and nothing "
-    "of ours sees a request before its headers are: a half-sent head is held open until the "
-    "client gives up (README, 'Bodies and connections', leaves it to a front proxy)",
-)
-def test_a_half_sent_header_is_closed_by_the_server(web: str):
+def test_a_half_sent_header_is_answered_408_and_closed_after_the_header_timeout(web: str):
     sock = connect(web)
     started = time.monotonic()
-    bound = max(BODY_READ_TIMEOUT, KEEP_ALIVE_TIMEOUT) + 10
 
     sock.sendall(b"POST /v1/images/generations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty")
-    closed_in = seconds_until_closed(sock, bound)
-    held = time.monotonic() - started
+    status, headers, body = read_answer(sock)
+    answered_in = time.monotonic() - started
+    closed_in = seconds_until_closed(sock, MARGIN)
     sock.close()
 
-    print("\nhalf-sent header: "
-          + (f"closed after {closed_in:.2f} s" if closed_in is not None
-             else f"still open after {held:.1f} s, when the test let go"))  # fmt: skip
+    print(
+        f"\nhalf-sent header: 408 after {answered_in:.2f} s (HEADER_READ_TIMEOUT_SECONDS "
+        f"{HEADER_READ_TIMEOUT}), then closed"
+    )
+    assert status == 408
+    assert headers["connection"] == "close"
+    assert b"headers did not arrive in time" in body
+    assert closed_in is not None, f"the connection was still open {MARGIN} s after the 408"
     assert_still_serving(web)
-    assert closed_in is not None, f"a half-sent header was held open {held:.1f} s"
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(web: str):
+    sock = connect(web)
+    started = time.monotonic()
+
+    closed_in = seconds_until_closed(sock, HEADER_READ_TIMEOUT + MARGIN)
+    sock.close()
+
+    print(f"\nsilent connection: closed after {time.monotonic() - started:.2f} s")
+    assert closed_in is not None, "a connection that sent nothing was held open"
+    assert_still_serving(web)
+
+
+def test_a_kept_alive_connection_gives_its_next_request_the_same_time_for_its_headers(web: str):
+    sock = connect(web)
+    sock.sendall(head("GET", "/healthz"))
+    assert read_answer(sock)[0] == 200
+
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0")  # the next request, half sent
+    status, _, _ = read_answer(sock)
+    sock.close()
+
+    assert status == 408

@@ -57,7 +57,7 @@ def server_process(
     command = [
         sys.executable, "-m", "uvicorn", "config.asgi:application",
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-        "--no-access-log",
+        "--no-access-log", "--http", "server.http_protocol:HeaderTimeoutProtocol",
     ]  # fmt: skip
     # The lifespan protocol as in production: on startup the process runs the API's hot SQL on
     # its event loop (server/asyncdb.py).
