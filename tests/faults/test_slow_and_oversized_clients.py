@@ -246,3 +246,24 @@ def test_a_kept_alive_connection_gives_its_next_request_the_same_time_for_its_he
     sock.close()
 
     assert status == 408
+
+
+def test_connections_past_the_cap_are_answered_503_at_once(live_server_env: dict[str, str]):
+    # The Procfile's --limit-concurrency (WEB_MAX_CONNECTIONS), set here through uvicorn's own
+    # environment variable: idle connections count against it.
+    cap = 4
+    with running_server({**live_server_env, "UVICORN_LIMIT_CONCURRENCY": str(cap)}) as base_url:
+        idle = [connect(base_url) for _ in range(cap)]
+        try:
+            sock = connect(base_url)
+            started = time.monotonic()
+            sock.sendall(head("GET", "/healthz"))
+            status, _, _ = read_answer(sock)
+            refused_in = time.monotonic() - started
+            sock.close()
+        finally:
+            for held in idle:
+                held.close()
+        print(f"\nconnection {cap + 1} of a cap of {cap}: {status} in {refused_in * 1000:.1f} ms")
+        assert status == 503
+        assert_still_serving(base_url)
