@@ -133,6 +133,8 @@ def test_the_model_map_points_models_at_other_upstream_ids(tmp_path):
         ({"UPSTREAM_BASE_URL": "https://ark.example.com/api/v3"}, "UPSTREAM_API_KEY is empty"),
         ({"DEBUG": "perhaps"}, "DEBUG must be true or false"),
         ({"CREDITS_PER_USD": "a thousand"}, "CREDITS_PER_USD must be a whole number"),
+        ({"C2PA_SIGNING_KEY": "-----BEGIN PRIVATE KEY-----"}, "C2PA_CERTIFICATE are set together"),
+        ({"PROVENANCE_DIGITAL_SOURCE_TYPE": "trainedAlgorithmicMedia"}, "an IPTC digital source"),
     ],
 )
 def test_a_misconfiguration_stops_start_up_with_a_reason(tmp_path, env, message):
