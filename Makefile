@@ -85,6 +85,7 @@ PROCESSES := web worker $(if $(UPSTREAM_API_KEY),,simulator)
 # one machine can each run with their own PORT.
 SIMULATOR_PORT ?= $(shell echo $$(( $(PORT) + 799 )))
 
+# Images are signed with a development C2PA key made in DATA_DIR (README, "Provenance").
 run: install
 	@$(PY) bin/ports_free.py $(HOST) $(PORT) $(if $(UPSTREAM_API_KEY),,$(SIMULATOR_PORT))
 	$(PY) manage.py migrate --noinput -v0
@@ -93,6 +94,7 @@ run: install
 	  $(PY) manage.py setup_demo
 	SEEDREAM_HOST=$(HOST) SEEDREAM_PORT=$(PORT) SIMULATOR_PORT=$(SIMULATOR_PORT) \
 	  SITE_URL=$${SITE_URL:-http://$(HOST):$(PORT)} \
+	  C2PA_DEVELOPMENT_SIGNER=$${C2PA_DEVELOPMENT_SIGNER:-true} \
 	  $(VENV)/bin/honcho -f Procfile.dev start $(PROCESSES)
 
 # The full suite on PostgreSQL, then a smoke run on SQLite (the embedded default). Without a

@@ -587,6 +587,34 @@ for _pair in env_list("UPSTREAM_MODEL_MAP"):
         raise ValueError(f"UPSTREAM_MODEL_MAP: unknown model or empty id in {_pair!r}")
     SEEDREAM_MODELS[_public.strip()]["upstream_id"] = _upstream.strip()
 
+# --- Provenance (generation/provenance.py) ------------------------------------------------------
+
+# Every hosted image says in its XMP that an AI model made it, with this IPTC digital source type
+# (".../compositeWithTrainedAlgorithmicMedia" would suit edits of a customer's photograph).
+PROVENANCE_DIGITAL_SOURCE_TYPE = env_str(
+    "PROVENANCE_DIGITAL_SOURCE_TYPE",
+    "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia",
+)
+if not PROVENANCE_DIGITAL_SOURCE_TYPE.startswith("http://cv.iptc.org/newscodes/digitalsourcetype/"):
+    raise ImproperlyConfigured(
+        "PROVENANCE_DIGITAL_SOURCE_TYPE must be an IPTC digital source type "
+        "(http://cv.iptc.org/newscodes/digitalsourcetype/...)"
+    )
+# The software agent (our product) the signed C2PA manifest names.
+PROVENANCE_SOFTWARE_AGENT = env_str("PROVENANCE_SOFTWARE_AGENT", "Seedream API")
+# The operator's C2PA signer: a PEM private key and its PEM certificate chain (the signing
+# certificate first, then its intermediates). Secrets: mount them as C2PA_SIGNING_KEY_FILE and
+# C2PA_CERTIFICATE_FILE. Without them images carry the XMP only, and check --deploy warns.
+C2PA_SIGNING_KEY = env_str("C2PA_SIGNING_KEY")
+C2PA_CERTIFICATE = env_str("C2PA_CERTIFICATE")
+if bool(C2PA_SIGNING_KEY) != bool(C2PA_CERTIFICATE):
+    raise ImproperlyConfigured(
+        "C2PA_SIGNING_KEY and C2PA_CERTIFICATE are set together or not at all"
+    )
+# make run turns this on: without an operator's signer, sign with a development key and
+# certificate made in DATA_DIR/c2pa-dev (validators read the manifest and call it untrusted).
+C2PA_DEVELOPMENT_SIGNER = env_bool("C2PA_DEVELOPMENT_SIGNER", False)
+
 # --- Rate limits (generation/ratelimits.py) -------------------------------------------------------
 
 # Tiers follow the credits an account has added in total (bought, granted or redeemed, less

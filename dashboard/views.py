@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts.http import AuthenticatedRequest
 from billing import services as billing
-from generation import catalog, ratelimits
+from generation import catalog, provenance, ratelimits
 from generation import services as api_services
 from generation.models import Generation
 from keys.models import ApiKey
@@ -226,5 +226,6 @@ def docs(request: HttpRequest) -> HttpResponse:
             "slow_down": SLOW_DOWN,
             "tiers": ratelimits.tiers(),
             "window_seconds": settings.RATE_LIMIT_WINDOW_SECONDS,
+            "c2pa_signed": provenance.signs(),
         },
     )

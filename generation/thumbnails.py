@@ -29,10 +29,13 @@ def render_thumbnail(original: bytes, max_pixels: int) -> bytes:
     with PILImage.open(io.BytesIO(original)) as opened:
         picture: PILImage.Image = ImageOps.exif_transpose(opened)
         picture.thumbnail((max_pixels, max_pixels), PILImage.Resampling.LANCZOS)
+        # The original's XMP (its provenance, generation/provenance.py) goes on the thumbnail:
+        # a smaller copy of an AI-made picture is one too. Pillow writes it only when told.
+        xmp = picture.info.get("xmp") or b""
         if picture.mode not in ("RGB", "RGBA"):
             picture = picture.convert("RGB")
         out = io.BytesIO()
-        picture.save(out, "WEBP", quality=80, method=4)
+        picture.save(out, "WEBP", quality=80, method=4, xmp=xmp)
         return out.getvalue()
 
 

@@ -26,7 +26,7 @@ from server import metrics
 from server.asyncdb import is_connection_lost
 from server.steps import Steps
 
-from .. import hotpath, ratelimits, storage
+from .. import hotpath, provenance, ratelimits, storage
 from ..models import Generation, Image, new_image_token
 from ..upstream import DeliveredImage, Failure, FailureKind, Outcome
 from .images import image_storage_name
@@ -62,7 +62,8 @@ async def settle_generation(
     are removed. A settlement whose database connection dies is tried once more."""
     try:
         try:
-            stored = await _store(steps, outcomes)
+            made_by = provenance.MadeBy.for_model(generation.model, generation.upstream_model)
+            stored = await _store(steps, outcomes, made_by)
         except Exception:
             logger.exception("generation %s: its images could not be stored", generation.public_id)
             metrics.images_not_stored()
@@ -80,13 +81,16 @@ async def settle_generation(
     return settlement.completed(generation, stored)
 
 
-async def _store(steps: Steps, outcomes: list[Outcome]) -> list[_Stored]:
-    if steps.on_loop and not storage.is_remote():
-        # A local file is written faster than a thread would take to start writing it.
-        return _store_delivered(outcomes)
+async def _store(
+    steps: Steps, outcomes: list[Outcome], made_by: provenance.MadeBy
+) -> list[_Stored]:
+    if steps.on_loop and not storage.is_remote() and not provenance.signs():
+        # A local file is written (and its XMP added) faster than a thread would take to start
+        # writing it; signing a C2PA manifest is not.
+        return _store_delivered(outcomes, made_by)
     if steps.on_loop:
-        return await asyncio.to_thread(_store_delivered, outcomes)
-    return await steps.run(_store_delivered, outcomes)
+        return await asyncio.to_thread(_store_delivered, outcomes, made_by)
+    return await steps.run(_store_delivered, outcomes, made_by)
 
 
 async def _claim(steps: Steps, generation: Generation, settlement: _Settlement) -> bool:
@@ -156,13 +160,15 @@ async def release(steps: Steps, user_id: int, api_key_id: int | None, holder: st
         await steps.run(ratelimits.release, user_id, api_key_id, holder)
 
 
-def _store_delivered(outcomes: list[Outcome]) -> list[_Stored]:
-    """Each delivered image saved under an unguessable name; all or none (a failure removes
-    those already written, then raises)."""
+def _store_delivered(outcomes: list[Outcome], made_by: provenance.MadeBy) -> list[_Stored]:
+    """Each delivered image marked with its provenance and saved under an unguessable name; all
+    or none (a failure removes those already written, then raises). The marked bytes are the
+    ones stored, counted and answered as b64_json."""
     stored: list[_Stored] = []
     try:
         for index, image in enumerate(outcomes):
             if isinstance(image, DeliveredImage):
+                image = provenance.mark_delivered(image, made_by)
                 token = new_image_token()
                 name = default_storage.save(
                     image_storage_name(token, image.extension), ContentFile(image.data)

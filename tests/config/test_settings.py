@@ -134,6 +134,8 @@ def test_the_model_map_points_models_at_other_upstream_ids(tmp_path):
         ({"DEBUG": "perhaps"}, "DEBUG must be true or false"),
         ({"CREDITS_PER_USD": "a thousand"}, "CREDITS_PER_USD must be a whole number"),
         ({"WEB_MAX_IMAGE_BYTES_IN_FLIGHT": "-1"}, "WEB_MAX_IMAGE_BYTES_IN_FLIGHT must be 0"),
+        ({"C2PA_SIGNING_KEY": "-----BEGIN PRIVATE KEY-----"}, "C2PA_CERTIFICATE are set together"),
+        ({"PROVENANCE_DIGITAL_SOURCE_TYPE": "trainedAlgorithmicMedia"}, "an IPTC digital source"),
     ],
 )
 def test_a_misconfiguration_stops_start_up_with_a_reason(tmp_path, env, message):

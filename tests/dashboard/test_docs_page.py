@@ -149,3 +149,18 @@ def test_every_error_code_the_api_stores_is_in_the_error_table(client, db):
     for status, code, *_ in settle._FAILURE_ERRORS.values():
         assert f'<td class="num">{status}</td>' in page
         assert f"<code>{code}</code>" in page
+
+
+def test_the_docs_say_what_provenance_every_image_carries(client, db, settings):
+    settings.C2PA_SIGNING_KEY = settings.C2PA_CERTIFICATE = ""
+    settings.C2PA_DEVELOPMENT_SIGNER = False
+
+    unsigned = section(docs(client), "response")
+    settings.C2PA_DEVELOPMENT_SIGNER = True
+    signed = section(docs(client), "response")
+
+    for text in (unsigned, signed):
+        assert "<code>trainedAlgorithmicMedia</code>" in text
+        assert "your prompt is never written into the file" in text
+    assert "C2PA" not in unsigned
+    assert "signed C2PA manifest" in signed

@@ -13,10 +13,11 @@ from generation.catalog import get_model, resolve_size
 from generation.models import Generation, Image
 from generation.upstream import DeliveredImage
 from tests.support.money import assert_ledger_balanced, ledger_kinds
+from tests.support.provenance import small_jpeg
 
 pytestmark = pytest.mark.smoke
 
-IMAGE = DeliveredImage(b"\xff\xd8 not really a jpeg", "image/jpeg", "jpg", 1024, 1024)
+IMAGE = DeliveredImage(small_jpeg(), "image/jpeg", "jpg", 1024, 1024)
 
 
 def spec(n: int = 1) -> services.GenerationSpec:

@@ -33,10 +33,11 @@ from keys.models import ApiKey
 from server import asyncdb
 from server.steps import Steps
 from tests.support.money import assert_ledger_balanced
+from tests.support.provenance import small_jpeg
 
 pytestmark = pytest.mark.postgres
 
-IMAGE = DeliveredImage(b"\xff\xd8 not really a jpeg", "image/jpeg", "jpg", 1024, 1024)
+IMAGE = DeliveredImage(small_jpeg(), "image/jpeg", "jpg", 1024, 1024)
 BLOCKED = Failure(FailureKind.OUTPUT_BLOCKED, "OutputImageSensitiveContentDetected", "Blocked.")
 
 

@@ -14,6 +14,7 @@ from generation.catalog import get_model, resolve_size
 from generation.models import Generation
 from generation.upstream import DeliveredImage
 from tests.support.money import assert_ledger_balanced, ledger_kinds
+from tests.support.provenance import small_jpeg
 
 pytestmark = pytest.mark.smoke
 
@@ -51,7 +52,7 @@ def test_it_fails_and_releases_a_generation_past_its_deadline_once(stuck, owner)
 
 def test_a_late_completion_after_reconciling_charges_nothing_and_keeps_no_files(stuck, owner):
     services.reconcile_stuck_generations(now=past_deadline(stuck))
-    image = DeliveredImage(b"\xff\xd8fake", "image/jpeg", "jpg", 1024, 1024)
+    image = DeliveredImage(small_jpeg(), "image/jpeg", "jpg", 1024, 1024)
     files_before = stored_files()
 
     completed = services.complete_generation(stuck, [image, image], latency_ms=5)

@@ -17,6 +17,7 @@ from PIL import Image as PILImage
 
 from generation.models import Generation, Image
 from tests.support.money import assert_ledger_balanced, ledger_kinds
+from tests.support.provenance import TRAINED_ALGORITHMIC_MEDIA, iptc_properties
 from tests.support.server import running_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.smoke]
@@ -238,3 +239,25 @@ def test_a_served_process_runs_the_generation_sql_on_its_event_loop(sdk):
         last_statements = [row[0] for row in cursor.fetchall()]
     assert any("WITH claimed AS" in statement for statement in last_statements)
     assert assert_ledger_balanced(user) == 960
+
+
+def test_the_hosted_file_and_the_b64_json_carry_the_provenance_marking(sdk):
+    _, client = sdk()
+    prompt = f"a lighthouse, my private note zq{uuid.uuid4().hex}"
+    marking = {
+        "DigitalSourceType": TRAINED_ALGORITHMIC_MEDIA,
+        "AISystemUsed": "Seedream 4.0",
+        "AISystemVersionUsed": "seedream-4-0-250828",
+    }
+
+    hosted = client.images.generate(model="seedream-4-0", prompt=prompt, size="1024x1024")
+    answered = client.images.generate(
+        model="seedream-4-0", prompt=prompt, size="1024x1024", response_format="b64_json"
+    )
+
+    for data in (
+        httpx.get(hosted.data[0].url).content,
+        base64.b64decode(answered.data[0].b64_json),
+    ):
+        assert iptc_properties(data) == marking
+        assert prompt.split()[-1].encode() not in data
