@@ -16,6 +16,7 @@ from generation import dev_signer, provenance
 from generation.models import Generation, Image
 from tests.support.money import assert_ledger_balanced
 from tests.support.provenance import TRAINED_ALGORITHMIC_MEDIA, iptc_properties
+from tests.support.responses import json_of
 
 pytestmark = pytest.mark.smoke
 
@@ -71,7 +72,7 @@ def test_the_b64_json_answer_is_the_hosted_marked_file(client, owner_key):
     response = generate(client, owner_key, prompt=prompt, n=2, response_format="b64_json")
 
     assert response.status_code == 200, response.content
-    answered = [base64.b64decode(item["b64_json"]) for item in response.json()["data"]]
+    answered = [base64.b64decode(item["b64_json"]) for item in json_of(response)["data"]]
     for data in answered:
         assert iptc_properties(data) == EXPECTED
         assert prompt.split()[-1].encode() not in data
@@ -111,7 +112,7 @@ def test_with_a_signer_the_hosted_image_and_the_b64_json_carry_a_c2pa_manifest(
     prompt = secret_prompt()
 
     url = generate(client, owner_key, prompt=prompt).json()["data"][0]["url"]
-    b64 = generate(client, owner_key, prompt=prompt, response_format="b64_json").json()
+    b64 = json_of(generate(client, owner_key, prompt=prompt, response_format="b64_json"))
 
     root = (tmp_path / dev_signer.FOLDER / "ca.pem").read_text()
     trust = c2pa.Context(c2pa.Settings.from_dict({"trust": {"trust_anchors": root}}))
