@@ -25,12 +25,13 @@ from .refusals import api_error
 
 class ApiRequest(HttpRequest):
     """What a /v1 view receives: the authenticated key (its user, credit account and custom
-    limits loaded with it), the steps its database work goes through, and the x-ratelimit-*
-    headers every answer to it carries once they are known."""
+    limits loaded with it), the steps its database work goes through, and the headers every
+    answer to it carries once they are known, error or not (x-ratelimit-*; a deprecated model's
+    Deprecation, Sunset and Link)."""
 
     api_key: ApiKey
     steps: Steps
-    rate_limit_headers: dict[str, str]
+    answer_headers: dict[str, str]
 
 
 ApiView = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
@@ -54,7 +55,7 @@ def api_endpoint(*methods: str, admit: bool = True) -> Callable[[ApiView], ApiVi
                     headers={"Allow": ", ".join(methods)},
                 )
             api_request: ApiRequest = request  # type: ignore[assignment]
-            api_request.rate_limit_headers = {}
+            api_request.answer_headers = {}
             api_request.steps = Steps.for_request()
             try:
                 _check_body_size(request)
@@ -62,13 +63,13 @@ def api_endpoint(*methods: str, admit: bool = True) -> Callable[[ApiView], ApiVi
                 if admit:
                     key = api_request.api_key
                     admission = await generation.admit(api_request.steps, key.user, key)
-                    api_request.rate_limit_headers.update(admission.headers)
+                    api_request.answer_headers.update(admission.headers)
                 response = await view(api_request, *args, **kwargs)
             except ApiError as exc:
                 response = exc.response()
             except Refusal as refusal:
                 response = api_error(refusal).response()
-            for name, value in api_request.rate_limit_headers.items():
+            for name, value in api_request.answer_headers.items():
                 response.headers.setdefault(name, value)
             return response
 

@@ -12,6 +12,7 @@ from .errors import NO_RETRY, ApiError
 # reason -> (status, type, default code, headers)
 _TABLE: dict[Reason, tuple[int, str, str, dict[str, str]]] = {
     Reason.MODEL_NOT_FOUND: (404, "invalid_request_error", "model_not_found", {}),
+    Reason.MODEL_RETIRED: (410, "invalid_request_error", "model_retired", NO_RETRY),
     Reason.INVALID_VALUE: (400, "invalid_request_error", "invalid_value", {}),
     Reason.UNSUPPORTED_PARAMETER: (400, "invalid_request_error", "unsupported_parameter", {}),
     Reason.NOT_FOR_SALE: (503, "server_error", "model_not_priced", NO_RETRY),

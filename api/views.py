@@ -33,6 +33,7 @@ from django.http import (
     JsonResponse,
     StreamingHttpResponse,
 )
+from django.utils.http import http_date
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
@@ -72,6 +73,22 @@ def _read_json(request: HttpRequest) -> Any:
         ) from None
 
 
+def lifecycle_headers(model: catalog.ModelInfo, base_url: str) -> dict[str, str]:
+    """A deprecated model's answers say so (RFC 9745 ``Deprecation``, RFC 8594 ``Sunset``) and
+    link to the docs and to the model to move to; an active model's carry nothing extra."""
+    if model.lifecycle() != catalog.DEPRECATED:
+        return {}
+    since = model.deprecated or model.sunset
+    headers = {"Deprecation": f"@{catalog.day_start(since)}" if since else "?1"}
+    links = [f'<{base_url}/docs/#models>; rel="deprecation"']
+    if model.sunset:
+        headers["Sunset"] = http_date(catalog.day_start(model.sunset))
+    if model.replacement:
+        links.append(f'<{base_url}/v1/models/{model.replacement}>; rel="successor-version"')
+    headers["Link"] = ", ".join(links)
+    return headers
+
+
 def request_fingerprint(body: bytes) -> str:
     """A hash of the request's meaning: the same JSON with other spacing or key order matches."""
     try:
@@ -96,8 +113,9 @@ async def images_generations(request: ApiRequest) -> HttpResponseBase:
     except (ApiError, Refusal):
         # A request that cannot run still counts as a request (not as work).
         admission = await services.admit(steps, api_key.user, api_key)
-        request.rate_limit_headers.update(admission.headers)
+        request.answer_headers.update(admission.headers)
         raise
+    request.answer_headers.update(lifecycle_headers(spec.model, _base_url(request)))
     # Before anything is counted, charged or sent upstream: room in this process's memory for
     # the images (503 Busy if there is none). Released once they are stored.
     image_memory = memory.reserve(spec)
@@ -109,7 +127,7 @@ async def images_generations(request: ApiRequest) -> HttpResponseBase:
             spec=spec,
             idempotency_key=idempotency_key,
             request_hash=request_fingerprint(request.body) if idempotency_key else "",
-            rate_headers=request.rate_limit_headers,
+            rate_headers=request.answer_headers,
         )
     )
     # Shielded, from the reservation on: a client that hangs up does not stop the work, so what
@@ -298,6 +316,7 @@ async def model_detail(request: ApiRequest, model_id: str) -> HttpResponse:
             code="model_not_found",
             param="model",
         )
+    request.answer_headers.update(lifecycle_headers(model, _base_url(request)))
     return JsonResponse(services.model_object(model, prices))
 
 

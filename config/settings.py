@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -541,51 +542,41 @@ UPSTREAM_IMAGE_HOSTS = [
 UPSTREAM_IMAGE_MAX_BYTES = env_int("UPSTREAM_IMAGE_MAX_BYTES", 32 * 1024 * 1024)
 UPSTREAM_IMAGE_TIMEOUT_SECONDS = env_int("UPSTREAM_IMAGE_TIMEOUT_SECONDS", 60)
 
-# The model catalog: our public ids, the upstream ids they map to, and each model's size rules.
-# Operators change the mapping with UPSTREAM_MODEL_MAP ("seedream-4-0=doubao-seedream-4-0-250828")
-# or replace the whole catalog with a JSON file in SEEDREAM_MODELS_FILE.
-SEEDREAM_MODELS: dict[str, dict[str, Any]] = {
-    "seedream-4-0": {
-        "upstream_id": "seedream-4-0-250828",
-        "name": "Seedream 4.0",
-        "created": 1756339200,
-        "default_size": "2048x2048",
-        "size_keywords": {"1K": 1024 * 1024, "2K": 2048 * 2048, "4K": 4096 * 4096},
-        "min_pixels": 1280 * 720,
-        "max_pixels": 4096 * 4096,
-        "max_aspect_ratio": 16,
-        "supports_seed": False,
-        "supports_guidance_scale": False,
-        "recommended_sizes": [
-            "2048x2048", "2304x1728", "1728x2304", "2560x1440",
-            "1440x2560", "2496x1664", "1664x2496", "3024x1296",
-        ],
-    },
-    "seedream-3-0": {
-        "upstream_id": "seedream-3-0-t2i-250415",
-        "name": "Seedream 3.0",
-        "created": 1744675200,
-        "default_size": "1024x1024",
-        "size_keywords": {},
-        "min_pixels": 512 * 512,
-        "max_pixels": 2048 * 2048,
-        "max_aspect_ratio": 16,
-        "supports_seed": True,
-        "supports_guidance_scale": True,
-        "recommended_sizes": [
-            "1024x1024", "1152x864", "864x1152", "1280x720",
-            "720x1280", "1248x832", "832x1248", "1512x648",
-        ],
-    },
-}  # fmt: skip
-_models_file = env_str("SEEDREAM_MODELS_FILE")
-if _models_file:
-    SEEDREAM_MODELS = json.loads(Path(_models_file).read_text())
+# The model catalog (generation/catalog.toml; what each entry says is described there): our public
+# ids, aliases, upstream ids per channel, sizes, reference limits, upstream fields and lifecycle.
+# Operators edit a copy and point SEEDREAM_CATALOG_FILE at it (TOML, or JSON of the same shape),
+# and may change a model's upstream id on this installation's channel with UPSTREAM_MODEL_MAP
+# ("seedream-4-0=doubao-seedream-4-0-250828,...").
+SEEDREAM_CATALOG_FILE = Path(
+    env_str("SEEDREAM_CATALOG_FILE", str(BASE_DIR / "generation" / "catalog.toml"))
+)
+# Whose upstream ids to send: "byteplus" (ModelArk, international) or "volcengine" (China); by
+# default the one UPSTREAM_BASE_URL is on.
+UPSTREAM_CHANNEL = env_str(
+    "UPSTREAM_CHANNEL",
+    "volcengine"
+    if (urlsplit(UPSTREAM_BASE_URL).hostname or "").endswith(".volces.com")
+    else "byteplus",
+)
+if UPSTREAM_CHANNEL not in ("byteplus", "volcengine"):
+    raise ImproperlyConfigured("UPSTREAM_CHANNEL must be byteplus or volcengine")
+try:
+    _catalog_text = SEEDREAM_CATALOG_FILE.read_text()
+    _catalog_data = (
+        json.loads(_catalog_text)
+        if SEEDREAM_CATALOG_FILE.suffix == ".json"
+        else tomllib.loads(_catalog_text)
+    )
+except (OSError, ValueError) as _error:
+    raise ImproperlyConfigured(f"SEEDREAM_CATALOG_FILE: {_error}") from None
+SEEDREAM_MODELS: dict[str, dict[str, Any]] = _catalog_data["models"]
 for _pair in env_list("UPSTREAM_MODEL_MAP"):
     _public, _, _upstream = _pair.partition("=")
     if _public.strip() not in SEEDREAM_MODELS or not _upstream.strip():
-        raise ValueError(f"UPSTREAM_MODEL_MAP: unknown model or empty id in {_pair!r}")
-    SEEDREAM_MODELS[_public.strip()]["upstream_id"] = _upstream.strip()
+        raise ImproperlyConfigured(f"UPSTREAM_MODEL_MAP: unknown model or empty id in {_pair!r}")
+    SEEDREAM_MODELS[_public.strip()].setdefault("upstream", {})[UPSTREAM_CHANNEL] = [
+        _upstream.strip()
+    ]
 
 # --- Provenance (generation/provenance.py) ------------------------------------------------------
 

@@ -73,7 +73,7 @@ class PlaygroundForm(forms.Form):
 
     def __init__(self, *args: Any, model_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        models = catalog.all_models()
+        models = catalog.text_to_image_models()
         chosen = self._chosen_model(models, model_id)
         self.model_info = chosen
         self.fields["prompt"].max_length = settings.PROMPT_MAX_CHARS  # type: ignore[attr-defined]

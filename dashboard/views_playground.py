@@ -50,7 +50,7 @@ class Quote:
 def quote_for(user: Any, params: Any) -> Quote:
     """The price of what the form says now, from the pricing code the API uses."""
     balance = billing.balance_credits(user)
-    model = catalog.get_model(str(params.get("model") or "")) or catalog.all_models()[0]
+    model = catalog.get_model(str(params.get("model") or "")) or catalog.text_to_image_models()[0]
     size = str(params.get("size") or model.default_size)
     if size == CUSTOM:
         size = normalise_size(params.get("custom_size"))

@@ -1,38 +1,113 @@
-"""The model catalog (from settings.SEEDREAM_MODELS) and each model's size rules."""
+"""The model catalog, read from data (generation/catalog.toml, or SEEDREAM_CATALOG_FILE: see
+config/settings.py), and each model's size rules and lifecycle.
+
+Nothing about a particular model is written in code: its ids and aliases, the channel's upstream
+ids, its modes, sizes and keywords, its pixel window and aspect bounds, its reference limits,
+the upstream fields it accepts and its lifecycle are all entries of the file. A model is found
+by its public id, an alias, or any of its upstream ids (customers copy those from BytePlus's
+and Volcengine's docs).
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import cache
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
-_SIZE_RE = re.compile(r"^(?P<w>[1-9][0-9]{1,4})x(?P<h>[1-9][0-9]{1,4})$")
+_SIZE_RE = re.compile(r"^(?P<w>[1-9][0-9]{1,4})[xX](?P<h>[1-9][0-9]{1,4})$")
 # Above 2048x2048 pixels an image is priced in the "4k" tier where the price table has one.
 FOUR_K_TIER = "4k"
 FOUR_K_MIN_PIXELS = 2048 * 2048 + 1
+# Suggested sizes are multiples of this (every model takes them; upstream sizes are usually so).
+_SUGGESTION_STEP = 16
+
+ACTIVE, DEPRECATED, RETIRED = "active", "deprecated", "retired"
+MODES = ("text-to-image", "edit", "multi-reference", "sets", "layers")
 
 
 @dataclass(frozen=True)
 class ModelInfo:
     id: str
-    upstream_id: str
     name: str
     created: int
+    status: str
+    deprecated: date | None
+    sunset: date | None
+    replacement: str
+    aliases: tuple[str, ...]
+    modes: tuple[str, ...]
+    upstream_ids: dict[str, tuple[str, ...]]
     default_size: str
-    size_keywords: dict[str, int]
+    keyword_sizes: dict[str, str]
     min_pixels: int
     max_pixels: int
-    max_aspect_ratio: float
-    supports_seed: bool
-    supports_guidance_scale: bool
+    min_aspect: float
+    max_aspect: float
     recommended_sizes: list[str]
+    layer_keywords: tuple[str, ...]
+    max_references: int
+    reference_max_bytes: int
+    reference_max_pixels: int
+    reference_formats: tuple[str, ...]
+    seed: str
+    guidance_scale_default: float
+    sets: bool
+    stream: bool
+    output_formats: tuple[str, ...]
+    background: tuple[str, ...]
+    max_layers: int
+    optimize_prompt: tuple[str, ...]
+
+    @property
+    def upstream_id(self) -> str:
+        """The id the upstream is sent, on this installation's channel (UPSTREAM_CHANNEL)."""
+        ids = self.upstream_ids.get(settings.UPSTREAM_CHANNEL, ())
+        return ids[0] if ids else ""
+
+    @property
+    def size_keywords(self) -> dict[str, int]:
+        """Each size keyword and the pixels it is priced at."""
+        return {keyword: _pixels(size) for keyword, size in self.keyword_sizes.items()}
+
+    @property
+    def max_aspect_ratio(self) -> float:
+        """The widest ratio either way (a landscape's width / height, or a portrait's inverse)."""
+        return max(self.max_aspect, 1 / self.min_aspect)
+
+    @property
+    def supports_seed(self) -> bool:
+        return self.seed == "forward"
+
+    @property
+    def supports_guidance_scale(self) -> bool:
+        return self.guidance_scale_default > 0
+
+    @property
+    def supports_transparency(self) -> bool:
+        return "transparent" in self.background
+
+    def lifecycle(self, today: date | None = None) -> str:
+        """active, deprecated (still answering, until its sunset) or retired."""
+        if self.status == RETIRED:
+            return RETIRED
+        if self.status == DEPRECATED:
+            if self.sunset is not None and (today or _today()) > self.sunset:
+                return RETIRED
+            return DEPRECATED
+        return ACTIVE
 
 
 @dataclass(frozen=True)
 class Size:
-    """A size the model accepts: ``value`` is what the upstream is sent."""
+    """A size the model accepts: ``value`` is what the upstream is sent, ``pixels`` what it is
+    priced at (a keyword's nominal size)."""
 
     value: str
     pixels: int
@@ -46,54 +121,173 @@ class SizeError(ValueError):
     pass
 
 
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _pixels(size: str) -> int:
+    match = _SIZE_RE.match(size)
+    if match is None:
+        raise ValueError(f"{size!r} is not WIDTHxHEIGHT")
+    return int(match["w"]) * int(match["h"])
+
+
+def _date(value: Any) -> date | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value))
+
+
+def day_start(day: date) -> int:
+    """The Unix time at which ``day`` begins (UTC)."""
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+
+
+def _created(value: Any) -> int:
+    """A release date (TOML date or ISO string) or a Unix time, as a Unix time."""
+    if isinstance(value, int):
+        return value
+    day = _date(value)
+    return day_start(day) if day else 0
+
+
 def _info(model_id: str, raw: dict[str, Any]) -> ModelInfo:
+    size = raw.get("size", {})
+    refs = raw.get("references", {})
+    fields = raw.get("fields", {})
+    aspect = size.get("aspect", [1 / 16, 16])
     return ModelInfo(
         id=model_id,
-        upstream_id=raw["upstream_id"],
         name=raw.get("name", model_id),
-        created=int(raw.get("created", 0)),
-        default_size=raw["default_size"],
-        size_keywords=dict(raw.get("size_keywords", {})),
-        min_pixels=int(raw["min_pixels"]),
-        max_pixels=int(raw["max_pixels"]),
-        max_aspect_ratio=float(raw.get("max_aspect_ratio", 16)),
-        supports_seed=bool(raw.get("supports_seed", False)),
-        supports_guidance_scale=bool(raw.get("supports_guidance_scale", False)),
-        recommended_sizes=list(raw.get("recommended_sizes", [])),
+        created=_created(raw.get("created")),
+        status=raw.get("status", ACTIVE),
+        deprecated=_date(raw.get("deprecated")),
+        sunset=_date(raw.get("sunset")),
+        replacement=raw.get("replacement", ""),
+        aliases=tuple(raw.get("aliases", ())),
+        modes=tuple(raw.get("modes", ("text-to-image",))),
+        upstream_ids={channel: tuple(ids) for channel, ids in raw.get("upstream", {}).items()},
+        default_size=size["default"],
+        keyword_sizes=dict(size.get("keywords", {})),
+        min_pixels=int(size["min_pixels"]),
+        max_pixels=int(size["max_pixels"]),
+        min_aspect=float(aspect[0]),
+        max_aspect=float(aspect[1]),
+        recommended_sizes=list(size.get("recommended", [])),
+        layer_keywords=tuple(size.get("layer_keywords", ())),
+        max_references=int(refs.get("max", 0)),
+        reference_max_bytes=int(refs.get("max_bytes", 0)),
+        reference_max_pixels=int(refs.get("max_pixels", 0)),
+        reference_formats=tuple(refs.get("formats", ())),
+        seed=fields.get("seed", "drop"),
+        guidance_scale_default=float(fields.get("guidance_scale", 0)),
+        sets=bool(fields.get("sets", False)),
+        stream=bool(fields.get("stream", False)),
+        output_formats=tuple(fields.get("output_formats", ("jpeg",))),
+        background=tuple(fields.get("background", ())),
+        max_layers=int(fields.get("layers", 0)),
+        optimize_prompt=tuple(fields.get("optimize_prompt", ())),
     )
 
 
+@dataclass(frozen=True)
+class _Catalog:
+    models: tuple[ModelInfo, ...]
+    by_name: dict[str, ModelInfo]
+
+
+@cache
+def _catalog() -> _Catalog:
+    models = tuple(_info(model_id, raw) for model_id, raw in settings.SEEDREAM_MODELS.items())
+    by_name: dict[str, ModelInfo] = {}
+    # Upstream ids first, then aliases, then public ids: a public id always names its own model.
+    for model in models:
+        for ids in model.upstream_ids.values():
+            by_name.update(dict.fromkeys(ids, model))
+    for model in models:
+        by_name.update(dict.fromkeys(model.aliases, model))
+    for model in models:
+        by_name[model.id] = model
+    return _Catalog(models, by_name)
+
+
+@receiver(setting_changed)
+def _forget_catalog(*, setting: str, **kwargs: Any) -> None:
+    # Tests change the catalog through settings; a served process never does.
+    if setting in ("SEEDREAM_MODELS", "UPSTREAM_CHANNEL"):
+        _catalog.cache_clear()
+
+
 def all_models() -> list[ModelInfo]:
-    return [_info(model_id, raw) for model_id, raw in settings.SEEDREAM_MODELS.items()]
+    """Every model in the catalog, retired ones included (they answer 410, and say where to
+    go), in the file's order."""
+    return list(_catalog().models)
 
 
-def get_model(model_id: str) -> ModelInfo | None:
-    raw = settings.SEEDREAM_MODELS.get(model_id)
-    return None if raw is None else _info(model_id, raw)
+def text_to_image_models() -> list[ModelInfo]:
+    """The models a prompt alone can be sent to today (what the playground offers)."""
+    return [m for m in _catalog().models if "text-to-image" in m.modes and m.lifecycle() != RETIRED]
+
+
+def get_model(name: str) -> ModelInfo | None:
+    """The model a public id, an alias or an upstream id names, or None."""
+    return _catalog().by_name.get(name)
 
 
 def resolve_size(model: ModelInfo, size: str | None) -> Size:
-    """The size to send upstream, checked against the model's rules; SizeError says why not."""
+    """The size to send upstream, checked against the model's rules; SizeError says why not
+    and, for a size outside the model's window or aspect bounds, the nearest one it makes."""
     if size is None or size == "auto":
         size = model.default_size
-    if size in model.size_keywords:
-        return Size(value=size, pixels=model.size_keywords[size])
+    keyword = _keyword(model, size)
+    if keyword is not None:
+        return Size(value=keyword, pixels=_pixels(model.keyword_sizes[keyword]))
     match = _SIZE_RE.match(size)
     if match is None:
-        keywords = ", ".join(model.size_keywords)
+        keywords = ", ".join(model.keyword_sizes)
         also = f", or one of {keywords}" if keywords else ""
         raise SizeError(f"'{size}' is not a size: use WIDTHxHEIGHT in pixels{also}")
     width, height = int(match["w"]), int(match["h"])
     pixels = width * height
+    ratio = width / height
+    if not model.min_aspect <= ratio <= model.max_aspect:
+        raise SizeError(
+            f"{width}x{height} is too narrow: {model.id} makes aspect ratios (width / height) "
+            f"from 1:{1 / model.min_aspect:g} to {model.max_aspect:g}:1; the nearest it makes "
+            f"is {nearest_size(model, width, height)}"
+        )
     if not model.min_pixels <= pixels <= model.max_pixels:
         raise SizeError(
-            f"{size} has {pixels:,} pixels; {model.id} makes images of "
-            f"{model.min_pixels:,} to {model.max_pixels:,} pixels (width x height)"
-        )
-    ratio = max(width / height, height / width)
-    if ratio > model.max_aspect_ratio:
-        raise SizeError(
-            f"{size} is too narrow: {model.id} allows aspect ratios up to "
-            f"{model.max_aspect_ratio:g}:1"
+            f"{width}x{height} has {pixels:,} pixels; {model.id} makes images of "
+            f"{model.min_pixels:,} to {model.max_pixels:,} pixels (width x height); the nearest "
+            f"size it makes is {nearest_size(model, width, height)}"
         )
     return Size(value=f"{width}x{height}", pixels=pixels)
+
+
+def _keyword(model: ModelInfo, size: str) -> str | None:
+    """``size`` as one of the model's keywords (any case), in the model's own spelling."""
+    folded = size.casefold()
+    return next((k for k in model.keyword_sizes if k.casefold() == folded), None)
+
+
+def nearest_size(model: ModelInfo, width: int, height: int) -> str:
+    """The size closest to ``width`` x ``height`` that ``model`` makes: the aspect ratio held
+    within its bounds, then both sides scaled by one factor into its pixel window, in multiples
+    of 16 (rounded inwards, so the suggestion is always valid)."""
+    ratio = min(max(width / height, model.min_aspect), model.max_aspect)
+    pixels = min(max(width * height, model.min_pixels), model.max_pixels)
+    step = _SUGGESTION_STEP
+    # Sides of ``pixels`` at ``ratio``, then on the step grid: up while below the window, down
+    # while above it (at most a few steps either way).
+    w = max(step, round(math.sqrt(pixels * ratio) / step) * step)
+    h = max(step, round(math.sqrt(pixels / ratio) / step) * step)
+    while w * h < model.min_pixels:
+        w, h = (w + step, h) if w / h <= ratio else (w, h + step)
+    while w * h > model.max_pixels:
+        w, h = (w - step, h) if w / h >= ratio else (w, h - step)
+    return f"{w}x{h}"

@@ -13,6 +13,7 @@ from enum import StrEnum
 
 class Reason(StrEnum):
     MODEL_NOT_FOUND = "model_not_found"
+    MODEL_RETIRED = "model_retired"
     INVALID_VALUE = "invalid_value"
     UNSUPPORTED_PARAMETER = "unsupported_parameter"
     NOT_FOR_SALE = "model_not_priced"

@@ -8,7 +8,15 @@ from typing import Any
 
 from django.conf import settings
 
-from .catalog import ModelInfo, Size, SizeError, get_model, resolve_size
+from .catalog import (
+    RETIRED,
+    ModelInfo,
+    Size,
+    SizeError,
+    get_model,
+    resolve_size,
+    text_to_image_models,
+)
 from .refusals import Reason, Refusal, invalid
 
 # Bounds every way in shares (the API's schema declares the same ones for its typed errors).
@@ -42,6 +50,27 @@ class GenerationSpec:
         return params
 
 
+def available_model(name: str) -> ModelInfo:
+    """The model ``name`` names, if it still answers: MODEL_NOT_FOUND for none, MODEL_RETIRED
+    (naming its replacement) for one past its sunset."""
+    info = get_model(name)
+    if info is None:
+        raise Refusal(
+            Reason.MODEL_NOT_FOUND,
+            f"The model '{name}' does not exist or you do not have access to it.",
+            param="model",
+        )
+    if info.lifecycle() == RETIRED:
+        when = f" on {info.sunset.isoformat()}" if info.sunset else ""
+        instead = f"; use '{info.replacement}' instead" if info.replacement else ""
+        raise Refusal(
+            Reason.MODEL_RETIRED,
+            f"The model '{info.id}' was retired{when}{instead}.",
+            param="model",
+        )
+    return info
+
+
 def build_spec(
     *,
     model: str,
@@ -69,12 +98,14 @@ def build_spec(
         raise invalid(f"Invalid value for 'n': from 1 to {IMAGES_MAX}.", param="n")
     if seed is not None and not -1 <= seed <= SEED_MAX:
         raise invalid(f"Invalid value for 'seed': from -1 to {SEED_MAX}.", param="seed")
-    info = get_model(model)
-    if info is None:
+    info = available_model(model)
+    if "text-to-image" not in info.modes:
         raise Refusal(
-            Reason.MODEL_NOT_FOUND,
-            f"The model '{model}' does not exist or you do not have access to it.",
+            Reason.UNSUPPORTED_PARAMETER,
+            f"{info.id} only edits images: it cannot make one from a prompt alone. Models that "
+            f"can: {', '.join(m.id for m in text_to_image_models())}.",
             param="model",
+            code="unsupported_model_mode",
         )
     try:
         resolved = resolve_size(info, size)

@@ -17,7 +17,7 @@ from typing import Any
 from billing import services as billing
 
 from ..catalog import ModelInfo
-from ..spec import GenerationSpec, build_spec
+from ..spec import IMAGES_MAX, GenerationSpec, build_spec
 from .images import (
     delete_image,
     erase_customer_content,
@@ -110,4 +110,27 @@ def model_object(model: ModelInfo, prices: dict[tuple[str, str], int]) -> dict[s
         "max_aspect_ratio": model.max_aspect_ratio,
         "supports_seed": model.supports_seed,
         "supports_guidance_scale": model.supports_guidance_scale,
+        # Beyond OpenAI's shape (its SDKs keep unknown fields): what a client needs to build a
+        # valid request, and the model's lifecycle.
+        "status": model.lifecycle(),
+        "sunset": model.sunset.isoformat() if model.sunset else None,
+        "replacement": model.replacement or None,
+        "aliases": list(model.aliases),
+        "upstream_ids": [i for ids in model.upstream_ids.values() for i in ids],
+        "modes": list(model.modes),
+        "sizes": {
+            "keywords": dict(model.keyword_sizes),
+            "default": model.default_size,
+            "min_pixels": model.min_pixels,
+            "max_pixels": model.max_pixels,
+            "aspect_ratio": [model.min_aspect, model.max_aspect],
+            "recommended": model.recommended_sizes,
+        },
+        "limits": {
+            "max_images": IMAGES_MAX,
+            "max_reference_images": model.max_references,
+            "reference_max_bytes": model.reference_max_bytes,
+            "reference_formats": list(model.reference_formats),
+            "max_layers": model.max_layers,
+        },
     }

@@ -37,23 +37,22 @@ def test_models_are_listed_in_openai_format_with_their_prices(client, owner_key,
 
 def test_the_catalog_comes_from_configuration(client, owner, owner_key, settings):
     catalog = copy.deepcopy(settings.SEEDREAM_MODELS)
-    catalog["seedream-4-5"] = {
-        **catalog["seedream-4-0"],
-        "upstream_id": "doubao-seedream-4-5-251128",
-        "min_pixels": 2560 * 1440,
-    }
+    entry = copy.deepcopy(catalog["seedream-4-0"])
+    entry["upstream"] = {"byteplus": ["doubao-seedream-4-5-251128"]}
+    entry["size"]["min_pixels"] = 2560 * 1440
+    catalog["seedream-house"] = entry
     settings.SEEDREAM_MODELS = catalog
-    Price.objects.create(model="seedream-4-5", credits_per_image=50)
+    Price.objects.create(model="seedream-house", credits_per_image=50)
 
     listed = [m["id"] for m in get(client, "/v1/models", owner_key).json()["data"]]
     response = client.post(
         "/v1/images/generations",
-        json.dumps({"model": "seedream-4-5", "prompt": "a fox", "size": "2560x1440"}),
+        json.dumps({"model": "seedream-house", "prompt": "a fox", "size": "2560x1440"}),
         content_type="application/json",
         headers={"Authorization": f"Bearer {owner_key}"},
     )
 
-    assert "seedream-4-5" in listed
+    assert "seedream-house" in listed
     assert response.status_code == 200, response.content
     assert Generation.objects.get().upstream_model == "doubao-seedream-4-5-251128"
     assert response.json()["credits_charged"] == 50

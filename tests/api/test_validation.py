@@ -128,7 +128,8 @@ def test_it_answers_404_model_not_found_for_an_unknown_model(client, owner_key, 
 def test_it_explains_the_size_rule_that_was_broken(client, owner_key, untouched):
     error = assert_error(post(client, owner_key, {**GOOD, "size": "800x800"}), 400, param="size")
     assert "640,000 pixels" in error["message"]
-    assert "921,600" in error["message"]
+    assert "1,048,576 to 16,777,216 pixels" in error["message"]
+    assert "the nearest size it makes is 1024x1024" in error["message"]
 
 
 @pytest.mark.parametrize(

@@ -61,8 +61,9 @@ def test_env_list_splits_and_trims(monkeypatch):
 def _settings_in_a_fresh_process(tmp_path, **env):
     code = (
         "import json, django; from django.conf import settings; django.setup(); "
-        "print(json.dumps({'models': {k: v['upstream_id'] for k, v in "
-        "settings.SEEDREAM_MODELS.items()}, 'sim': settings.USE_SIMULATOR, "
+        "print(json.dumps({'models': {k: v['upstream'][settings.UPSTREAM_CHANNEL][0] for k, v in "
+        "settings.SEEDREAM_MODELS.items() if v['upstream'].get(settings.UPSTREAM_CHANNEL)}, "
+        "'channel': settings.UPSTREAM_CHANNEL, 'sim': settings.USE_SIMULATOR, "
         "'base': settings.UPSTREAM_BASE_URL, 'db': settings.DATABASES['default']['ENGINE'], "
         "'cache': settings.CACHES['default']['BACKEND'], 'broker': settings.CELERY_BROKER_URL, "
         "'limits': settings.RATE_LIMIT_REDIS_URL, "
@@ -119,10 +120,12 @@ def test_the_model_map_points_models_at_other_upstream_ids(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stdout)
-    assert loaded["models"] == {
-        "seedream-4-0": "doubao-seedream-4-0-250828",
-        "seedream-3-0": "ep-123",
-    }
+    # A Volcengine base URL picks that channel's ids; the map replaces two of them.
+    assert loaded["channel"] == "volcengine"
+    assert loaded["models"]["seedream-4-0"] == "doubao-seedream-4-0-250828"
+    assert loaded["models"]["seedream-3-0"] == "ep-123"
+    assert loaded["models"]["seedream-5-5"] == "doubao-seedream-5-5-261028"
+    assert "seedream-5-0-flash" not in loaded["models"]  # no Volcengine id known
     assert loaded["sim"] is False
 
 

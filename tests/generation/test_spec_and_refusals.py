@@ -49,6 +49,7 @@ def test_a_good_request_becomes_a_spec():
 def test_every_reason_has_its_openai_status():
     expected = {
         Reason.MODEL_NOT_FOUND: 404,
+        Reason.MODEL_RETIRED: 410,
         Reason.INVALID_VALUE: 400,
         Reason.UNSUPPORTED_PARAMETER: 400,
         Reason.NOT_FOR_SALE: 503,
