@@ -99,6 +99,11 @@ SETTLEMENT_RETRIES = Counter(
     "seedream_settlement_retries_total",
     "Settlements tried a second time after losing their database connection.",
 )
+SLOT_RELEASES_FAILED = Counter(
+    "seedream_slot_releases_failed_total",
+    "Concurrency slots that could not be given back when their generation ended (their store "
+    "was unreachable); each lapses with its lease.",
+)
 ORPHAN_FILES_REMOVED = Counter(
     "seedream_orphan_files_removed_total",
     "Stored files that no image row named, removed by the orphan sweep.",
@@ -174,6 +179,10 @@ def images_not_stored() -> None:
 
 def settlement_retried() -> None:
     SETTLEMENT_RETRIES.inc()
+
+
+def slot_release_failed() -> None:
+    SLOT_RELEASES_FAILED.inc()
 
 
 def redis_fallback(use: str) -> None:

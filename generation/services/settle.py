@@ -73,8 +73,9 @@ async def settle_generation(
         claimed = await _claim(steps, generation, settlement)
     finally:
         # Even when the settlement fails (the reconciler then refunds the row), the slot goes
-        # back. The files stay: a failure can come after the commit, and they may be charged
-        # (the orphan sweep removes those of a row that was never settled with them).
+        # back (or lapses with its lease, if its store cannot be reached). The files stay: a
+        # failure can come after the commit, and they may be charged (the orphan sweep removes
+        # those of a row that was never settled with them).
         await release_slot(steps, generation)
     if not claimed:
         return await steps.run(_too_late, generation, stored)
@@ -153,46 +154,76 @@ async def release_slot(steps: Steps, generation: Generation) -> None:
 
 
 async def release(steps: Steps, user_id: int, api_key_id: int | None, holder: str) -> None:
-    """Give back the concurrency slots ``holder`` took (idempotent)."""
-    if steps.on_loop:
-        await ratelimits.arelease(user_id, api_key_id, holder)
-    else:
-        await steps.run(ratelimits.release, user_id, api_key_id, holder)
+    """Give back the concurrency slots ``holder`` took (idempotent).
+
+    Never raises: this runs after a settlement (or beside an error being raised), and a slot
+    store that cannot be reached just then (the database restarting, with the limits counted
+    there) must not turn a generation that was settled and charged into an error for its
+    customer, nor hide the error it is failing with. Such a slot lapses with its lease
+    (RATE_LIMIT_SLOT_LEASE_SECONDS); the reconciler gives back that of a row it fails."""
+    try:
+        if steps.on_loop:
+            await ratelimits.arelease(user_id, api_key_id, holder)
+        else:
+            await steps.run(ratelimits.release, user_id, api_key_id, holder)
+    except Exception as error:
+        # The error's type only, as for an unreachable Redis (server/outage.py): the database
+        # being away already shows in every request that needs it.
+        logger.warning(
+            "the concurrency slot of %s could not be given back now (%s); it lapses with its lease",
+            holder,
+            type(error).__name__,
+        )
+        metrics.slot_release_failed()
 
 
 def _store_delivered(outcomes: list[Outcome], made_by: provenance.MadeBy) -> list[_Stored]:
     """Each delivered image marked with its provenance and saved under an unguessable name; all
-    or none (a failure removes those already written, then raises). The marked bytes are the
-    ones stored, counted and answered as b64_json."""
+    or none (a failure removes those already written, and whatever the failed write left, then
+    raises). The marked bytes are the ones stored, counted and answered as b64_json."""
     stored: list[_Stored] = []
+    writing = ""
     try:
         for index, image in enumerate(outcomes):
             if isinstance(image, DeliveredImage):
                 image = provenance.mark_delivered(image, made_by)
                 token = new_image_token()
-                name = default_storage.save(
-                    image_storage_name(token, image.extension), ContentFile(image.data)
-                )
+                writing = image_storage_name(token, image.extension)
+                name = default_storage.save(writing, ContentFile(image.data))
                 stored.append((index, image, token, name))
+                writing = ""
     except BaseException:
-        _remove_files(stored)
+        _remove_files([name for *_, name in stored])
+        if writing:
+            _remove_partial_file(writing)
         raise
     return stored
 
 
-def _remove_files(stored: list[_Stored]) -> None:
+def _remove_files(names: list[str]) -> None:
     """Best effort (the store may be what failed): what is left, the orphan sweep removes."""
-    for *_, name in stored:
+    for name in names:
         try:
             default_storage.delete(name)
         except Exception:
             logger.warning("could not remove %s; the orphan sweep will", name, exc_info=True)
 
 
+def _remove_partial_file(name: str) -> None:
+    """A write that failed half way (a full disk) leaves what it wrote under its name: Django's
+    FileSystemStorage does not remove it. Asked first, since usually nothing is there (the
+    folder could not be made; a bucket's upload is all or nothing)."""
+    try:
+        if default_storage.exists(name):
+            default_storage.delete(name)
+    except Exception:
+        logger.warning("could not remove %s; the orphan sweep will", name, exc_info=True)
+
+
 def _too_late(generation: Generation, stored: list[_Stored]) -> Completed:
     # The reconciler settled this row first (we overran the deadline): nothing is charged, so
     # nothing may be delivered.
-    _remove_files(stored)
+    _remove_files([name for *_, name in stored])
     logger.error("generation %s finished after its deadline", generation.public_id)
     generation.refresh_from_db()
     return Completed(generation, [])

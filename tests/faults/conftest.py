@@ -10,6 +10,8 @@ What is here:
   session's test database, emptied after each test), with timeouts short enough for a test;
 - ``processes``: start web processes and workers for the test (``processes.web(env)``,
   ``processes.worker(env, beat=True)``), all stopped when it ends;
+- ``static_root``: collected static files, for a web process that renders pages
+  (``STATIC_ROOT``);
 - ``customers``: customers with credits and API keys, made through billing's and keys' own
   services (``customers.open(credits)``);
 - ``own_redis``: a ``redis-server`` of the test's own (tests/support/redis_server.py), to stop
@@ -21,6 +23,9 @@ What is here:
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack
@@ -32,6 +37,7 @@ import pytest
 from tests.support.postgres_cluster import PostgresCluster, running_postgres_cluster
 from tests.support.redis_server import RedisServer, running_redis_server
 from tests.support.server import Server, server_process
+from tests.support.simulator import PROJECT_ROOT
 from tests.support.worker import Worker, running_worker
 
 from .books import Customer, open_customer
@@ -48,6 +54,21 @@ FAULT_ENV = {
 def fault_env(live_server_env: dict[str, str]) -> dict[str, str]:
     """A web process's or worker's environment on this test's database."""
     return {**live_server_env, **FAULT_ENV}
+
+
+@pytest.fixture(scope="session")
+def static_root(live_server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A STATIC_ROOT with collectstatic's manifest, for web processes that render pages (the
+    production static storage refuses to render a page without one)."""
+    folder = tmp_path_factory.mktemp("static")
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **live_server_env, "STATIC_ROOT": str(folder)},
+        check=True,
+        timeout=120,
+    )
+    return str(folder)
 
 
 class Processes:

@@ -32,12 +32,13 @@ class Call:
     prompt: str
     n: int = 1
     response_format: ResponseFormat = "url"
+    size: str = SIZE
 
     def body(self) -> dict[str, object]:
         return {
             "model": MODEL,
             "prompt": self.prompt,
-            "size": SIZE,
+            "size": self.size,
             "n": self.n,
             "response_format": self.response_format,
         }
@@ -92,7 +93,7 @@ def sdk_generate_concurrently(
             return client.images.generate(
                 model=MODEL,
                 prompt=call.prompt,
-                size=SIZE,
+                size=call.size,
                 n=call.n,
                 response_format=call.response_format,
             )

@@ -9,6 +9,7 @@ import os
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.files.base import ContentFile
@@ -16,6 +17,7 @@ from django.core.files.storage import default_storage
 from django.db import OperationalError
 from django.utils import timezone
 
+from generation import ratelimits
 from generation.models import ConcurrencySlot, Generation, Image
 from generation.services import settle as settle_module
 from generation.services import sweep_orphan_files
@@ -88,6 +90,37 @@ def test_a_store_that_fails_half_way_settles_as_failed_uncharged_with_no_file_le
     assert assert_ledger_balanced(owner) == 1000
     assert not ConcurrencySlot.objects.exists()
     assert metrics.IMAGES_NOT_STORED._value.get() == before + 1
+
+
+class HalfWritingStore:
+    """The real store, except that each write stops half way as on a full disk: what was
+    written stays under the name, as Django's FileSystemStorage leaves it, and it raises."""
+
+    def __init__(self) -> None:
+        self.attempted: list[str] = []
+
+    def save(self, name, content, *args, **kwargs):
+        self.attempted.append(name)
+        path = Path(default_storage.path(name))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.read()[: content.size // 2])
+        raise OSError(28, "No space left on device")
+
+    def __getattr__(self, name):
+        return getattr(default_storage, name)
+
+
+def test_a_write_that_fails_half_way_leaves_no_partial_file(client, owner, owner_key, monkeypatch):
+    store = HalfWritingStore()
+    monkeypatch.setattr(settle_module, "default_storage", store)
+
+    response = generate(client, owner_key)
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "storage_error"
+    [name] = store.attempted
+    assert not default_storage.exists(name)
+    assert assert_ledger_balanced(owner) == 1000
 
 
 def test_three_failed_stores_do_not_lock_a_free_account_out(
@@ -186,6 +219,33 @@ def test_a_settlement_that_fails_twice_still_gives_the_slot_back(
     # Unsettled: the reconciler releases the hold at its deadline; the slot is free now.
     assert Generation.objects.get(user=owner).status in Generation.UNSETTLED
     assert not ConcurrencySlot.objects.exists()
+
+
+def test_a_settled_generation_is_answered_even_if_its_slot_cannot_be_given_back(
+    client, owner, owner_key, monkeypatch, settings
+):
+    # The database holds the limits (no Redis) and is away just when the slot goes back.
+    def unreachable(*args, **kwargs):
+        raise OperationalError("couldn't get a connection after 2.00 sec")
+
+    async def aunreachable(*args, **kwargs):
+        unreachable()
+
+    monkeypatch.setattr(ratelimits, "release", unreachable)
+    monkeypatch.setattr(ratelimits, "arelease", aunreachable)
+    before = metrics.SLOT_RELEASES_FAILED._value.get()
+
+    response = generate(client, owner_key)
+
+    # Charged, and told so: the image is the customer's.
+    assert response.status_code == 200, response.content
+    assert Generation.objects.get(user=owner).status == Generation.Status.SUCCEEDED
+    assert assert_ledger_balanced(owner) == 1000 - 40
+    # The slot lapses with its lease.
+    [slot] = ConcurrencySlot.objects.all()
+    lease = timedelta(seconds=settings.RATE_LIMIT_SLOT_LEASE_SECONDS)
+    assert timezone.now() < slot.expires_at <= timezone.now() + lease
+    assert metrics.SLOT_RELEASES_FAILED._value.get() == before + 1
 
 
 def test_a_settlement_is_not_retried_for_a_non_connection_error(

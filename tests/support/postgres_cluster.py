@@ -2,9 +2,10 @@
 
 A test that restarts PostgreSQL must never restart the shared server every engineer's tests use,
 so it starts a cluster of its own: ``initdb`` (trust authentication, no fsync: nothing here is
-worth keeping past the test), ``pg_ctl start`` listening on 127.0.0.1 on a free port with its
-unix socket in the same folder, and ``pg_ctl restart`` (``-m fast`` or ``-m immediate``, the
-latter a crash with recovery on start) or ``stop``/``start`` at any moment of the test.
+worth keeping past the test, though an acknowledged commit survives a crash of the server),
+``pg_ctl start`` listening on 127.0.0.1 on a free port with its unix socket in the same folder,
+and ``pg_ctl restart`` (``-m fast`` or ``-m immediate``, the latter a crash with recovery on
+start) or ``stop``/``start`` at any moment of the test.
 
 PostgreSQL refuses to run as root, so when the tests run as root (CI does) every PostgreSQL
 program runs as the ``postgres`` OS user (``runuser -u postgres --``) in a folder that user owns.
@@ -32,8 +33,12 @@ from .server import free_port
 INSTALL_HINT = "apt-get install -y postgresql"
 OS_USER = "postgres"  # who runs PostgreSQL's programs when the tests run as root
 START_TIMEOUT_SECONDS = 60
-# Settings for a throwaway cluster: durability off, since a test's data is never kept.
-SERVER_OPTIONS = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+# Settings for a throwaway cluster: nothing is flushed to disk, since a test's data is never kept
+# past the test and the machine does not crash under it. Commits stay synchronous: a commit is
+# written to the kernel before it is acknowledged, so it survives a crash of PostgreSQL itself
+# (``restart("immediate")``), as in production. With synchronous_commit=off such a crash loses
+# the last acknowledged commits, and a test would see a settled generation come back unsettled.
+SERVER_OPTIONS = "-c fsync=off -c full_page_writes=off"
 
 
 def find_bin_dir() -> Path | None:
