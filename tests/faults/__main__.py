@@ -4,6 +4,7 @@ connected to). Prints JSON.
 
 - ``customers COUNT CREDITS``: open COUNT customers with CREDITS each; prints their ids and keys.
 - ``check [REDIS_URL]``: prints what is wrong with the books (an empty list when they balance).
+- ``balance USER_ID``: prints that customer's balance in credits, as billing tells it.
 """
 
 from __future__ import annotations
@@ -26,8 +27,15 @@ def main(argv: list[str]) -> None:
         print(json.dumps([open_customer(credits).as_dict() for _ in range(count)]))
     elif command == "check":
         print(json.dumps(problems(*args)))
+    elif command == "balance":
+        from accounts.models import User
+        from billing import services as billing
+
+        print(json.dumps(billing.balance_credits(User.objects.get(pk=int(args[0])))))
     else:
-        raise SystemExit(f"unknown command {command!r}: customers COUNT CREDITS, or check")
+        raise SystemExit(
+            f"unknown command {command!r}: customers COUNT CREDITS, check, or balance USER_ID"
+        )
 
 
 if __name__ == "__main__":
