@@ -154,10 +154,11 @@ class ImageSpec:
         return "image/png" if self.fmt == "png" and self.kind in ("jpeg", "photo") else "image/jpeg"
 
     @property
-    def caption(self) -> str:
-        """The line printed under the prompt: model, size, seed and index (and layer)."""
-        parts = [self.model, self.size, f"seed {self.seed}", f"#{self.index}", self.label]
-        return " · ".join(part for part in parts if part)
+    def caption(self) -> tuple[str, ...]:
+        """The lines printed under the prompt: the model, then size, seed and index (and layer)."""
+        parts = [self.size, f"seed {self.seed}", f"#{self.index}", self.label]
+        details = " · ".join(part for part in parts if part)
+        return (self.model, details) if self.model else (details,)
 
 
 # Served for [sim:bad-image]: starts like nothing an image decoder knows.
@@ -236,7 +237,7 @@ def render_image(spec: ImageSpec) -> bytes:
     )
     caption_size = max(8, title_size // 4)
     caption = _font(caption_size)
-    for line, text in enumerate((spec.head, spec.caption)):
+    for line, text in enumerate((spec.head, *spec.caption)):
         draw.text(
             (left, top + title_size * 1.3 + line * caption_size * 1.4),
             _fit_text(text, caption, width * 0.8),

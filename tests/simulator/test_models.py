@@ -10,12 +10,14 @@ import base64
 import io
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
 
+from simulator.images import ImageSpec, render_image
 from simulator.process import running_simulator
 
 pytestmark = pytest.mark.integration
@@ -708,3 +710,22 @@ def test_pictures_vary_with_the_seed_the_index_and_the_model(
     assert seed_1 == again
     assert len({seed_1, seed_2, other_model}) == 3  # the model's id is printed on it
     assert first != second
+
+
+def test_a_picture_prints_its_model_size_seed_index_and_layer() -> None:
+    spec = ImageSpec.for_prompt(
+        "a fox",
+        seed=42,
+        size=(1024, 768),
+        watermark=False,
+        index=1,
+        kind="jpeg",
+        model="Seedream 5.5 (seedream-5-5-261028)",
+        label="layer 1 of 3",
+    )
+
+    assert spec.caption == (
+        "Seedream 5.5 (seedream-5-5-261028)",
+        "1024x768 · seed 42 · #1 · layer 1 of 3",
+    )
+    assert render_image(spec) != render_image(replace(spec, index=2))
