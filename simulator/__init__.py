@@ -3,9 +3,9 @@
 It speaks the real upstream's protocol over HTTP, so the product's real upstream client runs
 against it in the local demo (``make run``), the tests and the benchmarks:
 
-- ``protocol``: what the upstream accepts and answers (models, sizes, error bodies);
+- ``protocol``: what each upstream model accepts and answers (ids, sizes, fields, error bodies);
 - ``faults``: the ``[sim:...]`` prompt markers tests use to ask for failures;
-- ``images``: the JPEGs it renders and the description its signed links carry;
+- ``images``: the pictures it renders (JPEG or PNG) and the description its signed links carry;
 - ``server``: the aiohttp app, ``serve`` and ``run``;
 - ``cli``: ``python -m simulator``, whose options ``manage.py run_simulator`` shares;
 - ``process``: starting one in a child process and waiting until it listens (tests, bench).

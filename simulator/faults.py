@@ -17,14 +17,26 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from .protocol import URL_TTL_SECONDS, UpstreamError, invalid
+from .protocol import (
+    INPUT_GENERIC,
+    INPUT_IMAGE,
+    INPUT_TEXT,
+    OUTPUT_IMAGE,
+    URL_TTL_SECONDS,
+    UpstreamError,
+    invalid,
+    parse_wxh,
+)
 
 MAX_MARKER_LATENCY: Final = 600.0
 
 FLAG_MARKERS: Final = frozenset(
     {
         "block-prompt",  # 400 InputTextSensitiveContentDetected
+        "block-input",  # 400 SensitiveContentDetected (the input, stage not named)
+        "block-input-image",  # 400 InputImageSensitiveContentDetected
         "block-output",  # 400 OutputImageSensitiveContentDetected
+        "in-200",  # the block-* above arrive inside an HTTP 200, as data[0].error
         "error-500",  # 500 InternalServiceError
         "error-429",  # 429 ModelAccountIpmRateLimitExceeded
         "quota",  # 403 AccountOverdueError
@@ -49,8 +61,21 @@ VALUE_MARKERS: Final = frozenset(
         "expires",  # X-Tos-Expires of the links (0 gives an already expired link)
         "slow-body",  # float seconds: the answer's headers at once, its body trickled over them
         "slow-image",  # float seconds: the same for the image behind each link
+        "block-reason",  # a dotted reason for the moderation code: DeepFake, ...Detected.DeepFake
+        "deliver-size",  # WxH the model delivers instead of the keyword's (within the window)
+        "set-count",  # how many images a set (sequential_image_generation auto) gives, <= max
+        "set-block",  # comma-separated indexes of images blocked by output moderation, in a 200
+        "set-error-500",  # index of the image that fails with InternalServiceError; none after it
+        "layers",  # how many layers layer_decomposition gives (default 3)
     }
 )
+_BLOCKS: Final = (
+    ("block-input", INPUT_GENERIC),
+    ("block-prompt", INPUT_TEXT),
+    ("block-input-image", INPUT_IMAGE),
+    ("block-output", OUTPUT_IMAGE),
+)
+_REASON_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
 _MARKER_RE: Final = re.compile(r"\[sim:([^\]=]*)(?:=([^\]]*))?\]")
 
 
@@ -80,6 +105,19 @@ class Faults:
     expires: int = URL_TTL_SECONDS
     answer: Delivery = WHOLE  # of the generation answer
     image: Delivery = WHOLE  # of the images behind its links
+    block_reason: str = ""
+    deliver_size: tuple[int, int] | None = None
+    set_count: int | None = None
+    set_block: frozenset[int] = frozenset()
+    set_error_500: int | None = None
+    layers: int | None = None
+
+    def moderation(self) -> str | None:
+        """The moderation family a block-* marker asks for as a whole-request refusal."""
+        for flag, family in _BLOCKS:
+            if flag in self.flags:
+                return family
+        return None
 
 
 def _marker_error(detail: str) -> UpstreamError:
@@ -107,6 +145,17 @@ def parse_markers(prompt: str) -> Faults:
         else:
             raise _marker_error(f"{match.group(0)} is unknown")
     deliver = values.get("deliver")
+    reason = values.get("block-reason", "")
+    if reason and not _REASON_RE.fullmatch(reason):
+        raise _marker_error(f"[sim:block-reason] needs a word such as DeepFake, not {reason!r}")
+    deliver_size = None
+    if "deliver-size" in values:
+        deliver_size = parse_wxh(values["deliver-size"])
+        if deliver_size is None:
+            raise _marker_error("[sim:deliver-size] needs WxH")
+    set_count = values.get("set-count")
+    set_error = values.get("set-error-500")
+    layers = values.get("layers")
     return Faults(
         flags=frozenset(flags),
         latency=_seconds("latency", values),
@@ -122,7 +171,24 @@ def parse_markers(prompt: str) -> Faults:
         image=Delivery(
             truncate="truncate-image" in flags, trickle_seconds=_seconds("slow-image", values)
         ),
+        block_reason=reason,
+        deliver_size=deliver_size,
+        set_count=None if set_count is None else _positive_int("set-count", set_count),
+        set_block=frozenset(
+            _non_negative_int("set-block", index.strip())
+            for index in values.get("set-block", "").split(",")
+            if "set-block" in values
+        ),
+        set_error_500=None if set_error is None else _non_negative_int("set-error-500", set_error),
+        layers=None if layers is None else _non_negative_int("layers", layers),
     )
+
+
+def _positive_int(name: str, value: str) -> int:
+    number = _non_negative_int(name, value)
+    if number == 0:
+        raise _marker_error(f"[sim:{name}] must be at least 1")
+    return number
 
 
 def _seconds(name: str, values: dict[str, str]) -> float:

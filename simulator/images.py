@@ -1,7 +1,10 @@
-"""The pictures: what one is made from, its rendering as a JPEG, and a cache of rendered ones.
+"""The pictures: what one is made from, its rendering, and a cache of rendered ones.
 
-Images are real baseline JPEGs of the requested size; the link the simulator hands out carries the
-picture's whole description (an ``ImageSpec`` token), so serving it needs no stored state.
+Images are real baseline JPEGs (or PNGs, with an alpha channel when transparent) of the delivered
+size. Each varies with the prompt, the seed and its index, and prints the model, size, seed and
+index, so the images of a batch are told apart at a glance. The link the simulator hands out
+carries the picture's whole description (an ``ImageSpec`` token), so serving it needs no stored
+state.
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ class ImageSpec:
     kind: str  # "jpeg", "photo" (a detailed jpeg), "bad" (not an image) or "huge" (40 MiB body)
     # How the link serves it ([sim:truncate-image], [sim:slow-image]); not part of the picture.
     delivery: Delivery = WHOLE
+    model: str = ""  # the model's display name, printed on the picture
+    fmt: str = "jpeg"  # "jpeg" or "png"
+    alpha: bool = False  # png only: transparent around the subject
+    label: str = ""  # printed too: "base", "layer 2 of 3"
 
     @classmethod
     def for_prompt(
@@ -58,11 +65,29 @@ class ImageSpec:
         index: int,
         kind: str,
         delivery: Delivery = WHOLE,
+        model: str = "",
+        fmt: str = "jpeg",
+        alpha: bool = False,
+        label: str = "",
     ) -> ImageSpec:
         words = " ".join(without_markers(prompt).split())
         head = words if len(words) <= PROMPT_HEAD_CHARS else words[:PROMPT_HEAD_CHARS] + "..."
         digest = hashlib.sha256(prompt.encode()).hexdigest()[:32]
-        return cls(digest, head, seed, size[0], size[1], watermark, index, kind, delivery)
+        return cls(
+            digest,
+            head,
+            seed,
+            size[0],
+            size[1],
+            watermark,
+            index,
+            kind,
+            delivery,
+            model=model,
+            fmt=fmt,
+            alpha=alpha,
+            label=label,
+        )
 
     @property
     def picture(self) -> ImageSpec:
@@ -79,6 +104,10 @@ class ImageSpec:
             "m": int(self.watermark),
             "i": self.index,
             "k": self.kind,
+            "n": self.model,
+            "o": self.fmt,
+            "a": int(self.alpha),
+            "l": self.label,
         }
         if self.delivery != WHOLE:
             payload["f"] = {
@@ -108,6 +137,10 @@ class ImageSpec:
                     truncate=bool(faults.get("t", 0)),
                     trickle_seconds=float(faults.get("s", 0.0)),
                 ),
+                str(data.get("n", "")),
+                "png" if data.get("o") == "png" else "jpeg",
+                bool(data.get("a", 0)),
+                str(data.get("l", "")),
             )
         except (binascii.Error, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
             raise ValueError("malformed image token") from exc
@@ -115,6 +148,17 @@ class ImageSpec:
     @property
     def size(self) -> str:
         return f"{self.width}x{self.height}"
+
+    @property
+    def content_type(self) -> str:
+        return "image/png" if self.fmt == "png" and self.kind in ("jpeg", "photo") else "image/jpeg"
+
+    @property
+    def caption(self) -> tuple[str, ...]:
+        """The lines printed under the prompt: the model, then size, seed and index (and layer)."""
+        parts = [self.size, f"seed {self.seed}", f"#{self.index}", self.label]
+        details = " · ".join(part for part in parts if part)
+        return (self.model, details) if self.model else (details,)
 
 
 # Served for [sim:bad-image]: starts like nothing an image decoder knows.
@@ -151,8 +195,8 @@ def _fit_text(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, wid
     return text + "..." if text else ""
 
 
-def render_jpeg(spec: ImageSpec) -> bytes:
-    """A baseline JPEG of exactly ``spec``'s size, the same bytes for the same spec.
+def render_image(spec: ImageSpec) -> bytes:
+    """A baseline JPEG (or a PNG) of exactly ``spec``'s size, the same bytes for the same spec.
 
     CPU-bound (about 100 ms at 4096x4096): run it in a thread, not on the event loop.
     """
@@ -191,16 +235,17 @@ def render_jpeg(spec: ImageSpec) -> bytes:
     draw.text(
         (left, top), "SIMULATED", font=title, fill="white", stroke_width=stroke, stroke_fill="black"
     )
-    caption = _font(max(8, title_size // 4))
-    text = _fit_text(spec.head, caption, width * 0.8)
-    draw.text(
-        (left, top + title_size * 1.3),
-        text,
-        font=caption,
-        fill="white",
-        stroke_width=max(1, stroke // 2),
-        stroke_fill="black",
-    )
+    caption_size = max(8, title_size // 4)
+    caption = _font(caption_size)
+    for line, text in enumerate((spec.head, *spec.caption)):
+        draw.text(
+            (left, top + title_size * 1.3 + line * caption_size * 1.4),
+            _fit_text(text, caption, width * 0.8),
+            font=caption,
+            fill="white",
+            stroke_width=max(1, stroke // 2),
+            stroke_fill="black",
+        )
     if spec.watermark:
         mark = _font(max(8, short_side // 24))
         margin = max(4, short_side // 64)
@@ -215,12 +260,27 @@ def render_jpeg(spec: ImageSpec) -> bytes:
         )
 
     buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=JPEG_QUALITY, progressive=False)
+    if spec.fmt != "png":
+        image.save(buffer, "JPEG", quality=JPEG_QUALITY, progressive=False)
+        return buffer.getvalue()
+    if spec.alpha:
+        # Transparent around an opaque ellipse holding the subject: a real alpha channel, with
+        # fully transparent and fully opaque pixels.
+        mask = Image.new("L", (width, height), 0)
+        ImageDraw.Draw(mask).ellipse(
+            (width // 20, height // 20, width - width // 20, height - height // 20), fill=255
+        )
+        image.putalpha(mask)
+    image.save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()
 
 
-class JpegCache:
-    """A bounded LRU of encoded JPEGs that also merges concurrent renders of the same picture.
+# The name the product's tests know it by: a JPEG unless the spec says png.
+render_jpeg = render_image
+
+
+class ImageCache:
+    """A bounded LRU of encoded images that also merges concurrent renders of the same picture.
 
     Only touched from the event loop thread, so it needs no lock; rendering runs in the loop's
     default thread pool.
@@ -239,7 +299,7 @@ class JpegCache:
             return cached
         pending = self._pending.get(spec)
         if pending is None:
-            pending = asyncio.get_running_loop().run_in_executor(None, render_jpeg, spec)
+            pending = asyncio.get_running_loop().run_in_executor(None, render_image, spec)
             self._pending[spec] = pending
             pending.add_done_callback(functools.partial(self._settle, spec))
         # shield: one waiter going away must not cancel the render the others wait for.

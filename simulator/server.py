@@ -25,20 +25,31 @@ from aiohttp import web
 
 from . import READY_PREFIX
 from .faults import WHOLE, Delivery, Faults, parse_markers
-from .images import BAD_IMAGE_BYTES, HUGE_IMAGE_BYTES, HUGE_IMAGE_PREFIX, ImageSpec, JpegCache
+from .images import BAD_IMAGE_BYTES, HUGE_IMAGE_BYTES, HUGE_IMAGE_PREFIX, ImageCache, ImageSpec
 from .protocol import (
     API_PREFIX,
-    OUTPUT_BLOCKED_MESSAGE,
+    MODERATION_MESSAGES,
+    OUTPUT_IMAGE,
     URL_TTL_SECONDS,
     ModelRules,
     UpstreamError,
+    check_window,
     internal_error,
     invalid,
     is_int,
     is_number,
+    layer_base_size,
     missing,
     model_rules,
+    moderation_code,
+    moderation_error,
+    parse_adaptive_size,
+    parse_images,
+    parse_layer_size,
     parse_size,
+    scaled,
+    seededit_size,
+    unsupported,
 )
 
 TOS_DATE_FORMAT: Final = "%Y%m%dT%H%M%SZ"
@@ -46,20 +57,30 @@ OFFSITE_URL: Final = "http://203.0.113.9/evil.jpeg"  # TEST-NET-3: never routabl
 CALL_COUNTER_ENTRIES: Final = 100_000
 
 
+DEFAULT_LAYERS: Final = 3  # what layer_decomposition gives without a [sim:layers=K] marker
+MAX_SET_TOTAL: Final = 15  # reference images + the images of a set
+SET_FIELDS: Final = ("sequential_image_generation", "sequential_image_generation_options", "stream")
+
+
 @dataclass(frozen=True)
 class GenerationCall:
     """A validated ``images/generations`` request."""
 
     model: str
+    rules: ModelRules
     prompt: str
     number: int  # this call's position among the calls received with this exact prompt
     faults: Faults
-    width: int
+    width: int  # of each image delivered (of the base in layer mode)
     height: int
     seed: int
     response_format: str
     watermark: bool
-    images: int
+    images: int  # how many the model makes: 1, or a set's count
+    output_format: str  # "jpeg" or "png"
+    transparent: bool
+    layers: int | None  # layer_decomposition: how many layers besides the base
+    inputs: int  # reference images received
 
 
 # --- Requests and responses ---------------------------------------------------------------------
@@ -102,7 +123,7 @@ class Simulator:
         self.latency = latency
         # Base of the image links; known only once the port is bound when serving on port 0.
         self.public_url = public_url.rstrip("/")
-        self.images = JpegCache()
+        self.images = ImageCache()
         self._calls: OrderedDict[str, int] = OrderedDict()
         # Per process: links from an earlier run stop verifying, as a rotated TOS key would.
         self._secret = secrets.token_bytes(32)
@@ -111,7 +132,7 @@ class Simulator:
         # Bodies may carry base64 reference images (up to 10 MB each upstream).
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post(f"{API_PREFIX}/images/generations", self.handle_generation)
-        app.router.add_get(r"/tos/{token:[A-Za-z0-9_-]+}.jpeg", self.handle_image)
+        app.router.add_get(r"/tos/{token:[A-Za-z0-9_-]+}.{ext:jpeg|png}", self.handle_image)
         app.router.add_get("/_sim/health", self.handle_health)
         app.router.add_get("/_sim/calls", self.handle_calls)
         app.on_response_prepare.append(self._stamp_request_id)
@@ -185,29 +206,46 @@ class Simulator:
                 f"The model or endpoint {model} does not exist or you do not have access to it.",
             )
 
-        if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
+        layers = _layer_mode(body, rules)
+        # In layer mode the prompt is optional: the model then finds the elements itself.
+        if prompt is None and layers:
+            prompt = ""
+        if prompt is None or (isinstance(prompt, str) and not prompt.strip() and not layers):
             raise missing("prompt")
         if not isinstance(prompt, str):
             raise invalid("prompt", "prompt must be a string")
         faults = parse_markers(prompt)
 
-        stream = body.get("stream", False)
-        if not isinstance(stream, bool):
-            raise invalid("stream", "stream must be a boolean")
-        if stream:
-            raise invalid("stream", "streaming is not simulated")
+        inputs = parse_images(body.get("image"), rules, layers=layers)
+        images = _set_count(body, rules, faults, inputs=len(inputs), layers=layers)
 
-        width, height = parse_size(body.get("size"), rules)
+        if layers:
+            size = layer_base_size(parse_layer_size(body.get("size"), rules), inputs[0].size)
+        elif rules.adaptive:
+            parse_adaptive_size(body.get("size"))
+            size = seededit_size(inputs[0].size)
+        else:
+            size = parse_size(body.get("size"), rules)
+        if faults.deliver_size is not None:
+            # The model picked another size than the keyword's (Pro and Flash do, within a tier).
+            check_window(*faults.deliver_size, rules, param="prompt")
+            size = faults.deliver_size
 
         seed = body.get("seed", -1)
+        if "seed" in body and not rules.seed:
+            raise unsupported("seed", rules)
         if not is_int(seed) or not -1 <= seed <= 2_147_483_647:
             raise invalid("seed", "seed must be an integer within [-1, 2147483647]")
 
         guidance_scale = body.get("guidance_scale")
-        if guidance_scale is not None and (
-            not is_number(guidance_scale) or not 1 <= guidance_scale <= 10
-        ):
-            raise invalid("guidance_scale", "guidance_scale must be a number within [1, 10]")
+        if guidance_scale is not None:
+            if not rules.guidance_scale:
+                raise unsupported("guidance_scale", rules)
+            if not is_number(guidance_scale) or not 1 <= guidance_scale <= 10:
+                raise invalid("guidance_scale", "guidance_scale must be a number within [1, 10]")
+
+        output_format = _output_format(body, rules)
+        transparent = _transparent(body, rules, output_format, layers=layers)
 
         response_format = body.get("response_format", "url")
         if response_format not in ("url", "b64_json"):
@@ -217,44 +255,35 @@ class Simulator:
         if not isinstance(watermark, bool):
             raise invalid("watermark", "watermark must be a boolean")
 
+        layer_count = None
+        if layers:
+            layer_count = DEFAULT_LAYERS if faults.layers is None else faults.layers
+            if layer_count > rules.max_layers:
+                raise invalid(
+                    "prompt", f"simulator marker [sim:layers] must be at most {rules.max_layers}"
+                )
+
         return GenerationCall(
             model=model,
+            rules=rules,
             prompt=prompt,
             number=number,
             faults=faults,
-            width=width,
-            height=height,
+            width=size[0],
+            height=size[1],
             seed=seed,
             response_format=response_format,
             watermark=watermark,
-            images=self._image_count(body, rules),
+            images=images,
+            output_format="png" if transparent else output_format,
+            transparent=transparent,
+            layers=layer_count,
+            inputs=len(inputs),
         )
 
-    @staticmethod
-    def _image_count(body: dict[str, Any], rules: ModelRules) -> int:
-        mode = body.get("sequential_image_generation", "disabled")
-        if mode not in ("auto", "disabled"):
-            raise invalid(
-                "sequential_image_generation",
-                "sequential_image_generation must be auto or disabled",
-            )
-        options = body.get("sequential_image_generation_options") or {}
-        if not isinstance(options, dict):
-            raise invalid(
-                "sequential_image_generation_options", "it must be an object with max_images"
-            )
-        # The real model decides how many images "auto" gives (up to max_images); the simulator
-        # always gives max_images, defaulting to 1, so tests can predict it.
-        max_images = options.get("max_images", 1)
-        if not is_int(max_images) or not 1 <= max_images <= 15:
-            raise invalid(
-                "sequential_image_generation_options.max_images",
-                "max_images must be an integer within [1, 15]",
-            )
-        return max_images if mode == "auto" and rules.batch else 1
-
     async def _answer(self, call: GenerationCall) -> web.Response:
-        flags = call.faults.flags
+        faults = call.faults
+        flags = faults.flags
         if "quota" in flags:
             raise UpstreamError(
                 403,
@@ -268,18 +297,17 @@ class Simulator:
                 "The request failed because you have exceeded the images per minute (IPM) "
                 "limit of the model for your account. Please try again later.",
             )
-        if "error-500" in flags or call.number <= call.faults.fail_first:
+        if "error-500" in flags or call.number <= faults.fail_first:
             raise internal_error()
-        if call.faults.deliver is not None and call.number > call.faults.deliver:
+        if faults.deliver is not None and call.number > faults.deliver:
             raise internal_error()
-        if "block-prompt" in flags:
-            raise UpstreamError(
-                400,
-                "InputTextSensitiveContentDetected",
-                "The request failed because the input text may contain sensitive information.",
-            )
-        if "block-output" in flags:
-            raise UpstreamError(400, "OutputImageSensitiveContentDetected", OUTPUT_BLOCKED_MESSAGE)
+        family = faults.moderation()
+        if family is not None:
+            if "in-200" not in flags:
+                raise moderation_error(family, faults.block_reason)
+            return self._response(call, [_error_entry(family, faults.block_reason)], [])
+        if call.layers is not None:
+            return await self._answer_layers(call, call.layers)
 
         kind = (
             "bad"
@@ -290,55 +318,129 @@ class Simulator:
             if "photo" in flags
             else "jpeg"
         )
-        specs = [
-            ImageSpec.for_prompt(
-                call.prompt,
-                seed=call.seed,
-                size=(call.width, call.height),
-                watermark=call.watermark,
-                index=index,
-                kind=kind,
-                delivery=call.faults.image,
-            )
-            for index in range(call.images)
-        ]
-        # [sim:batch-error]: the last image of the batch fails inside an HTTP 200.
-        delivered = specs[:-1] if "batch-error" in flags else specs
+        data: list[dict[str, Any]] = []
+        delivered: list[ImageSpec] = []
+        for index in range(call.images):
+            if index == faults.set_error_500:
+                # An internal error stops the set: upstream does not make the images after it.
+                error = internal_error()
+                data.append({"error": {"code": error.code, "message": error.message}})
+                break
+            last = index == call.images - 1
+            if index in faults.set_block or ("batch-error" in flags and last):
+                # Output moderation blocks this member only; the set goes on.
+                data.append(_error_entry(OUTPUT_IMAGE, faults.block_reason))
+                continue
+            spec = self._spec(call, index, kind=kind)
+            delivered.append(spec)
+            data.append({"spec": spec})
         entries = await asyncio.gather(*(self._entry(spec, call) for spec in delivered))
-        data: list[dict[str, Any]] = list(entries)
-        if "batch-error" in flags:
-            data.append(
+        filled = iter(entries)
+        data = [next(filled) if "spec" in entry else entry for entry in data]
+        return self._response(call, data, delivered)
+
+    def _spec(
+        self,
+        call: GenerationCall,
+        index: int,
+        *,
+        kind: str = "jpeg",
+        size: tuple[int, int] | None = None,
+        png: bool = False,
+        label: str = "",
+    ) -> ImageSpec:
+        return ImageSpec.for_prompt(
+            call.prompt,
+            seed=call.seed,
+            size=size or (call.width, call.height),
+            watermark=call.watermark,
+            index=index,
+            kind=kind,
+            delivery=call.faults.image,
+            model=f"{call.rules.name} ({call.model})",
+            fmt="png" if png else call.output_format,
+            alpha=png or call.transparent,
+            label=label,
+        )
+
+    async def _answer_layers(self, call: GenerationCall, count: int) -> web.Response:
+        """Layer decomposition: the base (z_index 0) and ``count`` layers, all or nothing."""
+        faults = call.faults
+        if faults.set_error_500 is not None:
+            raise internal_error()
+        if faults.set_block or "batch-error" in faults.flags:
+            raise moderation_error(OUTPUT_IMAGE, faults.block_reason)
+        width, height = call.width, call.height
+        base = self._spec(call, 0, label="base")
+        specs = [base]
+        extras: list[dict[str, Any]] = [{"z_index": 0}]
+        for layer in range(1, count + 1):
+            # Horizontal bands across the base; each layer keeps its box's ratio at the base's
+            # pixel count, as the real layers come out close to the tier size.
+            box = (
+                width // 10,
+                height * (layer - 1) // count,
+                width - width // 10,
+                height * layer // count,
+            )
+            box_size = (box[2] - box[0], max(1, box[3] - box[1]))
+            size = scaled(box_size, width * height)
+            specs.append(
+                self._spec(call, layer, size=size, png=True, label=f"layer {layer} of {count}")
+            )
+            extras.append(
                 {
-                    "error": {
-                        "code": "OutputImageSensitiveContentDetected",
-                        "message": OUTPUT_BLOCKED_MESSAGE,
-                    }
+                    "z_index": layer,
+                    "bounding_box": {
+                        "absolute": list(box),
+                        "normalized": [
+                            round(box[0] * 1000 / width),
+                            round(box[1] * 1000 / height),
+                            round(box[2] * 1000 / width),
+                            round(box[3] * 1000 / height),
+                        ],
+                    },
+                    "name": f"element {layer}",
+                    "description": f"simulated element {layer} of {count}",
                 }
             )
+        entries = await asyncio.gather(*(self._entry(spec, call) for spec in specs))
+        data = [{**entry, **extra} for entry, extra in zip(entries, extras, strict=True)]
+        return self._response(call, data, specs)
+
+    @staticmethod
+    def _response(
+        call: GenerationCall, data: list[dict[str, Any]], delivered: list[ImageSpec]
+    ) -> web.Response:
         tokens = sum(round(spec.width * spec.height / 256) for spec in delivered)
+        usage: dict[str, Any] = {
+            "generated_images": len(delivered),
+            "output_tokens": tokens,
+            "total_tokens": tokens,
+        }
+        if call.rules.reports_input_images:
+            usage["input_images"] = call.inputs
         return _json_response(
-            {
-                "model": call.model,
-                "created": int(time.time()),
-                "data": data,
-                "usage": {
-                    "generated_images": len(delivered),
-                    "output_tokens": tokens,
-                    "total_tokens": tokens,
-                },
-            }
+            {"model": call.model, "created": int(time.time()), "data": data, "usage": usage}
         )
 
     async def _entry(self, spec: ImageSpec, call: GenerationCall) -> dict[str, Any]:
+        entry: dict[str, Any]
         if call.response_format == "b64_json":
             body = await self._image_bytes(spec)
-            return {"b64_json": base64.b64encode(body).decode(), "size": spec.size}
-        if "offsite-url" in call.faults.flags:
-            return {"url": OFFSITE_URL, "size": spec.size}
-        if spec.kind in ("jpeg", "photo"):
-            # Rendered before answering, as upstream does, so the product's fetch hits the cache.
-            await self.images.get(spec)
-        return {"url": self.image_url(spec, expires=call.faults.expires), "size": spec.size}
+            entry = {"b64_json": base64.b64encode(body).decode()}
+        elif "offsite-url" in call.faults.flags:
+            entry = {"url": OFFSITE_URL}
+        else:
+            if spec.kind in ("jpeg", "photo"):
+                # Rendered before answering, as upstream does, so the product's fetch hits the
+                # cache.
+                await self.images.get(spec)
+            entry = {"url": self.image_url(spec, expires=call.faults.expires)}
+        entry["size"] = spec.size
+        if call.rules.reports_output_format:
+            entry["output_format"] = spec.fmt
+        return entry
 
     async def _image_bytes(self, spec: ImageSpec) -> bytes:
         if spec.kind == "bad":
@@ -358,7 +460,7 @@ class Simulator:
         date = datetime.now(UTC).strftime(TOS_DATE_FORMAT)
         signature = self._signature(token, date, str(expires))
         return (
-            f"{self.public_url}/tos/{token}.jpeg"
+            f"{self.public_url}/tos/{token}.{spec.content_type.removeprefix('image/')}"
             f"?X-Tos-Expires={expires}&X-Tos-Date={date}&X-Tos-Signature={signature}"
         )
 
@@ -382,7 +484,7 @@ class Simulator:
             return _tos_error(request, "AccessDenied", "The object key is invalid.")
         if spec.kind == "huge":
             return await _stream_huge_image(request)
-        response = web.Response(body=await self._image_bytes(spec), content_type="image/jpeg")
+        response = web.Response(body=await self._image_bytes(spec), content_type=spec.content_type)
         return await deliver(request, response, spec.delivery)
 
     # - Test helpers -
@@ -395,6 +497,106 @@ class Simulator:
         if prompt is None:
             return _json_response({"error": "the prompt query parameter is required"}, status=400)
         return _json_response({"calls": self._calls.get(prompt, 0)})
+
+
+# --- Request fields whose rules depend on the model -------------------------------------------
+
+
+def _layer_mode(body: dict[str, Any], rules: ModelRules) -> bool:
+    """Whether ``layer_decomposition`` asks for layers; refused where the model has none."""
+    if "layer_decomposition" not in body:
+        return False
+    if not rules.max_layers:
+        raise unsupported("layer_decomposition", rules)
+    value = body["layer_decomposition"]
+    if not isinstance(value, bool):
+        raise invalid("layer_decomposition", "layer_decomposition must be a boolean")
+    if value:
+        # Upstream rejects these in layer mode (seedream-2026.md section 3.3, item 6).
+        for field in (*SET_FIELDS, "background", "tools"):
+            if field in body:
+                raise unsupported(field, rules, f"{field} is not supported in layer decomposition")
+    return value
+
+
+def _set_count(
+    body: dict[str, Any], rules: ModelRules, faults: Faults, *, inputs: int, layers: bool
+) -> int:
+    """How many images this call makes: a set's count with ``sequential_image_generation=auto``
+    on a model with sets, else one."""
+    if rules.sets == "rejected":
+        # Pro and Flash refuse these fields whatever their value ("disabled", false); 5.5 does
+        # not offer them.
+        for field in SET_FIELDS:
+            if field in body:
+                raise unsupported(field, rules)
+        return 1
+    if layers:
+        return 1
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise invalid("stream", "stream must be a boolean")
+    if stream:
+        raise invalid("stream", "streaming is not simulated")
+    mode = body.get("sequential_image_generation", "disabled")
+    if mode not in ("auto", "disabled"):
+        raise invalid(
+            "sequential_image_generation",
+            "sequential_image_generation must be auto or disabled",
+        )
+    options = body.get("sequential_image_generation_options") or {}
+    if not isinstance(options, dict):
+        raise invalid("sequential_image_generation_options", "it must be an object with max_images")
+    max_images = options.get("max_images", MAX_SET_TOTAL)
+    if not is_int(max_images) or not 1 <= max_images <= MAX_SET_TOTAL:
+        raise invalid(
+            "sequential_image_generation_options.max_images",
+            f"max_images must be an integer within [1, {MAX_SET_TOTAL}]",
+        )
+    if mode != "auto" or rules.sets != "yes":
+        return 1
+    if inputs + max_images > MAX_SET_TOTAL:
+        raise invalid(
+            "sequential_image_generation_options.max_images",
+            f"reference images ({inputs}) plus max_images must be at most {MAX_SET_TOTAL}",
+        )
+    # The model decides how many images a set has, up to max_images: the simulator gives
+    # max_images, or what [sim:set-count=K] says (never more than max_images).
+    return min(faults.set_count or max_images, max_images)
+
+
+def _output_format(body: dict[str, Any], rules: ModelRules) -> str:
+    if "output_format" not in body:
+        return "jpeg"
+    if not rules.output_formats:
+        raise unsupported("output_format", rules, f"{rules.name} returns JPEG only")
+    value = body["output_format"]
+    if value not in rules.output_formats:
+        allowed = " or ".join(rules.output_formats)
+        raise invalid("output_format", f"output_format must be {allowed}")
+    return str(value)
+
+
+def _transparent(
+    body: dict[str, Any], rules: ModelRules, output_format: str, *, layers: bool
+) -> bool:
+    """Whether ``background`` asks for a transparent PNG (``auto``/``opaque`` change nothing)."""
+    if "background" not in body:
+        return False
+    if not rules.backgrounds:
+        raise unsupported("background", rules)
+    value = body["background"]
+    if value not in rules.backgrounds:
+        raise invalid("background", f"background must be {', '.join(rules.backgrounds)}")
+    if value == "transparent" and body.get("output_format") == "jpeg":
+        raise invalid("background", "a transparent background needs output_format png")
+    return value == "transparent"
+
+
+def _error_entry(family: str, reason: str) -> dict[str, Any]:
+    return {
+        "error": {"code": moderation_code(family, reason), "message": MODERATION_MESSAGES[family]}
+    }
 
 
 def _tos_error(request: web.Request, code: str, message: str) -> web.Response:

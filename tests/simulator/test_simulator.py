@@ -127,7 +127,7 @@ def test_it_requires_a_prompt(client: httpx.Client, base_url: str) -> None:
     ("model", "size", "rendered"),
     [
         (V40, "2304x1728", "2304x1728"),
-        (V40, "1600x600", "1600x600"),
+        (V40, "1600x700", "1600x700"),
         (V40, "2K", "2048x2048"),
         (V45, "2560x1440", "2560x1440"),
         (V30, "512x512", "512x512"),
@@ -144,7 +144,7 @@ def test_it_accepts_sizes_within_the_model_rules(
 
 @pytest.mark.parametrize(
     ("model", "size"),
-    [(V40, "800x800"), (V40, "256x256"), (V30, "256x256"), (V45, "2048x1024")],
+    [(V40, "800x800"), (V40, "1280x720"), (V40, "256x256"), (V30, "256x256"), (V45, "2048x1024")],
 )
 def test_it_rejects_a_size_below_the_model_minimum(
     client: httpx.Client, base_url: str, model: str, size: str
@@ -191,8 +191,6 @@ def test_it_uses_the_model_default_size_when_none_is_given(
         ("seed", 2_147_483_648, "seed"),
         ("seed", -2, "seed"),
         ("seed", "7", "seed"),
-        ("guidance_scale", 0.5, "guidance_scale"),
-        ("guidance_scale", 11, "guidance_scale"),
         ("response_format", "png", "response_format"),
         ("watermark", "yes", "watermark"),
         ("sequential_image_generation", "always", "sequential_image_generation"),
@@ -211,6 +209,15 @@ def test_it_rejects_invalid_parameters(
     assert_upstream_error(response, 400, "InvalidParameter", "BadRequest", param=param)
 
 
+@pytest.mark.parametrize("value", [0.5, 11, "3"])
+def test_it_rejects_a_guidance_scale_outside_1_to_10(
+    client: httpx.Client, base_url: str, value: Any
+) -> None:
+    response = generate(client, base_url, model=V30, guidance_scale=value)
+
+    assert_upstream_error(response, 400, "InvalidParameter", "BadRequest", param="guidance_scale")
+
+
 def test_it_refuses_streaming(client: httpx.Client, base_url: str) -> None:
     response = generate(client, base_url, stream=True)
 
@@ -224,7 +231,7 @@ def test_it_refuses_streaming(client: httpx.Client, base_url: str) -> None:
 def test_it_answers_the_upstream_success_shape(client: httpx.Client, base_url: str) -> None:
     before = int(time.time())
 
-    response = generate(client, base_url, size="1600x600", seed=7)
+    response = generate(client, base_url, size="1600x700", seed=7)
 
     assert response.status_code == 200, response.text
     assert response.headers["x-request-id"]
@@ -234,8 +241,8 @@ def test_it_answers_the_upstream_success_shape(client: httpx.Client, base_url: s
     assert before <= body["created"] <= int(time.time())
     [entry] = body["data"]
     assert set(entry) == {"url", "size"}
-    assert entry["size"] == "1600x600"
-    assert body["usage"] == {"generated_images": 1, "output_tokens": 3750, "total_tokens": 3750}
+    assert entry["size"] == "1600x700"
+    assert body["usage"] == {"generated_images": 1, "output_tokens": 4375, "total_tokens": 4375}
     query = dict(parse_qsl(urlsplit(entry["url"]).query))
     assert query["X-Tos-Expires"] == "86400"
     assert set(query) == {"X-Tos-Expires", "X-Tos-Date", "X-Tos-Signature"}
@@ -303,15 +310,15 @@ def test_sequential_generation_returns_max_images(client: httpx.Client, base_url
     response = generate(
         client,
         base_url,
-        size="1280x720",
+        size="1024x1024",
         sequential_image_generation="auto",
         sequential_image_generation_options={"max_images": 3},
     )
 
     body = response.json()
-    assert [entry["size"] for entry in body["data"]] == ["1280x720"] * 3
+    assert [entry["size"] for entry in body["data"]] == ["1024x1024"] * 3
     assert len({entry["url"] for entry in body["data"]}) == 3
-    assert body["usage"] == {"generated_images": 3, "output_tokens": 10800, "total_tokens": 10800}
+    assert body["usage"] == {"generated_images": 3, "output_tokens": 12288, "total_tokens": 12288}
 
 
 def test_it_stamps_an_ai_generated_mark_unless_told_not_to(
