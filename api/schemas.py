@@ -2,6 +2,8 @@
 
 Strict types: ``"n": "2"`` or ``"n": 2.0`` is an error, as a typed client would expect. Unknown
 fields are ignored, and the OpenAI fields that do not apply to Seedream are accepted and ignored.
+``quality``, ``output_format``, ``output_compression`` and ``background`` are OpenAI's and mean
+what they mean there (generation/spec.py checks their values, for every way in).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from generation.spec import (
+    COMPRESSION_MAX,
+    COMPRESSION_MIN,
     GUIDANCE_SCALE_MAX,
     GUIDANCE_SCALE_MIN,
     IMAGES_MAX,
@@ -36,13 +40,17 @@ class ImageGenerationRequest(BaseModel):
     seed: StrictInt | None = Field(default=None, ge=-1, le=SEED_MAX)
     guidance_scale: float | None = Field(default=None, ge=GUIDANCE_SCALE_MIN, le=GUIDANCE_SCALE_MAX)
     watermark: StrictBool = False
+    # OpenAI's: a resolution tier of the model, the format delivered, its compression, and a
+    # transparent background where the model can make one.
+    quality: StrictStr | None = Field(default=None, max_length=16)
+    output_format: StrictStr | None = Field(default=None, max_length=16)
+    output_compression: StrictInt | None = Field(
+        default=None, ge=COMPRESSION_MIN, le=COMPRESSION_MAX
+    )
+    background: StrictStr | None = Field(default=None, max_length=16)
     # Accepted and ignored (OpenAI fields with no Seedream meaning).
-    quality: Any = None
     style: Any = None
-    background: Any = None
     moderation: Any = None
-    output_compression: Any = None
-    output_format: Any = None
     partial_images: Any = None
 
 
@@ -81,6 +89,10 @@ def parse_generation_request(payload: Any) -> GenerationSpec:
         guidance_scale=request.guidance_scale,
         watermark=request.watermark,
         end_user=request.user,
+        quality=request.quality,
+        output_format=request.output_format,
+        output_compression=request.output_compression,
+        background=request.background,
     )
 
 

@@ -213,7 +213,7 @@ async def _render(
         {"url": services.image_url(image, _base_url(request)), "revised_prompt": None}
         for image in completed.images
     ]
-    return JsonResponse({"data": data, **_envelope(generation)})
+    return JsonResponse({"data": data, **_answer_fields(generation, completed.images)})
 
 
 def _envelope(generation: Generation) -> dict[str, Any]:
@@ -229,6 +229,26 @@ def _envelope(generation: Generation) -> dict[str, Any]:
     }
 
 
+def _answer_fields(generation: Generation, images: list[Image]) -> dict[str, Any]:
+    """The envelope, with what was delivered in place of what was asked: ``output_format`` and
+    ``size`` (when every image has the same; an image's own is in the gallery), and the
+    ``background`` asked for, if one was."""
+    fields = _envelope(generation)
+    fields.pop("size", None)
+    formats = {_FORMATS.get(image.content_type, "") for image in images}
+    if len(formats) == 1:
+        fields["output_format"] = formats.pop()
+    sizes = {f"{image.width}x{image.height}" for image in images}
+    if len(sizes) == 1:
+        fields["size"] = sizes.pop()
+    if background := generation.params.get("background"):
+        fields["background"] = background
+    return fields
+
+
+_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp"}
+
+
 # Each step of a b64_json answer reads this much of an image: a multiple of 3, so each piece's
 # base64 has no padding and the pieces join into the image's base64. 192 KiB read, 256 KiB sent.
 _B64_READ_BYTES = 3 * 64 * 1024
@@ -241,7 +261,7 @@ def _b64_json_response(generation: Generation, images: list[Image]) -> Streaming
     4K photographs are 38 MB of it). Its exact length is known from the stored sizes, so it is
     sent with a Content-Length, as a built body would be."""
     head = b'{"data":['
-    tail = b"]," + json.dumps(_envelope(generation)).encode()[1:]
+    tail = b"]," + json.dumps(_answer_fields(generation, images)).encode()[1:]
     length = len(head) + len(tail) + max(len(images) - 1, 0)
     length += sum(len(_B64_OPEN) + _b64_length(image.bytes) + len(_B64_CLOSE) for image in images)
     response = StreamingHttpResponse(

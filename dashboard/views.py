@@ -203,6 +203,7 @@ def docs(request: HttpRequest) -> HttpResponse:
         "dashboard/docs.html",
         {
             "models": models,
+            "transparency_models": catalog.transparency_models(),
             "model_example": (
                 json.dumps(api_services.model_object(all_models[0], prices), indent=2)
                 if all_models

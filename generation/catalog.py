@@ -31,6 +31,20 @@ _SUGGESTION_STEP = 16
 ACTIVE, DEPRECATED, RETIRED = "active", "deprecated", "retired"
 MODES = ("text-to-image", "edit", "multi-reference", "sets", "layers")
 
+# OpenAI's ``quality`` values, and the resolution tier each picks among a model's size keywords
+# (smallest to largest): the lowest, the one at 2048x2048 (the "2K" every current model has; or
+# the keyword nearest it), the highest. "auto" is the model's default size. Seedream has no
+# quality knob: resolution is the trade-off between cost, time and detail it offers.
+QUALITY_TIERS = {
+    "low": "lowest",
+    "medium": "2K",
+    "high": "highest",
+    "standard": "2K",
+    "hd": "highest",
+    "auto": "default",
+}
+_MEDIUM_PIXELS = 2048 * 2048
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -92,6 +106,34 @@ class ModelInfo:
     @property
     def supports_transparency(self) -> bool:
         return "transparent" in self.background
+
+    @property
+    def chooses_output_format(self) -> bool:
+        """Whether the upstream takes ``output_format``: a model that makes one format has no
+        such field (it is sent only to models that make several)."""
+        return len(self.output_formats) > 1
+
+    def makes_format(self, image_format: str) -> bool:
+        """Whether the upstream can be asked for ``image_format`` (png, jpeg)."""
+        return self.chooses_output_format and image_format in self.output_formats
+
+    def size_for_quality(self, quality: str) -> str:
+        """The size ``quality`` (a QUALITY_TIERS key) stands for on this model: one of its
+        keywords, or its default size (for "auto", and on a model without keywords)."""
+        tier = QUALITY_TIERS[quality]
+        by_pixels = sorted(self.keyword_sizes, key=lambda k: _pixels(self.keyword_sizes[k]))
+        if tier == "default" or not by_pixels:
+            return self.default_size
+        if tier == "lowest":
+            return by_pixels[0]
+        if tier == "highest":
+            return by_pixels[-1]
+        return min(by_pixels, key=lambda k: abs(_pixels(self.keyword_sizes[k]) - _MEDIUM_PIXELS))
+
+    @property
+    def quality_sizes(self) -> dict[str, str]:
+        """Each ``quality`` value and the size it gives on this model (the docs show these)."""
+        return {quality: self.size_for_quality(quality) for quality in QUALITY_TIERS}
 
     def lifecycle(self, today: date | None = None) -> str:
         """active, deprecated (still answering, until its sunset) or retired."""
@@ -231,6 +273,11 @@ def all_models() -> list[ModelInfo]:
 def text_to_image_models() -> list[ModelInfo]:
     """The models a prompt alone can be sent to today (what the playground offers)."""
     return [m for m in _catalog().models if "text-to-image" in m.modes and m.lifecycle() != RETIRED]
+
+
+def transparency_models() -> list[ModelInfo]:
+    """The models that can make an image with a real alpha channel (background transparent)."""
+    return [m for m in text_to_image_models() if m.supports_transparency]
 
 
 def get_model(name: str) -> ModelInfo | None:

@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 
 from .catalog import (
+    QUALITY_TIERS,
     RETIRED,
     ModelInfo,
     Size,
@@ -16,6 +17,7 @@ from .catalog import (
     get_model,
     resolve_size,
     text_to_image_models,
+    transparency_models,
 )
 from .refusals import Reason, Refusal, invalid
 
@@ -23,6 +25,12 @@ from .refusals import Reason, Refusal, invalid
 IMAGES_MAX = 10
 SEED_MAX = 2_147_483_647
 GUIDANCE_SCALE_MIN, GUIDANCE_SCALE_MAX = 1, 10
+# OpenAI's values: the formats we deliver (re-encoding where the model does not make one), the
+# compression of a JPEG or WebP (100, the default, compresses least), the backgrounds.
+OUTPUT_FORMATS = ("png", "jpeg", "webp")
+COMPRESSION_MIN, COMPRESSION_MAX = 0, 100
+BACKGROUNDS = ("transparent", "opaque", "auto")
+QUALITIES = tuple(QUALITY_TIERS)
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,10 @@ class GenerationSpec:
     guidance_scale: float | None = None
     watermark: bool = False
     end_user: str | None = None
+    # The format delivered (None: as the upstream makes it), its compression, the background.
+    output_format: str | None = None
+    output_compression: int | None = None
+    background: str | None = None
 
     def params(self) -> dict[str, Any]:
         params: dict[str, Any] = {"watermark": self.watermark}
@@ -47,6 +59,12 @@ class GenerationSpec:
             params["guidance_scale"] = self.guidance_scale
         if self.end_user:
             params["user"] = self.end_user
+        if self.output_format is not None:
+            params["output_format"] = self.output_format
+        if self.output_compression is not None:
+            params["output_compression"] = self.output_compression
+        if self.background is not None:
+            params["background"] = self.background
         return params
 
 
@@ -82,9 +100,17 @@ def build_spec(
     guidance_scale: float | None = None,
     watermark: bool = False,
     end_user: str | None = None,
+    quality: str | None = None,
+    output_format: str | None = None,
+    output_compression: int | None = None,
+    background: str | None = None,
 ) -> GenerationSpec:
     """The spec for these values, or a Refusal naming the first one at fault: the prompt, then
-    the model (unknown: MODEL_NOT_FOUND), the size, then an extra the model does not take."""
+    the model (unknown: MODEL_NOT_FOUND), the size (an explicit ``size`` wins over ``quality``,
+    which picks one of the model's resolution tiers), then an extra the model does not take.
+
+    A seed of -1 is "none" (the upstream picks one); with ``n`` above 1, image i is sent
+    ``seed + i`` where the model takes a seed (generation/upstream.py)."""
     if not prompt.strip():
         raise invalid("'prompt' must not be empty.", param="prompt")
     limit = settings.PROMPT_MAX_CHARS
@@ -98,6 +124,16 @@ def build_spec(
         raise invalid(f"Invalid value for 'n': from 1 to {IMAGES_MAX}.", param="n")
     if seed is not None and not -1 <= seed <= SEED_MAX:
         raise invalid(f"Invalid value for 'seed': from -1 to {SEED_MAX}.", param="seed")
+    _check_choice("quality", quality, QUALITIES)
+    _check_choice("output_format", output_format, OUTPUT_FORMATS)
+    _check_choice("background", background, BACKGROUNDS)
+    if output_compression is not None and not (
+        COMPRESSION_MIN <= output_compression <= COMPRESSION_MAX
+    ):
+        raise invalid(
+            f"Invalid value for 'output_compression': from {COMPRESSION_MIN} to {COMPRESSION_MAX}.",
+            param="output_compression",
+        )
     info = available_model(model)
     if "text-to-image" not in info.modes:
         raise Refusal(
@@ -107,6 +143,8 @@ def build_spec(
             param="model",
             code="unsupported_model_mode",
         )
+    if (size is None or size == "auto") and quality is not None:
+        size = info.size_for_quality(quality)
     try:
         resolved = resolve_size(info, size)
     except SizeError as exc:
@@ -125,14 +163,48 @@ def build_spec(
                 f"{GUIDANCE_SCALE_MAX}.",
                 param="guidance_scale",
             )
+    if background == "transparent":
+        output_format = _transparent_format(info, output_format)
     return GenerationSpec(
         model=info,
         prompt=prompt,
         size=resolved,
         n=n,
         response_format=response_format or "url",
-        seed=seed,
+        seed=seed if seed != -1 else None,
         guidance_scale=float(guidance_scale) if guidance_scale else None,
         watermark=watermark,
         end_user=end_user,
+        output_format=output_format,
+        output_compression=output_compression,
+        background=background,
     )
+
+
+def _check_choice(param: str, value: str | None, choices: tuple[str, ...]) -> None:
+    if value is not None and value not in choices:
+        raise invalid(
+            f"Invalid value for '{param}': '{value}'; use one of {', '.join(choices)}.",
+            param=param,
+        )
+
+
+def _transparent_format(info: ModelInfo, output_format: str | None) -> str:
+    """The format a transparent image is delivered in (PNG unless WebP is asked for), or a
+    Refusal: the model cannot make an alpha channel, or JPEG cannot hold one."""
+    if not info.supports_transparency:
+        able = ", ".join(m.id for m in transparency_models()) or "none today"
+        raise Refusal(
+            Reason.UNSUPPORTED_PARAMETER,
+            f"'background': 'transparent' is not supported by {info.id}: it cannot make an "
+            f"alpha channel. Models that can: {able}.",
+            param="background",
+            code="unsupported_parameter",
+        )
+    if output_format == "jpeg":
+        raise invalid(
+            "'background': 'transparent' needs an 'output_format' with an alpha channel: "
+            "'png' (the default) or 'webp', not 'jpeg'.",
+            param="background",
+        )
+    return output_format or "png"

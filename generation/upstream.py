@@ -1,7 +1,8 @@
 """The only code that speaks to Seedream (BytePlus ModelArk, or Volcengine Ark by configuration).
 
-``generate_images`` fans a request for n images out into n parallel upstream calls (each with
-``sequential_image_generation: "disabled"``, so each yields exactly one image), retries what is
+``generate_images`` fans a request for n images out into n parallel upstream calls (each
+yielding exactly one image: ``sequential_image_generation: "disabled"`` where the model takes
+that field; image i gets ``seed + i`` where it takes a seed), retries what is
 transient, downloads each image from the upstream's expiring URL (only from allowed hosts, with
 a timeout; or, with UPSTREAM_RESPONSE_FORMAT=b64_json, takes it from the answer's base64), checks
 it is an image within the size cap, and returns, per requested image, either the image bytes or
@@ -18,7 +19,7 @@ import logging
 import random
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,7 +29,9 @@ from PIL import Image as PILImage
 
 from server import metrics
 
+from .catalog import ModelInfo
 from .memory import Reservation
+from .spec import SEED_MAX
 
 logger = logging.getLogger(__name__)
 
@@ -41,28 +44,85 @@ IMAGE_FORMATS = {
 
 @dataclass(frozen=True)
 class UpstreamRequest:
+    """One model's request, holding only what that model takes (``for_model``: its catalog
+    entry's fields are the allow-list); ``body`` sends exactly these."""
+
     upstream_model: str
     prompt: str
     size: str
     seed: int | None = None
     guidance_scale: float | None = None
     watermark: bool = False
+    output_format: str | None = None
+    background: str | None = None
+    # Sent only to a model that takes them: Seedream 5.0 Pro and Flash answer 400 to either
+    # field even when it says "disabled" or false.
+    sets: bool = False
+    stream: bool = False
+
+    @classmethod
+    def for_model(
+        cls,
+        model: ModelInfo,
+        *,
+        upstream_model: str,
+        prompt: str,
+        size: str,
+        seed: int | None = None,
+        guidance_scale: float | None = None,
+        watermark: bool = False,
+        output_format: str | None = None,
+        background: str | None = None,
+    ) -> UpstreamRequest:
+        """The request ``model`` is sent: a seed where it uses one (the others ignore it, so it
+        is dropped), a guidance scale where it takes one, ``output_format`` where it makes that
+        format (the others are re-encoded by us: generation/encoding.py; a transparent image is
+        asked for as a PNG), ``background`` where it takes the value."""
+        if background == "transparent" and output_format != "jpeg":
+            output_format = "png"
+        return cls(
+            upstream_model=upstream_model,
+            prompt=prompt,
+            size=size,
+            seed=seed if model.supports_seed and seed is not None and seed >= 0 else None,
+            guidance_scale=guidance_scale if model.supports_guidance_scale else None,
+            watermark=watermark,
+            output_format=(
+                output_format if output_format and model.makes_format(output_format) else None
+            ),
+            background=background if background in model.background else None,
+            sets=model.sets,
+            stream=model.stream,
+        )
+
+    def for_image(self, index: int) -> UpstreamRequest:
+        """The call for the ``index``-th image of a request: its seed is ``seed + index``
+        (wrapping past the largest seed), so a batch is never n copies of one picture."""
+        if self.seed is None or index == 0:
+            return self
+        return replace(self, seed=(self.seed + index) % (SEED_MAX + 1))
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.upstream_model,
             "prompt": self.prompt,
             "size": self.size,
-            "sequential_image_generation": "disabled",
             "response_format": settings.UPSTREAM_RESPONSE_FORMAT,
-            # The upstream default is true (an "AI generated" mark); ours is false.
+            # The upstream default is true (a visible "AI generated" mark); ours is false.
             "watermark": self.watermark,
-            "stream": False,
         }
+        if self.sets:
+            body["sequential_image_generation"] = "disabled"
+        if self.stream:
+            body["stream"] = False
         if self.seed is not None:
             body["seed"] = self.seed
         if self.guidance_scale is not None:
             body["guidance_scale"] = self.guidance_scale
+        if self.output_format is not None:
+            body["output_format"] = self.output_format
+        if self.background is not None:
+            body["background"] = self.background
         return body
 
 
@@ -168,7 +228,8 @@ async def generate_images(
     GENERATION_TIMEOUT_SECONDS: the OpenAI SDKs give up (and retry, paying again) at 600 s.
     """
     deadline = asyncio.get_running_loop().time() + settings.GENERATION_TIMEOUT_SECONDS
-    return list(await asyncio.gather(*(_generate_one(request, deadline, memory) for _ in range(n))))
+    calls = (_generate_one(request.for_image(i), deadline, memory) for i in range(n))
+    return list(await asyncio.gather(*calls))
 
 
 async def _generate_one(

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from server.steps import Steps
 
-from .. import upstream
+from .. import catalog, upstream
 from ..memory import Reservation
 from ..models import Generation
 from ..upstream import Failure, FailureKind, Outcome
@@ -25,14 +25,25 @@ logger = logging.getLogger(__name__)
 
 
 def upstream_request(generation: Generation) -> upstream.UpstreamRequest:
+    """What the upstream is sent for ``generation``: only the fields its model takes, as its
+    catalog entry says (a model gone from the catalog since is sent none of the extras)."""
     params = generation.params
-    return upstream.UpstreamRequest(
+    model = catalog.get_model(generation.model)
+    watermark = bool(params.get("watermark", False))
+    if model is None:
+        return upstream.UpstreamRequest(
+            generation.upstream_model, generation.prompt, generation.size, watermark=watermark
+        )
+    return upstream.UpstreamRequest.for_model(
+        model,
         upstream_model=generation.upstream_model,
         prompt=generation.prompt,
         size=generation.size,
+        watermark=watermark,
         seed=params.get("seed"),
         guidance_scale=params.get("guidance_scale"),
-        watermark=bool(params.get("watermark", False)),
+        output_format=params.get("output_format"),
+        background=params.get("background"),
     )
 
 

@@ -10,6 +10,7 @@ its files are removed again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +28,7 @@ from server.asyncdb import is_connection_lost
 from server.steps import Steps
 
 from .. import hotpath, provenance, ratelimits, storage
+from ..encoding import Delivery
 from ..models import Generation, Image, new_image_token
 from ..upstream import DeliveredImage, Failure, FailureKind, Outcome
 from .images import image_storage_name
@@ -63,7 +65,8 @@ async def settle_generation(
     try:
         try:
             made_by = provenance.MadeBy.for_model(generation.model, generation.upstream_model)
-            stored = await _store(steps, outcomes, made_by)
+            delivery = Delivery.of(generation.params)
+            stored = await _store(steps, outcomes, made_by, delivery)
         except Exception:
             logger.exception("generation %s: its images could not be stored", generation.public_id)
             metrics.images_not_stored()
@@ -83,15 +86,21 @@ async def settle_generation(
 
 
 async def _store(
-    steps: Steps, outcomes: list[Outcome], made_by: provenance.MadeBy
+    steps: Steps, outcomes: list[Outcome], made_by: provenance.MadeBy, delivery: Delivery
 ) -> list[_Stored]:
-    if steps.on_loop and not storage.is_remote() and not provenance.signs():
+    store = functools.partial(_store_delivered, outcomes, made_by, delivery)
+    if (
+        steps.on_loop
+        and not storage.is_remote()
+        and not provenance.signs()
+        and not delivery.may_reencode
+    ):
         # A local file is written (and its XMP added) faster than a thread would take to start
-        # writing it; signing a C2PA manifest is not.
-        return _store_delivered(outcomes, made_by)
+        # writing it; signing a C2PA manifest, or re-encoding an image, is not.
+        return store()
     if steps.on_loop:
-        return await asyncio.to_thread(_store_delivered, outcomes, made_by)
-    return await steps.run(_store_delivered, outcomes, made_by)
+        return await asyncio.to_thread(store)
+    return await steps.run(store)
 
 
 async def _claim(steps: Steps, generation: Generation, settlement: _Settlement) -> bool:
@@ -177,16 +186,21 @@ async def release(steps: Steps, user_id: int, api_key_id: int | None, holder: st
         metrics.slot_release_failed()
 
 
-def _store_delivered(outcomes: list[Outcome], made_by: provenance.MadeBy) -> list[_Stored]:
-    """Each delivered image marked with its provenance and saved under an unguessable name; all
-    or none (a failure removes those already written, and whatever the failed write left, then
-    raises). The marked bytes are the ones stored, counted and answered as b64_json."""
+def _store_delivered(
+    outcomes: list[Outcome], made_by: provenance.MadeBy, delivery: Delivery
+) -> list[_Stored]:
+    """Each delivered image in the format asked for (re-encoded where the upstream did not make
+    it), marked with its provenance and saved under an unguessable name; all or none (a failure
+    removes those already written, and whatever the failed write left, then raises). The marked
+    bytes are the ones stored, counted and answered as b64_json."""
     stored: list[_Stored] = []
     writing = ""
     try:
         for index, image in enumerate(outcomes):
             if isinstance(image, DeliveredImage):
-                image = provenance.mark_delivered(image, made_by)
+                # Re-encoded first: the provenance (and a C2PA manifest's hash) is of the bytes
+                # we host.
+                image = provenance.mark_delivered(delivery.apply(image), made_by)
                 token = new_image_token()
                 writing = image_storage_name(token, image.extension)
                 name = default_storage.save(writing, ContentFile(image.data))

@@ -13,8 +13,8 @@ from billing.models import Price
 pytestmark = pytest.mark.smoke
 
 SECTIONS = [
-    "authentication", "quickstart", "generations", "response", "models", "models-endpoint",
-    "credits", "idempotency", "errors", "rate-limits",
+    "authentication", "quickstart", "generations", "quality", "response", "models",
+    "models-endpoint", "credits", "idempotency", "errors", "rate-limits",
 ]  # fmt: skip
 
 
