@@ -59,6 +59,9 @@ class UpstreamRequest:
     # field even when it says "disabled" or false.
     sets: bool = False
     stream: bool = False
+    # The model's other upstream ids on this channel, tried in order when the upstream says it
+    # does not know ``upstream_model`` (BytePlus spells some models two ways: "dola-seedream-...").
+    other_models: tuple[str, ...] = ()
 
     @classmethod
     def for_model(
@@ -93,6 +96,11 @@ class UpstreamRequest:
             background=background if background in model.background else None,
             sets=model.sets,
             stream=model.stream,
+            other_models=tuple(
+                i
+                for i in model.upstream_ids.get(settings.UPSTREAM_CHANNEL, ())
+                if i != upstream_model
+            ),
         )
 
     def for_image(self, index: int) -> UpstreamRequest:
@@ -253,7 +261,39 @@ async def _generate_one(
         return Failure(FailureKind.UPSTREAM_ERROR, "internal", "The image could not be generated.")
 
 
+# Upstream ids the upstream answered "not found" to, in this process: later requests go
+# straight to the model's next id rather than paying a failed call each.
+_unknown_upstream_ids: set[str] = set()
+
+
 async def _call_with_retries(request: UpstreamRequest, memory: Reservation | None) -> _Call:
+    """The call, retried while it fails transiently; under another of the model's upstream ids
+    while the upstream does not know the one tried (the operator is told, once per id)."""
+    candidates = [request.upstream_model, *request.other_models]
+    known = [i for i in candidates if i not in _unknown_upstream_ids] or candidates
+    for position, upstream_model in enumerate(known):
+        call = await _call_retrying(replace(request, upstream_model=upstream_model), memory)
+        if not _model_not_found(call) or position + 1 == len(known):
+            return call
+        _unknown_upstream_ids.add(upstream_model)
+        logger.error(
+            "upstream does not know model id %s; trying %s (fix the catalog's upstream ids)",
+            upstream_model,
+            known[position + 1],
+        )
+    raise AssertionError("unreachable")  # the loop returns on its last candidate
+
+
+def _model_not_found(call: _Call) -> bool:
+    failure = call.failure
+    return (
+        failure is not None
+        and failure.upstream_status == 404
+        and failure.code.startswith("InvalidEndpointOrModel.NotFound")
+    )
+
+
+async def _call_retrying(request: UpstreamRequest, memory: Reservation | None) -> _Call:
     attempts = settings.UPSTREAM_MAX_RETRIES + 1
     for attempt in range(attempts):
         call = await _call_once(request, memory)
