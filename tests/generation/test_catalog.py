@@ -148,3 +148,12 @@ def test_the_catalog_is_what_the_settings_say(settings):
     settings.SEEDREAM_MODELS = models
 
     assert get_model("seedream-4-0").lifecycle() == "retired"
+
+
+def test_the_readme_lists_the_models_as_the_catalog_has_them():
+    from pathlib import Path
+
+    from generation.management.commands.models_table import markdown_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert markdown_table() in readme
