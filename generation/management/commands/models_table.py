@@ -21,7 +21,7 @@ def _aspect(model: catalog.ModelInfo) -> str:
 def markdown_table() -> str:
     rows = [
         "| Model | Status | Upstream ids (BytePlus) | Modes | Default size | Keywords | "
-        "Pixels (width × height) | Aspect | References |",
+        "Pixels (width × height) | Aspect | References |",  # noqa: RUF001 (the README's sign)
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for model in catalog.all_models():
