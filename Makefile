@@ -10,7 +10,7 @@ export DATA_DIR
 # The tests' PostgreSQL server (pytest creates and drops its own test_* database there).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/seedream
 
-.PHONY: install lock upgrade browser swift run test test-postgres test-sqlite check fmt bench clean
+.PHONY: install lock upgrade browser swift node run test test-postgres test-sqlite check fmt bench clean
 
 # Every dependency, the dev extra's too, pinned with hashes: installs come from here, never from
 # pyproject.toml's ranges, so a new release upstream cannot change what main runs. One universal
@@ -77,6 +77,21 @@ swift:
 	  || echo "!! Could not install Swift: S3 storage tests will be skipped"; \
 	fi
 
+# The official openai Node SDK, for the tests that drive the API from Node (tests/node: its
+# package-lock.json pins it, from the npm registry). Without Node, and outside CI, those tests
+# are skipped and say why.
+NODE_MODULES := tests/node/node_modules/.package-lock.json
+node: $(NODE_MODULES)
+$(NODE_MODULES): tests/node/package-lock.json
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  echo "Installing Node.js for the Node SDK tests"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq nodejs npm; \
+	  else sudo -n apt-get update -qq && sudo -n apt-get install -y -qq nodejs npm; fi \
+	  || echo "!! Could not install Node.js: Node SDK tests will be skipped"; \
+	fi
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --prefix tests/node --no-audit --no-fund --loglevel=error; fi
+
 # Processes: web (ASGI), a Celery worker with its scheduler, and the upstream simulator when no
 # UPSTREAM_API_KEY is set.
 PROCESSES := web worker $(if $(UPSTREAM_API_KEY),,simulator)
@@ -99,7 +114,7 @@ run: install
 
 # The full suite on PostgreSQL, then a smoke run on SQLite (the embedded default). Without a
 # reachable PostgreSQL (and outside CI) the full suite runs on SQLite instead, and says so.
-test: install browser swift
+test: install browser swift node
 	@if $(PY) bin/db_reachable.py "$(TEST_DATABASE_URL)"; then \
 	  $(MAKE) --no-print-directory test-postgres test-sqlite; \
 	elif [ -n "$$CI" ]; then \

@@ -1,0 +1,35 @@
+// Drives the official openai Node SDK for tests/integration/test_openai_node_sdk.py.
+// Usage: node sdk.mjs '<plan JSON>', where the plan is
+//   {"baseURL": ..., "apiKey": ..., "calls": [{"op": "generate", "params": {...}},
+//                                             {"op": "post", "path": "/images/quote", "body": {...}}]}
+// Prints one JSON array: per call, {"ok": true, "result": ...} or the SDK's error as
+// {"ok": false, "name", "status", "code", "param", "message"}.
+import OpenAI from "openai";
+
+const plan = JSON.parse(process.argv[2]);
+const client = new OpenAI({ baseURL: plan.baseURL, apiKey: plan.apiKey, maxRetries: 0 });
+
+async function run(call) {
+  if (call.op === "generate") return client.images.generate(call.params);
+  if (call.op === "post") return client.post(call.path, { body: call.body });
+  if (call.op === "models") return (await client.models.list()).data;
+  throw new Error(`unknown op ${call.op}`);
+}
+
+const results = [];
+for (const call of plan.calls) {
+  try {
+    results.push({ ok: true, result: await run(call) });
+  } catch (error) {
+    if (!(error instanceof OpenAI.APIError)) throw error;
+    results.push({
+      ok: false,
+      name: error.constructor.name,
+      status: error.status,
+      code: error.code,
+      param: error.param,
+      message: error.message,
+    });
+  }
+}
+process.stdout.write(JSON.stringify(results));
