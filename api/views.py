@@ -205,6 +205,19 @@ def _load_completed(generation: Generation) -> services.Completed:
 async def _render(
     request: HttpRequest, generation: Generation, completed: services.Completed
 ) -> HttpResponseBase:
+    response = await _rendered(request, generation, completed)
+    # Every answer says what it cost (an error: nothing), in a header a client can read
+    # before (or without) parsing the body.
+    response[CREDITS_CHARGED_HEADER] = str(generation.charged_credits)
+    return response
+
+
+CREDITS_CHARGED_HEADER = "x-credits-charged"
+
+
+async def _rendered(
+    request: HttpRequest, generation: Generation, completed: services.Completed
+) -> HttpResponseBase:
     if generation.status != Generation.Status.SUCCEEDED or not completed.images:
         return stored_error(generation).response()
     if generation.response_format == "b64_json":
@@ -216,7 +229,7 @@ async def _render(
     return JsonResponse({"data": data, **_answer_fields(generation, completed.images)})
 
 
-def _envelope(generation: Generation) -> dict[str, Any]:
+def _envelope(generation: Generation, images: list[Image]) -> dict[str, Any]:
     """Everything in a successful answer but its ``data``."""
     return {
         "created": int(generation.created_at.timestamp()),
@@ -226,6 +239,22 @@ def _envelope(generation: Generation) -> dict[str, Any]:
         "images_requested": generation.n,
         "images_delivered": generation.images_delivered,
         "credits_charged": generation.charged_credits,
+        "usage": _usage(generation, images),
+    }
+
+
+def _usage(generation: Generation, images: list[Image]) -> dict[str, Any]:
+    """OpenAI's ``usage`` keys (Seedream reads no prompt tokens; its output tokens are each
+    image's width x height / 256, as the upstream counts them), with what was charged."""
+    output_tokens = sum(image.width * image.height // 256 for image in images)
+    return {
+        "input_tokens": 0,
+        "input_tokens_details": {"image_tokens": 0, "text_tokens": 0},
+        "output_tokens": output_tokens,
+        "total_tokens": output_tokens,
+        "generated_images": len(images),
+        "input_images": int(generation.price_quote.get("references", 0)),
+        "credits": generation.charged_credits,
     }
 
 
@@ -233,7 +262,7 @@ def _answer_fields(generation: Generation, images: list[Image]) -> dict[str, Any
     """The envelope, with what was delivered in place of what was asked: ``output_format`` and
     ``size`` (when every image has the same; an image's own is in the gallery), and the
     ``background`` asked for, if one was."""
-    fields = _envelope(generation)
+    fields = _envelope(generation, images)
     fields.pop("size", None)
     formats = {_FORMATS.get(image.content_type, "") for image in images}
     if len(formats) == 1:
@@ -318,16 +347,46 @@ async def _next_piece(pieces: Generator[bytes]) -> bytes | None:
     return next(pieces, None)
 
 
+@api_endpoint("POST")
+async def images_quote(request: ApiRequest) -> HttpResponse:
+    """What a generation with this body would hold (the most it can cost), image by image and
+    reference by reference, without charging or calling upstream. The body is parsed and
+    refused exactly as ``images_generations`` does; the request counts against the
+    requests-per-minute limit (not images, no concurrency slot), as any other /v1 call."""
+    spec = parse_generation_request(_read_json(request))
+    request.answer_headers.update(lifecycle_headers(spec.model, _base_url(request)))
+    priced = await request.steps.run(services.quote, spec)
+    images = [
+        {
+            "size": spec.size.value,
+            "max_pixels": spec.size.most_pixels,
+            "tier": priced.tier.name,
+            "credits": priced.per_image_credits,
+        }
+        for _ in range(priced.images)
+    ]
+    return JsonResponse(
+        {
+            "object": "image.quote",
+            "model": spec.model.id,
+            "credits": priced.held_credits,
+            "usd": billing.format_usd(priced.held_credits),
+            "images": images,
+            "inputs": [{"credits": credits} for credits in priced.reference_credits()],
+        }
+    )
+
+
 @api_endpoint("GET")
 async def models_list(request: ApiRequest) -> HttpResponse:
-    prices = await request.steps.run(_prices)
-    data = [services.model_object(model, prices) for model in catalog.all_models()]
+    rules = await request.steps.run(billing.price_rules)
+    data = [services.model_object(model, rules) for model in catalog.all_models()]
     return JsonResponse({"object": "list", "data": data})
 
 
 @api_endpoint("GET")
 async def model_detail(request: ApiRequest, model_id: str) -> HttpResponse:
-    prices = await request.steps.run(_prices)
+    rules = await request.steps.run(billing.price_rules)
     model = catalog.get_model(model_id)
     if model is None:
         raise ApiError(
@@ -337,11 +396,7 @@ async def model_detail(request: ApiRequest, model_id: str) -> HttpResponse:
             param="model",
         )
     request.answer_headers.update(lifecycle_headers(model, _base_url(request)))
-    return JsonResponse(services.model_object(model, prices))
-
-
-def _prices() -> dict[tuple[str, str], int]:
-    return {(p.model, p.size_tier): p.credits_per_image for p in billing.price_list()}
+    return JsonResponse(services.model_object(model, rules))
 
 
 @api_endpoint("GET")

@@ -9,16 +9,18 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts.models import User
 
-from . import services, webhooks
+from . import pricing, services, webhooks
 from .models import (
     CreditAccount,
     DebtEntry,
     LedgerEntry,
-    Price,
+    PriceRule,
+    PriceTier,
     PromoCode,
     PromoRedemption,
     Purchase,
@@ -28,10 +30,58 @@ from .models import (
 )
 
 
-@admin.register(Price)
-class PriceAdmin(admin.ModelAdmin):
-    list_display = ("model", "size_tier", "credits_per_image", "updated_at")
-    list_editable = ("credits_per_image",)
+class PriceTierFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        """A rule's tiers: at least one, and exactly one without a bound (the last, which prices
+        every image larger than the others take). Two with one bound are refused by the
+        formset's own check of the unique (rule, max_pixels)."""
+        super().clean()
+        kept = [
+            form.cleaned_data
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE")
+        ]
+        if not kept:
+            raise forms.ValidationError("A rule needs at least one tier.")
+        if sum(data.get("max_pixels") is None for data in kept) != 1:
+            raise forms.ValidationError(
+                "Leave the largest pixels empty in exactly one tier: the last, which prices "
+                "every larger image."
+            )
+
+
+class PriceTierInline(admin.TabularInline):
+    model = PriceTier
+    formset = PriceTierFormSet
+    extra = 0
+    fields = ("name", "max_pixels", "credits_per_image")
+
+
+@admin.register(PriceRule)
+class PriceRuleAdmin(admin.ModelAdmin):
+    """Prices per model. A change applies to requests accepted after it is saved (each request
+    keeps the rule it was quoted with); other web processes read it within PRICE_CACHE_SECONDS."""
+
+    list_display = ("model", "tiers_shown", "reference_credits", "free_references", "updated_at")
+    fields = ("model", "reference_credits", "free_references", "note")
+    inlines = [PriceTierInline]
+
+    @admin.display(description="Credits per image by tier")
+    def tiers_shown(self, rule: PriceRule) -> str:
+        return ", ".join(str(tier) for tier in rule.tiers.all())
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PriceRule]:
+        return super().get_queryset(request).prefetch_related("tiers")
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # Saving only a tier leaves the rule's updated_at (its version in the ledger) as it was.
+        PriceRule.objects.filter(pk=form.instance.pk).update(updated_at=timezone.now())
+        pricing.forget_rules()
+
+    def delete_model(self, request: HttpRequest, obj: PriceRule) -> None:
+        super().delete_model(request, obj)
+        pricing.forget_rules()
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models.functions import Upper
 from django.utils import timezone
@@ -166,29 +167,74 @@ class LedgerEntry(models.Model):
         raise ValueError("Ledger entries are append-only")
 
 
-class Price(models.Model):
-    """Credits per delivered image, per model and (where it differs) per size tier.
+class PriceRule(models.Model):
+    """How one model's work is priced (billing.pricing reads it; the admin edits it).
 
-    An empty ``size_tier`` is the model's price for every tier without a row of its own.
+    Each delivered image costs the credits of the first of the rule's tiers (``PriceTier``,
+    by rising upper bound) that its pixel count (width x height, as delivered) falls in; layers
+    are output images like any other. Each upstream call that delivers also pays
+    ``reference_credits`` for every reference image it was sent beyond ``free_references``.
+
+    A change applies to requests accepted after it: each request keeps the rule it was quoted
+    with (``Quote.record``), and is settled by that copy, never by a price read later.
     """
 
-    model = models.CharField(max_length=64)
-    size_tier = models.CharField(max_length=16, blank=True)
-    credits_per_image = models.PositiveIntegerField()
+    model = models.CharField(
+        max_length=64, unique=True, help_text="The public model id (generation/catalog.toml)."
+    )
+    reference_credits = models.PositiveIntegerField(
+        default=0, help_text="Credits per reference image sent, per upstream call."
+    )
+    free_references = models.PositiveSmallIntegerField(
+        default=0, help_text="Reference images per call that cost nothing."
+    )
+    note = models.CharField(
+        max_length=255, blank=True, help_text="Where the figures come from, for the next operator."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["model", "size_tier"]
+        ordering = ["model"]
+        verbose_name = "price rule"
+
+    def __str__(self) -> str:
+        return self.model
+
+
+class PriceTier(models.Model):
+    """Credits per delivered image up to ``max_pixels`` (inclusive) of a rule; the rule's last
+    tier has no bound (every larger image)."""
+
+    rule = models.ForeignKey(PriceRule, on_delete=models.CASCADE, related_name="tiers")
+    name = models.CharField(
+        max_length=16, help_text="What the customer sees, e.g. 'up to 2K' or '4K'."
+    )
+    max_pixels = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="The largest width x height this tier prices; empty for the last tier.",
+    )
+    credits_per_image = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+
+    class Meta:
+        ordering = ["rule", models.F("max_pixels").asc(nulls_last=True)]
         constraints = [
-            models.UniqueConstraint(fields=["model", "size_tier"], name="billing_price_unique"),
+            models.UniqueConstraint(
+                fields=["rule", "max_pixels"], name="billing_pricetier_bound_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["rule"],
+                condition=models.Q(max_pixels__isnull=True),
+                name="billing_pricetier_one_unbounded",
+            ),
             models.CheckConstraint(
-                condition=models.Q(credits_per_image__gt=0), name="billing_price_positive"
+                condition=models.Q(credits_per_image__gt=0), name="billing_pricetier_positive"
             ),
         ]
 
     def __str__(self) -> str:
-        tier = self.size_tier or "any size"
-        return f"{self.model} ({tier}): {self.credits_per_image} credits"
+        bound = f"up to {self.max_pixels:,} px" if self.max_pixels else "any larger"
+        return f"{self.name} ({bound}): {self.credits_per_image} credits"
 
 
 class DebtEntry(AppendOnly):

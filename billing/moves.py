@@ -32,7 +32,7 @@ class Line:
 
     ``quantity`` names the figure it carries (its size: the kind gives the sign; a kind that goes
     either way carries the figure as it is). ``key`` and ``description`` are templates over the
-    move's texts (``{reference}``, ``{description}``, ``{key}``).
+    move's texts (``{reference}``, ``{description}``, ``{key}``, ``{charged_as}``).
     """
 
     kind: LedgerKind
@@ -156,7 +156,14 @@ SETTLE = Move(
             key="{reference}:release",
             description="Released hold: {description}",
         ),
-        Line(Kind.CHARGE, "charged_credits", key="{reference}:charge", optional=True),
+        # ``charged_as``: how the charge was priced (``Quote.charged_as``), or nothing.
+        Line(
+            Kind.CHARGE,
+            "charged_credits",
+            key="{reference}:charge",
+            description="{description}{charged_as}",
+            optional=True,
+        ),
     ),
     settles=HOLD,
 )

@@ -7,8 +7,9 @@ ORM's implementation of those definitions, for every database.
 
 A generation's money moves in two steps, each with ledger lines the customer can see: ``hold``
 (``reserve``: -the quote's price of everything asked for) when it starts; at the end ``settle``
-(``release``: +the same amount, and ``charge``: -the quote's price of what was delivered),
-written together in one transaction.
+(``release``: +the same amount, and ``charge``: -the quote's price of what was delivered, at
+the size delivered, its description saying how it was priced), written together in one
+transaction.
 """
 
 from __future__ import annotations
@@ -42,15 +43,17 @@ from .models import (
     normalise_code,
 )
 from .pricing import (  # noqa: F401 (the money API callers use, in one place)
+    Delivered,
     Quote,
-    cached_price_per_image,
+    Rule,
+    Tier,
     cached_quote,
     charged_credits,
     credits_for_cents,
     credits_to_usd,
     format_usd,
-    price_list,
-    price_per_image,
+    price_rule,
+    price_rules,
     quote,
 )
 
@@ -421,17 +424,19 @@ def settle(
     *,
     reference: str,
     description: str,
+    charged_as: str = "",
     now: datetime | None = None,
 ) -> Settlement | None:
-    """Release a hold and charge what was delivered (``quantities``: ``Quote.settlement(...)``),
-    once. None if already settled; ValueError if there is no such hold."""
+    """Release a hold and charge what was delivered (``quantities``: ``Quote.settlement(...)``,
+    ``charged_as``: ``Quote.charged_as(...)``, added to the charge line's description), once.
+    None if already settled; ValueError if there is no such hold."""
     move = moves.SETTLE
     move.check(quantities)
     held = quantities["held_credits"]
     charged = charged_credits(quantities)
     if not 0 <= charged <= held:
         raise ValueError("The charge must be between 0 and the hold")
-    texts = {"reference": reference, "description": description}
+    texts = {"reference": reference, "description": description, "charged_as": charged_as}
     assert move.settles is not None
     try:
         with transaction.atomic():

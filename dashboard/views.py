@@ -24,33 +24,65 @@ from . import overview as overview_figures
 from . import usage as usage_rows
 
 
+def _price_lines(rule: billing.Rule | None) -> dict[str, Any] | None:
+    """A model's live price rule as the home and docs pages show it (None: not for sale)."""
+    if rule is None:
+        return None
+    tiers = []
+    lower: int | None = None
+    for tier in rule.tiers:
+        if len(rule.tiers) == 1:
+            bound = "any size"
+        elif tier.max_pixels is not None and tier is not rule.tiers[-1]:
+            bound = f"up to {tier.max_pixels:,} pixels"
+        else:
+            bound = f"above {lower:,} pixels"
+        lower = tier.max_pixels
+        tiers.append(
+            {
+                "name": tier.name,
+                "bound": bound,
+                "credits": tier.credits,
+                "usd": billing.format_usd(tier.credits),
+            }
+        )
+    references = None
+    if rule.reference_credits:
+        free = rule.free_references
+        references = {
+            "credits": rule.reference_credits,
+            "usd": billing.format_usd(rule.reference_credits),
+            "free": free,
+        }
+    return {"tiers": tiers, "references": references}
+
+
+def _default_price(model: catalog.ModelInfo, rule: billing.Rule | None) -> int | None:
+    """What one image at the model's default size is held at."""
+    if rule is None:
+        return None
+    return rule.tier(catalog.resolve_size(model, None).most_pixels).credits
+
+
 def home(request: HttpRequest) -> HttpResponse:
     """The storefront: what the product is, a code sample, live prices, how credits work."""
-    prices = {(p.model, p.size_tier): p.credits_per_image for p in billing.price_list()}
-
-    def price(model_id: str, tier: str) -> dict[str, Any] | None:
-        credits = prices.get((model_id, tier))
-        if credits is None:
-            return None
-        return {"credits": credits, "usd": billing.format_usd(credits)}
-
+    rules = billing.price_rules()
     models = [
-        {
-            "info": model,
-            "price": price(model.id, ""),
-            # Only where the table has a row of its own; otherwise 4K images cost the usual price.
-            "price_4k": price(model.id, catalog.FOUR_K_TIER),
-            "makes_4k": model.max_pixels >= catalog.FOUR_K_MIN_PIXELS,
-        }
+        {"info": model, "prices": _price_lines(rules.get(model.id))}
         for model in catalog.all_models()
     ]
     # A worked example of the hold and the settlement: 4 images asked for, 3 delivered.
     example = None
-    on_sale = [(m.id, prices[(m.id, "")]) for m in catalog.all_models() if (m.id, "") in prices]
+    on_sale = [
+        (m, price)
+        for m in catalog.all_models()
+        if (price := _default_price(m, rules.get(m.id))) is not None
+    ]
     if on_sale:
-        model_id, each = on_sale[0]
+        model, each = on_sale[0]
         example = {
-            "model": model_id,
+            "model": model.id,
+            "size": model.default_size,
             "price": each,
             "held": 4 * each,
             "charged": 3 * each,
@@ -176,19 +208,9 @@ SLOW_DOWN = [
 
 def docs(request: HttpRequest) -> HttpResponse:
     """The public API documentation, built from the live catalog, prices and settings."""
-    prices = {(p.model, p.size_tier): p.credits_per_image for p in billing.price_list()}
+    rules = billing.price_rules()
     all_models = catalog.all_models()
-    models = [
-        {
-            "info": model,
-            "prices": {
-                tier or "any size": credits
-                for (model_id, tier), credits in sorted(prices.items())
-                if model_id == model.id
-            },
-        }
-        for model in all_models
-    ]
+    models = [{"info": model, "prices": _price_lines(rules.get(model.id))} for model in all_models]
     host = f"{request.scheme}://{request.get_host()}"
     example_balance = 25 * settings.CREDITS_PER_USD
     credits_example = {
@@ -205,13 +227,18 @@ def docs(request: HttpRequest) -> HttpResponse:
             "models": models,
             "transparency_models": catalog.transparency_models(),
             "model_example": (
-                json.dumps(api_services.model_object(all_models[0], prices), indent=2)
+                json.dumps(api_services.model_object(all_models[0], rules), indent=2)
                 if all_models
                 else ""
             ),
             "credits_example": json.dumps(credits_example, indent=2),
             "response_model": all_models[0] if all_models else None,
-            "response_price": prices.get((all_models[0].id, "")) if all_models else None,
+            "response_tokens": (
+                catalog.resolve_size(all_models[0], None).pixels // 256 if all_models else 16384
+            ),
+            "response_price": (
+                _default_price(all_models[0], rules.get(all_models[0].id)) if all_models else None
+            ),
             "base_url": f"{host}/v1",
             "image_base": settings.IMAGE_BASE_URL or host,
             "credits_per_usd": settings.CREDITS_PER_USD,

@@ -34,6 +34,7 @@ class Quote:
 
     credits_per_image: int = 0
     n: int = 0
+    tier: str = ""
     total_credits: int = 0
     balance_credits: int = 0
     error: str = ""
@@ -61,7 +62,7 @@ def quote_for(user: Any, params: Any) -> Quote:
         resolved = catalog.resolve_size(model, size)
         spec = services.GenerationSpec(model=model, prompt="", size=resolved, n=n)
         priced = services.quote(spec)
-        return Quote(priced.per_image_credits, n, priced.held_credits, balance)
+        return Quote(priced.per_image_credits, n, priced.tier.name, priced.held_credits, balance)
     except ValueError as exc:  # SizeError or a mangled n
         return Quote(balance_credits=balance, error=f"{size}: {exc}.")
     except Refusal as exc:

@@ -22,9 +22,6 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 _SIZE_RE = re.compile(r"^(?P<w>[1-9][0-9]{1,4})[xX](?P<h>[1-9][0-9]{1,4})$")
-# Above 2048x2048 pixels an image is priced in the "4k" tier where the price table has one.
-FOUR_K_TIER = "4k"
-FOUR_K_MIN_PIXELS = 2048 * 2048 + 1
 # Suggested sizes are multiples of this (every model takes them; upstream sizes are usually so).
 _SUGGESTION_STEP = 16
 
@@ -60,6 +57,8 @@ class ModelInfo:
     upstream_ids: dict[str, tuple[str, ...]]
     default_size: str
     keyword_sizes: dict[str, str]
+    # How much larger than a keyword's nominal pixels the model may deliver it (1: exactly).
+    keyword_reach: float
     min_pixels: int
     max_pixels: int
     min_aspect: float
@@ -87,7 +86,7 @@ class ModelInfo:
 
     @property
     def size_keywords(self) -> dict[str, int]:
-        """Each size keyword and the pixels it is priced at."""
+        """Each size keyword and its nominal pixels."""
         return {keyword: _pixels(size) for keyword, size in self.keyword_sizes.items()}
 
     @property
@@ -148,15 +147,18 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Size:
-    """A size the model accepts: ``value`` is what the upstream is sent, ``pixels`` what it is
-    priced at (a keyword's nominal size)."""
+    """A size the model accepts: ``value`` is what the upstream is sent, ``pixels`` its nominal
+    pixel count (a keyword's nominal size), ``reach`` the most pixels an image of it can be
+    delivered with (a keyword the model may deliver larger: [size] keyword_reach; 0: ``pixels``).
+    A request's hold prices its images at ``most_pixels``; each is charged as delivered."""
 
     value: str
     pixels: int
+    reach: int = 0
 
     @property
-    def tier(self) -> str:
-        return FOUR_K_TIER if self.pixels >= FOUR_K_MIN_PIXELS else ""
+    def most_pixels(self) -> int:
+        return max(self.pixels, self.reach)
 
 
 class SizeError(ValueError):
@@ -215,6 +217,7 @@ def _info(model_id: str, raw: dict[str, Any]) -> ModelInfo:
         upstream_ids={channel: tuple(ids) for channel, ids in raw.get("upstream", {}).items()},
         default_size=size["default"],
         keyword_sizes=dict(size.get("keywords", {})),
+        keyword_reach=float(size.get("keyword_reach", 1.0)),
         min_pixels=int(size["min_pixels"]),
         max_pixels=int(size["max_pixels"]),
         min_aspect=float(aspect[0]),
@@ -292,7 +295,9 @@ def resolve_size(model: ModelInfo, size: str | None) -> Size:
         size = model.default_size
     keyword = _keyword(model, size)
     if keyword is not None:
-        return Size(value=keyword, pixels=_pixels(model.keyword_sizes[keyword]))
+        nominal = _pixels(model.keyword_sizes[keyword])
+        reach = min(model.max_pixels, math.floor(nominal * model.keyword_reach))
+        return Size(value=keyword, pixels=nominal, reach=max(nominal, reach))
     match = _SIZE_RE.match(size)
     if match is None:
         keywords = ", ".join(model.keyword_sizes)

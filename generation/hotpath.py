@@ -283,14 +283,17 @@ async def settle_generation(
     settlement: Mapping[str, int],
     *,
     description: str,
+    charged_as: str = "",
     now: datetime,
 ) -> bool:
     """Claim ``generation`` with ``outcome`` (its settled fields), insert ``images`` (unsaved;
-    their ids are set) and make ``moves.SETTLE`` with ``settlement``'s quantities, in one
-    statement, exactly as ``billing.settle`` writes it. False, with nothing written, if the row
+    their ids are set) and make ``moves.SETTLE`` with ``settlement``'s quantities (and
+    ``charged_as``, how the charge was priced), in one statement, exactly as ``billing.settle``
+    writes it. False, with nothing written, if the row
     was already settled (the reconciler got there first). ValueError if it has no such hold."""
     sql = _settle_sql(tuple(outcome), len(images))
-    params = _settle_params(generation, outcome, images, settlement, description, now)
+    texts = {"description": description, "charged_as": charged_as}
+    params = _settle_params(generation, outcome, images, settlement, texts, now)
     if _settled(generation, images, settlement, await steps.sql(sql, params)):
         return True
     # Rare (a row the reconciler settled first): the ORM explains why.
@@ -303,7 +306,7 @@ def _settle_params(
     outcome: dict[str, Any],
     images: list[Image],
     settlement: Mapping[str, int],
-    description: str,
+    texts: Mapping[str, str],
     now: datetime,
 ) -> dict[str, Any]:
     wrapper = connections[DEFAULT_DB_ALIAS]
@@ -313,7 +316,6 @@ def _settle_params(
         params[placeholder] = field.get_db_prep_save(value, wrapper)
     for index, image in enumerate(images):
         params.update(_prepared(f"i{index}_", image))
-    texts = {"description": description}
     params.update(statements.params(moves.SETTLE, settlement, texts, now=now))
     return params
 

@@ -61,13 +61,17 @@ class Generation(models.Model):
     upstream_model = models.CharField(max_length=128)
     prompt = models.TextField()
     size = models.CharField(max_length=16)
+    # The name of the price tier each image was held at.
     size_tier = models.CharField(max_length=16, blank=True)
     n = models.PositiveSmallIntegerField()
     response_format = models.CharField(max_length=16, default="url")
     # Seedream extras (seed, guidance_scale, watermark) and the client's `user` field.
     params = models.JSONField(default=dict, blank=True)
 
+    # What each image was held at (the highest tier its size can reach), and the whole quote
+    # with the price rule it used (billing.Quote.record): settled by that, never a later price.
     price_per_image_credits = models.PositiveIntegerField(default=0)
+    price_quote = models.JSONField(default=dict, blank=True)
     reserved_credits = models.PositiveIntegerField(default=0)
     charged_credits = models.PositiveIntegerField(default=0)
     images_delivered = models.PositiveSmallIntegerField(default=0)

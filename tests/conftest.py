@@ -19,8 +19,9 @@ from django.conf import settings
 from django.db import connection
 
 from accounts.models import User
+from billing import pricing
 from billing import services as billing
-from billing.models import Price
+from billing.models import PriceRule, PriceTier
 from keys import services as keys
 from simulator.process import running_simulator
 from tests.support.server import running_server
@@ -147,12 +148,10 @@ def _database_url() -> str:
 
 @pytest.fixture
 def default_prices(transactional_db: None) -> None:
-    """Transactional tests flush every table, the seeded price table too: seed it again."""
-    seed = importlib.import_module("billing.migrations.0002_seed_prices_and_ledger_guard")
-    for model, tier, credits in seed.DEFAULT_PRICES:
-        Price.objects.get_or_create(
-            model=model, size_tier=tier, defaults={"credits_per_image": credits}
-        )
+    """Transactional tests flush every table, the seeded price rules too: seed them again."""
+    seed = importlib.import_module("billing.migrations.0012_price_rules_from_prices")
+    seed.seed_rules(PriceRule, PriceTier)
+    pricing.forget_rules()
 
 
 @pytest.fixture(scope="session")

@@ -12,11 +12,14 @@ Celery tasks call. The pipeline and each of its steps live in the modules beside
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from django.conf import settings
 
 from billing import services as billing
 
-from ..catalog import ModelInfo
+from ..catalog import ModelInfo, resolve_size
 from ..spec import IMAGES_MAX, GenerationSpec, build_spec
 from .images import (
     delete_image,
@@ -69,6 +72,7 @@ __all__ = [
     "is_idempotent_repeat",
     "model_object",
     "open_generation",
+    "pricing_object",
     "produce_images",
     "purge_expired_images",
     "quote",
@@ -86,23 +90,24 @@ __all__ = [
 ]
 
 
-def model_object(model: ModelInfo, prices: dict[tuple[str, str], int]) -> dict[str, Any]:
-    """One model as GET /v1/models answers it (the docs page shows the same)."""
-    tiers = {
-        tier or "default": credits
-        for (model_id, tier), credits in prices.items()
-        if model_id == model.id
-    }
-    default_price = tiers.get("default")
+def model_object(model: ModelInfo, rules: Mapping[str, billing.Rule]) -> dict[str, Any]:
+    """One model as GET /v1/models answers it (the docs page shows the same), with its price
+    rule (``rules``: billing.price_rules()), so a client can price a request without asking."""
+    rule = rules.get(model.id)
+    default_price = rule.tier(resolve_size(model, None).most_pixels).credits if rule else None
     return {
         "id": model.id,
         "object": "model",
         "created": model.created,
         "owned_by": "bytedance",
         "name": model.name,
+        # The price of one image at the model's default size (null: not for sale).
         "price_per_image_credits": default_price,
         "price_per_image_usd": billing.format_usd(default_price) if default_price else None,
-        "price_per_image_credits_by_size_tier": tiers,
+        "price_per_image_credits_by_size_tier": (
+            {tier.name: tier.credits for tier in rule.tiers} if rule else {}
+        ),
+        "pricing": pricing_object(rule),
         "default_size": model.default_size,
         "size_keywords": list(model.size_keywords),
         "min_pixels": model.min_pixels,
@@ -125,6 +130,9 @@ def model_object(model: ModelInfo, prices: dict[tuple[str, str], int]) -> dict[s
             "max_pixels": model.max_pixels,
             "aspect_ratio": [model.min_aspect, model.max_aspect],
             "recommended": model.recommended_sizes,
+            # A keyword may be delivered up to this many times its nominal pixels (within the
+            # window), and is held at the tier that reaches.
+            "keyword_reach": model.keyword_reach,
         },
         "limits": {
             "max_images": IMAGES_MAX,
@@ -133,4 +141,34 @@ def model_object(model: ModelInfo, prices: dict[tuple[str, str], int]) -> dict[s
             "reference_formats": list(model.reference_formats),
             "max_layers": model.max_layers,
         },
+    }
+
+
+def pricing_object(rule: billing.Rule | None) -> dict[str, Any] | None:
+    """A price rule as the API shows it: every figure needed to price a request (null: the
+    model is not for sale)."""
+    if rule is None:
+        return None
+    return {
+        "unit": "credits",
+        "credits_per_usd": settings.CREDITS_PER_USD,
+        # Each delivered image (each layer too) by its pixels (width x height): the first tier
+        # whose max_pixels it does not pass; the last tier (max_pixels null) takes the rest.
+        "image_tiers": [
+            {
+                "name": tier.name,
+                "max_pixels": tier.max_pixels,
+                "credits": tier.credits,
+                "usd": billing.format_usd(tier.credits),
+            }
+            for tier in rule.tiers
+        ],
+        # Per reference image sent, per upstream call (one call per image asked for), beyond
+        # the free ones; a call that delivers nothing pays none.
+        "reference_image": {
+            "credits": rule.reference_credits,
+            "usd": billing.format_usd(rule.reference_credits),
+            "free_per_call": rule.free_references,
+        },
+        "version": rule.version,
     }

@@ -69,7 +69,7 @@ def _fail_and_release(
         ratelimits.release(generation.user_id, generation.api_key_id, generation.public_id)
         billing.settle(
             generation.user_id,
-            quote_of(generation).settlement(images_delivered=0),
+            quote_of(generation).settlement(delivered=[]),
             reference=generation.ledger_reference,
             description=f"{note} ({generation.public_id})",
             now=now,

@@ -40,13 +40,20 @@ class IdempotentReplay(Exception):
         self.generation = generation
 
 
+def _priced_as(spec: GenerationSpec) -> dict[str, int]:
+    """What billing prices ``spec`` by: one upstream call per image, each image at the most
+    pixels its size can reach, and the reference images each call is sent (none until edits
+    arrive)."""
+    return {"max_pixels": spec.size.most_pixels, "calls": spec.n, "references": 0}
+
+
 def quote(spec: GenerationSpec) -> billing.Quote:
-    """What ``spec`` costs: what is held for it, and what each delivered image is charged.
-    Refusal(NOT_FOR_SALE) when the price table has no row for it."""
+    """What ``spec`` costs: what is held for it, and how each delivered image is charged.
+    Refusal(NOT_FOR_SALE) when its model has no price rule."""
     try:
-        return billing.quote(spec.model.id, spec.size.tier, spec.n)
+        return billing.quote(spec.model.id, **_priced_as(spec))
     except billing.UnknownPrice:
-        logger.error("no price for %s tier %r: add one in the admin", spec.model.id, spec.size.tier)
+        logger.error("no price rule for %s: add one in the admin", spec.model.id)
         raise Refusal(
             Reason.NOT_FOR_SALE, f"{spec.model.id} is not available for sale right now."
         ) from None
@@ -66,7 +73,7 @@ async def reserve_generation(
     """Price, record and hold, atomically. Raises ShortOfCredits (a failed row records the
     refusal for the usage log), Refusal (not for sale, an Idempotency-Key reused with another
     body) or IdempotentReplay."""
-    priced = billing.cached_quote(spec.model.id, spec.size.tier, spec.n) if steps.on_loop else None
+    priced = billing.cached_quote(spec.model.id, **_priced_as(spec)) if steps.on_loop else None
     if priced is None:  # not on the loop, or the cached price list is due for a refresh
         priced = await steps.run(quote, spec)
     now = timezone.now()
@@ -117,11 +124,12 @@ def _generation_fields(
         "upstream_model": spec.model.upstream_id,
         "prompt": spec.prompt,
         "size": spec.size.value,
-        "size_tier": spec.size.tier,
+        "size_tier": priced.tier.name,
         "n": spec.n,
         "response_format": spec.response_format,
         "params": spec.params(),
         "price_per_image_credits": priced.per_image_credits,
+        "price_quote": priced.record(),
         "reserved_credits": priced.held_credits,
         "created_at": now,
         "deadline_at": now + timedelta(seconds=settings.GENERATION_DEADLINE_SECONDS),

@@ -3,8 +3,8 @@
 ``settle_generation`` stores each delivered image under an unguessable name, then claims the
 row and makes billing's settlement in one step (on PostgreSQL one statement,
 generation/hotpath.py; elsewhere one ORM transaction): the hold released and exactly the
-delivered images charged at the quote. A row the reconciler settled first is not charged, and
-its files are removed again.
+delivered images charged by the quote the row keeps, each at the size it was delivered with.
+A row the reconciler settled first is not charged, and its files are removed again.
 """
 
 from __future__ import annotations
@@ -246,9 +246,11 @@ def _too_late(generation: Generation, stored: list[_Stored]) -> Completed:
 def quote_of(generation: Generation) -> billing.Quote:
     """The quote ``generation`` was accepted with, from the figures its row keeps."""
     return billing.Quote.of_hold(
+        record=generation.price_quote,
+        held_credits=generation.reserved_credits,
+        # A row accepted before price rules: a flat price per image.
         per_image_credits=generation.price_per_image_credits,
         images=generation.n,
-        held_credits=generation.reserved_credits,
     )
 
 
@@ -261,6 +263,7 @@ class _Settlement:
     images: list[Image]
     money: dict[str, int]
     description: str
+    charged_as: str
     now: datetime
 
     @classmethod
@@ -272,7 +275,13 @@ class _Settlement:
         latency_ms: int,
     ) -> _Settlement:
         failures = [o for o in outcomes if isinstance(o, Failure)]
-        money = quote_of(generation).settlement(images_delivered=len(stored))
+        # Each image charged at the size it was delivered with; its call is its position.
+        quote = quote_of(generation)
+        delivered = [
+            billing.Delivered(call=index, pixels=image.width * image.height)
+            for index, image, _, _ in stored
+        ]
+        money = quote.settlement(delivered=delivered)
         error = None if stored else failure_error(failures)
         now = timezone.now()
         outcome: dict[str, Any] = {
@@ -303,7 +312,8 @@ class _Settlement:
             )
             for index, image, token, name in stored
         ]
-        return cls(outcome, images, money, _describe_settlement(generation, len(stored)), now)
+        description = _describe_settlement(generation, len(stored))
+        return cls(outcome, images, money, description, quote.charged_as(delivered), now)
 
     def written(self) -> dict[str, Any]:
         """hotpath.settle_generation's arguments after the generation."""
@@ -312,6 +322,7 @@ class _Settlement:
             "images": self.images,
             "settlement": self.money,
             "description": self.description,
+            "charged_as": self.charged_as,
             "now": self.now,
         }
 
@@ -335,6 +346,7 @@ def _settle_with_orm(generation: Generation, settlement: _Settlement) -> bool:
                 settlement.money,
                 reference=generation.ledger_reference,
                 description=settlement.description,
+                charged_as=settlement.charged_as,
                 now=settlement.now,
             )
     return bool(claimed)

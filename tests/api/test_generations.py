@@ -9,9 +9,9 @@ import json
 import pytest
 from PIL import Image as PILImage
 
-from billing.models import Price
 from generation.models import Generation, Image
 from tests.support.money import assert_ledger_balanced, ledger_kinds
+from tests.support.prices import set_tier_price
 from tests.support.responses import json_of
 
 pytestmark = pytest.mark.smoke
@@ -111,7 +111,7 @@ def test_a_4k_image_is_priced_in_its_tier(client, owner, owner_key):
 
 
 def test_a_price_edited_in_the_table_applies_to_the_next_request(client, owner, owner_key):
-    Price.objects.filter(model="seedream-4-0", size_tier="").update(credits_per_image=55)
+    set_tier_price("seedream-4-0", "up to 2K", 55)
     assert generate(client, owner_key).json()["credits_charged"] == 55
     assert assert_ledger_balanced(owner) == 945
 

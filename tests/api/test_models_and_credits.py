@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from billing.models import Price
 from generation.models import Generation
+from tests.support.prices import remove_rule, set_rule
 
 pytestmark = pytest.mark.smoke
 
@@ -31,7 +31,17 @@ def test_models_are_listed_in_openai_format_with_their_prices(client, owner_key,
     four = next(m for m in body["data"] if m["id"] == "seedream-4-0")
     assert four["price_per_image_credits"] == 40
     assert four["price_per_image_usd"] == "0.0400"
-    assert four["price_per_image_credits_by_size_tier"] == {"default": 40, "4k": 60}
+    assert four["price_per_image_credits_by_size_tier"] == {"up to 2K": 40, "4K": 60}
+    assert four["pricing"]["image_tiers"] == [
+        {"name": "up to 2K", "max_pixels": 2048 * 2048, "credits": 40, "usd": "0.0400"},
+        {"name": "4K", "max_pixels": None, "credits": 60, "usd": "0.0600"},
+    ]
+    assert four["pricing"]["reference_image"] == {"credits": 0, "usd": "0.0000", "free_per_call": 0}
+    pro = next(m for m in body["data"] if m["id"] == "seedream-5-0-pro")
+    assert pro["price_per_image_credits"] == 60  # at its default size, 1024x1024
+    assert [t["max_pixels"] for t in pro["pricing"]["image_tiers"]] == [2_359_296, None]
+    assert pro["pricing"]["reference_image"] == {"credits": 4, "usd": "0.0040", "free_per_call": 1}
+    assert pro["sizes"]["keyword_reach"] == 1.1025
     assert four["size_keywords"] == ["1K", "2K", "4K"]
 
 
@@ -42,7 +52,7 @@ def test_the_catalog_comes_from_configuration(client, owner, owner_key, settings
     entry["size"]["min_pixels"] = 2560 * 1440
     catalog["seedream-house"] = entry
     settings.SEEDREAM_MODELS = catalog
-    Price.objects.create(model="seedream-house", credits_per_image=50)
+    set_rule("seedream-house", [("any size", None, 50)])
 
     listed = [m["id"] for m in get(client, "/v1/models", owner_key).json()["data"]]
     response = client.post(
@@ -59,7 +69,7 @@ def test_the_catalog_comes_from_configuration(client, owner, owner_key, settings
 
 
 def test_a_model_without_a_price_is_not_sold(client, owner, owner_key):
-    Price.objects.filter(model="seedream-3-0").delete()
+    remove_rule("seedream-3-0")
     response = client.post(
         "/v1/images/generations",
         json.dumps({"model": "seedream-3-0", "prompt": "a fox"}),

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from PIL import Image as PILImage
 
-from billing.models import LedgerEntry, Price
+from billing.models import LedgerEntry, PriceTier
 from generation.models import Generation, Image
 from tests.support.aiohttp_server import serving
 from tests.support.money import assert_ledger_balanced, ledger_kinds
@@ -205,9 +205,8 @@ def transparent_png(size=(64, 48)) -> bytes:
 
 @pytest.fixture
 def seedream_5_5(settings, db):
-    """Seedream 5.5 on sale, behind a stand-in upstream answering with a transparent PNG; yields
-    the bodies it was sent."""
-    Price.objects.get_or_create(model="seedream-5-5", size_tier="", credits_per_image=45)
+    """Seedream 5.5 (on sale by its seeded price rule) behind a stand-in upstream answering with
+    a transparent PNG; yields the bodies it was sent."""
     bodies: list[dict] = []
     image = base64.b64encode(transparent_png()).decode()
 
@@ -247,7 +246,13 @@ def test_a_transparent_background_comes_back_with_a_real_alpha_channel(
     assert image.getpixel((5, 5))[3] == 0
     assert image.getpixel((60, 5))[3] == 255
     assert iptc_properties(data)["DigitalSourceType"] == TRAINED_ALGORITHMIC_MEDIA
-    assert ledger_kinds(owner)[-1] == ("charge", -45)
+    # A 64x48 image is in 5.5's lower pixel tier: charged at that tier's price.
+    low_tier = (
+        PriceTier.objects.filter(rule__model="seedream-5-5", max_pixels__isnull=False)
+        .order_by("max_pixels")
+        .first()
+    )
+    assert ledger_kinds(owner)[-1] == ("charge", -low_tier.credits_per_image)
 
 
 def test_an_opaque_background_is_forwarded_where_taken_and_said_in_the_answer(

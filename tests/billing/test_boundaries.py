@@ -174,7 +174,7 @@ def test_no_production_code_outside_billing_writes_billing_rows() -> None:
         ("sql = 'DELETE FROM \"BILLING_CREDITACCOUNT\"'", 1),
         ("# then INSERT INTO billing_debtentry by hand", 1),
         ("from billing.models import CreditAccount\n\ntable = CreditAccount._meta.db_table", 3),
-        ("from billing.models import Price as P\nP._meta.db_table", 2),
+        ("from billing.models import PriceRule as P\nP._meta.db_table", 2),
     ],
 )
 def test_the_table_check_finds_a_billing_table_named(source: str, line: int) -> None:
@@ -200,7 +200,7 @@ def test_the_table_check_leaves_other_tables_and_reads_alone() -> None:
         ("Purchase.objects.bulk_create(rows)", 1),
         ("PromoCode.objects.get(code=code).delete()", 1),
         ("PromoRedemption.objects.filter(account=a).delete()", 1),
-        ("Price.objects.update_or_create(model=m, defaults={})", 1),
+        ("PriceRule.objects.update_or_create(model=m, defaults={})", 1),
         ("import billing.models\nbilling.models.LedgerEntry.objects.create()", 2),
         ("from billing.models import DebtEntry as Debt\nDebt.objects.bulk_create([])", 2),
         ("user.credit_account.save(update_fields=['balance_credits'])", 1),

@@ -7,7 +7,7 @@ from django.db import IntegrityError, transaction
 
 from billing import moves
 from billing.models import LEDGER_KIND_SIGNS, CreditAccount, LedgerEntry, LedgerKind
-from billing.pricing import Quote, charged_credits
+from billing.pricing import Delivered, Quote, charged_credits
 
 
 def test_every_ledger_kind_has_a_sign():
@@ -52,8 +52,9 @@ def test_every_move_line_takes_its_sign_from_its_kind():
 
 
 def test_a_settlement_releases_the_hold_then_charges_with_running_balances():
-    quantities = Quote(per_image_credits=40, images=4).settlement(images_delivered=3)
-    texts = {"reference": "gen:9", "description": "3 of 4"}
+    delivered = [Delivered(call=i, pixels=1024 * 1024) for i in range(3)]
+    quantities = Quote.flat(per_image_credits=40, images=4).settlement(delivered=delivered)
+    texts = {"reference": "gen:9", "description": "3 of 4", "charged_as": "; priced 3 x 40"}
 
     written = moves.entries(moves.SETTLE, quantities, texts, balance_after=1000)
 
@@ -63,14 +64,16 @@ def test_a_settlement_releases_the_hold_then_charges_with_running_balances():
     ]
     assert [e.idempotency_key for e in written] == ["gen:9:release", "gen:9:charge"]
     assert written[0].description == "Released hold: 3 of 4"
+    assert written[1].description == "3 of 4; priced 3 x 40"
     assert moves.SETTLE.delta(quantities) == 40
     assert charged_credits(quantities) == 120
 
 
 def test_a_settlement_for_nothing_delivered_writes_no_charge_line():
-    quantities = Quote(per_image_credits=40, images=2).settlement(images_delivered=0)
+    quantities = Quote.flat(per_image_credits=40, images=2).settlement(delivered=[])
+    texts = {"reference": "r", "description": "d", "charged_as": ""}
 
-    written = moves.entries(moves.SETTLE, quantities, {"reference": "r", "description": "d"}, 80)
+    written = moves.entries(moves.SETTLE, quantities, texts, 80)
 
     assert [(e.kind, e.amount_credits, e.balance_after_credits) for e in written] == [
         ("release", 80, 80)
@@ -92,8 +95,15 @@ def test_a_move_refuses_missing_or_negative_quantities():
 
 
 def test_a_quote_is_rebuilt_from_its_hold_or_refused():
-    assert Quote.of_hold(per_image_credits=40, images=3, held_credits=120) == Quote(40, 3)
+    flat = Quote.flat(40, 3)
+    legacy = Quote.of_hold(record={}, per_image_credits=40, images=3, held_credits=120)
+    assert legacy == flat
+    assert Quote.of_hold(record=flat.record(), held_credits=120) == flat
     with pytest.raises(ValueError):
-        Quote.of_hold(per_image_credits=40, images=3, held_credits=80)
+        Quote.of_hold(record={}, per_image_credits=40, images=3, held_credits=80)
     with pytest.raises(ValueError):
-        Quote(40, 3).settlement(images_delivered=4)
+        Quote.of_hold(record=flat.record(), held_credits=80)
+    with pytest.raises(ValueError):
+        flat.settlement(delivered=[Delivered(call=i, pixels=1) for i in range(4)])
+    with pytest.raises(ValueError):  # two images from a call that makes one
+        flat.settlement(delivered=[Delivered(call=0, pixels=1), Delivered(call=0, pixels=1)])

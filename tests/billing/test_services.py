@@ -8,8 +8,8 @@ import pytest
 from django.db import IntegrityError
 
 from billing import services
-from billing.models import CreditAccount, LedgerEntry, Price
-from billing.services import InsufficientCredits, Settlement, UnknownPrice
+from billing.models import CreditAccount, LedgerEntry
+from billing.services import InsufficientCredits, Settlement
 from tests.support.money import assert_ledger_balanced, ledger_rows
 
 pytestmark = pytest.mark.django_db
@@ -314,64 +314,6 @@ def test_dollars_are_shown_to_four_places(credits, shown):
     assert services.format_usd(credits) == shown
 
 
-# --- prices -------------------------------------------------------------------------------------
-
-
-def test_the_seeded_prices_are_in_the_table():
-    assert {(p.model, p.size_tier, p.credits_per_image) for p in services.price_list()} >= {
-        ("seedream-4-0", "", 40),
-        ("seedream-4-0", "4k", 60),
-        ("seedream-3-0", "", 35),
-    }
-
-
-@pytest.mark.parametrize(
-    ("model", "tier", "credits"),
-    [
-        ("seedream-4-0", "4k", 60),
-        ("seedream-4-0", "", 40),
-        ("seedream-4-0", "2k", 40),
-        ("seedream-3-0", "4k", 35),
-        ("seedream-3-0", "", 35),
-    ],
-)
-def test_a_tier_price_wins_and_other_tiers_fall_back_to_the_model_price(model, tier, credits):
-    assert services.price_per_image(model, tier) == credits
-
-
-def test_it_refuses_to_price_an_unknown_model():
-    with pytest.raises(UnknownPrice, match="seedream-9-9"):
-        services.price_per_image("seedream-9-9", "")
-    with pytest.raises(services.BillingError):
-        services.price_per_image("seedream-9-9", "4k")
-
-
-def test_a_model_priced_only_for_one_tier_has_no_price_for_others():
-    Price.objects.create(model="seedream-x", size_tier="4k", credits_per_image=90)
-
-    assert services.price_per_image("seedream-x", "4k") == 90
-    with pytest.raises(UnknownPrice):
-        services.price_per_image("seedream-x", "2k")
-
-
-def test_an_edited_price_takes_effect_at_once():
-    assert services.price_per_image("seedream-4-0", "2k") == 40
-
-    price = Price.objects.get(model="seedream-4-0", size_tier="")
-    price.credits_per_image = 45
-    price.save()
-    assert services.price_per_image("seedream-4-0", "2k") == 45
-
-    Price.objects.filter(model="seedream-4-0", size_tier="4k").update(credits_per_image=70)
-    assert services.price_per_image("seedream-4-0", "4k") == 70
-
-    Price.objects.create(model="seedream-4-0", size_tier="2k", credits_per_image=50)
-    assert services.price_per_image("seedream-4-0", "2k") == 50
-
-    Price.objects.filter(model="seedream-4-0", size_tier="4k").delete()
-    assert services.price_per_image("seedream-4-0", "4k") == 45
-
-
 def test_it_refuses_to_settle_what_was_never_reserved(owner):
     with pytest.raises(ValueError, match="No reservation"):
         settle(owner, 0, reserved=40, reference="gen:never")
@@ -390,12 +332,3 @@ def test_a_grant_key_used_by_another_account_is_refused(owner, outsider):
     with pytest.raises(ValueError, match="another account"):
         services.grant(outsider, 5, description="promo", idempotency_key="promo:1")
     assert assert_ledger_balanced(outsider) == 1000
-
-
-def test_prices_are_cached_for_the_configured_time(owner, settings):
-    assert services.price_per_image("seedream-4-0", "") == 40  # read afresh (0 s in tests)
-    settings.PRICE_CACHE_SECONDS = 3600
-    Price.objects.filter(model="seedream-4-0", size_tier="").update(credits_per_image=45)
-    assert services.price_per_image("seedream-4-0", "") == 40
-    settings.PRICE_CACHE_SECONDS = 0
-    assert services.price_per_image("seedream-4-0", "") == 45

@@ -10,20 +10,38 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from billing import services as billing
-from billing.models import Price
 from generation import catalog
 from tests.browser.support import DESKTOP, PHONE, load, sign_in_as, verified_customer
+from tests.support.prices import set_tier_price
 
 # Every test here needs the seeded price table, which live_server's flushes empty.
 pytestmark = pytest.mark.usefixtures("default_prices")
 
 
 def expected_price(model_id: str) -> str:
-    price = Price.objects.filter(model=model_id, size_tier="").first()
-    if price is None:
+    """The price cell's text for ``model_id``, from its live rule: each tier, then the
+    reference surcharge."""
+    rule = billing.price_rules().get(model_id)
+    if rule is None:
         return "not on sale"
-    credits = price.credits_per_image
-    return f"{credits} credits (${billing.format_usd(credits)})"
+    parts = []
+    lower = None
+    for tier in rule.tiers:
+        if len(rule.tiers) == 1:
+            bound = "any size"
+        elif tier is not rule.tiers[-1]:
+            bound = f"up to {tier.max_pixels:,} pixels"
+        else:
+            bound = f"above {lower:,} pixels"
+        lower = tier.max_pixels
+        name = f" ({tier.name})" if len(rule.tiers) > 1 else ""
+        parts.append(f"{tier.credits} credits (${billing.format_usd(tier.credits)}) {bound}{name}")
+    if rule.reference_credits:
+        free = f" after the first {rule.free_references}" if rule.free_references else ""
+        usd = billing.format_usd(rule.reference_credits)
+        parts.append(f"+ {rule.reference_credits} credits (${usd}) per reference image{free}")
+    # The lines are separated by <br>, which a cell's text content does not show.
+    return "".join(parts)
 
 
 def test_home_page_shows_the_quickstart_and_the_live_price_table(
@@ -32,9 +50,9 @@ def test_home_page_shows_the_quickstart_and_the_live_price_table(
     console_errors: list[str],
     screenshot: Callable[[Page, str], Path],
 ) -> None:
-    # Prices no migration seeds: the page can only show them if it reads the table per request.
-    assert Price.objects.filter(model="seedream-4-0", size_tier="").update(credits_per_image=47)
-    assert Price.objects.filter(model="seedream-4-0", size_tier="4k").update(credits_per_image=73)
+    # Prices no migration seeds: the page can only show them if it reads the rules per request.
+    set_tier_price("seedream-4-0", "up to 2K", 47)
+    set_tier_price("seedream-4-0", "4K", 73)
     page.set_viewport_size(DESKTOP)
 
     load(page, live_server.url + "/", console_errors)
@@ -66,8 +84,10 @@ def test_home_page_shows_the_quickstart_and_the_live_price_table(
         expect(row.get_by_role("rowheader")).to_contain_text(model.name)
         expect(row.locator("td").nth(0)).to_have_text(expected_price(model.id))
     seedream_4 = rows.filter(has_text="seedream-4-0").locator("td")
-    expect(seedream_4.nth(0)).to_have_text("47 credits ($0.0470)")
-    expect(seedream_4.nth(1)).to_have_text("73 credits ($0.0730)")
+    expect(seedream_4.nth(0)).to_have_text(
+        "47 credits ($0.0470) up to 4,194,304 pixels (up to 2K)"
+        "73 credits ($0.0730) above 4,194,304 pixels (4K)"
+    )
 
     credits = page.get_by_role("region", name="How credits work")
     expect(credits).to_contain_text("1000 credits make one US dollar")

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from billing.models import Price
+from tests.support.prices import set_tier_price
 
 pytestmark = pytest.mark.smoke
 
@@ -38,13 +38,15 @@ def section(page: str, section_id: str) -> str:
 
 
 def test_the_docs_show_live_prices_models_and_the_error_table(client, db):
-    Price.objects.filter(model="seedream-3-0", size_tier="").update(credits_per_image=37)
+    set_tier_price("seedream-3-0", "any size", 37)
 
     page = docs(client)
 
     assert "http://testserver/v1" in page
-    assert "37 (any size)" in page
-    assert "40 (any size), 60 (4k)" in page
+    assert "37 credits ($0.0370) any size" in page
+    assert "40 credits ($0.0400) up to 4,194,304 pixels" in page
+    assert "60 credits ($0.0600) above 4,194,304 pixels" in page
+    assert "+ 11 credits ($0.0110) per reference image</span>" in page  # 5.5: none free
     for code in ["invalid_api_key", "insufficient_quota", "content_policy_violation"]:
         assert f"<code>{code}</code>" in page
     assert "1K, 2K, 4K" in page
@@ -53,10 +55,10 @@ def test_the_docs_show_live_prices_models_and_the_error_table(client, db):
 def test_the_docs_list_a_model_added_in_configuration(client, db, settings):
     settings.SEEDREAM_MODELS = {
         **settings.SEEDREAM_MODELS,
-        "seedream-4-5": {**settings.SEEDREAM_MODELS["seedream-4-0"], "name": "Seedream 4.5"},
+        "seedream-house": {**settings.SEEDREAM_MODELS["seedream-4-0"], "name": "House"},
     }
     page = docs(client)
-    assert "seedream-4-5" in page
+    assert "seedream-house" in page
     assert "not on sale" in page
 
 
@@ -70,8 +72,8 @@ def test_the_table_of_contents_links_every_section(client, db):
 
 
 def test_the_model_example_is_what_the_api_answers_with_live_prices(client, db, owner_key):
-    Price.objects.filter(model="seedream-4-0", size_tier="").update(credits_per_image=43)
-    Price.objects.filter(model="seedream-4-0", size_tier="4k").update(credits_per_image=66)
+    set_tier_price("seedream-4-0", "up to 2K", 43)
+    set_tier_price("seedream-4-0", "4K", 66)
 
     shown = example(docs(client), "model-example")
     answered = client.get(
@@ -80,7 +82,8 @@ def test_the_model_example_is_what_the_api_answers_with_live_prices(client, db, 
 
     assert shown == answered
     assert shown["price_per_image_credits"] == 43
-    assert shown["price_per_image_credits_by_size_tier"] == {"default": 43, "4k": 66}
+    assert shown["price_per_image_credits_by_size_tier"] == {"up to 2K": 43, "4K": 66}
+    assert [t["credits"] for t in shown["pricing"]["image_tiers"]] == [43, 66]
     assert "GET http://testserver/v1/models/{id}" in section(docs(client), "models-endpoint")
 
 

@@ -5,40 +5,36 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from billing.models import Price
+from tests.support.prices import remove_rule, set_tier_price
 
 pytestmark = pytest.mark.smoke
 
 
-def test_the_home_page_shows_live_prices_with_the_4k_tier(client, db):
-    Price.objects.filter(model="seedream-4-0", size_tier="").update(credits_per_image=47)
-    Price.objects.filter(model="seedream-4-0", size_tier="4k").update(credits_per_image=71)
+def test_the_home_page_shows_every_rule_live_tier_by_tier(client, db):
+    set_tier_price("seedream-4-0", "up to 2K", 47)
+    set_tier_price("seedream-4-0", "4K", 71)
 
     page = client.get("/").content.decode()
 
-    assert "47 credits ($0.0470)" in page
-    assert "71 credits ($0.0710)" in page
-    assert "35 credits ($0.0350)" in page
-    # Seedream 3.0 makes nothing above 2048x2048, so it has no 4K price to show.
-    assert "not offered" in page
+    assert "47 credits ($0.0470) up to 4,194,304 pixels" in page
+    assert "71 credits ($0.0710) above 4,194,304 pixels" in page
+    assert "35 credits ($0.0350) any size" in page
+    # Pro: two tiers and paid references after the first free one.
+    assert "60 credits ($0.0600) up to 2,359,296 pixels (up to 1.5K)" in page
+    assert "120 credits ($0.1200) above 2,359,296 pixels (2K)" in page
+    assert "+ 4 credits ($0.0040) per reference image after the first 1" in page
 
 
-def test_a_model_without_its_own_4k_row_charges_the_usual_price_for_4k(client, db):
-    Price.objects.filter(model="seedream-4-0", size_tier="4k").delete()
-    page = client.get("/").content.decode()
-    assert "same price" in page
-
-
-def test_how_credits_work_follows_the_settings_and_the_price_table(client, db, settings):
+def test_how_credits_work_follows_the_settings_and_the_price_rules(client, db, settings):
     settings.CREDITS_PER_USD = 500
-    Price.objects.filter(model="seedream-4-0", size_tier="").update(credits_per_image=30)
+    set_tier_price("seedream-4-0", "up to 2K", 30)
 
     page = client.get("/").content.decode()
 
     assert "500 credits make one US dollar" in page
     assert "one credit is $0.002" in page
-    # 4 asked for, 3 delivered: 120 held, 90 charged, 30 released.
-    assert "120 credits are held" in page
+    # 4 asked for at 4.0's default size (2048x2048), 3 delivered: 120 held, 90 charged.
+    assert "for 4 images at 2048x2048, 30 credits each, and 120 credits are held" in page
     assert "you pay 90 credits and 30 are released" in page
     assert "GET http://testserver/v1/credits" in page
 
@@ -60,6 +56,6 @@ def test_a_customer_is_sent_to_the_dashboard_and_to_buy_credits(client, user_fac
 
 
 def test_a_model_off_sale_says_so(client, db):
-    Price.objects.filter(model="seedream-3-0").delete()
+    remove_rule("seedream-3-0")
     page = client.get("/").content.decode()
     assert "not on sale" in page

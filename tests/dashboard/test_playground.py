@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dashboard.forms import TIMES
@@ -83,6 +85,21 @@ def test_choosing_a_model_with_extras_offers_them(signed_in):
 def test_the_quote_follows_the_form_with_the_apis_prices_and_rules(signed_in, params, expected):
     page = signed_in.get(f"{URL}quote/", {"model": "seedream-4-0", **params}).content.decode()
     assert expected in page
+
+
+def test_the_live_price_is_the_apis_quote(signed_in, client, owner_key):
+    params = {"model": "seedream-5-0-pro", "size": "2K", "n": "2"}
+    api = client.post(
+        "/v1/images/quote",
+        json.dumps({**params, "n": 2, "prompt": "a fox"}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {owner_key}"},
+    ).json()
+
+    page = signed_in.get(f"{URL}quote/", params).content.decode()
+
+    assert api["credits"] == 240
+    assert "240 credits</strong> ($0.2400) for 2 images at 120 each (2K)" in page
 
 
 def test_submitting_queues_a_generation_and_returns_its_live_card(signed_in, owner, sent):

@@ -105,13 +105,16 @@ def _generation_problems(generation: Generation) -> list[str]:
     if generation.reserved_credits:
         # What billing charges for what was delivered, from the quote the row was accepted with.
         quote = billing.Quote.of_hold(
+            record=generation.price_quote,
             per_image_credits=generation.price_per_image_credits,
             images=generation.n,
             held_credits=generation.reserved_credits,
         )
-        expected = billing.charged_credits(
-            quote.settlement(images_delivered=generation.images_delivered)
-        )
+        delivered = [
+            billing.Delivered(call=image.index, pixels=image.width * image.height)
+            for image in Image.objects.filter(generation=generation)
+        ]
+        expected = billing.charged_credits(quote.settlement(delivered=delivered))
         if generation.charged_credits != expected:
             found.append(
                 f"{name}: charged {generation.charged_credits} for "

@@ -265,6 +265,7 @@ def test_a_settlement_without_its_reservation_is_refused_and_writes_nothing(sett
     generation = services.begin_generation(user=owner, spec=spec(1))
     # Not what the ledger holds for it.
     generation.price_per_image_credits = generation.reserved_credits = 80
+    generation.price_quote = billing.Quote.flat(80, 1).record()
 
     with pytest.raises(ValueError, match="No reservation"):
         services.complete_generation(generation, [IMAGE], latency_ms=5)
@@ -330,11 +331,12 @@ def on_the_server_loop(step: Callable[[], Awaitable[Any]]) -> Any:
 
 
 @pytest.fixture
-def cached_prices(settings: Any) -> None:
+def cached_prices(settings: Any, default_prices: None) -> None:
     # A stale price list sends the quote to a thread (its refresh queries).
     settings.PRICE_CACHE_SECONDS = 600
-    billing.price_per_image("seedream-4-0", "")
-    assert billing.cached_price_per_image("seedream-4-0", "") == 40
+    billing.price_rule("seedream-4-0")
+    cached = billing.cached_quote("seedream-4-0", max_pixels=1024 * 1024, calls=1)
+    assert cached is not None and cached.held_credits == 40
 
 
 @pytest.mark.django_db(transaction=True)

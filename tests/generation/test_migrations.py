@@ -144,8 +144,12 @@ def test_it_moves_an_installs_generations_to_the_generation_app_with_every_row_a
     assert not executor.migration_plan(executor.loader.graph.leaf_nodes())
     ContentType.objects.clear_cache()
 
-    # Every row, with every value, read through today's models.
-    assert {model: rows(model) for model in MOVED} == before
+    # Every row, with every value, read through today's models; the columns added since the
+    # move hold their defaults.
+    after = {model: rows(model) for model in MOVED}
+    for row in after[Generation].values():
+        assert row.pop("price_quote") == {}
+    assert after == before
     assert Generation.objects.get(pk=delivered.pk).images.count() == 2
     assert User.objects.get(pk=owner.pk).rate_limit_override.note == "ticket 41"
 

@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from PIL import Image as PILImage
 
+from billing import pricing
 from generation import upstream
 from generation.models import Generation
 from generation.refusals import Reason, Refusal
@@ -59,14 +60,19 @@ def test_quality_picks_the_models_resolution_tier(model_id):
 
 def test_an_explicit_size_wins_over_quality():
     spec = build_spec(model="seedream-4-0", prompt="a fox", size="1536x1024", quality="high")
-    assert (spec.size.value, spec.size.tier) == ("1536x1024", "")
+    assert spec.size.value == "1536x1024"
     # "auto" is no size: quality decides.
-    assert build_spec(model="seedream-4-0", prompt="a fox", size="auto", quality="high").size.tier
+    assert (
+        build_spec(model="seedream-4-0", prompt="a fox", size="auto", quality="high").size.value
+        == "4K"
+    )
 
 
-def test_high_quality_is_priced_in_the_tier_it_gives():
-    assert build_spec(model="seedream-4-0", prompt="a fox", quality="high").size.tier == "4k"
-    assert build_spec(model="seedream-4-0", prompt="a fox", quality="low").size.tier == ""
+def test_high_quality_is_priced_in_the_tier_it_gives(db):
+    rule = pricing.price_rule("seedream-4-0")
+    high = build_spec(model="seedream-4-0", prompt="a fox", quality="high").size
+    low = build_spec(model="seedream-4-0", prompt="a fox", quality="low").size
+    assert (rule.tier(high.most_pixels).credits, rule.tier(low.most_pixels).credits) == (60, 40)
 
 
 @pytest.mark.parametrize(

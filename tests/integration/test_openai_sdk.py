@@ -54,6 +54,23 @@ def test_the_quickstart_generates_a_hosted_image_and_charges_for_it(sdk, live_ap
     assert ledger_kinds(user)[-1] == ("charge", -40)
 
 
+def test_the_sdk_reads_usage_and_a_quote_is_the_balance_change(sdk):
+    user, client = sdk()
+    body = {"model": "seedream-4-0", "prompt": "a fox", "size": "4K"}
+    quoted = client.post("/images/quote", body=body, cast_to=httpx.Response).json()
+
+    raw = client.images.with_raw_response.generate(**body)
+    result = raw.parse()
+
+    assert quoted["credits"] == 60
+    assert raw.headers["x-credits-charged"] == "60"
+    assert result.usage is not None
+    assert result.usage.output_tokens == result.usage.total_tokens == 4096 * 4096 // 256
+    assert result.usage.input_tokens == 0
+    assert result.usage.model_extra == {"generated_images": 1, "input_images": 0, "credits": 60}
+    assert assert_ledger_balanced(user) == 1000 - quoted["credits"]
+
+
 def test_b64_json_and_n_2(sdk):
     user, client = sdk()
 

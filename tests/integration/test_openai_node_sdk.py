@@ -1,0 +1,134 @@
+"""The official openai Node SDK (tests/node, pinned by its package-lock.json) against the real
+server: every model of the catalog generates at its default size, sizes outside a model's window
+are refused naming it, a seeded batch is a batch, a transparent PNG has a real alpha channel, and
+a quote is exactly the balance change of the same request."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image as PILImage
+
+from billing import services as billing
+from generation import catalog
+from keys import services as keys
+from tests.support.money import assert_ledger_balanced
+
+pytestmark = [pytest.mark.integration, pytest.mark.smoke]
+
+NODE_DIR = Path(__file__).resolve().parents[1] / "node"
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    found = shutil.which("node")
+    ready = (NODE_DIR / "node_modules" / "openai").is_dir()
+    if not (found and ready):
+        reason = "Node.js or tests/node/node_modules is missing (make node installs them)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return found
+
+
+@pytest.fixture
+def customer(user_factory: Any, transactional_db: None, default_prices: None) -> Any:
+    user = user_factory("node@example.com", credits=100_000)
+    return user, keys.create_key(user, "node").raw_key
+
+
+def node_sdk(node: str, live_api: str, key: str, *calls: dict[str, Any]) -> list[dict[str, Any]]:
+    plan = {"baseURL": f"{live_api}/v1", "apiKey": key, "calls": list(calls)}
+    run = subprocess.run(
+        [node, str(NODE_DIR / "sdk.mjs"), json.dumps(plan)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+def text_to_image_ids() -> list[str]:
+    return [m.id for m in catalog.text_to_image_models()]
+
+
+def test_every_model_generates_at_its_default_size(node, live_api, customer):
+    user, key = customer
+    calls = [
+        {"op": "generate", "params": {"model": model_id, "prompt": f"a lighthouse by {model_id}"}}
+        for model_id in text_to_image_ids()
+    ]
+
+    results = node_sdk(node, live_api, key, *calls)
+
+    charged = 0
+    for model_id, outcome in zip(text_to_image_ids(), results, strict=True):
+        assert outcome["ok"], (model_id, outcome)
+        answer = outcome["result"]
+        (item,) = answer["data"]
+        picture = httpx.get(item["url"])
+        assert picture.status_code == 200, model_id
+        with PILImage.open(io.BytesIO(picture.content)) as image:
+            width, height = image.size
+        model = catalog.get_model(model_id)
+        default = catalog.resolve_size(model, None)
+        assert width * height == default.pixels or model.keyword_sizes, (model_id, image.size)
+        charged += answer["credits_charged"]
+    assert assert_ledger_balanced(user) == 100_000 - charged
+    assert billing.balance_credits(user) == 100_000 - charged
+
+
+def test_a_size_outside_the_window_is_a_400_naming_it(node, live_api, customer):
+    user, key = customer
+
+    (outcome,) = node_sdk(
+        node, live_api, key,
+        {"op": "generate", "params": {"model": "seedream-4-5", "prompt": "x", "size": "1024x1024"}},
+    )  # fmt: skip
+
+    assert not outcome["ok"]
+    assert (outcome["name"], outcome["status"]) == ("BadRequestError", 400)
+    assert outcome["param"] == "size"
+    assert "3,686,400 to 16,777,216 pixels" in outcome["message"]
+    assert assert_ledger_balanced(user) == 100_000
+
+
+def test_a_seeded_batch_gives_different_pictures(node, live_api, customer):
+    _, key = customer
+    params = {"model": "seedream-5-0-pro", "prompt": "a kite", "n": 2, "seed": 7}
+
+    (outcome,) = node_sdk(node, live_api, key, {"op": "generate", "params": params})
+
+    assert outcome["ok"], outcome
+    first, second = (httpx.get(item["url"]).content for item in outcome["result"]["data"])
+    assert first != second
+
+
+def test_a_transparent_background_is_a_png_with_real_alpha(node, live_api, customer):
+    _, key = customer
+    params = {
+        "model": "seedream-5-5",
+        "prompt": "a sticker of a fox",
+        "background": "transparent",
+        "response_format": "b64_json",
+    }
+
+    (outcome,) = node_sdk(node, live_api, key, {"op": "generate", "params": params})
+
+    assert outcome["ok"], outcome
+    data = base64.b64decode(outcome["result"]["data"][0]["b64_json"])
+    with PILImage.open(io.BytesIO(data)) as image:
+        assert image.format == "PNG"
+        alpha = image.convert("RGBA").getchannel("A").getextrema()
+    assert alpha[0] < 255  # some pixels are see-through
