@@ -132,3 +132,24 @@ def test_a_transparent_background_is_a_png_with_real_alpha(node, live_api, custo
         assert image.format == "PNG"
         alpha = image.convert("RGBA").getchannel("A").getextrema()
     assert alpha[0] < 255  # some pixels are see-through
+
+
+@pytest.mark.parametrize("model_id", ["seedream-4-0", "seedream-5-0-pro", "seedream-5-5"])
+def test_a_quote_is_exactly_the_balance_change_of_the_same_request(
+    node, live_api, customer, model_id
+):
+    user, key = customer
+    body = {"model": model_id, "prompt": "a harbour at dawn", "n": 2, "size": "2K"}
+
+    quoted, generated = node_sdk(
+        node, live_api, key,
+        {"op": "post", "path": "/images/quote", "body": body},
+        {"op": "generate", "params": body},
+    )  # fmt: skip
+
+    assert quoted["ok"] and generated["ok"], (quoted, generated)
+    assert quoted["result"]["object"] == "image.quote"
+    charged = generated["result"]["credits_charged"]
+    # Every image was delivered at the size quoted, so the charge is the quote.
+    assert charged == quoted["result"]["credits"] == generated["result"]["usage"]["credits"]
+    assert assert_ledger_balanced(user) == 100_000 - charged
