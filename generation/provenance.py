@@ -23,8 +23,10 @@ import functools
 import io
 import logging
 import threading
+import zlib
 from dataclasses import dataclass, replace
 from typing import Any
+from xml.sax.saxutils import quoteattr
 
 import pyexiv2
 from cryptography.hazmat.primitives import serialization
@@ -117,7 +119,15 @@ def signs() -> bool:
 
 
 def write_xmp(data: bytes, made_by: MadeBy) -> bytes:
-    """``data`` with the provenance properties in its XMP (any XMP it had is kept)."""
+    """``data`` with the provenance properties in its XMP (any XMP it had is kept).
+
+    A JPEG or PNG without XMP (what Seedream delivers) gets a packet of ours inserted where its
+    format keeps one, the rest of the file untouched: exiv2 would parse and rewrite the whole
+    file, about 0.3 ms of the event loop per image. Anything else (a WebP, whose header must
+    change too; a file that has XMP already, to be merged) goes through exiv2."""
+    inserted = _insert_xmp(data, _packet(made_by))
+    if inserted is not None:
+        return inserted
     values = {
         DIGITAL_SOURCE_TYPE: settings.PROVENANCE_DIGITAL_SOURCE_TYPE,
         AI_SYSTEM_USED: made_by.name,
@@ -129,6 +139,100 @@ def write_xmp(data: bytes, made_by: MadeBy) -> bytes:
             return bytes(image.get_bytes())
     except (RuntimeError, ValueError) as error:  # what exiv2 raises, through pybind11
         raise ProvenanceError(f"could not write the XMP: {error}") from error
+
+
+_XMP_APP1_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_XMP_KEYWORD = b"XML:com.adobe.xmp"
+
+
+def _packet(made_by: MadeBy) -> bytes:
+    """Our XMP packet: the IPTC Extension properties as attributes of one rdf:Description."""
+    properties = [
+        ("DigitalSourceType", settings.PROVENANCE_DIGITAL_SOURCE_TYPE),
+        ("AISystemUsed", made_by.name),
+        ("AISystemVersionUsed", made_by.upstream_model),
+    ]
+    attributes = "".join(
+        f" Iptc4xmpExt:{name}={quoteattr(value)}" for name, value in properties if value
+    )
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/">'
+        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about=""'
+        ' xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"'
+        f"{attributes}/>"
+        "</rdf:RDF></x:xmpmeta>"
+        '<?xpacket end="w"?>'
+    ).encode()
+
+
+def _insert_xmp(data: bytes, packet: bytes) -> bytes | None:
+    """``data`` with ``packet`` inserted, for a well-formed JPEG or PNG that has no XMP yet;
+    None for anything else (exiv2 decides)."""
+    if data[:2] == b"\xff\xd8":
+        return _insert_into_jpeg(data, packet)
+    if data[:8] == _PNG_SIGNATURE:
+        return _insert_into_png(data, packet)
+    return None
+
+
+def _insert_into_jpeg(data: bytes, packet: bytes) -> bytes | None:
+    """An APP1 segment with the XMP header, after the JFIF (APP0) segments that must come
+    first; the markers are walked to the scan, so a file that is not a JPEG is left to exiv2
+    (which refuses it)."""
+    at, insert_at = 2, 2
+    while True:
+        if at + 4 > len(data) or data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        length = int.from_bytes(data[at + 2 : at + 4], "big")
+        if length < 2 or at + 2 + length > len(data):
+            return None
+        if marker == 0xE1 and data[at + 4 : at + 4 + len(_XMP_APP1_HEADER)] == _XMP_APP1_HEADER:
+            return None  # XMP already: merged by exiv2
+        if marker == 0xDA:  # start of scan: every header segment has been seen
+            break
+        at += 2 + length
+        if marker == 0xE0 and insert_at == at - 2 - length:
+            insert_at = at
+    body = _XMP_APP1_HEADER + packet
+    if len(body) + 2 > 0xFFFF:
+        return None
+    segment = b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body
+    return data[:insert_at] + segment + data[insert_at:]
+
+
+def _insert_into_png(data: bytes, packet: bytes) -> bytes | None:
+    """An uncompressed iTXt chunk ``XML:com.adobe.xmp`` after IHDR (before the pixels, as XMP
+    readers expect)."""
+    at = len(_PNG_SIGNATURE)
+    first_end = None
+    while at + 12 <= len(data):
+        length = int.from_bytes(data[at : at + 4], "big")
+        kind = data[at + 4 : at + 8]
+        end = at + 12 + length
+        if end > len(data):
+            return None
+        if kind == b"iTXt" and data[at + 8 : at + 8 + len(_PNG_XMP_KEYWORD) + 1] == (
+            _PNG_XMP_KEYWORD + b"\x00"
+        ):
+            return None  # XMP already: merged by exiv2
+        if first_end is None:
+            if kind != b"IHDR":
+                return None
+            first_end = end
+        if kind == b"IEND":
+            break
+        at = end
+    else:
+        return None
+    # keyword NUL, compression flag 0, method 0, empty language tag NUL, empty translation NUL
+    body = b"iTXt" + _PNG_XMP_KEYWORD + b"\x00\x00\x00\x00\x00" + packet
+    chunk = (len(body) - 4).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+    assert first_end is not None
+    return data[:first_end] + chunk + data[first_end:]
 
 
 def read_xmp(data: bytes) -> dict[str, Any]:
