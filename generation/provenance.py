@@ -6,9 +6,11 @@ the b64_json answer are the same marked bytes:
 - XMP (IPTC Photo Metadata 2025.1): ``Iptc4xmpExt:DigitalSourceType`` is
   PROVENANCE_DIGITAL_SOURCE_TYPE (trainedAlgorithmicMedia: the machine-readable marking the EU AI
   Act's Art. 50(2) asks for), ``Iptc4xmpExt:AISystemUsed`` the model's name and
-  ``Iptc4xmpExt:AISystemVersionUsed`` its upstream id. exiv2 (pyexiv2) writes it where each
-  container keeps XMP (JPEG: an APP1 segment; PNG: an ``iTXt`` chunk ``XML:com.adobe.xmp``; WebP:
-  an ``XMP `` chunk and the VP8X flag) without decoding the pixels, so a JPEG loses nothing.
+  ``Iptc4xmpExt:AISystemVersionUsed`` its upstream id. It goes where each container keeps XMP
+  (JPEG: an APP1 segment; PNG: an ``iTXt`` chunk ``XML:com.adobe.xmp``; WebP: an ``XMP `` chunk
+  and the VP8X flag) without decoding the pixels, so a JPEG loses nothing: inserted by
+  ``write_xmp`` itself into a JPEG or PNG without XMP (what Seedream delivers), by exiv2
+  (pyexiv2) otherwise.
 - A C2PA manifest (c2pa-python) signed with the operator's key and certificate, when configured
   (or with a development key in ``make run``): one ``c2pa.created`` action with the same digital
   source type, naming our product as the software agent. Signed last: a byte changed after it

@@ -8,10 +8,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from billing.models import LedgerEntry
 from generation.models import Generation
 from keys import services as keys
-from tests.support.money import assert_ledger_balanced
 
 pytestmark = pytest.mark.smoke
 
@@ -37,15 +35,6 @@ def assert_error(response, status, *, code=None, param=None, type_="invalid_requ
         assert error["code"] == code
     assert error["param"] == param
     return error
-
-
-@pytest.fixture
-def untouched(owner):
-    """After the test: the owner's money and history are exactly as before."""
-    before = (assert_ledger_balanced(owner), LedgerEntry.objects.count())
-    yield
-    assert (assert_ledger_balanced(owner), LedgerEntry.objects.count()) == before
-    assert not Generation.objects.exists()
 
 
 @pytest.mark.parametrize(
