@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from django_ratelimit.core import is_ratelimited
 
-from generation import hotpath
+from generation import catalog, hotpath
 from generation import services as generation
 from generation.refusals import Refusal
 from keys import services as keys
@@ -60,6 +60,8 @@ def api_endpoint(*methods: str, admit: bool = True) -> Callable[[ApiView], ApiVi
             try:
                 _check_body_size(request)
                 api_request.api_key = await _authenticate(api_request.steps, request)
+                if catalog.overrides_due():  # the admin's catalog changes (a query, rarely)
+                    await api_request.steps.run(catalog.refresh)
                 if admit:
                     key = api_request.api_key
                     admission = await generation.admit(api_request.steps, key.user, key)

@@ -546,7 +546,10 @@ UPSTREAM_IMAGE_TIMEOUT_SECONDS = env_int("UPSTREAM_IMAGE_TIMEOUT_SECONDS", 60)
 # ids, aliases, upstream ids per channel, sizes, reference limits, upstream fields and lifecycle.
 # Operators edit a copy and point SEEDREAM_CATALOG_FILE at it (TOML, or JSON of the same shape),
 # and may change a model's upstream id on this installation's channel with UPSTREAM_MODEL_MAP
-# ("seedream-4-0=doubao-seedream-4-0-250828,...").
+# ("seedream-4-0=doubao-seedream-4-0-250828,..."). A model's lifecycle, upstream ids and default
+# size can also be changed in the admin ("Catalog overrides"), without a restart: every process
+# reads those at most every CATALOG_CACHE_SECONDS (the one that saved, at once).
+CATALOG_CACHE_SECONDS = env_int("CATALOG_CACHE_SECONDS", 10)
 SEEDREAM_CATALOG_FILE = Path(
     env_str("SEEDREAM_CATALOG_FILE", str(BASE_DIR / "generation" / "catalog.toml"))
 )

@@ -66,6 +66,7 @@ def _default_price(model: catalog.ModelInfo, rule: billing.Rule | None) -> int |
 
 def home(request: HttpRequest) -> HttpResponse:
     """The storefront: what the product is, a code sample, live prices, how credits work."""
+    catalog.refresh()
     rules = billing.price_rules()
     models = [
         {"info": model, "prices": _price_lines(rules.get(model.id))}
@@ -208,6 +209,7 @@ SLOW_DOWN = [
 
 def docs(request: HttpRequest) -> HttpResponse:
     """The public API documentation, built from the live catalog, prices and settings."""
+    catalog.refresh()
     rules = billing.price_rules()
     all_models = catalog.all_models()
     models = [{"info": model, "prices": _price_lines(rules.get(model.id))} for model in all_models]

@@ -112,6 +112,7 @@ def _page(request: AuthenticatedRequest, form: PlaygroundForm, status: int = 200
 @login_required
 @require_http_methods(["GET", "POST"])
 def playground(request: AuthenticatedRequest) -> HttpResponse:
+    catalog.refresh()
     if request.method == "GET":
         # Also answers the form's own refresh when the model changes (htmx asks for the form).
         initial = _initial_from(request.GET)
@@ -149,6 +150,7 @@ def _short_of_credits(exc: ShortOfCredits) -> str:
 @login_required
 @require_GET
 def quote(request: AuthenticatedRequest) -> HttpResponse:
+    catalog.refresh()
     context = {"quote": quote_for(request.user, request.GET)}
     return render(request, "dashboard/_quote.html", context)
 

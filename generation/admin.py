@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+from datetime import date
+from typing import Any
+
+from django import forms
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest
 
-from . import ratelimits
-from .models import AccountRateLimit, Generation, Image
+from . import catalog, ratelimits
+from .models import AccountRateLimit, Generation, Image, ModelOverride
 
 
 class ImageInline(admin.TabularInline):
@@ -60,3 +65,96 @@ class AccountRateLimitAdmin(admin.ModelAdmin):
             return "-"
         limits = ratelimits.limits_for(obj.user)
         return f"{limits.requests} / {limits.images} / {limits.concurrent}"
+
+
+class ModelOverrideForm(forms.ModelForm):
+    """Checks an override against the catalog file before it is saved: a model and replacement
+    the file has, ids in the form the upstream uses on known channels, a default size the model
+    makes, a sunset not before the deprecation."""
+
+    model = forms.ChoiceField(choices=())
+
+    class Meta:
+        model = ModelOverride
+        fields = (
+            "model", "status", "deprecated", "sunset", "replacement", "upstream_ids",
+            "default_size", "note",
+        )  # fmt: skip
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        model_field = self.fields["model"]
+        assert isinstance(model_field, forms.ChoiceField)
+        model_field.choices = [(m, m) for m in settings.SEEDREAM_MODELS]
+        model_field.help_text = "The model's public id (in the catalog file)."
+
+    def clean_replacement(self) -> str:
+        replacement: str = self.cleaned_data["replacement"].strip()
+        if replacement and replacement not in settings.SEEDREAM_MODELS:
+            raise forms.ValidationError(f"'{replacement}' is not a model of the catalog.")
+        if replacement and replacement == self.cleaned_data.get("model"):
+            raise forms.ValidationError("A model cannot replace itself.")
+        return replacement
+
+    def clean_upstream_ids(self) -> str:
+        text: str = self.cleaned_data["upstream_ids"]
+        try:
+            parsed = catalog.parse_upstream_ids(text)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        unknown = sorted(set(parsed) - catalog.channels())
+        if unknown:
+            known = ", ".join(sorted(catalog.channels()))
+            raise forms.ValidationError(f"Unknown channel '{unknown[0]}': use one of {known}.")
+        return text.strip()
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        deprecated: date | None = data.get("deprecated")
+        sunset: date | None = data.get("sunset")
+        if deprecated and sunset and sunset < deprecated:
+            self.add_error("sunset", "The sunset cannot come before the deprecation.")
+        if not data.get("status") and (deprecated or sunset or data.get("replacement")):
+            self.add_error("status", "Choose a status: the dates and the replacement go with it.")
+        model_id = data.get("model")
+        if model_id in settings.SEEDREAM_MODELS and not self.errors:
+            override = catalog.Override.of_row(ModelOverride(**data))
+            try:
+                catalog.resolve_size(catalog.model_entry(model_id, override), None)
+            except (catalog.SizeError, ValueError) as exc:
+                self.add_error("default_size", f"{model_id} does not make it: {exc}")
+        return data
+
+
+@admin.register(ModelOverride)
+class ModelOverrideAdmin(admin.ModelAdmin):
+    """The catalog file's entries, changed without a release: in force in this process at
+    once, in every other within CATALOG_CACHE_SECONDS; deleting one restores the file's."""
+
+    form = ModelOverrideForm
+    list_display = ("model", "status", "sunset", "replacement", "in_force", "note", "updated_at")
+    readonly_fields = ("in_force",)
+
+    @admin.display(description="In force (with this override)")
+    def in_force(self, obj: ModelOverride) -> str:
+        if obj.model not in settings.SEEDREAM_MODELS:
+            return "-"
+        model = catalog.model_entry(obj.model, catalog.Override.of_row(obj))
+        ids = model.upstream_ids.get(settings.UPSTREAM_CHANNEL, ())
+        sunset = f", sunset {model.sunset}" if model.sunset else ""
+        return (
+            f"{model.lifecycle()}{sunset}; sent to {settings.UPSTREAM_CHANNEL} as "
+            f"{', '.join(ids) or '(no id)'}; default size {model.default_size}"
+        )
+
+    def save_model(self, request: HttpRequest, obj: ModelOverride, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        catalog.forget_overrides()
+
+    def delete_model(self, request: HttpRequest, obj: ModelOverride) -> None:
+        super().delete_model(request, obj)
+        catalog.forget_overrides()
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        super().delete_queryset(request, queryset)
+        catalog.forget_overrides()

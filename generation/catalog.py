@@ -6,21 +6,32 @@ ids, its modes, sizes and keywords, its pixel window and aspect bounds, its refe
 the upstream fields it accepts and its lifecycle are all entries of the file. A model is found
 by its public id, an alias, or any of its upstream ids (customers copy those from BytePlus's
 and Volcengine's docs).
+
+Operators change a model's lifecycle, upstream ids and default size in the admin too (a
+ModelOverride row over the file's entry). Those rows are read at most every
+CATALOG_CACHE_SECONDS by ``refresh``, which the ways in call (the /v1 views, the pages, the
+worker's tasks) where a query is allowed; ``get_model`` and the rest never query, so they are
+safe on an event loop and in tests without a database.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from .models import ModelOverride
+
+_UPSTREAM_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SIZE_RE = re.compile(r"^(?P<w>[1-9][0-9]{1,4})[xX](?P<h>[1-9][0-9]{1,4})$")
 # Suggested sizes are multiples of this (every model takes them; upstream sizes are usually so).
 _SUGGESTION_STEP = 16
@@ -245,9 +256,113 @@ class _Catalog:
     by_name: dict[str, ModelInfo]
 
 
-@cache
+@dataclass(frozen=True)
+class Override:
+    """An admin's ModelOverride, as the catalog applies it over the file's entry."""
+
+    model: str
+    status: str = ""
+    deprecated: date | None = None
+    sunset: date | None = None
+    replacement: str = ""
+    upstream: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    default_size: str = ""
+
+    @classmethod
+    def of_row(cls, row: ModelOverride) -> Override:
+        return cls(
+            model=row.model,
+            status=row.status,
+            deprecated=row.deprecated,
+            sunset=row.sunset,
+            replacement=row.replacement,
+            upstream=tuple(parse_upstream_ids(row.upstream_ids).items()),
+            default_size=row.default_size,
+        )
+
+    def applied(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """The file's entry ``raw`` with this override's changes."""
+        raw = copy.deepcopy(raw)
+        if self.status:
+            raw.update(
+                status=self.status,
+                deprecated=self.deprecated,
+                sunset=self.sunset,
+                replacement=self.replacement,
+            )
+        for channel, ids in self.upstream:
+            raw.setdefault("upstream", {})[channel] = list(ids)
+        if self.default_size:
+            raw.setdefault("size", {})["default"] = self.default_size
+        return raw
+
+
+def parse_upstream_ids(text: str) -> dict[str, tuple[str, ...]]:
+    """An override's upstream ids ("channel: id, id" per line) per channel; ValueError says
+    which line is wrong."""
+    channels: dict[str, tuple[str, ...]] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        channel, colon, listed = line.partition(":")
+        ids = tuple(i.strip() for i in listed.replace(",", " ").split())
+        if not colon or not channel.strip() or not ids:
+            raise ValueError(f"line {number}: write 'channel: id, id'")
+        bad = [i for i in ids if not _UPSTREAM_ID_RE.match(i)]
+        if bad:
+            raise ValueError(f"line {number}: {bad[0]!r} is not an upstream model id")
+        channels[channel.strip().lower()] = ids
+    return channels
+
+
+def channels() -> set[str]:
+    """The upstream channels the catalog file names, and this installation's."""
+    named = {c for raw in settings.SEEDREAM_MODELS.values() for c in raw.get("upstream", {})}
+    return named | {settings.UPSTREAM_CHANNEL}
+
+
+# The admin's overrides, as last read (``refresh``), and when: read again once
+# CATALOG_CACHE_SECONDS have passed. -inf: never read, or forgotten (``forget_overrides``).
+_overrides: tuple[float, tuple[Override, ...]] = (-math.inf, ())
+
+
+def overrides_due() -> bool:
+    """Whether ``refresh`` would read the overrides again (no query: a caller on an event loop
+    asks this first, and sends ``refresh`` to a thread only when it is due)."""
+    return time.monotonic() - _overrides[0] >= settings.CATALOG_CACHE_SECONDS
+
+
+def refresh() -> None:
+    """Read the admin's overrides if the last read is CATALOG_CACHE_SECONDS old (a query)."""
+    global _overrides
+    if overrides_due():
+        rows = ModelOverride.objects.order_by("model")
+        _overrides = (time.monotonic(), tuple(Override.of_row(row) for row in rows))
+
+
+def forget_overrides() -> None:
+    """Drop the overrides read: the next ``refresh`` reads them (the admin, after a save)."""
+    global _overrides
+    _overrides = (-math.inf, ())
+
+
+def model_entry(model_id: str, override: Override | None = None) -> ModelInfo:
+    """The file's entry for ``model_id`` with ``override`` applied (the admin checks an
+    override with this before saving it)."""
+    raw = settings.SEEDREAM_MODELS[model_id]
+    return _info(model_id, override.applied(raw) if override else raw)
+
+
 def _catalog() -> _Catalog:
-    models = tuple(_info(model_id, raw) for model_id, raw in settings.SEEDREAM_MODELS.items())
+    return _built(_overrides[1])
+
+
+@lru_cache(maxsize=4)
+def _built(overrides: tuple[Override, ...]) -> _Catalog:
+    by_model = {o.model: o for o in overrides}
+    models = tuple(
+        model_entry(model_id, by_model.get(model_id)) for model_id in settings.SEEDREAM_MODELS
+    )
     by_name: dict[str, ModelInfo] = {}
     # Upstream ids first, then aliases, then public ids: a public id always names its own model.
     for model in models:
@@ -264,7 +379,7 @@ def _catalog() -> _Catalog:
 def _forget_catalog(*, setting: str, **kwargs: Any) -> None:
     # Tests change the catalog through settings; a served process never does.
     if setting in ("SEEDREAM_MODELS", "UPSTREAM_CHANNEL"):
-        _catalog.cache_clear()
+        _built.cache_clear()
 
 
 def all_models() -> list[ModelInfo]:

@@ -241,3 +241,47 @@ class ConcurrencySlot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} held by {self.holder}"
+
+
+class ModelOverride(models.Model):
+    """An operator's change to one model of the catalog file, made in the admin and in force
+    everywhere within CATALOG_CACHE_SECONDS (generation/catalog.py): its lifecycle, its upstream
+    ids on a channel, its default size. Everything else about a model is the file's."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        DEPRECATED = "deprecated", "Deprecated (answers, with Deprecation and Sunset headers)"
+        RETIRED = "retired", "Retired (410 model_retired)"
+
+    model = models.CharField(max_length=64, unique=True, help_text="The model's public id.")
+    status = models.CharField(
+        max_length=16,
+        choices=Status.choices,
+        blank=True,
+        help_text="Empty: the file's lifecycle. Set: this status, with the dates and "
+        "replacement below (empty ones: none), replaces the file's.",
+    )
+    deprecated = models.DateField(null=True, blank=True, help_text="Deprecated since.")
+    sunset = models.DateField(
+        null=True, blank=True, help_text="A deprecated model answers 410 after this day (UTC)."
+    )
+    replacement = models.CharField(
+        max_length=64, blank=True, help_text="The public id of the model to move to."
+    )
+    upstream_ids = models.TextField(
+        blank=True,
+        help_text="One line per channel, ids tried in order: 'byteplus: seedream-4-5-251128'. "
+        "A channel left out keeps the file's ids.",
+    )
+    default_size = models.CharField(
+        max_length=16, blank=True, help_text="A size or keyword; empty: the file's default."
+    )
+    note = models.CharField(max_length=255, blank=True, help_text="Why, for the next operator.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "catalog override"
+        ordering = ["model"]
+
+    def __str__(self) -> str:
+        return f"override of {self.model}"

@@ -73,6 +73,7 @@ def run_queued_generation(generation_id: int) -> RunResult:
     When nothing was delivered and every failure was transient, the row goes back to the queue
     for a later attempt (with exponential backoff) while its attempts and deadline allow.
     """
+    catalog.refresh()  # the fields a model takes, and its fallback upstream ids
     now = timezone.now()
     claimed = Generation.objects.filter(
         pk=generation_id, status=Generation.Status.QUEUED, deadline_at__gt=now
