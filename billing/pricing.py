@@ -16,6 +16,7 @@ a rule changed in the admin applies to requests accepted after the change.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -275,12 +276,14 @@ def credits_for_cents(amount_cents: int) -> int:
 # The rules, read at most every PRICE_CACHE_SECONDS per process: every request needs one, and a
 # query for it costs as much as the rest of the quote. A rule saved in the admin is read afresh
 # at once by the process that saved it (``forget_rules``), and by the others within that time.
-_rule_cache: tuple[float, dict[str, Rule]] = (0.0, {})
+# -inf: never read (not 0.0: the monotonic clock may start near 0, as on a freshly booted machine,
+# and the rules would then look fresh for up to PRICE_CACHE_SECONDS after start).
+_rule_cache: tuple[float, dict[str, Rule]] = (-math.inf, {})
 
 
 def forget_rules() -> None:
     global _rule_cache
-    _rule_cache = (0.0, {})
+    _rule_cache = (-math.inf, {})
 
 
 def _load_rules() -> dict[str, Rule]:

@@ -22,6 +22,7 @@ from accounts.models import User
 from billing import pricing
 from billing import services as billing
 from billing.models import PriceRule, PriceTier
+from generation import catalog
 from keys import services as keys
 from simulator.process import running_simulator
 from tests.support.server import running_server
@@ -56,6 +57,17 @@ def _redis_seen_up(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ratelimits, "_outage", Outage("rate_limits"))
     monkeypatch.setattr(server.cache, "_outage", Outage("cache"))
     monkeypatch.setattr(ratelimits, "_database_holders", set())
+
+
+@pytest.fixture(autouse=True)
+def _nothing_cached_from_another_test() -> Iterator[None]:
+    """Each test reads the catalog overrides and the price rules afresh: what an earlier test
+    made (and rolled back), or found missing, is not left in this process's caches."""
+    catalog.forget_overrides()
+    pricing.forget_rules()
+    yield
+    catalog.forget_overrides()
+    pricing.forget_rules()
 
 
 @pytest.fixture(autouse=True)

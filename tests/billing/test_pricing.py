@@ -367,3 +367,13 @@ def test_the_default_prices_follow_the_list_prices_with_the_4_0_markup():
     assert seed.credits(0.09) == 120
     assert seed.credits(0.003) == 4
     assert seed.credits(0.04) == 54  # 53.33...
+
+
+def test_a_process_whose_clock_starts_near_zero_reads_the_rules_at_once(settings, monkeypatch):
+    """The monotonic clock may start near 0 (a freshly booted machine): rules never read, or
+    forgotten, are still due then, or every model would be 'not for sale' for a while."""
+    settings.PRICE_CACHE_SECONDS = 3600
+    monkeypatch.setattr(pricing.time, "monotonic", lambda: 5.0)
+    pricing.forget_rules()
+
+    assert pricing.price_rule("seedream-4-0").tier(1).credits == 40
