@@ -73,11 +73,12 @@ def _read_json(request: HttpRequest) -> Any:
         ) from None
 
 
-def lifecycle_headers(model: catalog.ModelInfo, base_url: str) -> dict[str, str]:
+def lifecycle_headers(model: catalog.ModelInfo, request: HttpRequest) -> dict[str, str]:
     """A deprecated model's answers say so (RFC 9745 ``Deprecation``, RFC 8594 ``Sunset``) and
     link to the docs and to the model to move to; an active model's carry nothing extra."""
     if model.lifecycle() != catalog.DEPRECATED:
         return {}
+    base_url = _base_url(request)
     since = model.deprecated or model.sunset
     headers = {"Deprecation": f"@{catalog.day_start(since)}" if since else "?1"}
     links = [f'<{base_url}/docs/#models>; rel="deprecation"']
@@ -115,7 +116,7 @@ async def images_generations(request: ApiRequest) -> HttpResponseBase:
         admission = await services.admit(steps, api_key.user, api_key)
         request.answer_headers.update(admission.headers)
         raise
-    request.answer_headers.update(lifecycle_headers(spec.model, _base_url(request)))
+    request.answer_headers.update(lifecycle_headers(spec.model, request))
     # Before anything is counted, charged or sent upstream: room in this process's memory for
     # the images (503 Busy if there is none). Released once they are stored.
     image_memory = memory.reserve(spec)
@@ -354,7 +355,7 @@ async def images_quote(request: ApiRequest) -> HttpResponse:
     refused exactly as ``images_generations`` does; the request counts against the
     requests-per-minute limit (not images, no concurrency slot), as any other /v1 call."""
     spec = parse_generation_request(_read_json(request))
-    request.answer_headers.update(lifecycle_headers(spec.model, _base_url(request)))
+    request.answer_headers.update(lifecycle_headers(spec.model, request))
     priced = await request.steps.run(services.quote, spec)
     images = [
         {
@@ -395,7 +396,7 @@ async def model_detail(request: ApiRequest, model_id: str) -> HttpResponse:
             code="model_not_found",
             param="model",
         )
-    request.answer_headers.update(lifecycle_headers(model, _base_url(request)))
+    request.answer_headers.update(lifecycle_headers(model, request))
     return JsonResponse(services.model_object(model, rules))
 
 

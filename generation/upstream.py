@@ -272,7 +272,12 @@ async def _call_with_retries(request: UpstreamRequest, memory: Reservation | Non
     candidates = [request.upstream_model, *request.other_models]
     known = [i for i in candidates if i not in _unknown_upstream_ids] or candidates
     for position, upstream_model in enumerate(known):
-        call = await _call_retrying(replace(request, upstream_model=upstream_model), memory)
+        attempt = (
+            request
+            if upstream_model == request.upstream_model
+            else replace(request, upstream_model=upstream_model)
+        )
+        call = await _call_retrying(attempt, memory)
         if not _model_not_found(call) or position + 1 == len(known):
             return call
         _unknown_upstream_ids.add(upstream_model)
