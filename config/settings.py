@@ -453,6 +453,14 @@ HEADER_READ_TIMEOUT_SECONDS = env_int("HEADER_READ_TIMEOUT_SECONDS", 10)
 WEB_MAX_IMAGE_BYTES_IN_FLIGHT = env_int("WEB_MAX_IMAGE_BYTES_IN_FLIGHT", 256 * 1024 * 1024)
 if WEB_MAX_IMAGE_BYTES_IN_FLIGHT < 0:
     raise ImproperlyConfigured("WEB_MAX_IMAGE_BYTES_IN_FLIGHT must be 0 (no bound) or more")
+# Reference images sent as URLs are fetched by us (generation/input_fetch.py): public addresses
+# only, each fetch (connect, redirects and body) bounded by this many seconds. The hosts listed
+# (names or IPs, e.g. an operator's own storage on a private network) may be private and may be
+# fetched over http too; no one else's.
+INPUT_FETCH_TIMEOUT_SECONDS = env_int("INPUT_FETCH_TIMEOUT_SECONDS", 10)
+if INPUT_FETCH_TIMEOUT_SECONDS <= 0:
+    raise ImproperlyConfigured("INPUT_FETCH_TIMEOUT_SECONDS must be 1 or more")
+INPUT_FETCH_PRIVATE_HOSTS = env_list("INPUT_FETCH_PRIVATE_HOSTS")
 IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
 # How long a repeated Idempotency-Key waits for the first request before answering 409.
 IDEMPOTENCY_WAIT_SECONDS = env_int("IDEMPOTENCY_WAIT_SECONDS", 120)
