@@ -5,6 +5,12 @@ size. Each varies with the prompt, the seed and its index, and prints the model,
 index, so the images of a batch are told apart at a glance. The link the simulator hands out
 carries the picture's whole description (an ``ImageSpec`` token), so serving it needs no stored
 state.
+
+A call with reference images (the ``image`` field) marks every picture it makes with a band of
+their mean colours across the top, one column per reference in the order received (layout in
+``draw_reference_band``); ``reference_colours`` reads it back from a delivered picture, so a test
+can tell that the references arrived, and in which order. A picture without references has no
+band and is exactly what it was before references were drawn.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ import io
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageStat
 
 from .faults import WHOLE, Delivery, without_markers
 
@@ -29,6 +36,13 @@ HUGE_IMAGE_BYTES: Final = 40 * 1024 * 1024
 JPEG_QUALITY: Final = 85
 JPEG_CACHE_ENTRIES: Final = 64
 PROMPT_HEAD_CHARS: Final = 60
+
+RGB = tuple[int, int, int]  # a colour, each channel 0 to 255
+
+# The colour of a reference the simulator cannot read: a URL (never fetched) or a format Pillow
+# does not decode (HEIC).
+UNREAD_REFERENCE_COLOUR: Final[RGB] = (128, 128, 128)
+BAND_MIN_ROWS: Final = 8
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,8 @@ class ImageSpec:
     fmt: str = "jpeg"  # "jpeg" or "png"
     alpha: bool = False  # png only: transparent around the subject
     label: str = ""  # printed too: "base", "layer 2 of 3"
+    # The mean colour of each reference image, in the order received; drawn as the top band.
+    references: tuple[RGB, ...] = ()
 
     @classmethod
     def for_prompt(
@@ -69,6 +85,7 @@ class ImageSpec:
         fmt: str = "jpeg",
         alpha: bool = False,
         label: str = "",
+        references: tuple[RGB, ...] = (),
     ) -> ImageSpec:
         words = " ".join(without_markers(prompt).split())
         head = words if len(words) <= PROMPT_HEAD_CHARS else words[:PROMPT_HEAD_CHARS] + "..."
@@ -87,6 +104,7 @@ class ImageSpec:
             fmt=fmt,
             alpha=alpha,
             label=label,
+            references=references,
         )
 
     @property
@@ -109,6 +127,8 @@ class ImageSpec:
             "a": int(self.alpha),
             "l": self.label,
         }
+        if self.references:
+            payload["r"] = [list(colour) for colour in self.references]
         if self.delivery != WHOLE:
             payload["f"] = {
                 "t": int(self.delivery.truncate),
@@ -141,6 +161,7 @@ class ImageSpec:
                 "png" if data.get("o") == "png" else "jpeg",
                 bool(data.get("a", 0)),
                 str(data.get("l", "")),
+                tuple(_rgb(colour) for colour in data.get("r", ())),
             )
         except (binascii.Error, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
             raise ValueError("malformed image token") from exc
@@ -159,6 +180,11 @@ class ImageSpec:
         parts = [self.size, f"seed {self.seed}", f"#{self.index}", self.label]
         details = " · ".join(part for part in parts if part)
         return (self.model, details) if self.model else (details,)
+
+
+def _rgb(value: Any) -> RGB:
+    red, green, blue = value  # a ValueError unless exactly three channels
+    return (int(red), int(green), int(blue))
 
 
 # Served for [sim:bad-image]: starts like nothing an image decoder knows.
@@ -259,11 +285,7 @@ def render_image(spec: ImageSpec) -> bytes:
             stroke_fill=(64, 64, 64),
         )
 
-    buffer = io.BytesIO()
-    if spec.fmt != "png":
-        image.save(buffer, "JPEG", quality=JPEG_QUALITY, progressive=False)
-        return buffer.getvalue()
-    if spec.alpha:
+    if spec.fmt == "png" and spec.alpha:
         # Transparent around an opaque ellipse holding the subject: a real alpha channel, with
         # fully transparent and fully opaque pixels.
         mask = Image.new("L", (width, height), 0)
@@ -271,8 +293,83 @@ def render_image(spec: ImageSpec) -> bytes:
             (width // 20, height // 20, width - width // 20, height - height // 20), fill=255
         )
         image.putalpha(mask)
-    image.save(buffer, "PNG", compress_level=1)
+    # Last, over the text and the alpha mask, so nothing covers it.
+    draw_reference_band(image, spec.references)
+
+    buffer = io.BytesIO()
+    if spec.fmt != "png":
+        image.save(buffer, "JPEG", quality=JPEG_QUALITY, progressive=False)
+    else:
+        image.save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()
+
+
+# --- The reference band -------------------------------------------------------------------------
+
+
+def band_rows(height: int) -> int:
+    """How many rows the reference band takes at the top of a picture ``height`` rows high."""
+    return min(height, max(BAND_MIN_ROWS, height // 10))
+
+
+def band_columns(width: int, count: int) -> list[tuple[int, int]]:
+    """The first and last x (inclusive) of each of ``count`` equal columns across ``width``."""
+    return [(i * width // count, (i + 1) * width // count - 1) for i in range(count)]
+
+
+def draw_reference_band(image: Image.Image, colours: Sequence[RGB]) -> None:
+    """Paint the reference band on ``image`` (in place); nothing when there are no references.
+
+    The layout, which ``reference_colours`` reads back:
+
+    - the band is rows ``0`` to ``band - 1``, where ``band = max(8, height // 10)``;
+    - it is split into ``k = len(colours)`` columns; column ``i`` spans x from ``i * width // k``
+      to ``(i + 1) * width // k - 1``;
+    - column ``i`` is filled with ``colours[i]``, the mean RGB colour of reference ``i`` in the
+      order the call sent them (``UNREAD_REFERENCE_COLOUR``, mid grey, for a URL);
+    - on a picture with an alpha channel the band is fully opaque.
+    """
+    if not colours:
+        return
+    draw = ImageDraw.Draw(image)
+    bottom = band_rows(image.height) - 1
+    opaque = image.mode == "RGBA"
+    for (left, right), colour in zip(band_columns(image.width, len(colours)), colours, strict=True):
+        if right >= left:
+            draw.rectangle((left, 0, right, bottom), fill=(*colour, 255) if opaque else colour)
+
+
+def reference_colours(image: Image.Image, count: int) -> list[RGB]:
+    """The colours of the ``count`` band columns of a delivered picture, left to right.
+
+    Each is the mean of the middle half (across and down) of its column, away from the edges
+    where JPEG blurs one column into the next; compare with a tolerance, not exactly.
+    """
+    rgb = image.convert("RGB")
+    rows = band_rows(rgb.height)
+    top, bottom = rows // 4, rows - rows // 4
+    colours = []
+    for left, right in band_columns(rgb.width, count):
+        inset = (right - left + 1) // 4
+        mean = ImageStat.Stat(rgb.crop((left + inset, top, right + 1 - inset, bottom))).mean
+        colours.append(_rgb(round(channel) for channel in mean))
+    return colours
+
+
+def mean_colour(data: bytes | None) -> RGB:
+    """The mean RGB colour of an encoded reference image (alpha ignored).
+
+    ``None`` (a URL, never fetched) or bytes Pillow cannot decode give ``UNREAD_REFERENCE_COLOUR``.
+    CPU-bound on large images: run it in a thread, not on the event loop.
+    """
+    if data is None:
+        return UNREAD_REFERENCE_COLOUR
+    try:
+        with Image.open(io.BytesIO(data)) as picture:
+            mean = ImageStat.Stat(picture.convert("RGB")).mean
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return UNREAD_REFERENCE_COLOUR
+    return _rgb(round(channel) for channel in mean)
 
 
 # The name the product's tests know it by: a JPEG unless the spec says png.

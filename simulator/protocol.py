@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import io
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from PIL import Image
@@ -406,9 +407,41 @@ MIN_LAYER_INPUT_PIXELS: Final = 512 * 512
 
 @dataclass(frozen=True)
 class InputImage:
-    """One reference image; ``size`` is known for a data URI, not for a URL (never fetched)."""
+    """One reference image; ``size`` is known for a data URI, not for a URL (never fetched).
+
+    ``data`` is a data URI's decoded bytes (``None`` for a URL): the picture's band is drawn from
+    them.
+    """
 
     size: tuple[int, int] | None
+    data: bytes | None = field(default=None, repr=False)
+
+
+def reference_id(item: object) -> str | None:
+    """How ``/_sim/calls`` reports one item of ``image``, read before any check.
+
+    The sha256 hex of a data URI's decoded bytes, a URL as given, or ``None`` for anything else
+    (such a call is refused).
+    """
+    if not isinstance(item, str):
+        return None
+    if item.startswith(("http://", "https://")):
+        return item
+    match = _DATA_URI_RE.fullmatch(item)
+    if match is None:
+        return None
+    try:
+        data = base64.b64decode(match.group(2), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return hashlib.sha256(data).hexdigest()
+
+
+def reference_ids(value: object) -> tuple[str | None, ...]:
+    """``reference_id`` of each item of the ``image`` field (a string or a list), in order."""
+    if value is None:
+        return ()
+    return tuple(reference_id(item) for item in (value if isinstance(value, list) else [value]))
 
 
 def _image_error(code: str, detail: str) -> UpstreamError:
@@ -467,7 +500,7 @@ def _parse_image(value: object, rules: ModelRules, *, layers: bool) -> InputImag
             f"an image is {len(data)} bytes, over {rules.max_image_bytes // MB} MB",
         )
     if image_format in ("heic", "heif"):
-        return InputImage(size=None)  # Pillow reads no HEIC: taken as it is
+        return InputImage(size=None, data=data)  # Pillow reads no HEIC: taken as it is
     try:
         with Image.open(io.BytesIO(data)) as picture:
             width, height = picture.size
@@ -486,7 +519,7 @@ def _parse_image(value: object, rules: ModelRules, *, layers: bool) -> InputImag
         raise invalid(
             "image", f"the aspect ratio of an image must be within [1/{aspect:g}, {aspect:g}]"
         )
-    return InputImage(size=(width, height))
+    return InputImage(size=(width, height), data=data)
 
 
 def is_int(value: object) -> bool:

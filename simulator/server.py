@@ -2,7 +2,11 @@
 
 It answers ``POST /api/v3/images/generations`` with the real upstream's request validation,
 response and error bodies, and serves the images from signed, expiring links shaped like the TOS
-links the real upstream returns.
+links the real upstream returns. Every picture of a call with reference images carries their mean
+colours in a band across its top (``images.draw_reference_band``).
+
+Test hooks: ``GET /_sim/health``, and ``GET /_sim/calls?prompt=...``, which reports the calls
+received with that exact prompt and the references each carried (``Simulator.handle_calls``).
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ import secrets
 import signal
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -25,12 +29,21 @@ from aiohttp import web
 
 from . import READY_PREFIX
 from .faults import WHOLE, Delivery, Faults, parse_markers
-from .images import BAD_IMAGE_BYTES, HUGE_IMAGE_BYTES, HUGE_IMAGE_PREFIX, ImageCache, ImageSpec
+from .images import (
+    BAD_IMAGE_BYTES,
+    HUGE_IMAGE_BYTES,
+    HUGE_IMAGE_PREFIX,
+    RGB,
+    ImageCache,
+    ImageSpec,
+    mean_colour,
+)
 from .protocol import (
     API_PREFIX,
     MODERATION_MESSAGES,
     OUTPUT_IMAGE,
     URL_TTL_SECONDS,
+    InputImage,
     ModelRules,
     UpstreamError,
     check_window,
@@ -47,6 +60,7 @@ from .protocol import (
     parse_images,
     parse_layer_size,
     parse_size,
+    reference_ids,
     scaled,
     seededit_size,
     unsupported,
@@ -55,6 +69,9 @@ from .protocol import (
 TOS_DATE_FORMAT: Final = "%Y%m%dT%H%M%SZ"
 OFFSITE_URL: Final = "http://203.0.113.9/evil.jpeg"  # TEST-NET-3: never routable, never fetched
 CALL_COUNTER_ENTRIES: Final = 100_000
+# /_sim/calls lists the references of this many calls per prompt (the first ones); a load test
+# sending one prompt many times must not grow the simulator without bound.
+CALL_REFERENCES_ENTRIES: Final = 1_000
 
 
 DEFAULT_LAYERS: Final = 3  # what layer_decomposition gives without a [sim:layers=K] marker
@@ -80,7 +97,19 @@ class GenerationCall:
     output_format: str  # "jpeg" or "png"
     transparent: bool
     layers: int | None  # layer_decomposition: how many layers besides the base
-    inputs: int  # reference images received
+    references: tuple[InputImage, ...]  # the reference images, in the order received
+    # Their mean colours, for the pictures' band: read (off the event loop) once the call is
+    # known to make pictures.
+    colours: tuple[RGB, ...] = ()
+
+
+@dataclass
+class PromptCalls:
+    """What ``/_sim/calls`` reports for one prompt."""
+
+    count: int = 0
+    # Per call, in the order received: its references as ``protocol.reference_id`` reads them.
+    references: list[tuple[str | None, ...]] = field(default_factory=list)
 
 
 # --- Requests and responses ---------------------------------------------------------------------
@@ -124,7 +153,7 @@ class Simulator:
         # Base of the image links; known only once the port is bound when serving on port 0.
         self.public_url = public_url.rstrip("/")
         self.images = ImageCache()
-        self._calls: OrderedDict[str, int] = OrderedDict()
+        self._calls: OrderedDict[str, PromptCalls] = OrderedDict()
         # Per process: links from an earlier run stop verifying, as a rotated TOS key would.
         self._secret = secrets.token_bytes(32)
 
@@ -180,18 +209,28 @@ class Simulator:
             raise invalid("", "the request body must be a JSON object")
         return body
 
-    def _count_call(self, prompt: str) -> int:
-        number = self._calls.get(prompt, 0) + 1
-        self._calls[prompt] = number
+    def _count_call(self, prompt: str, references: tuple[str | None, ...]) -> int:
+        calls = self._calls.get(prompt)
+        if calls is None:
+            calls = self._calls[prompt] = PromptCalls()
+        calls.count += 1
+        if len(calls.references) < CALL_REFERENCES_ENTRIES:
+            calls.references.append(references)
         self._calls.move_to_end(prompt)
         while len(self._calls) > CALL_COUNTER_ENTRIES:
             self._calls.popitem(last=False)
-        return number
+        return calls.count
 
     def _parse(self, body: dict[str, Any]) -> GenerationCall:
         prompt = body.get("prompt")
-        # Counted before any validation: /_sim/calls reports every call received.
-        number = self._count_call(prompt) if isinstance(prompt, str) else 0
+        # Counted before any validation: /_sim/calls reports every call received. Its references
+        # are read here too (their base64 is decoded again by parse_images below), so a refused
+        # call still shows what it carried.
+        number = (
+            self._count_call(prompt, reference_ids(body.get("image")))
+            if isinstance(prompt, str)
+            else 0
+        )
 
         model = body.get("model")
         if model is None or model == "":
@@ -278,7 +317,7 @@ class Simulator:
             output_format="png" if transparent else output_format,
             transparent=transparent,
             layers=layer_count,
-            inputs=len(inputs),
+            references=tuple(inputs),
         )
 
     async def _answer(self, call: GenerationCall) -> web.Response:
@@ -306,6 +345,10 @@ class Simulator:
             if "in-200" not in flags:
                 raise moderation_error(family, faults.block_reason)
             return self._response(call, [_error_entry(family, faults.block_reason)], [])
+        if call.references:
+            # Decoding large references takes a while: in a thread, as rendering does.
+            colours = await asyncio.to_thread(_mean_colours, call.references)
+            call = replace(call, colours=colours)
         if call.layers is not None:
             return await self._answer_layers(call, call.layers)
 
@@ -361,6 +404,7 @@ class Simulator:
             fmt="png" if png else call.output_format,
             alpha=png or call.transparent,
             label=label,
+            references=call.colours,
         )
 
     async def _answer_layers(self, call: GenerationCall, count: int) -> web.Response:
@@ -419,7 +463,7 @@ class Simulator:
             "total_tokens": tokens,
         }
         if call.rules.reports_input_images:
-            usage["input_images"] = call.inputs
+            usage["input_images"] = len(call.references)
         return _json_response(
             {"model": call.model, "created": int(time.time()), "data": data, "usage": usage}
         )
@@ -493,10 +537,20 @@ class Simulator:
         return _json_response({"ok": True})
 
     async def handle_calls(self, request: web.Request) -> web.Response:
+        """The calls received with exactly this ``prompt``, refused ones included.
+
+        ``{"calls": <count>, "references": [[...], ...]}``: one list per call in the order
+        received (for the first ``CALL_REFERENCES_ENTRIES`` calls), holding that call's
+        references in its order: the sha256 hex of a data URI's decoded bytes, a URL as sent,
+        or null for an item that was neither.
+        """
         prompt = request.query.get("prompt")
         if prompt is None:
             return _json_response({"error": "the prompt query parameter is required"}, status=400)
-        return _json_response({"calls": self._calls.get(prompt, 0)})
+        calls = self._calls.get(prompt, PromptCalls())
+        return _json_response(
+            {"calls": calls.count, "references": [list(call) for call in calls.references]}
+        )
 
 
 # --- Request fields whose rules depend on the model -------------------------------------------
@@ -591,6 +645,10 @@ def _transparent(
     if value == "transparent" and body.get("output_format") == "jpeg":
         raise invalid("background", "a transparent background needs output_format png")
     return value == "transparent"
+
+
+def _mean_colours(references: Sequence[InputImage]) -> tuple[RGB, ...]:
+    return tuple(mean_colour(reference.data) for reference in references)
 
 
 def _error_entry(family: str, reason: str) -> dict[str, Any]:

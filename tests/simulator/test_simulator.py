@@ -490,8 +490,15 @@ def test_it_counts_the_calls_received_per_prompt(client: httpx.Client, base_url:
     for _ in range(3):
         generate(client, base_url, prompt=prompt)
 
-    assert client.get(calls_url, params={"prompt": prompt}).json() == {"calls": 3}
-    assert client.get(calls_url, params={"prompt": unique("never sent")}).json() == {"calls": 0}
+    # Each call's references are listed too (none here); test_references.py covers them.
+    assert client.get(calls_url, params={"prompt": prompt}).json() == {
+        "calls": 3,
+        "references": [[], [], []],
+    }
+    assert client.get(calls_url, params={"prompt": unique("never sent")}).json() == {
+        "calls": 0,
+        "references": [],
+    }
 
 
 def test_it_answers_its_health_check(client: httpx.Client, base_url: str) -> None:
