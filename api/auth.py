@@ -17,6 +17,7 @@ from generation import services as generation
 from generation.refusals import Refusal
 from keys import services as keys
 from keys.models import ApiKey
+from server import body_guard
 from server.steps import Steps
 
 from .errors import NO_RETRY, ApiError, error_response, invalid_api_key
@@ -39,9 +40,10 @@ ApiView = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
 
 def api_endpoint(*methods: str, admit: bool = True) -> Callable[[ApiView], ApiView]:
     """An async /v1 view for ``methods`` (405 for others). Before it runs: a body larger than
-    API_MAX_BODY_BYTES is refused (413), then the bearer key is authenticated (401) and, with
-    ``admit``, the request is counted against its limits (429). ApiError and the domain's
-    Refusal raised anywhere below are rendered in OpenAI's shape, with the rate-limit headers."""
+    its path allows (server/body_guard.limit_for) is refused (413), then the bearer key is
+    authenticated (401) and, with ``admit``, the request is counted against its limits (429).
+    ApiError and the domain's Refusal raised anywhere below are rendered in OpenAI's shape,
+    with the rate-limit headers."""
 
     def decorate(view: ApiView) -> ApiView:
         @csrf_exempt
@@ -81,17 +83,20 @@ def api_endpoint(*methods: str, admit: bool = True) -> Callable[[ApiView], ApiVi
 
 
 def _check_body_size(request: HttpRequest) -> None:
+    limit = body_guard.limit_for(request.path)
     too_large = ApiError(
-        413,
-        f"The request body is larger than {settings.API_MAX_BODY_BYTES} bytes.",
-        code="request_too_large",
+        413, f"The request body is larger than {limit} bytes.", code="request_too_large"
     )
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         declared = 0
-    # A chunked body declares no length: it is measured once read.
-    if declared > settings.API_MAX_BODY_BYTES or len(request.body) > settings.API_MAX_BODY_BYTES:
+    if declared > limit:
+        raise too_large
+    # A chunked body declares no length: it is measured once read (a multipart one is left to
+    # its parser, which spools files to disk: reading it whole here would hold it in memory;
+    # in a served process the body guard has bounded it already).
+    if request.content_type != "multipart/form-data" and len(request.body) > limit:
         raise too_large
 
 

@@ -1,4 +1,4 @@
-"""The request body of POST /v1/images/generations, validated strictly.
+"""The request bodies of POST /v1/images/generations and /v1/images/edits, validated strictly.
 
 Strict types: ``"n": "2"`` or ``"n": 2.0`` is an error, as a typed client would expect. Unknown
 fields are ignored, and the OpenAI fields that do not apply to Seedream are accepted and ignored.
@@ -8,10 +8,11 @@ what they mean there (generation/spec.py checks their values, for every way in).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
+from generation.references import ImageSource, gather_references
 from generation.spec import (
     COMPRESSION_MAX,
     COMPRESSION_MIN,
@@ -24,6 +25,8 @@ from generation.spec import (
 )
 
 from .errors import ApiError, invalid
+
+_Request = TypeVar("_Request", bound="ImageGenerationRequest")
 
 
 class ImageGenerationRequest(BaseModel):
@@ -48,10 +51,22 @@ class ImageGenerationRequest(BaseModel):
         default=None, ge=COMPRESSION_MIN, le=COMPRESSION_MAX
     )
     background: StrictStr | None = Field(default=None, max_length=16)
+    # Reference images, as Seedream's own docs send them: a URL or a data URL, or a list of
+    # them (OpenAI SDK users pass it through `extra_body`).
+    image: StrictStr | list[StrictStr] | None = None
     # Accepted and ignored (OpenAI fields with no Seedream meaning).
     style: Any = None
     moderation: Any = None
     partial_images: Any = None
+
+
+class ImageEditRequest(ImageGenerationRequest):
+    """An edit's fields: a generation's, with OpenAI's JSON form of the images and its own
+    extras (``mask`` is refused: Seedream edits by description)."""
+
+    images: list[dict[str, Any]] | None = None
+    mask: Any = None
+    input_fidelity: Any = None
 
 
 _MESSAGES = {
@@ -64,13 +79,82 @@ _MESSAGES = {
 }
 
 
-def parse_generation_request(payload: Any) -> GenerationSpec:
-    """Validate a decoded JSON body: ApiError(400) naming the first parameter of a wrong type,
-    then the domain's own checks (generation/spec.py), which raise a Refusal."""
+async def generation_spec(payload: Any) -> GenerationSpec:
+    """The spec of a decoded JSON generation body: ApiError(400) naming the first parameter of
+    a wrong type, then the domain's own checks (generation/spec.py), which raise a Refusal,
+    then its reference images (``image``), gathered and checked."""
+    request = _validated(ImageGenerationRequest, payload)
+    values = [request.image] if isinstance(request.image, str) else request.image or []
+    sources = [
+        ImageSource(param="image" if len(values) == 1 else f"image[{i}]", text=value)
+        for i, value in enumerate(values)
+    ]
+    return await _with_references(_spec(request, len(sources), "image"), sources, "image")
+
+
+async def edit_spec(payload: Any, files: list[ImageSource] | None = None) -> GenerationSpec:
+    """The spec of an edit: ``payload`` its fields (a JSON body's, or a multipart form's
+    already typed by ``form_fields``), ``files`` the multipart form's images in order (None
+    for a JSON body, whose images are ``images: [{"image_url": ...}]``)."""
+    request = _validated(ImageEditRequest, payload)
+    if request.mask is not None:
+        raise invalid(
+            "'mask' is not supported: Seedream edits by description, not by a masked area. "
+            "Say in the prompt what to change and where.",
+            param="mask",
+            code="unsupported_parameter",
+        )
+    if files is None:
+        sources = _json_images(request)
+    else:
+        if request.images is not None or request.image is not None:
+            raise invalid(
+                "Send the images as files ('image' or 'image[]') in a multipart request, or as "
+                "'images' in a JSON one, not both.",
+                param="images",
+            )
+        sources = files
+    if not sources:
+        param = "images" if files is None else "image"
+        raise invalid(f"Missing required parameter: '{param}'.", param=param,
+                      code="missing_required_parameter")  # fmt: skip
+    param = "images" if files is None else "image"
+    return await _with_references(_spec(request, len(sources), param), sources, param)
+
+
+def _json_images(request: ImageEditRequest) -> list[ImageSource]:
+    if request.image is not None:  # Seedream's own field, on the edits path too
+        values = [request.image] if isinstance(request.image, str) else request.image
+        return [ImageSource(param=f"image[{i}]", text=v) for i, v in enumerate(values)]
+    sources = []
+    for index, item in enumerate(request.images or []):
+        param = f"images[{index}]"
+        if not isinstance(item, dict):
+            raise invalid(f"'{param}' must be an object with 'image_url'.", param=param)
+        if "file_id" in item:
+            raise invalid(
+                f"'{param}.file_id' is not supported (there is no Files API here): send the "
+                "image as 'image_url', an https URL or a data URL.",
+                param=f"{param}.file_id",
+                code="unsupported_parameter",
+            )
+        url = item.get("image_url")
+        if isinstance(url, dict):  # {"image_url": {"url": ...}}, as the chat API spells it
+            url = url.get("url")
+        if not isinstance(url, str) or not url:
+            raise invalid(
+                f"'{param}.image_url' must be an https URL or a data URL.",
+                param=f"{param}.image_url",
+            )
+        sources.append(ImageSource(param=f"{param}.image_url", text=url))
+    return sources
+
+
+def _validated(schema: type[_Request], payload: Any) -> _Request:
     if not isinstance(payload, dict):
         raise invalid("The request body must be a JSON object.", param=None, code="invalid_json")
     try:
-        request = ImageGenerationRequest.model_validate(payload)
+        request = schema.model_validate(payload)
     except ValidationError as exc:
         raise _first_error(exc) from None
     if request.stream:
@@ -79,6 +163,18 @@ def parse_generation_request(payload: Any) -> GenerationSpec:
             param="stream",
             code="unsupported_parameter",
         )
+    return request
+
+
+async def _with_references(
+    spec: GenerationSpec, sources: list[ImageSource], param: str
+) -> GenerationSpec:
+    if not sources:
+        return spec
+    return spec.with_references(await gather_references(spec.model, sources, param=param))
+
+
+def _spec(request: ImageGenerationRequest, reference_count: int, param: str) -> GenerationSpec:
     return build_spec(
         model=request.model,
         prompt=request.prompt,
@@ -93,6 +189,8 @@ def parse_generation_request(payload: Any) -> GenerationSpec:
         output_format=request.output_format,
         output_compression=request.output_compression,
         background=request.background,
+        reference_count=reference_count,
+        references_param=param,
     )
 
 

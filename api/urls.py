@@ -8,6 +8,7 @@ app_name = "api"
 
 urlpatterns = [
     path("v1/images/generations", views.images_generations, name="images-generations"),
+    path("v1/images/edits", views.images_edits, name="images-edits"),
     path("v1/images/quote", views.images_quote, name="images-quote"),
     path("v1/models", views.models_list, name="models"),
     path("v1/models/<str:model_id>", views.model_detail, name="model"),

@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from typing import Any
 
 from django.conf import settings
@@ -40,13 +40,15 @@ from django.views.decorators.csrf import csrf_exempt
 from billing import services as billing
 from generation import catalog, inflight, memory, services, storage, thumbnails
 from generation.models import Generation, Image
+from generation.references import Reference
 from generation.refusals import Refusal
 from server.steps import Steps
 
 from .auth import ApiRequest, api_endpoint
 from .errors import ApiError, error_response, invalid
+from .multipart import edit_form
 from .refusals import stored_error
-from .schemas import parse_generation_request
+from .schemas import edit_spec, generation_spec
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +101,42 @@ def request_fingerprint(body: bytes) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+async def _edit_spec(request: HttpRequest) -> services.GenerationSpec:
+    """An edit's spec, from its multipart form (the SDKs' images.edit) or its JSON body."""
+    if (request.content_type or "") == "application/json":
+        return await edit_spec(_read_json(request))
+    fields, files = await edit_form(request)
+    return await edit_spec(fields, files)
+
+
+def _is_json_edit(request: HttpRequest) -> bool:
+    """A JSON body in an edit's form (``images``: OpenAI's JSON edit), for the quote."""
+    if (request.content_type or "") != "application/json":
+        return False
+    payload = _read_json(request)
+    return isinstance(payload, dict) and "images" in payload
+
+
+async def _generation_spec(request: HttpRequest) -> services.GenerationSpec:
+    return await generation_spec(_read_json(request))
+
+
 @api_endpoint("POST", admit=False)
 async def images_generations(request: ApiRequest) -> HttpResponseBase:
+    """Images from a prompt (and, with Seedream's ``image``, from reference images)."""
+    return await _images(request, _generation_spec)
+
+
+@api_endpoint("POST", admit=False)
+async def images_edits(request: ApiRequest) -> HttpResponseBase:
+    """Images from reference images and a prompt: OpenAI's images.edit, multipart or JSON."""
+    return await _images(request, _edit_spec)
+
+
+async def _images(
+    request: ApiRequest,
+    parse: Callable[[HttpRequest], Awaitable[services.GenerationSpec]],
+) -> HttpResponseBase:
     started = time.monotonic()
     steps, api_key = request.steps, request.api_key
     idempotency_key = request.headers.get("Idempotency-Key")
@@ -110,7 +146,7 @@ async def images_generations(request: ApiRequest) -> HttpResponseBase:
                 "The Idempotency-Key header must be 1 to 255 printable characters.",
                 param="Idempotency-Key",
             )
-        spec = parse_generation_request(_read_json(request))
+        spec = await parse(request)
     except (ApiError, Refusal):
         # A request that cannot run still counts as a request (not as work).
         admission = await services.admit(steps, api_key.user, api_key)
@@ -147,7 +183,7 @@ async def images_generations(request: ApiRequest) -> HttpResponseBase:
     except BaseException:
         image_memory.release()
         raise
-    work = _start(steps, opened, started, image_memory)
+    work = _start(steps, opened, started, image_memory, spec.references)
     try:
         completed = await asyncio.shield(work)
     except asyncio.CancelledError:
@@ -157,10 +193,16 @@ async def images_generations(request: ApiRequest) -> HttpResponseBase:
 
 
 def _start(
-    steps: Steps, opened: Generation, started: float, image_memory: memory.Reservation
+    steps: Steps,
+    opened: Generation,
+    started: float,
+    image_memory: memory.Reservation,
+    references: tuple[Reference, ...] | None = None,
 ) -> asyncio.Future[services.Completed]:
     work = asyncio.ensure_future(
-        services.run_generation(steps, opened, started=started, memory=image_memory)
+        services.run_generation(
+            steps, opened, started=started, memory=image_memory, references=references
+        )
     )
     inflight.track(opened.pk, work)
     return work
@@ -350,11 +392,15 @@ async def _next_piece(pieces: Generator[bytes]) -> bytes | None:
 
 @api_endpoint("POST")
 async def images_quote(request: ApiRequest) -> HttpResponse:
-    """What a generation with this body would hold (the most it can cost), image by image and
-    reference by reference, without charging or calling upstream. The body is parsed and
-    refused exactly as ``images_generations`` does; the request counts against the
-    requests-per-minute limit (not images, no concurrency slot), as any other /v1 call."""
-    spec = parse_generation_request(_read_json(request))
+    """What a generation or an edit with this body would hold (the most it can cost), image by
+    image and reference by reference, without charging or calling upstream. The body is parsed
+    and refused exactly as ``images_generations`` (or, multipart or with ``images``,
+    ``images_edits``) does; the request counts against the requests-per-minute limit (not
+    images, no concurrency slot), as any other /v1 call."""
+    if (request.content_type or "") == "multipart/form-data" or _is_json_edit(request):
+        spec = await _edit_spec(request)
+    else:
+        spec = await _generation_spec(request)
     request.answer_headers.update(lifecycle_headers(spec.model, request))
     priced = await request.steps.run(services.quote, spec)
     images = [

@@ -440,10 +440,19 @@ for _pack in env_list("STRIPE_PACKS_CENTS", "500,2000,5000,10000"):
 
 PROMPT_MAX_CHARS = env_int("PROMPT_MAX_CHARS", 4000)
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 64 * 1024)
-DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, 2_621_440)
+# The bodies that may carry reference images (POST /v1/images/edits, and /generations and /quote
+# with Seedream's ``image``): the files, or their base64 in JSON (a third larger). Each image is
+# also held to its model's own limits (10 MB on most, 30 MB on 5.0 Pro).
+API_MAX_IMAGE_BODY_BYTES = env_int("API_MAX_IMAGE_BODY_BYTES", 50 * 1024 * 1024)
+if API_MAX_IMAGE_BODY_BYTES < API_MAX_BODY_BYTES:
+    raise ImproperlyConfigured("API_MAX_IMAGE_BODY_BYTES must be at least API_MAX_BODY_BYTES")
+# The pages' forms (Django's own limit for a form's fields; files are spooled to disk).
+WEB_MAX_BODY_BYTES = env_int("WEB_MAX_BODY_BYTES", 2_621_440)
+# Django refuses a body above this when it is read whole: never below what a path allows.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_IMAGE_BODY_BYTES, WEB_MAX_BODY_BYTES)
 # A request body that has not arrived by then is answered 408 (server/body_guard.py); a larger
-# one than its path allows (API_MAX_BODY_BYTES under /v1/, DATA_UPLOAD_MAX_MEMORY_SIZE elsewhere)
-# is answered 413 before it is read.
+# one than its path allows (API_MAX_IMAGE_BODY_BYTES on the image paths, API_MAX_BODY_BYTES on
+# the rest of /v1/, WEB_MAX_BODY_BYTES elsewhere) is answered 413 before it is read.
 BODY_READ_TIMEOUT_SECONDS = env_int("BODY_READ_TIMEOUT_SECONDS", 30)
 # A request's line and headers must arrive within this, counted from the connection's opening
 # (or, on a kept-alive connection, from the request's first byte): server/http_protocol.py.

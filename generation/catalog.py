@@ -80,6 +80,9 @@ class ModelInfo:
     reference_max_bytes: int
     reference_max_pixels: int
     reference_formats: tuple[str, ...]
+    # A reference image's aspect-ratio bounds (width / height).
+    reference_min_aspect: float
+    reference_max_aspect: float
     seed: str
     guidance_scale_default: float
     sets: bool
@@ -239,6 +242,8 @@ def _info(model_id: str, raw: dict[str, Any]) -> ModelInfo:
         reference_max_bytes=int(refs.get("max_bytes", 0)),
         reference_max_pixels=int(refs.get("max_pixels", 0)),
         reference_formats=tuple(refs.get("formats", ())),
+        reference_min_aspect=float(refs.get("aspect", [1 / 16, 16])[0]),
+        reference_max_aspect=float(refs.get("aspect", [1 / 16, 16])[1]),
         seed=fields.get("seed", "drop"),
         guidance_scale_default=float(fields.get("guidance_scale", 0)),
         sets=bool(fields.get("sets", False)),

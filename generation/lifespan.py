@@ -15,7 +15,7 @@ from django.conf import settings
 
 from server import lifespan
 
-from . import inflight, ratelimits, services, upstream
+from . import inflight, input_fetch, ratelimits, services, upstream
 
 logger = logging.getLogger(__name__)
 
@@ -34,3 +34,5 @@ async def hand_back_generations() -> None:
 lifespan.on_shutdown(ratelimits.aclose)
 # After the generations: the last settlements are made, so the upstream's connections can go.
 lifespan.on_shutdown(upstream.close_client)
+# The customers' reference URLs are fetched before anything is held: nothing waits on them.
+lifespan.on_shutdown(input_fetch.close_client)

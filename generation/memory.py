@@ -115,11 +115,13 @@ def _forget_budget(setting: str, **kwargs: Any) -> None:
 
 
 def estimate_bytes(spec: GenerationSpec) -> int:
-    """What ``spec``'s images are expected to take in memory, all of them at once."""
+    """What ``spec``'s images are expected to take in memory, all of them at once, with its
+    reference images and the base64 of the one body that carries them upstream at a time."""
     per_image = min(
         int(spec.size.pixels * ESTIMATED_BYTES_PER_PIXEL), settings.UPSTREAM_IMAGE_MAX_BYTES
     )
-    return spec.n * per_image
+    references = sum(len(r.data) for r in spec.references)
+    return spec.n * per_image + references + references * 4 // 3
 
 
 def reserve(spec: GenerationSpec) -> Reservation:

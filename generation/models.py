@@ -180,6 +180,31 @@ class Image(models.Model):
         return f"{self.token} ({self.width}x{self.height})"
 
 
+class InputImage(models.Model):
+    """A reference image the customer sent with a generation, kept with it (private: only its
+    owner sees it, in the gallery; deleted with the account and by the images' retention)."""
+
+    generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="inputs")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    token = models.CharField(max_length=32, unique=True, default=new_image_token)
+    index = models.PositiveSmallIntegerField()  # its place in the request, from 0
+    file = models.FileField(max_length=255)
+    content_type = models.CharField(max_length=32)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    bytes = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["generation", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["generation", "index"], name="input_image_order")
+        ]
+
+    def __str__(self) -> str:
+        return f"input {self.index} of {self.generation_id}"
+
+
 class AccountRateLimit(models.Model):
     """An operator's custom limits for one account (the "custom limit" of the docs): each field
     set replaces the tier's; an empty one keeps it."""

@@ -3,7 +3,7 @@ playground), the same values are accepted and refused with the same words."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.conf import settings
@@ -19,6 +19,7 @@ from .catalog import (
     text_to_image_models,
     transparency_models,
 )
+from .references import Reference, check_count
 from .refusals import Reason, Refusal, invalid
 
 # Bounds every way in shares (the API's schema declares the same ones for its typed errors).
@@ -50,6 +51,14 @@ class GenerationSpec:
     output_format: str | None = None
     output_compression: int | None = None
     background: str | None = None
+    # The reference images sent with the prompt, in the customer's order (generation/
+    # references.py); kept as the generation's InputImage rows, not in ``params``.
+    references: tuple[Reference, ...] = ()
+
+    def with_references(self, references: tuple[Reference, ...]) -> GenerationSpec:
+        """This spec with its reference images, once gathered and checked (build_spec checked
+        their count for the model: ``reference_count``)."""
+        return replace(self, references=references)
 
     def params(self) -> dict[str, Any]:
         params: dict[str, Any] = {"watermark": self.watermark}
@@ -65,6 +74,8 @@ class GenerationSpec:
             params["output_compression"] = self.output_compression
         if self.background is not None:
             params["background"] = self.background
+        if self.references:
+            params["references"] = len(self.references)
         return params
 
 
@@ -104,10 +115,14 @@ def build_spec(
     output_format: str | None = None,
     output_compression: int | None = None,
     background: str | None = None,
+    reference_count: int = 0,
+    references_param: str = "image",
 ) -> GenerationSpec:
     """The spec for these values, or a Refusal naming the first one at fault: the prompt, then
-    the model (unknown: MODEL_NOT_FOUND), the size (an explicit ``size`` wins over ``quality``,
-    which picks one of the model's resolution tiers), then an extra the model does not take.
+    the model (unknown: MODEL_NOT_FOUND), whether it takes ``reference_count`` reference images
+    (named ``references_param``; they are added with ``with_references`` once gathered) or
+    a prompt alone, the size (an explicit ``size`` wins over ``quality``, which picks one of
+    the model's resolution tiers), then an extra the model does not take.
 
     A seed of -1 is "none" (the upstream picks one); with ``n`` above 1, image i is sent
     ``seed + i`` where the model takes a seed (generation/upstream.py)."""
@@ -135,7 +150,9 @@ def build_spec(
             param="output_compression",
         )
     info = available_model(model)
-    if "text-to-image" not in info.modes:
+    if reference_count:
+        check_count(info, reference_count, param=references_param)
+    elif "text-to-image" not in info.modes:
         raise Refusal(
             Reason.UNSUPPORTED_PARAMETER,
             f"{info.id} only edits images: it cannot make one from a prompt alone. Models that "

@@ -19,7 +19,7 @@ import logging
 import random
 import time
 import weakref
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -62,6 +62,9 @@ class UpstreamRequest:
     # The model's other upstream ids on this channel, tried in order when the upstream says it
     # does not know ``upstream_model`` (BytePlus spells some models two ways: "dola-seedream-...").
     other_models: tuple[str, ...] = ()
+    # The reference images, as data URLs, in the customer's order (sent as ``image``); never
+    # in a repr, which may be logged.
+    images: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
     def for_model(
@@ -76,6 +79,7 @@ class UpstreamRequest:
         watermark: bool = False,
         output_format: str | None = None,
         background: str | None = None,
+        images: tuple[str, ...] = (),
     ) -> UpstreamRequest:
         """The request ``model`` is sent: a seed where it uses one (the others ignore it, so it
         is dropped), a guidance scale where it takes one, ``output_format`` where it makes that
@@ -101,6 +105,7 @@ class UpstreamRequest:
                 for i in model.upstream_ids.get(settings.UPSTREAM_CHANNEL, ())
                 if i != upstream_model
             ),
+            images=images,
         )
 
     def for_image(self, index: int) -> UpstreamRequest:
@@ -131,6 +136,9 @@ class UpstreamRequest:
             body["output_format"] = self.output_format
         if self.background is not None:
             body["background"] = self.background
+        if self.images:
+            # One image as a string (as SeedEdit's docs show it), several as a list.
+            body["image"] = self.images[0] if len(self.images) == 1 else list(self.images)
         return body
 
 

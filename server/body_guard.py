@@ -10,9 +10,10 @@ middleware or view looks at it, so a view's own size check comes after the bytes
   read there and is answered 413;
 - a body that has not arrived within ``BODY_READ_TIMEOUT_SECONDS`` is answered 408.
 
-The limit is ``API_MAX_BODY_BYTES`` under ``/v1/`` and ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (Django's
-own limit for form data) elsewhere. Slow headers are the server's and a front proxy's to bound
-(README, "Deployment"): no application sees a request before its headers are complete.
+The limit is ``API_MAX_IMAGE_BODY_BYTES`` on the /v1 paths that take reference images,
+``API_MAX_BODY_BYTES`` on the rest of ``/v1/``, and ``WEB_MAX_BODY_BYTES`` elsewhere. Slow
+headers are the server's and a front proxy's to bound (README, "Deployment"): no application
+sees a request before its headers are complete.
 """
 
 from __future__ import annotations
@@ -30,12 +31,16 @@ Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Message, Receive, Send], Awaitable[None]]
 
 API_PREFIX = "/v1/"
+# The /v1 paths whose bodies may carry reference images (files, or base64 in JSON).
+IMAGE_BODY_PATHS = ("/v1/images/edits", "/v1/images/generations", "/v1/images/quote")
 
 
 def limit_for(path: str) -> int:
+    if path.rstrip("/") in IMAGE_BODY_PATHS:
+        return int(settings.API_MAX_IMAGE_BODY_BYTES)
     if path.startswith(API_PREFIX):
         return int(settings.API_MAX_BODY_BYTES)
-    return int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+    return int(settings.WEB_MAX_BODY_BYTES)
 
 
 def declared_length(scope: Message) -> int | None:

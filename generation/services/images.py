@@ -16,7 +16,8 @@ from accounts.models import User
 from server import metrics
 
 from .. import storage, thumbnails
-from ..models import Generation, Image
+from ..models import Generation, Image, InputImage
+from .inputs import INPUTS_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,10 @@ def _delete_files_after_commit(images: list[tuple[str, str]]) -> None:
     transaction.on_commit(delete)
 
 
+def _delete_names_after_commit(names: list[str]) -> None:
+    transaction.on_commit(lambda: storage.delete_many(names))
+
+
 def delete_image(image: Image) -> None:
     """The customer deletes one image: its row, file and thumbnail. The generation, its
     charge and the ledger keep their lines."""
@@ -87,19 +92,43 @@ def purge_expired_images(now: datetime | None = None, batch: int = 1000) -> int:
             Image.objects.filter(pk__in=[pk for pk, *_ in rows]).delete()
             _delete_files_after_commit([(token, name) for _, token, name in rows])
         total += len(rows)
-    if total:
-        logger.info("retention: deleted %d images older than %d days", total, days)
+    inputs = _purge_expired_inputs(cutoff, batch)
+    if total or inputs:
+        logger.info(
+            "retention: deleted %d images and %d reference images older than %d days",
+            total,
+            inputs,
+            days,
+        )
     return total
 
 
+def _purge_expired_inputs(cutoff: datetime, batch: int) -> int:
+    """The reference images kept with generations, on the images' retention."""
+    total = 0
+    while True:
+        with transaction.atomic():
+            rows = list(
+                InputImage.objects.filter(created_at__lt=cutoff)
+                .order_by("created_at")
+                .values_list("pk", "file")[:batch]
+            )
+            if not rows:
+                return total
+            InputImage.objects.filter(pk__in=[pk for pk, _ in rows]).delete()
+            _delete_names_after_commit([name for _, name in rows])
+        total += len(rows)
+
+
 def sweep_orphan_files(now: datetime | None = None, batch: int = 500) -> int:
-    """Remove stored images and thumbnails that no image row names: what a failed store left
+    """Remove stored images, thumbnails and reference images that no row names: what a failed
+    store left
     half written, a settlement that never committed, or a deletion whose files outlived a crash.
     A file younger than ORPHAN_FILE_GRACE_SECONDS is left alone (it may be one a generation
     has stored and not yet settled). Returns how many files were removed."""
     cutoff = (now or timezone.now()) - timedelta(seconds=settings.ORPHAN_FILE_GRACE_SECONDS)
     removed = 0
-    for prefix in ("images/", "thumbs/"):
+    for prefix in ("images/", "thumbs/", INPUTS_PREFIX):
         candidates: dict[str, list[str]] = {}
         for name, modified in storage.files_under(prefix):
             if modified < cutoff:
@@ -123,6 +152,7 @@ def _remove_unnamed(candidates: dict[str, list[str]]) -> int:
     if not candidates:
         return 0
     named = set(Image.objects.filter(token__in=candidates).values_list("token", flat=True))
+    named.update(InputImage.objects.filter(token__in=candidates).values_list("token", flat=True))
     orphans = [name for token, names in candidates.items() if token not in named for name in names]
     storage.delete_many(orphans)
     return len(orphans)
@@ -137,6 +167,10 @@ def erase_customer_content(user: User) -> int:
     images = Image.objects.filter(user=user)
     files = list(images.values_list("token", "file"))
     deleted, _ = images.delete()
+    inputs = InputImage.objects.filter(user=user)
+    input_files = list(inputs.values_list("file", flat=True))
+    inputs.delete()
+    _delete_names_after_commit(input_files)
     Generation.objects.filter(user=user).update(
         prompt="", params={}, idempotency_key="", request_hash="", error_message=""
     )

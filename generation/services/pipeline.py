@@ -18,6 +18,7 @@ so the money is settled exactly once.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from asgiref.sync import async_to_sync
@@ -31,7 +32,9 @@ from server.steps import Steps
 from .. import ratelimits
 from ..memory import Reservation
 from ..models import Generation, new_public_id
+from ..references import Reference
 from ..spec import GenerationSpec
+from . import inputs
 from .reserve import is_idempotent_repeat, reserve_generation
 from .run import produce_images
 from .settle import Completed, release, release_slot, settle_generation
@@ -96,8 +99,12 @@ async def open_generation(
     )
     if rate_headers is not None:
         rate_headers.update(admission.headers)
+    stored: list[inputs.StoredReference] = []
     try:
-        return await reserve_generation(
+        if spec.references and not repeat:
+            # Kept before anything is held, so a generation never exists without them.
+            stored = await asyncio.to_thread(inputs.write_reference_files, spec.references)
+        generation = await reserve_generation(
             steps,
             user=user,
             spec=spec,
@@ -110,19 +117,32 @@ async def open_generation(
     except BaseException:
         # Nothing will run (refused, or a repeat answered from the first): the slot goes back.
         await release(steps, user.pk, api_key.pk if api_key else None, public_id)
+        if stored:
+            await asyncio.to_thread(inputs.delete_reference_files, stored)
         raise
+    if stored:
+        await steps.run(inputs.record_references, generation, stored)
+    return generation
 
 
 async def run_generation(
-    steps: Steps, generation: Generation, *, started: float, memory: Reservation | None = None
+    steps: Steps,
+    generation: Generation,
+    *,
+    started: float,
+    memory: Reservation | None = None,
+    references: tuple[Reference, ...] | None = None,
 ) -> Completed:
     """Produce the images and settle: what was delivered is charged, the rest released.
     ``started`` (time.monotonic()) is when the request arrived, for its latency. ``memory``,
     the process's bytes reserved for the images (generation/memory.py), is released once they
-    are stored (or lost), whatever happens."""
+    are stored (or lost), whatever happens. ``references``: the reference images, when the
+    caller has them in memory (else they are read back from where the generation keeps them)."""
     try:
         try:
-            outcomes = await produce_images(generation, memory)
+            if references is None and generation.params.get("references"):
+                references = await steps.run(inputs.load_references, generation)
+            outcomes = await produce_images(generation, memory, references or ())
         except BaseException:
             # Unsettled now: the reconciler will fail and refund it; its slot goes back at once.
             await release_slot(steps, generation)

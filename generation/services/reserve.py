@@ -42,9 +42,9 @@ class IdempotentReplay(Exception):
 
 def _priced_as(spec: GenerationSpec) -> dict[str, int]:
     """What billing prices ``spec`` by: one upstream call per image, each image at the most
-    pixels its size can reach, and the reference images each call is sent (none until edits
-    arrive)."""
-    return {"max_pixels": spec.size.most_pixels, "calls": spec.n, "references": 0}
+    pixels its size can reach, and the reference images each call is sent."""
+    references = len(spec.references)
+    return {"max_pixels": spec.size.most_pixels, "calls": spec.n, "references": references}
 
 
 def quote(spec: GenerationSpec) -> billing.Quote:

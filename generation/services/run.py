@@ -18,21 +18,29 @@ from server.steps import Steps
 from .. import catalog, upstream
 from ..memory import Reservation
 from ..models import Generation
+from ..references import Reference
 from ..upstream import Failure, FailureKind, Outcome
-from . import settle
+from . import inputs, settle
 
 logger = logging.getLogger(__name__)
 
 
-def upstream_request(generation: Generation) -> upstream.UpstreamRequest:
+def upstream_request(
+    generation: Generation, references: tuple[Reference, ...] = ()
+) -> upstream.UpstreamRequest:
     """What the upstream is sent for ``generation``: only the fields its model takes, as its
-    catalog entry says (a model gone from the catalog since is sent none of the extras)."""
+    catalog entry says (a model gone from the catalog since is sent none of the extras), and
+    its reference images in order."""
     params = generation.params
     model = catalog.get_model(generation.model)
     watermark = bool(params.get("watermark", False))
     if model is None:
         return upstream.UpstreamRequest(
-            generation.upstream_model, generation.prompt, generation.size, watermark=watermark
+            generation.upstream_model,
+            generation.prompt,
+            generation.size,
+            watermark=watermark,
+            images=tuple(r.data_url() for r in references),
         )
     return upstream.UpstreamRequest.for_model(
         model,
@@ -44,14 +52,18 @@ def upstream_request(generation: Generation) -> upstream.UpstreamRequest:
         guidance_scale=params.get("guidance_scale"),
         output_format=params.get("output_format"),
         background=params.get("background"),
+        images=tuple(r.data_url() for r in references),
     )
 
 
 async def produce_images(
-    generation: Generation, memory: Reservation | None = None
+    generation: Generation,
+    memory: Reservation | None = None,
+    references: tuple[Reference, ...] = (),
 ) -> list[Outcome]:
     """The generation's images from the upstream, read into memory counted in ``memory``."""
-    return await upstream.generate_images(upstream_request(generation), generation.n, memory)
+    request = upstream_request(generation, references)
+    return await upstream.generate_images(request, generation.n, memory)
 
 
 _TRANSIENT = {FailureKind.RATE_LIMITED, FailureKind.UPSTREAM_ERROR, FailureKind.TIMEOUT}
@@ -86,8 +98,11 @@ def run_queued_generation(generation_id: int) -> RunResult:
 
 async def _run_claimed(steps: Steps, generation: Generation) -> RunResult:
     started = time.monotonic()
+    references: tuple[Reference, ...] = ()
+    if generation.params.get("references"):
+        references = await steps.run(inputs.load_references, generation)
     try:
-        outcomes = await produce_images(generation)
+        outcomes = await produce_images(generation, references=references)
     finally:
         # Each run has its own event loop, so its pooled upstream client goes with it.
         await upstream.close_client()

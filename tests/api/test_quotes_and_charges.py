@@ -131,7 +131,6 @@ BAD_BODIES: list[tuple[str, Any, int, str]] = [
 def test_every_bad_body_is_refused_by_the_quote_as_by_the_generation(
     client, owner, owner_key, body, status, code, settings
 ):
-    settings.API_MAX_BODY_BYTES = 10_000_000
     quoted = post(client, "/v1/images/quote", owner_key, body)
     generated = post(client, "/v1/images/generations", owner_key, body)
 
@@ -196,7 +195,7 @@ def test_a_quote_needs_a_key_json_and_post(
 
 @pytest.mark.smoke
 def test_a_body_too_large_is_refused(client, owner_key, settings):
-    settings.API_MAX_BODY_BYTES = 100
+    settings.API_MAX_IMAGE_BODY_BYTES = 100
     response = quote(client, owner_key, model="seedream-4-0", prompt="a" * 200)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"

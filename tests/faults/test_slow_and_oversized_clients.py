@@ -33,7 +33,7 @@ HEADER_READ_TIMEOUT = 2  # HEADER_READ_TIMEOUT_SECONDS of this module's web proc
 KEEP_ALIVE_TIMEOUT = 5  # uvicorn's default --timeout-keep-alive, the Procfile's too
 MARGIN = 30  # a bound past the configured timeout that proves a close, not a figure tested
 SIXTY_FOUR_MIB = 64 * 1024 * 1024
-API_LIMIT = 64 * 1024  # API_MAX_BODY_BYTES
+API_LIMIT = 64 * 1024  # API_MAX_IMAGE_BODY_BYTES of this module's web process
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,9 @@ def web(live_server_env: dict[str, str]) -> Iterator[str]:
             **live_server_env,
             "BODY_READ_TIMEOUT_SECONDS": str(BODY_READ_TIMEOUT),
             "HEADER_READ_TIMEOUT_SECONDS": str(HEADER_READ_TIMEOUT),
+            # The generations path takes reference images (50 MiB by default): a small limit
+            # here, so that the chunked body is seen cut off at it.
+            "API_MAX_IMAGE_BODY_BYTES": str(API_LIMIT),
         }
     ) as base_url:
         yield base_url

@@ -6,11 +6,13 @@ a quote is exactly the balance change of the same request."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from billing import services as billing
 from generation import catalog
 from keys import services as keys
 from tests.support.money import assert_ledger_balanced
+from tests.support.pictures import BLUE, GREEN, RED, data_url, picture
 
 pytestmark = [pytest.mark.integration, pytest.mark.smoke]
 
@@ -152,4 +155,39 @@ def test_a_quote_is_exactly_the_balance_change_of_the_same_request(
     charged = generated["result"]["credits_charged"]
     # Every image was delivered at the size quoted, so the charge is the quote.
     assert charged == quoted["result"]["credits"] == generated["result"]["usage"]["credits"]
+    assert assert_ledger_balanced(user) == 100_000 - charged
+
+
+def test_edits_with_one_file_a_list_of_three_and_generate_with_image(
+    node, live_api, customer, simulator_url
+):
+    """images.edit as the Node SDK uploads it (one file, then a list of three) and
+    images.generate with Seedream's ``image``: the references reach the upstream in order."""
+    user, key = customer
+    colours = [picture(RED), picture(GREEN), picture(BLUE)]
+    files = [
+        {"name": f"{i}.png", "base64": base64.b64encode(d).decode(), "type": "image/png"}
+        for i, d in enumerate(colours)
+    ]
+    prompts = [f"node edit one {uuid.uuid4()}", f"node edit three {uuid.uuid4()}",
+               f"node generate {uuid.uuid4()}"]  # fmt: skip
+    params = {"model": "seedream-4-0", "size": "1K"}
+
+    results = node_sdk(
+        node, live_api, key,
+        {"op": "edit", "params": {**params, "prompt": prompts[0]}, "files": files[:1],
+         "single": True},
+        {"op": "edit", "params": {**params, "prompt": prompts[1]}, "files": files},
+        {"op": "generate", "params": {**params, "prompt": prompts[2],
+                                      "image": [data_url(colours[1]), data_url(colours[2])]}},
+    )  # fmt: skip
+
+    assert all(outcome["ok"] for outcome in results), results
+    digests = [hashlib.sha256(d).hexdigest() for d in colours]
+    base = simulator_url.removesuffix("/api/v3")
+    sent = [
+        httpx.get(f"{base}/_sim/calls", params={"prompt": p}).json()["references"] for p in prompts
+    ]
+    assert sent == [[digests[:1]], [digests], [digests[1:]]]
+    charged = sum(outcome["result"]["credits_charged"] for outcome in results)
     assert assert_ledger_balanced(user) == 100_000 - charged

@@ -1,10 +1,13 @@
 // Drives the official openai Node SDK for tests/integration/test_openai_node_sdk.py.
 // Usage: node sdk.mjs '<plan JSON>', where the plan is
 //   {"baseURL": ..., "apiKey": ..., "calls": [{"op": "generate", "params": {...}},
-//                                             {"op": "post", "path": "/images/quote", "body": {...}}]}
+//                                             {"op": "post", "path": "/images/quote", "body": {...}},
+//                                             {"op": "edit", "params": {...}, "files": [{"name",
+//                                              "base64", "type"}], "single": true|false}]}
+// An edit's files become the SDK's uploads: one file as `image` ("single"), else a list.
 // Prints one JSON array: per call, {"ok": true, "result": ...} or the SDK's error as
 // {"ok": false, "name", "status", "code", "param", "message"}.
-import OpenAI from "openai";
+import OpenAI, { toFile } from "openai";
 
 const plan = JSON.parse(process.argv[2]);
 const client = new OpenAI({ baseURL: plan.baseURL, apiKey: plan.apiKey, maxRetries: 0 });
@@ -13,6 +16,12 @@ async function run(call) {
   if (call.op === "generate") return client.images.generate(call.params);
   if (call.op === "post") return client.post(call.path, { body: call.body });
   if (call.op === "models") return (await client.models.list()).data;
+  if (call.op === "edit") {
+    const files = await Promise.all(
+      call.files.map((f) => toFile(Buffer.from(f.base64, "base64"), f.name, { type: f.type })),
+    );
+    return client.images.edit({ ...call.params, image: call.single ? files[0] : files });
+  }
   throw new Error(`unknown op ${call.op}`);
 }
 

@@ -21,8 +21,9 @@ LIMIT = 1024
 
 @pytest.fixture
 def small_limits(settings: Any) -> None:
-    settings.API_MAX_BODY_BYTES = LIMIT
-    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * LIMIT
+    settings.API_MAX_BODY_BYTES = LIMIT // 2
+    settings.API_MAX_IMAGE_BODY_BYTES = LIMIT
+    settings.WEB_MAX_BODY_BYTES = 4 * LIMIT
     settings.BODY_READ_TIMEOUT_SECONDS = 0.3
 
 
@@ -174,3 +175,25 @@ def test_a_served_process_refuses_64_mib_before_reading_it_and_drops_a_stalled_b
     assert big == 413
     assert timed_out == 408
     print(f"64 MiB refused in {refused_in * 1000:.1f} ms; stalled body held {held_for:.2f} s")
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize(
+    ("path", "limit"),
+    [
+        ("/v1/images/edits", LIMIT),
+        ("/v1/images/generations", LIMIT),
+        ("/v1/images/quote", LIMIT),
+        ("/v1/models", LIMIT // 2),
+        ("/v1/credits", LIMIT // 2),
+        ("/dashboard/playground/", 4 * LIMIT),
+    ],
+)
+def test_the_paths_that_take_images_have_the_image_limit_and_the_rest_their_own(
+    small_limits, path, limit
+):
+    fits = run(request(path, limit), Client([b"x" * limit]))
+    too_big = run(request(path, limit + 1), Client([b"x"]))
+
+    assert (fits.status, fits.body) == (200, f"read {limit}".encode())
+    assert (too_big.status, too_big.read) == (413, 0)

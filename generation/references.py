@@ -1,0 +1,237 @@
+"""Reference images: the pictures a customer sends with a prompt (image editing), checked
+against the model's limits before anything is held or sent upstream.
+
+Every way in (a multipart file, a data URL in JSON, a URL we fetch) ends as bytes checked here
+by ``check_reference``: the format is what Pillow finds in the bytes (a name or a declared
+content type proves nothing), the file and pixel counts are within the model's limits (the
+pixels read from the header before any decoding, so a decompression bomb is refused unread),
+each side is longer than 14 pixels, the aspect ratio is within the model's bounds, and the
+whole picture decodes. Decoding is CPU work (a tenth of a second for a large photograph): the
+callers on an event loop run it on a thread.
+
+The upstream is sent each reference as a data URL in the customer's order (generation/
+upstream.py); the generation keeps them as InputImage rows and files (``store_references``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from PIL import Image as PILImage
+
+from . import input_fetch
+from .catalog import RETIRED, ModelInfo, all_models
+from .refusals import Reason, Refusal, invalid
+
+# Pillow's format names, as the catalog and Seedream's data URLs spell them.
+_FORMATS = {
+    "JPEG": "jpeg",
+    "MPO": "jpeg",  # a JPEG with extra frames, as some phones save them
+    "PNG": "png",
+    "WEBP": "webp",
+    "BMP": "bmp",
+    "TIFF": "tiff",
+    "GIF": "gif",
+    "HEIF": "heic",
+}
+CONTENT_TYPES = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "bmp": "image/bmp",
+    "tiff": "image/tiff",
+    "gif": "image/gif",
+    "heic": "image/heic",
+}
+# Each side of a reference must be longer than this (Seedream's rule for every model).
+MIN_SIDE_EXCLUSIVE = 14
+_DATA_URL_RE = re.compile(r"data:image/([A-Za-z0-9.+-]+);base64,(.*)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference image that passed ``check_reference``."""
+
+    data: bytes
+    image_format: str  # a key of CONTENT_TYPES
+    width: int
+    height: int
+
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPES[self.image_format]
+
+    @property
+    def extension(self) -> str:
+        return "jpg" if self.image_format == "jpeg" else self.image_format
+
+    def data_url(self) -> str:
+        """As the upstream takes it: ``data:image/<format>;base64,...``, the format lowercase."""
+        return f"data:image/{self.image_format};base64,{base64.b64encode(self.data).decode()}"
+
+
+def decode_data_url(value: str, *, param: str) -> bytes:
+    """The bytes of a ``data:image/...;base64,...`` URL, or a Refusal naming ``param``."""
+    match = _DATA_URL_RE.fullmatch(value)
+    if match is None:
+        raise invalid(
+            f"'{param}' must be an https URL or a data URL (data:image/png;base64,...).",
+            param=param,
+        )
+    try:
+        return base64.b64decode(match.group(2), validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid(f"'{param}' is a data URL whose base64 is not valid.", param=param) from None
+
+
+def check_count(model: ModelInfo, count: int, *, param: str) -> None:
+    """A Refusal unless ``model`` takes ``count`` reference images (1 or more)."""
+    if model.max_references == 0 or "edit" not in model.modes:
+        able = ", ".join(m.id for m in editing_models())
+        raise Refusal(
+            Reason.UNSUPPORTED_PARAMETER,
+            f"{model.id} does not take reference images. Models that edit: {able}.",
+            param=param,
+            code="unsupported_parameter",
+        )
+    if count > model.max_references:
+        raise invalid(
+            f"{count} reference images were sent; {model.id} takes at most {model.max_references}.",
+            param=param,
+            code="too_many_images",
+        )
+
+
+def editing_models() -> list[ModelInfo]:
+    """The models that take reference images today."""
+    models = [m for m in all_models() if m.lifecycle() != RETIRED]
+    return [m for m in models if "edit" in m.modes and m.max_references]
+
+
+def check_reference(data: bytes, model: ModelInfo, *, param: str) -> Reference:
+    """``data`` as a Reference for ``model``, or a Refusal naming ``param`` and what is wrong."""
+    if len(data) > model.reference_max_bytes:
+        raise invalid(
+            f"'{param}' is {len(data):,} bytes; {model.id} takes reference images of at most "
+            f"{model.reference_max_bytes:,} bytes.",
+            param=param,
+            code="image_too_large",
+        )
+    allowed = ", ".join(model.reference_formats)
+    try:
+        with PILImage.open(io.BytesIO(data)) as picture:
+            image_format = _FORMATS.get(picture.format or "", "")
+            width, height = picture.size
+            if image_format not in model.reference_formats:
+                found = f"a {picture.format} image" if picture.format else "not an image"
+                raise _bad_format(param, found, model, allowed)
+            _check_pixels(param, model, width, height)
+            picture.load()  # the whole file decodes: a truncated or corrupt one is refused
+    except PILImage.DecompressionBombError:
+        raise invalid(
+            f"'{param}' has too many pixels; {model.id} takes at most "
+            f"{model.reference_max_pixels:,}.",
+            param=param,
+            code="image_too_large",
+        ) from None
+    except (OSError, ValueError, SyntaxError):  # what Pillow raises for bytes it cannot read
+        raise _bad_format(param, "not an image it can read", model, allowed) from None
+    return Reference(data=data, image_format=image_format, width=width, height=height)
+
+
+def _bad_format(param: str, found: str, model: ModelInfo, allowed: str) -> Refusal:
+    return invalid(
+        f"'{param}' is {found}; {model.id} takes reference images in {allowed}.",
+        param=param,
+        code="invalid_image_format",
+    )
+
+
+def _check_pixels(param: str, model: ModelInfo, width: int, height: int) -> None:
+    if min(width, height) <= MIN_SIDE_EXCLUSIVE:
+        raise invalid(
+            f"'{param}' is {width}x{height}; each side of a reference image must be longer "
+            f"than {MIN_SIDE_EXCLUSIVE} pixels.",
+            param=param,
+            code="image_too_small",
+        )
+    if width * height > model.reference_max_pixels:
+        raise invalid(
+            f"'{param}' is {width}x{height} ({width * height:,} pixels); {model.id} takes "
+            f"reference images of at most {model.reference_max_pixels:,} pixels.",
+            param=param,
+            code="image_too_large",
+        )
+    low, high = model.reference_min_aspect, model.reference_max_aspect
+    if not low <= width / height <= high:
+        raise invalid(
+            f"'{param}' is {width}x{height}; {model.id} takes reference images with aspect "
+            f"ratios (width / height) from 1:{1 / low:g} to {high:g}:1.",
+            param=param,
+            code="invalid_image_aspect",
+        )
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """One reference image as a request gives it: a file's bytes, or a string (an https URL or
+    a data URL); ``param`` names it in errors ("image[1]", "images[0].image_url")."""
+
+    param: str
+    data: bytes | None = None
+    text: str | None = None
+
+
+async def gather_references(
+    model: ModelInfo, sources: Sequence[ImageSource], *, param: str
+) -> tuple[Reference, ...]:
+    """The references ``sources`` give, in order, each checked for ``model``: the count first,
+    then every URL's form (before anything is fetched), then the fetches (at once), then each
+    image's bytes (on a thread: decoding is CPU work). A Refusal names the first at fault."""
+    check_count(model, len(sources), param=param)
+    for source in sources:
+        if source.text is not None and not source.text.startswith("data:"):
+            _checked_url(source)
+    datas = await asyncio.gather(*(_bytes_of(model, source) for source in sources))
+    return await asyncio.to_thread(
+        lambda: tuple(
+            check_reference(data, model, param=source.param)
+            for source, data in zip(sources, datas, strict=True)
+        )
+    )
+
+
+def _checked_url(source: ImageSource) -> str:
+    assert source.text is not None
+    try:
+        input_fetch.check_reference_url(source.text)
+    except input_fetch.InputFetchError as error:
+        raise invalid(
+            f"'{source.param}': {error.message}", param=source.param, code="invalid_image_url"
+        ) from None
+    return source.text
+
+
+async def _bytes_of(model: ModelInfo, source: ImageSource) -> bytes:
+    if source.data is not None:
+        return source.data
+    assert source.text is not None
+    if source.text.startswith("data:"):
+        return decode_data_url(source.text, param=source.param)
+    try:
+        data, _ = await input_fetch.fetch_reference(
+            source.text, max_bytes=model.reference_max_bytes
+        )
+    except input_fetch.InputFetchError as error:
+        raise invalid(
+            f"'{source.param}' could not be fetched: {error.message}",
+            param=source.param,
+            code="invalid_image_url",
+        ) from None
+    return data

@@ -1,0 +1,21 @@
+"""Pictures for reference-image tests: small solid colours, in any format Pillow writes."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+from PIL import Image as PILImage
+
+RED, GREEN, BLUE = (220, 30, 30), (30, 200, 60), (40, 60, 230)
+
+
+def picture(colour: tuple[int, int, int] = RED, size: tuple[int, int] = (64, 48),
+            image_format: str = "PNG") -> bytes:  # fmt: skip
+    out = io.BytesIO()
+    PILImage.new("RGB", size, colour).save(out, image_format)
+    return out.getvalue()
+
+
+def data_url(data: bytes, image_format: str = "png") -> str:
+    return f"data:image/{image_format};base64,{base64.b64encode(data).decode()}"
