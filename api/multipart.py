@@ -77,6 +77,10 @@ def _parse(request: HttpRequest) -> tuple[dict[str, Any], list[ImageSource]]:
             "We could not parse the multipart body of your request.", param=None
         ) from None
     fields: dict[str, Any] = {name: _typed(name, form[name]) for name in form}
+    # A set's options, as form clients spell a nested field.
+    nested = fields.pop("sequential_image_generation_options[max_images]", None)
+    if nested is not None:
+        fields["sequential_image_generation_options"] = {"max_images": _typed("n", str(nested))}
     if "mask" in files:
         fields["mask"] = "file"  # refused by name (edit_spec): Seedream has no masks
     return fields, _images(files)

@@ -20,6 +20,7 @@ from generation.spec import (
     GUIDANCE_SCALE_MIN,
     IMAGES_MAX,
     SEED_MAX,
+    SET_TOTAL_MAX,
     GenerationSpec,
     build_spec,
 )
@@ -27,6 +28,12 @@ from generation.spec import (
 from .errors import ApiError, invalid
 
 _Request = TypeVar("_Request", bound="ImageGenerationRequest")
+
+
+class SetOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    max_images: StrictInt | None = Field(default=None, ge=1, le=SET_TOTAL_MAX)
 
 
 class ImageGenerationRequest(BaseModel):
@@ -54,6 +61,9 @@ class ImageGenerationRequest(BaseModel):
     # Reference images, as Seedream's own docs send them: a URL or a data URL, or a list of
     # them (OpenAI SDK users pass it through `extra_body`).
     image: StrictStr | list[StrictStr] | None = None
+    # A set of related images in one call (Seedream's fields; 4.0, 4.5, 5.0 Lite).
+    sequential_image_generation: StrictStr | None = Field(default=None, max_length=16)
+    sequential_image_generation_options: SetOptions | None = None
     # Accepted and ignored (OpenAI fields with no Seedream meaning).
     style: Any = None
     moderation: Any = None
@@ -191,12 +201,21 @@ def _spec(request: ImageGenerationRequest, reference_count: int, param: str) -> 
         background=request.background,
         reference_count=reference_count,
         references_param=param,
+        sequential_image_generation=request.sequential_image_generation,
+        max_images=(
+            request.sequential_image_generation_options.max_images
+            if request.sequential_image_generation_options
+            else None
+        ),
     )
 
 
 def _first_error(exc: ValidationError) -> ApiError:
     error = exc.errors(include_url=False)[0]
-    param = str(error["loc"][0]) if error["loc"] else None
+    loc = error["loc"]
+    param = str(loc[0]) if loc else None
+    if param == "sequential_image_generation_options" and len(loc) > 1:
+        param = f"{param}.{loc[1]}"  # the nested field at fault
     kind = error["type"]
     template = _MESSAGES.get(kind)
     if template is None:

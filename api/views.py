@@ -279,7 +279,7 @@ def _envelope(generation: Generation, images: list[Image]) -> dict[str, Any]:
         "id": generation.public_id,
         "model": generation.model,
         "size": generation.size,
-        "images_requested": generation.n,
+        "images_requested": generation.n,  # a set's: its most (the model decides how many)
         "images_delivered": generation.images_delivered,
         "credits_charged": generation.charged_credits,
         "usage": _usage(generation, images),

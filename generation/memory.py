@@ -121,7 +121,7 @@ def estimate_bytes(spec: GenerationSpec) -> int:
         int(spec.size.pixels * ESTIMATED_BYTES_PER_PIXEL), settings.UPSTREAM_IMAGE_MAX_BYTES
     )
     references = sum(len(r.data) for r in spec.references)
-    return spec.n * per_image + references + references * 4 // 3
+    return spec.most_images * per_image + references + references * 4 // 3
 
 
 def reserve(spec: GenerationSpec) -> Reservation:

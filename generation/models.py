@@ -63,6 +63,7 @@ class Generation(models.Model):
     size = models.CharField(max_length=16)
     # The name of the price tier each image was held at.
     size_tier = models.CharField(max_length=16, blank=True)
+    # The most images asked for: n, or a set's max_images (made in one call: ``calls``).
     n = models.PositiveSmallIntegerField()
     response_format = models.CharField(max_length=16, default="url")
     # Seedream extras (seed, guidance_scale, watermark) and the client's `user` field.
@@ -135,6 +136,11 @@ class Generation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.public_id} {self.model} x{self.n} ({self.status})"
+
+    @property
+    def calls(self) -> int:
+        """How many upstream calls make its images: one per image, or one for a set."""
+        return 1 if self.params.get("max_images") else self.n
 
     @property
     def ledger_reference(self) -> str:

@@ -119,6 +119,7 @@ def mark_delivered(image: DeliveredImage, made_by: MadeBy) -> DeliveredImage:
         extension=image.extension,
         width=image.width,
         height=image.height,
+        call=image.call,
     )
 
 

@@ -24,6 +24,9 @@ from .refusals import Reason, Refusal, invalid
 
 # Bounds every way in shares (the API's schema declares the same ones for its typed errors).
 IMAGES_MAX = 10
+# A set (sequential_image_generation "auto"): the model makes 1 to max_images related images in
+# one call; its reference images and max_images together are at most this (Seedream's rule).
+SET_TOTAL_MAX = 15
 SEED_MAX = 2_147_483_647
 GUIDANCE_SCALE_MIN, GUIDANCE_SCALE_MAX = 1, 10
 # OpenAI's values: the formats we deliver (re-encoding where the model does not make one), the
@@ -54,6 +57,17 @@ class GenerationSpec:
     # The reference images sent with the prompt, in the customer's order (generation/
     # references.py); kept as the generation's InputImage rows, not in ``params``.
     references: tuple[Reference, ...] = ()
+    # A set's most images (None: not a set): one call, in which the model decides how many.
+    max_images: int | None = None
+
+    @property
+    def images_per_call(self) -> int:
+        return self.max_images or 1
+
+    @property
+    def most_images(self) -> int:
+        """The most images the request can deliver (what is held, and counted for limits)."""
+        return self.n * self.images_per_call
 
     def with_references(self, references: tuple[Reference, ...]) -> GenerationSpec:
         """This spec with its reference images, once gathered and checked (build_spec checked
@@ -76,6 +90,8 @@ class GenerationSpec:
             params["background"] = self.background
         if self.references:
             params["references"] = len(self.references)
+        if self.max_images is not None:
+            params["max_images"] = self.max_images
         return params
 
 
@@ -117,6 +133,8 @@ def build_spec(
     background: str | None = None,
     reference_count: int = 0,
     references_param: str = "image",
+    sequential_image_generation: str | None = None,
+    max_images: int | None = None,
 ) -> GenerationSpec:
     """The spec for these values, or a Refusal naming the first one at fault: the prompt, then
     the model (unknown: MODEL_NOT_FOUND), whether it takes ``reference_count`` reference images
@@ -182,6 +200,7 @@ def build_spec(
             )
     if background == "transparent":
         output_format = _transparent_format(info, output_format)
+    set_size = _set_size(info, sequential_image_generation, max_images, n, reference_count)
     return GenerationSpec(
         model=info,
         prompt=prompt,
@@ -195,7 +214,49 @@ def build_spec(
         output_format=output_format,
         output_compression=output_compression,
         background=background,
+        max_images=set_size,
     )
+
+
+def _set_size(
+    info: ModelInfo, mode: str | None, max_images: int | None, n: int, references: int
+) -> int | None:
+    """A set's most images (sequential_image_generation "auto"), or None; a Refusal where the
+    model makes no sets, ``n`` asks for a count too, or the set and references pass the cap."""
+    _check_choice("sequential_image_generation", mode, ("auto", "disabled"))
+    if mode != "auto":
+        if max_images is not None:
+            raise invalid(
+                "'max_images' applies to a set only: send it with "
+                "'sequential_image_generation': 'auto'.",
+                param="sequential_image_generation_options.max_images",
+            )
+        return None
+    if not info.sets:
+        able = ", ".join(m.id for m in text_to_image_models() if m.sets) or "none today"
+        raise Refusal(
+            Reason.UNSUPPORTED_PARAMETER,
+            f"'sequential_image_generation' is not supported by {info.id}: it makes no sets. "
+            f"Models that do: {able}.",
+            param="sequential_image_generation",
+            code="unsupported_parameter",
+        )
+    if n != 1:
+        raise invalid(
+            "'n' cannot be combined with a set: the model decides how many images a set has, "
+            "up to 'max_images'. Leave 'n' out (or 1).",
+            param="n",
+        )
+    most = SET_TOTAL_MAX - references
+    size = most if max_images is None else max_images
+    if not 1 <= size <= most:
+        with_refs = f" with {references} reference images" if references else ""
+        raise invalid(
+            f"Invalid value for 'max_images': from 1 to {most}{with_refs} (reference images "
+            f"and the set's images are at most {SET_TOTAL_MAX} together).",
+            param="sequential_image_generation_options.max_images",
+        )
+    return size
 
 
 def _check_choice(param: str, value: str | None, choices: tuple[str, ...]) -> None:

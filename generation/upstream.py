@@ -65,6 +65,8 @@ class UpstreamRequest:
     # The reference images, as data URLs, in the customer's order (sent as ``image``); never
     # in a repr, which may be logged.
     images: tuple[str, ...] = field(default=(), repr=False)
+    # A set's most images (sequential_image_generation "auto"); None: one image.
+    max_images: int | None = None
 
     @classmethod
     def for_model(
@@ -80,6 +82,7 @@ class UpstreamRequest:
         output_format: str | None = None,
         background: str | None = None,
         images: tuple[str, ...] = (),
+        max_images: int | None = None,
     ) -> UpstreamRequest:
         """The request ``model`` is sent: a seed where it uses one (the others ignore it, so it
         is dropped), a guidance scale where it takes one, ``output_format`` where it makes that
@@ -106,6 +109,7 @@ class UpstreamRequest:
                 if i != upstream_model
             ),
             images=images,
+            max_images=max_images if model.sets else None,
         )
 
     def for_image(self, index: int) -> UpstreamRequest:
@@ -124,7 +128,10 @@ class UpstreamRequest:
             # The upstream default is true (a visible "AI generated" mark); ours is false.
             "watermark": self.watermark,
         }
-        if self.sets:
+        if self.sets and self.max_images is not None:
+            body["sequential_image_generation"] = "auto"
+            body["sequential_image_generation_options"] = {"max_images": self.max_images}
+        elif self.sets:
             body["sequential_image_generation"] = "disabled"
         if self.stream:
             body["stream"] = False
@@ -149,6 +156,9 @@ class DeliveredImage:
     extension: str
     width: int
     height: int
+    # The upstream call that delivered it (its position among the request's calls): a set's
+    # images all share their one call, which billing prices them by.
+    call: int = 0
 
 
 class FailureKind:
@@ -177,12 +187,21 @@ Outcome = DeliveredImage | Failure
 
 
 @dataclass
-class _Call:
-    """One upstream call's result: the image's outcome (when the answer carried it: delivered,
-    or unusable, which no retry mends), a URL to download it from, or a failure."""
+class _Member:
+    """One image of an answer: its outcome when the answer carried it (delivered; unusable,
+    which no retry mends; or a set member that failed inside the 200), or a URL to download
+    it from."""
 
-    image: Outcome | None = None
+    outcome: Outcome | None = None
     url: str | None = None
+
+
+@dataclass
+class _Call:
+    """One upstream call's result: what its answer delivered (one member, or a set's), or a
+    failure of the call as a whole (which may be retried)."""
+
+    members: list[_Member] = field(default_factory=list)
     failure: Failure | None = None
     attempts: int = 0
 
@@ -244,29 +263,39 @@ async def generate_images(
     GENERATION_TIMEOUT_SECONDS: the OpenAI SDKs give up (and retry, paying again) at 600 s.
     """
     deadline = asyncio.get_running_loop().time() + settings.GENERATION_TIMEOUT_SECONDS
-    calls = (_generate_one(request.for_image(i), deadline, memory) for i in range(n))
-    return list(await asyncio.gather(*calls))
+    calls = (_generate_one(request.for_image(i), i, deadline, memory) for i in range(n))
+    return [outcome for outcomes in await asyncio.gather(*calls) for outcome in outcomes]
 
 
 async def _generate_one(
-    request: UpstreamRequest, deadline: float, memory: Reservation | None
-) -> Outcome:
+    request: UpstreamRequest, position: int, deadline: float, memory: Reservation | None
+) -> list[Outcome]:
+    """What the ``position``-th call delivered: its image (a set's images), or its failure."""
     try:
         async with asyncio.timeout_at(deadline):
             call = await _call_with_retries(request, memory)
             if call.failure is not None:
-                return call.failure
-            if call.image is not None:
-                return call.image
-            assert call.url is not None
-            return await _download(call.url, memory)
+                return [call.failure]
+            outcomes = await asyncio.gather(*(_member(m, memory) for m in call.members))
     except TimeoutError:
-        return Failure(FailureKind.TIMEOUT, "generation_timeout", "The generation took too long.")
+        return [Failure(FailureKind.TIMEOUT, "generation_timeout", "The generation took too long.")]
     except Exception:
         # Whatever went wrong (a malformed response the transport could not map, a bad URL),
         # this image was not delivered: the others still are, and the money still settles.
         logger.exception("unexpected error while generating an image")
-        return Failure(FailureKind.UPSTREAM_ERROR, "internal", "The image could not be generated.")
+        return [
+            Failure(FailureKind.UPSTREAM_ERROR, "internal", "The image could not be generated.")
+        ]
+    if position == 0:
+        return list(outcomes)
+    return [replace(o, call=position) if isinstance(o, DeliveredImage) else o for o in outcomes]
+
+
+async def _member(member: _Member, memory: Reservation | None) -> Outcome:
+    if member.outcome is not None:
+        return member.outcome
+    assert member.url is not None
+    return await _download(member.url, memory)
 
 
 # Upstream ids the upstream answered "not found" to, in this process: later requests go
@@ -339,7 +368,7 @@ async def _call_once(request: UpstreamRequest, memory: Reservation | None = None
         "Content-Type": "application/json",
     }
     body = json.dumps(request.body()).encode()
-    answer_limit = _answer_limit()
+    answer_limit = _answer_limit(request.max_images or 1)
     try:
         async with get_session().post(
             url, data=body, headers=headers, allow_redirects=False
@@ -358,7 +387,7 @@ async def _call_once(request: UpstreamRequest, memory: Reservation | None = None
     if raw is None:
         too_big = _too_big(answer_limit, "answer")
         # Over the cap, a 200 carried an image (paid for upstream): it is unusable, not retried.
-        return _Call(image=too_big) if status == 200 else _Call(failure=too_big)
+        return _Call([_Member(too_big)]) if status == 200 else _Call(failure=too_big)
     try:
         payload = json.loads(raw)
     except ValueError:
@@ -366,13 +395,21 @@ async def _call_once(request: UpstreamRequest, memory: Reservation | None = None
     if status != 200 or not isinstance(payload, dict):
         return _Call(failure=classify_error(status, payload))
     data = payload.get("data")
-    if not isinstance(data, list) or not data or not isinstance(data[0], dict):
+    if not isinstance(data, list) or not data or not all(isinstance(i, dict) for i in data):
         return _Call(
             failure=Failure(FailureKind.UPSTREAM_ERROR, "bad_response", "No image returned.")
         )
-    item = data[0]
+    if len(data) == 1 and isinstance(data[0].get("error"), dict):
+        # A single image's failure inside a 200 (moderation): the call's, as a non-200 is.
+        return _Call(failure=classify_error(200, data[0]))
+    # A set: each member delivered or failed on its own (a failed one is not charged, and the
+    # call is not retried: its delivered members were made, and would be paid for again).
+    return _Call([_parsed_member(item) for item in data])
+
+
+def _parsed_member(item: dict[str, Any]) -> _Member:
     if isinstance(item.get("error"), dict):
-        return _Call(failure=classify_error(200, item))
+        return _Member(classify_error(200, item))
     encoded = item.get("b64_json")
     if isinstance(encoded, str):
         try:
@@ -380,20 +417,21 @@ async def _call_once(request: UpstreamRequest, memory: Reservation | None = None
             # runs a regular expression over the megabytes.
             image_bytes = binascii.a2b_base64(encoded, strict_mode=True)
         except (binascii.Error, ValueError):
-            return _Call(image=_bad_image("malformed base64"))
-        return _Call(image=_checked_image(image_bytes))
+            return _Member(_bad_image("malformed base64"))
+        return _Member(_checked_image(image_bytes))
     image_url = item.get("url")
     if not isinstance(image_url, str):
-        return _Call(failure=Failure(FailureKind.UPSTREAM_ERROR, "bad_response", "No image URL."))
-    return _Call(url=image_url)
+        return _Member(Failure(FailureKind.UPSTREAM_ERROR, "bad_response", "No image URL."))
+    return _Member(url=image_url)
 
 
-def _answer_limit() -> int:
-    """The largest answer read: a link and some JSON, or one image in base64 (4 characters for
-    3 bytes, twice that if every "/" comes escaped as "\\/") and some JSON."""
+def _answer_limit(images: int) -> int:
+    """The largest answer read for up to ``images`` images: links and some JSON, or the images
+    in base64 (4 characters for 3 bytes, twice that if every "/" comes escaped as "\\/") and
+    some JSON."""
     if settings.UPSTREAM_RESPONSE_FORMAT == "url":
         return 1024 * 1024
-    return settings.UPSTREAM_IMAGE_MAX_BYTES * 8 // 3 + 64 * 1024
+    return images * settings.UPSTREAM_IMAGE_MAX_BYTES * 8 // 3 + 64 * 1024
 
 
 def classify_error(status: int, payload: Any) -> Failure:

@@ -93,7 +93,7 @@ async def open_generation(
         steps,
         user,
         api_key,
-        images=0 if repeat else spec.n,
+        images=0 if repeat else spec.most_images,
         slot_holder=None if repeat else public_id,
         slot_lease_seconds=slot_lease_seconds,
     )

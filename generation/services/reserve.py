@@ -41,10 +41,15 @@ class IdempotentReplay(Exception):
 
 
 def _priced_as(spec: GenerationSpec) -> dict[str, int]:
-    """What billing prices ``spec`` by: one upstream call per image, each image at the most
-    pixels its size can reach, and the reference images each call is sent."""
-    references = len(spec.references)
-    return {"max_pixels": spec.size.most_pixels, "calls": spec.n, "references": references}
+    """What billing prices ``spec`` by: one upstream call per image (a set: one call, of up to
+    its most images), each image at the most pixels its size can reach, and the reference
+    images each call is sent."""
+    return {
+        "max_pixels": spec.size.most_pixels,
+        "calls": spec.n,
+        "references": len(spec.references),
+        "images_per_call": spec.images_per_call,
+    }
 
 
 def quote(spec: GenerationSpec) -> billing.Quote:
@@ -125,7 +130,7 @@ def _generation_fields(
         "prompt": spec.prompt,
         "size": spec.size.value,
         "size_tier": priced.tier.name,
-        "n": spec.n,
+        "n": spec.most_images,  # a set's most images; its calls are ``Generation.calls``
         "response_format": spec.response_format,
         "params": spec.params(),
         "price_per_image_credits": priced.per_image_credits,

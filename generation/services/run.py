@@ -53,6 +53,7 @@ def upstream_request(
         output_format=params.get("output_format"),
         background=params.get("background"),
         images=tuple(r.data_url() for r in references),
+        max_images=params.get("max_images"),
     )
 
 
@@ -63,7 +64,7 @@ async def produce_images(
 ) -> list[Outcome]:
     """The generation's images from the upstream, read into memory counted in ``memory``."""
     request = upstream_request(generation, references)
-    return await upstream.generate_images(request, generation.n, memory)
+    return await upstream.generate_images(request, generation.calls, memory)
 
 
 _TRANSIENT = {FailureKind.RATE_LIMITED, FailureKind.UPSTREAM_ERROR, FailureKind.TIMEOUT}

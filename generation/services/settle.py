@@ -275,11 +275,11 @@ class _Settlement:
         latency_ms: int,
     ) -> _Settlement:
         failures = [o for o in outcomes if isinstance(o, Failure)]
-        # Each image charged at the size it was delivered with; its call is its position.
+        # Each image charged at the size it was delivered with, by the call that delivered it.
         quote = quote_of(generation)
         delivered = [
-            billing.Delivered(call=index, pixels=image.width * image.height)
-            for index, image, _, _ in stored
+            billing.Delivered(call=image.call, pixels=image.width * image.height)
+            for _, image, _, _ in stored
         ]
         money = quote.settlement(delivered=delivered)
         error = None if stored else failure_error(failures)

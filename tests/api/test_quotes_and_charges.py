@@ -313,8 +313,9 @@ def pro_spec(size: str, n: int) -> services.GenerationSpec:
     )
 
 
-def delivered(width: int, height: int) -> DeliveredImage:
-    return DeliveredImage(small_jpeg(), "image/jpeg", "jpg", width, height)
+def delivered(width: int, height: int, call: int = 0) -> DeliveredImage:
+    """An image the ``call``-th upstream call delivered."""
+    return DeliveredImage(small_jpeg(), "image/jpeg", "jpg", width, height, call=call)
 
 
 BLOCKED = Failure(FailureKind.OUTPUT_BLOCKED, "OutputImageSensitiveContentDetected", "Blocked.")
@@ -335,7 +336,7 @@ def test_each_image_is_charged_by_the_tier_it_was_delivered_in(settings, owner, 
     completed = services.complete_generation(
         generation,
         # Delivered in the high tier, in the low one (at its bound), and blocked.
-        [delivered(2048, 2048), delivered(1536, 1536), BLOCKED],
+        [delivered(2048, 2048, call=0), delivered(1536, 1536, call=1), BLOCKED],
         latency_ms=5,
     )
 

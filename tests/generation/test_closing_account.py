@@ -13,6 +13,7 @@ from generation.catalog import get_model, resolve_size
 from generation.models import Generation, Image
 from generation.upstream import DeliveredImage
 from tests.support.money import assert_ledger_balanced, ledger_kinds
+from tests.support.outcomes import one_per_call
 from tests.support.provenance import small_jpeg
 
 pytestmark = pytest.mark.smoke
@@ -35,7 +36,7 @@ def test_a_generation_that_delivers_after_its_account_closed_is_not_charged_or_k
     running = services.begin_generation(user=owner, spec=spec(2))
 
     accounts.close_account(owner)
-    completed = services.complete_generation(running, [IMAGE, IMAGE], latency_ms=5)
+    completed = services.complete_generation(running, one_per_call([IMAGE, IMAGE]), latency_ms=5)
 
     assert completed.images == []
     assert not Image.objects.exists()

@@ -33,6 +33,7 @@ from keys.models import ApiKey
 from server import asyncdb
 from server.steps import Steps
 from tests.support.money import assert_ledger_balanced
+from tests.support.outcomes import one_per_call
 from tests.support.provenance import small_jpeg
 
 pytestmark = pytest.mark.postgres
@@ -54,7 +55,7 @@ def run(settings: Any, user: Any, *, single_statement: bool, n: int, outcomes: l
     assert hotpath.available() is single_statement
     key = keys.create_key(user, "k").api_key
     generation = services.begin_generation(user=user, spec=spec(n), api_key=key)
-    return services.complete_generation(generation, outcomes, latency_ms=12)
+    return services.complete_generation(generation, one_per_call(outcomes), latency_ms=12)
 
 
 NOW = datetime(2026, 12, 6, 4, 30, 15, 123456, tzinfo=UTC)
@@ -203,7 +204,7 @@ def test_both_paths_settle_alike_for_an_account_that_went_into_debt_meanwhile(
         generation = services.begin_generation(user=user, spec=spec(4))
         in_debt(user)  # after the hold: the settlement must still go through
         completed = services.complete_generation(
-            generation, [IMAGE, IMAGE, BLOCKED, IMAGE], latency_ms=3
+            generation, one_per_call([IMAGE, IMAGE, BLOCKED, IMAGE]), latency_ms=3
         )
         rows.append(outcome(user, completed))
 
@@ -365,7 +366,9 @@ def test_on_the_event_loop_the_same_rows_are_written(
             steps, user=loop_user, spec=spec(n), api_key=key, public_id="gen_loop"
         )
         assert generation.pk is not None
-        return await services.settle_generation(steps, generation, outcomes, latency_ms=12)
+        return await services.settle_generation(
+            steps, generation, one_per_call(outcomes), latency_ms=12
+        )
 
     by_loop = outcome(loop_user, on_the_server_loop(generate))
 
@@ -472,7 +475,9 @@ def test_a_request_with_an_idempotency_key_takes_the_single_statement_too(
         generation = services.begin_generation(
             user=user, spec=spec(2), idempotency_key="key-1", request_hash="hash-1"
         )
-        completed = services.complete_generation(generation, [IMAGE, IMAGE], latency_ms=3)
+        completed = services.complete_generation(
+            generation, one_per_call([IMAGE, IMAGE]), latency_ms=3
+        )
         rows.append(outcome(user, completed))
 
     assert rows[0] == rows[1]

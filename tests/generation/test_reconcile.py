@@ -14,6 +14,7 @@ from generation.catalog import get_model, resolve_size
 from generation.models import Generation
 from generation.upstream import DeliveredImage
 from tests.support.money import assert_ledger_balanced, ledger_kinds
+from tests.support.outcomes import one_per_call
 from tests.support.provenance import small_jpeg
 
 pytestmark = pytest.mark.smoke
@@ -55,7 +56,7 @@ def test_a_late_completion_after_reconciling_charges_nothing_and_keeps_no_files(
     image = DeliveredImage(small_jpeg(), "image/jpeg", "jpg", 1024, 1024)
     files_before = stored_files()
 
-    completed = services.complete_generation(stuck, [image, image], latency_ms=5)
+    completed = services.complete_generation(stuck, one_per_call([image, image]), latency_ms=5)
 
     assert completed.images == []
     assert completed.generation.status == Generation.Status.FAILED

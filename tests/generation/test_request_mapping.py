@@ -148,13 +148,13 @@ def send(n: int = 1, **request) -> list[upstream.Outcome]:
         upstream_model=spec.model.upstream_id,
         prompt=spec.prompt,
         size=spec.size.value,
-        n=spec.n,
+        n=spec.most_images,
         params=spec.params(),
     )
 
     async def run() -> list[upstream.Outcome]:
         try:
-            return await upstream.generate_images(upstream_request(generation), n)
+            return await upstream.generate_images(upstream_request(generation), generation.calls)
         finally:
             await upstream.close_client()
 
@@ -252,3 +252,33 @@ def test_compression_is_never_sent_upstream(captured):
     send(model="seedream-5-5", output_format="jpeg", output_compression=40)
     (body,) = captured
     assert "output_compression" not in body
+
+
+def test_a_set_is_sent_as_auto_with_its_most_images_in_one_call(captured):
+    outcomes = send(
+        model="seedream-4-5", sequential_image_generation="auto", max_images=5, size="2K"
+    )
+
+    (body,) = captured  # one call, however many images the set may have
+    assert body["sequential_image_generation"] == "auto"
+    assert body["sequential_image_generation_options"] == {"max_images": 5}
+    assert len(outcomes) == 1  # the stand-in answers with one image
+
+
+def test_a_set_answer_gives_each_member_its_own_outcome_and_the_call_they_share(settings):
+    """Members delivered, and one failed inside the 200 (not charged), all of call 0."""
+    image = base64.b64encode(_png()).decode()
+    blocked = {"error": {"code": "OutputImageSensitiveContentDetected", "message": "Blocked."}}
+
+    async def a_set(request: web.Request) -> web.Response:
+        return web.json_response({"data": [{"b64_json": image}, blocked, {"b64_json": image}]})
+
+    settings.UPSTREAM_RESPONSE_FORMAT = "b64_json"
+    with serving(a_set) as base_url:
+        settings.UPSTREAM_BASE_URL = base_url
+        outcomes = send(model="seedream-4-0", sequential_image_generation="auto", max_images=3)
+
+    kinds = [type(o).__name__ for o in outcomes]
+    assert kinds == ["DeliveredImage", "Failure", "DeliveredImage"]
+    assert {o.call for o in outcomes if isinstance(o, upstream.DeliveredImage)} == {0}
+    assert outcomes[1].kind == upstream.FailureKind.OUTPUT_BLOCKED

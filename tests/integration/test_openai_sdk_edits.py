@@ -117,3 +117,23 @@ def test_a_bad_reference_raises_the_sdks_bad_request_error_and_charges_nothing(s
     assert raised.value.code == "invalid_image_format"
     assert raised.value.param == "image"
     assert assert_ledger_balanced(user) == 1000
+
+
+def test_a_set_of_up_to_four_through_extra_body(sdk):
+    user, client = sdk()
+    options = {
+        "sequential_image_generation": "auto",
+        "sequential_image_generation_options": {"max_images": 4},
+    }
+    quoted = client.post(
+        "/images/quote",
+        body={"model": "seedream-4-0", "prompt": "four seasons", "size": "1K", **options},
+        cast_to=httpx.Response,
+    ).json()
+
+    result = client.images.generate(
+        model="seedream-4-0", prompt="four seasons", size="1K", extra_body=options
+    )
+
+    assert len(result.data) == 4 and all(item.url for item in result.data)
+    assert assert_ledger_balanced(user) == 1000 - quoted["credits"]
