@@ -21,9 +21,9 @@ from .errors import ApiError, invalid
 
 # Form values are text: these become the JSON types the strict schema expects. A value that
 # does not convert stays text, so the schema names it ("expected an integer").
-_INTEGERS = ("n", "output_compression", "seed", "partial_images")
+_INTEGERS = ("n", "output_compression", "seed", "partial_images", "max_layers")
 _NUMBERS = ("guidance_scale",)
-_BOOLEANS = ("stream", "watermark")
+_BOOLEANS = ("stream", "watermark", "layer_decomposition")
 _INDEXED = re.compile(r"^image\[(\d{1,3})\]$")
 
 

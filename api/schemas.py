@@ -64,6 +64,10 @@ class ImageGenerationRequest(BaseModel):
     # A set of related images in one call (Seedream's fields; 4.0, 4.5, 5.0 Lite).
     sequential_image_generation: StrictStr | None = Field(default=None, max_length=16)
     sequential_image_generation_options: SetOptions | None = None
+    # A picture split into layers (Seedream's field; 5.0 Pro, Flash, 5.5), with our cap on the
+    # layers (the hold is the base and this many layers; the model's most by default).
+    layer_decomposition: StrictBool = False
+    max_layers: StrictInt | None = Field(default=None, ge=1, le=1000)
     # Accepted and ignored (OpenAI fields with no Seedream meaning).
     style: Any = None
     moderation: Any = None
@@ -163,6 +167,8 @@ def _json_images(request: ImageEditRequest) -> list[ImageSource]:
 def _validated(schema: type[_Request], payload: Any) -> _Request:
     if not isinstance(payload, dict):
         raise invalid("The request body must be a JSON object.", param=None, code="invalid_json")
+    if payload.get("layer_decomposition") is True and "prompt" not in payload:
+        payload = {**payload, "prompt": ""}  # a split needs no prompt: the model finds the parts
     try:
         request = schema.model_validate(payload)
     except ValidationError as exc:
@@ -207,6 +213,8 @@ def _spec(request: ImageGenerationRequest, reference_count: int, param: str) -> 
             if request.sequential_image_generation_options
             else None
         ),
+        layer_decomposition=request.layer_decomposition,
+        max_layers=request.max_layers,
     )
 
 

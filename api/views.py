@@ -266,10 +266,20 @@ async def _rendered(
     if generation.response_format == "b64_json":
         return _b64_json_response(generation, completed.images)
     data = [
-        {"url": services.image_url(image, _base_url(request)), "revised_prompt": None}
+        {
+            "url": services.image_url(image, _base_url(request)),
+            "revised_prompt": None,
+            **_item_extras(image),
+        }
         for image in completed.images
     ]
     return JsonResponse({"data": data, **_answer_fields(generation, completed.images)})
+
+
+def _item_extras(image: Image) -> dict[str, Any]:
+    """What an answer's item carries beyond OpenAI's: a split's layer fields (z_index, and a
+    layer's name, description and bounding_box), as the upstream gave them."""
+    return dict(image.layer) if image.layer else {}
 
 
 def _envelope(generation: Generation, images: list[Image]) -> dict[str, Any]:
@@ -335,12 +345,22 @@ def _b64_json_response(generation: Generation, images: list[Image]) -> Streaming
     head = b'{"data":['
     tail = b"]," + json.dumps(_answer_fields(generation, images)).encode()[1:]
     length = len(head) + len(tail) + max(len(images) - 1, 0)
-    length += sum(len(_B64_OPEN) + _b64_length(image.bytes) + len(_B64_CLOSE) for image in images)
+    length += sum(
+        len(_B64_OPEN) + _b64_length(image.bytes) + len(_b64_close(image)) for image in images
+    )
     response = StreamingHttpResponse(
         _b64_json_body(generation, images, head, tail), content_type="application/json"
     )
     response["Content-Length"] = str(length)
     return response
+
+
+def _b64_close(image: Image) -> bytes:
+    """The end of an image's item: OpenAI's fields after b64_json, and ours."""
+    extras = _item_extras(image)
+    if not extras:
+        return _B64_CLOSE
+    return _B64_CLOSE[:-1] + b"," + json.dumps(extras).encode()[1:]
 
 
 def _b64_length(nbytes: int) -> int:
@@ -378,7 +398,7 @@ async def _b64_json_body(
             raise
         finally:
             pieces.close()
-        yield _B64_CLOSE
+        yield _b64_close(image)
     yield tail
 
 

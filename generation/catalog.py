@@ -441,6 +441,25 @@ def resolve_size(model: ModelInfo, size: str | None) -> Size:
     return Size(value=f"{width}x{height}", pixels=pixels)
 
 
+def resolve_layer_size(model: ModelInfo, size: str | None) -> Size:
+    """A layer split's size: one of the model's layer keywords (``auto``, the default, lets the
+    model choose by the input's size: held at the largest); WxH is SizeError."""
+    keywords = model.layer_keywords
+    chosen = next(
+        (k for k in keywords if size is not None and k.casefold() == size.casefold()), None
+    )
+    if size is not None and chosen is None:
+        raise SizeError(
+            f"'{size}' is not a size of a layer split: use one of {', '.join(keywords)}"
+        )
+    if chosen is None or chosen == "auto":
+        largest = max((k for k in keywords if k in model.keyword_sizes),
+                      key=lambda k: _pixels(model.keyword_sizes[k]))  # fmt: skip
+        held = resolve_size(model, largest)
+        return Size(value="auto", pixels=held.pixels, reach=held.reach)
+    return resolve_size(model, chosen)
+
+
 def _keyword(model: ModelInfo, size: str) -> str | None:
     """``size`` as one of the model's keywords (any case), in the model's own spelling."""
     folded = size.casefold()

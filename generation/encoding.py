@@ -67,8 +67,9 @@ class Delivery:
         return target != "png" and self._compresses
 
     def apply(self, image: DeliveredImage) -> DeliveredImage:
-        """``image`` in the format asked for (itself if it is so already)."""
-        if not self.needs_reencoding(image):
+        """``image`` in the format asked for (itself if it is so already). A split's layers
+        stay the PNGs with alpha they are: the format asked for is the base's."""
+        if (image.layer and image.layer.get("z_index", 0)) or not self.needs_reencoding(image):
             return image
         target = self.target_format(image)
         quality = _LEAST_COMPRESSION if self.output_compression is None else self.output_compression

@@ -139,8 +139,10 @@ class Generation(models.Model):
 
     @property
     def calls(self) -> int:
-        """How many upstream calls make its images: one per image, or one for a set."""
-        return 1 if self.params.get("max_images") else self.n
+        """How many upstream calls make its images: one per image, or one for a set or a
+        layer split."""
+        sets_or_layers = self.params.get("max_images") or self.params.get("layers")
+        return 1 if sets_or_layers else self.n
 
     @property
     def ledger_reference(self) -> str:
@@ -169,6 +171,9 @@ class Image(models.Model):
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     bytes = models.PositiveIntegerField()
+    # In a layer split: its z_index (0: the base) and a layer's name, description and
+    # bounding_box (upstream.DeliveredImage.layer); None for any other image.
+    layer = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -120,6 +120,7 @@ def mark_delivered(image: DeliveredImage, made_by: MadeBy) -> DeliveredImage:
         width=image.width,
         height=image.height,
         call=image.call,
+        layer=image.layer,
     )
 
 

@@ -14,7 +14,9 @@ from .catalog import (
     ModelInfo,
     Size,
     SizeError,
+    all_models,
     get_model,
+    resolve_layer_size,
     resolve_size,
     text_to_image_models,
     transparency_models,
@@ -27,6 +29,8 @@ IMAGES_MAX = 10
 # A set (sequential_image_generation "auto"): the model makes 1 to max_images related images in
 # one call; its reference images and max_images together are at most this (Seedream's rule).
 SET_TOTAL_MAX = 15
+# A layer split's one input image has at least this many pixels (512 x 512).
+LAYER_INPUT_MIN_PIXELS = 512 * 512
 SEED_MAX = 2_147_483_647
 GUIDANCE_SCALE_MIN, GUIDANCE_SCALE_MAX = 1, 10
 # OpenAI's values: the formats we deliver (re-encoding where the model does not make one), the
@@ -59,9 +63,13 @@ class GenerationSpec:
     references: tuple[Reference, ...] = ()
     # A set's most images (None: not a set): one call, in which the model decides how many.
     max_images: int | None = None
+    # A layer split's most layers (None: not a split): one call, the base and its layers.
+    max_layers: int | None = None
 
     @property
     def images_per_call(self) -> int:
+        if self.max_layers is not None:
+            return self.max_layers + 1  # the base, and each layer: all priced as images
         return self.max_images or 1
 
     @property
@@ -72,6 +80,15 @@ class GenerationSpec:
     def with_references(self, references: tuple[Reference, ...]) -> GenerationSpec:
         """This spec with its reference images, once gathered and checked (build_spec checked
         their count for the model: ``reference_count``)."""
+        if self.max_layers is not None:
+            (reference,) = references
+            if reference.width * reference.height < LAYER_INPUT_MIN_PIXELS:
+                raise invalid(
+                    f"The image of a layer split is {reference.width}x{reference.height}; it "
+                    f"must have at least {LAYER_INPUT_MIN_PIXELS:,} pixels (512x512).",
+                    param="image",
+                    code="image_too_small",
+                )
         return replace(self, references=references)
 
     def params(self) -> dict[str, Any]:
@@ -92,6 +109,8 @@ class GenerationSpec:
             params["references"] = len(self.references)
         if self.max_images is not None:
             params["max_images"] = self.max_images
+        if self.max_layers is not None:
+            params["layers"] = self.max_layers
         return params
 
 
@@ -135,6 +154,8 @@ def build_spec(
     references_param: str = "image",
     sequential_image_generation: str | None = None,
     max_images: int | None = None,
+    layer_decomposition: bool = False,
+    max_layers: int | None = None,
 ) -> GenerationSpec:
     """The spec for these values, or a Refusal naming the first one at fault: the prompt, then
     the model (unknown: MODEL_NOT_FOUND), whether it takes ``reference_count`` reference images
@@ -144,7 +165,7 @@ def build_spec(
 
     A seed of -1 is "none" (the upstream picks one); with ``n`` above 1, image i is sent
     ``seed + i`` where the model takes a seed (generation/upstream.py)."""
-    if not prompt.strip():
+    if not prompt.strip() and not layer_decomposition:  # a split may name what to separate
         raise invalid("'prompt' must not be empty.", param="prompt")
     limit = settings.PROMPT_MAX_CHARS
     if len(prompt) > limit:
@@ -178,10 +199,26 @@ def build_spec(
             param="model",
             code="unsupported_model_mode",
         )
-    if (size is None or size == "auto") and quality is not None:
+    layers = None
+    if layer_decomposition:
+        layers = _layers(info, max_layers, n, reference_count, sequential_image_generation)
+        if background is not None:
+            raise Refusal(
+                Reason.UNSUPPORTED_PARAMETER,
+                "'background' is not supported in a layer split: the layers are PNGs with "
+                "their own transparency.",
+                param="background",
+                code="unsupported_parameter",
+            )
+    elif max_layers is not None:
+        raise invalid(
+            "'max_layers' applies to a layer split only: send it with 'layer_decomposition': true.",
+            param="max_layers",
+        )
+    if (size is None or size == "auto") and quality is not None and not layers:
         size = info.size_for_quality(quality)
     try:
-        resolved = resolve_size(info, size)
+        resolved = resolve_layer_size(info, size) if layers else resolve_size(info, size)
     except SizeError as exc:
         raise invalid(f"Invalid value for 'size': {exc}.", param="size") from None
     if guidance_scale is not None:
@@ -215,7 +252,42 @@ def build_spec(
         output_compression=output_compression,
         background=background,
         max_images=set_size,
+        max_layers=layers,
     )
+
+
+def _layers(
+    info: ModelInfo, max_layers: int | None, n: int, references: int, sets: str | None
+) -> int:
+    """A layer split's most layers: the model's most, or fewer; a Refusal where the model
+    splits no pictures, or the request is not one image to split."""
+    if not info.max_layers:
+        able = ", ".join(m.id for m in all_models() if m.max_layers) or "none today"
+        raise Refusal(
+            Reason.UNSUPPORTED_PARAMETER,
+            f"'layer_decomposition' is not supported by {info.id}: it splits no pictures into "
+            f"layers. Models that do: {able}.",
+            param="layer_decomposition",
+            code="unsupported_parameter",
+        )
+    if references != 1:
+        raise invalid(
+            f"A layer split takes exactly one image (the picture to split); {references} were "
+            "sent.",
+            param="image",
+        )
+    if n != 1 or sets == "auto":
+        raise invalid(
+            "A layer split is one picture's layers: leave out 'n' and sets.",
+            param="n" if n != 1 else "sequential_image_generation",
+        )
+    most = info.max_layers if max_layers is None else max_layers
+    if not 1 <= most <= info.max_layers:
+        raise invalid(
+            f"Invalid value for 'max_layers': from 1 to {info.max_layers} on {info.id}.",
+            param="max_layers",
+        )
+    return most
 
 
 def _set_size(

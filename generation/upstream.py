@@ -67,6 +67,8 @@ class UpstreamRequest:
     images: tuple[str, ...] = field(default=(), repr=False)
     # A set's most images (sequential_image_generation "auto"); None: one image.
     max_images: int | None = None
+    # A layer split's most layers (layer_decomposition); None: no split.
+    max_layers: int | None = None
 
     @classmethod
     def for_model(
@@ -83,6 +85,7 @@ class UpstreamRequest:
         background: str | None = None,
         images: tuple[str, ...] = (),
         max_images: int | None = None,
+        max_layers: int | None = None,
     ) -> UpstreamRequest:
         """The request ``model`` is sent: a seed where it uses one (the others ignore it, so it
         is dropped), a guidance scale where it takes one, ``output_format`` where it makes that
@@ -110,6 +113,7 @@ class UpstreamRequest:
             ),
             images=images,
             max_images=max_images if model.sets else None,
+            max_layers=max_layers if model.max_layers else None,
         )
 
     def for_image(self, index: int) -> UpstreamRequest:
@@ -128,12 +132,15 @@ class UpstreamRequest:
             # The upstream default is true (a visible "AI generated" mark); ours is false.
             "watermark": self.watermark,
         }
-        if self.sets and self.max_images is not None:
+        if self.max_layers is not None:
+            # A split takes none of the set or stream fields, not even "disabled".
+            body["layer_decomposition"] = True
+        elif self.sets and self.max_images is not None:
             body["sequential_image_generation"] = "auto"
             body["sequential_image_generation_options"] = {"max_images": self.max_images}
         elif self.sets:
             body["sequential_image_generation"] = "disabled"
-        if self.stream:
+        if self.stream and self.max_layers is None:
             body["stream"] = False
         if self.seed is not None:
             body["seed"] = self.seed
@@ -159,6 +166,9 @@ class DeliveredImage:
     # The upstream call that delivered it (its position among the request's calls): a set's
     # images all share their one call, which billing prices them by.
     call: int = 0
+    # In a layer split: its z_index (0: the base), and a layer's name, description and
+    # bounding_box, as the upstream gave them.
+    layer: dict[str, Any] | None = None
 
 
 class FailureKind:
@@ -194,6 +204,7 @@ class _Member:
 
     outcome: Outcome | None = None
     url: str | None = None
+    layer: dict[str, Any] | None = None
 
 
 @dataclass
@@ -295,7 +306,10 @@ async def _member(member: _Member, memory: Reservation | None) -> Outcome:
     if member.outcome is not None:
         return member.outcome
     assert member.url is not None
-    return await _download(member.url, memory)
+    outcome = await _download(member.url, memory)
+    if member.layer is not None and isinstance(outcome, DeliveredImage):
+        return replace(outcome, layer=member.layer)
+    return outcome
 
 
 # Upstream ids the upstream answered "not found" to, in this process: later requests go
@@ -368,7 +382,7 @@ async def _call_once(request: UpstreamRequest, memory: Reservation | None = None
         "Content-Type": "application/json",
     }
     body = json.dumps(request.body()).encode()
-    answer_limit = _answer_limit(request.max_images or 1)
+    answer_limit = _answer_limit(_most_images(request))
     try:
         async with get_session().post(
             url, data=body, headers=headers, allow_redirects=False
@@ -404,10 +418,44 @@ async def _call_once(request: UpstreamRequest, memory: Reservation | None = None
         return _Call(failure=classify_error(200, data[0]))
     # A set: each member delivered or failed on its own (a failed one is not charged, and the
     # call is not retried: its delivered members were made, and would be paid for again).
-    return _Call([_parsed_member(item) for item in data])
+    members = [_parsed_member(item) for item in data]
+    if request.max_layers is not None:
+        members = _capped_layers(members, request.max_layers)
+    return _Call(members)
+
+
+def _most_images(request: UpstreamRequest) -> int:
+    if request.max_layers is not None:
+        return request.max_layers + 1
+    return request.max_images or 1
+
+
+def _capped_layers(members: list[_Member], max_layers: int) -> list[_Member]:
+    """A split's base and layers in stacking order, at most ``max_layers`` layers: the quote held
+    no more, so any beyond are dropped (and not charged)."""
+    ordered = sorted(members, key=lambda m: int((m.layer or {}).get("z_index", 0)))
+    if len(ordered) > max_layers + 1:
+        logger.warning(
+            "layer split gave %d layers, %d asked at most: the rest dropped",
+            len(ordered) - 1,
+            max_layers,
+        )
+    return ordered[: max_layers + 1]
+
+
+_LAYER_FIELDS = ("z_index", "name", "description", "bounding_box")
 
 
 def _parsed_member(item: dict[str, Any]) -> _Member:
+    member = _parsed_image(item)
+    if "z_index" in item:
+        member.layer = {key: item[key] for key in _LAYER_FIELDS if key in item}
+        if isinstance(member.outcome, DeliveredImage):
+            member.outcome = replace(member.outcome, layer=member.layer)
+    return member
+
+
+def _parsed_image(item: dict[str, Any]) -> _Member:
     if isinstance(item.get("error"), dict):
         return _Member(classify_error(200, item))
     encoded = item.get("b64_json")

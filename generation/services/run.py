@@ -54,6 +54,7 @@ def upstream_request(
         background=params.get("background"),
         images=tuple(r.data_url() for r in references),
         max_images=params.get("max_images"),
+        max_layers=params.get("layers"),
     )
 
 

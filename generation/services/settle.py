@@ -308,6 +308,7 @@ class _Settlement:
                 width=image.width,
                 height=image.height,
                 bytes=len(image.data),
+                layer=image.layer,
                 created_at=now,
             )
             for index, image, token, name in stored

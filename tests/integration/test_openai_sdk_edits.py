@@ -137,3 +137,18 @@ def test_a_set_of_up_to_four_through_extra_body(sdk):
 
     assert len(result.data) == 4 and all(item.url for item in result.data)
     assert assert_ledger_balanced(user) == 1000 - quoted["credits"]
+
+
+def test_a_layer_split_through_images_edit(sdk):
+    user, client = sdk()
+    source = picture(RED, (768, 512), "JPEG")
+
+    result = client.images.edit(
+        model="seedream-5-0-pro", image=("photo.jpg", source, "image/jpeg"), prompt="the parts",
+        size="1K", extra_body={"layer_decomposition": True, "max_layers": 3},
+    )  # fmt: skip
+
+    layers = [item.model_extra for item in result.data]
+    assert [layer["z_index"] for layer in layers] == [0, 1, 2, 3]
+    assert all(layer["name"] and layer["bounding_box"] for layer in layers[1:])
+    assert assert_ledger_balanced(user) == 1000 - 4 * 60
