@@ -3,11 +3,14 @@
 Strict types: ``"n": "2"`` or ``"n": 2.0`` is an error, as a typed client would expect. Unknown
 fields are ignored, and the OpenAI fields that do not apply to Seedream are accepted and ignored.
 ``quality``, ``output_format``, ``output_compression`` and ``background`` are OpenAI's and mean
-what they mean there (generation/spec.py checks their values, for every way in).
+what they mean there (generation/spec.py checks their values, for every way in). ``stream:
+true`` asks for the answer as Server-Sent Events (api/streaming.py); it is the API's concern
+only and never reaches the domain or the upstream.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
@@ -71,6 +74,7 @@ class ImageGenerationRequest(BaseModel):
     # Accepted and ignored (OpenAI fields with no Seedream meaning).
     style: Any = None
     moderation: Any = None
+    # Streaming sends no partial images, only each finished one (api/streaming.py).
     partial_images: Any = None
 
 
@@ -93,8 +97,18 @@ _MESSAGES = {
 }
 
 
-async def generation_spec(payload: Any) -> GenerationSpec:
-    """The spec of a decoded JSON generation body: ApiError(400) naming the first parameter of
+@dataclass(frozen=True)
+class ImagesRequest:
+    """A validated images request: the domain's spec, and what only the answer needs (sent as
+    events, and the ``quality`` asked for, which the events report)."""
+
+    spec: GenerationSpec
+    stream: bool = False
+    quality: str | None = None
+
+
+async def generation_request(payload: Any) -> ImagesRequest:
+    """A decoded JSON generation body, validated: ApiError(400) naming the first parameter of
     a wrong type, then the domain's own checks (generation/spec.py), which raise a Refusal,
     then its reference images (``image``), gathered and checked."""
     request = _validated(ImageGenerationRequest, payload)
@@ -103,11 +117,12 @@ async def generation_spec(payload: Any) -> GenerationSpec:
         ImageSource(param="image" if len(values) == 1 else f"image[{i}]", text=value)
         for i, value in enumerate(values)
     ]
-    return await _with_references(_spec(request, len(sources), "image"), sources, "image")
+    spec = await _with_references(_spec(request, len(sources), "image"), sources, "image")
+    return _answered(request, spec)
 
 
-async def edit_spec(payload: Any, files: list[ImageSource] | None = None) -> GenerationSpec:
-    """The spec of an edit: ``payload`` its fields (a JSON body's, or a multipart form's
+async def edit_request(payload: Any, files: list[ImageSource] | None = None) -> ImagesRequest:
+    """An edit, validated: ``payload`` its fields (a JSON body's, or a multipart form's
     already typed by ``form_fields``), ``files`` the multipart form's images in order (None
     for a JSON body, whose images are ``images: [{"image_url": ...}]``)."""
     request = _validated(ImageEditRequest, payload)
@@ -133,7 +148,12 @@ async def edit_spec(payload: Any, files: list[ImageSource] | None = None) -> Gen
         raise invalid(f"Missing required parameter: '{param}'.", param=param,
                       code="missing_required_parameter")  # fmt: skip
     param = "images" if files is None else "image"
-    return await _with_references(_spec(request, len(sources), param), sources, param)
+    spec = await _with_references(_spec(request, len(sources), param), sources, param)
+    return _answered(request, spec)
+
+
+def _answered(request: ImageGenerationRequest, spec: GenerationSpec) -> ImagesRequest:
+    return ImagesRequest(spec=spec, stream=bool(request.stream), quality=request.quality)
 
 
 def _json_images(request: ImageEditRequest) -> list[ImageSource]:
@@ -173,12 +193,6 @@ def _validated(schema: type[_Request], payload: Any) -> _Request:
         request = schema.model_validate(payload)
     except ValidationError as exc:
         raise _first_error(exc) from None
-    if request.stream:
-        raise invalid(
-            "Streaming is not supported yet: leave 'stream' out or set it to false.",
-            param="stream",
-            code="unsupported_parameter",
-        )
     return request
 
 

@@ -6,7 +6,8 @@ before the view runs. A generation takes the domain's one pipeline (generation/s
 pipeline.py): admit, reserve, run, settle; this module adds what only HTTP has: the body's
 parsing, the process's memory for the images (generation/memory.py), the Idempotency-Key's
 replay, a client that hangs up (the work goes on, shielded), and rendering the answer as a URL
-or as base64, streamed from storage.
+or as base64, streamed from storage, or (``stream: true``) as Server-Sent Events
+(api/streaming.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
+from contextlib import aclosing
 from typing import Any
 
 from django.conf import settings
@@ -44,11 +46,12 @@ from generation.references import Reference
 from generation.refusals import Refusal
 from server.steps import Steps
 
+from . import streaming
 from .auth import ApiRequest, api_endpoint
 from .errors import ApiError, error_response, invalid
 from .multipart import edit_form
-from .refusals import stored_error
-from .schemas import edit_spec, generation_spec
+from .refusals import api_error, stored_error
+from .schemas import ImagesRequest, edit_request, generation_request
 
 logger = logging.getLogger(__name__)
 
@@ -101,12 +104,12 @@ def request_fingerprint(body: bytes) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def _edit_spec(request: HttpRequest) -> services.GenerationSpec:
-    """An edit's spec, from its multipart form (the SDKs' images.edit) or its JSON body."""
+async def _edit_request(request: HttpRequest) -> ImagesRequest:
+    """An edit, from its multipart form (the SDKs' images.edit) or its JSON body."""
     if (request.content_type or "") == "application/json":
-        return await edit_spec(_read_json(request))
+        return await edit_request(_read_json(request))
     fields, files = await edit_form(request)
-    return await edit_spec(fields, files)
+    return await edit_request(fields, files)
 
 
 def _is_json_edit(request: HttpRequest) -> bool:
@@ -117,26 +120,28 @@ def _is_json_edit(request: HttpRequest) -> bool:
     return isinstance(payload, dict) and "images" in payload
 
 
-async def _generation_spec(request: HttpRequest) -> services.GenerationSpec:
-    return await generation_spec(_read_json(request))
+async def _generation_request(request: HttpRequest) -> ImagesRequest:
+    return await generation_request(_read_json(request))
 
 
 @api_endpoint("POST", admit=False)
 async def images_generations(request: ApiRequest) -> HttpResponseBase:
     """Images from a prompt (and, with Seedream's ``image``, from reference images)."""
-    return await _images(request, _generation_spec)
+    return await _images(request, _generation_request, streaming.GENERATION)
 
 
 @api_endpoint("POST", admit=False)
 async def images_edits(request: ApiRequest) -> HttpResponseBase:
     """Images from reference images and a prompt: OpenAI's images.edit, multipart or JSON."""
-    return await _images(request, _edit_spec)
+    return await _images(request, _edit_request, streaming.EDIT)
 
 
 async def _images(
     request: ApiRequest,
-    parse: Callable[[HttpRequest], Awaitable[services.GenerationSpec]],
+    parse: Callable[[HttpRequest], Awaitable[ImagesRequest]],
+    kind: str,
 ) -> HttpResponseBase:
+    """``kind``: the events' name (api/streaming.py), should the request ask for them."""
     started = time.monotonic()
     steps, api_key = request.steps, request.api_key
     idempotency_key = request.headers.get("Idempotency-Key")
@@ -146,12 +151,13 @@ async def _images(
                 "The Idempotency-Key header must be 1 to 255 printable characters.",
                 param="Idempotency-Key",
             )
-        spec = await parse(request)
+        asked = await parse(request)
     except (ApiError, Refusal):
         # A request that cannot run still counts as a request (not as work).
         admission = await services.admit(steps, api_key.user, api_key)
         request.answer_headers.update(admission.headers)
         raise
+    spec = asked.spec
     request.answer_headers.update(lifecycle_headers(spec.model, request))
     # Before anything is counted, charged or sent upstream: room in this process's memory for
     # the images (503 Busy if there is none). Released once they are stored.
@@ -174,7 +180,7 @@ async def _images(
         opened = await asyncio.shield(opening)
     except services.IdempotentReplay as replay:
         image_memory.release()
-        return await _replay(request, replay.generation)
+        return await _replay(request, replay.generation, asked, kind)
     except asyncio.CancelledError:
         steps.detach()
         opening.add_done_callback(functools.partial(_run_once_opened, steps, started, image_memory))
@@ -184,6 +190,13 @@ async def _images(
         image_memory.release()
         raise
     work = _start(steps, opened, started, image_memory, spec.references)
+    if asked.stream:
+        # Everything that can be refused was (as JSON, with its status): the answer starts now
+        # and tells the outcome as events. The work outlives this view from here on, and may
+        # outlive the request (a client that hangs up, even before the first byte, when
+        # nothing would tell it): its steps leave the request's thread now.
+        steps.detach()
+        return _event_stream(request, work, asked, kind)
     try:
         completed = await asyncio.shield(work)
     except asyncio.CancelledError:
@@ -222,8 +235,12 @@ def _run_once_opened(
         image_memory.release()
 
 
-async def _replay(request: ApiRequest, generation: Generation) -> HttpResponseBase:
-    """Answer a repeated Idempotency-Key: the stored result, after waiting for a running one."""
+async def _replay(
+    request: ApiRequest, generation: Generation, asked: ImagesRequest, kind: str
+) -> HttpResponseBase:
+    """Answer a repeated Idempotency-Key: the stored result, after waiting for a running one.
+    A streamed request's repeat (the same body, so streamed too) has its images as events; a
+    failure, known before the first byte, is the JSON error either way."""
     deadline = time.monotonic() + settings.IDEMPOTENCY_WAIT_SECONDS
     while not generation.is_finished:
         if time.monotonic() >= deadline:
@@ -236,7 +253,13 @@ async def _replay(request: ApiRequest, generation: Generation) -> HttpResponseBa
         await asyncio.sleep(0.25)
         generation = await request.steps.run(Generation.objects.get, pk=generation.pk)
     completed = await request.steps.run(_load_completed, generation)
-    response = await _render(request, generation, completed)
+    response: HttpResponseBase
+    if asked.stream and _succeeded(completed):
+        finished: asyncio.Future[services.Completed] = asyncio.get_running_loop().create_future()
+        finished.set_result(completed)
+        response = _event_stream(request, finished, asked, kind)
+    else:
+        response = await _render(request, generation, completed)
     response["Idempotent-Replayed"] = "true"
     return response
 
@@ -258,10 +281,15 @@ async def _render(
 CREDITS_CHARGED_HEADER = "x-credits-charged"
 
 
+def _succeeded(completed: services.Completed) -> bool:
+    generation = completed.generation
+    return generation.status == Generation.Status.SUCCEEDED and bool(completed.images)
+
+
 async def _rendered(
     request: HttpRequest, generation: Generation, completed: services.Completed
 ) -> HttpResponseBase:
-    if generation.status != Generation.Status.SUCCEEDED or not completed.images:
+    if not _succeeded(completed):
         return stored_error(generation).response()
     if generation.response_format == "b64_json":
         return _b64_json_response(generation, completed.images)
@@ -378,28 +406,37 @@ async def _b64_json_body(
     yield head
     for position, image in enumerate(images):
         yield (b"," if position else b"") + _B64_OPEN
-        pieces = services.read_image(image, _B64_READ_BYTES)
-        try:
-            read = 0
-            while (piece := await _next_piece(pieces)) is not None:
-                read += len(piece)
-                if read > image.bytes:
-                    break
-                yield base64.b64encode(piece)
-            if read != image.bytes:
-                raise OSError(f"{image.file.name} is {read} bytes, not {image.bytes}")
-        except Exception:
-            logger.exception(
-                "generation %s: image %s could not be read while its answer was sent; the "
-                "connection is cut",
-                generation.public_id,
-                image.token,
-            )
-            raise
-        finally:
-            pieces.close()
+        async with aclosing(_image_base64(generation, image)) as pieces:
+            async for piece in pieces:
+                yield piece
         yield _b64_close(image)
     yield tail
+
+
+async def _image_base64(generation: Generation, image: Image) -> AsyncGenerator[bytes]:
+    """An image's base64, read from storage a piece at a time (see ``_b64_json_body`` for what
+    a failed read does). Iterate it in ``aclosing``: a client that leaves half way then lets go
+    of the file at once, not when the generator is collected."""
+    pieces = services.read_image(image, _B64_READ_BYTES)
+    try:
+        read = 0
+        while (piece := await _next_piece(pieces)) is not None:
+            read += len(piece)
+            if read > image.bytes:
+                break
+            yield base64.b64encode(piece)
+        if read != image.bytes:
+            raise OSError(f"{image.file.name} is {read} bytes, not {image.bytes}")
+    except Exception:
+        logger.exception(
+            "generation %s: image %s could not be read while its answer was sent; the "
+            "connection is cut",
+            generation.public_id,
+            image.token,
+        )
+        raise
+    finally:
+        pieces.close()
 
 
 async def _next_piece(pieces: Generator[bytes]) -> bytes | None:
@@ -410,6 +447,89 @@ async def _next_piece(pieces: Generator[bytes]) -> bytes | None:
     return next(pieces, None)
 
 
+def _event_stream(
+    request: HttpRequest,
+    work: asyncio.Future[services.Completed],
+    asked: ImagesRequest,
+    kind: str,
+) -> StreamingHttpResponse:
+    """The answer of ``stream: true`` (api/streaming.py): what it cost cannot be known when it
+    starts, so it has no x-credits-charged header; each event says it instead."""
+    return streaming.event_stream(_events(work, asked, kind, _base_url(request)))
+
+
+async def _events(
+    work: asyncio.Future[services.Completed], asked: ImagesRequest, kind: str, base_url: str
+) -> AsyncIterator[bytes]:
+    # A client that hangs up cancels this (not the work: it is shielded and tracked).
+    async for keep_alive in streaming.keep_alive_until(work):
+        yield keep_alive
+    outcome = _outcome(work)
+    if isinstance(outcome, ApiError):
+        yield streaming.error_event(outcome)
+        return
+    generation, images = outcome.generation, outcome.images
+    for index, image in enumerate(images):
+        fields = _event_fields(generation, images, index, asked, base_url)
+        async with (
+            aclosing(_image_base64(generation, image)) as b64_json,
+            aclosing(streaming.completed_event(kind, fields, b64_json)) as event,
+        ):
+            async for piece in event:
+                yield piece
+    yield streaming.DONE
+
+
+def _outcome(work: asyncio.Future[services.Completed]) -> services.Completed | ApiError:
+    """The finished work's images, or the error the stream ends with: the generation's stored
+    one, or (the work itself failed: it will be settled by the reconciler, uncharged) the 500
+    an unstreamed request would have answered."""
+    failure = None if work.cancelled() else work.exception()  # cancelled: a shutdown's drain
+    if isinstance(failure, ApiError):
+        return failure
+    if isinstance(failure, Refusal):
+        return api_error(failure)
+    if work.cancelled() or failure is not None:
+        logger.error(
+            "a streamed generation's work failed; its stream ends with an error", exc_info=failure
+        )
+        return ApiError(
+            500,
+            "The server had an error while processing your request. You were not charged for "
+            "anything that was not delivered.",
+            type="server_error",
+        )
+    completed = work.result()
+    if not _succeeded(completed):
+        return stored_error(completed.generation)
+    return completed
+
+
+def _event_fields(
+    generation: Generation, images: list[Image], index: int, asked: ImagesRequest, base_url: str
+) -> dict[str, Any]:
+    """A completed event's fields but ``type`` and ``b64_json``: OpenAI's, each image's own
+    where it has one and the settings asked for (``auto`` for none), then ours. Every event
+    carries the whole request's ``usage`` and ``credits_charged``, settled before the first."""
+    image = images[index]
+    return {
+        "created_at": int(time.time()),
+        "background": generation.params.get("background") or "auto",
+        "output_format": _FORMATS.get(image.content_type, ""),
+        "quality": asked.quality or "auto",
+        "size": f"{image.width}x{image.height}",
+        "usage": _usage(generation, images),
+        "url": services.image_url(image, base_url),
+        "index": index,
+        "id": generation.public_id,
+        "model": generation.model,
+        "images_requested": generation.n,
+        "images_delivered": generation.images_delivered,
+        "credits_charged": generation.charged_credits,
+        **_item_extras(image),  # a split's layer fields, as in a JSON answer
+    }
+
+
 @api_endpoint("POST")
 async def images_quote(request: ApiRequest) -> HttpResponse:
     """What a generation or an edit with this body would hold (the most it can cost), image by
@@ -418,9 +538,9 @@ async def images_quote(request: ApiRequest) -> HttpResponse:
     ``images_edits``) does; the request counts against the requests-per-minute limit (not
     images, no concurrency slot), as any other /v1 call."""
     if (request.content_type or "") == "multipart/form-data" or _is_json_edit(request):
-        spec = await _edit_spec(request)
+        spec = (await _edit_request(request)).spec
     else:
-        spec = await _generation_spec(request)
+        spec = (await _generation_request(request)).spec
     request.answer_headers.update(lifecycle_headers(spec.model, request))
     priced = await request.steps.run(services.quote, spec)
     images = [

@@ -107,8 +107,6 @@ BAD_BODIES: list[tuple[str, Any, int, str]] = [
      "invalid_value"),
     ("a keyword the model lacks", {"model": "seedream-5-0-pro", "prompt": "a", "size": "4K"},
      400, "invalid_value"),
-    ("stream", {"model": "seedream-4-0", "prompt": "a", "stream": True}, 400,
-     "unsupported_parameter"),
     ("guidance_scale where unsupported",
      {"model": "seedream-4-0", "prompt": "a", "guidance_scale": 3.0}, 400,
      "unsupported_parameter"),

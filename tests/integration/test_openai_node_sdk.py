@@ -191,3 +191,31 @@ def test_edits_with_one_file_a_list_of_three_and_generate_with_image(
     assert sent == [[digests[:1]], [digests], [digests[1:]]]
     charged = sum(outcome["result"]["credits_charged"] for outcome in results)
     assert assert_ledger_balanced(user) == 100_000 - charged
+
+
+def test_a_streamed_generation_iterates_to_completed_events_and_a_failure_throws(
+    node, live_api, customer
+):
+    user, key = customer
+    body = {"model": "seedream-4-0", "prompt": f"a heron {uuid.uuid4()}", "size": "1K", "n": 2}
+    quoted = httpx.post(
+        f"{live_api}/v1/images/quote", json=body, headers={"Authorization": f"Bearer {key}"}
+    ).json()["credits"]
+
+    streamed, failed = node_sdk(
+        node, live_api, key,
+        {"op": "generate_stream", "params": body},
+        {"op": "generate_stream",
+         "params": {"model": "seedream-4-0", "prompt": f"{uuid.uuid4()} [sim:block-prompt]"}},
+    )  # fmt: skip
+
+    assert streamed["ok"], streamed
+    events = streamed["result"]
+    assert [event["type"] for event in events] == ["image_generation.completed"] * 2
+    for event in events:
+        with PILImage.open(io.BytesIO(base64.b64decode(event["b64_json"]))) as picture:
+            assert (picture.format, f"{picture.width}x{picture.height}") == ("JPEG", event["size"])
+        assert event["credits_charged"] == quoted
+    assert not failed["ok"]
+    assert (failed["name"], failed["code"]) == ("APIError", "content_policy_violation")
+    assert assert_ledger_balanced(user) == 100_000 - quoted

@@ -219,13 +219,6 @@ def test_a_blocked_prompt_raises_bad_request_content_policy_and_costs_nothing(sd
     assert assert_ledger_balanced(user) == 1000
 
 
-def test_streaming_is_refused_clearly(sdk):
-    _, client = sdk()
-    with pytest.raises(openai.BadRequestError) as caught:
-        client.images.generate(model="seedream-4-0", prompt="x", stream=True)
-    assert caught.value.param == "stream"
-
-
 def test_an_upstream_outage_is_retried_by_the_sdk_and_each_attempt_refunded(sdk):
     user, client = sdk(max_retries=1)
     with pytest.raises(openai.InternalServerError) as caught:

@@ -3,8 +3,11 @@
 //   {"baseURL": ..., "apiKey": ..., "calls": [{"op": "generate", "params": {...}},
 //                                             {"op": "post", "path": "/images/quote", "body": {...}},
 //                                             {"op": "edit", "params": {...}, "files": [{"name",
-//                                              "base64", "type"}], "single": true|false}]}
+//                                              "base64", "type"}], "single": true|false},
+//                                             {"op": "generate_stream", "params": {...}}]}
 // An edit's files become the SDK's uploads: one file as `image` ("single"), else a list.
+// "generate_stream" asks for stream: true and iterates the SDK's stream: its result is the
+// events, in order (an error the stream ends with is the call's error, as for the others).
 // Prints one JSON array: per call, {"ok": true, "result": ...} or the SDK's error as
 // {"ok": false, "name", "status", "code", "param", "message"}.
 import OpenAI, { toFile } from "openai";
@@ -14,6 +17,13 @@ const client = new OpenAI({ baseURL: plan.baseURL, apiKey: plan.apiKey, maxRetri
 
 async function run(call) {
   if (call.op === "generate") return client.images.generate(call.params);
+  if (call.op === "generate_stream") {
+    const events = [];
+    for await (const event of await client.images.generate({ ...call.params, stream: true })) {
+      events.push(event);
+    }
+    return events;
+  }
   if (call.op === "post") return client.post(call.path, { body: call.body });
   if (call.op === "models") return (await client.models.list()).data;
   if (call.op === "edit") {
