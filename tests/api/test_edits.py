@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.server
 import io
 import json
+import threading
 import uuid
 
 import httpx
@@ -297,3 +299,59 @@ def test_the_upstream_is_sent_the_references_in_order_and_draws_them(
         drawn = reference_colours(image.convert("RGB"), 3)
     for got, wanted in zip(drawn, colours, strict=True):
         assert all(abs(g - w) <= 24 for g, w in zip(got, wanted, strict=True)), (drawn, colours)
+
+
+@pytest.fixture
+def image_host(settings):
+    """An image host on loopback, allowed as an operator's own private host would be."""
+    served = {"/blue.png": picture(BLUE)}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = served.get(self.path)
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings.INPUT_FETCH_PRIVATE_HOSTS = ["127.0.0.1"]
+    yield f"http://127.0.0.1:{server.server_port}", served
+    server.shutdown()
+
+
+def test_a_url_reference_is_fetched_kept_and_sent_as_its_bytes(
+    client, owner_key, image_host, simulator_url
+):
+    base, served = image_host
+    prompt = f"fetched {uuid.uuid4()}"
+    body = {"model": "seedream-4-0", "prompt": prompt, "size": "1K",
+            "images": [{"image_url": f"{base}/blue.png"}]}  # fmt: skip
+
+    response = post_json(client, owner_key, "/v1/images/edits", body)
+
+    assert response.status_code == 200, response.content
+    assert [data for *_, data in kept_inputs(Generation.objects.get())] == [served["/blue.png"]]
+    sim = simulator_url.removesuffix("/api/v3")
+    sent = httpx.get(f"{sim}/_sim/calls", params={"prompt": prompt}).json()["references"]
+    assert sent == [[hashlib.sha256(served["/blue.png"]).hexdigest()]]
+
+
+def test_a_url_that_cannot_be_fetched_is_refused_uncharged(
+    client, owner_key, image_host, nothing_kept
+):
+    base, _ = image_host
+    body = {"model": "seedream-4-0", "prompt": "x", "images": [{"image_url": f"{base}/gone.png"}]}
+
+    error = assert_refused(
+        post_json(client, owner_key, "/v1/images/edits", body),
+        400,
+        "invalid_image_url",
+        "images[0].image_url",
+    )
+    assert "404" in error["message"]
