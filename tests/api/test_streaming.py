@@ -339,3 +339,18 @@ def test_a_client_that_hangs_up_mid_stream_is_charged_for_what_was_delivered(
     assert generation.images.count() == 1
     assert ledger_kinds(owner)[-1] == ("charge", -cost)
     assert assert_ledger_balanced(owner) == 1000 - cost
+
+
+def test_a_streamed_layer_split_sends_the_base_and_each_layer_with_its_fields(owner, owner_key):
+    source = data_url(picture(RED, (768, 512), "JPEG"), "jpeg")
+    body = {"model": "seedream-5-0-pro", "layer_decomposition": True, "max_layers": 3,
+            "size": "1K", "stream": True, "images": [{"image_url": source}]}  # fmt: skip
+
+    answer = send(owner_key, "/v1/images/edits", body=body)
+
+    assert answer.status == 200, answer.body
+    completed = answer.completed()
+    assert [event["type"] for event in completed] == ["image_edit.completed"] * 4
+    assert [event["z_index"] for event in completed] == [0, 1, 2, 3]
+    assert all(event["name"] and event["bounding_box"] for event in completed[1:])
+    assert assert_ledger_balanced(owner) == 1000 - completed[-1]["credits_charged"]
