@@ -10,7 +10,7 @@ middleware or view looks at it, so a view's own size check comes after the bytes
   read there and is answered 413;
 - a body that has not arrived within ``BODY_READ_TIMEOUT_SECONDS`` is answered 408.
 
-The limit is ``API_MAX_IMAGE_BODY_BYTES`` on the /v1 paths that take reference images,
+The limit is ``API_MAX_IMAGE_BODY_BYTES`` on the paths that take reference images,
 ``API_MAX_BODY_BYTES`` on the rest of ``/v1/``, and ``WEB_MAX_BODY_BYTES`` elsewhere. Slow
 headers are the server's and a front proxy's to bound (README, "Deployment"): no application
 sees a request before its headers are complete.
@@ -31,8 +31,14 @@ Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Message, Receive, Send], Awaitable[None]]
 
 API_PREFIX = "/v1/"
-# The /v1 paths whose bodies may carry reference images (files, or base64 in JSON).
-IMAGE_BODY_PATHS = ("/v1/images/edits", "/v1/images/generations", "/v1/images/quote")
+# The paths whose bodies may carry reference images (files, or base64 in JSON): the API's, and
+# the playground's form.
+IMAGE_BODY_PATHS = (
+    "/v1/images/edits",
+    "/v1/images/generations",
+    "/v1/images/quote",
+    "/dashboard/playground",
+)
 
 
 def limit_for(path: str) -> int:

@@ -186,7 +186,8 @@ def test_a_served_process_refuses_64_mib_before_reading_it_and_drops_a_stalled_b
         ("/v1/images/quote", LIMIT),
         ("/v1/models", LIMIT // 2),
         ("/v1/credits", LIMIT // 2),
-        ("/dashboard/playground/", 4 * LIMIT),
+        ("/dashboard/playground/", LIMIT),  # its form takes reference images
+        ("/dashboard/usage/", 4 * LIMIT),
     ],
 )
 def test_the_paths_that_take_images_have_the_image_limit_and_the_rest_their_own(
