@@ -18,7 +18,8 @@
     document.querySelectorAll("#playground-form input[name='gallery_references']:checked").length;
   const sameFile = (a, b) =>
     a.name === b.name && a.size === b.size && a.lastModified === b.lastModified;
-  const megabytes = (bytes) => `${(bytes / MB).toFixed(bytes < MB ? 2 : 1)} MB`;
+  const fileSize = (bytes) =>
+    bytes < MB ? `${Math.max(1, Math.round(bytes / 1024))} KB` : `${(bytes / MB).toFixed(1)} MB`;
 
   function add(files) {
     for (const file of files) {
@@ -112,7 +113,7 @@
     const text = element("div", "reference-text");
     text.append(
       element("span", "reference-name", `${position}. ${file.name}`),
-      element("span", "help", megabytes(file.size)),
+      element("span", "help", fileSize(file.size)),
     );
     for (const problem of problems(file, position, limits)) {
       text.append(element("p", "error", problem));
