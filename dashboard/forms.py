@@ -127,8 +127,6 @@ class PlaygroundForm(forms.Form):
         self.fields["gallery_references"].choices = [  # type: ignore[attr-defined]
             (image.token, image.generation.prompt) for image in self.gallery_images
         ]
-        if self.limits:
-            self.fields["reference_files"].widget.attrs["accept"] = self.limits.accept
         self.fields["prompt"].max_length = settings.PROMPT_MAX_CHARS  # type: ignore[attr-defined]
         self.fields["prompt"].widget.attrs["maxlength"] = settings.PROMPT_MAX_CHARS
         self.fields["model"].choices = [(m.id, m.name) for m in models]  # type: ignore[attr-defined]
