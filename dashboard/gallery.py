@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 
 from accounts.models import User
 from generation.catalog import all_models
-from generation.models import Generation, Image
+from generation.models import Generation, Image, InputImage
 
 from . import paging
 
@@ -38,7 +38,12 @@ def images(user: User, form: GalleryFilterForm) -> QuerySet[Image]:
         rows = rows.filter(generation__model=data["model"])
     if data.get("source"):
         rows = rows.filter(generation__source=data["source"])
-    return rows.select_related("generation").order_by("-created_at", "-id")
+    # Each tile shows the reference images its generation was made from: one query per page.
+    return (
+        rows.select_related("generation")
+        .prefetch_related("generation__inputs")
+        .order_by("-created_at", "-id")
+    )
 
 
 def page_after(rows: QuerySet[Image], cursor: str | None) -> paging.Page[Image]:
@@ -51,3 +56,21 @@ def owned_image(user: User, token: str) -> Image | None:
         .select_related("generation", "generation__api_key")
         .first()
     )
+
+
+def recent_images(user: User, limit: int) -> list[Image]:
+    """The owner's newest ``limit`` images (the playground offers them as references)."""
+    rows = Image.objects.filter(user=user).select_related("generation")
+    return list(rows.order_by("-created_at", "-id")[:limit])
+
+
+def owned_images(user: User, tokens: list[str]) -> dict[str, Image]:
+    """The owner's images among ``tokens``, by token: another customer's token is simply not
+    there, exactly like one that does not exist."""
+    rows = Image.objects.filter(user=user, token__in=tokens).select_related("generation")
+    return {image.token: image for image in rows}
+
+
+def owned_input(user: User, token: str) -> InputImage | None:
+    """One of the owner's reference images (an input of one of their generations)."""
+    return InputImage.objects.filter(user=user, token=token).select_related("generation").first()

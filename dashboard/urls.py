@@ -28,4 +28,10 @@ urlpatterns = [
         name="image-download",
     ),
     path("dashboard/gallery/<str:token>/delete/", views_gallery.image_delete, name="image-delete"),
+    path("dashboard/inputs/<str:token>/", views_gallery.input_image, name="input"),
+    path(
+        "dashboard/inputs/<str:token>/thumbnail/",
+        views_gallery.input_thumbnail,
+        name="input-thumbnail",
+    ),
 ]

@@ -1,6 +1,6 @@
-"""The private gallery: the grid, one image in detail, its download and its deletion. Every
-lookup is scoped to the signed-in owner: another customer's image is a 404, exactly like one
-that does not exist."""
+"""The private gallery: the grid, one image in detail, its download and its deletion, and the
+reference images a generation was made from. Every lookup is scoped to the signed-in owner:
+another customer's image is a 404, exactly like one that does not exist."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.http import AuthenticatedRequest
 from generation import services, storage
-from generation.models import Image
+from generation.models import Image, InputImage
+from generation.thumbnails import render_thumbnail
 
 from . import gallery
 
@@ -47,6 +49,13 @@ def _owned(request: AuthenticatedRequest, token: str) -> Image:
     return image
 
 
+def _owned_input(request: AuthenticatedRequest, token: str) -> InputImage:
+    found = gallery.owned_input(request.user, token)
+    if found is None:
+        raise Http404
+    return found
+
+
 def _reuse_query(image: Image) -> str:
     g = image.generation
     params = {"prompt": g.prompt, "model": g.model, "size": g.size, "n": g.n}
@@ -68,7 +77,9 @@ def image_detail(request: AuthenticatedRequest, token: str) -> HttpResponse:
         {
             "image": image,
             "g": image.generation,
+            "inputs": list(image.generation.inputs.all()),
             "reuse_query": _reuse_query(image),
+            "reference_query": urlencode({"ref": image.token}),
             "image_url": services.image_url(image, ""),
         },
     )
@@ -110,3 +121,40 @@ def image_delete(request: AuthenticatedRequest, token: str) -> HttpResponse:
         "cache_hours": max(round(settings.IMAGE_CACHE_SECONDS / 3600), 1),
     }
     return render(request, "dashboard/image_delete.html", context)
+
+
+# A customer's reference images are private (unlike a generated image's unguessable link): only
+# the owner's signed-in browser may keep a copy, never a shared cache. They never change, so
+# that copy may be kept a while.
+_PRIVATE = {"private": True, "max_age": 3600}
+
+
+@login_required
+@require_GET
+@cache_control(**_PRIVATE)
+def input_image(request: AuthenticatedRequest, token: str) -> HttpResponseBase:
+    """One of the owner's reference images, as it was sent."""
+    found = _owned_input(request, token)
+    try:
+        handle = default_storage.open(found.file.name, "rb")
+    except FileNotFoundError:
+        raise Http404 from None
+    extension = found.file.name.rsplit(".", 1)[-1]
+    filename = f"{found.generation.public_id}-reference-{found.index + 1}.{extension}"
+    return FileResponse(handle, filename=filename, content_type=found.content_type)
+
+
+@login_required
+@require_GET
+@cache_control(**_PRIVATE)
+def input_thumbnail(request: AuthenticatedRequest, token: str) -> HttpResponse:
+    """A small WebP of one of the owner's reference images, made on each ask (the browser keeps
+    it): any format the model took shows in any browser, a TIFF or a 30 MB photograph too."""
+    found = _owned_input(request, token)
+    try:
+        with default_storage.open(found.file.name, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise Http404 from None
+    thumbnail = render_thumbnail(data, settings.THUMBNAIL_MAX_PIXELS)
+    return HttpResponse(thumbnail, content_type="image/webp")

@@ -1,6 +1,11 @@
 """The playground: a prompt form with a live price, generations queued to Celery workers, and
 cards that follow each generation until it is done (htmx polling; without JavaScript the page
-still works by reloading)."""
+still works by reloading).
+
+Reference images come as files (a multipart POST) or as picks from the customer's gallery
+(``?ref=<image token>`` from an image page pre-picks one). The live price counts them: files
+cannot travel with the quote's GET, so the page's script counts them and sends ``references``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -18,7 +23,7 @@ from generation import catalog, services
 from generation.models import Generation
 from generation.refusals import Refusal, ShortOfCredits
 
-from . import live
+from . import gallery, live, references
 from .forms import CUSTOM, PlaygroundForm, normalise_size
 
 RECENT = 12
@@ -38,6 +43,12 @@ class Quote:
     total_credits: int = 0
     balance_credits: int = 0
     error: str = ""
+    # The reference images priced: how many, what they add in all, how many are free, and
+    # what each one past those costs per image asked for.
+    references: int = 0
+    references_credits: int = 0
+    free_references: int = 0
+    credits_per_reference: int = 0
 
     @property
     def total_usd(self) -> str:
@@ -46,6 +57,21 @@ class Quote:
     @property
     def affordable(self) -> bool:
         return self.total_credits <= self.balance_credits
+
+    @property
+    def references_text(self) -> str:
+        """The reference images' part of the price, in words ("" for none)."""
+        if not self.references:
+            return ""
+        images = f"{self.references} reference image{'' if self.references == 1 else 's'}"
+        if not self.references_credits:
+            return f"{images}, free"
+        paid = self.references - self.free_references
+        free = f"{self.free_references} free, " if self.free_references else ""
+        return (
+            f"{images} ({free}{paid} at {self.credits_per_reference} credits per image asked "
+            f"for: {self.references_credits} credits)"
+        )
 
 
 def quote_for(user: Any, params: Any) -> Quote:
@@ -59,30 +85,57 @@ def quote_for(user: Any, params: Any) -> Quote:
             return Quote(balance_credits=balance, error="Enter a size to see the price.")
     try:
         n = min(max(int(params.get("n") or 1), 1), 10)
+        count = _reference_count(model, params.get("references"))
         resolved = catalog.resolve_size(model, size)
         spec = services.GenerationSpec(model=model, prompt="", size=resolved, n=n)
-        priced = services.quote(spec)
-        return Quote(priced.per_image_credits, n, priced.tier.name, priced.held_credits, balance)
+        priced = services.quote(spec.with_references(references.counted(count)))
+        return Quote(
+            priced.per_image_credits,
+            n,
+            priced.tier.name,
+            priced.held_credits,
+            balance,
+            references=count,
+            references_credits=priced.references_credits_per_call * priced.calls,
+            free_references=min(count, priced.rule.free_references),
+            credits_per_reference=priced.rule.reference_credits,
+        )
     except ValueError as exc:  # SizeError or a mangled n
         return Quote(balance_credits=balance, error=f"{size}: {exc}.")
     except Refusal as exc:
         return Quote(balance_credits=balance, error=exc.message)
 
 
+def _reference_count(model: catalog.ModelInfo, raw: object) -> int:
+    """The references to price: what the page counted, within what the model takes (a price
+    for more than it takes would be a price for a request it refuses)."""
+    most = model.max_references if references.takes_references(model) else 0
+    try:
+        return min(max(int(str(raw or 0)), 0), most)
+    except ValueError:
+        return 0
+
+
 def _recent(user: Any) -> list[Generation]:
     return list(
         Generation.objects.filter(user=user, source=Generation.Source.PLAYGROUND)
-        .prefetch_related("images")
+        .prefetch_related("images", "inputs")
         .order_by("-created_at", "-id")[:RECENT]
     )
 
 
 def _initial_from(query: Any) -> dict[str, Any]:
-    """The form's starting values from the query: the gallery's "use these settings"."""
+    """The form's starting values from the query: the gallery's "use these settings" and "use
+    as reference" (``ref``), and the form's own refresh when the model changes."""
     keys = ("prompt", "model", "size", "custom_size", "n", "seed", "guidance_scale", "watermark")
-    initial = {key: query[key] for key in keys if query.get(key) not in (None, "")}
+    initial: dict[str, Any] = {key: query[key] for key in keys if query.get(key) not in (None, "")}
     if "watermark" in initial:
         initial["watermark"] = initial["watermark"] in ("1", "true", "on")
+    picks = [*query.getlist("gallery_references"), *query.getlist("ref")]
+    if picks:
+        initial["gallery_references"] = list(dict.fromkeys(picks))
+    if query.get("references", "").isdigit():
+        initial["references"] = int(query["references"])
     model = catalog.get_model(str(initial.get("model", "")))
     size = initial.get("size")
     if model and size and size not in dict(_size_values(model)):
@@ -95,7 +148,11 @@ def _size_values(model: catalog.ModelInfo) -> list[tuple[str, str]]:
 
 
 def _page(request: AuthenticatedRequest, form: PlaygroundForm, status: int = 200) -> HttpResponse:
-    params = form.data if form.is_bound else {**form.initial, **{"model": form.model_info.id}}
+    if form.is_bound:
+        params = {key: form.data.get(key) for key in form.data}
+    else:
+        params = {**form.initial, "model": form.model_info.id}
+    params["references"] = form.reference_count()
     template = "dashboard/_form.html" if _is_htmx(request) else "dashboard/playground.html"
     return render(
         request,
@@ -103,6 +160,7 @@ def _page(request: AuthenticatedRequest, form: PlaygroundForm, status: int = 200
         {
             "form": form,
             "quote": quote_for(request.user, params),
+            "picked": form.picked_tokens(),
             "generations": [] if _is_htmx(request) else _recent(request.user),
         },
         status=status,
@@ -116,9 +174,13 @@ def playground(request: AuthenticatedRequest) -> HttpResponse:
     if request.method == "GET":
         # Also answers the form's own refresh when the model changes (htmx asks for the form).
         initial = _initial_from(request.GET)
-        return _page(request, PlaygroundForm(initial=initial, model_id=initial.get("model")))
+        picks = initial.get("gallery_references", [])
+        if picks and len(gallery.owned_images(request.user, picks)) != len(picks):
+            raise Http404  # another customer's image, or none: the same answer
+        form = PlaygroundForm(initial=initial, model_id=initial.get("model"), user=request.user)
+        return _page(request, form)
 
-    form = PlaygroundForm(request.POST)
+    form = PlaygroundForm(request.POST, request.FILES, user=request.user)
     if form.is_valid():
         try:
             generation = services.submit_generation(user=request.user, spec=form.spec)
@@ -159,6 +221,7 @@ def _card(generation: Generation, *, new: bool = False) -> dict[str, Any]:
     return {
         "g": generation,
         "images": list(generation.images.all()),
+        "inputs": list(generation.inputs.all()),
         "explanation": live.explain(generation),
         "progress": live.progress_label(generation),
         "new": new,
