@@ -37,7 +37,7 @@ def test_the_table_of_contents_takes_you_to_each_section(
     load(page, f"{live_server.url}/docs/", console_errors, phone=True)
     toc = page.get_by_role("navigation", name="On this page")
     links = toc.get_by_role("link")
-    expect(links).to_have_count(11)
+    expect(links).to_have_count(12)
     for name, section_id in [("Idempotency", "idempotency"), ("GET /credits", "credits")]:
         toc.get_by_role("link", name=name, exact=True).click()
         expect(page).to_have_url(f"{live_server.url}/docs/#{section_id}")

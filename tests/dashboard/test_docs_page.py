@@ -13,7 +13,7 @@ from tests.support.prices import set_tier_price
 pytestmark = pytest.mark.smoke
 
 SECTIONS = [
-    "authentication", "quickstart", "generations", "quality", "response", "models",
+    "authentication", "quickstart", "generations", "quality", "response", "edits", "models",
     "models-endpoint", "credits", "idempotency", "errors", "rate-limits",
 ]  # fmt: skip
 
