@@ -219,3 +219,34 @@ def test_a_streamed_generation_iterates_to_completed_events_and_a_failure_throws
     assert not failed["ok"]
     assert (failed["name"], failed["code"]) == ("APIError", "content_policy_violation")
     assert assert_ledger_balanced(user) == 100_000 - quoted
+
+
+def test_a_set_a_layer_split_and_a_streamed_edit(node, live_api, customer):
+    user, key = customer
+    source = picture(RED, (768, 512), "JPEG")
+    photo = [{"name": "photo.jpg", "base64": base64.b64encode(source).decode(),
+              "type": "image/jpeg"}]  # fmt: skip
+    a_set = {"model": "seedream-4-0", "prompt": f"four seasons {uuid.uuid4()}", "size": "1K",
+             "sequential_image_generation": "auto",
+             "sequential_image_generation_options": {"max_images": 4}}  # fmt: skip
+    split = {"model": "seedream-5-0-pro", "prompt": "the parts", "size": "1K",
+             "layer_decomposition": True, "max_layers": 3}  # fmt: skip
+    edit = {"model": "seedream-4-0", "prompt": f"at night {uuid.uuid4()}", "size": "1K"}
+
+    made_set, made_split, streamed = node_sdk(
+        node, live_api, key,
+        {"op": "generate", "params": a_set},
+        {"op": "edit", "params": split, "files": photo, "single": True},
+        {"op": "edit_stream", "params": edit, "files": photo, "single": True},
+    )  # fmt: skip
+
+    assert all(outcome["ok"] for outcome in (made_set, made_split, streamed))
+    assert len(made_set["result"]["data"]) == 4
+    layers = made_split["result"]["data"]
+    assert [layer["z_index"] for layer in layers] == [0, 1, 2, 3]
+    assert all(layer["name"] and layer["bounding_box"] for layer in layers[1:])
+    events = streamed["result"]
+    assert [event["type"] for event in events] == ["image_edit.completed"]
+    charged = (made_set["result"]["credits_charged"] + made_split["result"]["credits_charged"]
+               + events[0]["credits_charged"])  # fmt: skip
+    assert assert_ledger_balanced(user) == 100_000 - charged

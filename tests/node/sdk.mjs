@@ -5,7 +5,8 @@
 //                                             {"op": "edit", "params": {...}, "files": [{"name",
 //                                              "base64", "type"}], "single": true|false},
 //                                             {"op": "generate_stream", "params": {...}}]}
-// An edit's files become the SDK's uploads: one file as `image` ("single"), else a list.
+// An edit's files become the SDK's uploads: one file as `image` ("single"), else a list;
+// "edit_stream" is the same edit with stream: true, its result the events.
 // "generate_stream" asks for stream: true and iterates the SDK's stream: its result is the
 // events, in order (an error the stream ends with is the call's error, as for the others).
 // Prints one JSON array: per call, {"ok": true, "result": ...} or the SDK's error as
@@ -26,11 +27,17 @@ async function run(call) {
   }
   if (call.op === "post") return client.post(call.path, { body: call.body });
   if (call.op === "models") return (await client.models.list()).data;
-  if (call.op === "edit") {
+  if (call.op === "edit" || call.op === "edit_stream") {
     const files = await Promise.all(
       call.files.map((f) => toFile(Buffer.from(f.base64, "base64"), f.name, { type: f.type })),
     );
-    return client.images.edit({ ...call.params, image: call.single ? files[0] : files });
+    const params = { ...call.params, image: call.single ? files[0] : files };
+    if (call.op === "edit") return client.images.edit(params);
+    const events = [];
+    for await (const event of await client.images.edit({ ...params, stream: true })) {
+      events.push(event);
+    }
+    return events;
   }
   throw new Error(`unknown op ${call.op}`);
 }
