@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from accounts.http import AuthenticatedRequest
 from generation import services, storage
 from generation.models import Image, InputImage
-from generation.thumbnails import render_thumbnail
+from generation.thumbnails import ensure_thumbnail
 
 from . import gallery
 
@@ -147,14 +147,12 @@ def input_image(request: AuthenticatedRequest, token: str) -> HttpResponseBase:
 @login_required
 @require_GET
 @cache_control(**_PRIVATE)
-def input_thumbnail(request: AuthenticatedRequest, token: str) -> HttpResponse:
-    """A small WebP of one of the owner's reference images, made on each ask (the browser keeps
-    it): any format the model took shows in any browser, a TIFF or a 30 MB photograph too."""
+def input_thumbnail(request: AuthenticatedRequest, token: str) -> HttpResponseBase:
+    """A small WebP of one of the owner's reference images, made once and kept (as an image's
+    is): any format the model took shows in any browser, a TIFF or a 30 MB photograph too."""
     found = _owned_input(request, token)
     try:
-        with default_storage.open(found.file.name, "rb") as handle:
-            data = handle.read()
+        name = ensure_thumbnail(found.token, found.file.name)
     except FileNotFoundError:
         raise Http404 from None
-    thumbnail = render_thumbnail(data, settings.THUMBNAIL_MAX_PIXELS)
-    return HttpResponse(thumbnail, content_type="image/webp")
+    return FileResponse(default_storage.open(name, "rb"), content_type="image/webp")

@@ -61,10 +61,6 @@ def _delete_files_after_commit(images: list[tuple[str, str]]) -> None:
     transaction.on_commit(delete)
 
 
-def _delete_names_after_commit(names: list[str]) -> None:
-    transaction.on_commit(lambda: storage.delete_many(names))
-
-
 def delete_image(image: Image) -> None:
     """The customer deletes one image: its row, file and thumbnail. The generation, its
     charge and the ledger keep their lines."""
@@ -111,12 +107,13 @@ def _purge_expired_inputs(cutoff: datetime, batch: int) -> int:
             rows = list(
                 InputImage.objects.filter(created_at__lt=cutoff)
                 .order_by("created_at")
-                .values_list("pk", "file")[:batch]
+                .values_list("pk", "token", "file")[:batch]
             )
             if not rows:
                 return total
-            InputImage.objects.filter(pk__in=[pk for pk, _ in rows]).delete()
-            _delete_names_after_commit([name for _, name in rows])
+            InputImage.objects.filter(pk__in=[pk for pk, *_ in rows]).delete()
+            # Its file, and the thumbnail the gallery made of it (the same names as an image's).
+            _delete_files_after_commit([(token, name) for _, token, name in rows])
         total += len(rows)
 
 
@@ -168,9 +165,9 @@ def erase_customer_content(user: User) -> int:
     files = list(images.values_list("token", "file"))
     deleted, _ = images.delete()
     inputs = InputImage.objects.filter(user=user)
-    input_files = list(inputs.values_list("file", flat=True))
+    input_files = list(inputs.values_list("token", "file"))
     inputs.delete()
-    _delete_names_after_commit(input_files)
+    _delete_files_after_commit(input_files)
     Generation.objects.filter(user=user).update(
         prompt="", params={}, idempotency_key="", request_hash="", error_message=""
     )

@@ -341,7 +341,8 @@ def test_the_owner_gets_a_reference_image_and_its_thumbnail_privately(signed_in,
     assert original["Content-Type"] == "image/png"
     assert b"".join(original.streaming_content) == picture(RED)
     assert thumbnail.status_code == 200 and thumbnail["Content-Type"] == "image/webp"
-    assert thumbnail.content[:4] == b"RIFF" and thumbnail.content[8:12] == b"WEBP"
+    webp = b"".join(thumbnail.streaming_content)
+    assert webp[:4] == b"RIFF" and webp[8:12] == b"WEBP"
     for response in (original, thumbnail):
         assert "private" in response["Cache-Control"]
         assert "public" not in response["Cache-Control"]

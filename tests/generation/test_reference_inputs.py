@@ -12,7 +12,7 @@ import pytest
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from generation import services
+from generation import services, thumbnails
 from generation.catalog import get_model, resolve_size
 from generation.models import Generation, InputImage
 from generation.references import check_reference
@@ -129,3 +129,18 @@ def test_the_sweep_keeps_a_kept_reference_and_removes_an_orphan(queued, settings
 
     assert default_storage.exists(kept)
     assert not default_storage.exists(orphan[0].name)
+
+
+def test_retention_deletes_a_references_thumbnail_too(
+    queued, settings, django_capture_on_commit_callbacks
+):
+    settings.IMAGE_RETENTION_DAYS = 30
+    generation = queued(spec_with_references("thumbnailed", picture(RED)))
+    kept = InputImage.objects.get(generation=generation)
+    thumbnail = thumbnails.ensure_thumbnail(kept.token, kept.file.name)
+    assert default_storage.exists(thumbnail)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.purge_expired_images(now=timezone.now() + timedelta(days=31))
+
+    assert not default_storage.exists(thumbnail)
