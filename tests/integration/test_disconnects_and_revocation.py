@@ -7,6 +7,7 @@ import time
 import httpx
 import openai
 import pytest
+from django.conf import settings
 from openai import OpenAI
 
 from generation.models import ConcurrencySlot, Generation
@@ -75,10 +76,13 @@ def test_a_chunked_body_over_the_limit_is_a_413_in_openai_shape(
     user = user_factory(credits=1000)
     key = api_key_factory(user).raw_key
 
+    # The generations path may carry reference images: its limit is the image body limit.
+    megabytes = settings.API_MAX_IMAGE_BODY_BYTES // 2**20 + 2
+
     def chunks():
         yield b'{"model": "seedream-4-0", "prompt": "'
-        for _ in range(100):
-            yield b"a" * 1024
+        for _ in range(megabytes):
+            yield b"a" * 2**20
         yield b'"}'
 
     response = httpx.post(
