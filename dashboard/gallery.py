@@ -1,10 +1,17 @@
 """The private gallery: every image a customer made, from the playground or the API, newest
-first, filtered and paged by keyset (see paging.py) over the (user, -created_at, -id) index."""
+first, filtered and paged by keyset (see paging.py) over the (user, -created_at, -id) index.
+
+A set or a layer split is one generation whose images belong together (one upstream call made
+them): the grid shows it as one tile, its first image, and the image's page shows the rest. The
+images of a plain generation asked with n > 1 are independent and each has its own tile."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from django import forms
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from accounts.models import User
 from generation.catalog import all_models
@@ -31,8 +38,32 @@ class GalleryFilterForm(forms.Form):
         ]
 
 
+GroupKind = Literal["set", "layers"]
+
+
+def group_kind(generation: Generation) -> GroupKind | None:
+    """What kind of group ``generation``'s images make: "set", "layers" (a split) or None (a
+    plain generation). The same test as ``_in_a_group`` below, in Python."""
+    if "layers" in generation.params:
+        return "layers"
+    if "max_images" in generation.params:
+        return "set"
+    return None
+
+
+def _in_a_group() -> Q:
+    return Q(generation__params__has_key="layers") | Q(generation__params__has_key="max_images")
+
+
 def images(user: User, form: GalleryFilterForm) -> QuerySet[Image]:
-    rows = Image.objects.filter(user=user)
+    """The owner's tiles, newest first: every image, except that a set or a split shows only
+    its first image still there (one the customer deleted hands the tile to the next)."""
+    earlier_sibling = Image.objects.filter(
+        generation=OuterRef("generation"), index__lt=OuterRef("index")
+    )
+    rows = Image.objects.filter(user=user).exclude(
+        Q(index__gt=0) & _in_a_group() & Q(Exists(earlier_sibling))
+    )
     data = form.cleaned_data if form.is_valid() else {}
     if data.get("model"):
         rows = rows.filter(generation__model=data["model"])
@@ -50,12 +81,65 @@ def page_after(rows: QuerySet[Image], cursor: str | None) -> paging.Page[Image]:
     return paging.page_after(rows, cursor, PAGE_SIZE)
 
 
+@dataclass(frozen=True)
+class Tile:
+    """One tile of the grid: an image, and for a set or a split how many it stands for."""
+
+    image: Image
+    kind: GroupKind | None = None
+    # A set: its images; a split: its layers (the base not counted). Those still there.
+    count: int = 0
+
+    @property
+    def badge(self) -> str:
+        if self.kind == "set":
+            return f"set of {self.count}"
+        if self.kind == "layers":
+            return f"{self.count} layer{'' if self.count == 1 else 's'}"
+        return ""
+
+
+def tiles(rows: list[Image]) -> list[Tile]:
+    """The page's rows as tiles, with one more query when sets or splits are among them."""
+    grouped = {image.generation_id for image in rows if group_kind(image.generation)}
+    members: dict[int, list[int | None]] = {}
+    if grouped:
+        found = Image.objects.filter(generation_id__in=grouped).values_list(
+            "generation_id", "layer__z_index"
+        )
+        for generation_id, z_index in found:
+            members.setdefault(generation_id, []).append(z_index)
+    result = []
+    for image in rows:
+        kind = group_kind(image.generation)
+        if kind is None:
+            result.append(Tile(image))
+            continue
+        z_indexes = members.get(image.generation_id, [])
+        # A split counts its layers, not its base (z_index 0); a set counts every image.
+        count = sum(1 for z in z_indexes if z) if kind == "layers" else len(z_indexes)
+        result.append(Tile(image, kind, count))
+    return result
+
+
 def owned_image(user: User, token: str) -> Image | None:
     return (
         Image.objects.filter(user=user, token=token)
         .select_related("generation", "generation__api_key")
         .first()
     )
+
+
+def siblings(image: Image) -> list[Image]:
+    """Every image of ``image``'s generation still there, in order (itself among them)."""
+    return list(Image.objects.filter(generation_id=image.generation_id).order_by("index"))
+
+
+def owned_split(user: User, public_id: str) -> Generation | None:
+    """The owner's layer split ``public_id``; None for another's, a plain generation or a set."""
+    return Generation.objects.filter(
+        user=user, public_id=public_id, params__has_key="layers"
+    ).first()
 
 
 def recent_images(user: User, limit: int) -> list[Image]:

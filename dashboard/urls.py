@@ -28,6 +28,11 @@ urlpatterns = [
         name="image-download",
     ),
     path("dashboard/gallery/<str:token>/delete/", views_gallery.image_delete, name="image-delete"),
+    path(
+        "dashboard/generations/<str:public_id>/layers.zip",
+        views_gallery.layers_zip,
+        name="layers-zip",
+    ),
     path("dashboard/inputs/<str:token>/", views_gallery.input_image, name="input"),
     path(
         "dashboard/inputs/<str:token>/thumbnail/",

@@ -1,5 +1,6 @@
-"""The private gallery: the grid, one image in detail, its download and its deletion, and the
-reference images a generation was made from. Every lookup is scoped to the signed-in owner:
+"""The private gallery: the grid, one image in detail (with the rest of its set or its layer
+split), its download and its deletion, a split's layers as a zip, and the reference images a
+generation was made from. Every lookup is scoped to the signed-in owner:
 another customer's image is a 404, exactly like one that does not exist."""
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ from generation import services, storage
 from generation.models import Image, InputImage
 from generation.thumbnails import ensure_thumbnail
 
-from . import gallery
+from . import gallery, layers
+
+# A split's zip is built in memory up to this, then in a temporary file: up to 100 layers of a
+# few megabytes each never sit in a worker's memory whole.
+ZIP_MEMORY_BYTES = 16 * 1024 * 1024
 
 
 @login_required
@@ -36,6 +41,7 @@ def gallery_page(request: AuthenticatedRequest) -> HttpResponse:
         {
             "form": form,
             "page": page,
+            "tiles": gallery.tiles(page.rows),
             "filters": query.urlencode(),
             "retention_days": settings.IMAGE_RETENTION_DAYS,
         },
@@ -58,7 +64,10 @@ def _owned_input(request: AuthenticatedRequest, token: str) -> InputImage:
 
 def _reuse_query(image: Image) -> str:
     g = image.generation
-    params = {"prompt": g.prompt, "model": g.model, "size": g.size, "n": g.n}
+    params: dict[str, object] = {"prompt": g.prompt, "model": g.model, "size": g.size}
+    # A set's or a split's n is what one call could make, not a number of images to ask for.
+    if gallery.group_kind(g) is None:
+        params["n"] = g.n
     for name in ("seed", "guidance_scale"):
         if g.params.get(name) is not None:
             params[name] = g.params[name]
@@ -81,8 +90,25 @@ def image_detail(request: AuthenticatedRequest, token: str) -> HttpResponse:
             "reuse_query": _reuse_query(image),
             "reference_query": urlencode({"ref": image.token}),
             "image_url": services.image_url(image, ""),
+            **_group(image),
         },
     )
+
+
+def _group(image: Image) -> dict[str, object]:
+    """What the page shows of the rest of a set or a split: its images in order and this one's
+    place among them, and a split's stack with this image's layer in it."""
+    kind = gallery.group_kind(image.generation)
+    if kind is None:
+        return {"kind": None}
+    siblings = gallery.siblings(image)
+    position = next((i for i, sibling in enumerate(siblings, 1) if sibling.pk == image.pk), 1)
+    context: dict[str, object] = {"kind": kind, "siblings": siblings, "position": position}
+    if kind == "layers":
+        stack = layers.stack_of(siblings)
+        context["stack"] = stack
+        context["layer"] = next((x for x in stack.layers if x.image.pk == image.pk), None)
+    return context
 
 
 @login_required
@@ -103,6 +129,31 @@ def image_download(request: AuthenticatedRequest, token: str) -> HttpResponseBas
         as_attachment=True,
         filename=filename,
         content_type=image.content_type,
+    )
+
+
+@login_required
+@require_GET
+@cache_control(private=True)
+def layers_zip(request: AuthenticatedRequest, public_id: str) -> HttpResponseBase:
+    """A layer split's base and layers, with manifest.json, as one zip: the owner's only."""
+    generation = gallery.owned_split(request.user, public_id)
+    if generation is None:
+        raise Http404
+    stack = layers.stack_of(list(generation.images.all()))
+    if stack.base is None and not stack.layers:
+        raise Http404
+    # Built whole before the answer starts, so a file missing from storage is a 404 and never a
+    # zip cut short.
+    try:
+        built = layers.spooled_zip(generation, stack, ZIP_MEMORY_BYTES)
+    except FileNotFoundError:
+        raise Http404 from None
+    return FileResponse(
+        built,
+        as_attachment=True,
+        filename=f"{generation.public_id}-layers.zip",
+        content_type="application/zip",
     )
 
 
