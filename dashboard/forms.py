@@ -18,13 +18,27 @@ from generation import catalog
 from generation.models import Image
 from generation.references import Reference, check_reference, editing_models
 from generation.refusals import Refusal
-from generation.spec import SEED_MAX, build_spec
+from generation.spec import SEED_MAX, SET_TOTAL_MAX, build_spec
 
 from . import gallery, references
 
 CUSTOM = "custom"
 MAX_IMAGES = 4
 TIMES = "\u00d7"  # the multiplication sign people write sizes with
+# What to make: images (``n`` of them), a set (one call; the model decides how many, up to
+# ``max_images``) or a layer split of one reference image (its base and up to ``max_layers``).
+IMAGES, SET, LAYERS = "images", "set", "layers"
+MAKE_CHOICES = [(IMAGES, "Images"), (SET, "A set"), (LAYERS, "A layer split")]
+SET_DEFAULT = 4
+LAYERS_DEFAULT = 8
+# The domain's words name the API's parameters; the form says them on the field they stand for.
+_FIELD_OF_PARAM = {
+    "sequential_image_generation": "make",
+    "sequential_image_generation_options.max_images": "max_images",
+    "layer_decomposition": "make",
+    "max_layers": "max_layers",
+    "image": "reference_files",
+}
 
 
 def normalise_size(raw: object) -> str:
@@ -37,6 +51,28 @@ def size_choices(model: catalog.ModelInfo) -> list[tuple[str, str]]:
     keywords = [(k, f"{k} (about {round(p**0.5)}²)") for k, p in model.size_keywords.items()]
     presets = [(size, size.replace("x", f" {TIMES} ")) for size in model.recommended_sizes]
     return [*presets, *keywords, (CUSTOM, "Custom size…")]
+
+
+def layer_size_choices(model: catalog.ModelInfo) -> list[tuple[str, str]]:
+    """A layer split's sizes: the model's layer keywords the domain can size (a keyword the
+    catalog lists for layers but cannot size would only ever be refused)."""
+    choices = []
+    for keyword in model.layer_keywords:
+        try:
+            size = catalog.resolve_layer_size(model, keyword)
+        except catalog.SizeError:
+            continue
+        if keyword == "auto":
+            label = "auto (the model chooses by the picture)"
+        else:
+            label = f"{keyword} (about {round(size.pixels**0.5)}²)"
+        choices.append((keyword, label))
+    return choices
+
+
+def make_options(model: catalog.ModelInfo) -> list[str]:
+    """What the model can make: images always, a set and a layer split where it has them."""
+    return [IMAGES, *([SET] if model.sets else []), *([LAYERS] if model.max_layers else [])]
 
 
 def playground_models() -> list[catalog.ModelInfo]:
@@ -66,13 +102,22 @@ class MultipleFileField(forms.FileField):
 
 
 class PlaygroundForm(forms.Form):
+    # Not required here: a layer split may leave it empty (``clean`` asks for it otherwise).
     prompt = forms.CharField(
+        required=False,
         widget=forms.Textarea(
             attrs={"rows": 4, "placeholder": "A red fox in fresh snow, dawn light"}
-        )
+        ),
     )
     model = forms.ChoiceField()
-    size = forms.ChoiceField()
+    # Every mode is accepted here, whatever the model: the domain refuses one the model does
+    # not have, in its own words (the page offers only the model's).
+    make = forms.ChoiceField(
+        required=False, label="What to make", choices=MAKE_CHOICES, widget=forms.RadioSelect
+    )
+    # Any size is passed to the domain, which accepts and refuses what the API does (a WxH
+    # in a layer split, say); the select offers the model's sizes for what is being made.
+    size = forms.CharField(widget=forms.Select)
     custom_size = forms.CharField(
         required=False,
         max_length=11,
@@ -85,6 +130,22 @@ class PlaygroundForm(forms.Form):
         coerce=int,
         choices=[(i, str(i)) for i in range(1, MAX_IMAGES + 1)],
         initial=1,
+    )
+    # The bounds are the domain's (they depend on the model and the references chosen): the
+    # browser is told them, and a value past them is refused by build_spec in its words.
+    max_images = forms.IntegerField(
+        required=False,
+        label="Images in the set, at most",
+        help_text=(
+            "The model decides how many, from 1 to this. A set and its reference images are "
+            f"at most {SET_TOTAL_MAX} together."
+        ),
+        widget=forms.NumberInput(attrs={"min": 1, "max": SET_TOTAL_MAX}),
+    )
+    max_layers = forms.IntegerField(
+        required=False,
+        label="Layers, at most",
+        widget=forms.NumberInput(attrs={"min": 1}),
     )
     seed = forms.IntegerField(
         required=False,
@@ -131,13 +192,53 @@ class PlaygroundForm(forms.Form):
         self.fields["prompt"].widget.attrs["maxlength"] = settings.PROMPT_MAX_CHARS
         self.fields["model"].choices = [(m.id, m.name) for m in models]  # type: ignore[attr-defined]
         self.fields["model"].initial = chosen.id
-        self.fields["size"].choices = size_choices(chosen)  # type: ignore[attr-defined]
-        self.fields["size"].initial = chosen.default_size
+        self.make_options = make_options(chosen)
+        self.make_mode = self._make_mode()
+        if not self.is_bound:  # a mode the model lacks, asked for by the page, is not shown
+            self.initial = {**self.initial, "make": self.make_mode}
+        if self.make_mode == LAYERS:
+            self.fields["size"].widget.choices = layer_size_choices(chosen)
+            self.fields["size"].initial = "auto"
+            self.fields["prompt"].label = "Prompt (optional in a split)"
+            self.fields["prompt"].help_text = "Name what to separate, or leave it empty."
+            self.fields["prompt"].widget.attrs["placeholder"] = "The person, the sign, the sky"
+        else:
+            self.fields["size"].widget.choices = size_choices(chosen)
+            self.fields["size"].initial = chosen.default_size
+        self.set_most = max(SET_TOTAL_MAX - self.reference_count(), 1)
         # Only the extras this model takes are offered at all.
+        if chosen.sets:
+            self.fields["max_images"].initial = min(SET_DEFAULT, self.set_most)
+            self.fields["max_images"].widget.attrs["max"] = self.set_most
+            self.fields["max_images"].widget.attrs["data-set-total"] = SET_TOTAL_MAX
+        else:
+            del self.fields["max_images"]
+        if chosen.max_layers:
+            most, layers = chosen.max_layers, self.fields["max_layers"]
+            layers.initial = min(LAYERS_DEFAULT, most)
+            layers.widget.attrs["max"] = most
+            layers.help_text = f"1 to {most}. The base and each layer delivered are paid as images."
+        else:
+            del self.fields["max_layers"]
         if not chosen.supports_seed:
             del self.fields["seed"]
         if not chosen.supports_guidance_scale:
             del self.fields["guidance_scale"]
+
+    def _make_mode(self) -> str:
+        """What the form makes now: as posted (a refused form shows what was asked), or as the
+        page asked for it where the model has it, or images."""
+        if self.is_bound:
+            posted = self.data.get("make") or IMAGES
+            return posted if posted in dict(MAKE_CHOICES) else IMAGES
+        wanted = self.initial.get("make") or IMAGES
+        return wanted if wanted in self.make_options else IMAGES
+
+    @property
+    def offers_modes(self) -> bool:
+        """Whether the page shows "What to make": the model has a set or a split, or a refused
+        form says why the mode it asked for is not one."""
+        return len(self.make_options) > 1 or bool(self.errors.get("make"))
 
     def picked_tokens(self) -> list[str]:
         """The gallery images picked, as the form holds them (posted, or from the page's query)."""
@@ -184,6 +285,8 @@ class PlaygroundForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        if not data.get("prompt") and (data.get("make") or IMAGES) != LAYERS:
+            self.add_error("prompt", self.fields["prompt"].error_messages["required"])
         if data.get("size") == CUSTOM and not data.get("custom_size"):
             self.add_error("custom_size", "Enter a width and height, for example 1536x1024.")
             return data
@@ -198,15 +301,23 @@ class PlaygroundForm(forms.Form):
                 references_param="reference_files",
             )
         except Refusal as exc:
-            field = exc.param if exc.param in self.fields else None
-            if exc.param == "size":
-                field = "custom_size" if data.get("size") == CUSTOM else "size"
-            self.add_error(field, exc.message)
+            self._refused(exc)
             return data
         checked = self._checked_references(picks, files)
-        if not self.errors:
-            self.spec = spec.with_references(checked)
+        if self.errors:
+            return data
+        try:
+            self.spec = spec.with_references(checked)  # a split's picture: at least 512x512
+        except Refusal as exc:
+            self._refused(exc)
         return data
+
+    def _refused(self, exc: Refusal) -> None:
+        """The domain's refusal, on the field it names (or the form's, for none shown)."""
+        field = _FIELD_OF_PARAM.get(exc.param or "", exc.param)
+        if exc.param == "size":
+            field = "custom_size" if self.cleaned_data.get("size") == CUSTOM else "size"
+        self.add_error(field if field in self.fields else None, exc.message)
 
     @property
     def _images(self) -> dict[str, Image]:
@@ -242,12 +353,19 @@ class PlaygroundForm(forms.Form):
         """The cleaned values, as ``build_spec`` takes them."""
         data = self.cleaned_data
         guidance = data.get("guidance_scale")
-        return {
+        make = data.get("make") or IMAGES
+        values: dict[str, Any] = {
             "model": data["model"],
             "prompt": data["prompt"],
             "size": self.size_value(),
-            "n": data["n"],
+            # A set or a split is one request: the count is its own (the images' n is not sent).
+            "n": data["n"] if make == IMAGES else 1,
             "seed": data.get("seed"),
             "guidance_scale": float(guidance) if guidance is not None else None,
             "watermark": bool(data.get("watermark")),
         }
+        if make == SET:
+            values.update(sequential_image_generation="auto", max_images=data.get("max_images"))
+        elif make == LAYERS:
+            values.update(layer_decomposition=True, max_layers=data.get("max_layers"))
+        return values

@@ -9,7 +9,7 @@ large. The checks themselves are the domain's; nothing here decides what is allo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.core.files.uploadedfile import UploadedFile
 
@@ -81,6 +81,14 @@ class Limits:
             f"and {self.megapixels} megapixels each."
         )
 
+    @property
+    def for_split(self) -> str:
+        """The same, for a layer split: one picture."""
+        return (
+            f"A split takes one image: {self.formats}, at most {self.max_mb} MB and "
+            f"{self.megapixels} megapixels."
+        )
+
 
 def none_taken(model: catalog.ModelInfo) -> str:
     """What the form says where the model takes no reference images."""
@@ -117,3 +125,10 @@ _COUNTED = Reference(data=b"", image_format="png", width=0, height=0)
 def counted(count: int) -> tuple[Reference, ...]:
     """``count`` stand-ins for the quote, which reads only how many there are."""
     return (_COUNTED,) * count
+
+
+def priced_with(spec: services.GenerationSpec, count: int) -> services.GenerationSpec:
+    """``spec`` carrying ``count`` stand-ins, to be priced. Not ``with_references``: that
+    checks the pictures themselves (a split's must be 512x512), and these are not pictures;
+    the form checks the real ones when it is sent."""
+    return replace(spec, references=counted(count))

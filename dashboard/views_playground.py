@@ -5,6 +5,10 @@ still works by reloading).
 Reference images come as files (a multipart POST) or as picks from the customer's gallery
 (``?ref=<image token>`` from an image page pre-picks one). The live price counts them: files
 cannot travel with the quote's GET, so the page's script counts them and sends ``references``.
+
+Where the model has them, the form makes a set (``make=set``, ``max_images``) or splits its one
+reference image into layers (``make=layers``, ``max_layers``); the price is then the set's or
+the split's hold, checked and priced by the same domain code as the API's quote.
 """
 
 from __future__ import annotations
@@ -21,10 +25,19 @@ from accounts.http import AuthenticatedRequest
 from billing import services as billing
 from generation import catalog, services
 from generation.models import Generation
-from generation.refusals import Refusal, ShortOfCredits
+from generation.refusals import Reason, Refusal, ShortOfCredits
 
 from . import gallery, live, references
-from .forms import CUSTOM, PlaygroundForm, normalise_size
+from .forms import (
+    CUSTOM,
+    IMAGES,
+    LAYERS,
+    SET,
+    PlaygroundForm,
+    layer_size_choices,
+    make_options,
+    normalise_size,
+)
 
 RECENT = 12
 
@@ -49,6 +62,19 @@ class Quote:
     references_credits: int = 0
     free_references: int = 0
     credits_per_reference: int = 0
+    # What the images are: ``n`` separate ones, a set of up to ``n``, or a split's base and
+    # layers (``n`` in all).
+    make: str = IMAGES
+
+    @property
+    def what(self) -> str:
+        """The images priced, in words."""
+        if self.make == SET:
+            return f"a set of up to {self.n} images"
+        if self.make == LAYERS:
+            layers = f"{self.n - 1} layer{'' if self.n == 2 else 's'}"
+            return f"the base and up to {layers} ({self.n} images)"
+        return f"{self.n} image{'' if self.n == 1 else 's'}"
 
     @property
     def total_usd(self) -> str:
@@ -74,24 +100,33 @@ class Quote:
         )
 
 
+# A set's or a split's price does not depend on its prompt, which may not be written yet (the
+# domain asks a set for one): this stands in for it when pricing.
+_PRICED_PROMPT = "(the price does not depend on the prompt)"
+
+
 def quote_for(user: Any, params: Any) -> Quote:
     """The price of what the form says now, from the pricing code the API uses."""
     balance = billing.balance_credits(user)
     model = catalog.get_model(str(params.get("model") or "")) or catalog.text_to_image_models()[0]
-    size = str(params.get("size") or model.default_size)
+    make = str(params.get("make") or IMAGES)
+    size = str(params.get("size") or ("auto" if make == LAYERS else model.default_size))
     if size == CUSTOM:
         size = normalise_size(params.get("custom_size"))
         if not size:
             return Quote(balance_credits=balance, error="Enter a size to see the price.")
     try:
-        n = min(max(int(params.get("n") or 1), 1), 10)
         count = _reference_count(model, params.get("references"))
-        resolved = catalog.resolve_size(model, size)
-        spec = services.GenerationSpec(model=model, prompt="", size=resolved, n=n)
-        priced = services.quote(spec.with_references(references.counted(count)))
+        if make in (SET, LAYERS):
+            spec = _set_or_split(model, make, size, count, params)
+        else:
+            n = min(max(int(params.get("n") or 1), 1), 10)
+            resolved = catalog.resolve_size(model, size)
+            spec = services.GenerationSpec(model=model, prompt="", size=resolved, n=n)
+        priced = services.quote(references.priced_with(spec, count))
         return Quote(
             priced.per_image_credits,
-            n,
+            priced.images,
             priced.tier.name,
             priced.held_credits,
             balance,
@@ -99,11 +134,40 @@ def quote_for(user: Any, params: Any) -> Quote:
             references_credits=priced.references_credits_per_call * priced.calls,
             free_references=min(count, priced.rule.free_references),
             credits_per_reference=priced.rule.reference_credits,
+            make=make,
         )
     except ValueError as exc:  # SizeError or a mangled n
         return Quote(balance_credits=balance, error=f"{size}: {exc}.")
     except Refusal as exc:
         return Quote(balance_credits=balance, error=exc.message)
+
+
+def _set_or_split(
+    model: catalog.ModelInfo, make: str, size: str, count: int, params: Any
+) -> services.GenerationSpec:
+    """A set's or a split's spec, through ``build_spec`` as the API's quote builds it: the
+    same bounds (a set and its references at most 15, a split of one picture) and the same
+    refusals."""
+    raw = params.get("max_images" if make == SET else "max_layers")
+    try:
+        most = int(str(raw)) if str(raw or "").strip() else None  # empty: the domain's default
+    except ValueError:
+        raise Refusal(
+            Reason.INVALID_VALUE,
+            f"{'Images in the set' if make == SET else 'Layers'}: enter a whole number.",
+        ) from None
+    values: dict[str, Any] = {
+        "model": model.id,
+        "prompt": _PRICED_PROMPT,
+        "size": size,
+        "reference_count": count,
+        "references_param": "reference_files",
+    }
+    if make == SET:
+        values.update(sequential_image_generation="auto", max_images=most)
+    else:
+        values.update(layer_decomposition=True, max_layers=most)
+    return services.build_spec(**values)
 
 
 def _reference_count(model: catalog.ModelInfo, raw: object) -> int:
@@ -127,7 +191,10 @@ def _recent(user: Any) -> list[Generation]:
 def _initial_from(query: Any) -> dict[str, Any]:
     """The form's starting values from the query: the gallery's "use these settings" and "use
     as reference" (``ref``), and the form's own refresh when the model changes."""
-    keys = ("prompt", "model", "size", "custom_size", "n", "seed", "guidance_scale", "watermark")
+    keys = (
+        "prompt", "model", "make", "size", "custom_size", "n", "max_images", "max_layers",
+        "seed", "guidance_scale", "watermark",
+    )  # fmt: skip
     initial: dict[str, Any] = {key: query[key] for key in keys if query.get(key) not in (None, "")}
     if "watermark" in initial:
         initial["watermark"] = initial["watermark"] in ("1", "true", "on")
@@ -138,20 +205,38 @@ def _initial_from(query: Any) -> dict[str, Any]:
         initial["references"] = int(query["references"])
     model = catalog.get_model(str(initial.get("model", "")))
     size = initial.get("size")
-    if model and size and size not in dict(_size_values(model)):
-        initial["size"], initial["custom_size"] = CUSTOM, size
+    if model and size:
+        _fit_size(initial, model, size)
     return initial
 
 
-def _size_values(model: catalog.ModelInfo) -> list[tuple[str, str]]:
-    return [(s, s) for s in [*model.recommended_sizes, *model.size_keywords]]
+def _fit_size(initial: dict[str, Any], model: catalog.ModelInfo, size: str) -> None:
+    """The size the page asked for, in the select of what the form makes: a split's keyword
+    (or its default, for a size a split does not take), or an image size (another size
+    typed in as a custom one; a split's own keyword left for the model's default)."""
+    if initial.get("make") == LAYERS and LAYERS in make_options(model):
+        if size not in dict(layer_size_choices(model)):
+            del initial["size"]
+        return
+    if size in _size_values(model) or size == CUSTOM:
+        return
+    if size in model.layer_keywords:
+        del initial["size"]  # the form changed from a split back to images
+    else:
+        initial["size"], initial["custom_size"] = CUSTOM, size
+
+
+def _size_values(model: catalog.ModelInfo) -> list[str]:
+    return [*model.recommended_sizes, *model.size_keywords]
 
 
 def _page(request: AuthenticatedRequest, form: PlaygroundForm, status: int = 200) -> HttpResponse:
     if form.is_bound:
         params = {key: form.data.get(key) for key in form.data}
     else:
-        params = {**form.initial, "model": form.model_info.id}
+        # What the form shows: the page's values, else each field's default (a set's 4).
+        params = {name: form[name].value() for name in form.fields}
+        params["model"] = form.model_info.id
     params["references"] = form.reference_count()
     template = "dashboard/_form.html" if _is_htmx(request) else "dashboard/playground.html"
     return render(

@@ -1,7 +1,9 @@
 // The playground's reference images: files added by picking or dropping (picking again adds to
 // them), a preview of each with a Remove button and the model's limits checked as they are added,
-// and the count the live price needs (files cannot travel with the price's GET). Without this
-// script the form still works: a plain file input and gallery checkboxes, checked on the server.
+// and the count the live price needs (files cannot travel with the price's GET). Also "What to
+// make": only the chosen choice's count is shown, and a set's cap follows the references (a set
+// and its references are at most 15 together). Without this script the form still works: a plain
+// file input, gallery checkboxes and every count, checked on the server.
 (() => {
   "use strict";
 
@@ -42,7 +44,26 @@
     if (!field) return false;
     const before = field.value;
     field.value = String((fileInput() ? chosen.length : 0) + pickedCount());
+    showSetCap(Number(field.value));
     return field.value !== before;
+  }
+
+  // A set's most images, less the references chosen: said in its choice and told the input.
+  function showSetCap(references) {
+    const input = document.getElementById("id_max_images");
+    if (!input) return;
+    const cap = String(Math.max(Number(input.dataset.setTotal) - references, 1));
+    input.max = cap;
+    for (const node of document.querySelectorAll("[data-set-cap]")) node.textContent = cap;
+  }
+
+  // Only the chosen way's count is shown (the server reads only that one).
+  function showMode() {
+    const checked = document.querySelector("#playground-form input[name='make']:checked");
+    const mode = checked ? checked.value : "images";
+    for (const wrapper of document.querySelectorAll("[data-make-count]")) {
+      wrapper.hidden = wrapper.dataset.makeCount !== mode;
+    }
   }
 
   // The price follows the form's change events (htmx): one from the counter asks for it again.
@@ -150,6 +171,7 @@
   function setUp() {
     const zone = dropzone();
     zone?.querySelector(".dropzone-hint")?.removeAttribute("hidden");
+    showMode();
     refresh();
   }
 
@@ -167,6 +189,8 @@
       } else if (target.name === "gallery_references") {
         render();
         count();
+      } else if (target.name === "make") {
+        showMode(); // at once; the form for it follows from the server
       }
     },
     true,

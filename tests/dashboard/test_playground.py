@@ -190,6 +190,18 @@ def test_the_card_follows_the_generation_to_the_end(signed_in, owner, sent):
     assert '<span id="balance" hx-swap-oob="true">960</span>' in done
 
 
+def test_each_new_card_finds_the_empty_note_to_delete_even_on_a_page_with_cards(signed_in, sent):
+    """A new card deletes "Nothing yet" out of band; htmx reports a delete that finds no
+    target as an error, so the note is always there, hidden once there are cards."""
+    empty = signed_in.get(URL).content.decode()
+    card = signed_in.post(URL, form(), headers=HTMX).content.decode()
+    with_cards = signed_in.get(URL).content.decode()
+
+    assert '<p class="empty" id="no-generations">Nothing yet.' in empty
+    assert '<p id="no-generations" hx-swap-oob="delete"></p>' in card
+    assert '<p class="empty" id="no-generations" hidden>Nothing yet.' in with_cards
+
+
 def test_a_failure_is_explained_and_shown_as_not_charged(signed_in, owner, sent):
     signed_in.post(URL, form(prompt="nope [sim:block-prompt]", n="2"), headers=HTMX)
     generation = Generation.objects.get()
