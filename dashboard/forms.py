@@ -54,18 +54,17 @@ def size_choices(model: catalog.ModelInfo) -> list[tuple[str, str]]:
 
 
 def layer_size_choices(model: catalog.ModelInfo) -> list[tuple[str, str]]:
-    """A layer split's sizes: the model's layer keywords the domain can size (a keyword the
-    catalog lists for layers but cannot size would only ever be refused)."""
+    """A layer split's sizes: the model's layer keywords, with their nominal side where the
+    model has a size for the keyword."""
     choices = []
     for keyword in model.layer_keywords:
-        try:
-            size = catalog.resolve_layer_size(model, keyword)
-        except catalog.SizeError:
-            continue
         if keyword == "auto":
             label = "auto (the model chooses by the picture)"
+        elif keyword in model.keyword_sizes:
+            side = round(catalog.resolve_layer_size(model, keyword).pixels ** 0.5)
+            label = f"{keyword} (about {side}²)"
         else:
-            label = f"{keyword} (about {round(size.pixels**0.5)}²)"
+            label = keyword
         choices.append((keyword, label))
     return choices
 

@@ -443,7 +443,9 @@ def resolve_size(model: ModelInfo, size: str | None) -> Size:
 
 def resolve_layer_size(model: ModelInfo, size: str | None) -> Size:
     """A layer split's size: one of the model's layer keywords (``auto``, the default, lets the
-    model choose by the input's size: held at the largest); WxH is SizeError."""
+    model choose by the input's size); WxH is SizeError. A keyword is held at its nominal size
+    where the model has one for it, and ``auto`` (or a layer keyword the model has no size for,
+    as 1.5K on 5.0 Pro) at the largest: each image is charged as delivered."""
     keywords = model.layer_keywords
     chosen = next(
         (k for k in keywords if size is not None and k.casefold() == size.casefold()), None
@@ -452,12 +454,15 @@ def resolve_layer_size(model: ModelInfo, size: str | None) -> Size:
         raise SizeError(
             f"'{size}' is not a size of a layer split: use one of {', '.join(keywords)}"
         )
-    if chosen is None or chosen == "auto":
-        largest = max((k for k in keywords if k in model.keyword_sizes),
-                      key=lambda k: _pixels(model.keyword_sizes[k]))  # fmt: skip
-        held = resolve_size(model, largest)
-        return Size(value="auto", pixels=held.pixels, reach=held.reach)
-    return resolve_size(model, chosen)
+    value = chosen or "auto"
+    if value in model.keyword_sizes:
+        return resolve_size(model, value)
+    largest = max(
+        (k for k in keywords if k in model.keyword_sizes),
+        key=lambda k: _pixels(model.keyword_sizes[k]),
+    )
+    held = resolve_size(model, largest)
+    return Size(value=value, pixels=held.pixels, reach=held.reach)
 
 
 def _keyword(model: ModelInfo, size: str) -> str | None:

@@ -404,7 +404,12 @@ def test_a_refused_split_is_shown_again_as_a_split(signed_in, sent):
 
     assert checked_mode(page) == "layers"
     assert re.search(r'name="max_layers" value="5"', page)
-    assert options_of(page, "size") == ["1K", "2K", "auto"]
+    assert options_of(page, "size") == [
+        "1K",
+        "1.5K",
+        "2K",
+        "auto",
+    ]  # the layer keywords, not the sizes
 
 
 # --- the price ----------------------------------------------------------------------------------

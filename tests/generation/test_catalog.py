@@ -157,3 +157,18 @@ def test_the_readme_lists_the_models_as_the_catalog_has_them():
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert markdown_table() in readme
+
+
+@pytest.mark.parametrize("model_id", ["seedream-5-0-pro", "seedream-5-0-flash", "seedream-5-5"])
+def test_every_layer_keyword_of_a_splitting_model_resolves_and_auto_is_held_at_the_largest(
+    model_id,
+):
+    model = get_model(model_id)
+    largest = max(resolve_size(model, k).most_pixels for k in model.keyword_sizes)
+    for keyword in model.layer_keywords:
+        size = catalog.resolve_layer_size(model, keyword.lower())
+        assert size.value == keyword  # sent upstream in the model's own spelling
+        if keyword not in model.keyword_sizes:  # auto, and 1.5K on Pro: held at the largest
+            assert size.most_pixels == largest
+    with pytest.raises(SizeError, match="not a size of a layer split"):
+        catalog.resolve_layer_size(model, "1024x1024")
