@@ -107,7 +107,7 @@ def test_a_set_of_three_and_a_split_from_the_form(
     expect(page.get_by_label("Prompt (optional in a split)")).to_be_visible()
     size = page.get_by_label("Size", exact=True)
     expect(size.locator("option")).to_have_text(
-        [re.compile(r"^1K"), re.compile(r"^2K"), re.compile(r"^auto")]
+        [re.compile(r"^1K"), re.compile(r"^1\.5K"), re.compile(r"^2K"), re.compile(r"^auto")]
     )
     expect(size).to_have_value("auto")
     expect(page.get_by_label("Custom size")).to_have_count(0)  # a split takes no WxH
