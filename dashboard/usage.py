@@ -79,7 +79,7 @@ def page_after(rows: QuerySet[Generation], cursor: str | None) -> paging.Page[Ge
 CSV_COLUMNS = [
     "time", "generation", "key", "source", "model", "size", "n", "images_delivered",
     "credits_per_image", "credits_reserved", "credits_charged", "credits_not_charged",
-    "status", "latency_ms", "error_code", "error",
+    "status", "latency_ms", "error_code", "error", "reference_images",
 ]  # fmt: skip
 
 
@@ -105,11 +105,11 @@ def csv_lines(rows: QuerySet[Generation]) -> Iterator[str]:
     values = rows.annotate(key_name=F("api_key__name")).values_list(
         "created_at", "public_id", "key_name", "source", "model", "size", "n",
         "images_delivered", "price_per_image_credits", "reserved_credits", "charged_credits",
-        "status", "latency_ms", "error_code", "error_message",
+        "status", "latency_ms", "error_code", "error_message", "params__references",
     )  # fmt: skip
     for row in values.iterator(chunk_size=2000):
         (created, public_id, key_name, source, model, size, n, delivered, price, reserved,
-         charged, status, latency, code, message) = row  # fmt: skip
+         charged, status, latency, code, message, references) = row  # fmt: skip
         yield writer.writerow(
             [
                 created.isoformat(),
@@ -128,5 +128,6 @@ def csv_lines(rows: QuerySet[Generation]) -> Iterator[str]:
                 "" if latency is None else latency,
                 _text(code),
                 _text(message),
+                references or 0,
             ]
         )

@@ -134,7 +134,8 @@ def overview(request: AuthenticatedRequest) -> HttpResponse:
 def usage(request: AuthenticatedRequest) -> HttpResponse:
     form = usage_rows.UsageFilterForm(request.user, request.GET or None)
     rows = usage_rows.filtered(request.user, form)
-    page = usage_rows.page_after(rows, request.GET.get("after"))
+    # The reference images each request was made from: one query for the page.
+    page = usage_rows.page_after(rows.prefetch_related("inputs"), request.GET.get("after"))
     query = request.GET.copy()
     query.pop("after", None)
     return render(

@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from generation.models import Generation
+from generation.models import Generation, InputImage
 from keys.models import ApiKey
 
 
@@ -196,3 +196,29 @@ def test_the_page_costs_the_same_few_queries_with_many_rows(owner_client, owner,
     assert len(first) <= 8
     assert len(deep) == len(first)
     assert not any("COUNT(" in q["sql"].upper() for q in first.captured_queries)
+
+
+def test_a_request_shows_the_reference_images_it_was_made_from(owner_client, owner, record):
+    generation = record(owner, params={"references": 2})
+    inputs = [
+        InputImage.objects.create(
+            generation=generation,
+            user=owner,
+            index=index,
+            file=f"inputs/x/{index}.png",
+            content_type="image/png",
+            width=64,
+            height=48,
+            bytes=100,
+        )
+        for index in range(2)
+    ]
+    record(owner, error_message="plain")  # a prompt alone: made from nothing
+
+    page = owner_client.get("/dashboard/usage/").content.decode()
+    exported = owner_client.get("/dashboard/usage.csv")
+
+    for kept in inputs:
+        assert f"/dashboard/inputs/{kept.token}/thumbnail/" in page
+    rows = list(csv.DictReader(io.StringIO(b"".join(exported.streaming_content).decode())))
+    assert [r["reference_images"] for r in rows] == ["0", "2"]
