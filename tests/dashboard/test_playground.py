@@ -7,35 +7,15 @@ import json
 import pytest
 
 from dashboard.forms import TIMES
-from generation import services, tasks
+from generation import services
 from generation.models import Generation
 from tests.support.money import assert_ledger_balanced
 
+# Every test here sees on_commit callbacks run at once (tests/dashboard/conftest.py).
+pytestmark = pytest.mark.usefixtures("commits_at_once")
+
 URL = "/dashboard/playground/"
 HTMX = {"HX-Request": "true"}
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    """The generation ids handed to the broker (the broker itself is not needed here)."""
-    calls: list[int] = []
-    monkeypatch.setattr(tasks, "send_generation", lambda pk, countdown=0: calls.append(pk))
-    return calls
-
-
-@pytest.fixture(autouse=True)
-def _commit_callbacks_run(monkeypatch):
-    """Run on_commit callbacks at once, as they would run after a real commit: a test's
-    transaction never commits."""
-    from django.db import transaction
-
-    monkeypatch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: func())
-
-
-@pytest.fixture
-def signed_in(client, owner):
-    client.force_login(owner)
-    return client
 
 
 def form(**overrides):

@@ -11,53 +11,20 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from billing import services as billing
-from dashboard import views_playground
 from dashboard.forms import TIMES
-from generation import services, tasks
+from generation import services
 from generation.models import Generation, Image, InputImage
 from tests.support.money import assert_ledger_balanced
 from tests.support.pictures import BLUE, GREEN, RED, data_url, picture
+
+# Every test here sees on_commit callbacks run at once (tests/dashboard/conftest.py).
+pytestmark = pytest.mark.usefixtures("commits_at_once")
 
 URL = "/dashboard/playground/"
 QUOTE = f"{URL}quote/"
 HTMX = {"HX-Request": "true"}
 TOTAL = re.compile(r"<strong>(\d+) credits</strong>")
 ERRORS = re.compile(r'<p class="error" role="alert">(.*?)</p>')
-
-
-@pytest.fixture(autouse=True)
-def _commit_callbacks_run(monkeypatch):
-    """on_commit callbacks run at once, as after a real commit (a test's never commits)."""
-    from django.db import transaction
-
-    monkeypatch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: func())
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    calls: list[int] = []
-    monkeypatch.setattr(tasks, "send_generation", lambda pk, countdown=0: calls.append(pk))
-    return calls
-
-
-@pytest.fixture
-def submitted(monkeypatch):
-    """The specs the playground hands to the domain, in order."""
-    specs = []
-    submit = services.submit_generation
-
-    def spy(*, user, spec):
-        specs.append(spec)
-        return submit(user=user, spec=spec)
-
-    monkeypatch.setattr(views_playground.services, "submit_generation", spy)
-    return specs
-
-
-@pytest.fixture
-def signed_in(client, owner):
-    client.force_login(owner)
-    return client
 
 
 def made_by_api(client, key, prompt):
