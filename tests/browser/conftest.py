@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserType, ConsoleMessage, Page, Playwright
 
+from tests.support.worker import redis_broker, running_worker
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -175,3 +177,13 @@ def screenshot(pytestconfig: pytest.Config) -> Callable[[Page, str], Path]:
         return path
 
     return take
+
+
+@pytest.fixture
+def worker(live_server_env: dict[str, str], settings: Any) -> Iterator[None]:
+    """A real Celery worker on a Redis broker of the test's own, for the playground's queued
+    generations. It reads reference images and stores images under its DATA_DIR: the page's
+    server must write and find them there too."""
+    settings.MEDIA_ROOT = str(Path(live_server_env["DATA_DIR"]) / "media")
+    with redis_broker(live_server_env) as env, running_worker(env):
+        yield

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,17 +10,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.support import PHONE, give_credits, load, settle, sign_in_as, verified_customer
-from tests.support.worker import redis_broker, running_worker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("default_prices")]
-
-
-@pytest.fixture
-def worker(live_server_env: dict[str, str], settings: Any) -> Iterator[None]:
-    # The worker stores images under its DATA_DIR; the page's server must find them there too.
-    settings.MEDIA_ROOT = str(Path(live_server_env["DATA_DIR"]) / "media")
-    with redis_broker(live_server_env) as env, running_worker(env):
-        yield
 
 
 def test_generate_watch_open_download_and_delete(

@@ -5,7 +5,7 @@ tile and the image page; then an image used as the reference of the next one."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ from tests.browser.support import (
     verified_customer,
 )
 from tests.support.pictures import BLUE, GREEN, RED, picture
-from tests.support.worker import redis_broker, running_worker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("default_prices")]
 
@@ -36,15 +35,6 @@ DROPPED_FILE = """([name, b64]) => {
 }"""
 ALL_LOADED = """(selector) => [...document.querySelectorAll(selector)]
   .every((img) => img.complete && img.naturalWidth > 0)"""
-
-
-@pytest.fixture
-def worker(live_server_env: dict[str, str], settings: Any) -> Iterator[None]:
-    # The worker reads the references and stores images under its DATA_DIR: the page's server
-    # must write and find them there too.
-    settings.MEDIA_ROOT = str(Path(live_server_env["DATA_DIR"]) / "media")
-    with redis_broker(live_server_env) as env, running_worker(env):
-        yield
 
 
 def test_reference_images_from_disk_and_dropped_are_generated_from_and_shown(

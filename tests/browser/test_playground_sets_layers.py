@@ -5,7 +5,7 @@ set or split, a set of three made and shown on its card, and a split of one pict
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +24,8 @@ from tests.browser.support import (
     verified_customer,
 )
 from tests.support.pictures import RED, picture
-from tests.support.worker import redis_broker, running_worker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("default_prices")]
-
-
-@pytest.fixture
-def worker(live_server_env: dict[str, str], settings: Any) -> Iterator[None]:
-    # The worker reads the references and stores images under its DATA_DIR: the page's server
-    # must write and find them there too.
-    settings.MEDIA_ROOT = str(Path(live_server_env["DATA_DIR"]) / "media")
-    with redis_broker(live_server_env) as env, running_worker(env):
-        yield
 
 
 def shot_both(
