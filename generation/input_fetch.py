@@ -20,12 +20,13 @@ import asyncio
 import ipaddress
 import logging
 import socket
-import weakref
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from django.conf import settings
 from yarl import URL
+
+from .loop_sessions import SessionPerLoop
 
 logger = logging.getLogger(__name__)
 
@@ -191,13 +192,7 @@ def _inner_resolver() -> AbstractResolver:
 
 
 # Its own sessions, not generation.upstream's: a different resolver, and no connection to a
-# customer's host is ever pooled beside the upstream's. Keyed by the loop itself (weakly): a
-# client session must not outlive its event loop.
-_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
-    weakref.WeakKeyDictionary()
-)
-
-
+# customer's host is ever pooled beside the upstream's (one per event loop: loop_sessions.py).
 def _new_session() -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(
         resolver=PublicAddressResolver(_inner_resolver()),
@@ -227,19 +222,16 @@ def _new_session() -> aiohttp.ClientSession:
     )
 
 
+_sessions = SessionPerLoop(_new_session)
+
+
 def get_session() -> aiohttp.ClientSession:
-    """One session per event loop (a server process has one; each Celery run its own)."""
-    loop = asyncio.get_running_loop()
-    session = _sessions.get(loop)
-    if session is None or session.closed:
-        session = _sessions[loop] = _new_session()
-    return session
+    """One pooled session per event loop (a server process has one; each Celery run its own)."""
+    return _sessions.get()
 
 
 async def close_client() -> None:
-    session = _sessions.pop(asyncio.get_running_loop(), None)
-    if session is not None:
-        await session.close()
+    await _sessions.close()
 
 
 async def fetch_reference(url: str, *, max_bytes: int) -> tuple[bytes, str]:

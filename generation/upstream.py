@@ -18,7 +18,6 @@ import json
 import logging
 import random
 import time
-import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,6 +29,7 @@ from PIL import Image as PILImage
 from server import metrics
 
 from .catalog import ModelInfo
+from .loop_sessions import SessionPerLoop
 from .memory import Reservation
 from .spec import SEED_MAX
 
@@ -219,15 +219,11 @@ class _Call:
 
 _RETRYABLE = {FailureKind.UPSTREAM_ERROR, FailureKind.TIMEOUT, FailureKind.RATE_LIMITED}
 
+
 # aiohttp, used directly: measured in bench/upstream_clients.py against httpx's own pool and
 # httpx's API over aiohttp's pool (httpx-aiohttp), it costs the least CPU per call and holds
 # hundreds of slow calls in flight without degrading (httpx's pool does not: encode/httpx#3215).
-# Keyed by the loop itself (weakly): a client session must not outlive its event loop.
-_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
-    weakref.WeakKeyDictionary()
-)
-
-
+# One session per event loop (loop_sessions.py).
 def _new_session() -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(
         # One connection per call in flight, up to the concurrency a process serves.
@@ -249,19 +245,16 @@ def _new_session() -> aiohttp.ClientSession:
     )
 
 
+_sessions = SessionPerLoop(_new_session)
+
+
 def get_session() -> aiohttp.ClientSession:
     """One pooled session per event loop (a server process has one; each Celery run its own)."""
-    loop = asyncio.get_running_loop()
-    session = _sessions.get(loop)
-    if session is None or session.closed:
-        session = _sessions[loop] = _new_session()
-    return session
+    return _sessions.get()
 
 
 async def close_client() -> None:
-    session = _sessions.pop(asyncio.get_running_loop(), None)
-    if session is not None:
-        await session.close()
+    await _sessions.close()
 
 
 async def generate_images(
