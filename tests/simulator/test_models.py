@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import base64
 import io
-import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -18,11 +16,11 @@ import pytest
 from PIL import Image
 
 from simulator.images import ImageSpec, render_image
-from simulator.process import running_simulator
+from tests.support.simulator import SIM_TEST_KEY, unique
 
 pytestmark = pytest.mark.integration
 
-KEY = "sim-models-key"
+KEY = SIM_TEST_KEY
 V30 = "seedream-3-0-t2i-250415"
 EDIT = "seededit-3-0-i2i-250628"
 V40 = "seedream-4-0-250828"
@@ -51,22 +49,6 @@ ALL_IDS = {
     **DEFAULTS,
     **{f"doubao-{i}": size for i, size in DEFAULTS.items() if not i.startswith("dola-")},
 }
-
-
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    with running_simulator(api_key=KEY) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=60.0, trust_env=False) as client:
-        yield client
-
-
-def unique(prompt: str) -> str:
-    return f"{prompt} {uuid.uuid4().hex}"
 
 
 def generate(client: httpx.Client, base_url: str, model: str, **fields: Any) -> httpx.Response:

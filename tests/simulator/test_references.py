@@ -10,8 +10,7 @@ import base64
 import hashlib
 import io
 import json
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -19,11 +18,11 @@ import pytest
 from PIL import Image
 
 from simulator.images import ImageSpec, band_rows, reference_colours, render_image
-from simulator.process import running_simulator
+from tests.support.simulator import SIM_TEST_KEY, unique
 
 pytestmark = pytest.mark.integration
 
-KEY = "sim-references-key"
+KEY = SIM_TEST_KEY
 V40 = "seedream-4-0-250828"
 PRO = "seedream-5-0-pro-260628"
 PHOTO_URL = "https://example.com/photo.png"  # never fetched: its column is grey
@@ -33,22 +32,6 @@ GREEN = (30, 180, 60)
 BLUE = (40, 60, 200)
 JPEG_TOLERANCE = 24  # per channel: JPEG shifts a flat colour a little
 JPEG_MCU_ROWS = 16  # 4:2:0 subsampling codes the picture in blocks of 16 rows
-
-
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    with running_simulator(api_key=KEY) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=60.0, trust_env=False) as client:
-        yield client
-
-
-def unique(prompt: str) -> str:
-    return f"{prompt} {uuid.uuid4().hex}"
 
 
 def png(*colours: tuple[int, int, int], size: tuple[int, int] = (64, 64)) -> bytes:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -15,30 +13,14 @@ import pytest
 from PIL import Image, UnidentifiedImageError
 
 from simulator.process import running_simulator
+from tests.support.simulator import SIM_TEST_KEY, unique
 
 pytestmark = pytest.mark.integration
 
-KEY = "sim-test-key"
+KEY = SIM_TEST_KEY
 V40 = "seedream-4-0-250828"
 V45 = "seedream-4-5-251128"
 V30 = "seedream-3-0-t2i-250415"
-
-
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    with running_simulator(api_key=KEY) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def client(base_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30.0, trust_env=False) as client:
-        yield client
-
-
-def unique(prompt: str) -> str:
-    """A prompt no other test sends, so per-prompt call counters start at zero."""
-    return f"{prompt} {uuid.uuid4().hex}"
 
 
 def generate(
