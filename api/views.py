@@ -112,12 +112,15 @@ async def _edit_request(request: HttpRequest) -> ImagesRequest:
     return await edit_request(fields, files)
 
 
-def _is_json_edit(request: HttpRequest) -> bool:
-    """A JSON body in an edit's form (``images``: OpenAI's JSON edit), for the quote."""
-    if (request.content_type or "") != "application/json":
-        return False
+async def _quoted_request(request: HttpRequest) -> ImagesRequest:
+    """What the quote prices: an edit (multipart, or JSON with OpenAI's ``images``), else a
+    generation; a JSON body is read once."""
+    if (request.content_type or "") == "multipart/form-data":
+        return await _edit_request(request)
     payload = _read_json(request)
-    return isinstance(payload, dict) and "images" in payload
+    if isinstance(payload, dict) and "images" in payload:
+        return await edit_request(payload)
+    return await generation_request(payload)
 
 
 async def _generation_request(request: HttpRequest) -> ImagesRequest:
@@ -537,10 +540,7 @@ async def images_quote(request: ApiRequest) -> HttpResponse:
     and refused exactly as ``images_generations`` (or, multipart or with ``images``,
     ``images_edits``) does; the request counts against the requests-per-minute limit (not
     images, no concurrency slot), as any other /v1 call."""
-    if (request.content_type or "") == "multipart/form-data" or _is_json_edit(request):
-        spec = (await _edit_request(request)).spec
-    else:
-        spec = (await _generation_request(request)).spec
+    spec = (await _quoted_request(request)).spec
     request.answer_headers.update(lifecycle_headers(spec.model, request))
     priced = await request.steps.run(services.quote, spec)
     images = [
