@@ -80,6 +80,7 @@ class ModelOverrideForm(forms.ModelForm):
             "model", "status", "deprecated", "sunset", "replacement", "upstream_ids",
             "default_size", "note",
         )  # fmt: skip
+        widgets = {"upstream_ids": forms.Textarea(attrs={"rows": 3})}  # a line per channel
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

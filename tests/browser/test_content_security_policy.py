@@ -5,6 +5,7 @@ and on a phone. Every browser test checks for violations the same way (``console
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from allauth.mfa.models import Authenticator
 from playwright.sync_api import Page, ViewportSize
 
 from accounts.models import User
+from generation.models import ModelOverride
 from tests.browser.support import (
     DESKTOP,
     PHONE,
@@ -108,7 +110,13 @@ def test_the_main_pages_break_no_rule_of_the_policy(
         user=operator, type=Authenticator.Type.TOTP, data={"secret": "test-not-used"}
     )
     sign_in_as(page, live_server.url, operator)
+    override = ModelOverride.objects.create(
+        model="seedream-4-5", status="deprecated", sunset=date(2099, 1, 1),
+        replacement="seedream-5-5", note="moving customers to 5.5",
+    )  # fmt: skip
     walk(page, live_server.url, console_errors, screenshot, viewport, [
         ("admin", "/admin/"),
         ("admin-accounts", "/admin/billing/creditaccount/"),
+        ("admin-catalog-overrides", "/admin/generation/modeloverride/"),
+        ("admin-catalog-override", f"/admin/generation/modeloverride/{override.pk}/change/"),
     ])  # fmt: skip
