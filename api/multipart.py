@@ -21,7 +21,10 @@ from .errors import ApiError, invalid
 
 # Form values are text: these become the JSON types the strict schema expects. A value that
 # does not convert stays text, so the schema names it ("expected an integer").
-_INTEGERS = ("n", "output_compression", "seed", "partial_images", "max_layers")
+_INTEGERS = (
+    "n", "output_compression", "seed", "partial_images", "max_layers",
+    "sequential_image_generation_options[max_images]",
+)  # fmt: skip
 _NUMBERS = ("guidance_scale",)
 _BOOLEANS = ("stream", "watermark", "layer_decomposition")
 _INDEXED = re.compile(r"^image\[(\d{1,3})\]$")
@@ -78,9 +81,9 @@ def _parse(request: HttpRequest) -> tuple[dict[str, Any], list[ImageSource]]:
         ) from None
     fields: dict[str, Any] = {name: _typed(name, form[name]) for name in form}
     # A set's options, as form clients spell a nested field.
-    nested = fields.pop("sequential_image_generation_options[max_images]", None)
-    if nested is not None:
-        fields["sequential_image_generation_options"] = {"max_images": _typed("n", str(nested))}
+    nested = "sequential_image_generation_options[max_images]"
+    if nested in fields:
+        fields["sequential_image_generation_options"] = {"max_images": fields.pop(nested)}
     if "mask" in files:
         fields["mask"] = "file"  # refused by name (edit_spec): Seedream has no masks
     return fields, _images(files)

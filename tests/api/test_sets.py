@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from generation.models import Generation, Image
 from tests.support.money import assert_ledger_balanced, ledger_kinds
@@ -107,3 +108,20 @@ def test_a_bad_set_is_refused_before_anything_is_held(
         error = response.json()["error"]
         assert (error["code"], error["param"]) == (code, param), error
         assert words in error["message"]
+
+
+def test_a_multipart_edit_asks_for_a_set_with_a_nested_form_field(client, owner, owner_key):
+    form = {
+        "model": "seedream-4-0", "prompt": "the same cat, four poses", "size": "1K",
+        "sequential_image_generation": "auto",
+        "sequential_image_generation_options[max_images]": "3",
+        "image": SimpleUploadedFile("cat.png", picture(RED), content_type="image/png"),
+    }  # fmt: skip
+
+    response = client.post(
+        "/v1/images/edits", form, headers={"Authorization": f"Bearer {owner_key}"}
+    )
+
+    assert response.status_code == 200, response.content
+    assert (response.json()["images_requested"], len(response.json()["data"])) == (3, 3)
+    assert assert_ledger_balanced(owner) == 1000 - 3 * 40
