@@ -26,7 +26,7 @@ _INTEGERS = (
     "sequential_image_generation_options[max_images]",
 )  # fmt: skip
 _NUMBERS = ("guidance_scale",)
-_BOOLEANS = ("stream", "watermark", "layer_decomposition")
+_BOOLEANS = ("stream", "watermark", "layer_decomposition", "async")
 _INDEXED = re.compile(r"^image\[(\d{1,3})\]$")
 
 

@@ -21,6 +21,7 @@ _TABLE: dict[Reason, tuple[int, str, str, dict[str, str]]] = {
     Reason.RATE_LIMITED: (429, "rate_limit_error", "rate_limit_requests", {}),
     Reason.IDEMPOTENCY_KEY_REUSED: (400, "invalid_request_error", "idempotency_key_reused", {}),
     Reason.BUSY: (503, "server_error", "server_busy", {}),
+    Reason.JOB_FINISHED: (409, "invalid_request_error", "job_finished", NO_RETRY),
 }
 
 # Headers that go with a failed generation's code, so that a stored error answers like the

@@ -49,6 +49,9 @@ class ImageGenerationRequest(BaseModel):
     response_format: Literal["url", "b64_json"] | None = None
     user: StrictStr | None = Field(default=None, max_length=256)
     stream: StrictBool | None = None
+    # Answer 202 with a job at once (as ``Prefer: respond-async`` does), for clients that
+    # cannot set headers.
+    respond_async: StrictBool = Field(default=False, alias="async")
     # Seedream extras, sent by clients through `extra_body`.
     seed: StrictInt | None = Field(default=None, ge=-1, le=SEED_MAX)
     guidance_scale: float | None = Field(default=None, ge=GUIDANCE_SCALE_MIN, le=GUIDANCE_SCALE_MAX)
@@ -105,6 +108,8 @@ class ImagesRequest:
     spec: GenerationSpec
     stream: bool = False
     quality: str | None = None
+    # The body's ``"async": true``: answer with a job (api/jobs.py).
+    respond_async: bool = False
 
 
 async def generation_request(payload: Any) -> ImagesRequest:
@@ -153,7 +158,12 @@ async def edit_request(payload: Any, files: list[ImageSource] | None = None) -> 
 
 
 def _answered(request: ImageGenerationRequest, spec: GenerationSpec) -> ImagesRequest:
-    return ImagesRequest(spec=spec, stream=bool(request.stream), quality=request.quality)
+    return ImagesRequest(
+        spec=spec,
+        stream=bool(request.stream),
+        quality=request.quality,
+        respond_async=request.respond_async,
+    )
 
 
 def _json_images(request: ImageEditRequest) -> list[ImageSource]:

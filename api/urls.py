@@ -2,12 +2,22 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from . import views
+from . import jobs, views
 
 app_name = "api"
 
 urlpatterns = [
     path("v1/images/generations", views.images_generations, name="images-generations"),
+    path(
+        "v1/images/generations/<str:job_id>",
+        jobs.generation_detail,
+        name="images-generation",
+    ),
+    path(
+        "v1/images/generations/<str:job_id>/cancel",
+        jobs.generation_cancel,
+        name="images-generation-cancel",
+    ),
     path("v1/images/edits", views.images_edits, name="images-edits"),
     path("v1/images/quote", views.images_quote, name="images-quote"),
     path("v1/models", views.models_list, name="models"),

@@ -13,14 +13,13 @@ or as base64, streamed from storage, or (``stream: true``) as Server-Sent Events
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 import hashlib
 import json
 import logging
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -46,7 +45,7 @@ from generation.references import Reference
 from generation.refusals import Refusal
 from server.steps import Steps
 
-from . import streaming
+from . import answers, jobs, streaming
 from .auth import ApiRequest, api_endpoint
 from .errors import ApiError, error_response, invalid
 from .multipart import edit_form
@@ -56,10 +55,6 @@ from .schemas import ImagesRequest, edit_request, generation_request
 logger = logging.getLogger(__name__)
 
 _IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
-
-
-def _base_url(request: HttpRequest) -> str:
-    return f"{request.scheme}://{request.get_host()}"
 
 
 def _read_json(request: HttpRequest) -> Any:
@@ -83,7 +78,7 @@ def lifecycle_headers(model: catalog.ModelInfo, request: HttpRequest) -> dict[st
     link to the docs and to the model to move to; an active model's carry nothing extra."""
     if model.lifecycle() != catalog.DEPRECATED:
         return {}
-    base_url = _base_url(request)
+    base_url = answers.base_url(request)
     since = model.deprecated or model.sunset
     headers = {"Deprecation": f"@{catalog.day_start(since)}" if since else "?1"}
     links = [f'<{base_url}/docs/#models>; rel="deprecation"']
@@ -127,9 +122,14 @@ async def _generation_request(request: HttpRequest) -> ImagesRequest:
     return await generation_request(_read_json(request))
 
 
-@api_endpoint("POST", admit=False)
+@api_endpoint("GET", "POST", admit=False)
 async def images_generations(request: ApiRequest) -> HttpResponseBase:
-    """Images from a prompt (and, with Seedream's ``image``, from reference images)."""
+    """POST: images from a prompt (and, with Seedream's ``image``, from reference images).
+    GET: the account's generations as a list of jobs (api/jobs.py)."""
+    if request.method == "GET":
+        admission = await services.admit(request.steps, request.api_key.user, request.api_key)
+        request.answer_headers.update(admission.headers)
+        return await jobs.list_generations(request)
     return await _images(request, _generation_request, streaming.GENERATION)
 
 
@@ -155,6 +155,13 @@ async def _images(
                 param="Idempotency-Key",
             )
         asked = await parse(request)
+        respond_async = asked.respond_async or jobs.prefers_async(request)
+        if respond_async and asked.stream:
+            raise invalid(
+                "A request is answered either as a stream or as a job (Prefer: "
+                "respond-async, or 'async': true), not both.",
+                param="stream",
+            )
     except (ApiError, Refusal):
         # A request that cannot run still counts as a request (not as work).
         admission = await services.admit(steps, api_key.user, api_key)
@@ -162,6 +169,9 @@ async def _images(
         raise
     spec = asked.spec
     request.answer_headers.update(lifecycle_headers(spec.model, request))
+    request_hash = request_fingerprint(request.body) if idempotency_key else ""
+    if respond_async:
+        return await jobs.submit(request, asked, idempotency_key, request_hash)
     # Before anything is counted, charged or sent upstream: room in this process's memory for
     # the images (503 Busy if there is none). Released once they are stored.
     image_memory = memory.reserve(spec)
@@ -172,8 +182,12 @@ async def _images(
             api_key=api_key,
             spec=spec,
             idempotency_key=idempotency_key,
-            request_hash=request_fingerprint(request.body) if idempotency_key else "",
+            request_hash=request_hash,
             rate_headers=request.answer_headers,
+            # The x-request-id of this answer names the generation too, so a client that
+            # loses the connection can collect it as a job (GET /v1/images/generations/{id}).
+            public_id=jobs.new_job_id(request),
+            slot_lease_seconds=_slot_lease_seconds(spec.model),
         )
     )
     # Shielded, from the reservation on: a client that hangs up does not stop the work, so what
@@ -205,7 +219,15 @@ async def _images(
     except asyncio.CancelledError:
         steps.detach()
         raise
-    return await _render(request, completed.generation, completed)
+    return await answers.render(request, completed.generation, completed)
+
+
+def _slot_lease_seconds(model: catalog.ModelInfo) -> float | None:
+    """How long a concurrency slot may be held: the default lease, unless the model's time
+    budget is longer (a slot must not lapse under a generation still running)."""
+    if model.generation_timeout_seconds <= settings.GENERATION_TIMEOUT_SECONDS:
+        return None
+    return model.generation_timeout_seconds + 60
 
 
 def _start(
@@ -249,205 +271,25 @@ async def _replay(
         if time.monotonic() >= deadline:
             return error_response(
                 409,
-                "A request with this Idempotency-Key is still running; retry shortly.",
+                "A request with this Idempotency-Key is still running; retry shortly, or "
+                f"collect it as the job {generation.public_id} "
+                f"(GET {jobs.location(generation)}).",
                 code="idempotency_request_in_progress",
-                headers={"Retry-After": "1"},
+                param=generation.public_id,
+                headers={"Retry-After": "1", "Location": jobs.location(generation)},
             )
         await asyncio.sleep(0.25)
         generation = await request.steps.run(Generation.objects.get, pk=generation.pk)
-    completed = await request.steps.run(_load_completed, generation)
+    completed = await request.steps.run(answers.load_completed, generation)
     response: HttpResponseBase
-    if asked.stream and _succeeded(completed):
+    if asked.stream and answers.succeeded(completed):
         finished: asyncio.Future[services.Completed] = asyncio.get_running_loop().create_future()
         finished.set_result(completed)
         response = _event_stream(request, finished, asked, kind)
     else:
-        response = await _render(request, generation, completed)
+        response = await answers.render(request, generation, completed)
     response["Idempotent-Replayed"] = "true"
     return response
-
-
-def _load_completed(generation: Generation) -> services.Completed:
-    return services.Completed(generation, list(generation.images.all()))
-
-
-async def _render(
-    request: HttpRequest, generation: Generation, completed: services.Completed
-) -> HttpResponseBase:
-    response = await _rendered(request, generation, completed)
-    # Every answer says what it cost (an error: nothing), in a header a client can read
-    # before (or without) parsing the body.
-    response[CREDITS_CHARGED_HEADER] = str(generation.charged_credits)
-    return response
-
-
-CREDITS_CHARGED_HEADER = "x-credits-charged"
-
-
-def _succeeded(completed: services.Completed) -> bool:
-    generation = completed.generation
-    return generation.status == Generation.Status.SUCCEEDED and bool(completed.images)
-
-
-async def _rendered(
-    request: HttpRequest, generation: Generation, completed: services.Completed
-) -> HttpResponseBase:
-    if not _succeeded(completed):
-        return stored_error(generation).response()
-    if generation.response_format == "b64_json":
-        return _b64_json_response(generation, completed.images)
-    data = [
-        {
-            "url": services.image_url(image, _base_url(request)),
-            "revised_prompt": None,
-            **_item_extras(image),
-        }
-        for image in completed.images
-    ]
-    return JsonResponse({"data": data, **_answer_fields(generation, completed.images)})
-
-
-def _item_extras(image: Image) -> dict[str, Any]:
-    """What an answer's item carries beyond OpenAI's: a split's layer fields (z_index, and a
-    layer's name, description and bounding_box), as the upstream gave them."""
-    return dict(image.layer) if image.layer else {}
-
-
-def _envelope(generation: Generation, images: list[Image]) -> dict[str, Any]:
-    """Everything in a successful answer but its ``data``."""
-    return {
-        "created": int(generation.created_at.timestamp()),
-        "id": generation.public_id,
-        "model": generation.model,
-        "size": generation.size,
-        "images_requested": generation.n,  # a set's: its most (the model decides how many)
-        "images_delivered": generation.images_delivered,
-        "credits_charged": generation.charged_credits,
-        "usage": _usage(generation, images),
-    }
-
-
-def _usage(generation: Generation, images: list[Image]) -> dict[str, Any]:
-    """OpenAI's ``usage`` keys (Seedream reads no prompt tokens; its output tokens are each
-    image's width x height / 256, as the upstream counts them), with what was charged."""
-    output_tokens = sum(image.width * image.height // 256 for image in images)
-    return {
-        "input_tokens": 0,
-        "input_tokens_details": {"image_tokens": 0, "text_tokens": 0},
-        "output_tokens": output_tokens,
-        "total_tokens": output_tokens,
-        "generated_images": len(images),
-        "input_images": int(generation.price_quote.get("references", 0)),
-        "credits": generation.charged_credits,
-    }
-
-
-def _answer_fields(generation: Generation, images: list[Image]) -> dict[str, Any]:
-    """The envelope, with what was delivered in place of what was asked: ``output_format`` and
-    ``size`` (when every image has the same; an image's own is in the gallery), and the
-    ``background`` asked for, if one was."""
-    fields = _envelope(generation, images)
-    fields.pop("size", None)
-    formats = {_FORMATS.get(image.content_type, "") for image in images}
-    if len(formats) == 1:
-        fields["output_format"] = formats.pop()
-    sizes = {f"{image.width}x{image.height}" for image in images}
-    if len(sizes) == 1:
-        fields["size"] = sizes.pop()
-    if background := generation.params.get("background"):
-        fields["background"] = background
-    return fields
-
-
-_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp"}
-
-
-# Each step of a b64_json answer reads this much of an image: a multiple of 3, so each piece's
-# base64 has no padding and the pieces join into the image's base64. 192 KiB read, 256 KiB sent.
-_B64_READ_BYTES = 3 * 64 * 1024
-_B64_OPEN, _B64_CLOSE = b'{"b64_json":"', b'","revised_prompt":null}'
-
-
-def _b64_json_response(generation: Generation, images: list[Image]) -> StreamingHttpResponse:
-    """The b64_json answer, streamed: each image read from storage and encoded a piece at a
-    time as the client takes it, so an answer holds about 0.5 MB, not its images' base64 (ten
-    4K photographs are 38 MB of it). Its exact length is known from the stored sizes, so it is
-    sent with a Content-Length, as a built body would be."""
-    head = b'{"data":['
-    tail = b"]," + json.dumps(_answer_fields(generation, images)).encode()[1:]
-    length = len(head) + len(tail) + max(len(images) - 1, 0)
-    length += sum(
-        len(_B64_OPEN) + _b64_length(image.bytes) + len(_b64_close(image)) for image in images
-    )
-    response = StreamingHttpResponse(
-        _b64_json_body(generation, images, head, tail), content_type="application/json"
-    )
-    response["Content-Length"] = str(length)
-    return response
-
-
-def _b64_close(image: Image) -> bytes:
-    """The end of an image's item: OpenAI's fields after b64_json, and ours."""
-    extras = _item_extras(image)
-    if not extras:
-        return _B64_CLOSE
-    return _B64_CLOSE[:-1] + b"," + json.dumps(extras).encode()[1:]
-
-
-def _b64_length(nbytes: int) -> int:
-    return 4 * ((nbytes + 2) // 3)
-
-
-async def _b64_json_body(
-    generation: Generation, images: list[Image], head: bytes, tail: bytes
-) -> AsyncIterator[bytes]:
-    """The answer's pieces. An image that cannot be read while it is sent (storage failed, the
-    file went or changed) cuts the connection: the status and length are sent already, so the
-    client sees an incomplete body, never a wrong one. The money stays as settled: the images
-    were stored when they were charged; they are in the gallery, and a retry with the same
-    Idempotency-Key answers them again."""
-    yield head
-    for position, image in enumerate(images):
-        yield (b"," if position else b"") + _B64_OPEN
-        async with aclosing(_image_base64(generation, image)) as pieces:
-            async for piece in pieces:
-                yield piece
-        yield _b64_close(image)
-    yield tail
-
-
-async def _image_base64(generation: Generation, image: Image) -> AsyncGenerator[bytes]:
-    """An image's base64, read from storage a piece at a time (see ``_b64_json_body`` for what
-    a failed read does). Iterate it in ``aclosing``: a client that leaves half way then lets go
-    of the file at once, not when the generator is collected."""
-    pieces = services.read_image(image, _B64_READ_BYTES)
-    try:
-        read = 0
-        while (piece := await _next_piece(pieces)) is not None:
-            read += len(piece)
-            if read > image.bytes:
-                break
-            yield base64.b64encode(piece)
-        if read != image.bytes:
-            raise OSError(f"{image.file.name} is {read} bytes, not {image.bytes}")
-    except Exception:
-        logger.exception(
-            "generation %s: image %s could not be read while its answer was sent; the "
-            "connection is cut",
-            generation.public_id,
-            image.token,
-        )
-        raise
-    finally:
-        pieces.close()
-
-
-async def _next_piece(pieces: Generator[bytes]) -> bytes | None:
-    if storage.is_remote():
-        # A bucket's first read fetches the object: off the event loop.
-        return await asyncio.to_thread(next, pieces, None)
-    # A local file's piece is read faster than a thread would take to start reading it.
-    return next(pieces, None)
 
 
 def _event_stream(
@@ -458,7 +300,7 @@ def _event_stream(
 ) -> StreamingHttpResponse:
     """The answer of ``stream: true`` (api/streaming.py): what it cost cannot be known when it
     starts, so it has no x-credits-charged header; each event says it instead."""
-    return streaming.event_stream(_events(work, asked, kind, _base_url(request)))
+    return streaming.event_stream(_events(work, asked, kind, answers.base_url(request)))
 
 
 async def _events(
@@ -475,7 +317,7 @@ async def _events(
     for index, image in enumerate(images):
         fields = _event_fields(generation, images, index, asked, base_url)
         async with (
-            aclosing(_image_base64(generation, image)) as b64_json,
+            aclosing(answers.image_base64(generation, image)) as b64_json,
             aclosing(streaming.completed_event(kind, fields, b64_json)) as event,
         ):
             async for piece in event:
@@ -503,7 +345,7 @@ def _outcome(work: asyncio.Future[services.Completed]) -> services.Completed | A
             type="server_error",
         )
     completed = work.result()
-    if not _succeeded(completed):
+    if not answers.succeeded(completed):
         return stored_error(completed.generation)
     return completed
 
@@ -518,10 +360,10 @@ def _event_fields(
     return {
         "created_at": int(time.time()),
         "background": generation.params.get("background") or "auto",
-        "output_format": _FORMATS.get(image.content_type, ""),
+        "output_format": answers.FORMATS.get(image.content_type, ""),
         "quality": asked.quality or "auto",
         "size": f"{image.width}x{image.height}",
-        "usage": _usage(generation, images),
+        "usage": answers.usage(generation, images),
         "url": services.image_url(image, base_url),
         "index": index,
         "id": generation.public_id,
@@ -529,7 +371,7 @@ def _event_fields(
         "images_requested": generation.n,
         "images_delivered": generation.images_delivered,
         "credits_charged": generation.charged_credits,
-        **_item_extras(image),  # a split's layer fields, as in a JSON answer
+        **answers.item_extras(image),  # a split's layer fields, as in a JSON answer
     }
 
 

@@ -91,6 +91,9 @@ class ModelInfo:
     background: tuple[str, ...]
     max_layers: int
     optimize_prompt: tuple[str, ...]
+    # How long one generation may take upstream, in seconds (0: GENERATION_TIMEOUT_SECONDS).
+    # Pro takes about two minutes an image, past the default.
+    time_budget_seconds: int = 0
 
     @property
     def upstream_id(self) -> str:
@@ -107,6 +110,12 @@ class ModelInfo:
     def max_aspect_ratio(self) -> float:
         """The widest ratio either way (a landscape's width / height, or a portrait's inverse)."""
         return max(self.max_aspect, 1 / self.min_aspect)
+
+    @property
+    def generation_timeout_seconds(self) -> int:
+        """How long a generation of this model may take upstream (all its calls, retries
+        included) before what is missing counts as not delivered."""
+        return self.time_budget_seconds or settings.GENERATION_TIMEOUT_SECONDS
 
     @property
     def supports_seed(self) -> bool:
@@ -252,6 +261,7 @@ def _info(model_id: str, raw: dict[str, Any]) -> ModelInfo:
         background=tuple(fields.get("background", ())),
         max_layers=int(fields.get("layers", 0)),
         optimize_prompt=tuple(fields.get("optimize_prompt", ())),
+        time_budget_seconds=int(raw.get("time_budget", 0)),
     )
 
 

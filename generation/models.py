@@ -95,6 +95,10 @@ class Generation(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     deadline_at = models.DateTimeField()
+    # When its owner asked to cancel it (POST /v1/images/generations/{id}/cancel). A queued
+    # generation is settled at once, uncharged; a running one settles when the upstream answers,
+    # charged for what was delivered. Either way its job reads "cancelled" from then on.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:

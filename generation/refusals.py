@@ -22,6 +22,7 @@ class Reason(StrEnum):
     RATE_LIMITED = "rate_limited"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     BUSY = "server_busy"
+    JOB_FINISHED = "job_finished"
 
 
 class Refusal(Exception):

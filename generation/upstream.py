@@ -69,6 +69,8 @@ class UpstreamRequest:
     max_images: int | None = None
     # A layer split's most layers (layer_decomposition); None: no split.
     max_layers: int | None = None
+    # How long the whole generation may take (the model's time budget); None: the default.
+    time_budget_seconds: int | None = None
 
     @classmethod
     def for_model(
@@ -114,6 +116,7 @@ class UpstreamRequest:
             images=images,
             max_images=max_images if model.sets else None,
             max_layers=max_layers if model.max_layers else None,
+            time_budget_seconds=model.generation_timeout_seconds,
         )
 
     def for_image(self, index: int) -> UpstreamRequest:
@@ -263,10 +266,12 @@ async def generate_images(
     """n images for ``request``: each either delivered or a Failure saying why not. Every
     answer and image read into memory is counted in ``memory`` (generation/memory.py).
 
-    Never raises for what happens upstream, and never takes longer than
-    GENERATION_TIMEOUT_SECONDS: the OpenAI SDKs give up (and retry, paying again) at 600 s.
+    Never raises for what happens upstream, and never takes longer than the model's time
+    budget (GENERATION_TIMEOUT_SECONDS unless its catalog entry says more): the OpenAI SDKs
+    give up (and retry, paying again) at 600 s, so a long budget is for jobs (async).
     """
-    deadline = asyncio.get_running_loop().time() + settings.GENERATION_TIMEOUT_SECONDS
+    budget = request.time_budget_seconds or settings.GENERATION_TIMEOUT_SECONDS
+    deadline = asyncio.get_running_loop().time() + budget
     calls = (_generate_one(request.for_image(i), i, deadline, memory) for i in range(n))
     return [outcome for outcomes in await asyncio.gather(*calls) for outcome in outcomes]
 

@@ -1,8 +1,9 @@
 """The generation domain's services: what other apps (the API, the dashboard, accounts) and the
 Celery tasks call. The pipeline and each of its steps live in the modules beside this one:
 
-- ``pipeline``: admit -> reserve -> run -> settle, written once (async), and the playground's
-  ``submit_generation``;
+- ``pipeline``: admit -> reserve -> run -> settle, written once (async), the playground's
+  ``submit_generation`` and the API's jobs (``submit_job``);
+- ``jobs``: generations as jobs: found, listed and cancelled by their owner;
 - ``reserve``: the quote, the row and the hold (and the Idempotency-Key's lookup);
 - ``run``: the upstream calls, and a queued run on a Celery worker;
 - ``settle``: the delivered images stored and charged, the rest released, once;
@@ -31,7 +32,7 @@ from .images import (
     sweep_orphan_files,
     thumbnail_url,
 )
-from .pipeline import admit, open_generation, run_generation, submit_generation
+from .pipeline import admit, open_generation, run_generation, submit_generation, submit_job
 from .reconcile import (
     abandon_generation,
     reconcile_stuck_generations,
@@ -84,6 +85,7 @@ __all__ = [
     "run_queued_generation",
     "settle_generation",
     "submit_generation",
+    "submit_job",
     "sweep_orphan_files",
     "thumbnail_url",
     "upstream_request",

@@ -80,11 +80,15 @@ async def open_generation(
     request_hash: str = "",
     slot_lease_seconds: float | None = None,
     rate_headers: dict[str, str] | None = None,
+    public_id: str | None = None,
+    queued: bool = False,
 ) -> Generation:
     """Admit and reserve: the generation recorded with its credits held and its slot taken.
     ``rate_headers`` receives the limiter's headers as soon as they are known (a refusal after
-    admission carries them too)."""
-    public_id = new_public_id()
+    admission carries them too). ``queued``: an API job, which a worker runs (``submit_job``);
+    it waits its turn in the queue rather than taking one of the account's concurrent
+    generations."""
+    public_id = public_id or new_public_id()
     # A repeat answered from the first request's result is a request, not new work.
     repeat = idempotency_key is not None and await steps.run(
         is_idempotent_repeat, user, idempotency_key
@@ -94,7 +98,7 @@ async def open_generation(
         user,
         api_key,
         images=0 if repeat else spec.most_images,
-        slot_holder=None if repeat else public_id,
+        slot_holder=None if repeat or queued else public_id,
         slot_lease_seconds=slot_lease_seconds,
     )
     if rate_headers is not None:
@@ -113,6 +117,7 @@ async def open_generation(
             idempotency_key=idempotency_key,
             request_hash=request_hash,
             public_id=public_id,
+            queued=queued,
         )
     except BaseException:
         # Nothing will run (refused, or a repeat answered from the first): the slot goes back.
@@ -152,6 +157,37 @@ async def run_generation(
     finally:
         if memory is not None:
             memory.release()
+
+
+async def submit_job(
+    steps: Steps,
+    *,
+    user: User,
+    api_key: ApiKey,
+    spec: GenerationSpec,
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+    public_id: str | None = None,
+    rate_headers: dict[str, str] | None = None,
+) -> Generation:
+    """An API job (``Prefer: respond-async``): admitted and reserved like any request, its
+    credits held now, then run by a Celery worker exactly as the playground's are. The row is
+    committed before its task is sent (``steps`` runs each statement in autocommit)."""
+    from .. import tasks  # tasks imports the services
+
+    generation = await open_generation(
+        steps,
+        user=user,
+        api_key=api_key,
+        spec=spec,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        rate_headers=rate_headers,
+        public_id=public_id,
+        queued=True,
+    )
+    await asyncio.to_thread(tasks.send_generation, generation.pk)
+    return generation
 
 
 def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:

@@ -1,5 +1,6 @@
 """The reconciler: the Generation row, not a process, is the truth. Rows past their deadline are
-failed and their holds released; lost or abandoned playground runs are sent again."""
+failed and their holds released; lost or abandoned worker runs (the playground's, API jobs) are
+sent again."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from django.utils import timezone
 from billing import services as billing
 from server import metrics
 
-from .. import ratelimits
+from .. import catalog, ratelimits
 from ..models import Generation
 from .settle import quote_of
 
@@ -30,7 +31,7 @@ def reconcile_stuck_generations(now: datetime | None = None) -> int:
     ).values_list("pk", flat=True)[:500]
     count = 0
     for pk in stuck:
-        if _fail_and_release(
+        if fail_and_release(
             pk,
             list(Generation.UNSETTLED),
             now,
@@ -43,7 +44,7 @@ def reconcile_stuck_generations(now: datetime | None = None) -> int:
     return count
 
 
-def _fail_and_release(
+def fail_and_release(
     pk: int,
     from_statuses: list[str],
     now: datetime,
@@ -88,7 +89,7 @@ def release_work_of_closing_account(user_id: int) -> int:
         user_id=user_id, status__in=Generation.UNSETTLED
     ).values_list("pk", flat=True)
     return sum(
-        _fail_and_release(
+        fail_and_release(
             pk,
             list(Generation.UNSETTLED),
             now,
@@ -104,7 +105,7 @@ def release_work_of_closing_account(user_id: int) -> int:
 def abandon_generation(generation_id: int) -> bool:
     """A web process stopping hands back a generation it could not finish in its grace
     period: failed, the reservation released, nothing charged (unless it settled meanwhile)."""
-    return _fail_and_release(
+    return fail_and_release(
         generation_id,
         [Generation.Status.RUNNING],
         timezone.now(),
@@ -120,15 +121,26 @@ def _redispatch_lost_runs(now: datetime) -> None:
     from .. import tasks  # tasks imports the services
 
     wait = timedelta(seconds=settings.GENERATION_REDISPATCH_SECONDS)
-    silent = timedelta(seconds=settings.GENERATION_TIMEOUT_SECONDS) + wait
-    playground = Generation.objects.filter(
-        source=Generation.Source.PLAYGROUND, deadline_at__gte=now
+    # The rows workers run (the playground's, and API jobs): each was dispatched once at least.
+    queued_work = Generation.objects.filter(dispatched_at__isnull=False, deadline_at__gte=now)
+    lost = queued_work.filter(status=Generation.Status.QUEUED, dispatched_at__lt=now - wait)
+    # Silent for longer than its model's time budget: its worker is gone.
+    silent = {
+        m.id: timedelta(seconds=m.generation_timeout_seconds) + wait for m in catalog.all_models()
+    }
+    shortest = min(
+        [timedelta(seconds=settings.GENERATION_TIMEOUT_SECONDS) + wait, *silent.values()]
     )
-    lost = playground.filter(status=Generation.Status.QUEUED, dispatched_at__lt=now - wait)
-    dead = playground.filter(status=Generation.Status.RUNNING, started_at__lt=now - silent)
-    for pk, attempts in dead.values_list("pk", "attempts")[:500]:
-        if attempts >= settings.GENERATION_MAX_ATTEMPTS:
-            _fail_and_release(
+    dead = queued_work.filter(status=Generation.Status.RUNNING, started_at__lt=now - shortest)
+    rows = dead.values_list("pk", "model", "started_at", "attempts", "cancel_requested_at")
+    for pk, model, started_at, attempts, cancelled in rows[:500]:
+        model_silent = silent.get(
+            model, timedelta(seconds=settings.GENERATION_TIMEOUT_SECONDS) + wait
+        )
+        if started_at >= now - model_silent:
+            continue
+        if attempts >= settings.GENERATION_MAX_ATTEMPTS or cancelled:
+            fail_and_release(
                 pk,
                 [Generation.Status.RUNNING],
                 now,
@@ -137,7 +149,7 @@ def _redispatch_lost_runs(now: datetime) -> None:
             )
             continue
         requeued = Generation.objects.filter(
-            pk=pk, status=Generation.Status.RUNNING, started_at__lt=now - silent
+            pk=pk, status=Generation.Status.RUNNING, started_at__lt=now - model_silent
         ).update(status=Generation.Status.QUEUED, dispatched_at=now)
         if requeued:
             logger.warning("generation %s: its worker went silent; queued again", pk)

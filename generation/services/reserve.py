@@ -25,6 +25,7 @@ from server import metrics
 from server.steps import Steps
 
 from .. import hotpath
+from ..catalog import ModelInfo
 from ..models import Generation, new_public_id
 from ..refusals import Reason, Refusal, ShortOfCredits
 from ..spec import GenerationSpec
@@ -74,15 +75,17 @@ async def reserve_generation(
     idempotency_key: str | None = None,
     request_hash: str = "",
     public_id: str | None = None,
+    queued: bool = False,
 ) -> Generation:
-    """Price, record and hold, atomically. Raises ShortOfCredits (a failed row records the
-    refusal for the usage log), Refusal (not for sale, an Idempotency-Key reused with another
-    body) or IdempotentReplay."""
+    """Price, record and hold, atomically. ``queued``: an API job (run by a worker, as the
+    playground's are) rather than work this process runs at once. Raises ShortOfCredits (a
+    failed row records the refusal for the usage log), Refusal (not for sale, an
+    Idempotency-Key reused with another body) or IdempotentReplay."""
     priced = billing.cached_quote(spec.model.id, **_priced_as(spec)) if steps.on_loop else None
     if priced is None:  # not on the loop, or the cached price list is due for a refresh
         priced = await steps.run(quote, spec)
     now = timezone.now()
-    fields = _generation_fields(user, spec, source, api_key, public_id, priced, now)
+    fields = _generation_fields(user, spec, source, api_key, public_id, priced, now, queued)
     fields.update(idempotency_key=idempotency_key or "", request_hash=request_hash)
     if idempotency_key:
         await steps.run(_check_idempotency, user, idempotency_key, request_hash, now)
@@ -111,6 +114,14 @@ def begin_generation(**arguments: Any) -> Generation:
     return async_to_sync(reserve_generation)(Steps.inline(), **arguments)
 
 
+def deadline_seconds(model: ModelInfo) -> int:
+    """How long after it is accepted a generation of ``model`` must be settled by, before the
+    reconciler fails and refunds it: GENERATION_DEADLINE_SECONDS, plus whatever the model's
+    time budget takes past the default one."""
+    extra = max(0, model.generation_timeout_seconds - settings.GENERATION_TIMEOUT_SECONDS)
+    return settings.GENERATION_DEADLINE_SECONDS + extra
+
+
 def _generation_fields(
     user: User,
     spec: GenerationSpec,
@@ -119,6 +130,7 @@ def _generation_fields(
     public_id: str | None,
     priced: billing.Quote,
     now: datetime,
+    queued: bool,
 ) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "public_id": public_id or new_public_id(),
@@ -137,9 +149,9 @@ def _generation_fields(
         "price_quote": priced.record(),
         "reserved_credits": priced.held_credits,
         "created_at": now,
-        "deadline_at": now + timedelta(seconds=settings.GENERATION_DEADLINE_SECONDS),
+        "deadline_at": now + timedelta(seconds=deadline_seconds(spec.model)),
     }
-    if source == Generation.Source.API:
+    if source == Generation.Source.API and not queued:
         fields.update(status=Generation.Status.RUNNING, started_at=now)
     else:
         fields.update(dispatched_at=now)  # its task is sent as soon as the row commits

@@ -130,7 +130,7 @@ def _queue_again(generation: Generation) -> int | None:
         return None
     # dispatched_at is when the next run is due, so the reconciler does not resend it while it
     # waits out its backoff.
-    requeued = Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).update(
-        status=Generation.Status.QUEUED, dispatched_at=retry_at
-    )
+    requeued = Generation.objects.filter(
+        pk=generation.pk, status=Generation.Status.RUNNING, cancel_requested_at__isnull=True
+    ).update(status=Generation.Status.QUEUED, dispatched_at=retry_at)
     return backoff if requeued else None

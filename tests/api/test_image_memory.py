@@ -10,7 +10,7 @@ import logging
 import pytest
 from django.core.files.storage import default_storage
 
-from api import views
+from api import answers
 from generation import memory
 from generation.models import ConcurrencySlot, Generation, Image
 from tests.support.money import assert_ledger_balanced, ledger_kinds
@@ -132,7 +132,7 @@ def test_b64_json_is_streamed_from_storage_in_pieces_with_its_exact_length(
     body = b"".join(pieces)
     assert int(response["Content-Length"]) == len(body)
     # No piece holds more than one read of one image, in base64.
-    assert max(len(piece) for piece in pieces) <= views._B64_READ_BYTES * 4 // 3
+    assert max(len(piece) for piece in pieces) <= answers.B64_READ_BYTES * 4 // 3
     answer = json.loads(body)
     generation = Generation.objects.get()
     assert answer["id"] == generation.public_id
@@ -144,7 +144,7 @@ def test_b64_json_is_streamed_from_storage_in_pieces_with_its_exact_length(
         assert set(item) == {"b64_json", "revised_prompt"}
         with default_storage.open(image.file.name, "rb") as stored:
             assert base64.b64decode(item["b64_json"]) == stored.read()
-        assert image.bytes > views._B64_READ_BYTES
+        assert image.bytes > answers.B64_READ_BYTES
     assert assert_ledger_balanced(owner) == 880
 
 

@@ -58,6 +58,7 @@ def test_every_reason_has_its_openai_status():
         Reason.RATE_LIMITED: 429,
         Reason.IDEMPOTENCY_KEY_REUSED: 400,
         Reason.BUSY: 503,
+        Reason.JOB_FINISHED: 409,
     }
     assert set(expected) == set(Reason)
     for reason, status in expected.items():
