@@ -253,6 +253,12 @@ def docs(request: HttpRequest) -> HttpResponse:
             "image_retention_days": getattr(settings, "IMAGE_RETENTION_DAYS", 0),
             "upstream_retries": settings.UPSTREAM_MAX_RETRIES,
             "generation_timeout_seconds": settings.GENERATION_TIMEOUT_SECONDS,
+            # The models whose time budget is their own (the others have the default).
+            "longer_time_budgets": [
+                model
+                for model in all_models
+                if model.generation_timeout_seconds != settings.GENERATION_TIMEOUT_SECONDS
+            ],
             "errors": API_ERRORS,
             "slow_down": SLOW_DOWN,
             "tiers": ratelimits.tiers(),

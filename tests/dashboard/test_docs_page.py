@@ -8,13 +8,14 @@ import re
 
 import pytest
 
+from generation import catalog
 from tests.support.prices import set_tier_price
 
 pytestmark = pytest.mark.smoke
 
 SECTIONS = [
     "authentication", "quickstart", "generations", "quality", "response", "edits", "models",
-    "models-endpoint", "credits", "idempotency", "errors", "rate-limits",
+    "models-endpoint", "credits", "idempotency", "jobs", "errors", "rate-limits",
 ]  # fmt: skip
 
 
@@ -167,3 +168,15 @@ def test_the_docs_say_what_provenance_every_image_carries(client, db, settings):
         assert "your prompt is never written into the file" in text
     assert "C2PA" not in unsigned
     assert "signed C2PA manifest" in signed
+
+
+def test_the_jobs_section_names_each_models_time_budget_from_the_catalog(client, db, settings):
+    page = docs(client)
+    section = re.search(r'<section id="jobs".*?</section>', page, re.S)
+    assert section
+    text = section.group(0)
+    assert f"may take {settings.GENERATION_TIMEOUT_SECONDS} seconds" in text
+    pro = catalog.get_model("seedream-5-0-pro")
+    assert pro is not None
+    assert f"{pro.name}: {pro.generation_timeout_seconds} seconds" in text
+    assert pro.generation_timeout_seconds > settings.GENERATION_TIMEOUT_SECONDS
