@@ -15,7 +15,7 @@ from django.core.files.uploadedfile import UploadedFile
 
 from generation import catalog, services
 from generation.models import Image
-from generation.references import Reference, editing_models
+from generation.references import Reference, editing_models, split_formats
 
 # How many of the customer's newest gallery images the form offers as references.
 GALLERY_PICKS = 8
@@ -83,9 +83,10 @@ class Limits:
 
     @property
     def for_split(self) -> str:
-        """The same, for a layer split: one picture."""
+        """The same, for a layer split: one picture, in the formats a split takes."""
+        formats = _either([_FORMAT_NAMES.get(f, f.upper()) for f in split_formats(self.model)])
         return (
-            f"A split takes one image: {self.formats}, at most {self.max_mb} MB and "
+            f"A split takes one image: {formats}, at most {self.max_mb} MB and "
             f"{self.megapixels} megapixels."
         )
 

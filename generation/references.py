@@ -9,6 +9,11 @@ each side is longer than 14 pixels, the aspect ratio is within the model's bound
 whole picture decodes. Decoding is CPU work (a tenth of a second for a large photograph): the
 callers on an event loop run it on a thread.
 
+HEIC (an iPhone's photographs) is read through pillow-heif's Pillow plugin (``read_heic``), and
+offered where the catalog lists it (5.0 Pro, not in a layer split): it is sent upstream as it
+came, ``data:image/heic;base64,...``, as Seedream takes it there. Elsewhere a HEIC is refused by
+name ("a HEIF image"), like any other format the model does not take.
+
 The upstream is sent each reference as a data URL in the customer's order (generation/
 upstream.py); the generation keeps them as InputImage rows and files (``store_references``).
 """
@@ -18,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import pillow_heif
 from PIL import Image as PILImage
 
 from . import input_fetch
@@ -51,6 +58,9 @@ CONTENT_TYPES = {
 }
 # Each side of a reference must be longer than this (Seedream's rule for every model).
 MIN_SIDE_EXCLUSIVE = 14
+# Formats a layer split does not take, even on a model that takes them otherwise (5.0 Pro's
+# HEIC: its layer mode takes the 4.x formats only).
+NOT_SPLIT_FORMATS = ("heic", "heif")
 _DATA_URL_RE = re.compile(r"data:image/([A-Za-z0-9.+-]+);base64,(.*)", re.DOTALL)
 
 
@@ -114,8 +124,16 @@ def editing_models() -> list[ModelInfo]:
     return [m for m in models if "edit" in m.modes and m.max_references]
 
 
+@functools.cache
+def read_heic() -> None:
+    """Let Pillow open HEIC/HEIF, once per process: before any reference is checked, and before
+    a HEIC reference's thumbnail is made (generation/thumbnails.py)."""
+    pillow_heif.register_heif_opener()
+
+
 def check_reference(data: bytes, model: ModelInfo, *, param: str) -> Reference:
     """``data`` as a Reference for ``model``, or a Refusal naming ``param`` and what is wrong."""
+    read_heic()
     if len(data) > model.reference_max_bytes:
         raise invalid(
             f"'{param}' is {len(data):,} bytes; {model.id} takes reference images of at most "
@@ -143,6 +161,11 @@ def check_reference(data: bytes, model: ModelInfo, *, param: str) -> Reference:
     except (OSError, ValueError, SyntaxError):  # what Pillow raises for bytes it cannot read
         raise _bad_format(param, "not an image it can read", model, allowed) from None
     return Reference(data=data, image_format=image_format, width=width, height=height)
+
+
+def split_formats(model: ModelInfo) -> list[str]:
+    """The formats ``model`` takes for a layer split's picture."""
+    return [f for f in model.reference_formats if f not in NOT_SPLIT_FORMATS]
 
 
 def _bad_format(param: str, found: str, model: ModelInfo, allowed: str) -> Refusal:

@@ -18,7 +18,7 @@ from PIL import Image as PILImage
 
 from simulator.images import reference_colours
 from tests.support.money import assert_ledger_balanced
-from tests.support.pictures import BLUE, GREEN, RED, data_url, picture
+from tests.support.pictures import BLUE, GREEN, RED, data_url, heic, picture
 
 pytestmark = [pytest.mark.integration, pytest.mark.smoke]
 
@@ -104,6 +104,26 @@ def test_images_generate_with_seedreams_image_in_extra_body(sdk, simulator_url):
         [hashlib.sha256(d).hexdigest() for d in (green, blue)]
     ]
     assert assert_ledger_balanced(user) < 1000
+
+
+def test_images_edit_with_an_iphones_heic_photograph_on_pro(sdk, simulator_url):
+    user, client = sdk()
+    photo = heic(GREEN)
+    prompt = f"heic {uuid.uuid4()}"
+
+    result = client.images.edit(
+        model="seedream-5-0-pro", image=("IMG_0001.HEIC", photo, "image/heic"), prompt=prompt,
+        size="1K", response_format="b64_json",
+    )  # fmt: skip
+
+    assert close(band(result.data[0].b64_json, 1)[0], GREEN)
+    assert sent_upstream(simulator_url, prompt) == [[hashlib.sha256(photo).hexdigest()]]
+    assert assert_ledger_balanced(user) == 1000 - result.model_extra["credits_charged"]
+
+    with pytest.raises(openai.BadRequestError) as raised:  # 4.0 takes no HEIC
+        client.images.edit(model="seedream-4-0", image=("IMG_0001.HEIC", photo), prompt="x")
+    assert (raised.value.code, raised.value.param) == ("invalid_image_format", "image")
+    assert assert_ledger_balanced(user) == 1000 - result.model_extra["credits_charged"]
 
 
 def test_a_bad_reference_raises_the_sdks_bad_request_error_and_charges_nothing(sdk):
