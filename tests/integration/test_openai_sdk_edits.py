@@ -126,6 +126,31 @@ def test_images_edit_with_an_iphones_heic_photograph_on_pro(sdk, simulator_url):
     assert assert_ledger_balanced(user) == 1000 - result.model_extra["credits_charged"]
 
 
+def test_an_own_gallery_images_url_is_a_reference_without_uploading_it(sdk, simulator_url):
+    """The server is on 127.0.0.1, an address the fetcher refuses: the URL it answered is read
+    from its storage instead, for the account it belongs to and no other."""
+    user, client = sdk()
+    made = client.images.generate(model="seedream-4-0", prompt="a lantern", size="1K")
+    url = made.data[0].url
+    assert url is not None and "/img/" in url
+    original = httpx.get(url).content
+    prompt = f"from my gallery {uuid.uuid4()}"
+
+    result = client.images.generate(
+        model="seedream-4-0", prompt=prompt, size="1K", extra_body={"image": url}
+    )
+
+    assert result.data[0].url
+    assert sent_upstream(simulator_url, prompt) == [[hashlib.sha256(original).hexdigest()]]
+    other, outsider = sdk()
+    with pytest.raises(openai.BadRequestError) as raised:
+        outsider.images.generate(
+            model="seedream-4-0", prompt="theirs", size="1K", extra_body={"image": url}
+        )
+    assert (raised.value.code, raised.value.param) == ("invalid_image_url", "image")
+    assert assert_ledger_balanced(other) == 1000
+
+
 def test_a_bad_reference_raises_the_sdks_bad_request_error_and_charges_nothing(sdk):
     user, client = sdk()
 
