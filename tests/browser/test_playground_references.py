@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FilePayload, Page, expect
 
 from dashboard.forms import TIMES
 from tests.browser.support import (
@@ -144,7 +144,12 @@ def test_an_iphones_heic_photograph_is_a_reference_on_pro_and_shows_as_a_thumbna
     user = verified_customer("iphone@example.com")
     give_credits(user, 1000)
     sign_in_as(page, live_server.url, user)
-    photo = {"name": "IMG_0001.HEIC", "mimeType": "image/heic", "buffer": heic(BLUE, (320, 240))}
+    # As Chromium on a Mac names an iPhone's photograph's type.
+    photo: FilePayload = {
+        "name": "IMG_0001.HEIC",
+        "mimeType": "image/heic",
+        "buffer": heic(BLUE, (320, 240)),
+    }
 
     load(page, f"{live_server.url}/dashboard/playground/", console_errors)
     page.get_by_label("Model").select_option("seedream-5-0-pro")

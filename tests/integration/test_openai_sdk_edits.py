@@ -142,6 +142,8 @@ def test_an_own_gallery_images_url_is_a_reference_without_uploading_it(sdk, simu
 
     assert result.data[0].url
     assert sent_upstream(simulator_url, prompt) == [[hashlib.sha256(original).hexdigest()]]
+    charged = made.model_extra["credits_charged"] + result.model_extra["credits_charged"]
+    assert assert_ledger_balanced(user) == 1000 - charged
     other, outsider = sdk()
     with pytest.raises(openai.BadRequestError) as raised:
         outsider.images.generate(
