@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
-from generation.references import ImageSource, gather_references
+from generation.references import HostedImages, ImageSource, gather_references
 from generation.spec import (
     COMPRESSION_MAX,
     COMPRESSION_MIN,
@@ -112,24 +112,28 @@ class ImagesRequest:
     respond_async: bool = False
 
 
-async def generation_request(payload: Any) -> ImagesRequest:
+async def generation_request(payload: Any, hosted: HostedImages | None = None) -> ImagesRequest:
     """A decoded JSON generation body, validated: ApiError(400) naming the first parameter of
     a wrong type, then the domain's own checks (generation/spec.py), which raise a Refusal,
-    then its reference images (``image``), gathered and checked."""
+    then its reference images (``image``), gathered and checked (``hosted``: whose own hosted
+    images a URL may name, read from storage; generation/references.py)."""
     request = _validated(ImageGenerationRequest, payload)
     values = [request.image] if isinstance(request.image, str) else request.image or []
     sources = [
         ImageSource(param="image" if len(values) == 1 else f"image[{i}]", text=value)
         for i, value in enumerate(values)
     ]
-    spec = await _with_references(_spec(request, len(sources), "image"), sources, "image")
+    spec = await _with_references(_spec(request, len(sources), "image"), sources, "image", hosted)
     return _answered(request, spec)
 
 
-async def edit_request(payload: Any, files: list[ImageSource] | None = None) -> ImagesRequest:
+async def edit_request(
+    payload: Any, files: list[ImageSource] | None = None, hosted: HostedImages | None = None
+) -> ImagesRequest:
     """An edit, validated: ``payload`` its fields (a JSON body's, or a multipart form's
     already typed by ``form_fields``), ``files`` the multipart form's images in order (None
-    for a JSON body, whose images are ``images: [{"image_url": ...}]``)."""
+    for a JSON body, whose images are ``images: [{"image_url": ...}]``), ``hosted`` as for
+    ``generation_request``."""
     request = _validated(ImageEditRequest, payload)
     if request.mask is not None:
         raise invalid(
@@ -153,7 +157,7 @@ async def edit_request(payload: Any, files: list[ImageSource] | None = None) -> 
         raise invalid(f"Missing required parameter: '{param}'.", param=param,
                       code="missing_required_parameter")  # fmt: skip
     param = "images" if files is None else "image"
-    spec = await _with_references(_spec(request, len(sources), param), sources, param)
+    spec = await _with_references(_spec(request, len(sources), param), sources, param, hosted)
     return _answered(request, spec)
 
 
@@ -207,11 +211,12 @@ def _validated(schema: type[_Request], payload: Any) -> _Request:
 
 
 async def _with_references(
-    spec: GenerationSpec, sources: list[ImageSource], param: str
+    spec: GenerationSpec, sources: list[ImageSource], param: str, hosted: HostedImages | None
 ) -> GenerationSpec:
     if not sources:
         return spec
-    return spec.with_references(await gather_references(spec.model, sources, param=param))
+    gathered = await gather_references(spec.model, sources, param=param, hosted=hosted)
+    return spec.with_references(gathered)
 
 
 def _spec(request: ImageGenerationRequest, reference_count: int, param: str) -> GenerationSpec:

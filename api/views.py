@@ -41,7 +41,7 @@ from django.views.decorators.csrf import csrf_exempt
 from billing import services as billing
 from generation import catalog, inflight, memory, services, storage, thumbnails
 from generation.models import Generation, Image
-from generation.references import Reference
+from generation.references import HostedImages, Reference
 from generation.refusals import Refusal
 from server.steps import Steps
 
@@ -99,27 +99,33 @@ def request_fingerprint(body: bytes) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def _edit_request(request: HttpRequest) -> ImagesRequest:
+def _hosted_images(request: ApiRequest) -> HostedImages:
+    """A reference URL may name one of the key's account's own hosted images, linked under
+    this request's base URL (or IMAGE_BASE_URL): it is read from storage, not fetched."""
+    return HostedImages(request.api_key.user_id, _base_url(request), request.steps)
+
+
+async def _edit_request(request: ApiRequest) -> ImagesRequest:
     """An edit, from its multipart form (the SDKs' images.edit) or its JSON body."""
     if (request.content_type or "") == "application/json":
-        return await edit_request(_read_json(request))
+        return await edit_request(_read_json(request), hosted=_hosted_images(request))
     fields, files = await edit_form(request)
     return await edit_request(fields, files)
 
 
-async def _quoted_request(request: HttpRequest) -> ImagesRequest:
+async def _quoted_request(request: ApiRequest) -> ImagesRequest:
     """What the quote prices: an edit (multipart, or JSON with OpenAI's ``images``), else a
     generation; a JSON body is read once."""
     if (request.content_type or "") == "multipart/form-data":
         return await _edit_request(request)
     payload = _read_json(request)
     if isinstance(payload, dict) and "images" in payload:
-        return await edit_request(payload)
-    return await generation_request(payload)
+        return await edit_request(payload, hosted=_hosted_images(request))
+    return await generation_request(payload, _hosted_images(request))
 
 
-async def _generation_request(request: HttpRequest) -> ImagesRequest:
-    return await generation_request(_read_json(request))
+async def _generation_request(request: ApiRequest) -> ImagesRequest:
+    return await generation_request(_read_json(request), _hosted_images(request))
 
 
 @api_endpoint("GET", "POST", admit=False)
@@ -141,7 +147,7 @@ async def images_edits(request: ApiRequest) -> HttpResponseBase:
 
 async def _images(
     request: ApiRequest,
-    parse: Callable[[HttpRequest], Awaitable[ImagesRequest]],
+    parse: Callable[[ApiRequest], Awaitable[ImagesRequest]],
     kind: str,
 ) -> HttpResponseBase:
     """``kind``: the events' name (api/streaming.py), should the request ask for them."""

@@ -454,6 +454,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_IMAGE_BODY_BYTES, WEB_MAX_BODY_BYTES)
 # one than its path allows (API_MAX_IMAGE_BODY_BYTES on the image paths, API_MAX_BODY_BYTES on
 # the rest of /v1/, WEB_MAX_BODY_BYTES elsewhere) is answered 413 before it is read.
 BODY_READ_TIMEOUT_SECONDS = env_int("BODY_READ_TIMEOUT_SECONDS", 30)
+# The same on the paths that take reference images (those of API_MAX_IMAGE_BODY_BYTES): 50 MiB
+# over a 2 Mbit/s uplink (a phone on a weak signal) takes 210 s, so 240 s lets it arrive. A
+# connection held that long is one of WEB_MAX_CONNECTIONS; a front proxy that buffers bodies
+# spares the process it entirely (README, "Deployment").
+IMAGE_BODY_READ_TIMEOUT_SECONDS = env_int("IMAGE_BODY_READ_TIMEOUT_SECONDS", 240)
+if IMAGE_BODY_READ_TIMEOUT_SECONDS <= 0:
+    raise ImproperlyConfigured("IMAGE_BODY_READ_TIMEOUT_SECONDS must be 1 or more")
 # A request's line and headers must arrive within this, counted from the connection's opening
 # (or, on a kept-alive connection, from the request's first byte): server/http_protocol.py.
 HEADER_READ_TIMEOUT_SECONDS = env_int("HEADER_READ_TIMEOUT_SECONDS", 10)

@@ -15,14 +15,13 @@ from django.core.files.uploadedfile import UploadedFile
 
 from generation import catalog, services
 from generation.models import Image
-from generation.references import Reference, editing_models
+from generation.references import Reference, editing_models, read_hosted_image, split_formats
 
 # How many of the customer's newest gallery images the form offers as references.
 GALLERY_PICKS = 8
 # A file's name in a message is cut to this (it names the file; it is not a place for essays).
 NAME_CHARS = 80
 _MB = 1024 * 1024
-_READ_CHUNK_BYTES = 1024 * 1024
 _FORMAT_NAMES = {
     "jpeg": "JPEG", "png": "PNG", "webp": "WebP", "bmp": "BMP", "tiff": "TIFF", "gif": "GIF",
     "heic": "HEIC", "heif": "HEIF",
@@ -83,9 +82,10 @@ class Limits:
 
     @property
     def for_split(self) -> str:
-        """The same, for a layer split: one picture."""
+        """The same, for a layer split: one picture, in the formats a split takes."""
+        formats = _either([_FORMAT_NAMES.get(f, f.upper()) for f in split_formats(self.model)])
         return (
-            f"A split takes one image: {self.formats}, at most {self.max_mb} MB and "
+            f"A split takes one image: {formats}, at most {self.max_mb} MB and "
             f"{self.megapixels} megapixels."
         )
 
@@ -112,8 +112,9 @@ def read_upload(upload: UploadedFile) -> bytes:
 
 
 def read_gallery_image(image: Image) -> bytes:
-    """A gallery image's bytes (FileNotFoundError once retention has deleted its file)."""
-    return b"".join(services.read_image(image, _READ_CHUNK_BYTES))
+    """A gallery image's bytes (FileNotFoundError once retention has deleted its file), read as
+    /v1 reads one named by its URL (generation/references.py)."""
+    return read_hosted_image(image.file.name)
 
 
 # Billing prices reference images by their number alone (generation/services/reserve.py,

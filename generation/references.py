@@ -9,6 +9,21 @@ each side is longer than 14 pixels, the aspect ratio is within the model's bound
 whole picture decodes. Decoding is CPU work (a tenth of a second for a large photograph): the
 callers on an event loop run it on a thread.
 
+HEIC (an iPhone's photographs) is read through pillow-heif's Pillow plugin (``read_heic``), and
+offered where the catalog lists it (5.0 Pro, not in a layer split): it is sent upstream as it
+came, ``data:image/heic;base64,...``, as Seedream takes it there. Elsewhere a HEIC is refused by
+name ("a HEIF image"), like any other format the model does not take.
+
+A customer's own hosted image (``<base>/img/<token>.<ext>``, as /v1 answers link it) may be a
+reference without being uploaded again: ``HostedImages`` says whose request it is and where our
+answers host images, and such a URL is read from storage, never fetched (our own host may be a
+private address). It is "ours" when its host and port are those of ``IMAGE_BASE_URL`` (the
+answers' links when it is set) or of the request itself (their links otherwise), whichever the
+scheme (a proxy may end TLS before us), and its path is that base's path plus
+``/img/<token>.<ext>``. Only the key's own account's images are read: another account's token,
+an unknown one and one whose file has gone (retention, deletion) are the same 400, so a refusal
+never tells whether a token exists. Any other URL is fetched as before (``input_fetch``).
+
 The upstream is sent each reference as a data URL in the customer's order (generation/
 upstream.py); the generation keeps them as InputImage rows and files (``store_references``).
 """
@@ -18,16 +33,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
+import pillow_heif
+from django.conf import settings
+from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
 from . import input_fetch
 from .catalog import RETIRED, ModelInfo, all_models
+from .models import Image
 from .refusals import Reason, Refusal, invalid
+
+if TYPE_CHECKING:
+    from server.steps import Steps
 
 # Pillow's format names, as the catalog and Seedream's data URLs spell them.
 _FORMATS = {
@@ -51,6 +76,9 @@ CONTENT_TYPES = {
 }
 # Each side of a reference must be longer than this (Seedream's rule for every model).
 MIN_SIDE_EXCLUSIVE = 14
+# Formats a layer split does not take, even on a model that takes them otherwise (5.0 Pro's
+# HEIC: its layer mode takes the 4.x formats only).
+NOT_SPLIT_FORMATS = ("heic", "heif")
 _DATA_URL_RE = re.compile(r"data:image/([A-Za-z0-9.+-]+);base64,(.*)", re.DOTALL)
 
 
@@ -114,8 +142,16 @@ def editing_models() -> list[ModelInfo]:
     return [m for m in models if "edit" in m.modes and m.max_references]
 
 
+@functools.cache
+def read_heic() -> None:
+    """Let Pillow open HEIC/HEIF, once per process: before any reference is checked, and before
+    a HEIC reference's thumbnail is made (generation/thumbnails.py)."""
+    pillow_heif.register_heif_opener()
+
+
 def check_reference(data: bytes, model: ModelInfo, *, param: str) -> Reference:
     """``data`` as a Reference for ``model``, or a Refusal naming ``param`` and what is wrong."""
+    read_heic()
     if len(data) > model.reference_max_bytes:
         raise invalid(
             f"'{param}' is {len(data):,} bytes; {model.id} takes reference images of at most "
@@ -143,6 +179,11 @@ def check_reference(data: bytes, model: ModelInfo, *, param: str) -> Reference:
     except (OSError, ValueError, SyntaxError):  # what Pillow raises for bytes it cannot read
         raise _bad_format(param, "not an image it can read", model, allowed) from None
     return Reference(data=data, image_format=image_format, width=width, height=height)
+
+
+def split_formats(model: ModelInfo) -> list[str]:
+    """The formats ``model`` takes for a layer split's picture."""
+    return [f for f in model.reference_formats if f not in NOT_SPLIT_FORMATS]
 
 
 def _bad_format(param: str, found: str, model: ModelInfo, allowed: str) -> Refusal:
@@ -188,22 +229,127 @@ class ImageSource:
     text: str | None = None
 
 
+# A hosted image's path under its base, as api/urls.py serves it (api/views.py checks the same
+# token shape before serving one).
+_HOSTED_PATH_RE = re.compile(r"/img/([A-Za-z0-9_-]{16,32})\.([a-z]+)")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True)
+class HostedImages:
+    """Whose request it is (``user_id``) and where it came (``request_base_url``, the
+    ``<scheme>://<host>`` its answer links images under when IMAGE_BASE_URL is unset): a
+    reference URL naming one of that account's hosted images is read from storage, with
+    ``steps`` for the database."""
+
+    user_id: int
+    request_base_url: str
+    steps: Steps
+
+    def file_of(self, url: str | None) -> tuple[str, str] | None:
+        """The (token, extension) of the hosted image ``url`` names, if it is one of our own
+        image URLs (whoever owns the token: that is checked when it is read)."""
+        if url is None:
+            return None
+        found = _site(url)
+        if found is None:
+            return None
+        where, path = found
+        for base in (settings.IMAGE_BASE_URL, self.request_base_url):
+            ours = _site(base) if base else None
+            if ours is None or ours[0] != where:
+                continue
+            prefix = ours[1].rstrip("/")  # a CDN's base may have a path of its own
+            if path.startswith(f"{prefix}/img/"):
+                match = _HOSTED_PATH_RE.fullmatch(path[len(prefix) :])
+                if match is not None:
+                    return match.group(1), match.group(2)
+        return None
+
+
+def _site(url: str) -> tuple[tuple[str, int | None], str] | None:
+    """``url``'s (host, port) with a scheme's default port as None, and its path; None for
+    anything but a plain http(s) URL (a user name in it, too: never ours)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
+        return None
+    return (parts.hostname.lower(), None if port == _DEFAULT_PORTS[scheme] else port), parts.path
+
+
+def owned_image_files(user_id: int, files: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The storage names of ``user_id``'s hosted images among ``files`` ((token, extension), as
+    their URLs name them), by the same key: another account's token is simply not there,
+    exactly like one that does not exist (or one with another extension: no URL serves it)."""
+    wanted = set(files)
+    rows = Image.objects.filter(user_id=user_id, token__in={token for token, _ in wanted})
+    return {
+        (token, extension): name
+        for token, name in rows.values_list("token", "file")
+        for extension in [name.rsplit(".", 1)[-1]]
+        if (token, extension) in wanted
+    }
+
+
+def read_hosted_image(name: str) -> bytes:
+    """A hosted (gallery) image's bytes, by its storage name, to be used as a reference (blocking
+    I/O: on a thread from an event loop). FileNotFoundError once it has been deleted."""
+    with default_storage.open(name, "rb") as handle:
+        data: bytes = handle.read()
+    return data
+
+
 async def gather_references(
-    model: ModelInfo, sources: Sequence[ImageSource], *, param: str
+    model: ModelInfo,
+    sources: Sequence[ImageSource],
+    *,
+    param: str,
+    hosted: HostedImages | None = None,
 ) -> tuple[Reference, ...]:
     """The references ``sources`` give, in order, each checked for ``model``: the count first,
-    then every URL's form (before anything is fetched), then the fetches (at once), then each
-    image's bytes (on a thread: decoding is CPU work). A Refusal names the first at fault."""
+    then every URL's form (before anything is fetched), then which of the hosted images named
+    are ``hosted``'s own, then the fetches and reads (at once), then each image's bytes (on a
+    thread: decoding is CPU work). A Refusal names the first at fault. Without ``hosted``, a
+    URL of our own images is fetched as any other."""
     check_count(model, len(sources), param=param)
-    for source in sources:
-        if source.text is not None and not source.text.startswith("data:"):
+    ours = {
+        index: named
+        for index, source in enumerate(sources)
+        if hosted is not None and (named := hosted.file_of(source.text)) is not None
+    }
+    for index, source in enumerate(sources):
+        if index not in ours and source.text is not None and not source.text.startswith("data:"):
             _checked_url(source)
-    datas = await asyncio.gather(*(_bytes_of(model, source) for source in sources))
+    stored: dict[int, str] = {}  # by the source's index: its hosted image's storage name
+    if ours:
+        assert hosted is not None
+        names = await hosted.steps.run(owned_image_files, hosted.user_id, list(ours.values()))
+        for index, named in ours.items():
+            if named not in names:
+                raise _not_hosted(sources[index])
+            stored[index] = names[named]
+    datas = await asyncio.gather(
+        *(_bytes_of(model, source, stored.get(index)) for index, source in enumerate(sources))
+    )
     return await asyncio.to_thread(
         lambda: tuple(
             check_reference(data, model, param=source.param)
             for source, data in zip(sources, datas, strict=True)
         )
+    )
+
+
+def _not_hosted(source: ImageSource) -> Refusal:
+    # One answer for another account's image, an unknown token and a file that has gone: it
+    # must not tell which (a token is a capability; its existence is not to be probed).
+    return invalid(
+        f"'{source.param}' could not be read: it names none of your images stored here.",
+        param=source.param,
+        code="invalid_image_url",
     )
 
 
@@ -218,9 +364,14 @@ def _checked_url(source: ImageSource) -> str:
     return source.text
 
 
-async def _bytes_of(model: ModelInfo, source: ImageSource) -> bytes:
+async def _bytes_of(model: ModelInfo, source: ImageSource, hosted_name: str | None) -> bytes:
     if source.data is not None:
         return source.data
+    if hosted_name is not None:  # one of the customer's own hosted images: read, not fetched
+        try:
+            return await asyncio.to_thread(read_hosted_image, hosted_name)
+        except FileNotFoundError:
+            raise _not_hosted(source) from None
     assert source.text is not None
     if source.text.startswith("data:"):
         return decode_data_url(source.text, param=source.param)

@@ -21,7 +21,7 @@ from .catalog import (
     text_to_image_models,
     transparency_models,
 )
-from .references import Reference, check_count
+from .references import NOT_SPLIT_FORMATS, Reference, check_count, split_formats
 from .refusals import Reason, Refusal, invalid
 
 # Bounds every way in shares (the API's schema declares the same ones for its typed errors).
@@ -82,6 +82,13 @@ class GenerationSpec:
         their count for the model: ``reference_count``)."""
         if self.max_layers is not None:
             (reference,) = references
+            if reference.image_format in NOT_SPLIT_FORMATS:
+                raise invalid(
+                    f"The image of a layer split is a {reference.image_format.upper()} image; a "
+                    f"split takes {', '.join(split_formats(self.model))}.",
+                    param="image",
+                    code="invalid_image_format",
+                )
             if reference.width * reference.height < LAYER_INPUT_MIN_PIXELS:
                 raise invalid(
                     f"The image of a layer split is {reference.width}x{reference.height}; it "

@@ -16,6 +16,7 @@ from PIL import Image as PILImage
 from PIL import ImageOps
 
 from .models import Image
+from .references import read_heic
 
 # Pillow refuses to open anything larger: our own stored images are at most 4096x4096.
 PILImage.MAX_IMAGE_PIXELS = 64 * 1024 * 1024
@@ -26,6 +27,7 @@ def thumbnail_name(token: str) -> str:
 
 
 def render_thumbnail(original: bytes, max_pixels: int) -> bytes:
+    read_heic()  # a reference image may be a HEIC (generation/references.py)
     with PILImage.open(io.BytesIO(original)) as opened:
         picture: PILImage.Image = ImageOps.exif_transpose(opened)
         picture.thumbnail((max_pixels, max_pixels), PILImage.Resampling.LANCZOS)

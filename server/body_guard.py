@@ -8,10 +8,12 @@ middleware or view looks at it, so a view's own size check comes after the bytes
 - a declared ``Content-Length`` above the path's limit is answered 413 at once, reading nothing;
 - a body that goes past the limit as it arrives (chunked, or longer than declared) stops being
   read there and is answered 413;
-- a body that has not arrived within ``BODY_READ_TIMEOUT_SECONDS`` is answered 408.
+- a body that has not arrived within the path's read timeout is answered 408.
 
 The limit is ``API_MAX_IMAGE_BODY_BYTES`` on the paths that take reference images,
-``API_MAX_BODY_BYTES`` on the rest of ``/v1/``, and ``WEB_MAX_BODY_BYTES`` elsewhere. Slow
+``API_MAX_BODY_BYTES`` on the rest of ``/v1/``, and ``WEB_MAX_BODY_BYTES`` elsewhere. The read
+timeout is ``IMAGE_BODY_READ_TIMEOUT_SECONDS`` on the paths that take reference images (their
+50 MiB cannot arrive in 30 s over a slow link) and ``BODY_READ_TIMEOUT_SECONDS`` elsewhere. Slow
 headers are the server's and a front proxy's to bound (README, "Deployment"): no application
 sees a request before its headers are complete.
 """
@@ -41,12 +43,23 @@ IMAGE_BODY_PATHS = (
 )
 
 
+def takes_images(path: str) -> bool:
+    return path.rstrip("/") in IMAGE_BODY_PATHS
+
+
 def limit_for(path: str) -> int:
-    if path.rstrip("/") in IMAGE_BODY_PATHS:
+    if takes_images(path):
         return int(settings.API_MAX_IMAGE_BODY_BYTES)
     if path.startswith(API_PREFIX):
         return int(settings.API_MAX_BODY_BYTES)
     return int(settings.WEB_MAX_BODY_BYTES)
+
+
+def read_timeout_for(path: str) -> float:
+    """The seconds ``path``'s whole body has to arrive in."""
+    if takes_images(path):
+        return float(settings.IMAGE_BODY_READ_TIMEOUT_SECONDS)
+    return float(settings.BODY_READ_TIMEOUT_SECONDS)
 
 
 def declared_length(scope: Message) -> int | None:
@@ -67,7 +80,7 @@ async def guarded(app: App, scope: Message, receive: Receive, send: Send) -> Non
         await refuse(send, scope, 413, limit)
         return
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + float(settings.BODY_READ_TIMEOUT_SECONDS)
+    deadline = loop.time() + read_timeout_for(scope["path"])
     received = 0
     body_done = False
     refused: int | None = None
@@ -108,7 +121,7 @@ async def refuse(send: Send, scope: Message, status: int, limit: int) -> None:
         message = f"The request body is larger than {limit} bytes."
         code = "request_too_large"
     else:
-        message = f"The request body did not arrive within {settings.BODY_READ_TIMEOUT_SECONDS} s."
+        message = f"The request body did not arrive within {read_timeout_for(scope['path']):g} s."
         code = "request_timeout"
     if scope["path"].startswith(API_PREFIX):
         error = {"message": message, "type": "invalid_request_error", "code": code, "param": None}

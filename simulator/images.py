@@ -39,8 +39,8 @@ PROMPT_HEAD_CHARS: Final = 60
 
 RGB = tuple[int, int, int]  # a colour, each channel 0 to 255
 
-# The colour of a reference the simulator cannot read: a URL (never fetched) or a format Pillow
-# does not decode (HEIC).
+# The colour of a reference the simulator cannot read: a URL (never fetched) or bytes Pillow
+# does not decode.
 UNREAD_REFERENCE_COLOUR: Final[RGB] = (128, 128, 128)
 BAND_MIN_ROWS: Final = 8
 

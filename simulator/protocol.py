@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import io
 import math
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+import pillow_heif
 from PIL import Image
 
 API_PREFIX: Final = "/api/v3"
@@ -474,6 +476,12 @@ def parse_images(value: object, rules: ModelRules, *, layers: bool) -> list[Inpu
     return [_parse_image(item, rules, layers=layers) for item in values]
 
 
+@functools.cache
+def read_heic() -> None:
+    """Let Pillow open HEIC/HEIF (5.0 Pro's references), once per process."""
+    pillow_heif.register_heif_opener()
+
+
 def _parse_image(value: object, rules: ModelRules, *, layers: bool) -> InputImage:
     if not isinstance(value, str) or not value:
         raise invalid("image", "each image must be a URL or a data URI")
@@ -483,9 +491,11 @@ def _parse_image(value: object, rules: ModelRules, *, layers: bool) -> InputImag
     if match is None:
         raise invalid("image", "each image must be a URL or data:image/<format>;base64,<data>")
     image_format, payload = match.group(1), match.group(2)
-    # The format must be written in lowercase (data:image/png, not data:image/PNG).
-    if image_format not in rules.image_formats:
-        allowed = ", ".join(sorted(rules.image_formats))
+    # The format must be written in lowercase (data:image/png, not data:image/PNG). Layer mode
+    # takes the 4.x formats only (no HEIC, even on 5.0 Pro).
+    formats = rules.image_formats & FORMATS_4X if layers else rules.image_formats
+    if image_format not in formats:
+        allowed = ", ".join(sorted(formats))
         raise _image_error(
             "InvalidParameter.UnsupportedImageFormat",
             f"format {image_format!r} is not one of {allowed} (lowercase)",
@@ -499,8 +509,7 @@ def _parse_image(value: object, rules: ModelRules, *, layers: bool) -> InputImag
             "InvalidParameter.OversizedImage",
             f"an image is {len(data)} bytes, over {rules.max_image_bytes // MB} MB",
         )
-    if image_format in ("heic", "heif"):
-        return InputImage(size=None, data=data)  # Pillow reads no HEIC: taken as it is
+    read_heic()  # before any reference is opened: the mean colour of a HEIC is read later too
     try:
         with Image.open(io.BytesIO(data)) as picture:
             width, height = picture.size

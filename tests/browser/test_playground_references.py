@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FilePayload, Page, expect
 
 from dashboard.forms import TIMES
 from tests.browser.support import (
@@ -22,7 +22,7 @@ from tests.browser.support import (
     sign_in_as,
     verified_customer,
 )
-from tests.support.pictures import BLUE, GREEN, RED, picture
+from tests.support.pictures import BLUE, GREEN, RED, heic, picture
 
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("default_prices")]
 
@@ -130,3 +130,58 @@ def test_reference_images_from_disk_and_dropped_are_generated_from_and_shown(
     settle(page, console_errors, phone=True)
     assert axe_violations(page, "playground with a gallery pick") == []
     screenshot(page, "playground-references-phone")
+
+
+def test_an_iphones_heic_photograph_is_a_reference_on_pro_and_shows_as_a_thumbnail(
+    live_server: Any,
+    worker: None,
+    page: Page,
+    console_errors: list[str],
+    screenshot: Callable[[Page, str], Path],
+) -> None:
+    """Chromium cannot draw a HEIC: its preview is its extension, but the card, the gallery and
+    the image page show the WebP thumbnail made from it."""
+    user = verified_customer("iphone@example.com")
+    give_credits(user, 1000)
+    sign_in_as(page, live_server.url, user)
+    # As Chromium on a Mac names an iPhone's photograph's type.
+    photo: FilePayload = {
+        "name": "IMG_0001.HEIC",
+        "mimeType": "image/heic",
+        "buffer": heic(BLUE, (320, 240)),
+    }
+
+    load(page, f"{live_server.url}/dashboard/playground/", console_errors)
+    page.get_by_label("Model").select_option("seedream-5-0-pro")
+    expect(page.locator("#reference-limits")).to_contain_text("GIF, HEIC or HEIF")
+    page.get_by_label("Size", exact=True).select_option("1K")
+    page.get_by_label("Reference images (optional)").set_input_files([photo])
+    chosen = page.locator("#reference-list li")
+    expect(chosen).to_have_count(1)
+    expect(chosen.first).to_contain_text("1. IMG_0001.HEIC")
+    expect(chosen.first).not_to_contain_text("Not a format")
+    page.get_by_label("Prompt").fill("the sky at dusk, as a watercolour")
+    settle(page, console_errors)
+    screenshot(page, "playground-heic")
+
+    page.get_by_role("button", name="Generate").click()
+    card = page.locator("article.generation").first
+    expect(card.locator(".input-thumbs img")).to_have_count(1)
+    expect(card.locator(".badge")).to_have_text("succeeded", timeout=30_000)
+    settle(page, console_errors)
+    # Every picture on the card, its own too: leaving while one loads would cut it off.
+    page.wait_for_function(ALL_LOADED, arg="article.generation img")
+    screenshot(page, "playground-heic-done")
+
+    load(page, f"{live_server.url}/dashboard/gallery/", console_errors)
+    page.locator(".gallery-grid li a").first.click()
+    settle(page, console_errors)
+    inputs = page.get_by_role("list", name="Reference images it was made from")
+    expect(inputs.get_by_role("img")).to_have_attribute(
+        "alt", f"Reference image 1 (320 {TIMES} 240)"
+    )
+    assert page.evaluate(ALL_LOADED, ".made-from .input-thumbs img")
+    screenshot(page, "gallery-image-heic")
+    page.set_viewport_size(PHONE)
+    settle(page, console_errors, phone=True)
+    screenshot(page, "gallery-image-heic-phone")

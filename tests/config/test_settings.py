@@ -137,6 +137,7 @@ def test_the_model_map_points_models_at_other_upstream_ids(tmp_path):
         ({"DEBUG": "perhaps"}, "DEBUG must be true or false"),
         ({"CREDITS_PER_USD": "a thousand"}, "CREDITS_PER_USD must be a whole number"),
         ({"WEB_MAX_IMAGE_BYTES_IN_FLIGHT": "-1"}, "WEB_MAX_IMAGE_BYTES_IN_FLIGHT must be 0"),
+        ({"IMAGE_BODY_READ_TIMEOUT_SECONDS": "0"}, "IMAGE_BODY_READ_TIMEOUT_SECONDS must be 1"),
         ({"C2PA_SIGNING_KEY": "-----BEGIN PRIVATE KEY-----"}, "C2PA_CERTIFICATE are set together"),
         ({"PROVENANCE_DIGITAL_SOURCE_TYPE": "trainedAlgorithmicMedia"}, "an IPTC digital source"),
     ],
@@ -145,6 +146,30 @@ def test_a_misconfiguration_stops_start_up_with_a_reason(tmp_path, env, message)
     result = _settings_in_a_fresh_process(tmp_path, **env)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_the_image_paths_wait_long_enough_for_50_mib_over_2_mbit_s(tmp_path):
+    """The body read timeouts with no environment: 30 s, and on the paths that take
+    reference images (server/body_guard.py) long enough for their whole body cap to arrive at
+    2 Mbit/s (a phone's weak uplink)."""
+    code = (
+        "import json, django; from django.conf import settings; django.setup(); "
+        "print(json.dumps([settings.BODY_READ_TIMEOUT_SECONDS, "
+        "settings.IMAGE_BODY_READ_TIMEOUT_SECONDS, settings.API_MAX_IMAGE_BODY_BYTES]))"
+    )
+    clean = {k: v for k, v in os.environ.items() if "BODY" not in k}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", "DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    body_seconds, image_body_seconds, image_body_bytes = json.loads(result.stdout)
+    assert body_seconds == 30
+    assert image_body_bytes == 50 * 1024 * 1024
+    assert image_body_seconds >= image_body_bytes * 8 / 2_000_000  # 210 s
 
 
 def test_one_redis_url_serves_the_cache_the_broker_and_the_rate_limits(tmp_path):

@@ -15,7 +15,7 @@ from dashboard.forms import TIMES
 from generation import services
 from generation.models import Generation, Image, InputImage
 from tests.support.money import assert_ledger_balanced
-from tests.support.pictures import BLUE, GREEN, RED, data_url, picture
+from tests.support.pictures import BLUE, GREEN, RED, data_url, heic, picture
 
 # Every test here sees on_commit callbacks run at once (tests/dashboard/conftest.py).
 pytestmark = pytest.mark.usefixtures("commits_at_once")
@@ -86,6 +86,48 @@ def test_the_form_shows_the_models_limits_next_to_the_input(signed_in):
     assert "Seedream 5.0 Pro takes up to 10 images" in pro and "at most 30 MB" in pro
     assert 'data-max-count="10"' in pro and 'data-max-bytes="31457280"' in pro
     assert "js/playground.js" in four
+
+
+def test_pro_offers_heic_but_not_for_a_split(signed_in):
+    pro = signed_in.get(URL, {"model": "seedream-5-0-pro"}, headers=HTMX).content.decode()
+    split = signed_in.get(
+        URL, {"model": "seedream-5-0-pro", "make": "layers"}, headers=HTMX
+    ).content.decode()
+
+    assert "JPEG, PNG, WebP, BMP, TIFF, GIF, HEIC or HEIF, at most 30 MB" in pro
+    assert "image/heic,.heic,image/heif,.heif" in pro
+    assert 'data-formats="jpeg png webp bmp tiff gif heic heif"' in pro
+    assert "A split takes one image: JPEG, PNG, WebP, BMP, TIFF or GIF, at most 30 MB" in split
+
+
+def test_a_heic_file_on_pro_is_kept_and_shown_as_a_thumbnail(signed_in, sent):
+    photo = heic(BLUE)
+
+    response = signed_in.post(
+        URL,
+        form(model="seedream-5-0-pro", size="1024x1024",
+             reference_files=[upload("IMG_0001.HEIC", photo, "image/heic")]),
+        headers=HTMX,
+    )  # fmt: skip
+
+    assert response.status_code == 200, response.content
+    kept = InputImage.objects.get()
+    assert (kept.content_type, kept.file.read()) == ("image/heic", photo)
+    thumbnail = signed_in.get(f"/dashboard/inputs/{kept.token}/thumbnail/")
+    assert thumbnail.status_code == 200 and thumbnail["Content-Type"] == "image/webp"
+    assert f"/dashboard/inputs/{kept.token}/thumbnail/" in response.content.decode()
+
+
+def test_a_heic_file_is_refused_by_name_where_the_model_takes_none(signed_in, sent):
+    response = signed_in.post(
+        URL, form(reference_files=[upload("IMG_0001.HEIC", heic(), "image/heic")]), headers=HTMX
+    )
+
+    assert ERRORS.findall(response.content.decode()) == [
+        "&#x27;IMG_0001.HEIC&#x27; is a HEIF image; seedream-4-0 takes reference images in "
+        "jpeg, png, webp, bmp, tiff, gif."
+    ]
+    assert sent == [] and not InputImage.objects.exists()
 
 
 def test_a_model_that_takes_no_references_says_so_and_offers_no_input(signed_in, my_image):

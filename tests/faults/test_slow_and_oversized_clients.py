@@ -2,7 +2,8 @@
 
 A body over its path's limit is refused before it is read (server/body_guard.py): a declared
 64 MiB answers 413 before a byte of it is sent, a chunked body is cut off at the limit. A body
-that stops arriving is answered 408 after BODY_READ_TIMEOUT_SECONDS and its connection closed,
+that stops arriving is answered 408 after its path's read timeout (IMAGE_BODY_READ_TIMEOUT_SECONDS
+on the image paths, BODY_READ_TIMEOUT_SECONDS elsewhere) and its connection closed,
 and so are headers that stop arriving, after HEADER_READ_TIMEOUT_SECONDS (server/http_protocol.py).
 Each test prints what it measured (run with -s to see it); the only bounds asserted are generous
 ones that prove a connection was closed rather than held open for ever.
@@ -28,7 +29,8 @@ from .conftest import Customers
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
-BODY_READ_TIMEOUT = 2  # BODY_READ_TIMEOUT_SECONDS of this module's web process
+# BODY_READ_TIMEOUT_SECONDS and IMAGE_BODY_READ_TIMEOUT_SECONDS of this module's web process
+BODY_READ_TIMEOUT = 2
 HEADER_READ_TIMEOUT = 2  # HEADER_READ_TIMEOUT_SECONDS of this module's web process
 KEEP_ALIVE_TIMEOUT = 5  # uvicorn's default --timeout-keep-alive, the Procfile's too
 MARGIN = 30  # a bound past the configured timeout that proves a close, not a figure tested
@@ -42,6 +44,7 @@ def web(live_server_env: dict[str, str]) -> Iterator[str]:
         {
             **live_server_env,
             "BODY_READ_TIMEOUT_SECONDS": str(BODY_READ_TIMEOUT),
+            "IMAGE_BODY_READ_TIMEOUT_SECONDS": str(BODY_READ_TIMEOUT),
             "HEADER_READ_TIMEOUT_SECONDS": str(HEADER_READ_TIMEOUT),
             # The generations path takes reference images (50 MiB by default): a small limit
             # here, so that the chunked body is seen cut off at it.
@@ -203,7 +206,7 @@ def test_a_half_sent_body_is_answered_408_and_closed_after_the_body_timeout(web:
     sock.close()
 
     print(
-        f"\nhalf-sent body: 408 after {answered_in:.2f} s (BODY_READ_TIMEOUT_SECONDS "
+        f"\nhalf-sent body: 408 after {answered_in:.2f} s (IMAGE_BODY_READ_TIMEOUT_SECONDS "
         f"{BODY_READ_TIMEOUT}), connection held {held:.2f} s in all"
     )
     assert status == 408

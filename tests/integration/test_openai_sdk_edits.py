@@ -18,7 +18,7 @@ from PIL import Image as PILImage
 
 from simulator.images import reference_colours
 from tests.support.money import assert_ledger_balanced
-from tests.support.pictures import BLUE, GREEN, RED, data_url, picture
+from tests.support.pictures import BLUE, GREEN, RED, data_url, heic, picture
 
 pytestmark = [pytest.mark.integration, pytest.mark.smoke]
 
@@ -104,6 +104,53 @@ def test_images_generate_with_seedreams_image_in_extra_body(sdk, simulator_url):
         [hashlib.sha256(d).hexdigest() for d in (green, blue)]
     ]
     assert assert_ledger_balanced(user) < 1000
+
+
+def test_images_edit_with_an_iphones_heic_photograph_on_pro(sdk, simulator_url):
+    user, client = sdk()
+    photo = heic(GREEN)
+    prompt = f"heic {uuid.uuid4()}"
+
+    result = client.images.edit(
+        model="seedream-5-0-pro", image=("IMG_0001.HEIC", photo, "image/heic"), prompt=prompt,
+        size="1K", response_format="b64_json",
+    )  # fmt: skip
+
+    assert close(band(result.data[0].b64_json, 1)[0], GREEN)
+    assert sent_upstream(simulator_url, prompt) == [[hashlib.sha256(photo).hexdigest()]]
+    assert assert_ledger_balanced(user) == 1000 - result.model_extra["credits_charged"]
+
+    with pytest.raises(openai.BadRequestError) as raised:  # 4.0 takes no HEIC
+        client.images.edit(model="seedream-4-0", image=("IMG_0001.HEIC", photo), prompt="x")
+    assert (raised.value.code, raised.value.param) == ("invalid_image_format", "image")
+    assert assert_ledger_balanced(user) == 1000 - result.model_extra["credits_charged"]
+
+
+def test_an_own_gallery_images_url_is_a_reference_without_uploading_it(sdk, simulator_url):
+    """The server is on 127.0.0.1, an address the fetcher refuses: the URL it answered is read
+    from its storage instead, for the account it belongs to and no other."""
+    user, client = sdk()
+    made = client.images.generate(model="seedream-4-0", prompt="a lantern", size="1K")
+    url = made.data[0].url
+    assert url is not None and "/img/" in url
+    original = httpx.get(url).content
+    prompt = f"from my gallery {uuid.uuid4()}"
+
+    result = client.images.generate(
+        model="seedream-4-0", prompt=prompt, size="1K", extra_body={"image": url}
+    )
+
+    assert result.data[0].url
+    assert sent_upstream(simulator_url, prompt) == [[hashlib.sha256(original).hexdigest()]]
+    charged = made.model_extra["credits_charged"] + result.model_extra["credits_charged"]
+    assert assert_ledger_balanced(user) == 1000 - charged
+    other, outsider = sdk()
+    with pytest.raises(openai.BadRequestError) as raised:
+        outsider.images.generate(
+            model="seedream-4-0", prompt="theirs", size="1K", extra_body={"image": url}
+        )
+    assert (raised.value.code, raised.value.param) == ("invalid_image_url", "image")
+    assert assert_ledger_balanced(other) == 1000
 
 
 def test_a_bad_reference_raises_the_sdks_bad_request_error_and_charges_nothing(sdk):

@@ -25,6 +25,7 @@ def small_limits(settings: Any) -> None:
     settings.API_MAX_IMAGE_BODY_BYTES = LIMIT
     settings.WEB_MAX_BODY_BYTES = 4 * LIMIT
     settings.BODY_READ_TIMEOUT_SECONDS = 0.3
+    settings.IMAGE_BODY_READ_TIMEOUT_SECONDS = 0.3
 
 
 class Client:
@@ -123,6 +124,61 @@ def test_a_body_that_does_not_arrive_in_time_is_answered_408(small_limits):
 
 
 @pytest.mark.smoke
+def test_the_paths_that_take_images_wait_longer_for_their_body(small_limits, settings):
+    """A body whole after 0.6 s: in time for the image paths' timeout (30 s here), too late
+    for everyone else's (0.3 s)."""
+    settings.IMAGE_BODY_READ_TIMEOUT_SECONDS = 30
+
+    def slow() -> Client:
+        return Client([b"x" * 100] * 3, delay=0.2)
+
+    image_paths = [run(request(path, 300), slow()) for path in body_guard.IMAGE_BODY_PATHS]
+    other = run(request("/v1/models", 300), slow())
+    page = run(request("/accounts/login/", 300), slow())
+
+    assert [(c.status, c.body) for c in image_paths] == [(200, b"read 300")] * 4
+    assert other.status == page.status == 408
+    assert json.loads(other.body)["error"]["message"] == (
+        "The request body did not arrive within 0.3 s."
+    )
+
+
+@pytest.mark.smoke
+def test_an_image_path_says_its_own_timeout_when_its_body_is_late(small_limits, settings):
+    settings.IMAGE_BODY_READ_TIMEOUT_SECONDS = 0.5
+    settings.BODY_READ_TIMEOUT_SECONDS = 30
+
+    client = run(request("/v1/images/edits", 400), Client([b"x" * 100] * 4, delay=0.2))
+
+    assert client.status == 408
+    assert json.loads(client.body)["error"] == {
+        "message": "The request body did not arrive within 0.5 s.",
+        "type": "invalid_request_error",
+        "code": "request_timeout",
+        "param": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "setting"),
+    [
+        ("/v1/images/edits", "IMAGE_BODY_READ_TIMEOUT_SECONDS"),
+        ("/v1/images/generations", "IMAGE_BODY_READ_TIMEOUT_SECONDS"),
+        ("/v1/images/quote", "IMAGE_BODY_READ_TIMEOUT_SECONDS"),
+        ("/dashboard/playground/", "IMAGE_BODY_READ_TIMEOUT_SECONDS"),
+        ("/v1/models", "BODY_READ_TIMEOUT_SECONDS"),
+        ("/dashboard/usage/", "BODY_READ_TIMEOUT_SECONDS"),
+        ("/accounts/login/", "BODY_READ_TIMEOUT_SECONDS"),
+    ],
+)
+def test_each_path_reads_its_body_within_its_own_setting(settings, path, setting):
+    settings.BODY_READ_TIMEOUT_SECONDS = 11
+    settings.IMAGE_BODY_READ_TIMEOUT_SECONDS = 222
+
+    assert body_guard.read_timeout_for(path) == getattr(settings, setting)
+
+
+@pytest.mark.smoke
 def test_a_body_within_its_limits_reaches_the_app_whole(small_limits):
     client = run(request("/v1/images/generations", LIMIT), Client([b"x" * 512, b"y" * 512]))
 
@@ -148,7 +204,11 @@ def status_of(sock: socket.socket) -> int:
 def test_a_served_process_refuses_64_mib_before_reading_it_and_drops_a_stalled_body(
     live_server_env,
 ):
-    env = {**live_server_env, "BODY_READ_TIMEOUT_SECONDS": "2"}
+    env = {
+        **live_server_env,
+        "BODY_READ_TIMEOUT_SECONDS": "2",
+        "IMAGE_BODY_READ_TIMEOUT_SECONDS": "2",
+    }
     with running_server(env) as base_url:
         started = time.monotonic()
         sock = raw_request(

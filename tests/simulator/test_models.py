@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from simulator.images import ImageSpec, render_image
+from tests.support.pictures import heic as heic_file
 from tests.support.simulator import SIM_TEST_KEY, unique
 
 pytestmark = pytest.mark.integration
@@ -591,7 +592,8 @@ def test_a_data_uri_needs_a_lowercase_format_the_model_reads(
     client: httpx.Client, base_url: str
 ) -> None:
     upper = data_uri((64, 64)).replace("image/png", "image/PNG")
-    heic = "data:image/heic;base64," + base64.b64encode(b"not decoded").decode()
+    heic = "data:image/heic;base64," + base64.b64encode(heic_file(size=(64, 64))).decode()
+    not_heic = "data:image/heic;base64," + base64.b64encode(b"not decoded").decode()
 
     refused(
         generate(client, base_url, V40, image=upper),
@@ -604,7 +606,18 @@ def test_a_data_uri_needs_a_lowercase_format_the_model_reads(
         "InvalidParameter.UnsupportedImageFormat",
     )
     ok(generate(client, base_url, PRO, image=heic))
+    refused(generate(client, base_url, PRO, image=not_heic), "image")
     ok(generate(client, base_url, V40, image=data_uri((64, 64), "jpeg")))
+
+
+def test_layer_mode_takes_no_heic_even_on_pro(client: httpx.Client, base_url: str) -> None:
+    heic = "data:image/heic;base64," + base64.b64encode(heic_file(size=(600, 600))).decode()
+
+    refused(
+        generate(client, base_url, PRO, prompt="", layer_decomposition=True, image=heic),
+        "image",
+        "InvalidParameter.UnsupportedImageFormat",
+    )
 
 
 def test_seededit_picks_its_output_size_from_the_input_ratio(

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from simulator.images import ImageSpec, band_rows, reference_colours, render_image
+from tests.support.pictures import heic
 from tests.support.simulator import SIM_TEST_KEY, unique
 
 pytestmark = pytest.mark.integration
@@ -132,6 +133,16 @@ def test_a_url_reference_is_never_fetched_and_gives_a_grey_column(
     [image] = pictures(generate(client, base_url, image=[PHOTO_URL, solid(RED)]))
 
     assert_band(image, [GREY, RED])
+
+
+def test_a_heic_reference_is_read_on_pro_and_gives_its_colour(
+    client: httpx.Client, base_url: str
+) -> None:
+    heic_uri = f"data:image/heic;base64,{base64.b64encode(heic(BLUE)).decode()}"
+
+    [image] = pictures(generate(client, base_url, model=PRO, image=[heic_uri, solid(RED)]))
+
+    assert_band(image, [BLUE, RED])
 
 
 def test_a_linked_picture_carries_the_band_too(client: httpx.Client, base_url: str) -> None:
