@@ -102,7 +102,7 @@ def request_fingerprint(body: bytes) -> str:
 def _hosted_images(request: ApiRequest) -> HostedImages:
     """A reference URL may name one of the key's account's own hosted images, linked under
     this request's base URL (or IMAGE_BASE_URL): it is read from storage, not fetched."""
-    return HostedImages(request.api_key.user_id, _base_url(request), request.steps)
+    return HostedImages(request.api_key.user_id, answers.base_url(request), request.steps)
 
 
 async def _edit_request(request: ApiRequest) -> ImagesRequest:
