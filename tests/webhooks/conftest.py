@@ -1,0 +1,97 @@
+"""What the webhook tests share: a receiver on loopback (a real HTTP server on a thread of its
+own, which records what reached it and answers as told) and an endpoint factory."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from accounts.models import User
+from tests.support.aiohttp_server import serving
+from webhooks import events, services
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """Answers each POST with the next of ``statuses`` (200 once they run out). While ``hold``
+    is set, it holds its answers until the test ends (a client waiting would time out)."""
+
+    statuses: list[int] = field(default_factory=list)
+    answer: bytes = b'{"received": true}'
+    hold: bool = False
+    requests: list[Received] = field(default_factory=list)
+    url: str = ""
+    _released: asyncio.Event | None = None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(Received(dict(request.headers), await request.read()))
+        if self.hold:
+            if self._released is None:
+                self._released = asyncio.Event()
+            await self._released.wait()
+        status = self.statuses.pop(0) if self.statuses else 200
+        return web.Response(status=status, body=self.answer, content_type="application/json")
+
+    def release(self) -> None:
+        self.hold = False
+        released = self._released
+        if released is not None:
+            # Set on the receiver's own loop (asyncio.Event is not thread-safe).
+            loop = released._get_loop()  # type: ignore[attr-defined]
+            loop.call_soon_threadsafe(released.set)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver at http://127.0.0.1:<port>/hooks."""
+    receiver = Receiver()
+    with serving(receiver.handle, path="/hooks") as url:
+        receiver.url = url
+        try:
+            yield receiver
+        finally:
+            receiver.release()
+
+
+@pytest.fixture
+def endpoint_factory(db: None) -> Callable[..., services.IssuedSecret]:
+    def make(
+        user: User,
+        url: str = "https://hooks.example.com/seedream",
+        event_types: list[str] | None = None,
+    ) -> services.IssuedSecret:
+        return services.create_endpoint(
+            user, url, event_types if event_types is not None else list(events.EVENT_TYPES)
+        )
+
+    return make
+
+
+@pytest.fixture
+def production(settings: Any) -> Any:
+    """A public site's rules: https only, public addresses only."""
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    return settings
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Deliveries queued for the workers, as (message id, countdown), instead of a broker."""
+    queued: list[tuple[int, int]] = []
+
+    def record(message_ids: list[int], countdown: int = 0) -> None:
+        queued.extend((message_id, countdown) for message_id in message_ids)
+
+    monkeypatch.setattr("webhooks.tasks.send_deliveries", record)
+    return queued
