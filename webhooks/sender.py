@@ -13,6 +13,7 @@ fit for the owner's eyes (never a secret, never our internals).
 from __future__ import annotations
 
 import asyncio
+import codecs
 import logging
 import time
 from dataclasses import dataclass
@@ -96,7 +97,8 @@ async def post(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
                     allow_redirects=False,
                 )
         except TimeoutError:
-            return Outcome(None, f"No answer within {timeout} seconds.", _ms_since(started))
+            unit = "second" if timeout == 1 else "seconds"
+            return Outcome(None, f"No answer within {timeout} {unit}.", _ms_since(started))
         except aiohttp.ClientError as exc:
             return Outcome(None, _short(_describe(exc)), _ms_since(started))
         duration_ms = _ms_since(started)
@@ -131,8 +133,10 @@ def _describe(exc: aiohttp.ClientError) -> str:
 
 
 def _text(excerpt: bytes) -> str:
-    # PostgreSQL text cannot hold NUL; anything else is kept, undecodable bytes replaced.
-    return excerpt.decode("utf-8", "replace").replace("\x00", "")[:RESPONSE_EXCERPT_BYTES]
+    # Not final: a character cut in two at the end is left out rather than replaced. PostgreSQL
+    # text cannot hold NUL; anything else is kept, undecodable bytes replaced.
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    return decoder.decode(excerpt, final=False).replace("\x00", "")[:RESPONSE_EXCERPT_BYTES]
 
 
 def _short(error: str) -> str:

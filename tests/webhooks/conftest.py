@@ -29,27 +29,30 @@ class Receiver:
 
     statuses: list[int] = field(default_factory=list)
     answer: bytes = b'{"received": true}'
+    headers: dict[str, str] = field(default_factory=dict)
     hold: bool = False
     requests: list[Received] = field(default_factory=list)
     url: str = ""
     _released: asyncio.Event | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(Received(dict(request.headers), await request.read()))
         if self.hold:
             if self._released is None:
+                self._loop = asyncio.get_running_loop()
                 self._released = asyncio.Event()
             await self._released.wait()
         status = self.statuses.pop(0) if self.statuses else 200
-        return web.Response(status=status, body=self.answer, content_type="application/json")
+        return web.Response(
+            status=status, body=self.answer, content_type="application/json", headers=self.headers
+        )
 
     def release(self) -> None:
         self.hold = False
-        released = self._released
-        if released is not None:
+        if self._released is not None and self._loop is not None:
             # Set on the receiver's own loop (asyncio.Event is not thread-safe).
-            loop = released._get_loop()  # type: ignore[attr-defined]
-            loop.call_soon_threadsafe(released.set)
+            self._loop.call_soon_threadsafe(self._released.set)
 
 
 @pytest.fixture
