@@ -14,7 +14,7 @@ pytestmark = pytest.mark.smoke
 
 SECTIONS = [
     "authentication", "quickstart", "generations", "quality", "response", "edits", "models",
-    "models-endpoint", "credits", "idempotency", "errors", "rate-limits",
+    "models-endpoint", "credits", "idempotency", "errors", "rate-limits", "webhooks",
 ]  # fmt: skip
 
 

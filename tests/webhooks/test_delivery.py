@@ -54,7 +54,7 @@ def test_a_delivery_is_signed_and_verifies_with_the_openai_sdk(
     event = openai.OpenAI(api_key="x", webhook_secret=issued.secret).webhooks.unwrap(
         request.body, request.headers
     )
-    assert (event.type, event.data.id) == (COMPLETED, "gen_1")
+    assert (event.type, event.data.id) == (COMPLETED, "gen_1")  # type: ignore[union-attr]
     assert Webhook(issued.secret).verify(request.body, request.headers)["object"] == "event"
     message.refresh_from_db()
     assert (message.status, message.attempts, message.next_attempt_at) == ("succeeded", 1, None)

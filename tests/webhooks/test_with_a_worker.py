@@ -78,7 +78,7 @@ def test_a_receiver_failing_twice_gets_the_event_a_third_time_and_verifies_it(
     assert len({r.body for r in receiver.requests}) == 1
     sdk = openai.OpenAI(api_key="sk-not-used", webhook_secret=secret)
     event = sdk.webhooks.unwrap(receiver.requests[-1].body, receiver.requests[-1].headers)
-    assert (event.object, event.type, event.data.id) == ("event", COMPLETED, "gen_abc")
+    assert (event.object, event.type) == ("event", COMPLETED)
     assert event.data.to_dict() == {"id": "gen_abc", "status": "completed"}
     assert event.id == message.event.public_id
     Webhook(secret).verify(receiver.requests[-1].body, receiver.requests[-1].headers)
