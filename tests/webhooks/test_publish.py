@@ -12,7 +12,7 @@ import pytest
 from django.db import transaction
 
 from webhooks import events, services
-from webhooks.models import Event, Message
+from webhooks.models import Endpoint, Event, Message
 
 COMPLETED = events.IMAGE_GENERATION_COMPLETED
 DATA = {"id": "gen_123", "status": "completed"}
@@ -123,3 +123,18 @@ def test_a_broker_that_cannot_be_reached_does_not_reach_the_publisher(
     message = Message.objects.get()
     assert message.status == "pending"  # the sweep sends it
     assert "could not send webhook message" in caplog.text
+
+
+def test_closing_the_account_disables_its_endpoints(
+    owner: Any, endpoint_factory: Callable[..., Any], sent: list[Any],
+    django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    from accounts.services import close_account
+
+    endpoint_factory(owner)
+    close_account(owner)
+    endpoint = Endpoint.objects.get()
+    assert (endpoint.enabled, endpoint.disabled_reason) == (False, "account_closed")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.publish(owner, COMPLETED, DATA, event_key="after")
+    assert (Message.objects.count(), sent) == (0, [])
