@@ -114,6 +114,7 @@ INSTALLED_APPS = [
     "accounts",
     "keys",
     "billing",
+    "webhooks",
     "generation",
     "api",
     "dashboard",
@@ -381,6 +382,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Stripe receipts that could not be fetched when their purchases were credited.
     "fill-missing-receipts": {"task": "billing.tasks.fill_missing_receipts", "schedule": 600.0},
+    # Webhook deliveries that are due (long retries, lost tasks), and old ones pruned.
+    "sweep-webhook-messages": {
+        "task": "webhooks.tasks.sweep",
+        "schedule": env_int("WEBHOOK_SWEEP_EVERY_SECONDS", 60),
+    },
 }
 
 # --- API keys -----------------------------------------------------------------------------------
@@ -389,6 +395,42 @@ CELERY_BEAT_SCHEDULE = {
 # which are re-hashed with the first on their next use. See README "Rotating the key pepper".
 API_KEY_PEPPERS = env_str("API_KEY_PEPPERS") or f"local:{_local_secret(DATA_DIR / 'key_pepper')}"
 API_KEY_LAST_USED_RESOLUTION_SECONDS = 60
+
+# --- Webhooks (webhooks/) -----------------------------------------------------------------------
+
+# Endpoints' signing secrets are kept encrypted (Fernet) under these keys: comma-separated
+# secrets of 32+ characters each; the first encrypts, every one decrypts. To rotate, put a new
+# key first, run `manage.py reencrypt_webhook_secrets`, then drop the old one (README,
+# "Webhooks"). Without the variable a local key is kept in DATA_DIR, like the key pepper.
+WEBHOOK_SECRET_KEYS = env_str("WEBHOOK_SECRET_KEYS") or _local_secret(
+    DATA_DIR / "webhook_secret_key"
+)
+# Each delivery (connect, send, the answer's status line) must be done within this many seconds.
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 15)
+if WEBHOOK_TIMEOUT_SECONDS <= 0:
+    raise ImproperlyConfigured("WEBHOOK_TIMEOUT_SECONDS must be 1 or more")
+# Seconds between a failed attempt and the next (Standard Webhooks' schedule: 5 s, 5 min,
+# 30 min, 2 h, 5 h, 10 h, 10 h): eight attempts over about 27.5 hours.
+WEBHOOK_RETRY_SCHEDULE_SECONDS = [
+    int(_step)
+    for _step in env_list("WEBHOOK_RETRY_SCHEDULE_SECONDS", "5,300,1800,7200,18000,36000,36000")
+]
+if any(_step <= 0 for _step in WEBHOOK_RETRY_SCHEDULE_SECONDS):
+    raise ImproperlyConfigured("WEBHOOK_RETRY_SCHEDULE_SECONDS must be positive whole numbers")
+# An endpoint whose attempts have all failed for this long (since the first failure after its
+# last success) is disabled at its next failure, and its owner is emailed.
+WEBHOOK_DISABLE_AFTER_FAILING_SECONDS = env_int("WEBHOOK_DISABLE_AFTER_FAILING_SECONDS", 86400)
+# Deliveries may go to loopback and private addresses, and over http: make run's default (the
+# site itself on loopback) or DEBUG, so a developer can receive on their own machine. A public
+# site refuses them (https only, public addresses only, checked at each connection).
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool(
+    "WEBHOOK_ALLOW_PRIVATE_ADDRESSES",
+    DEBUG or urlsplit(SITE_URL).hostname in ("127.0.0.1", "localhost", "::1"),
+)
+# Endpoints one account may have.
+WEBHOOK_MAX_ENDPOINTS = env_int("WEBHOOK_MAX_ENDPOINTS", 10)
+# Events (with their messages and attempts) older than this are deleted by the sweep.
+WEBHOOK_RETENTION_DAYS = env_int("WEBHOOK_RETENTION_DAYS", 30)
 
 # --- Credits ------------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ urlpatterns = [
     path("", include("dashboard.urls")),
     path("accounts/", include("allauth.urls")),
     path("dashboard/keys/", include("keys.urls")),
+    path("dashboard/webhooks/", include("webhooks.urls")),
     path("dashboard/billing/", include("billing.urls")),
     # Register this address in Stripe's dashboard (see README, "Card payments").
     path("stripe/webhook/", stripe_webhook, name="stripe-webhook"),

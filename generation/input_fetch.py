@@ -11,20 +11,23 @@ again; the body is capped, the whole fetch bounded in time. Every refusal is an
 ``InputFetchError`` whose message can be shown to the customer as it is.
 
 Hosts listed in INPUT_FETCH_PRIVATE_HOSTS (an operator's own storage, the tests' loopback server)
-are exempt from the address rules and may be fetched over http.
+are exempt from the address rules and may be fetched over http. The address rules themselves
+(what is public, the resolver that keeps only public addresses) are server/addresses.py's, shared
+with the webhook sender.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import socket
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.abc import AbstractResolver
 from django.conf import settings
 from yarl import URL
+
+from server import addresses
+from server.addresses import NoPublicAddressError
 
 from .loop_sessions import SessionPerLoop
 
@@ -33,13 +36,16 @@ logger = logging.getLogger(__name__)
 URL_MAX_CHARS = 2048
 MAX_REDIRECTS = 3
 _REDIRECT_STATUSES = {301, 302, 303, 307, 308}
-_LOCAL_NAMES = ("localhost",)
-_LOCAL_SUFFIXES = (".localhost", ".local", ".internal")
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _CHUNK_BYTES = 64 * 1024
 USER_AGENT = "SeedreamAPI-ReferenceFetch/1.0"
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+__all__ = [
+    "InputFetchError",
+    "NoPublicAddressError",
+    "PublicAddressResolver",
+    "check_reference_url",
+    "fetch_reference",
+]
 
 
 class InputFetchError(Exception):
@@ -48,11 +54,6 @@ class InputFetchError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-
-
-class NoPublicAddressError(OSError):
-    """A name resolved only to addresses we do not connect to. An OSError so that aiohttp
-    reports it as the DNS failure it is (ClientConnectorDNSError, carrying this as os_error)."""
 
 
 def check_reference_url(url: str) -> None:
@@ -75,115 +76,31 @@ def _checked_url(url: str, subject: str = "The image URL") -> URL:
         raise InputFetchError(f"{subject} must be an https:// URL.")
     if parsed.user is not None or parsed.password is not None:
         raise InputFetchError(f"{subject} must not contain a user name or password.")
-    host = _normal_host(parsed.raw_host or "")
+    host = addresses.normal_host(parsed.raw_host or "")
     if not host:
         raise InputFetchError(f"{subject} has no host.")
     allowed = _private_allowed(host)
     if not allowed:
-        _check_host(host, subject)
+        refusal = addresses.host_refusal(host)
+        if refusal is not None:
+            raise InputFetchError(f"{subject} {refusal}")
     if scheme == "http" and not allowed:
         raise InputFetchError(f"{subject} must be an https:// URL.")
     return parsed
 
 
-def _check_host(host: str, subject: str) -> None:
-    if "%" in host:
-        raise InputFetchError(f"{subject} has an IPv6 zone in its host, which we do not accept.")
-    address = _ip_or_none(host)
-    if address is None:
-        if _legacy_ipv4(host):
-            # 127.1, 2130706433, 0x7f.0.0.1: the C resolver reads these as addresses.
-            raise InputFetchError(f"{subject} has a host that is not a valid address.")
-        if host in _LOCAL_NAMES or host.endswith(_LOCAL_SUFFIXES):
-            raise InputFetchError(f"{subject} names a local host, not a public one.")
-        return
-    if not is_public_address(address):
-        raise InputFetchError(
-            f"{subject} points to a private, loopback, link-local or otherwise non-public address."
-        )
-
-
-def is_public_address(address: IPAddress) -> bool:
-    """Whether ``address`` is globally routable: not loopback, private, shared (CGNAT),
-    link-local (cloud metadata's 169.254.169.254 among them), unspecified, multicast or reserved.
-    An IPv6 address carrying an IPv4 one (IPv4-mapped, 6to4, NAT64) is judged by the IPv4 one,
-    which is where a connection to it ends up."""
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.scope_id:
-            return False
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address in _NAT64:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None:
-            return is_public_address(embedded)
-    return address.is_global and not (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_unspecified
-        or address.is_multicast
-        or address.is_reserved
-    )
-
-
-def _normal_host(host: str) -> str:
-    return host.strip("[]").rstrip(".").lower()
-
-
-def _ip_or_none(host: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
-
-
-def _legacy_ipv4(host: str) -> bool:
-    try:
-        socket.inet_aton(host)
-    except OSError:
-        return False
-    return True
-
-
 def _private_allowed(host: str) -> bool:
     """Whether the operator listed ``host`` (a name, or an IP in any spelling) as fetchable
     although it may be private."""
-    address = _ip_or_none(host)
-    for entry in settings.INPUT_FETCH_PRIVATE_HOSTS:
-        entry = _normal_host(entry)
-        if entry == host or (address is not None and _ip_or_none(entry) == address):
-            return True
-    return False
+    return addresses.host_listed(host, settings.INPUT_FETCH_PRIVATE_HOSTS)
 
 
-class PublicAddressResolver(AbstractResolver):
-    """Wraps a resolver and keeps only the public addresses a name resolves to, so that every
-    connection (redirects' included) reaches a public address whatever DNS says. A name resolving
-    to none is refused with NoPublicAddressError. Names listed in INPUT_FETCH_PRIVATE_HOSTS keep
-    all their addresses. (IP literals never reach a resolver: ``check_reference_url`` judges
-    them.)"""
+class PublicAddressResolver(addresses.PublicAddressResolver):
+    """The shared public-only resolver (server/addresses.py); names listed in
+    INPUT_FETCH_PRIVATE_HOSTS keep all their addresses."""
 
-    def __init__(self, inner: AbstractResolver) -> None:
-        self._inner = inner
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        if _private_allowed(_normal_host(host)):
-            return results
-        public = [r for r in results if _resolved_public(r["host"])]
-        if not public:
-            raise NoPublicAddressError(f"{host} resolves to no public address")
-        return public
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-def _resolved_public(host: str) -> bool:
-    address = _ip_or_none(host)
-    return address is not None and is_public_address(address)
+    def may_be_private(self, host: str) -> bool:
+        return _private_allowed(host)
 
 
 def _inner_resolver() -> AbstractResolver:

@@ -182,6 +182,8 @@ def live_server_env(
         "DATABASE_URL": db_url,
         "DATA_DIR": str(data_dir),
         "API_KEY_PEPPERS": settings.API_KEY_PEPPERS,
+        # Webhook signing secrets encrypted here must decrypt there.
+        "WEBHOOK_SECRET_KEYS": settings.WEBHOOK_SECRET_KEYS,
         "SECRET_KEY": settings.SECRET_KEY,
         "UPSTREAM_BASE_URL": simulator_url,
         "UPSTREAM_API_KEY": SIMULATOR_KEY,

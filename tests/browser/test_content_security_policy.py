@@ -25,6 +25,7 @@ from tests.browser.support import (
     verified_customer,
 )
 from tests.browser.test_accessibility import gallery_image
+from tests.browser.test_webhooks import webhook_history
 
 pytestmark = pytest.mark.usefixtures("default_prices")
 
@@ -92,10 +93,14 @@ def test_the_main_pages_break_no_rule_of_the_policy(
     customer = verified_customer("policy@example.com")
     give_credits(customer)
     image = gallery_image(customer)
+    endpoint = webhook_history(customer)
     sign_in_as(page, live_server.url, customer)
     walk(page, live_server.url, console_errors, screenshot, viewport, [
         ("overview", "/dashboard/"),
         ("keys", "/dashboard/keys/"),
+        ("webhooks", "/dashboard/webhooks/"),
+        ("webhook-endpoint", f"/dashboard/webhooks/{endpoint.pk}/"),
+        ("webhook-rotate", f"/dashboard/webhooks/{endpoint.pk}/rotate"),
         ("playground", "/dashboard/playground/"),
         ("gallery", "/dashboard/gallery/"),
         ("image", f"/dashboard/gallery/{image.token}/"),

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.smoke
 
 SECTIONS = [
     "authentication", "quickstart", "generations", "quality", "response", "edits", "models",
-    "models-endpoint", "credits", "idempotency", "jobs", "errors", "rate-limits",
+    "models-endpoint", "credits", "idempotency", "jobs", "errors", "rate-limits", "webhooks",
 ]  # fmt: skip
 
 
