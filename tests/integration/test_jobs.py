@@ -10,6 +10,7 @@ no other test's tasks reach this worker nor this module's reach another's."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import re
@@ -36,11 +37,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 PRICE = 40  # seedream-4-0 at 1K (1024x1024)
 ASYNC = {"Prefer": "respond-async"}
 GENERATIONS = "/v1/images/generations"
+ANY = object()  # assert_error's param, when the test does not care which
 
 
 @pytest.fixture(scope="module")
 def jobs_env(live_server_env: dict[str, str]) -> Iterator[dict[str, str]]:
-    with redis_broker(live_server_env) as env:
+    # A synchronous repeat of a running request's Idempotency-Key waits this long before its 409.
+    with redis_broker({**live_server_env, "IDEMPOTENCY_WAIT_SECONDS": "1"}) as env:
         yield env
 
 
@@ -130,6 +133,13 @@ def assert_completed_and_charged_once(
     assert answer.headers["x-credits-charged"] == str(done["credits_charged"])
     assert charges(user, generation.pk) == [done["credits_charged"]]
     return done
+
+
+def assert_error(response: httpx.Response, status: int, code: str, param: object) -> None:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code and (param is ANY or error["param"] == param), error
+    assert error["message"] and error["type"] == "invalid_request_error"
 
 
 # --- 1. Each mode through the official SDK ----------------------------------------------------
@@ -344,7 +354,8 @@ def test_a_dropped_request_is_collected_through_its_idempotency_key_as_a_job(
     jobs_api, customer, simulator_url
 ):
     user, key = customer()
-    body = generation_body(unique("a patient heron [sim:latency=3]"))
+    # Long enough upstream for the dropped request (1 s) and a repeat's wait (1 s) to pass first.
+    body = generation_body(unique("a patient heron [sim:latency=5]"))
     once = {"Idempotency-Key": f"heron-{uuid.uuid4().hex}"}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(
@@ -354,6 +365,12 @@ def test_a_dropped_request_is_collected_through_its_idempotency_key_as_a_job(
             timeout=1,
         )
 
+    # Asked again as it was, it is still running: 409, and where to collect it.
+    still_running = post(jobs_api, key, GENERATIONS, body, **once)
+    assert_error(still_running, 409, "idempotency_request_in_progress", ANY)
+    assert still_running.headers["Retry-After"]
+    collect_at = still_running.headers["Location"]
+
     retry = post(jobs_api, key, GENERATIONS, body, **once, **ASYNC)
 
     # The same job, still running in the web process that took the dropped request.
@@ -362,7 +379,8 @@ def test_a_dropped_request_is_collected_through_its_idempotency_key_as_a_job(
     generation = Generation.objects.get(user=user)
     job = retry.json()
     assert (job["id"], job["status"]) == (generation.public_id, "in_progress")
-    assert retry.headers["Location"] == job_path(job["id"])
+    assert retry.headers["Location"] == collect_at == job_path(job["id"])
+    assert job["id"] in still_running.json()["error"]["message"]
     done = assert_completed_and_charged_once(user, job, wait_for_job(jobs_api, key, job["id"]))
     assert done["credits_charged"] == PRICE
     # Once finished, the key answers the finished job, sync or async, and charges nothing more.
@@ -408,13 +426,6 @@ def test_a_synchronous_generation_is_a_job_named_by_its_x_request_id(
 
 
 # --- Bad inputs --------------------------------------------------------------------------------
-
-
-def assert_error(response: httpx.Response, status: int, code: str, param: str | None) -> None:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert (error["code"], error["param"]) == (code, param), error
-    assert error["message"] and error["type"] == "invalid_request_error"
 
 
 def test_bad_ids_and_bad_requests_answer_openai_shaped_errors_and_charge_nothing(
@@ -532,3 +543,54 @@ def test_30_concurrent_jobs_against_10_images_of_credits_settle_10_and_refuse_20
     assert {j["id"] for j in completed} == set(ids)
     assert all(j["credits_charged"] == PRICE for j in completed)
     assert listed(jobs_api, key, status="queued")["data"] == []
+
+
+# --- A failed job, and a job answered in base64 ----------------------------------------------
+
+
+def test_a_failed_job_answers_the_error_a_synchronous_request_would_have_and_charges_nothing(
+    jobs_api, customer
+):
+    user, key = customer()
+    synchronous = post(jobs_api, key, GENERATIONS, generation_body(unique("[sim:block-prompt]")))
+    assert synchronous.status_code == 400, synchronous.text
+
+    submitted = post(
+        jobs_api, key, GENERATIONS, generation_body(unique("[sim:block-prompt]")), **ASYNC
+    )
+
+    job = assert_accepted(submitted)
+    failed = wait_for_job(jobs_api, key, job["id"])
+    assert failed.status_code == 200, failed.text
+    body = failed.json()
+    assert (body["status"], body["data"], body["credits_charged"]) == ("failed", [], 0)
+    wanted = synchronous.json()["error"]
+    assert {k: body["error"][k] for k in ("type", "code", "param")} == {
+        k: wanted[k] for k in ("type", "code", "param")
+    }
+    assert body["error"]["message"]
+    assert failed.headers["x-credits-charged"] == "0"
+    assert [j["id"] for j in listed(jobs_api, key, status="failed")["data"]] == [
+        job["id"],
+        # A synchronous failure is a job too, named by its x-request-id.
+        "gen_" + synchronous.headers["x-request-id"].removeprefix("req_"),
+    ]
+    assert "charge" not in [kind for kind, _ in ledger_kinds(user)]
+    assert assert_ledger_balanced(user) == 1000
+
+
+def test_a_job_asked_for_in_base64_is_collected_in_base64(jobs_api, customer):
+    user, key = customer()
+    job = assert_accepted(
+        post(
+            jobs_api, key, GENERATIONS,
+            generation_body(unique("a lighthouse"), response_format="b64_json"), **ASYNC,
+        )
+    )  # fmt: skip
+
+    done = assert_completed_and_charged_once(user, job, wait_for_job(jobs_api, key, job["id"]))
+
+    [item] = done["data"]
+    assert "url" not in item
+    assert base64.b64decode(item["b64_json"]).startswith((b"\xff\xd8", b"\x89PNG"))
+    assert assert_ledger_balanced(user) == 1000 - PRICE
