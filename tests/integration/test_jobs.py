@@ -26,13 +26,14 @@ from openai import OpenAI
 from billing import services as billing
 from generation.models import Generation
 from tests.faults.load import simulator_calls, wait_until
+from tests.integration import test_openai_node_sdk as node_sdk_tests
 from tests.support.jobs import get_job, job_path, wait_for_job, wait_for_status
 from tests.support.money import assert_ledger_balanced, ledger_kinds, ledger_rows
 from tests.support.pictures import RED, picture
 from tests.support.server import running_server
 from tests.support.worker import Worker, redis_broker, running_worker
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+pytestmark = [pytest.mark.integration]
 
 PRICE = 40  # seedream-4-0 at 1K (1024x1024)
 ASYNC = {"Prefer": "respond-async"}
@@ -395,6 +396,38 @@ def test_a_dropped_request_is_collected_through_its_idempotency_key_as_a_job(
     assert assert_ledger_balanced(user) == 1000 - PRICE
 
 
+def test_a_dropped_edit_is_collected_through_its_idempotency_key_as_a_job(
+    jobs_api, customer, simulator_url
+):
+    """The same for an edit, multipart as the SDKs send it: each request's form has a boundary
+    of its own, so the repeat's bytes differ from the first's though its meaning does not."""
+    user, key = customer()
+    fields = {"model": "seedream-4-0", "prompt": unique("a patient edit [sim:latency=3]"),
+              "size": "1K"}  # fmt: skip
+    files = {"image": ("red.png", picture(RED), "image/png")}
+    once = {"Authorization": f"Bearer {key}", "Idempotency-Key": f"edit-{uuid.uuid4().hex}"}
+    try:
+        early = httpx.post(
+            f"{jobs_api}/v1/images/edits", data=fields, files=files, headers=once, timeout=1
+        )
+    except httpx.ReadTimeout:
+        early = None  # dropped, as the client meant to
+    assert early is None, f"answered before the upstream: {early.status_code} {early.text}"
+
+    retry = httpx.post(
+        f"{jobs_api}/v1/images/edits", data=fields, files=files, headers={**once, **ASYNC},
+        timeout=30,
+    )  # fmt: skip
+
+    assert retry.status_code == 202, retry.text
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    job = retry.json()
+    assert job["id"] == Generation.objects.get(user=user).public_id
+    assert_completed_and_charged_once(user, job, wait_for_job(jobs_api, key, job["id"]))
+    assert simulator_calls(simulator_url, fields["prompt"]) == 1
+    assert assert_ledger_balanced(user) == 1000 - PRICE
+
+
 def test_a_synchronous_generation_is_a_job_named_by_its_x_request_id(
     jobs_api, customer, user_factory, api_key_factory
 ):
@@ -495,6 +528,7 @@ async def _submit_all(base_url: str, key: str, bodies: list[dict[str, Any]]):
         )
 
 
+@pytest.mark.postgres  # real row locks under the concurrent holds
 def test_30_concurrent_jobs_against_10_images_of_credits_settle_10_and_refuse_20_at_submit(
     jobs_api, customer
 ):
@@ -593,4 +627,35 @@ def test_a_job_asked_for_in_base64_is_collected_in_base64(jobs_api, customer):
     [item] = done["data"]
     assert "url" not in item
     assert base64.b64decode(item["b64_json"]).startswith((b"\xff\xd8", b"\x89PNG"))
+    assert assert_ledger_balanced(user) == 1000 - PRICE
+
+
+# --- 7. The official Node SDK ----------------------------------------------------------------
+
+# tests/node/sdk.mjs, as the Node SDK's own tests drive it (skipped without Node).
+node = node_sdk_tests.node
+node_sdk = node_sdk_tests.node_sdk
+
+
+def test_an_async_generation_through_the_node_sdk(jobs_api, customer, node):
+    user, key = customer()
+    asked = {"model": "seedream-4-0", "prompt": unique("a lighthouse by node"), "size": "1K"}
+
+    [submitted] = node_sdk(
+        node, jobs_api, key, {"op": "generate", "params": asked, "options": {"headers": ASYNC}}
+    )
+
+    assert submitted["ok"], submitted
+    job = submitted["result"]  # the SDK hands back the job's body as the answer
+    assert (job["object"], job["status"], job["data"]) == ("image.generation", "queued", [])
+    wait_for_job(jobs_api, key, job["id"])
+    [collected] = node_sdk(
+        node, jobs_api, key, {"op": "get", "path": f"/images/generations/{job['id']}"}
+    )
+    assert collected["ok"], collected
+    done = collected["result"]
+    assert (done["id"], done["status"], done["credits_charged"]) == (job["id"], "completed", PRICE)
+    assert len(done["data"]) == 1 and done["data"][0]["url"]
+    generation = Generation.objects.get(public_id=job["id"])
+    assert charges(user, generation.pk) == [PRICE]
     assert assert_ledger_balanced(user) == 1000 - PRICE
