@@ -4,7 +4,10 @@
 //                                             {"op": "post", "path": "/images/quote", "body": {...}},
 //                                             {"op": "edit", "params": {...}, "files": [{"name",
 //                                              "base64", "type"}], "single": true|false},
-//                                             {"op": "generate_stream", "params": {...}}]}
+//                                             {"op": "generate_stream", "params": {...}},
+//                                             {"op": "get", "path": "/images/generations/..."}]}
+// A generate or edit may carry "options", the SDK's request options (e.g. {"headers":
+// {"Prefer": "respond-async"}}).
 // An edit's files become the SDK's uploads: one file as `image` ("single"), else a list;
 // "edit_stream" is the same edit with stream: true, its result the events.
 // "generate_stream" asks for stream: true and iterates the SDK's stream: its result is the
@@ -17,7 +20,7 @@ const plan = JSON.parse(process.argv[2]);
 const client = new OpenAI({ baseURL: plan.baseURL, apiKey: plan.apiKey, maxRetries: 0 });
 
 async function run(call) {
-  if (call.op === "generate") return client.images.generate(call.params);
+  if (call.op === "generate") return client.images.generate(call.params, call.options);
   if (call.op === "generate_stream") {
     const events = [];
     for await (const event of await client.images.generate({ ...call.params, stream: true })) {
@@ -26,13 +29,14 @@ async function run(call) {
     return events;
   }
   if (call.op === "post") return client.post(call.path, { body: call.body });
+  if (call.op === "get") return client.get(call.path);
   if (call.op === "models") return (await client.models.list()).data;
   if (call.op === "edit" || call.op === "edit_stream") {
     const files = await Promise.all(
       call.files.map((f) => toFile(Buffer.from(f.base64, "base64"), f.name, { type: f.type })),
     );
     const params = { ...call.params, image: call.single ? files[0] : files };
-    if (call.op === "edit") return client.images.edit(params);
+    if (call.op === "edit") return client.images.edit(params, call.options);
     const events = [];
     for await (const event of await client.images.edit({ ...params, stream: true })) {
       events.push(event);
