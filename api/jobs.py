@@ -78,7 +78,7 @@ async def job_answer(request: HttpRequest, generation: Generation) -> HttpRespon
     """The job as it stands: 202 with its status while it is queued or in progress (and a
     ``Location`` to poll), else 200 with what a synchronous request would have been answered
     (its images, or its error under ``error``), as a job."""
-    status = jobs.job_status(generation)
+    status = generation.job_status
     fields = job_fields(generation)
     if not generation.is_finished:
         response: HttpResponseBase = JsonResponse({**fields, "data": []}, status=202)
@@ -114,7 +114,7 @@ def job_fields(generation: Generation) -> dict[str, Any]:
     return {
         "id": generation.public_id,
         "object": OBJECT,
-        "status": jobs.job_status(generation),
+        "status": generation.job_status,
         "model": generation.model,
         "created": int(generation.created_at.timestamp()),
         "finished_at": (

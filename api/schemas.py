@@ -110,6 +110,8 @@ class ImagesRequest:
     quality: str | None = None
     # The body's ``"async": true``: answer with a job (api/jobs.py).
     respond_async: bool = False
+    # What an Idempotency-Key compares, when the body's bytes cannot say it (a multipart form).
+    fingerprint: str = ""
 
 
 async def generation_request(payload: Any, hosted: HostedImages | None = None) -> ImagesRequest:

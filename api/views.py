@@ -13,6 +13,7 @@ or as base64, streamed from storage, or (``stream: true``) as Server-Sent Events
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import json
@@ -41,7 +42,7 @@ from django.views.decorators.csrf import csrf_exempt
 from billing import services as billing
 from generation import catalog, inflight, memory, services, storage, thumbnails
 from generation.models import Generation, Image
-from generation.references import HostedImages, Reference
+from generation.references import HostedImages, ImageSource, Reference
 from generation.refusals import Refusal
 from server.steps import Steps
 
@@ -90,12 +91,33 @@ def lifecycle_headers(model: catalog.ModelInfo, request: HttpRequest) -> dict[st
     return headers
 
 
+# Fields that say how to answer, not what to make: a repeat that differs only in them is the same
+# request (a client that lost a synchronous answer asks again for it as a job).
+_HOW_TO_ANSWER = ("async",)
+
+
 def request_fingerprint(body: bytes) -> str:
     """A hash of the request's meaning: the same JSON with other spacing or key order matches."""
     try:
-        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
+        payload = json.loads(body)
     except ValueError:
-        canonical = body.decode("utf-8", "replace")
+        return _digest(body.decode("utf-8", "replace"))
+    if isinstance(payload, dict):
+        payload = {k: v for k, v in payload.items() if k not in _HOW_TO_ANSWER}
+    return _digest(json.dumps(payload, sort_keys=True, separators=(",", ":")))
+
+
+def form_fingerprint(fields: dict[str, Any], files: list[ImageSource]) -> str:
+    """A multipart edit's meaning: its typed fields and each image's hash, in order. Its bytes
+    cannot be compared: each request has its own random boundary."""
+    meaning = {
+        "fields": {k: v for k, v in fields.items() if k not in _HOW_TO_ANSWER},
+        "images": [hashlib.sha256(f.data or (f.text or "").encode()).hexdigest() for f in files],
+    }
+    return _digest(json.dumps(meaning, sort_keys=True, separators=(",", ":"), default=str))
+
+
+def _digest(canonical: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -110,7 +132,8 @@ async def _edit_request(request: ApiRequest) -> ImagesRequest:
     if (request.content_type or "") == "application/json":
         return await edit_request(_read_json(request), hosted=_hosted_images(request))
     fields, files = await edit_form(request)
-    return await edit_request(fields, files)
+    asked = await edit_request(fields, files)
+    return dataclasses.replace(asked, fingerprint=form_fingerprint(fields, files))
 
 
 async def _quoted_request(request: ApiRequest) -> ImagesRequest:
@@ -175,7 +198,10 @@ async def _images(
         raise
     spec = asked.spec
     request.answer_headers.update(lifecycle_headers(spec.model, request))
-    request_hash = request_fingerprint(request.body) if idempotency_key else ""
+    # A multipart body has been read as a form by now (and its bytes differ by boundary).
+    request_hash = (
+        (asked.fingerprint or request_fingerprint(request.body)) if idempotency_key else ""
+    )
     if respond_async:
         return await jobs.submit(request, asked, idempotency_key, request_hash)
     # Before anything is counted, charged or sent upstream: room in this process's memory for
@@ -281,7 +307,6 @@ async def _replay(
                 f"collect it as the job {generation.public_id} "
                 f"(GET {jobs.location(generation)}).",
                 code="idempotency_request_in_progress",
-                param=generation.public_id,
                 headers={"Retry-After": "1", "Location": jobs.location(generation)},
             )
         await asyncio.sleep(0.25)

@@ -21,6 +21,18 @@ def new_image_token() -> str:
     return secrets.token_urlsafe(16)
 
 
+class JobStatus:
+    """A generation's status as a job, in the API's and the webhooks' words
+    (``Generation.job_status``)."""
+
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ALL = (QUEUED, IN_PROGRESS, COMPLETED, FAILED, CANCELLED)
+
+
 class Generation(models.Model):
     """The truth about a request, whatever happened to the process that served it.
 
@@ -160,6 +172,20 @@ class Generation(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status not in self.UNSETTLED
+
+    @property
+    def job_status(self) -> str:
+        """Its status as a job. One its owner cancelled reads "cancelled" once it is settled,
+        whatever was delivered before the upstream answered (that much is charged)."""
+        if self.status == self.Status.QUEUED:
+            return JobStatus.QUEUED
+        if self.status == self.Status.RUNNING:
+            return JobStatus.IN_PROGRESS
+        if self.cancel_requested_at is not None:
+            return JobStatus.CANCELLED
+        if self.status == self.Status.SUCCEEDED:
+            return JobStatus.COMPLETED
+        return JobStatus.FAILED
 
 
 class Image(models.Model):

@@ -217,6 +217,12 @@ def endpoint_secrets(endpoint: Endpoint, now: datetime | None = None) -> list[st
 # --- Publishing ---------------------------------------------------------------------------------
 
 
+def has_endpoints(user_id: int) -> bool:
+    """Whether the account has an enabled endpoint (one indexed query): a caller on a hot path
+    asks this before gathering what it would publish."""
+    return Endpoint.objects.filter(user_id=user_id, disabled_at__isnull=True).exists()
+
+
 def publish(user: User, event_type: str, data: dict[str, Any], *, event_key: str) -> None:
     """Record one event for each of the user's enabled endpoints subscribed to event_type, in
     the caller's transaction; deliveries are sent to the workers on commit. event_key makes it

@@ -15,17 +15,17 @@ from django.utils import timezone
 
 from accounts.models import User
 
-from ..models import Generation
+from ..models import Generation, JobStatus
 from ..refusals import Reason, Refusal
 from .reconcile import fail_and_release
 
 # A job's status as the API names it (OpenAI's and our webhooks' words).
-QUEUED = "queued"
-IN_PROGRESS = "in_progress"
-COMPLETED = "completed"
-FAILED = "failed"
-CANCELLED = "cancelled"
-JOB_STATUSES = (QUEUED, IN_PROGRESS, COMPLETED, FAILED, CANCELLED)
+QUEUED = JobStatus.QUEUED
+IN_PROGRESS = JobStatus.IN_PROGRESS
+COMPLETED = JobStatus.COMPLETED
+FAILED = JobStatus.FAILED
+CANCELLED = JobStatus.CANCELLED
+JOB_STATUSES = JobStatus.ALL
 
 # The x-request-id of the request that asked for a generation names it too: an API
 # generation's id is "gen_" and its request id's hex (api/views.py).
@@ -34,20 +34,6 @@ _JOB_PREFIX = "gen_"
 
 LIST_LIMIT_DEFAULT = 20
 LIST_LIMIT_MAX = 100
-
-
-def job_status(generation: Generation) -> str:
-    """Its status as a job. A generation its owner cancelled reads "cancelled" once it is
-    settled, whatever was delivered before the upstream answered (that much is charged)."""
-    if generation.status == Generation.Status.QUEUED:
-        return QUEUED
-    if generation.status == Generation.Status.RUNNING:
-        return IN_PROGRESS
-    if generation.cancel_requested_at is not None:
-        return CANCELLED
-    if generation.status == Generation.Status.SUCCEEDED:
-        return COMPLETED
-    return FAILED
 
 
 def job_id_of(request_id: str) -> str:
@@ -132,7 +118,7 @@ def cancel_job(generation: Generation) -> Generation:
         raise Refusal(
             Reason.JOB_FINISHED,
             f"The generation {generation.public_id} has already finished "
-            f"({job_status(generation)}); only a queued or in-progress one can be cancelled.",
+            f"({generation.job_status}); only a queued or in-progress one can be cancelled.",
             param="id",
             code="job_finished",
         )

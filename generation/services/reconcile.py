@@ -16,6 +16,7 @@ from server import metrics
 
 from .. import catalog, ratelimits
 from ..models import Generation
+from .announce import announce_finished
 from .settle import quote_of
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ def fail_and_release(
             return False
         generation = Generation.objects.get(pk=pk)
         ratelimits.release(generation.user_id, generation.api_key_id, generation.public_id)
+        announce_finished(generation.pk, generation.user_id)
         billing.settle(
             generation.user_id,
             quote_of(generation).settlement(delivered=[]),
@@ -137,7 +139,7 @@ def _redispatch_lost_runs(now: datetime) -> None:
         model_silent = silent.get(
             model, timedelta(seconds=settings.GENERATION_TIMEOUT_SECONDS) + wait
         )
-        if started_at >= now - model_silent:
+        if started_at is not None and started_at >= now - model_silent:
             continue
         if attempts >= settings.GENERATION_MAX_ATTEMPTS or cancelled:
             fail_and_release(

@@ -89,8 +89,12 @@ def run_queued_generation(generation_id: int) -> RunResult:
     """
     catalog.refresh()  # the fields a model takes, and its fallback upstream ids
     now = timezone.now()
+    # A job its owner is cancelling is never started (its cancel settles it).
     claimed = Generation.objects.filter(
-        pk=generation_id, status=Generation.Status.QUEUED, deadline_at__gt=now
+        pk=generation_id,
+        status=Generation.Status.QUEUED,
+        deadline_at__gt=now,
+        cancel_requested_at__isnull=True,
     ).update(status=Generation.Status.RUNNING, started_at=now, attempts=models.F("attempts") + 1)
     if not claimed:
         return RunResult("not_claimed")

@@ -31,6 +31,7 @@ from .. import hotpath, provenance, ratelimits, storage
 from ..encoding import Delivery
 from ..models import Generation, Image, new_image_token
 from ..upstream import DeliveredImage, Failure, FailureKind, Outcome
+from .announce import announce_finished
 from .images import image_storage_name
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ async def settle_generation(
         await release_slot(steps, generation)
     if not claimed:
         return await steps.run(_too_late, generation, stored)
+    await steps.run(announce_finished, generation.pk, generation.user_id)
     return settlement.completed(generation, stored)
 
 

@@ -10,11 +10,13 @@ import uuid
 
 import httpx
 import pytest
+from asgiref.sync import sync_to_async
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from generation import services, tasks
 from generation.models import Generation
+from generation.services import run
 from tests.api.test_validation import assert_error
 from tests.support.money import assert_ledger_balanced, balance, ledger_kinds
 from tests.support.pictures import picture
@@ -199,22 +201,23 @@ def test_cancelling_a_queued_job_releases_its_hold_at_once_and_it_never_runs(
 
 
 def test_a_running_job_cancelled_settles_when_the_upstream_answers_charged_for_what_it_delivered(
-    client, owner, owner_key, sent
+    client, owner, owner_key, sent, monkeypatch
 ):
     job = post(client, owner_key, body(), ASYNC).json()
-    # A worker has claimed it: the upstream is working on it.
-    Generation.objects.filter(public_id=job["id"]).update(
-        status="running", started_at=timezone.now(), attempts=1
-    )
+    answers = []
+    produce = run.produce_images
 
-    response = cancel(client, owner_key, job["id"])
+    async def cancelled_while_upstream_works(*args, **kwargs):
+        # The owner cancels while the worker waits on the upstream.
+        answers.append(await sync_to_async(cancel)(client, owner_key, job["id"]))
+        return await produce(*args, **kwargs)
 
-    assert response.status_code == 202
-    assert response.json()["status"] == "in_progress"
-    # The upstream answers; the run settles what it delivered.
-    generation = Generation.objects.get(public_id=job["id"])
-    Generation.objects.filter(pk=generation.pk).update(status="queued")
-    assert services.run_queued_generation(generation.pk).status == "done"
+    monkeypatch.setattr(run, "produce_images", cancelled_while_upstream_works)
+
+    assert run_worker(job["id"]) == "done"
+
+    assert answers[0].status_code == 202
+    assert answers[0].json()["status"] == "in_progress"
     answer = get(client, owner_key, f"/v1/images/generations/{job['id']}").json()
     assert answer["status"] == "cancelled"
     assert len(answer["data"]) == 1
@@ -352,7 +355,70 @@ def test_a_synchronous_repeat_of_a_running_job_is_409_naming_the_job(
 
     response = post(client, owner_key, payload, {"Idempotency-Key": "k-9"})
 
-    error = assert_error(response, 409, code="idempotency_request_in_progress", param=job["id"])
+    error = assert_error(response, 409, code="idempotency_request_in_progress")
     assert job["id"] in error["message"]
     assert response["Location"] == f"/v1/images/generations/{job['id']}"
     assert response["Retry-After"] == "1"
+
+
+def test_a_multipart_edit_repeated_with_its_idempotency_key_is_answered_once(
+    client, owner, owner_key, simulator_url
+):
+    # Each multipart request has its own random boundary: the key compares what it means.
+    text = prompt("a watercolour cat")
+
+    def edit(**extra):
+        return client.post(
+            "/v1/images/edits",
+            {
+                "model": "seedream-4-0",
+                "prompt": text,
+                "size": "1024x1024",
+                "image": SimpleUploadedFile("cat.png", picture(), content_type="image/png"),
+                **extra,
+            },
+            headers={"Authorization": f"Bearer {owner_key}", "Idempotency-Key": "edit-1"},
+        )
+
+    first, second = edit(), edit()
+    other_picture = client.post(
+        "/v1/images/edits",
+        {
+            "model": "seedream-4-0",
+            "prompt": text,
+            "size": "1024x1024",
+            "image": SimpleUploadedFile("cat.png", picture((1, 2, 3)), content_type="image/png"),
+        },
+        headers={"Authorization": f"Bearer {owner_key}", "Idempotency-Key": "edit-1"},
+    )
+
+    assert first.status_code == second.status_code == 200, second.content
+    assert second.json()["data"] == first.json()["data"]
+    assert second["Idempotent-Replayed"] == "true"
+    assert_error(other_picture, 400, code="idempotency_key_reused", param="Idempotency-Key")
+    assert upstream_calls(simulator_url, text) == 1
+    assert assert_ledger_balanced(owner) == 1000 - first.json()["credits_charged"]
+
+
+def test_a_synchronous_request_asked_again_with_async_true_is_the_same_job(
+    client, owner, owner_key
+):
+    payload = body()
+    headers = {"Idempotency-Key": "sync-then-async"}
+    first = post(client, owner_key, payload, headers)
+
+    again = post(client, owner_key, {**payload, "async": True}, headers)
+
+    assert again.status_code == 200, again.content
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["status"] == "completed"
+    assert again["Idempotent-Replayed"] == "true"
+    assert assert_ledger_balanced(owner) == 960
+
+
+def test_a_worker_never_starts_a_job_whose_cancel_has_begun(client, owner_key, sent):
+    job = post(client, owner_key, body(), ASYNC).json()
+    # The cancel has marked the row but not yet settled it when the worker looks.
+    Generation.objects.filter(public_id=job["id"]).update(cancel_requested_at=timezone.now())
+
+    assert run_worker(job["id"]) == "not_claimed"

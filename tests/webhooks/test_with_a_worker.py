@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -138,3 +139,36 @@ def test_the_sweep_delivers_a_message_whose_task_was_lost(
     with running_worker(beat, beat_schedule=tmp_path / "beat-schedule") as worker:
         wait_until(lambda: Message.objects.filter(status="succeeded").exists(), worker, "the sweep")
     assert len(receiver.requests) == 1
+
+
+def test_each_job_is_announced_to_a_receiver_that_verifies_it_with_the_openai_sdk(
+    worker_env: dict[str, str], receiver: Any, owner: Any, owner_key: str, client: Any
+) -> None:
+    # The whole way: an API job queued, run and settled by a worker, its completion (and a
+    # blocked prompt's failure) signed and delivered by the same worker.
+    issued = services.create_endpoint(owner, receiver.url, list(events.EVENT_TYPES))
+    auth = {"Authorization": f"Bearer {owner_key}", "Prefer": "respond-async"}
+    with running_worker(worker_env) as worker:
+        jobs = [
+            client.post(
+                "/v1/images/generations",
+                {"model": "seedream-4-0", "prompt": f"{prompt} {uuid.uuid4().hex}"},
+                content_type="application/json",
+                headers=auth,
+            ).json()["id"]
+            for prompt in ("a kite", "a lighthouse", "[sim:block-prompt] a kite")
+        ]
+        wait_until(
+            lambda: Message.objects.filter(status="succeeded").count() == 3, worker, "deliveries"
+        )
+
+    sdk = openai.OpenAI(api_key="sk-not-used", webhook_secret=issued.secret)
+    received = {}
+    for request in receiver.requests:
+        event = sdk.webhooks.unwrap(request.body, request.headers)
+        received[event.data.to_dict()["id"]] = (event.type, event.data.to_dict()["status"])
+    assert received == {
+        jobs[0]: (events.IMAGE_GENERATION_COMPLETED, "completed"),
+        jobs[1]: (events.IMAGE_GENERATION_COMPLETED, "completed"),
+        jobs[2]: (events.IMAGE_GENERATION_FAILED, "failed"),
+    }
