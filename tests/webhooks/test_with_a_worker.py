@@ -142,22 +142,25 @@ def test_the_sweep_delivers_a_message_whose_task_was_lost(
 
 
 def test_each_job_is_announced_to_a_receiver_that_verifies_it_with_the_openai_sdk(
-    worker_env: dict[str, str], receiver: Any, owner: Any, owner_key: str, client: Any
-) -> None:
+    worker_env: dict[str, str], receiver: Any, owner: Any, owner_key: str, client: Any,
+    default_prices: None,
+) -> None:  # fmt: skip
     # The whole way: an API job queued, run and settled by a worker, its completion (and a
     # blocked prompt's failure) signed and delivered by the same worker.
     issued = services.create_endpoint(owner, receiver.url, list(events.EVENT_TYPES))
     auth = {"Authorization": f"Bearer {owner_key}", "Prefer": "respond-async"}
     with running_worker(worker_env) as worker:
-        jobs = [
+        submitted = [
             client.post(
                 "/v1/images/generations",
                 {"model": "seedream-4-0", "prompt": f"{prompt} {uuid.uuid4().hex}"},
                 content_type="application/json",
                 headers=auth,
-            ).json()["id"]
+            )
             for prompt in ("a kite", "a lighthouse", "[sim:block-prompt] a kite")
         ]
+        assert [r.status_code for r in submitted] == [202] * 3, [r.content for r in submitted]
+        jobs = [r.json()["id"] for r in submitted]
         wait_until(
             lambda: Message.objects.filter(status="succeeded").count() == 3, worker, "deliveries"
         )
