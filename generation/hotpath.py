@@ -26,6 +26,7 @@ Django's connection elsewhere.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -41,6 +42,7 @@ from billing import moves, statements
 from billing.models import CreditAccount
 from keys.models import ApiKey
 from server.steps import Steps
+from webhooks.models import Endpoint
 
 from .models import LEDGER_REFERENCE_PREFIX, AccountRateLimit, Generation, Image
 
@@ -263,6 +265,15 @@ def _settle_sql(settled: tuple[str, ...], image_count: int) -> str:
     # The claim is conditional on the row being unsettled and on billing's condition for the
     # settlement (the hold it releases is the one the ledger has): exactly once, exactly that.
     settles = statements.settles(moves.SETTLE, reference=reference, user=f"{generation}.user_id")
+    endpoint = _quote(Endpoint._meta.db_table)
+    # Whether the owner has a webhook endpoint to announce the generation to, asked here so
+    # that a settlement whose owner has none (most) costs no further query.
+    owner = _quote(Endpoint._meta.get_field("user").column)
+    disabled = _quote(Endpoint._meta.get_field("disabled_at").column)
+    has_webhooks = f"""EXISTS (
+        SELECT 1 FROM {endpoint}
+        WHERE {owner} = (SELECT user_id FROM claimed) AND {disabled} IS NULL
+    )"""  # noqa: S608 (names from the models)
     return f"""
         WITH claimed AS (
             UPDATE {generation} SET {assignments}
@@ -271,7 +282,7 @@ def _settle_sql(settled: tuple[str, ...], image_count: int) -> str:
         ){images}, {statements.move_cte(moves.SETTLE, user="(SELECT user_id FROM claimed)")},
         {statements.lines_cte(moves.SETTLE, reference=reference)}
         SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM {statements.MOVED}),
-               (SELECT count(*) FROM {statements.WRITTEN}), {image_ids}
+               (SELECT count(*) FROM {statements.WRITTEN}), {image_ids}, {has_webhooks}
     """  # noqa: S608 (table and column names come from the models, values are parameters)
 
 
@@ -285,20 +296,29 @@ async def settle_generation(
     description: str,
     charged_as: str = "",
     now: datetime,
-) -> bool:
+) -> Claimed | None:
     """Claim ``generation`` with ``outcome`` (its settled fields), insert ``images`` (unsaved;
     their ids are set) and make ``moves.SETTLE`` with ``settlement``'s quantities (and
     ``charged_as``, how the charge was priced), in one statement, exactly as ``billing.settle``
-    writes it. False, with nothing written, if the row
-    was already settled (the reconciler got there first). ValueError if it has no such hold."""
+    writes it. None, with nothing written, if the row was already settled (the reconciler got
+    there first). ValueError if it has no such hold."""
     sql = _settle_sql(tuple(outcome), len(images))
     texts = {"description": description, "charged_as": charged_as}
     params = _settle_params(generation, outcome, images, settlement, texts, now)
-    if _settled(generation, images, settlement, await steps.sql(sql, params)):
-        return True
+    row = await steps.sql(sql, params)
+    if _settled(generation, images, settlement, row):
+        return Claimed(has_webhooks=bool(row[4]))
     # Rare (a row the reconciler settled first): the ORM explains why.
     await steps.run(_check_unclaimed, generation)
-    return False
+    return None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A settlement's claim, made. ``has_webhooks``: its owner has an enabled webhook endpoint
+    (generation/services/announce.py tells it the generation finished)."""
+
+    has_webhooks: bool
 
 
 def _settle_params(
@@ -335,7 +355,7 @@ def _check_unclaimed(generation: Generation) -> None:
 def _settled(
     generation: Generation, images: list[Image], settlement: Mapping[str, int], row: Any
 ) -> bool:
-    claimed, moved, written, image_ids = row
+    claimed, moved, written, image_ids, _ = row
     if not claimed:
         return False
     if not moved or written != statements.lines_written(moves.SETTLE, settlement):

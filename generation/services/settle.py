@@ -83,7 +83,8 @@ async def settle_generation(
         await release_slot(steps, generation)
     if not claimed:
         return await steps.run(_too_late, generation, stored)
-    await steps.run(announce_finished, generation.pk, generation.user_id)
+    if claimed.has_webhooks is not False:
+        await steps.run(announce_finished, generation.pk, generation.user_id)
     return settlement.completed(generation, stored)
 
 
@@ -105,7 +106,15 @@ async def _store(
     return await steps.run(store)
 
 
-async def _claim(steps: Steps, generation: Generation, settlement: _Settlement) -> bool:
+@dataclass(frozen=True)
+class _Claim:
+    """A claim made. ``has_webhooks``: whether the owner has a webhook endpoint, when the claim
+    could tell (the single statement asks), else None."""
+
+    has_webhooks: bool | None = None
+
+
+async def _claim(steps: Steps, generation: Generation, settlement: _Settlement) -> _Claim | None:
     """Claim the row and settle its money; once more if the database connection was lost.
 
     Safe to repeat: the claim is conditional on the row being unsettled. If the first attempt
@@ -121,15 +130,18 @@ async def _claim(steps: Steps, generation: Generation, settlement: _Settlement) 
             generation.public_id,
         )
         metrics.settlement_retried()
-    if await _claim_once(steps, generation, settlement):
-        return True
-    return await steps.run(_settled_by, generation, settlement)
+    if claim := await _claim_once(steps, generation, settlement):
+        return claim
+    return _Claim() if await steps.run(_settled_by, generation, settlement) else None
 
 
-async def _claim_once(steps: Steps, generation: Generation, settlement: _Settlement) -> bool:
+async def _claim_once(
+    steps: Steps, generation: Generation, settlement: _Settlement
+) -> _Claim | None:
     if hotpath.available():
-        return await hotpath.settle_generation(steps, generation, **settlement.written())
-    return bool(await steps.run(_settle_with_orm, generation, settlement))
+        claimed = await hotpath.settle_generation(steps, generation, **settlement.written())
+        return _Claim(claimed.has_webhooks) if claimed else None
+    return _Claim() if await steps.run(_settle_with_orm, generation, settlement) else None
 
 
 def _settled_by(generation: Generation, settlement: _Settlement) -> bool:

@@ -131,3 +131,24 @@ def test_an_owner_without_endpoints_costs_one_query(
 
     assert len(queries) == 1
     assert Event.objects.count() == 0
+
+
+@pytest.mark.postgres
+def test_the_single_statement_settlement_tells_whether_to_announce(
+    client: Any, owner: Any, owner_key: str, outsider: Any,
+    endpoint_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, sent: list[Any],
+) -> None:  # fmt: skip
+    # On PostgreSQL the settlement's own statement asks whether the owner has an endpoint, so
+    # an owner without one costs no further query at all.
+    from generation.services import settle
+
+    asked: list[int] = []
+    monkeypatch.setattr(settle, "announce_finished", lambda pk, user_id: asked.append(user_id))
+    endpoint_factory(outsider)
+
+    generate(client, owner_key, "a kite")
+    assert asked == []
+
+    endpoint_factory(owner)
+    generate(client, owner_key, "a kite")
+    assert asked == [owner.pk]
