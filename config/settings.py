@@ -157,6 +157,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # card_payments, signup_credits, support_email: how a customer gets credits.
+                "dashboard.context_processors.credits_offer",
             ],
         },
     },
