@@ -317,6 +317,9 @@ WHITENOISE_USE_FINDERS = DEBUG
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
+# Our wording of third-party strings: django-allauth's Title Case headings and buttons in the
+# sentence case of the rest of the site (locale/en/LC_MESSAGES/django.po).
+LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_TZ = True
 
 # --- Logging ------------------------------------------------------------------------------------
