@@ -22,6 +22,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
     """Our 500 page, in the site's layout. Drawn without the request (as Django's own is): the
     failure may be the database's or the session's, and a page that reads the signed-in user
     would fail the same way. So it names nobody and offers the way back and whom to write to."""
+    body: str
     try:
         body = render_to_string("500.html", {"support_email": settings.SUPPORT_EMAIL})
     except Exception:

@@ -132,9 +132,11 @@ def _record_issue(user: User, api_key: ApiKey, raw: str, token: str) -> None:
 
 
 def _issued_before(user: User, token: str) -> ApiKey:
-    return KeyIssue.objects.select_related("api_key").get(
-        user=user, token_hash=crypto.form_token_hash(token)
-    ).api_key
+    return (
+        KeyIssue.objects.select_related("api_key")
+        .get(user=user, token_hash=crypto.form_token_hash(token))
+        .api_key
+    )
 
 
 def create_key_from_form(
@@ -179,22 +181,21 @@ def reveal(user: User, token: str, *, now: datetime | None = None) -> Reveal | N
     None when no form of this user had that token."""
     token_hash = crypto.form_token_hash(token)
     issue = (
-        KeyIssue.objects.select_related("api_key")
-        .filter(user=user, token_hash=token_hash)
-        .first()
+        KeyIssue.objects.select_related("api_key").filter(user=user, token_hash=token_hash).first()
     )
     if issue is None:
         return None
     now = now or timezone.now()
     fresh = issue.created_at > now - timedelta(seconds=REVEAL_SECONDS)
+    sealed = issue.sealed
     claimed = (
-        issue.sealed is not None
+        sealed is not None
         and fresh
         and KeyIssue.objects.filter(pk=issue.pk, sealed__isnull=False).update(sealed=None) == 1
     )
     raw = None
-    if claimed:
-        raw = crypto.unseal(bytes(issue.sealed), token, context=_issue_context(user.pk, token_hash))
+    if claimed and sealed is not None:
+        raw = crypto.unseal(bytes(sealed), token, context=_issue_context(user.pk, token_hash))
     return Reveal(issue.api_key, raw)
 
 
@@ -202,9 +203,9 @@ def forget_unshown_secrets(user: User, *, now: datetime | None = None) -> int:
     """Empty the seals of ``user``'s secrets that waited longer than REVEAL_SECONDS: a page that
     never came (a closed tab, a lost connection) leaves no ciphertext behind."""
     cutoff = (now or timezone.now()) - timedelta(seconds=REVEAL_SECONDS)
-    return KeyIssue.objects.filter(
-        user=user, sealed__isnull=False, created_at__lte=cutoff
-    ).update(sealed=None)
+    return KeyIssue.objects.filter(user=user, sealed__isnull=False, created_at__lte=cutoff).update(
+        sealed=None
+    )
 
 
 def revoke_key(api_key: ApiKey) -> ApiKey:

@@ -61,9 +61,7 @@ def test_the_compiled_catalog_is_the_source_compiled():
 
 def test_every_title_case_label_of_allauth_is_reworded():
     ours = po_entries(OURS / "django.po")
-    missing = [
-        key for key in po_entries(ALLAUTH_PO) if is_title_case(key[1]) and key not in ours
-    ]
+    missing = [key for key in po_entries(ALLAUTH_PO) if is_title_case(key[1]) and key not in ours]
     assert missing == [], f"add these to {OURS / 'django.po'}: {missing}"
     for (_, msgid), msgstr in ours.items():
         assert not is_title_case(msgstr), msgstr

@@ -26,7 +26,7 @@ def test_a_missing_page_is_ours_with_the_way_back(client, db, settings):
     page = response.content.decode()
     assert BRAND in page
     assert "<title>Page not found · Seedream API</title>" in page
-    assert "<h1 id=\"error-title\">Page not found</h1>" in page
+    assert '<h1 id="error-title">Page not found</h1>' in page
     assert "/no/such/%3Cpage%3E/" in page  # the path, quoted
     assert "<page>" not in page
     assert 'href="/">Go to the home page</a>' in page

@@ -130,9 +130,7 @@ def test_operators_see_the_tier_and_the_limits_in_force_on_a_custom_limit(
 
 
 @pytest.mark.parametrize("cards", [True, False])
-def test_the_way_up_offers_a_card_payment_only_when_cards_are_taken(
-    client, owner, settings, cards
-):
+def test_the_way_up_offers_a_card_payment_only_when_cards_are_taken(client, owner, settings, cards):
     settings.STRIPE_SECRET_KEY = "sk_test_limits" if cards else ""
     settings.STRIPE_WEBHOOK_SECRET = "whsec_limits" if cards else ""
     settings.SUPPORT_EMAIL = "limits@operator.example"
