@@ -103,6 +103,7 @@ SIMULATOR_PORT ?= $(shell echo $$(( $(PORT) + 799 )))
 # Images are signed with a development C2PA key made in DATA_DIR (README, "Provenance").
 run: install
 	@$(PY) bin/ports_free.py $(HOST) $(PORT) $(if $(UPSTREAM_API_KEY),,$(SIMULATOR_PORT))
+	@$(PY) bin/run_notes.py
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py collectstatic --noinput -v0
 	SIMULATOR_PORT=$(SIMULATOR_PORT) SITE_URL=$${SITE_URL:-http://$(HOST):$(PORT)} \

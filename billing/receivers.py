@@ -2,14 +2,41 @@ from __future__ import annotations
 
 from typing import Any
 
+from allauth.account.models import EmailAddress
+from allauth.account.signals import email_confirmed, user_signed_up
+from django.conf import settings
 from django.dispatch import receiver
+from django.http import HttpRequest
 
 from accounts.models import User
 from accounts.signals import account_closing
 
-from . import webhooks
+from . import services, webhooks
 
 
 @receiver(account_closing)
 def redact_stripe_events_of_closed_account(sender: type[User], user: User, **kwargs: Any) -> None:
     webhooks.redact_events_of(user)
+
+
+# Sign-up credits go to an account whose address is verified. Both signals may fire for one
+# account (and a confirmation link may be opened twice, or a second address confirmed later):
+# the grant itself happens once per account (services.grant_signup_credits).
+
+
+@receiver(email_confirmed)
+def grant_signup_credits_on_confirmation(
+    sender: Any, request: HttpRequest | None, email_address: EmailAddress, **kwargs: Any
+) -> None:
+    services.grant_signup_credits(email_address.user_id)
+
+
+@receiver(user_signed_up)
+def grant_signup_credits_on_verified_sign_up(
+    sender: Any, request: HttpRequest | None, user: User, **kwargs: Any
+) -> None:
+    # Verified already (a GitHub or Google address the provider vouches for), or an installation
+    # that verifies no addresses: nothing will be confirmed later, so the trial starts now.
+    unverified_allowed = settings.ACCOUNT_EMAIL_VERIFICATION == "none"
+    if unverified_allowed or EmailAddress.objects.filter(user=user, verified=True).exists():
+        services.grant_signup_credits(user.pk)

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Greatest
@@ -196,6 +197,33 @@ def grant(
         )
         _pay_debt(account_id, balance, user_id=user.pk, idempotency_key=idempotency_key)
     return entry
+
+
+def signup_credits_key(user_id: int) -> str:
+    """The idempotency key of a user's sign-up credits: one per account, so the ledger's unique
+    key is what makes the grant happen at most once, whatever races or repeats."""
+    return f"signup:{user_id}"
+
+
+def grant_signup_credits(user_id: int, *, credits: int | None = None) -> LedgerEntry | None:
+    """Give a new account its trial credits (``SIGNUP_CREDITS`` unless ``credits`` says), once.
+
+    Called when the account's email address is verified (billing.receivers). A second
+    confirmation, a re-verified or added address, or two confirmations at once find the line
+    already written (the ledger's UNIQUE idempotency key, checked under the account's row lock)
+    and return it: the account never gets them twice. None when the installation gives none.
+    """
+    credits = settings.SIGNUP_CREDITS if credits is None else credits
+    if credits <= 0:
+        return None
+    user = User.objects.get(pk=user_id)
+    return grant(
+        user,
+        credits,
+        description="Sign-up credits",
+        idempotency_key=signup_credits_key(user_id),
+        reference="signup",
+    )
 
 
 def _pay_debt(account_id: int, balance: int, *, user_id: int, idempotency_key: str) -> None:

@@ -91,6 +91,11 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 # The public address of this site, used in printed examples and absolute image URLs when the
 # request itself cannot say (management commands, Celery tasks).
 SITE_URL = env_str("SITE_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}").rstrip("/")
+# What customers call this installation: the greeting and signature of every email (allauth's
+# too: accounts/adapter.py), the admin's header. SITE_DOMAIN is the address emails show, by
+# default SITE_URL's host.
+SITE_NAME = env_str("SITE_NAME", "Seedream API").strip() or "Seedream API"
+SITE_DOMAIN = env_str("SITE_DOMAIN", urlsplit(SITE_URL).netloc)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -153,6 +158,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # card_payments, signup_credits, support_email: how a customer gets credits.
+                "dashboard.context_processors.credits_offer",
             ],
         },
     },
@@ -224,11 +231,13 @@ ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_EMAIL_VERIFICATION = "mandatory"
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
-ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Seedream API] "
+ACCOUNT_EMAIL_SUBJECT_PREFIX = f"[{SITE_NAME}] "
+# Emails name this installation (SITE_NAME, SITE_DOMAIN), never the host a request came in on.
+ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 # allauth's own rate limits (login failures, sign-up, password reset) stay at their defaults.
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
-MFA_TOTP_ISSUER = "Seedream API"
+MFA_TOTP_ISSUER = SITE_NAME
 SOCIALACCOUNT_PROVIDERS: dict[str, Any] = {
     name: {
         "APPS": [
@@ -255,8 +264,9 @@ EMAIL_PORT = env_int("EMAIL_PORT", 587)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
-DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Seedream API <no-reply@localhost>")
-# Where customers write for a custom rate limit or a refund (shown on the limits page).
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"{SITE_NAME} <no-reply@localhost>")
+# Where customers write for credits (without card payments), a custom rate limit or a refund:
+# every page that tells a customer to ask the operator shows it. make run says when it is unset.
 SUPPORT_EMAIL = env_str("SUPPORT_EMAIL")
 
 # --- Security -----------------------------------------------------------------------------------
@@ -308,6 +318,9 @@ WHITENOISE_USE_FINDERS = DEBUG
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
+# Our wording of third-party strings: django-allauth's Title Case headings and buttons in the
+# sentence case of the rest of the site (locale/en/LC_MESSAGES/django.po).
+LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_TZ = True
 
 # --- Logging ------------------------------------------------------------------------------------
@@ -437,6 +450,11 @@ WEBHOOK_RETENTION_DAYS = env_int("WEBHOOK_RETENTION_DAYS", 30)
 # One credit is worth 1/CREDITS_PER_USD dollars: with 1000, a credit is a tenth of a cent.
 CREDITS_PER_USD = env_int("CREDITS_PER_USD", 1000)
 DEMO_CREDITS = env_int("DEMO_CREDITS", 2000)
+# Trial credits for every new account, granted once, when its email address is verified
+# (billing.services.grant_signup_credits), as a ledger line of its own. 0: none.
+SIGNUP_CREDITS = env_int("SIGNUP_CREDITS", 0)
+if SIGNUP_CREDITS < 0:
+    raise ImproperlyConfigured("SIGNUP_CREDITS must not be negative")
 # How long a process may quote from the price table it read last (prices edited in the admin
 # apply everywhere within this many seconds).
 PRICE_CACHE_SECONDS = env_int("PRICE_CACHE_SECONDS", 10)

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 
+from api import views as api_views
 from billing.views import stripe_webhook
+from dashboard import errors
 
 urlpatterns = [
     path("", include("server.urls")),
@@ -19,5 +22,12 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
+# /v1 answers its errors in OpenAI's JSON shape; every other path gets a page in the site's
+# layout (404: templates/404.html, drawn by Django's own view from api.views.handler404).
 handler404 = "api.views.handler404"
-handler500 = "api.views.handler500"
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith("/v1/"):
+        return api_views.handler500(request)
+    return errors.server_error(request)

@@ -1,4 +1,5 @@
-"""What the dashboard overview summarises: this month's spend and the last 30 days, day by day.
+"""What the dashboard overview summarises: a new account's first steps, this month's spend and
+the last 30 days, day by day.
 
 Both come from the Generation rows (what each request was charged and delivered), read through
 the ``(user, -created_at)`` index, so a year of history costs the same two queries as a day.
@@ -15,7 +16,9 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from accounts.models import User
+from billing.models import CreditAccount
 from generation.models import Generation
+from keys.models import ApiKey
 
 CHART_DAYS = 30
 # Drawing units of the chart's SVG viewBox; the CSS scales it to the card's width.
@@ -56,6 +59,38 @@ class MonthSpend:
     images: int
     requests: int
     since: datetime.date
+
+
+@dataclass(frozen=True)
+class FirstSteps:
+    """The first-run checklist: get credits, create a key, make a first call.
+
+    Each step is done by what the account has, not by what was clicked: credits once it has a
+    balance or was ever given some (a grant, a card payment, a code), a key once it ever had one,
+    a first call once it made any generation (through the API or the playground).
+    """
+
+    has_credits: bool
+    has_key: bool
+    has_called: bool
+
+    @property
+    def done(self) -> bool:
+        return self.has_credits and self.has_key and self.has_called
+
+    @property
+    def count_done(self) -> int:
+        return sum((self.has_credits, self.has_key, self.has_called))
+
+
+def first_steps(user: User) -> FirstSteps:
+    account = CreditAccount.objects.filter(user=user).values("balance_credits", "lifetime_credits")
+    figures = account.first() or {"balance_credits": 0, "lifetime_credits": 0}
+    return FirstSteps(
+        has_credits=figures["balance_credits"] > 0 or figures["lifetime_credits"] > 0,
+        has_key=ApiKey.objects.filter(user=user).exists(),
+        has_called=Generation.objects.filter(user=user).exists(),
+    )
 
 
 def month_spend(user: User, *, now: datetime.datetime | None = None) -> MonthSpend:

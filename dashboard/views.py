@@ -126,6 +126,7 @@ def overview(request: AuthenticatedRequest) -> HttpResponse:
             "spend_chart": overview_figures.chart(days, "credits"),
             "images_chart": overview_figures.chart(days, "images"),
             "base_url": f"{request.scheme}://{request.get_host()}/v1",
+            "first_steps": overview_figures.first_steps(request.user),
         },
     )
 

@@ -20,6 +20,10 @@ import secrets
 import string
 from dataclasses import dataclass
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
@@ -101,3 +105,54 @@ def verify_key(raw: str, pepper_id: str, stored_hash: str) -> bool:
     except KeyError:
         return False
     return hmac.compare_digest(candidate, stored_hash)
+
+
+# - Handing a new secret from the POST that made it to the page that shows it ------------------
+#
+# The keys page follows post/redirect/get, so a new secret must cross from the POST to the GET
+# after it. It crosses sealed (AES-256-GCM) under a key derived from the page's form token,
+# which only the browser holds: in the form's hidden field, then in a short-lived cookie. The
+# database holds the ciphertext and a SHA-256 of the token, neither of which opens it; the token
+# alone opens nothing once the ciphertext is gone (at its one showing, or when it goes stale).
+
+FORM_TOKEN_BYTES = 32
+_FORM_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_SEAL_INFO = b"seedream keys: a new secret on its way to its one showing"
+_NONCE_BYTES = 12
+
+
+def new_form_token() -> str:
+    """A random token for one form: 256 bits, URL-safe base64 without padding (43 characters)."""
+    return secrets.token_urlsafe(FORM_TOKEN_BYTES)
+
+
+def is_form_token(token: str) -> bool:
+    return bool(_FORM_TOKEN_RE.fullmatch(token))
+
+
+def form_token_hash(token: str) -> str:
+    """What the database keeps of a form token: enough to recognise it, not to open a seal (the
+    token has 256 random bits, so no key stretching is needed)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _seal_key(token: str) -> bytes:
+    hkdf = HKDF(algorithm=SHA256(), length=32, salt=None, info=_SEAL_INFO)
+    return hkdf.derive(token.encode())
+
+
+def seal(raw_key: str, token: str, *, context: str) -> bytes:
+    """``raw_key`` encrypted under ``token``; ``context`` (the row it is stored in) is
+    authenticated with it, so a seal moved to another row does not open."""
+    nonce = secrets.token_bytes(_NONCE_BYTES)
+    return nonce + AESGCM(_seal_key(token)).encrypt(nonce, raw_key.encode(), context.encode())
+
+
+def unseal(sealed: bytes, token: str, *, context: str) -> str | None:
+    """The raw key in ``sealed``, or None if ``token`` or ``context`` is not the one it was
+    sealed with."""
+    nonce, ciphertext = sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:]
+    try:
+        return AESGCM(_seal_key(token)).decrypt(nonce, ciphertext, context.encode()).decode()
+    except InvalidTag:
+        return None

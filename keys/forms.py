@@ -9,6 +9,8 @@ from .services import NAME_MAX_LENGTH
 
 
 class KeyCreateForm(forms.Form):
+    # The form's one-time token (keys/views.py): one key per form, however often it is sent.
+    token = forms.CharField(required=False, widget=forms.HiddenInput, max_length=64)
     name = forms.CharField(
         max_length=NAME_MAX_LENGTH,
         help_text="Something that tells you where the key is used, e.g. “production server”.",

@@ -51,3 +51,28 @@ class ApiKey(models.Model):
         if self.is_expired():
             return "expired"
         return "active"
+
+
+class KeyIssue(models.Model):
+    """A secret issued from the keys page (a key made or rotated), by the form that asked for it.
+
+    The row is what makes one form make one key: its token's hash is unique per user, so the
+    same form sent twice (a double click, back and send again, a reload of the POST) finds the
+    row and makes nothing new. ``sealed`` carries the new secret, encrypted under the form's
+    token (crypto.seal), from the POST to the page after its redirect; that page empties it as
+    it shows it, and a stale one is emptied unshown (keys.services.REVEAL_SECONDS).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="issues")
+    token_hash = models.CharField(max_length=64)
+    sealed = models.BinaryField(null=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "token_hash"], name="keys_issue_once_per_form")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.api_key} issued {self.created_at:%Y-%m-%d %H:%M}"

@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts.models import User
 
 from . import crypto
-from .models import ApiKey
+from .models import ApiKey, KeyIssue
 
 NAME_MAX_LENGTH = ApiKey._meta.get_field("name").max_length or 100
 
@@ -99,6 +99,115 @@ def rotate_key(api_key: ApiKey) -> IssuedKey:
     return IssuedKey(locked, raw)
 
 
+# - From the keys page: one key per form, its secret shown once after the redirect -------------
+
+# How long a new secret waits, sealed, for the page that shows it (the redirect after the POST
+# takes a moment; this allows for a slow connection, not for a later visit).
+REVEAL_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class PageIssue:
+    """What a form from the keys page made: the key, and whether this call made it (False: the
+    same form was sent before, and nothing new was made)."""
+
+    api_key: ApiKey
+    made_now: bool
+
+
+def _issue_context(user_id: int, token_hash: str) -> str:
+    return f"keys.KeyIssue:{user_id}:{token_hash}"
+
+
+def _record_issue(user: User, api_key: ApiKey, raw: str, token: str) -> None:
+    """Inside the caller's transaction: the issue row, with the secret sealed under ``token``.
+    IntegrityError if this user's form ``token`` was used already."""
+    token_hash = crypto.form_token_hash(token)
+    KeyIssue.objects.create(
+        user=user,
+        api_key=api_key,
+        token_hash=token_hash,
+        sealed=crypto.seal(raw, token, context=_issue_context(user.pk, token_hash)),
+    )
+
+
+def _issued_before(user: User, token: str) -> ApiKey:
+    return (
+        KeyIssue.objects.select_related("api_key")
+        .get(user=user, token_hash=crypto.form_token_hash(token))
+        .api_key
+    )
+
+
+def create_key_from_form(
+    user: User, name: str, *, token: str, expires_at: datetime | None = None
+) -> PageIssue:
+    """``create_key``, once per form ``token``: the key and its sealed secret are written in one
+    transaction, and a form sent again (even at the same moment: the unique token waits for the
+    first to commit) finds the key the first one made. ``reveal`` shows the secret."""
+    try:
+        with transaction.atomic():
+            issued = create_key(user, name, expires_at=expires_at)
+            _record_issue(user, issued.api_key, issued.raw_key, token)
+    except IntegrityError:
+        return PageIssue(_issued_before(user, token), made_now=False)
+    return PageIssue(issued.api_key, made_now=True)
+
+
+def rotate_key_from_form(api_key: ApiKey, *, token: str) -> PageIssue:
+    """``rotate_key``, once per form ``token`` (a second rotation would destroy the secret the
+    first one is about to show). KeyRevoked for a revoked key."""
+    try:
+        with transaction.atomic():
+            issued = rotate_key(api_key)
+            _record_issue(api_key.user, issued.api_key, issued.raw_key, token)
+    except IntegrityError:
+        return PageIssue(_issued_before(api_key.user, token), made_now=False)
+    return PageIssue(issued.api_key, made_now=True)
+
+
+@dataclass(frozen=True)
+class Reveal:
+    """What the page after a form shows: the key the form made, and its secret if this is its
+    one showing (None: shown already, or too late)."""
+
+    api_key: ApiKey
+    raw_key: str | None
+
+
+def reveal(user: User, token: str, *, now: datetime | None = None) -> Reveal | None:
+    """The secret issued by ``user``'s form ``token``, once: the ciphertext is emptied by the
+    same conditional UPDATE that claims it, so of two pages asking at once only one shows it.
+    None when no form of this user had that token."""
+    token_hash = crypto.form_token_hash(token)
+    issue = (
+        KeyIssue.objects.select_related("api_key").filter(user=user, token_hash=token_hash).first()
+    )
+    if issue is None:
+        return None
+    now = now or timezone.now()
+    fresh = issue.created_at > now - timedelta(seconds=REVEAL_SECONDS)
+    sealed = issue.sealed
+    claimed = (
+        sealed is not None
+        and fresh
+        and KeyIssue.objects.filter(pk=issue.pk, sealed__isnull=False).update(sealed=None) == 1
+    )
+    raw = None
+    if claimed and sealed is not None:
+        raw = crypto.unseal(bytes(sealed), token, context=_issue_context(user.pk, token_hash))
+    return Reveal(issue.api_key, raw)
+
+
+def forget_unshown_secrets(user: User, *, now: datetime | None = None) -> int:
+    """Empty the seals of ``user``'s secrets that waited longer than REVEAL_SECONDS: a page that
+    never came (a closed tab, a lost connection) leaves no ciphertext behind."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=REVEAL_SECONDS)
+    return KeyIssue.objects.filter(user=user, sealed__isnull=False, created_at__lte=cutoff).update(
+        sealed=None
+    )
+
+
 def revoke_key(api_key: ApiKey) -> ApiKey:
     """Revoke for good; idempotent. Takes effect on the very next request in every process,
     because authentication reads the key row on every request."""
@@ -126,7 +235,9 @@ def set_key_limits(
 
 
 def revoke_all_keys(user: User) -> int:
-    """Revoke every key ``user`` still has (closing an account); returns how many."""
+    """Revoke every key ``user`` still has (closing an account), and empty any secret still
+    waiting to be shown; returns how many keys."""
+    KeyIssue.objects.filter(user=user, sealed__isnull=False).update(sealed=None)
     return ApiKey.objects.filter(user=user, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )

@@ -50,3 +50,20 @@ document.addEventListener("click", async (event) => {
   }
   button.textContent = "Copied";
 });
+
+// A form marked data-submit-once is sent once: a second click (or Enter) while the first is on
+// its way does nothing. The server makes one key per form anyway (keys/views.py); this spares
+// the second request, whose answer would replace the first one's page. A page the browser
+// brings back from its back-forward cache may be sent again.
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-submit-once")) return;
+  if (form.dataset.sent) {
+    event.preventDefault();
+    return;
+  }
+  form.dataset.sent = "true";
+});
+window.addEventListener("pageshow", () => {
+  for (const form of document.querySelectorAll("form[data-sent]")) delete form.dataset.sent;
+});

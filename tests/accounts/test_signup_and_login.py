@@ -162,7 +162,7 @@ def test_the_verification_sent_page_is_ours(
     assert page.status_code == 200
     html = page.content.decode()
     assert_is_our_page(html)
-    assert "Verify Your Email Address" in html
+    assert "Verify your email address" in html
 
 
 def test_signing_in_before_verifying_leads_to_the_verification_page_not_the_dashboard(
@@ -327,8 +327,8 @@ def test_the_two_factor_page_renders_for_a_signed_in_customer(signed_in: Client)
     assert page.status_code == 200
     html = page.content.decode()
     assert_is_our_page(html)
-    assert "Authenticator App" in html
-    assert "Recovery Codes" in html
+    assert "Authenticator app" in html
+    assert "Recovery codes" in html
     assert re.search(r'href="/accounts/2fa/"\s+aria-current="page"', html)
 
 

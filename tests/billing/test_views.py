@@ -41,6 +41,18 @@ def test_the_owner_sees_their_balance_and_every_line(client, owner, outsider):
     assert "Card payments are not set up" in page
 
 
+def test_without_card_payments_the_page_says_whom_to_ask_for_credits(client, owner, settings):
+    client.force_login(owner)
+    settings.SUPPORT_EMAIL = "billing@operator.example"
+    page = client.get("/dashboard/billing/").content.decode()
+    assert '<h2 id="buy-title">Get credits</h2>' in page
+    assert 'Write to <a href="mailto:billing@operator.example?subject=Credits">' in page
+
+    settings.SUPPORT_EMAIL = ""
+    page = client.get("/dashboard/billing/").content.decode()
+    assert "Ask the operator of this installation for credits" in page
+
+
 def test_the_history_is_paginated_newest_first(client, owner):
     for i in range(60):
         services.grant(owner, 1, description=f"drip {i}", idempotency_key=f"drip:{i}")

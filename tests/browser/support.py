@@ -62,7 +62,7 @@ def fill_sign_in(page: Page, email: str) -> None:
     main = page.locator("main")
     main.get_by_label("Email").fill(email)
     main.get_by_label("Password", exact=True).fill(PASSWORD)
-    main.get_by_role("button", name="Sign In").click()
+    main.get_by_role("button", name="Sign in").click()
 
 
 def sign_in_as(page: Page, base_url: str, user: User) -> None:

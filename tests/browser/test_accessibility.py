@@ -166,14 +166,14 @@ def test_the_public_pages_pass_axe(
 
     # A form sent back with errors: the messages and invalid fields are checked too.
     page.goto(live_server.url + "/accounts/login/")
-    page.locator("main").get_by_role("button", name="Sign In").click()
+    page.locator("main").get_by_role("button", name="Sign in").click()
     walk.check("sign in, sent empty")
     page.goto(live_server.url + "/accounts/signup/")
     main = page.locator("main")
     main.get_by_label("Email").fill("not-an-email@example")
     main.get_by_label("Password", exact=True).fill("short")
     main.get_by_label("Password (again)").fill("other")
-    main.get_by_role("button", name="Sign Up").click()
+    main.get_by_role("button", name="Sign up").click()
     walk.check("sign up, with errors")
 
     walk.assert_clean()
@@ -262,14 +262,14 @@ def test_the_account_pages_pass_axe(
     walk.visit("sign out", "/accounts/logout/")
 
     # Signing in again now asks for the app's code.
-    page.locator("main").get_by_role("button", name="Sign Out").click()
+    page.locator("main").get_by_role("button", name="Sign out").click()
     settle(page, console_errors, phone=walk.phone)
     page.goto(live_server.url + "/accounts/login/")
     fill_sign_in(page, customer.email)
     expect(page).to_have_url(f"{live_server.url}/accounts/2fa/authenticate/")
     walk.check("two-factor code at sign-in")
     page.locator("main").get_by_label("Code").fill(current_totp(secret))
-    page.locator("main").get_by_role("button", name="Sign In").click()
+    page.locator("main").get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(f"{live_server.url}/dashboard/")
 
     walk.assert_clean()

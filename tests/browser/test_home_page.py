@@ -92,7 +92,9 @@ def test_home_page_shows_the_quickstart_and_the_live_price_table(
     credits = page.get_by_role("region", name="How credits work")
     expect(credits).to_contain_text("1000 credits make one US dollar")
     expect(credits).to_contain_text("188 credits are held")
-    expect(credits.get_by_role("link", name="Sign up to buy credits")).to_be_visible()
+    # No card payments and no trial here: the operator is who gives credits.
+    expect(credits.get_by_role("link", name="Sign up", exact=True)).to_be_visible()
+    expect(credits).to_contain_text("Ask the operator of this installation for credits")
 
     screenshot(page, "home-desktop")
 
@@ -110,7 +112,7 @@ def test_a_signed_in_customer_is_offered_the_dashboard_and_buying_credits(
     page.locator(".hero").get_by_role("link", name="Go to dashboard").click()
     expect(page).to_have_url(f"{live_server.url}/dashboard/")
     page.go_back()
-    page.locator(".cta").get_by_role("link", name="Buy credits").click()
+    page.locator(".cta").get_by_role("link", name="Get credits").click()
     expect(page).to_have_url(f"{live_server.url}/dashboard/billing/")
 
 

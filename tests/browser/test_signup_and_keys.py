@@ -74,8 +74,8 @@ def test_a_customer_signs_up_verifies_makes_a_key_uses_it_and_revokes_it(
 
     # Sign in page → sign up.
     load(page, f"{live_server.url}/accounts/login/", console_errors)
-    expect(page).to_have_title("Sign In · Seedream API")
-    expect(page.get_by_role("heading", level=1)).to_have_text("Sign In")
+    expect(page).to_have_title("Sign in · Seedream API")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
     main = page.locator("main")
     expect(main.get_by_role("link", name="Forgot your password?")).to_be_visible()
     screenshot(page, "login")
@@ -98,12 +98,12 @@ def test_a_customer_signs_up_verifies_makes_a_key_uses_it_and_revokes_it(
     main.get_by_label("Email").fill(email)
     main.get_by_label("Password", exact=True).fill(PASSWORD)
     main.get_by_label("Password (again)").fill(PASSWORD)
-    main.get_by_role("button", name="Sign Up").click()
+    main.get_by_role("button", name="Sign up").click()
     settle(page, console_errors)
 
     # Verification sent: nothing is reachable until the address is confirmed.
     expect(page).to_have_url(f"{live_server.url}/accounts/confirm-email/")
-    expect(page.get_by_role("heading", level=1)).to_have_text("Verify Your Email Address")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Verify your email address")
     expect(page.get_by_role("status")).to_contain_text(f"Confirmation email sent to {email}")
     screenshot(page, "verification-sent")
     assert len(mailoutbox) == 1
@@ -112,7 +112,7 @@ def test_a_customer_signs_up_verifies_makes_a_key_uses_it_and_revokes_it(
     assert match, mailoutbox[0].body
 
     load(page, live_server.url + match.group(1), console_errors)
-    expect(page.get_by_role("heading", level=1)).to_have_text("Confirm Email Address")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Confirm email address")
     main.get_by_role("button", name="Confirm").click()
     settle(page, console_errors)
 
@@ -222,9 +222,9 @@ def test_the_account_pages_are_ours_on_a_desktop_and_on_a_phone(
     settle(page, console_errors)
 
     pages = {
-        "account-email": ("/accounts/email/", "Email Addresses"),
-        "account-password": ("/accounts/password/change/", "Change Password"),
-        "account-2fa": ("/accounts/2fa/", "Two-Factor Authentication"),
+        "account-email": ("/accounts/email/", "Email addresses"),
+        "account-password": ("/accounts/password/change/", "Change password"),
+        "account-2fa": ("/accounts/2fa/", "Two-factor authentication"),
     }
     for viewport, suffix in ((DESKTOP, ""), (PHONE, "-phone")):
         page.set_viewport_size(viewport)
@@ -240,13 +240,13 @@ def test_the_account_pages_are_ours_on_a_desktop_and_on_a_phone(
     load(page, f"{live_server.url}/accounts/2fa/", console_errors)
     page.get_by_role("link", name="Activate").click()
     settle(page, console_errors)
-    expect(page.get_by_role("heading", level=1)).to_have_text("Confirm Access")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Confirm access")
     screenshot(page, "account-reauthenticate")
     main = page.locator("main")
     main.get_by_label("Password").fill(PASSWORD)
     main.get_by_role("button", name="Confirm").click()
     settle(page, console_errors)
-    expect(page.get_by_role("heading", level=1)).to_have_text("Activate Authenticator App")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Activate authenticator app")
     expect(main.locator("img.qr")).to_be_visible()
     expect(main.get_by_label("Authenticator secret")).to_be_disabled()
     main.get_by_label("Authenticator code").fill("000000")

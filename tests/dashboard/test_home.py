@@ -39,20 +39,54 @@ def test_how_credits_work_follows_the_settings_and_the_price_rules(client, db, s
     assert "GET http://testserver/v1/credits" in page
 
 
-def test_a_visitor_is_asked_to_sign_up(client, db):
+def cards_taken(settings, on: bool) -> None:
+    settings.STRIPE_SECRET_KEY = "sk_test_home" if on else ""
+    settings.STRIPE_WEBHOOK_SECRET = "whsec_home" if on else ""
+
+
+@pytest.mark.parametrize(
+    ("cards", "trial", "button"),
+    [
+        (True, 0, "Sign up to buy credits"),
+        (False, 0, "Sign up"),
+        (False, 500, "Sign up for 500 free credits"),
+        (True, 500, "Sign up for 500 free credits"),
+    ],
+)
+def test_a_visitor_is_asked_to_sign_up(client, db, settings, cards, trial, button):
+    cards_taken(settings, cards)
+    settings.SIGNUP_CREDITS = trial
     page = client.get("/").content.decode()
     signup = reverse("account_signup")
     assert f'href="{signup}">Create an account</a>' in page
-    assert f'href="{signup}">Sign up to buy credits</a>' in page
+    assert f'href="{signup}">{button}</a>' in page
     assert reverse("billing:ledger") not in page
+    assert ("Buy credits with a card" in page) is cards
+    assert ("free credits once its email address is confirmed" in page) is bool(trial)
 
 
-def test_a_customer_is_sent_to_the_dashboard_and_to_buy_credits(client, user_factory):
+def test_a_customer_is_sent_to_the_dashboard_and_to_buy_credits(client, user_factory, settings):
+    cards_taken(settings, True)
     client.force_login(user_factory())
     page = client.get("/").content.decode()
     assert f'href="{reverse("dashboard:overview")}">Go to dashboard</a>' in page
     assert f'href="{reverse("billing:ledger")}">Buy credits</a>' in page
     assert "Create an account" not in page
+
+
+def test_without_card_payments_a_customer_is_told_whom_to_ask(client, user_factory, settings):
+    cards_taken(settings, False)
+    settings.SUPPORT_EMAIL = "credits@operator.example"
+    client.force_login(user_factory())
+    page = client.get("/").content.decode()
+    assert f'href="{reverse("billing:ledger")}">Get credits</a>' in page
+    assert ">Buy credits<" not in page
+    assert "buy credits" not in page.lower()
+    assert 'Write to <a href="mailto:credits@operator.example?subject=Credits">' in page
+
+    settings.SUPPORT_EMAIL = ""
+    page = client.get("/").content.decode()
+    assert "Ask the operator of this installation for credits" in page
 
 
 def test_a_model_off_sale_says_so(client, db):

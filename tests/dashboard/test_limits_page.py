@@ -40,7 +40,7 @@ def test_it_shows_the_tier_its_limits_and_what_unlocks_the_next(client, owner, o
     assert "10 per minute" in page and "5 per minute" in page and "1 in flight" in page
     assert "<td>1</td>" in page  # the /v1/credits call just made
     assert "You have added 1000 credits ($1.0000) in total." in page
-    assert "after 4000 more credits bought" in page
+    assert "after 4000 more credits added" in page
 
 
 def test_a_top_up_moves_the_account_up_and_the_page_follows(client, owner):
@@ -50,7 +50,7 @@ def test_a_top_up_moves_the_account_up_and_the_page_follows(client, owner):
     page = client.get("/dashboard/limits/").content.decode()
 
     assert "Your account is on <strong>Tier 1</strong>" in page
-    assert "after 14000 more credits bought and with a balance 4000 credits higher" in page
+    assert "after 14000 more credits added and with a balance 4000 credits higher" in page
 
 
 def test_a_custom_limit_is_shown_as_such(client, owner):
@@ -127,3 +127,18 @@ def test_operators_see_the_tier_and_the_limits_in_force_on_a_custom_limit(
     assert "10 / 7 / 1" in page  # requests / images / concurrent in force
     listing = client.get("/admin/generation/accountratelimit/").content.decode()
     assert "owner@example.com" in listing and "launch" in listing
+
+
+@pytest.mark.parametrize("cards", [True, False])
+def test_the_way_up_offers_a_card_payment_only_when_cards_are_taken(client, owner, settings, cards):
+    settings.STRIPE_SECRET_KEY = "sk_test_limits" if cards else ""
+    settings.STRIPE_WEBHOOK_SECRET = "whsec_limits" if cards else ""
+    settings.SUPPORT_EMAIL = "limits@operator.example"
+    client.force_login(owner)
+
+    page = client.get("/dashboard/limits/").content.decode()
+
+    assert ('href="/dashboard/billing/">Buy credits</a>' in page) is cards
+    assert ('href="mailto:limits@operator.example?subject=Credits"' in page) is not cards
+    # Custom limits: the same address either way.
+    assert 'Write to <a href="mailto:limits@operator.example">' in page

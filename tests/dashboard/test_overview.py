@@ -9,10 +9,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from billing import services as billing
 from dashboard import overview
 from generation.catalog import get_model, resolve_size
 from generation.models import Generation
 from generation.services import GenerationSpec, begin_generation
+from keys import services as keys
 
 
 @pytest.fixture
@@ -145,3 +147,85 @@ def test_a_year_of_history_costs_the_same_few_queries_as_none(client, owner, rec
     assert len(year) == len(empty) <= 12
     assert response.context["month"].requests > 0
     assert sum(day.requests for day in response.context["days"]) >= 8 * 29
+
+
+# The first-run checklist: get credits, create a key, make a first call.
+
+
+def checklist_of(client):
+    page = client.get("/dashboard/").content.decode()
+    if 'id="first-steps-title"' not in page:
+        return None
+    start = page.index('<section class="card first-steps"')
+    return page[start : page.index("</section>", start)]
+
+
+def test_a_new_account_sees_three_steps_to_do(client, user_factory, settings):
+    owner = user_factory()
+    settings.SUPPORT_EMAIL = "help@operator.example"
+    client.force_login(owner)
+    checklist = checklist_of(client)
+    assert checklist is not None
+    assert "0 of 3 done" in checklist
+    assert "Done" not in checklist
+    # No card payments here: whom to ask, and the promotion code, instead of a buy button.
+    assert 'href="mailto:help@operator.example?subject=Credits"' in checklist
+    assert "Buy credits" not in checklist
+    assert 'href="/dashboard/keys/">Create a key</a>' in checklist
+    assert 'href="/dashboard/playground/">Open the playground</a>' in checklist
+
+
+def test_with_card_payments_the_first_step_is_a_buy_button(client, user_factory, settings):
+    owner = user_factory()
+    settings.STRIPE_SECRET_KEY = "sk_test_overview"
+    settings.STRIPE_WEBHOOK_SECRET = "whsec_overview"
+    client.force_login(owner)
+    assert 'href="/dashboard/billing/">Buy credits</a>' in checklist_of(client)
+
+
+def test_with_a_trial_the_first_step_mentions_it(client, user_factory, settings):
+    owner = user_factory()
+    settings.SIGNUP_CREDITS = 250
+    client.force_login(owner)
+    assert "confirm your email address for 250 free credits" in checklist_of(client)
+
+
+def test_each_step_ticks_when_done_and_the_list_goes_when_all_are(
+    client, user_factory, outsider, api_key_factory, generation_of
+):
+    owner = user_factory()
+    client.force_login(owner)
+    # Another customer's progress ticks nothing of ours.
+    billing.grant(outsider, 100, description="theirs", idempotency_key="outsider-credits")
+    api_key_factory(outsider)
+    generation_of(outsider, "theirs")
+    assert "0 of 3 done" in checklist_of(client)
+
+    billing.grant(owner, 100, description="trial", idempotency_key="owner-credits")
+    assert overview.first_steps(owner) == overview.FirstSteps(True, False, False)
+    assert "1 of 3 done" in checklist_of(client)
+
+    issued = api_key_factory(owner)
+    assert "2 of 3 done" in checklist_of(client)
+
+    # A revoked key still counts: the step was done.
+    keys.revoke_key(issued.api_key)
+    assert overview.first_steps(owner).has_key
+
+    generation_of(owner, "first")
+    assert overview.first_steps(owner).done
+    assert checklist_of(client) is None
+
+
+def test_credits_received_and_spent_still_count(user_factory):
+    owner = user_factory()
+    billing.grant(owner, 40, description="trial", idempotency_key="spent")
+    billing.adjust(owner, -40, reason="spent it all", operator="test")
+    assert overview.first_steps(owner).has_credits
+
+
+def test_a_generation_alone_does_not_hide_the_list(client, user_factory, record):
+    owner = user_factory()
+    record(owner, timezone.now())
+    client.force_login(owner)
+    assert "1 of 3 done" in checklist_of(client)

@@ -171,3 +171,30 @@ def test_the_display_prefix_reveals_only_part_of_the_lookup_id():
     lookup_id = crypto.generate_lookup_id()
 
     assert crypto.display_prefix(lookup_id) == f"sk-seedream-{lookup_id[:8]}"
+
+
+# Sealing a new secret for its one showing (keys/views.py).
+
+
+def test_a_sealed_secret_opens_only_with_its_token_and_its_row():
+    token = crypto.new_form_token()
+    assert crypto.is_form_token(token)
+    sealed = crypto.seal("sk-seedream-secret", token, context="row:1")
+
+    assert b"sk-seedream-secret" not in sealed
+    assert crypto.unseal(sealed, token, context="row:1") == "sk-seedream-secret"
+    assert crypto.unseal(sealed, crypto.new_form_token(), context="row:1") is None
+    assert crypto.unseal(sealed, token, context="row:2") is None
+    # Each seal has its own nonce.
+    assert crypto.seal("sk-seedream-secret", token, context="row:1") != sealed
+
+
+@pytest.mark.parametrize("token", ["", "short", "x" * 43 + "=", "a/b" + "c" * 40, "é" * 43])
+def test_only_our_form_tokens_are_taken(token):
+    assert not crypto.is_form_token(token)
+
+
+def test_the_database_keeps_a_hash_of_the_token_not_the_token():
+    token = crypto.new_form_token()
+    assert crypto.form_token_hash(token) != token
+    assert len(crypto.form_token_hash(token)) == 64
