@@ -100,8 +100,9 @@ def test_request_bodies_are_the_pydantic_models_with_the_async_alias():
         assert set(schemas[name]["properties"]) == set(fields)
     assert "async" in generation["properties"] and "respond_async" not in generation["properties"]
     assert generation["required"] == ["model", "prompt"]
-    assert generation["properties"]["n"] | {"minimum": 1, "maximum": 10, "type": "integer"} == (
-        generation["properties"]["n"]
+    assert (
+        generation["properties"]["n"] | {"minimum": 1, "maximum": 10, "type": "integer"}
+        == (generation["properties"]["n"])
     )
     assert generation["properties"]["prompt"]["maxLength"] == 4000
     assert generation["properties"]["quality"]["anyOf"][0]["enum"] == [

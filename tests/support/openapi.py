@@ -56,7 +56,7 @@ class RequestChecker:
         item = self.spec["paths"][template]
         parameters = [*item.get("parameters", []), *operation.get("parameters", [])]
         query = dict(parse_qsl(url.query))
-        for index, parameter in enumerate(parameters):
+        for parameter in parameters:
             if "$ref" in parameter:
                 parameter = self._resolve(parameter["$ref"])
             name, where = parameter["name"], parameter["in"]
