@@ -552,8 +552,19 @@ def _job_answers(description: str) -> dict[str, Any]:
 
 
 def _operations() -> dict[str, Any]:
-    json_body = {"schema": {"$ref": REF.format(model="ImageGenerationRequest")}}
-    edit_json = {"schema": {"$ref": REF.format(model="ImageEditRequest")}}
+    example = {"model": "seedream-4-0", "prompt": "a red fox in snow", "size": "1024x1024"}
+    json_body = {
+        "schema": {"$ref": REF.format(model="ImageGenerationRequest")},
+        "example": example,
+    }
+    edit_json = {
+        "schema": {"$ref": REF.format(model="ImageEditRequest")},
+        "example": {
+            **example,
+            "prompt": "the fox from the picture, at night",
+            "images": [{"image_url": "https://example.com/fox.png"}],
+        },
+    }
     edit_form = {
         "schema": {"$ref": REF.format(model="ImageEditForm")},
         "encoding": {"image": {"contentType": "image/*"}, "image[]": {"contentType": "image/*"}},
@@ -646,7 +657,8 @@ def _operations() -> dict[str, Any]:
                                     {"$ref": REF.format(model="ImageGenerationRequest")},
                                     {"$ref": REF.format(model="ImageEditRequest")},
                                 ]
-                            }
+                            },
+                            "example": {**example, "n": 2, "size": "4K"},
                         },
                         FORM: edit_form,
                     },
