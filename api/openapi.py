@@ -376,7 +376,10 @@ def _answer_schemas() -> dict[str, Any]:
             "name": _STR,
             "price_per_image_credits": nullable_int,
             "price_per_image_usd": {"type": ["string", "null"]},
-            "status": {"type": "string", "enum": [catalog.ACTIVE, catalog.DEPRECATED]},
+            "status": {
+                "type": "string",
+                "enum": [catalog.ACTIVE, catalog.DEPRECATED, catalog.RETIRED],
+            },
         },
         {
             "price_per_image_credits_by_size_tier": {
@@ -513,11 +516,37 @@ def _images_operation(
         "replayed",
         "lifecycle",
     )
+    # One Server-Sent Event (what a client's SSE parser yields): an image's event, the error
+    # a failed generation ends with, or the closing `[DONE]`; `: keep-alive` comments are none.
     ok["content"][EVENTS] = {
         "schema": {
-            "type": "string",
-            "description": f"`{event}.completed` events (each an ImageEvent), then `[DONE]`.",
-            "x-event-schema": {"$ref": REF.format(model="ImageEvent")},
+            "description": f"`{event}.completed` events (each an ImageEvent), then `[DONE]`; "
+            "a generation that fails ends with `event: error` (an ErrorResponse).",
+            "anyOf": [
+                {
+                    "type": "object",
+                    "required": ["data"],
+                    # No event name: an SSE parser names it "message", as the spec says.
+                    "properties": {"event": {"const": "message"}, "data": {"const": "[DONE]"}},
+                },
+                {
+                    "type": "object",
+                    "required": ["event", "data"],
+                    "properties": {
+                        "event": {"type": "string", "enum": [f"{event}.completed", "error"]},
+                        "data": {
+                            "type": "string",
+                            "contentMediaType": "application/json",
+                            "contentSchema": {
+                                "anyOf": [
+                                    {"$ref": REF.format(model="ImageEvent")},
+                                    {"$ref": REF.format(model="ErrorResponse")},
+                                ]
+                            },
+                        },
+                    },
+                },
+            ],
         }
     }
     return {

@@ -71,3 +71,15 @@ def test_a_nul_character_in_a_multipart_edit_is_a_400(client, owner_key, untouch
         headers={"Authorization": f"Bearer {owner_key}"},
     )
     assert_error(response, 400, code="invalid_value", param="prompt")
+
+
+def test_a_streamed_answer_is_described_event_by_event():
+    """Found: the stream's schema described the whole body as a string, while a client (and
+    schemathesis) reads it an event at a time: ``{"event": ..., "data": "<json>"}``."""
+    from api.openapi import document
+
+    answer = document()["paths"]["/images/generations"]["post"]["responses"]["200"]
+    schema = answer["content"]["text/event-stream"]["schema"]
+    done, image_or_error = schema["anyOf"]
+    assert done["properties"]["data"] == {"const": "[DONE]"}
+    assert image_or_error["properties"]["event"]["enum"] == ["image_generation.completed", "error"]

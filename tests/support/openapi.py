@@ -126,7 +126,8 @@ class RequestChecker:
         fields: dict[str, list[Any]] = {}
         for part in message.iter_parts():
             name = part.get_param("name", header="content-disposition")
-            payload = part.get_payload(decode=True) or b""
+            payload = part.get_payload(decode=True)
+            assert isinstance(payload, bytes), f"part {name} is not a leaf"
             if part.get_filename() is not None:
                 value: Any = "<binary>"
             else:
