@@ -144,6 +144,10 @@ check: install
 	$(VENV)/bin/mypy .
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/lint-imports
+# The OpenAPI document of /v1 (api/openapi.py), as served, against the OpenAPI 3.1 schema.
+	DJANGO_SETTINGS_MODULE=config.settings $(PY) -c 'import django; django.setup(); \
+	  from openapi_spec_validator import validate; from api.openapi import document; \
+	  validate(document("https://api.example.com")); print("OpenAPI document: valid")'
 	$(PY) bin/audit_lock.py $(LOCK)
 
 fmt: install

@@ -14,6 +14,7 @@ Another account's id answers exactly as an unknown one does: 404.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
@@ -30,6 +31,11 @@ from .refusals import stored_error
 from .schemas import ImagesRequest
 
 OBJECT = "image.generation"
+
+# What a job id can look like (``gen_`` or ``req_`` and hex, a playground run's id): anything
+# else names no job, and never reaches the database (PostgreSQL refuses a NUL byte in a text
+# parameter: found by tests/integration/test_openapi_fuzz.py as a 500).
+_JOB_ID_RE = re.compile(r"^[\x21-\x7e]{1,64}$")
 
 
 def prefers_async(request: HttpRequest) -> bool:
@@ -146,6 +152,8 @@ def _not_found(job_id: str) -> ApiError:
 
 
 async def _owned(request: ApiRequest, job_id: str) -> Generation:
+    if not _JOB_ID_RE.match(job_id):
+        raise _not_found(job_id)
     generation = await request.steps.run(jobs.find_job, request.api_key.user, job_id)
     if generation is None:
         raise _not_found(job_id)
@@ -179,6 +187,11 @@ async def list_generations(request: ApiRequest) -> HttpResponse:
             param="status",
         )
     after = request.GET.get("after")
+    if after is not None and not _JOB_ID_RE.match(after):
+        raise invalid(
+            "Invalid value for 'after': no generation of this account has that id.",
+            param="after",
+        )
     page = await request.steps.run(
         jobs.list_jobs, request.api_key.user, limit=limit, after=after, status=status
     )

@@ -110,6 +110,7 @@ INSTALLED_APPS = [
     "allauth.mfa",
     "allauth.socialaccount",
     "django_htmx",  # ships htmx itself (static) and its script tag; no middleware needed
+    "drf_spectacular_sidecar",  # Swagger UI's released files, for /docs/api/ (static only)
     "csp",  # django-csp: its checks and template tags (the middleware is server.web_only's)
     *[
         f"allauth.socialaccount.providers.{name}"

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views, views_gallery, views_limits, views_playground
+from . import views, views_api_docs, views_gallery, views_limits, views_playground
 
 app_name = "dashboard"
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("docs/", views.docs, name="docs"),
+    path("docs/api/", views_api_docs.api_reference, name="api-reference"),
     path("dashboard/", views.overview, name="overview"),
     path("dashboard/usage/", views.usage, name="usage"),
     path("dashboard/usage.csv", views.usage_csv, name="usage-csv"),

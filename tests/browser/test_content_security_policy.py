@@ -87,6 +87,7 @@ def test_the_main_pages_break_no_rule_of_the_policy(
     walk(page, live_server.url, console_errors, screenshot, viewport, [
         ("home", "/"),
         ("docs", "/docs/"),
+        ("api-reference", "/docs/api/"),
         ("sign-in", "/accounts/login/"),
     ])  # fmt: skip
 
