@@ -21,14 +21,17 @@ def format_credits(credits: int) -> str:
 
 
 def format_usd_for_people(credits: int) -> str:
-    """What ``credits`` are worth, for a page: dollars to the cent (``$1,234.50``), with more
-    digits only for an amount below a cent (``$0.004``), so a price per image is never shown
-    as ``$0.00``. The /v1 API's ``usd`` fields keep their fixed four decimals (a machine
-    format: ``pricing.format_usd``)."""
+    """What ``credits`` are worth, for a page: dollars to the cent (``$1,234.50``, ``$0.04``),
+    with more digits only where the amount has a part below a cent (``$0.004``, ``$0.035``),
+    so a price is never rounded into another one. The /v1 API's ``usd`` fields keep their
+    fixed four decimals (a machine format: ``pricing.format_usd``)."""
     value = Decimal(credits) / Decimal(settings.CREDITS_PER_USD)
     sign = "-" if value < 0 else ""
     value = abs(value)
-    if value == 0 or value >= Decimal("0.01"):
-        return f"{sign}${value.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,.2f}"
-    # Below a cent: its significant figures (a credit is $0.001 at 1,000 credits a dollar).
-    return f"{sign}${value.normalize():f}"
+    cents = value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    if cents == value:
+        return f"{sign}${cents:,.2f}"
+    # A part below a cent: its digits (a credit is $0.001 at 1,000 credits a dollar), at most
+    # six (a rate that does not divide evenly is rounded there).
+    exact = value.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP).normalize()
+    return f"{sign}${exact:,f}"
