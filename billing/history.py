@@ -26,7 +26,11 @@ from .models import LedgerEntry, LedgerKind
 
 # The kinds a piece of work writes under its reference (HOLD and SETTLE in moves.py).
 WORK_KINDS = (LedgerKind.RESERVE, LedgerKind.RELEASE, LedgerKind.CHARGE)
-_ORDER_IN_WORK = {LedgerKind.RESERVE: 0, LedgerKind.RELEASE: 1, LedgerKind.CHARGE: 2}
+_ORDER_IN_WORK: dict[str, int] = {
+    LedgerKind.RESERVE: 0,
+    LedgerKind.RELEASE: 1,
+    LedgerKind.CHARGE: 2,
+}
 
 # (user, references) -> {reference: URL of its page}, for the references it knows.
 Linker = Callable[[Any, Sequence[str]], Mapping[str, str]]
@@ -71,10 +75,7 @@ def _grouped(entries: QuerySet[LedgerEntry]) -> QuerySet[Any]:
         .values("group")
         .annotate(last_id=Max("id"))
         .union(
-            entries.exclude(work)
-            .annotate(group=group)
-            .values("group")
-            .annotate(last_id=Max("id")),
+            entries.exclude(work).annotate(group=group).values("group").annotate(last_id=Max("id")),
             all=True,
         )
         .order_by("-last_id")

@@ -11,10 +11,9 @@ class DashboardConfig(AppConfig):
     def ready(self) -> None:
         # The deploy checks of the browser middleware (server/ is not an app, and the browser
         # side is this one's): they register themselves.
-        from server import checks  # noqa: F401
-
         # The billing history links each generation's line to its request page.
         from billing import history
+        from server import checks  # noqa: F401
 
         from .views_requests import ledger_links
 

@@ -66,8 +66,7 @@ def plain_size_error(model: catalog.ModelInfo, size: str, *, split: bool = False
         keywords = ", ".join(model.keyword_sizes)
         also = f", or choose {keywords} in the list" if keywords else ""
         return (
-            f"“{size}” is not a size. Type the width and height in pixels, such as "
-            f"1536x1024{also}."
+            f"“{size}” is not a size. Type the width and height in pixels, such as 1536x1024{also}."
         )
     width, height = int(match[1]), int(match[2])
     pixels, nearest = width * height, catalog.nearest_size(model, width, height)

@@ -63,7 +63,7 @@ def typical(model_id: str) -> str:
     if model is None or not model.typical_seconds[1]:
         return ""
     fastest, slowest = model.typical_seconds
-    figure = f"{fastest}–{slowest} s" if fastest != slowest else f"{slowest} s"
+    figure = f"{fastest}\u2013{slowest} s" if fastest != slowest else f"{slowest} s"
     return f"{model.name} usually takes {figure} an image"
 
 

@@ -20,9 +20,7 @@ urlpatterns = [
         views_playground.generation_card,
         name="generation",
     ),
-    path(
-        "dashboard/requests/<str:public_id>/", views_requests.request_detail, name="request"
-    ),
+    path("dashboard/requests/<str:public_id>/", views_requests.request_detail, name="request"),
     path("dashboard/gallery/", views_gallery.gallery_page, name="gallery"),
     path("dashboard/gallery/<str:token>/", views_gallery.image_detail, name="image"),
     path(
