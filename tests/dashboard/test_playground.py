@@ -58,7 +58,7 @@ def test_choosing_a_model_with_extras_offers_them(signed_in):
         ({"size": "2048x2048", "n": "3"}, "120 credits</strong> ($0.12) for 3 images"),
         ({"size": "custom", "custom_size": "4096x4096", "n": "1"}, "60 credits"),
         ({"size": "custom", "custom_size": f" 1536 {TIMES} 1024 ", "n": "2"}, "80 credits"),
-        ({"size": "custom", "custom_size": "100x100"}, "100×100 is too small for Seedream 4.0"),
+        ({"size": "custom", "custom_size": "100x100"}, f"100{TIMES}100 is too small for Seedream 4.0"),
         ({"size": "custom", "custom_size": ""}, "Enter a size"),
     ],
 )  # fmt: skip
@@ -108,7 +108,7 @@ def test_without_javascript_submitting_redirects_back_to_the_page(signed_in, sen
     ("overrides", "field", "message"),
     [
         ({"prompt": ""}, "prompt", "This field is required."),
-        ({"size": "custom", "custom_size": "9x9"}, "custom_size", "9×9 is too small for"),
+        ({"size": "custom", "custom_size": "9x9"}, "custom_size", f"9{TIMES}9 is too small for"),
         ({"size": "custom", "custom_size": ""}, "custom_size", "Enter a width and height"),
         ({"n": "7"}, "n", "Select a valid choice"),
         ({"model": "dall-e-3"}, "model", "Select a valid choice"),
@@ -266,7 +266,7 @@ def test_an_invalid_size_is_reported_once_in_plain_words(signed_in, sent):
     response = signed_in.post(URL, form(size="custom", custom_size="9x9"), headers=HTMX)
 
     page = response.content.decode()
-    assert page.count("9×9 is too small for Seedream 4.0") == 1
+    assert page.count(f"9{TIMES}9 is too small for Seedream 4.0") == 1
     assert "Invalid value" not in page and "&#x27;size&#x27;" not in page
     assert "nearest size it makes is" in page
     assert not Generation.objects.exists()
@@ -276,8 +276,8 @@ def test_an_invalid_size_is_reported_once_in_plain_words(signed_in, sent):
     ("custom_size", "says"),
     [
         ("big", "“big” is not a size. Type the width and height in pixels, such as 1536x1024"),
-        ("8192x256", "8192×256 is too wide for Seedream 4.0."),
-        ("8192x8192", "8192×8192 is too large for Seedream 4.0: it makes 1.0 to 16.8 "
+        ("8192x256", f"8192{TIMES}256 is too wide for Seedream 4.0."),
+        ("8192x8192", f"8192{TIMES}8192 is too large for Seedream 4.0: it makes 1.0 to 16.8 "
                       "megapixels."),
     ],
 )  # fmt: skip
