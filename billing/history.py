@@ -74,8 +74,14 @@ def _grouped(entries: QuerySet[LedgerEntry]) -> QuerySet[Any]:
         .annotate(group=F("reference"))
         .values("group")
         .annotate(last_id=Max("id"))
+        # No ordering in the parts (SQLite refuses one inside a UNION): the whole is ordered.
+        .order_by()
         .union(
-            entries.exclude(work).annotate(group=group).values("group").annotate(last_id=Max("id")),
+            entries.exclude(work)
+            .annotate(group=group)
+            .values("group")
+            .annotate(last_id=Max("id"))
+            .order_by(),
             all=True,
         )
         .order_by("-last_id")
