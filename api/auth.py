@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django_ratelimit.core import is_ratelimited
 
@@ -148,7 +149,7 @@ async def _find_the_key(steps: Steps, request: HttpRequest) -> ApiKey:
     if raw_key is None:
         raise invalid_api_key(
             "You didn't provide an API key. Send it in the Authorization header as "
-            "'Bearer sk-seedream-...'."
+            f"'Bearer sk-seedream-...'. Create one at {_keys_page()}"
         )
 
     async def lookup(lookup_id: str) -> ApiKey | None:
@@ -160,10 +161,18 @@ async def _find_the_key(steps: Steps, request: HttpRequest) -> ApiKey:
         return await keys.aauthenticate(raw_key, lookup=lookup, run_write=steps.run)
     except keys.AuthenticationFailed as exc:
         if exc.reason in ("revoked", "expired", "inactive"):
-            raise invalid_api_key(f"This API key is {exc.reason}.") from None
+            raise invalid_api_key(
+                f"This API key is {exc.reason}. Create a new one at {_keys_page()}"
+            ) from None
         raise invalid_api_key(
-            f"Incorrect API key provided: {_redact(raw_key)}. Find your keys in the dashboard."
+            f"Incorrect API key provided: {_redact(raw_key)}. Find your keys at {_keys_page()}"
         ) from None
+
+
+def _keys_page() -> str:
+    """The keys page's full address (SITE_URL, the site's public address): a 401 is read in
+    a client's log, where a path alone leads nowhere."""
+    return f"{settings.SITE_URL}{reverse('keys:list')}"
 
 
 def _redact(raw_key: str) -> str:

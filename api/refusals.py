@@ -3,9 +3,8 @@ type, code and headers. A failed generation's stored outcome is answered from he
 
 from __future__ import annotations
 
-from billing import services as billing
 from generation.models import Generation
-from generation.refusals import Busy, RateLimited, Reason, Refusal, ShortOfCredits
+from generation.refusals import Busy, RateLimited, Reason, Refusal
 
 from .errors import NO_RETRY, ApiError
 
@@ -36,15 +35,10 @@ _STORED_ERROR_HEADERS = {
 
 def api_error(refusal: Refusal) -> ApiError:
     status, error_type, code, headers = _TABLE[refusal.reason]
+    # A refusal for credits says what it costs and where to add them (the billing page's
+    # address) in the domain's own message, the one a stored failure answers with too.
     message = refusal.message
     headers = dict(headers)
-    if isinstance(refusal, ShortOfCredits) and refusal.reason == Reason.INSUFFICIENT_CREDITS:
-        needed, balance = refusal.needed_credits, refusal.balance_credits
-        message = (
-            f"Insufficient credits: this request costs {needed} credits "
-            f"(${billing.format_usd(needed)}) and your balance is {balance} credits "
-            f"(${billing.format_usd(balance)}). Add credits to continue."
-        )
     if isinstance(refusal, RateLimited):
         headers.update(refusal.limit_headers)
         headers.update(

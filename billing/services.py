@@ -43,6 +43,7 @@ from .models import (
     PromoRedemption,
     normalise_code,
 )
+from .money import format_credits, format_usd_for_people  # noqa: F401 (for pages)
 from .pricing import (  # noqa: F401 (the money API callers use, in one place)
     Delivered,
     Quote,

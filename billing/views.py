@@ -11,7 +11,6 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
@@ -20,9 +19,9 @@ from django_ratelimit.core import is_ratelimited
 
 from accounts.http import AuthenticatedRequest
 
-from . import payments, services, stripe_client, webhooks
+from . import history, payments, services, stripe_client, webhooks
 from .forms import AmountForm, PackForm, PromoCodeForm
-from .models import LedgerEntry, Purchase
+from .models import Purchase
 
 logger = logging.getLogger(__name__)
 
@@ -46,17 +45,17 @@ def _billing_page(
     status: int = 200,
 ) -> HttpResponse:
     balance = services.balance_credits(request.user)
-    entries = LedgerEntry.objects.filter(account__user=request.user).order_by("-id")
-    page = Paginator(entries, PAGE_SIZE).get_page(request.GET.get("page"))
+    # One line per generation (its hold and release folded under its net), one per other move.
+    page, lines = history.page(request.user, request.GET.get("page"), PAGE_SIZE)
     purchases = Purchase.objects.filter(
         user=request.user, checkout_session_id__isnull=False
     ).order_by("-created_at", "-id")[:PURCHASES_SHOWN]
     context: dict[str, Any] = {
         "balance_credits": balance,
-        "balance_usd": services.format_usd(balance),
         "owed_credits": services.debt_credits(request.user.pk),
         "credits_per_usd": settings.CREDITS_PER_USD,
         "page": page,
+        "lines": lines,
         "card_payments": payments.card_payments_enabled(),
         "packs": payments.packs(),
         "pack_form": pack_form or PackForm(),
@@ -148,7 +147,6 @@ def purchase(request: AuthenticatedRequest, public_id: uuid.UUID) -> HttpRespons
             "refresh_url": refresh_url,
             "refresh_seconds": REFRESH_SECONDS,
             "balance_credits": balance,
-            "balance_usd": services.format_usd(balance),
             "owed_credits": services.debt_credits(request.user.pk),
         },
     )

@@ -7,6 +7,7 @@ so the playground can never accept what ``/v1`` would refuse, or refuse what it 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import forms
@@ -45,6 +46,42 @@ def normalise_size(raw: object) -> str:
     """A typed custom size as the API takes it: " 1536 X 1024" -> "1536x1024" (also with the
     multiplication sign)."""
     return str(raw or "").strip().lower().replace(" ", "").replace(TIMES, "x")
+
+
+_WXH = re.compile(r"^(\d+)x(\d+)$")
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1_000_000:.1f}"
+
+
+def plain_size_error(model: catalog.ModelInfo, size: str, *, split: bool = False) -> str:
+    """Why ``model`` does not make ``size``, in plain words and once (the API's own message
+    names its parameter and quotes pixel counts; this is for people choosing a size)."""
+    if split:
+        keywords = ", ".join(model.layer_keywords)
+        return f"“{size}” is not a size for a layer split. Choose one of {keywords}."
+    match = _WXH.match(size)
+    if match is None:
+        keywords = ", ".join(model.keyword_sizes)
+        also = f", or choose {keywords} in the list" if keywords else ""
+        return (
+            f"“{size}” is not a size. Type the width and height in pixels, such as 1536x1024{also}."
+        )
+    width, height = int(match[1]), int(match[2])
+    pixels, nearest = width * height, catalog.nearest_size(model, width, height)
+    shown = f"{width}{TIMES}{height}"
+    if not model.min_aspect <= width / height <= model.max_aspect:
+        shape = "wide" if width > height else "tall"
+        return f"{shown} is too {shape} for {model.name}. The nearest size it makes is {nearest}."
+    if not model.min_pixels <= pixels <= model.max_pixels:
+        big = "small" if pixels < model.min_pixels else "large"
+        return (
+            f"{shown} is too {big} for {model.name}: it makes "
+            f"{_megapixels(model.min_pixels)} to {_megapixels(model.max_pixels)} megapixels. "
+            f"The nearest size it makes is {nearest}."
+        )
+    return f"{model.name} does not make {shown}. The nearest size it makes is {nearest}."
 
 
 def size_choices(model: catalog.ModelInfo) -> list[tuple[str, str]]:
@@ -314,9 +351,12 @@ class PlaygroundForm(forms.Form):
     def _refused(self, exc: Refusal) -> None:
         """The domain's refusal, on the field it names (or the form's, for none shown)."""
         field = _FIELD_OF_PARAM.get(exc.param or "", exc.param)
+        message = exc.message
         if exc.param == "size":
             field = "custom_size" if self.cleaned_data.get("size") == CUSTOM else "size"
-        self.add_error(field if field in self.fields else None, exc.message)
+            split = (self.cleaned_data.get("make") or IMAGES) == LAYERS
+            message = plain_size_error(self.model_info, self.size_value(), split=split)
+        self.add_error(field if field in self.fields else None, message)
 
     @property
     def _images(self) -> dict[str, Image]:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views, views_api_docs, views_gallery, views_limits, views_playground
+from . import views, views_api_docs, views_gallery, views_limits, views_playground, views_requests
 
 app_name = "dashboard"
 
@@ -21,6 +21,7 @@ urlpatterns = [
         views_playground.generation_card,
         name="generation",
     ),
+    path("dashboard/requests/<str:public_id>/", views_requests.request_detail, name="request"),
     path("dashboard/gallery/", views_gallery.gallery_page, name="gallery"),
     path("dashboard/gallery/<str:token>/", views_gallery.image_detail, name="image"),
     path(

@@ -13,12 +13,13 @@ the split's hold, checked and priced by the same domain code as the API's quote.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.http import AuthenticatedRequest
@@ -37,6 +38,7 @@ from .forms import (
     layer_size_choices,
     make_options,
     normalise_size,
+    plain_size_error,
 )
 
 RECENT = 12
@@ -65,6 +67,8 @@ class Quote:
     # What the images are: ``n`` separate ones, a set of up to ``n``, or a split's base and
     # layers (``n`` in all).
     make: str = IMAGES
+    # The size is refused on its field: the price is not shown, and the refusal not repeated.
+    unpriced: bool = False
 
     @property
     def what(self) -> str:
@@ -78,7 +82,7 @@ class Quote:
 
     @property
     def total_usd(self) -> str:
-        return billing.format_usd(self.total_credits)
+        return billing.format_usd_for_people(self.total_credits)
 
     @property
     def affordable(self) -> bool:
@@ -136,9 +140,14 @@ def quote_for(user: Any, params: Any) -> Quote:
             credits_per_reference=priced.rule.reference_credits,
             make=make,
         )
-    except ValueError as exc:  # SizeError or a mangled n
-        return Quote(balance_credits=balance, error=f"{size}: {exc}.")
+    except catalog.SizeError:
+        return Quote(balance_credits=balance, error=plain_size_error(model, size))
+    except ValueError:  # a mangled n (the form offers 1 to 4)
+        return Quote(balance_credits=balance, error="Choose how many images to see the price.")
     except Refusal as exc:
+        if exc.param == "size":
+            error = plain_size_error(model, size, split=make == LAYERS)
+            return Quote(balance_credits=balance, error=error)
         return Quote(balance_credits=balance, error=exc.message)
 
 
@@ -188,6 +197,13 @@ def _recent(user: Any) -> list[Generation]:
     )
 
 
+def _cards(user: Any) -> list[live.Card]:
+    """The recent generations' cards, each as it shows after a reload what it showed live (a
+    failure's explanation too). Only the newest is drawn large."""
+    now = timezone.now()
+    return [live.card(g, now, large=not index) for index, g in enumerate(_recent(user))]
+
+
 def _initial_from(query: Any) -> dict[str, Any]:
     """The form's starting values from the query: the gallery's "use these settings" and "use
     as reference" (``ref``), and the form's own refresh when the model changes."""
@@ -230,7 +246,13 @@ def _size_values(model: catalog.ModelInfo) -> list[str]:
     return [*model.recommended_sizes, *model.size_keywords]
 
 
-def _page(request: AuthenticatedRequest, form: PlaygroundForm, status: int = 200) -> HttpResponse:
+def _page(
+    request: AuthenticatedRequest,
+    form: PlaygroundForm,
+    status: int = 200,
+    *,
+    short_of_credits: bool = False,
+) -> HttpResponse:
     if form.is_bound:
         params = {key: form.data.get(key) for key in form.data}
     else:
@@ -238,15 +260,20 @@ def _page(request: AuthenticatedRequest, form: PlaygroundForm, status: int = 200
         params = {name: form[name].value() for name in form.fields}
         params["model"] = form.model_info.id
     params["references"] = form.reference_count()
+    priced = quote_for(request.user, params)
+    if form.has_error("size") or form.has_error("custom_size"):
+        # The size's field says what is wrong with it: the price does not say it again.
+        priced = replace(priced, error="", unpriced=True)
     template = "dashboard/_form.html" if _is_htmx(request) else "dashboard/playground.html"
     return render(
         request,
         template,
         {
             "form": form,
-            "quote": quote_for(request.user, params),
+            "quote": priced,
             "picked": form.picked_tokens(),
-            "generations": [] if _is_htmx(request) else _recent(request.user),
+            "short_of_credits": short_of_credits,
+            "cards": [] if _is_htmx(request) else _cards(request.user),
         },
         status=status,
     )
@@ -266,18 +293,27 @@ def playground(request: AuthenticatedRequest) -> HttpResponse:
         return _page(request, form)
 
     form = PlaygroundForm(request.POST, request.FILES, user=request.user)
+    short_of_credits = False
     if form.is_valid():
         try:
             generation = services.submit_generation(user=request.user, spec=form.spec)
         except ShortOfCredits as exc:
             form.add_error(None, _short_of_credits(exc))
+            short_of_credits = True
         except Refusal as exc:
             form.add_error(None, exc.message)
         else:
             if _is_htmx(request):
-                return render(request, "dashboard/_generation.html", _card(generation, new=True))
+                # The new card, and the page's balance with the hold taken (out of band).
+                context = {
+                    "card": live.card(generation),
+                    "show_balance": True,
+                    "balance_credits": billing.balance_credits(request.user),
+                }
+                return render(request, "dashboard/_generation.html", context)
             return redirect("dashboard:playground")
-    response = _page(request, form, status=200 if _is_htmx(request) else 400)
+    status = 200 if _is_htmx(request) else 400
+    response = _page(request, form, status, short_of_credits=short_of_credits)
     if _is_htmx(request):
         # The new card goes into the list; a refused form replaces the form instead.
         response["HX-Retarget"] = "#playground-form"
@@ -289,8 +325,9 @@ def _short_of_credits(exc: ShortOfCredits) -> str:
     if exc.owed_credits:
         return exc.message  # what is owed, and how to pay it
     return (
-        f"Not enough credits: this needs {exc.needed_credits} and your balance is "
-        f"{exc.balance_credits}. Add credits on the billing page."
+        f"Not enough credits: this needs {billing.format_credits(exc.needed_credits)} and your "
+        f"balance is {billing.format_credits(exc.balance_credits)}. Add credits on the billing "
+        "page."
     )
 
 
@@ -302,23 +339,12 @@ def quote(request: AuthenticatedRequest) -> HttpResponse:
     return render(request, "dashboard/_quote.html", context)
 
 
-def _card(generation: Generation, *, new: bool = False) -> dict[str, Any]:
-    return {
-        "g": generation,
-        "images": list(generation.images.all()),
-        "inputs": list(generation.inputs.all()),
-        "explanation": live.explain(generation),
-        "progress": live.progress_label(generation),
-        "new": new,
-    }
-
-
 @login_required
 @require_GET
 def generation_card(request: AuthenticatedRequest, public_id: str) -> HttpResponse:
     """One generation's card, asked for again every second while it runs."""
     generation = get_object_or_404(Generation, public_id=public_id, user=request.user)
-    context = _card(generation)
+    context: dict[str, Any] = {"card": live.card(generation)}
     if generation.is_finished:
         # The page's balance follows (an out-of-band swap) once the money is settled.
         context.update(show_balance=True, balance_credits=billing.balance_credits(request.user))

@@ -94,6 +94,9 @@ class ModelInfo:
     # How long one generation may take upstream, in seconds (0: GENERATION_TIMEOUT_SECONDS).
     # Pro takes about two minutes an image, past the default.
     time_budget_seconds: int = 0
+    # How long one image usually takes, fastest and slowest, in seconds ((0, 0): no figure).
+    # Shown to people while a generation runs; nothing is timed by it.
+    typical_seconds: tuple[int, int] = (0, 0)
 
     @property
     def upstream_id(self) -> str:
@@ -262,7 +265,16 @@ def _info(model_id: str, raw: dict[str, Any]) -> ModelInfo:
         max_layers=int(fields.get("layers", 0)),
         optimize_prompt=tuple(fields.get("optimize_prompt", ())),
         time_budget_seconds=int(raw.get("time_budget", 0)),
+        typical_seconds=_typical(raw.get("typical_seconds")),
     )
+
+
+def _typical(value: Any) -> tuple[int, int]:
+    """``typical_seconds``: [fastest, slowest] (a single figure is both)."""
+    if value is None:
+        return (0, 0)
+    figures = [int(v) for v in (value if isinstance(value, list) else [value])]
+    return (min(figures), max(figures))
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
@@ -190,12 +191,17 @@ def _refused_for_credits(
     """Record the refusal (nothing was held; the row is there so the customer's usage log shows
     it) and say why."""
     owed = exc.owed_credits if isinstance(exc, billing.CreditsOwed) else 0
+    # The billing page's full address: an API client's log shows where to go.
+    billing_url = f"{settings.SITE_URL}{reverse('billing:ledger')}"
+    needed, balance = exc.needed_credits, exc.balance_credits
     message = (
-        f"Your account owes {owed} credits (${billing.format_usd(owed)}) after a card "
-        "payment was refunded or disputed. API use is paused until that is paid: add "
-        "credits on the billing page and they pay it first."
+        f"Your account owes {owed:,} credits ({billing.format_usd_for_people(owed)}) after a "
+        "card payment was refunded or disputed. API use is paused until that is paid: add "
+        f"credits at {billing_url} and they pay it first."
         if owed
-        else str(exc)
+        else f"Insufficient credits: this request costs {needed:,} credits "
+        f"({billing.format_usd_for_people(needed)}) and your balance is {balance:,} credits "
+        f"({billing.format_usd_for_people(balance)}). Add credits at {billing_url}"
     )
     Generation.objects.create(
         **{

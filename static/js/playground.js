@@ -4,6 +4,10 @@
 // make": only the chosen choice's count is shown, and a set's cap follows the references (a set
 // and its references are at most 15 together). Without this script the form still works: a plain
 // file input, gallery checkboxes and every count, checked on the server.
+//
+// The results: an image opens large in a lightbox (a modal dialog: arrow keys step through the
+// page's images, Escape closes it, focus stays inside and goes back to the image it came from),
+// and each image's URL can be copied. Without the script an image links to its own page.
 (() => {
   "use strict";
 
@@ -230,9 +234,120 @@
     refresh();
   });
 
+  // A size typed in "Custom size" is the size asked for: the select says so, and a new model's
+  // form keeps it (the server keeps a custom size as typed).
+  document.addEventListener("input", (event) => {
+    if (event.target.id !== "id_custom_size" || !event.target.value.trim()) return;
+    const select = document.getElementById("id_size");
+    if (select && [...select.options].some((option) => option.value === "custom")) {
+      select.value = "custom";
+    }
+  });
+
+  // --- Results: the lightbox and copying an image's URL ---
+
+  const lightbox = () => document.getElementById("lightbox");
+  const shown = () => [...document.querySelectorAll("#generations [data-lightbox]")];
+  let current = -1;
+  let opener = null;
+
+  function show(index) {
+    const links = shown();
+    if (links.length === 0) return;
+    current = (index + links.length) % links.length;
+    const link = links[current];
+    const dialog = lightbox();
+    const image = dialog.querySelector("#lightbox-image");
+    image.src = link.dataset.full;
+    image.width = Number(link.dataset.width);
+    image.height = Number(link.dataset.height);
+    image.alt = link.querySelector("img")?.alt || "";
+    dialog.querySelector("#lightbox-title").textContent =
+      `${link.dataset.title} (${current + 1} of ${links.length} on this page)`;
+    dialog.querySelector("#lightbox-caption").textContent = link.dataset.caption;
+    dialog.querySelector("#lightbox-download").href = link.dataset.download;
+    dialog.querySelector("#lightbox-details").href = link.href;
+    dialog.querySelector("#lightbox-copy").dataset.copyUrl = link.dataset.full;
+    for (const button of dialog.querySelectorAll("[data-lightbox-step]")) {
+      button.disabled = links.length < 2;
+    }
+  }
+
+  function open(link) {
+    const dialog = lightbox();
+    if (!dialog || typeof dialog.showModal !== "function") return false;
+    opener = link;
+    show(shown().indexOf(link));
+    dialog.showModal();
+    dialog.querySelector("[data-lightbox-close]").focus();
+    return true;
+  }
+
+  function unhideCopyButtons(root) {
+    if (!navigator.clipboard) return; // nothing to copy with: the buttons stay hidden
+    for (const button of root.querySelectorAll?.("[data-copy-url][hidden]") || []) {
+      button.hidden = false;
+    }
+  }
+
+  async function copyUrl(button) {
+    const url = new URL(button.dataset.copyUrl, window.location.href).href;
+    const label = button.firstChild;
+    try {
+      await navigator.clipboard.writeText(url);
+      label.textContent = "Copied";
+    } catch {
+      label.textContent = "Copy failed";
+    }
+    setTimeout(() => {
+      label.textContent = "Copy URL";
+    }, 2000);
+  }
+
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest("[data-lightbox]");
+    if (link && !event.ctrlKey && !event.metaKey && !event.shiftKey && event.button === 0) {
+      if (open(link)) event.preventDefault();
+      return;
+    }
+    const step = event.target.closest("[data-lightbox-step]");
+    if (step) show(current + Number(step.dataset.lightboxStep));
+    if (event.target.closest("[data-lightbox-close]")) lightbox().close();
+    const copy = event.target.closest("[data-copy-url]");
+    if (copy) copyUrl(copy);
+    // A click on the backdrop (the dialog itself, outside its content) closes it.
+    if (event.target === lightbox()) lightbox().close();
+  });
+
+  document.addEventListener("keydown", (event) => {
+    const dialog = lightbox();
+    if (!dialog?.open) return;
+    if (event.key === "ArrowLeft" || event.key === "ArrowRight") {
+      event.preventDefault();
+      show(current + (event.key === "ArrowLeft" ? -1 : 1));
+    }
+  });
+
+  function setUpLightbox() {
+    const dialog = lightbox();
+    if (!dialog) return;
+    // Escape closes it (the browser's own); focus goes back to the image it was opened from.
+    dialog.addEventListener("close", () => {
+      const image = dialog.querySelector("#lightbox-image");
+      image.removeAttribute("src");
+      if (opener?.isConnected) opener.focus();
+      opener = null;
+    });
+    unhideCopyButtons(document);
+  }
+
   document.addEventListener("htmx:load", (event) => {
     const node = event.target;
     if (node.id === "playground-form" || node.querySelector?.("#playground-form")) setUp();
+    unhideCopyButtons(node);
   });
-  document.addEventListener("DOMContentLoaded", setUp);
+  document.addEventListener("DOMContentLoaded", () => {
+    setUp();
+    setUpLightbox();
+  });
 })();

@@ -35,7 +35,8 @@ def owe(user, credits):
     )
 
 
-def test_an_account_that_owes_credits_gets_402_with_the_reason(client, owner, owner_key):
+def test_an_account_that_owes_credits_gets_402_with_the_reason(client, owner, owner_key, settings):
+    settings.SITE_URL = "https://images.example.com"
     owe(owner, 5000)  # 1000 taken from the balance, 4000 owed
 
     response = generate(client, owner_key)
@@ -44,10 +45,11 @@ def test_an_account_that_owes_credits_gets_402_with_the_reason(client, owner, ow
     error = response.json()["error"]
     assert error["type"] == "insufficient_quota"
     assert error["code"] == "insufficient_quota"
-    assert error["message"].startswith(
-        "Your account owes 4000 credits ($4.0000) after a card payment was refunded or disputed."
+    assert error["message"] == (
+        "Your account owes 4,000 credits ($4.00) after a card payment was refunded or disputed. "
+        "API use is paused until that is paid: add credits at "
+        "https://images.example.com/dashboard/billing/ and they pay it first."
     )
-    assert "add credits on the billing page" in error["message"]
     refused = Generation.objects.get()
     assert (refused.status, refused.http_status, refused.reserved_credits) == ("failed", 402, 0)
     assert refused.error_message == error["message"]

@@ -140,8 +140,9 @@ def test_the_watermark_is_off_unless_asked_for(client, owner_key):
 
 
 def test_it_answers_402_with_the_cost_and_the_balance_and_charges_nothing(
-    client, user_factory, api_key_factory
+    client, user_factory, api_key_factory, settings
 ):
+    settings.SITE_URL = "https://images.example.com"
     poor = user_factory(credits=100)
     key = api_key_factory(poor).raw_key
 
@@ -151,13 +152,16 @@ def test_it_answers_402_with_the_cost_and_the_balance_and_charges_nothing(
     error = response.json()["error"]
     assert error["code"] == "insufficient_quota"
     assert error["type"] == "insufficient_quota"
-    assert "120 credits" in error["message"]
-    assert "100 credits" in error["message"]
+    assert error["message"] == (
+        "Insufficient credits: this request costs 120 credits ($0.12) and your balance is "
+        "100 credits ($0.10). Add credits at https://images.example.com/dashboard/billing/"
+    )
     assert assert_ledger_balanced(poor) == 100
     assert ledger_kinds(poor) == [("grant", 100)]
     refused = Generation.objects.get(user=poor)
     assert (refused.status, refused.http_status, refused.reserved_credits) == ("failed", 402, 0)
     assert refused.error_code == error["code"]
+    assert refused.error_message == error["message"]  # what a stored failure answers with
 
 
 def test_a_request_exactly_worth_the_balance_succeeds_and_leaves_zero(

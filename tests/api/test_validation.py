@@ -203,6 +203,30 @@ def test_it_answers_401_invalid_api_key_for_a_missing_malformed_or_unknown_key(
     assert_error(response, 401, code="invalid_api_key")
 
 
+def test_a_401_gives_the_full_address_of_the_keys_page(
+    client, owner, owner_key, api_key_factory, untouched, settings
+):
+    settings.SITE_URL = "https://images.example.com"
+    keys_page = "https://images.example.com/dashboard/keys/"
+    missing = client.post(
+        "/v1/images/generations", json.dumps(GOOD), content_type="application/json"
+    )
+    wrong = post(client, owner_key[:-1] + ("b" if owner_key[-1] == "a" else "a"), GOOD)
+    issued = api_key_factory(owner)
+    keys.revoke_key(issued.api_key)
+    revoked = post(client, issued.raw_key, GOOD)
+
+    assert assert_error(missing, 401, code="invalid_api_key")["message"].endswith(
+        f"Create one at {keys_page}"
+    )
+    assert assert_error(wrong, 401, code="invalid_api_key")["message"].endswith(
+        f"Find your keys at {keys_page}"
+    )
+    assert assert_error(revoked, 401, code="invalid_api_key")["message"] == (
+        f"This API key is revoked. Create a new one at {keys_page}"
+    )
+
+
 def test_it_never_echoes_a_wrong_key_in_full(client, owner_key, untouched):
     wrong = owner_key[:-1] + ("b" if owner_key[-1] == "a" else "a")
     error = assert_error(post(client, wrong, GOOD), 401, code="invalid_api_key")

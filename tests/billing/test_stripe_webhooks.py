@@ -50,12 +50,12 @@ def test_the_whole_purchase_end_to_end(client, owner, fake_stripe, deliver, boug
         f"/dashboard/billing/purchases/{bought.public_id}/?session_id={session_id}"
     )
     page = success.content.decode()
-    assert "Payment received: <strong>5000 credits</strong> were added" in page
-    assert "Your balance is now <strong>6000 credits</strong>" in page
+    assert "Payment received: <strong>5,000 credits</strong> were added" in page
+    assert "Your balance is now <strong>6,000 credits</strong>" in page
     assert "data-poll-url" not in page
 
     billing = client.get("/dashboard/billing/").content.decode()
-    assert "6000 credits" in billing
+    assert "6,000 credits" in billing
     assert "Card payment of $5.00" in billing
     assert charge["receipt_url"] in billing
     assert '<span class="badge success">Paid</span>' in billing
@@ -443,7 +443,7 @@ def test_a_dispute_larger_than_the_balance_records_a_debt_that_a_top_up_pays(
     assert (debt.amount_credits, debt.owed_after_credits) == (3800, 3800)
     assert assert_ledger_balanced(owner) == 0
     page = client.get("/dashboard/billing/").content.decode()
-    assert "Your account owes 3800 credits" in page
+    assert "Your account owes 3,800 credits" in page
 
     # The next purchase pays the debt first, in the same transaction as its credit.
     client.post("/dashboard/billing/buy/", {"pack": "500"})

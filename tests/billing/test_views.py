@@ -31,12 +31,15 @@ def test_the_owner_sees_their_balance_and_every_line(client, owner, outsider):
     assert "960 credits" in page
     for text in [
         "test credits",
-        "2 x seedream-4-0 (gen_abc)",
-        "Released hold: 1 of 2",
+        "Reserve: 2 x seedream-4-0 (gen_abc)",
+        "Release: Released hold: 1 of 2",
         "+80",
         "-40",
     ]:
         assert text in page
+    # One line for the generation (its net), one for the grant: the steps are folded under it.
+    assert page.count('<tr class="statement-line">') == 2
+    assert '<td class="num">-40</td>' in page and "3 ledger lines" in page
     assert "outsider secret grant" not in page
     assert "Card payments are not set up" in page
 

@@ -227,6 +227,9 @@ def test_the_other_dashboard_pages_pass_axe(
     walk.visit("gallery", "/dashboard/gallery/")
     walk.visit("gallery image", f"/dashboard/gallery/{image.token}/")
     walk.visit("delete image", f"/dashboard/gallery/{image.token}/delete/")
+    walk.visit("request page", f"/dashboard/requests/{image.generation.public_id}/")
+    failed = Generation.objects.get(user=customer, status="failed")
+    walk.visit("request page, failed", f"/dashboard/requests/{failed.public_id}/")
     walk.visit("limits", "/dashboard/limits/")
     key = keys.create_key(customer, "ci").api_key
     walk.visit("key limits", f"/dashboard/keys/{key.pk}/limits")

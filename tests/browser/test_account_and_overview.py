@@ -114,7 +114,7 @@ def test_the_limits_page_shows_the_tier_and_a_keys_own_limits(
     sign_in_as(page, live_server.url, user)
     load(page, f"{live_server.url}/dashboard/limits/", console_errors)
     expect(page.locator(".lead")).to_contain_text("Free")
-    expect(page.get_by_text("after 4000 more credits added")).to_be_visible()
+    expect(page.get_by_text("after 4,000 more credits added")).to_be_visible()
     screenshot(page, "limits")
 
     page.get_by_role("link", name="Change the limits of staging").click()

@@ -77,7 +77,7 @@ def test_a_customer_buys_a_pack_by_card_and_sees_the_credits(
 
     load(page, f"{live_server.url}/dashboard/billing/", console_errors)
     main = page.locator("main")
-    expect(main).to_contain_text("Your balance is 1000 credits")
+    expect(main).to_contain_text("Your balance is 1,000 credits")
     screenshot(page, "buy-credits")
     page.get_by_role("button", name="$20.00 20,000 credits").click()
 
@@ -105,24 +105,24 @@ def test_a_customer_buys_a_pack_by_card_and_sees_the_credits(
     assert response.status_code == 200, response.text
 
     # The page looks again by itself and shows the credits.
-    expect(main).to_contain_text("20000 credits were added", timeout=15_000)
-    expect(main).to_contain_text("Your balance is now 21000 credits")
+    expect(main).to_contain_text("20,000 credits were added", timeout=15_000)
+    expect(main).to_contain_text("Your balance is now 21,000 credits")
     settle(page, console_errors)
     screenshot(page, "buy-credits-paid")
 
     page.get_by_role("link", name="Back to billing").click()
     settle(page, console_errors)
-    expect(main).to_contain_text("Your balance is 21000 credits")
+    expect(main).to_contain_text("Your balance is 21,000 credits")
     payments = page.get_by_role("region", name="Card payments")
     expect(payments.locator("tbody tr")).to_have_count(1)
     expect(payments).to_contain_text("$20.00")
-    expect(payments).to_contain_text("20000")
+    expect(payments).to_contain_text("20,000")
     expect(payments).to_contain_text("Paid")
     receipt = payments.get_by_role("link", name="Receipt")
     expect(receipt).to_have_attribute("href", fake_stripe.charge_for(session["id"])["receipt_url"])
     history = page.get_by_role("region", name="History")
     expect(history.locator("tbody tr").first).to_contain_text("Card payment of $20.00")
-    expect(history.locator("tbody tr").first).to_contain_text("+20000")
+    expect(history.locator("tbody tr").first).to_contain_text("+20,000")
     screenshot(page, "buy-credits-history")
 
     page.set_viewport_size(PHONE)

@@ -35,11 +35,12 @@ def expected_price(model_id: str) -> str:
             bound = f"above {lower:,} pixels"
         lower = tier.max_pixels
         name = f" ({tier.name})" if len(rule.tiers) > 1 else ""
-        parts.append(f"{tier.credits} credits (${billing.format_usd(tier.credits)}) {bound}{name}")
+        usd = billing.format_usd_for_people(tier.credits)
+        parts.append(f"{tier.credits:,} credits ({usd}) {bound}{name}")
     if rule.reference_credits:
         free = f" after the first {rule.free_references}" if rule.free_references else ""
-        usd = billing.format_usd(rule.reference_credits)
-        parts.append(f"+ {rule.reference_credits} credits (${usd}) per reference image{free}")
+        usd = billing.format_usd_for_people(rule.reference_credits)
+        parts.append(f"+ {rule.reference_credits:,} credits ({usd}) per reference image{free}")
     # The lines are separated by <br>, which a cell's text content does not show.
     return "".join(parts)
 
@@ -85,12 +86,12 @@ def test_home_page_shows_the_quickstart_and_the_live_price_table(
         expect(row.locator("td").nth(0)).to_have_text(expected_price(model.id))
     seedream_4 = rows.filter(has_text="seedream-4-0").locator("td")
     expect(seedream_4.nth(0)).to_have_text(
-        "47 credits ($0.0470) up to 4,194,304 pixels (up to 2K)"
-        "73 credits ($0.0730) above 4,194,304 pixels (4K)"
+        "47 credits ($0.047) up to 4,194,304 pixels (up to 2K)"
+        "73 credits ($0.073) above 4,194,304 pixels (4K)"
     )
 
     credits = page.get_by_role("region", name="How credits work")
-    expect(credits).to_contain_text("1000 credits make one US dollar")
+    expect(credits).to_contain_text("1,000 credits make one US dollar")
     expect(credits).to_contain_text("188 credits are held")
     # No card payments and no trial here: the operator is who gives credits.
     expect(credits.get_by_role("link", name="Sign up", exact=True)).to_be_visible()

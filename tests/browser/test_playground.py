@@ -42,13 +42,14 @@ def test_generate_watch_open_download_and_delete(
     screenshot(page, "playground-running")
     expect(card.locator(".badge")).to_have_text("succeeded", timeout=30_000)
     assert page.evaluate("window.stillTheSamePage") is True  # no reload happened
-    expect(card.locator(".thumbs img")).to_have_count(2)
+    expect(card.locator(".results img")).to_have_count(2)
     expect(card).to_contain_text("Charged 80 credits")
     expect(page.locator("#balance")).to_have_text("920")
     settle(page, console_errors)
     screenshot(page, "playground-done")
 
-    card.locator(".thumbs a").first.click()
+    card.locator(".results a").first.click()  # the lightbox, and from it the image's page
+    page.get_by_role("dialog").get_by_role("link", name="Image page").click()
     settle(page, console_errors)
     expect(page.get_by_role("heading", level=1)).to_have_text("Image 1 of 2")
     screenshot(page, "gallery-image")

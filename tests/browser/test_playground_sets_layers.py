@@ -82,7 +82,7 @@ def test_a_set_of_three_and_a_split_from_the_form(
     page.get_by_role("button", name="Generate").click()
     card = page.locator("article.generation").first
     expect(card.locator(".badge")).to_have_text("succeeded", timeout=30_000)
-    expect(card.locator(".thumbs img")).to_have_count(3)
+    expect(card.locator(".results img")).to_have_count(3)
     expect(card).to_contain_text("Charged 120 credits")
     expect(page.locator("#balance")).to_have_text("880")
     settle(page, console_errors)
@@ -118,7 +118,7 @@ def test_a_set_of_three_and_a_split_from_the_form(
     page.get_by_role("button", name="Generate").click()
     card = page.locator("article.generation").first
     expect(card.locator(".badge")).to_have_text("succeeded", timeout=30_000)
-    expect(card.locator(".thumbs img")).to_have_count(4)  # the base and the simulator's 3
+    expect(card.locator(".results img")).to_have_count(4)  # the base and the simulator's 3
     expect(card.locator(".input-thumbs img")).to_have_count(1)
     settle(page, console_errors)
     screenshot(page, "playground-split-done")

@@ -57,7 +57,9 @@ def test_usage_shows_real_calls_filters_them_and_exports_csv(
     page.get_by_role("button", name="Filter").click()
     settle(page, console_errors)
     expect(rows).to_have_count(2)
-    expect(rows.filter(has_text="insufficient")).to_have_count(0)
+    # The refused call's row says why in words (with where to add credits), not as a code.
+    expect(rows.filter(has_text="Insufficient credits: this request costs 40")).to_have_count(1)
+    expect(rows.filter(has_text="insufficient_quota")).to_have_count(0)
     expect(rows.locator(".badge.failed")).to_have_count(1)
 
     with page.expect_download() as download_info:

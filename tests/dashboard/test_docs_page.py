@@ -44,10 +44,10 @@ def test_the_docs_show_live_prices_models_and_the_error_table(client, db):
     page = docs(client)
 
     assert "http://testserver/v1" in page
-    assert "37 credits ($0.0370) any size" in page
-    assert "40 credits ($0.0400) up to 4,194,304 pixels" in page
-    assert "60 credits ($0.0600) above 4,194,304 pixels" in page
-    assert "+ 11 credits ($0.0110) per reference image</span>" in page  # 5.5: none free
+    assert "37 credits ($0.037) any size" in page
+    assert "40 credits ($0.04) up to 4,194,304 pixels" in page
+    assert "60 credits ($0.06) above 4,194,304 pixels" in page
+    assert "+ 11 credits ($0.011) per reference image</span>" in page  # 5.5: none free
     for code in ["invalid_api_key", "insufficient_quota", "content_policy_violation"]:
         assert f"<code>{code}</code>" in page
     assert "1K, 2K, 4K" in page

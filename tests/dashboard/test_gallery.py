@@ -75,7 +75,7 @@ def test_the_detail_shows_what_made_the_image_and_how_to_reuse_it(client, owner,
 
     assert "my lantern" in page
     assert "seedream-4-0" in page and "1024 \u00d7 1024" in page
-    assert "40 for this image (80 for the request)" in page
+    assert "40 for this image (80 credits for the request)" in page
     assert "(key “test key”)" in page
     assert f"/img/{mine[0].token}.jpg" in page
     assert (

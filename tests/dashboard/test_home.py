@@ -16,13 +16,13 @@ def test_the_home_page_shows_every_rule_live_tier_by_tier(client, db):
 
     page = client.get("/").content.decode()
 
-    assert "47 credits ($0.0470) up to 4,194,304 pixels" in page
-    assert "71 credits ($0.0710) above 4,194,304 pixels" in page
-    assert "35 credits ($0.0350) any size" in page
+    assert "47 credits ($0.047) up to 4,194,304 pixels" in page
+    assert "71 credits ($0.071) above 4,194,304 pixels" in page
+    assert "35 credits ($0.035) any size" in page
     # Pro: two tiers and paid references after the first free one.
-    assert "60 credits ($0.0600) up to 2,359,296 pixels (up to 1.5K)" in page
-    assert "120 credits ($0.1200) above 2,359,296 pixels (2K)" in page
-    assert "+ 4 credits ($0.0040) per reference image after the first 1" in page
+    assert "60 credits ($0.06) up to 2,359,296 pixels (up to 1.5K)" in page
+    assert "120 credits ($0.12) above 2,359,296 pixels (2K)" in page
+    assert "+ 4 credits ($0.004) per reference image after the first 1" in page
 
 
 def test_how_credits_work_follows_the_settings_and_the_price_rules(client, db, settings):

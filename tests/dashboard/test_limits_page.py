@@ -39,8 +39,8 @@ def test_it_shows_the_tier_its_limits_and_what_unlocks_the_next(client, owner, o
     assert "Your account is on <strong>Free</strong>" in page
     assert "10 per minute" in page and "5 per minute" in page and "1 in flight" in page
     assert "<td>1</td>" in page  # the /v1/credits call just made
-    assert "You have added 1000 credits ($1.0000) in total." in page
-    assert "after 4000 more credits added" in page
+    assert "You have added 1,000 credits ($1.00) in total." in page
+    assert "after 4,000 more credits added" in page
 
 
 def test_a_top_up_moves_the_account_up_and_the_page_follows(client, owner):
@@ -50,7 +50,7 @@ def test_a_top_up_moves_the_account_up_and_the_page_follows(client, owner):
     page = client.get("/dashboard/limits/").content.decode()
 
     assert "Your account is on <strong>Tier 1</strong>" in page
-    assert "after 14000 more credits added and with a balance 4000 credits higher" in page
+    assert "after 14,000 more credits added and with a balance 4,000 credits higher" in page
 
 
 def test_a_custom_limit_is_shown_as_such(client, owner):

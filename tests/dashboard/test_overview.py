@@ -63,7 +63,7 @@ def test_the_owner_sees_their_balance_keys_and_generations_only(
     page = response.content.decode()
 
     assert "960 credits" in page
-    assert "$0.9600" in page
+    assert "$0.96" in page
     assert "1 active" in page
     assert list(response.context["generations"]) == [mine]
     assert theirs.public_id not in page
@@ -119,8 +119,8 @@ def test_the_page_shows_the_month_and_the_daily_figures(client, owner, record):
 
     page = client.get("/dashboard/").content.decode()
 
-    assert "1234 credits" in page  # spent this month
-    assert "$1.2340" in page
+    assert "1,234 credits" in page  # spent this month
+    assert "$1.234" in page
     assert f'<time datetime="{today:%Y-%m-%d}">' in page
     assert page.count("<rect ") == 2  # one bar in each chart
 

@@ -37,8 +37,8 @@ def test_the_page_offers_the_models_sizes_and_the_price_with_the_balance(signed_
 
     assert '<label for="id_prompt">Prompt</label>' in page
     assert f"2048 {TIMES} 2048" in page and "Custom size" in page
-    assert "40 credits</strong> ($0.0400) for 1 image" in page
-    assert 'Balance: <span id="balance">1000</span>' in page
+    assert "40 credits</strong> ($0.04) for 1 image" in page
+    assert 'Balance: <span id="balance">1,000</span>' in page
     # Seedream 4.0 takes neither a seed nor a guidance scale: they are not offered.
     assert 'name="seed"' not in page and 'name="guidance_scale"' not in page
 
@@ -55,10 +55,10 @@ def test_choosing_a_model_with_extras_offers_them(signed_in):
 @pytest.mark.parametrize(
     ("params", "expected"),
     [
-        ({"size": "2048x2048", "n": "3"}, "120 credits</strong> ($0.1200) for 3 images"),
+        ({"size": "2048x2048", "n": "3"}, "120 credits</strong> ($0.12) for 3 images"),
         ({"size": "custom", "custom_size": "4096x4096", "n": "1"}, "60 credits"),
         ({"size": "custom", "custom_size": f" 1536 {TIMES} 1024 ", "n": "2"}, "80 credits"),
-        ({"size": "custom", "custom_size": "100x100"}, "100x100:"),
+        ({"size": "custom", "custom_size": "100x100"}, f"100{TIMES}100 is too small"),
         ({"size": "custom", "custom_size": ""}, "Enter a size"),
     ],
 )  # fmt: skip
@@ -79,7 +79,7 @@ def test_the_live_price_is_the_apis_quote(signed_in, client, owner_key):
     page = signed_in.get(f"{URL}quote/", params).content.decode()
 
     assert api["credits"] == 240
-    assert "240 credits</strong> ($0.2400) for 2 images at 120 each (2K)" in page
+    assert "240 credits</strong> ($0.24) for 2 images at 120 each (2K)" in page
 
 
 def test_submitting_queues_a_generation_and_returns_its_live_card(signed_in, owner, sent):
@@ -108,7 +108,7 @@ def test_without_javascript_submitting_redirects_back_to_the_page(signed_in, sen
     ("overrides", "field", "message"),
     [
         ({"prompt": ""}, "prompt", "This field is required."),
-        ({"size": "custom", "custom_size": "9x9"}, "custom_size", "Invalid value for &#x27;size"),
+        ({"size": "custom", "custom_size": "9x9"}, "custom_size", f"9{TIMES}9 is too small for"),
         ({"size": "custom", "custom_size": ""}, "custom_size", "Enter a width and height"),
         ({"n": "7"}, "n", "Select a valid choice"),
         ({"model": "dall-e-3"}, "model", "Select a valid choice"),
@@ -170,16 +170,124 @@ def test_the_card_follows_the_generation_to_the_end(signed_in, owner, sent):
     assert '<span id="balance" hx-swap-oob="true">960</span>' in done
 
 
-def test_each_new_card_finds_the_empty_note_to_delete_even_on_a_page_with_cards(signed_in, sent):
-    """A new card deletes "Nothing yet" out of band; htmx reports a delete that finds no
-    target as an error, so the note is always there, hidden once there are cards."""
+def test_a_new_card_deletes_nothing_out_of_band_and_shows_the_balance_with_its_hold(
+    signed_in, sent
+):
+    """A second generation on the same page used to delete "Nothing yet" out of band again,
+    which htmx reports as htmx:oobErrorNoTarget: the note now hides itself (CSS) once a card is
+    before it, and a card's only out-of-band part is the balance, always on the page."""
     empty = signed_in.get(URL).content.decode()
-    card = signed_in.post(URL, form(), headers=HTMX).content.decode()
+    first = signed_in.post(URL, form(), headers=HTMX).content.decode()
+    second = signed_in.post(URL, form(), headers=HTMX).content.decode()
     with_cards = signed_in.get(URL).content.decode()
 
     assert '<p class="empty" id="no-generations">Nothing yet.' in empty
-    assert '<p id="no-generations" hx-swap-oob="delete"></p>' in card
-    assert '<p class="empty" id="no-generations" hidden>Nothing yet.' in with_cards
+    assert '<p class="empty" id="no-generations">Nothing yet.' in with_cards
+    for card in (first, second):
+        assert 'hx-swap-oob="delete"' not in card
+        assert card.count("hx-swap-oob") == 1
+    assert '<span id="balance" hx-swap-oob="true">920</span>' in first  # 80 held
+    assert '<span id="balance" hx-swap-oob="true">840</span>' in second
+    assert 'id="balance"' in with_cards  # the target of that swap is always there
+
+
+def test_a_failed_card_keeps_its_explanation_after_a_reload(signed_in, sent):
+    signed_in.post(URL, form(prompt="nope [sim:block-prompt]"), headers=HTMX)
+    generation = Generation.objects.get()
+    services.run_queued_generation(generation.pk)
+
+    live = signed_in.get(f"{URL}generations/{generation.public_id}/").content.decode()
+    reloaded = signed_in.get(URL).content.decode()
+
+    explanation = "The content filter blocked this prompt"
+    assert explanation in live
+    assert explanation in reloaded
+
+
+def test_a_running_card_shows_elapsed_time_the_typical_one_and_placeholders_at_its_aspect(
+    signed_in, sent
+):
+    signed_in.post(
+        URL,
+        form(model="seedream-5-0-flash", size="custom", custom_size="2560x1440", n="2"),
+        headers=HTMX,
+    )
+    generation = Generation.objects.get()
+
+    card = signed_in.get(f"{URL}generations/{generation.public_id}/").content.decode()
+
+    assert '<span class="elapsed">0 s</span> so far' in card
+    assert "Seedream 5.0 Flash usually takes 11\u201320 s an image." in card
+    assert card.count('viewBox="0 0 2560 1440"') == 2  # one placeholder per image asked for
+    assert "every 1s" in card
+
+
+def test_a_model_without_a_typical_duration_says_none(signed_in, sent):
+    signed_in.post(URL, form(model="seedream-4-5", size="2K", n="1"), headers=HTMX)
+    generation = Generation.objects.get()
+
+    card = signed_in.get(f"{URL}generations/{generation.public_id}/").content.decode()
+
+    assert "usually takes" not in card and "so far" in card
+
+
+def test_a_finished_card_offers_each_image_large_to_download_and_to_copy(signed_in, sent):
+    signed_in.post(URL, form(n="2"), headers=HTMX)
+    generation = Generation.objects.get()
+    services.run_queued_generation(generation.pk)
+
+    card = signed_in.get(f"{URL}generations/{generation.public_id}/").content.decode()
+
+    for image in generation.images.all():
+        assert f'href="/dashboard/gallery/{image.token}/download/" download>' in card
+        extension = image.file.name.rsplit(".", 1)[-1]
+        assert f'data-copy-url="/img/{image.token}.{extension}"' in card
+        assert f'data-full="/img/{image.token}.{extension}"' in card  # the lightbox's picture
+    assert 'sizes="(min-width: 900px) 48rem, 100vw"' in card  # the newest: its large file
+    assert "spinner" not in card and "placeholder" not in card
+    assert f'href="/dashboard/requests/{generation.public_id}/"' in card
+
+
+def test_switching_model_keeps_a_typed_custom_size(signed_in):
+    """The form asks for itself again when the model changes: the custom size typed stays the
+    custom size (it once came back as the literal text "custom")."""
+    page = signed_in.get(
+        URL,
+        {"model": "seedream-4-5", "size": "custom", "custom_size": "2560x1440", "prompt": "a"},
+        headers=HTMX,
+    ).content.decode()
+
+    assert '<option value="custom" selected>' in page
+    assert 'name="custom_size" value="2560x1440"' in page
+    assert 'value="custom" inputmode' not in page
+
+
+def test_an_invalid_size_is_reported_once_in_plain_words(signed_in, sent):
+    response = signed_in.post(URL, form(size="custom", custom_size="9x9"), headers=HTMX)
+
+    page = response.content.decode()
+    assert page.count(f"9{TIMES}9 is too small for Seedream 4.0") == 1
+    assert "Invalid value" not in page and "&#x27;size&#x27;" not in page
+    assert "nearest size it makes is" in page
+    assert not Generation.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("custom_size", "says"),
+    [
+        ("big", "“big” is not a size. Type the width and height in pixels, such as 1536x1024"),
+        ("8192x256", f"8192{TIMES}256 is too wide for Seedream 4.0."),
+        ("8192x8192", f"8192{TIMES}8192 is too large for Seedream 4.0: it makes 1.0 to 16.8 "
+                      "megapixels."),
+    ],
+)  # fmt: skip
+def test_the_live_price_says_what_is_wrong_with_a_size_in_plain_words(signed_in, custom_size, says):
+    page = signed_in.get(
+        f"{URL}quote/", {"model": "seedream-4-0", "size": "custom", "custom_size": custom_size}
+    ).content.decode()
+
+    assert says in page
+    assert "Invalid value" not in page and "pixels (width x height)" not in page
 
 
 def test_a_failure_is_explained_and_shown_as_not_charged(signed_in, owner, sent):

@@ -58,7 +58,7 @@ def test_the_owner_sees_each_request_with_what_it_cost(
         "laptop",
         "seedream-4-0",
         "1024x1024",
-        "1234 ms",
+        "1,234 ms",
         "1 of 2 images were not delivered",
     ]:
         assert text in page
