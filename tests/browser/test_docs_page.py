@@ -63,8 +63,10 @@ def test_on_a_desktop_the_contents_stay_beside_the_sections(
 
     toc.get_by_role("link", name="Webhooks").click()
     expect(page.locator("#webhooks h2")).to_be_in_viewport()
-    # Far down the page, the contents are still in view.
+    # Far down the page, the contents are still in view, and say which section is read.
     expect(toc.get_by_role("link", name="Idempotency")).to_be_in_viewport()
+    expect(toc.get_by_role("link", name="Webhooks")).to_have_attribute("aria-current", "true")
+    expect(toc.locator("[aria-current]")).to_have_count(1)
     # What the window shows there (the full-page screenshot cannot show a sticky element).
     page.screenshot(path=str(full_page.with_name("docs-1366-scrolled.png")))
 
