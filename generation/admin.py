@@ -44,7 +44,7 @@ class ImageAdmin(admin.ModelAdmin):
     """Every hosted image, to choose the home page's showcase: nothing else about an image can be
     changed here, and images are neither added nor deleted (their files live in storage)."""
 
-    list_display = ("preview", "prompt", "model", "user", "created_at", "showcase")
+    list_display = ("preview", "prompt", "made_by_model", "user", "created_at", "showcase")
     list_display_links = None
     list_editable = ("showcase",)
     list_filter = ("showcase", "generation__model")
@@ -53,8 +53,8 @@ class ImageAdmin(admin.ModelAdmin):
     actions = ("add_to_showcase", "remove_from_showcase")
     list_per_page = 50
     # The change page too offers the flag alone.
-    fields = ("preview", "prompt", "model", "user", "created_at", "showcase")
-    readonly_fields = ("preview", "prompt", "model", "user", "created_at")
+    fields = ("preview", "prompt", "made_by_model", "user", "created_at", "showcase")
+    readonly_fields = ("preview", "prompt", "made_by_model", "user", "created_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -76,7 +76,7 @@ class ImageAdmin(admin.ModelAdmin):
         return text if len(text) <= 120 else f"{text[:119]}…"
 
     @admin.display(description="Model", ordering="generation__model")
-    def model(self, obj: Image) -> str:
+    def made_by_model(self, obj: Image) -> str:
         return obj.generation.model
 
     @admin.action(description="Show the selected images on the home page")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, FloatRect, Locator, Page, ViewportSize, expect
 
 from tests.browser.support import DESKTOP, PHONE, axe_violations, load
 
@@ -44,7 +44,13 @@ def test_the_table_of_contents_takes_you_to_each_section(
         expect(page.locator(f"#{section_id} h2")).to_be_in_viewport()
 
 
-LAPTOP = {"width": 1366, "height": 768}
+LAPTOP: ViewportSize = {"width": 1366, "height": 768}
+
+
+def box(locator: Locator) -> FloatRect:
+    found = locator.bounding_box()
+    assert found is not None, f"{locator} is not displayed"
+    return found
 
 
 def test_on_a_desktop_the_contents_stay_beside_the_sections(
@@ -58,7 +64,7 @@ def test_on_a_desktop_the_contents_stay_beside_the_sections(
     toc = page.get_by_role("navigation", name="On this page")
     first = page.locator("#authentication")
     # Two columns: the contents to the left of the sections, top-aligned with them.
-    assert toc.bounding_box()["x"] + toc.bounding_box()["width"] <= first.bounding_box()["x"]
+    assert box(toc)["x"] + box(toc)["width"] <= box(first)["x"]
     full_page = screenshot(page, "docs-1366")
 
     toc.get_by_role("link", name="Webhooks").click()

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, ViewportSize, expect
 
 from billing import services as billing
 from generation import catalog
@@ -158,12 +158,13 @@ def test_the_storefront_shows_the_showcase_batch_prices_and_the_legal_pages(
     gallery_image(operator)  # not marked: not shown
     set_tier_price("seedream-4-0", "up to 2K", 47)
 
-    large = {"width": 1920, "height": 1080}
-    for viewport, name in [
+    large: ViewportSize = {"width": 1920, "height": 1080}
+    views: list[tuple[ViewportSize, str]] = [
         (DESKTOP, "home-storefront"),
         (large, "home-storefront-1920"),
         (PHONE, "home-storefront-phone"),
-    ]:
+    ]
+    for viewport, name in views:
         page.set_viewport_size(viewport)
         load(page, live_server.url + "/", console_errors, phone=viewport is PHONE)
         showcase = page.get_by_role("region", name="Made with Seedream API")

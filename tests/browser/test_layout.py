@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
-from playwright.sync_api import Page, ViewportSize, expect
+from playwright.sync_api import FloatRect, Locator, Page, ViewportSize, expect
 
 from accounts.models import User
 from billing import services as billing
@@ -38,6 +38,12 @@ LONG_ERROR = (
 )
 
 
+def box(locator: Locator) -> FloatRect:
+    found = locator.bounding_box()
+    assert found is not None, f"{locator} is not displayed"
+    return found
+
+
 def customer_with_history() -> tuple[User, dict[str, str]]:
     """A customer whose every dashboard page has rows, long ones included; and the paths of the
     pages with an object of their own."""
@@ -57,8 +63,9 @@ def customer_with_history() -> tuple[User, dict[str, str]]:
         finished_at=now,
     )  # fmt: skip
     billing.grant(
-        user, 250, description="A goodwill grant after the outage of 3 December, with our apologies "
-        "for the images that were late", idempotency_key=f"layout:{user.pk}",
+        user, 250, idempotency_key=f"layout:{user.pk}",
+        description="A goodwill grant after the outage of 3 December, with our apologies for "
+        "the images that were late",
     )  # fmt: skip
     image = gallery_image(user)
     endpoint = webhook_history(user)
@@ -92,7 +99,8 @@ OVERFLOWS = """
   const found = [];
   document.querySelectorAll("main table").forEach((table, index) => {
     const box = table.closest(".table-scroll") || table.parentElement;
-    const name = box.getAttribute("aria-label") || box.getAttribute("aria-labelledby") || `table ${index}`;
+    const name = box.getAttribute("aria-label") || box.getAttribute("aria-labelledby")
+      || `table ${index}`;
     const tableRight = table.getBoundingClientRect().right;
     const boxRight = box.getBoundingClientRect().right;
     if (box.scrollWidth > box.clientWidth + 1 || tableRight > boxRight + 1) {
@@ -143,7 +151,7 @@ def test_the_dashboard_column_grows_with_the_window(
     for viewport in (LAPTOP, LARGE):
         page.set_viewport_size(viewport)
         load(page, live_server.url + "/dashboard/usage/", console_errors)
-        widths[viewport["width"]] = page.locator(".dashboard-main").bounding_box()["width"]
+        widths[viewport["width"]] = box(page.locator(".dashboard-main"))["width"]
 
     # Fluid up to about 1400 px of content, then centred: no longer a fixed ~926 px column.
     assert widths[1366] > 1000
@@ -164,13 +172,13 @@ def test_a_long_cell_shows_its_start_and_all_of_it_on_demand(
     text = cell.locator(".cut")
     expect(text).to_have_attribute("title", LONG_ERROR)
     expect(text).to_have_text(LONG_ERROR)  # all of it, for assistive technology
-    one_line = text.bounding_box()["height"]
+    one_line = box(text)["height"]
     assert text.evaluate("e => e.scrollWidth > e.clientWidth"), "the error was not cut"
 
     cell.locator("summary").focus()
     page.keyboard.press("Enter")
     expect(cell).to_have_attribute("open", "")
-    assert text.bounding_box()["height"] > 2 * one_line, "the opened error did not wrap"
+    assert box(text)["height"] > 2 * one_line, "the opened error did not wrap"
 
 
 def test_a_key_rows_actions_are_one_menu(
@@ -212,11 +220,11 @@ def test_on_a_phone_the_header_is_one_line_and_the_tabs_scroll(
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= PHONE_390["width"], f"{name} is {width}px wide: it scrolls sideways"
         header = page.locator(".site-header")
-        brand = header.locator(".brand").bounding_box()
-        menu = header.get_by_text("Menu", exact=True).bounding_box()
+        brand = box(header.locator(".brand"))
+        menu = box(header.get_by_text("Menu", exact=True))
         # One line: the brand and the menu button side by side, the header no taller than one.
         assert abs(brand["y"] + brand["height"] / 2 - (menu["y"] + menu["height"] / 2)) < 4
-        assert header.bounding_box()["height"] < 72, f"{name}: the header wraps"
+        assert box(header)["height"] < 72, f"{name}: the header wraps"
 
         nav = page.get_by_role("navigation", name="Dashboard")
         assert nav.evaluate("e => e.scrollWidth > e.clientWidth"), f"{name}: the tabs fit?"
@@ -226,8 +234,9 @@ def test_on_a_phone_the_header_is_one_line_and_the_tabs_scroll(
         )
         current = nav.locator("[aria-current='page']")
         expect(current).to_be_in_viewport(ratio=1)
-        box, tab = nav.bounding_box(), current.bounding_box()
-        assert box["x"] - 1 <= tab["x"] and tab["x"] + tab["width"] <= box["x"] + box["width"] + 1
+        strip, tab = box(nav), box(current)
+        assert strip["x"] - 1 <= tab["x"]
+        assert tab["x"] + tab["width"] <= strip["x"] + strip["width"] + 1
         screenshot(page, f"layout-{name}-phone")
 
 

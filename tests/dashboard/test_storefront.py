@@ -91,12 +91,18 @@ def test_the_showcase_uses_the_image_base_url_when_there_is_one(client, owner, s
 # What a batch costs.
 
 
-def batch_row(page: str, model: str) -> list[str]:
+def batch_row(page: str, model: str) -> list[list[str]]:
+    """The words of each cell of ``model``'s row in the pricing section."""
     section = re.search(r'<section id="pricing".*?</section>', page, re.S)
     assert section, "no pricing section"
-    row = re.search(rf"<tr>\s*<th scope=\"row\"><code>{model}</code>.*?</tr>", section.group(0), re.S)
+    row = re.search(
+        rf"<tr>\s*<th scope=\"row\"><code>{model}</code>.*?</tr>", section.group(0), re.S
+    )
     assert row, f"no row for {model}"
-    return [re.sub(r"<[^>]+>", " ", cell).split() for cell in re.findall(r"<td.*?</td>", row.group(0), re.S)]  # type: ignore[misc]
+    return [
+        re.sub(r"<[^>]+>", " ", cell).split()
+        for cell in re.findall(r"<td.*?</td>", row.group(0), re.S)
+    ]
 
 
 def test_the_pricing_shows_100_and_1000_images_from_the_live_prices(client, db):
@@ -104,8 +110,8 @@ def test_the_pricing_shows_100_and_1000_images_from_the_live_prices(client, db):
 
     page = home(client)
 
-    assert "<th scope=\"col\" class=\"num\">100 images</th>" in page
-    assert "<th scope=\"col\" class=\"num\">1,000 images</th>" in page
+    assert '<th scope="col" class="num">100 images</th>' in page
+    assert '<th scope="col" class="num">1,000 images</th>' in page
     # 4.0's default size (2048x2048) is in its "up to 2K" tier.
     assert batch_row(page, "seedream-4-0") == [
         ["47", "credits"],
@@ -156,7 +162,7 @@ def test_each_legal_page_has_placeholder_text_that_says_so(client, db, path, tit
 
     assert response.status_code == 200
     page = response.content.decode()
-    assert f"<h1 id=\"legal-title\">{title}</h1>" in page
+    assert f'<h1 id="legal-title">{title}</h1>' in page
     assert f"<title>{title} · Seedream API</title>" in page
     assert text in page
     assert "the operator of this site has not published its own yet" in page
@@ -188,9 +194,7 @@ def footer(page: str) -> str:
 
 
 @pytest.mark.parametrize("path", ["/", "/docs/", "/terms/", "/accounts/login/"])
-def test_every_page_has_the_footer_with_the_legal_pages_and_the_contact(
-    client, db, settings, path
-):
+def test_every_page_has_the_footer_with_the_legal_pages_and_the_contact(client, db, settings, path):
     settings.SUPPORT_EMAIL = "help@seedream.example"
 
     links = footer(client.get(path).content.decode())

@@ -31,10 +31,9 @@ def test_the_operator_puts_images_on_the_home_page_and_takes_them_off(operator, 
     assert listed.status_code == 200
     assert "a lighthouse at dusk" in listed.content.decode()
     assert f'src="/img/t/{first.token}.webp"' in listed.content.decode()
+    assert '<td class="field-made_by_model">seedream-4-0</td>' in listed.content.decode()
 
-    operator.post(
-        LIST, {"action": "add_to_showcase", "_selected_action": [first.pk, second.pk]}
-    )
+    operator.post(LIST, {"action": "add_to_showcase", "_selected_action": [first.pk, second.pk]})
     assert set(Image.objects.filter(showcase=True)) == {first, second}
     assert "a paper crane on a desk" in client.get("/").content.decode()
 
