@@ -2,7 +2,15 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views, views_api_docs, views_gallery, views_limits, views_playground, views_requests
+from . import (
+    views,
+    views_api_docs,
+    views_gallery,
+    views_legal,
+    views_limits,
+    views_playground,
+    views_requests,
+)
 
 app_name = "dashboard"
 
@@ -10,6 +18,11 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("docs/", views.docs, name="docs"),
     path("docs/api/", views_api_docs.api_reference, name="api-reference"),
+    path("terms/", views_legal.legal_page, {"page": "terms"}, name="terms"),
+    path("privacy/", views_legal.legal_page, {"page": "privacy"}, name="privacy"),
+    path(
+        "acceptable-use/", views_legal.legal_page, {"page": "acceptable-use"}, name="acceptable-use"
+    ),
     path("dashboard/", views.overview, name="overview"),
     path("dashboard/usage/", views.usage, name="usage"),
     path("dashboard/usage.csv", views.usage_csv, name="usage-csv"),

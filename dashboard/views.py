@@ -17,7 +17,7 @@ from accounts.http import AuthenticatedRequest
 from billing import services as billing
 from generation import catalog, provenance, ratelimits
 from generation import services as api_services
-from generation.models import Generation
+from generation.models import Generation, Image
 from keys.models import ApiKey
 
 from . import overview as overview_figures
@@ -64,10 +64,72 @@ def _default_price(model: catalog.ModelInfo, rule: billing.Rule | None) -> int |
     return rule.tier(catalog.resolve_size(model, None).most_pixels).credits
 
 
+# How many showcase images the home page shows, newest marked first.
+SHOWCASE_IMAGES = 8
+# The batches the pricing section prices, per model.
+PRICED_BATCHES = (100, 1000)
+
+
+def _dollars(credits: int) -> str:
+    """Dollars as a price list shows them: to the cent with thousands separators, or to as many
+    digits as it takes below a cent."""
+    usd = billing.credits_to_usd(credits)
+    if usd >= Decimal("0.01") or usd == 0:
+        return f"${usd.quantize(Decimal('0.01')):,}"
+    return f"${usd.normalize():f}"
+
+
+def _batch_prices(rules: dict[str, billing.Rule]) -> list[dict[str, Any]]:
+    """What 100 and 1,000 images cost on each model on sale, at its default size, from the same
+    live rules as the price table, /v1/models and the docs."""
+    rows = []
+    for model in catalog.all_models():
+        each = _default_price(model, rules.get(model.id))
+        if each is None or model.lifecycle == "retired":
+            continue
+        rows.append(
+            {
+                "info": model,
+                "each": each,
+                "batches": [
+                    {
+                        "images": images,
+                        "credits_label": f"{each * images:,}",
+                        "usd": _dollars(each * images),
+                    }
+                    for images in PRICED_BATCHES
+                ],
+            }
+        )
+    return rows
+
+
+def _showcase(host: str) -> list[dict[str, Any]]:
+    """The images the operator marked for the home page, by their public URLs."""
+    images = (
+        Image.objects.filter(showcase=True)
+        .select_related("generation")
+        .order_by("-created_at", "-id")[:SHOWCASE_IMAGES]
+    )
+    return [
+        {
+            "url": api_services.image_url(image, host),
+            "thumbnail": api_services.thumbnail_url(image),
+            "prompt": image.generation.prompt,
+            "model": image.generation.model,
+            "width": image.width,
+            "height": image.height,
+        }
+        for image in images
+    ]
+
+
 def home(request: HttpRequest) -> HttpResponse:
-    """The storefront: what the product is, a code sample, live prices, how credits work."""
+    """The storefront: what the product is, example outputs, a code sample, live prices, what a
+    batch costs, how credits work."""
     catalog.refresh()
     rules = billing.price_rules()
+    host = f"{request.scheme}://{request.get_host()}"
     models = [
         {"info": model, "prices": _price_lines(rules.get(model.id))}
         for model in catalog.all_models()
@@ -96,8 +158,11 @@ def home(request: HttpRequest) -> HttpResponse:
         {
             "models": models,
             "example": example,
-            "base_url": f"{request.scheme}://{request.get_host()}/v1",
-            "image_base": settings.IMAGE_BASE_URL or f"{request.scheme}://{request.get_host()}",
+            "showcase": _showcase(host),
+            "batch_prices": _batch_prices(rules),
+            "batch_labels": [f"{images:,} images" for images in PRICED_BATCHES],
+            "base_url": f"{host}/v1",
+            "image_base": settings.IMAGE_BASE_URL or host,
             "credits_per_usd": settings.CREDITS_PER_USD,
             "one_credit_usd": f"{one_credit:f}",
         },

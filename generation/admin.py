@@ -6,9 +6,11 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 
-from . import catalog, ratelimits
+from . import catalog, ratelimits, services
 from .models import AccountRateLimit, Generation, Image, ModelOverride
 
 
@@ -35,6 +37,57 @@ class GenerationAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Generation | None = None) -> bool:
         return False
+
+
+@admin.register(Image)
+class ImageAdmin(admin.ModelAdmin):
+    """Every hosted image, to choose the home page's showcase: nothing else about an image can be
+    changed here, and images are neither added nor deleted (their files live in storage)."""
+
+    list_display = ("preview", "prompt", "made_by_model", "user", "created_at", "showcase")
+    list_display_links = None
+    list_editable = ("showcase",)
+    list_filter = ("showcase", "generation__model")
+    search_fields = ("token", "user__email", "generation__prompt")
+    list_select_related = ("generation", "user")
+    actions = ("add_to_showcase", "remove_from_showcase")
+    list_per_page = 50
+    # The change page too offers the flag alone.
+    fields = ("preview", "prompt", "made_by_model", "user", "created_at", "showcase")
+    readonly_fields = ("preview", "prompt", "made_by_model", "user", "created_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Image | None = None) -> bool:
+        return False
+
+    @admin.display(description="Image")
+    def preview(self, obj: Image) -> str:
+        return format_html(
+            '<a href="{}"><img src="{}" alt="" width="96" height="96" loading="lazy"></a>',
+            services.image_url(obj, ""),
+            services.thumbnail_url(obj),
+        )
+
+    @admin.display(description="Prompt")
+    def prompt(self, obj: Image) -> str:
+        text = obj.generation.prompt
+        return text if len(text) <= 120 else f"{text[:119]}…"
+
+    @admin.display(description="Model", ordering="generation__model")
+    def made_by_model(self, obj: Image) -> str:
+        return obj.generation.model
+
+    @admin.action(description="Show the selected images on the home page")
+    def add_to_showcase(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
+        count = queryset.update(showcase=True)
+        self.message_user(request, f"{count} image(s) now on the home page.")
+
+    @admin.action(description="Take the selected images off the home page")
+    def remove_from_showcase(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
+        count = queryset.update(showcase=False)
+        self.message_user(request, f"{count} image(s) taken off the home page.")
 
 
 @admin.register(AccountRateLimit)

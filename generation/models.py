@@ -205,6 +205,12 @@ class Image(models.Model):
     # bounding_box (upstream.DeliveredImage.layer); None for any other image.
     layer = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Shown on the storefront's showcase, by its public /img/ URL. Only the operator sets it (in
+    # the admin); a customer's gallery never does.
+    showcase = models.BooleanField(
+        default=False,
+        help_text="Show this image on the home page. Only mark images you may publish.",
+    )
 
     class Meta:
         # The table keeps the name it had when these models lived in the api app.
@@ -215,6 +221,12 @@ class Image(models.Model):
             models.Index(fields=["user", "-created_at", "-id"], name="api_image_gallery_idx"),
             # The retention job's oldest-first sweep.
             models.Index(fields=["created_at"], name="api_image_created_idx"),
+            # The home page's few showcase images, without reading the whole table.
+            models.Index(
+                fields=["-created_at"],
+                condition=models.Q(showcase=True),
+                name="api_image_showcase_idx",
+            ),
         ]
 
     def __str__(self) -> str:

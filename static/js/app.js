@@ -36,19 +36,166 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
-// Copy buttons: <button data-copy="#input-id">. Without them the field is still selectable.
+// Copy buttons: <button data-copy="#id">, for a field (the new key) or a code block (its text).
+// Without them the field or the code is still selectable.
 document.addEventListener("click", async (event) => {
   const button = event.target.closest("[data-copy]");
   if (!button) return;
-  const field = document.querySelector(button.dataset.copy);
-  if (!field) return;
-  field.select();
+  const source = document.querySelector(button.dataset.copy);
+  if (!source) return;
+  const isField = "value" in source && typeof source.select === "function";
+  const text = isField ? source.value : source.textContent;
   try {
-    await navigator.clipboard.writeText(field.value);
+    await navigator.clipboard.writeText(text);
   } catch {
+    // No clipboard API (an insecure origin): select the text and let the browser copy it.
+    if (isField) {
+      source.select();
+    } else {
+      window.getSelection().selectAllChildren(source);
+    }
     document.execCommand("copy");
   }
+  if (isField) {
+    button.textContent = "Copied";
+    return;
+  }
+  // A code block's button can be used again: it says "Copied" for a moment.
+  const label = button.textContent;
   button.textContent = "Copied";
+  setTimeout(() => { button.textContent = label; }, 2000);
+});
+
+// Every code block gets a copy button (only with a script: without one it could not copy).
+document.addEventListener("DOMContentLoaded", () => {
+  let count = 0;
+  for (const pre of document.querySelectorAll("main pre")) {
+    const code = pre.querySelector("code") || pre;
+    if (!code.id) code.id = `code-${++count}`;
+    const wrap = document.createElement("div");
+    wrap.className = "code-block";
+    pre.replaceWith(wrap);
+    wrap.append(pre);
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "button small copy-code";
+    button.dataset.copy = `#${code.id}`;
+    button.textContent = "Copy";
+    const name = pre.getAttribute("aria-label");
+    if (name) button.setAttribute("aria-label", `Copy: ${name}`);
+    wrap.append(button);
+  }
+});
+
+// Tabs over code in several languages: <div class="code-tabs"> holding <div class="code-tab">s,
+// each starting with its language's heading. Without a script every language shows under its
+// heading; with one the headings become a tab list (arrow keys, Home and End move between tabs)
+// and the language chosen is chosen on every tab list of the site, and remembered.
+const TAB_KEY = "seedream.code-language";
+
+function chooseLanguage(language, focus) {
+  for (const tab of document.querySelectorAll(".code-tabs [role='tab']")) {
+    const chosen = tab.dataset.language === language;
+    tab.setAttribute("aria-selected", String(chosen));
+    tab.tabIndex = chosen ? 0 : -1;
+    document.getElementById(tab.getAttribute("aria-controls")).hidden = !chosen;
+    if (chosen && focus === tab.closest(".code-tabs")) tab.focus();
+  }
+  try { localStorage.setItem(TAB_KEY, language); } catch { /* storage refused: not remembered */ }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  let count = 0;
+  const languages = new Set();
+  for (const group of document.querySelectorAll(".code-tabs")) {
+    const list = document.createElement("div");
+    list.setAttribute("role", "tablist");
+    list.className = "tab-list";
+    const heading = group.dataset.label;
+    if (heading) list.setAttribute("aria-label", heading);
+    for (const panel of group.querySelectorAll(":scope > .code-tab")) {
+      const title = panel.querySelector(".code-tab-title");
+      const id = ++count;
+      const tab = document.createElement("button");
+      tab.type = "button";
+      tab.id = `tab-${id}`;
+      tab.setAttribute("role", "tab");
+      tab.setAttribute("aria-controls", `tab-panel-${id}`);
+      tab.dataset.language = panel.dataset.language;
+      tab.textContent = title ? title.textContent : panel.dataset.language;
+      list.append(tab);
+      panel.id = `tab-panel-${id}`;
+      panel.setAttribute("role", "tabpanel");
+      panel.setAttribute("aria-labelledby", tab.id);
+      if (title) title.hidden = true;
+      languages.add(panel.dataset.language);
+    }
+    group.prepend(list);
+    list.addEventListener("click", (event) => {
+      const tab = event.target.closest("[role='tab']");
+      if (tab) chooseLanguage(tab.dataset.language, group);
+    });
+    list.addEventListener("keydown", (event) => {
+      const tabs = [...list.querySelectorAll("[role='tab']")];
+      const at = tabs.indexOf(document.activeElement);
+      if (at < 0) return;
+      const next = {
+        ArrowRight: (at + 1) % tabs.length,
+        ArrowLeft: (at - 1 + tabs.length) % tabs.length,
+        Home: 0,
+        End: tabs.length - 1,
+      }[event.key];
+      if (next === undefined) return;
+      event.preventDefault();
+      chooseLanguage(tabs[next].dataset.language, group);
+    });
+  }
+  if (languages.size === 0) return;
+  let remembered = null;
+  try { remembered = localStorage.getItem(TAB_KEY); } catch { /* storage refused */ }
+  chooseLanguage(languages.has(remembered) ? remembered : [...languages][0], null);
+});
+
+// Menus (<details class="menu">): Escape closes the open one and returns focus to its button;
+// a click elsewhere closes it.
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape") return;
+  const menu = document.activeElement && document.activeElement.closest("details.menu[open]");
+  if (!menu) return;
+  menu.open = false;
+  menu.querySelector("summary").focus();
+});
+document.addEventListener("click", (event) => {
+  for (const menu of document.querySelectorAll("details.menu[open]")) {
+    if (!menu.contains(event.target)) menu.open = false;
+  }
+});
+
+// Boxes that scroll sideways (a wide table, the dashboard's tabs on a phone) say which of their
+// edges hide more, so the CSS can fade those edges out.
+function markScrollEdges(box) {
+  const hidden = box.scrollWidth - box.clientWidth;
+  box.classList.toggle("scrolls-left", hidden > 1 && box.scrollLeft > 1);
+  box.classList.toggle("scrolls-right", hidden > 1 && box.scrollLeft < hidden - 1);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const boxes = document.querySelectorAll(".table-scroll, .side-nav");
+  const resized = new ResizeObserver((entries) => {
+    for (const entry of entries) markScrollEdges(entry.target);
+  });
+  for (const box of boxes) {
+    box.addEventListener("scroll", () => markScrollEdges(box), { passive: true });
+    resized.observe(box);
+    markScrollEdges(box);
+  }
+  // The current page's tab is scrolled into the middle of a nav that scrolls (on a phone).
+  for (const nav of document.querySelectorAll(".side-nav")) {
+    const current = nav.querySelector("[aria-current='page']");
+    if (!current || nav.scrollWidth <= nav.clientWidth) continue;
+    nav.scrollLeft = current.offsetLeft - (nav.clientWidth - current.offsetWidth) / 2;
+    markScrollEdges(nav);
+  }
 });
 
 // A form marked data-submit-once is sent once: a second click (or Enter) while the first is on

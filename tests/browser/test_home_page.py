@@ -7,11 +7,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, ViewportSize, expect
 
 from billing import services as billing
 from generation import catalog
-from tests.browser.support import DESKTOP, PHONE, load, sign_in_as, verified_customer
+from tests.browser.support import (
+    DESKTOP,
+    PHONE,
+    axe_violations,
+    load,
+    settle,
+    sign_in_as,
+    verified_customer,
+)
+from tests.browser.test_accessibility import gallery_image
 from tests.support.prices import set_tier_price
 
 # Every test here needs the seeded price table, which live_server's flushes empty.
@@ -129,3 +138,92 @@ def test_home_page_fits_a_phone_without_horizontal_scroll(
 
     expect(page.get_by_role("heading", level=1)).to_be_visible()
     screenshot(page, "home-phone")
+
+
+def test_the_storefront_shows_the_showcase_batch_prices_and_the_legal_pages(
+    live_server: Any,
+    page: Page,
+    console_errors: list[str],
+    screenshot: Callable[[Page, str], Path],
+    settings: Any,
+) -> None:
+    settings.SUPPORT_EMAIL = "help@seedream.example"
+    operator = verified_customer("operator@example.com")
+    prompts = ["a lighthouse at dusk", "a paper crane on a desk", "a red fox in snow"]
+    shown = []
+    for prompt in prompts:
+        image = gallery_image(operator)
+        image.generation.prompt = prompt
+        image.generation.save(update_fields=["prompt"])
+        image.showcase = True
+        image.save(update_fields=["showcase"])
+        shown.append(image)
+    gallery_image(operator)  # not marked: not shown
+    set_tier_price("seedream-4-0", "up to 2K", 47)
+
+    large: ViewportSize = {"width": 1920, "height": 1080}
+    views: list[tuple[ViewportSize, str]] = [
+        (DESKTOP, "home-storefront"),
+        (large, "home-storefront-1920"),
+        (PHONE, "home-storefront-phone"),
+    ]
+    for viewport, name in views:
+        page.set_viewport_size(viewport)
+        load(page, live_server.url + "/", console_errors, phone=viewport is PHONE)
+        showcase = page.get_by_role("region", name="Made with Seedream API")
+        pictures = showcase.get_by_role("img")
+        expect(pictures).to_have_count(3)
+        for picture in pictures.all():
+            # Each thumbnail loaded, from the public /img/ URLs.
+            assert picture.evaluate("i => i.complete && i.naturalWidth > 0")
+        expect(pictures.first).to_have_attribute("alt", prompts[-1])
+        expect(showcase.get_by_role("link").first).to_have_attribute(
+            "href", f"{live_server.url}/img/{shown[-1].token}.jpg"
+        )
+        pricing = page.get_by_role("region", name="What a batch of images costs")
+        row = pricing.get_by_role("row").filter(has_text="seedream-4-0")
+        batches = ["$4.704,700 credits", "$47.0047,000 credits"]
+        # A phone drops the price of one image (the table above has it) to fit the batches.
+        per_image = [] if viewport is PHONE else ["47 credits"]
+        expect(row.get_by_role("cell")).to_have_text(per_image + batches)
+        screenshot(page, name)
+
+    page.set_viewport_size(DESKTOP)
+    footer = page.get_by_role("contentinfo")
+    expect(footer.get_by_role("link", name="Contact: help@seedream.example")).to_have_attribute(
+        "href", "mailto:help@seedream.example"
+    )
+    for link, title, name in [
+        ("Terms", "Terms of service", "terms"),
+        ("Privacy", "Privacy policy", "privacy"),
+        ("Acceptable use", "Acceptable use policy", "acceptable-use"),
+    ]:
+        page.get_by_role("contentinfo").get_by_role("link", name=link, exact=True).click()
+        expect(page.get_by_role("heading", level=1)).to_have_text(title)
+        settle(page, console_errors)
+        assert axe_violations(page, title) == []
+        screenshot(page, f"legal-{name}")
+        page.set_viewport_size(PHONE)
+        settle(page, console_errors, phone=True)
+        screenshot(page, f"legal-{name}-phone")
+        page.set_viewport_size(DESKTOP)
+
+
+def test_without_showcase_images_the_home_page_has_no_showcase(
+    live_server: Any, page: Page, console_errors: list[str]
+) -> None:
+    gallery_image(verified_customer("private@example.com"))  # private: not marked
+
+    load(page, live_server.url + "/", console_errors)
+
+    expect(page.get_by_role("region", name="Made with Seedream API")).to_have_count(0)
+    expect(page.locator("main img")).to_have_count(0)
+
+
+def test_the_batch_prices_fit_a_phone(
+    live_server: Any, page: Page, console_errors: list[str]
+) -> None:
+    page.set_viewport_size(PHONE)
+    load(page, live_server.url + "/", console_errors, phone=True)
+    box = page.get_by_role("region", name="Cost of a batch of images per model")
+    assert box.evaluate("e => e.scrollWidth <= e.clientWidth"), "the batch table scrolls"

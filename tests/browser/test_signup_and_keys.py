@@ -145,7 +145,8 @@ def test_a_customer_signs_up_verifies_makes_a_key_uses_it_and_revokes_it(
     row = key_row(page, "laptop")
     expect(row.locator(".badge")).to_have_text("active")
 
-    # Revoke, through the confirmation page.
+    # Revoke, from the row's actions menu, through the confirmation page.
+    row.get_by_text("Actions", exact=True).click()
     row.get_by_role("link", name="Revoke").click()
     settle(page, console_errors)
     expect(page.get_by_role("heading", level=1)).to_have_text("Revoke “laptop”?")
@@ -190,6 +191,7 @@ def test_rotating_a_key_shows_a_new_one_and_the_old_one_stops_working_on_a_phone
     load(page, f"{live_server.url}/dashboard/keys/", console_errors, phone=True)
     screenshot(page, "api-keys-phone")
 
+    key_row(page, "ci runner").get_by_text("Actions", exact=True).click()
     key_row(page, "ci runner").get_by_role("link", name="Rotate").click()
     settle(page, console_errors, phone=True)
     expect(page.get_by_role("heading", level=1)).to_have_text("Rotate “ci runner”?")

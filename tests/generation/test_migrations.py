@@ -152,6 +152,7 @@ def test_it_moves_an_installs_generations_to_the_generation_app_with_every_row_a
         assert row.pop("cancel_requested_at") is None
     for row in after[Image].values():
         assert row.pop("layer") is None
+        assert row.pop("showcase") is False
     assert after == before
     assert Generation.objects.get(pk=delivered.pk).images.count() == 2
     assert User.objects.get(pk=owner.pk).rate_limit_override.note == "ticket 41"
