@@ -4,7 +4,6 @@ The playground and gallery arrive with their own issue."""
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -70,15 +69,6 @@ SHOWCASE_IMAGES = 8
 PRICED_BATCHES = (100, 1000)
 
 
-def _dollars(credits: int) -> str:
-    """Dollars as a price list shows them: to the cent with thousands separators, or to as many
-    digits as it takes below a cent."""
-    usd = billing.credits_to_usd(credits)
-    if usd >= Decimal("0.01") or usd == 0:
-        return f"${usd.quantize(Decimal('0.01')):,}"
-    return f"${usd.normalize():f}"
-
-
 def _batch_prices(rules: dict[str, billing.Rule]) -> list[dict[str, Any]]:
     """What 100 and 1,000 images cost on each model on sale, at its default size, from the same
     live rules as the price table, /v1/models and the docs."""
@@ -95,7 +85,7 @@ def _batch_prices(rules: dict[str, billing.Rule]) -> list[dict[str, Any]]:
                     {
                         "images": images,
                         "credits_label": f"{each * images:,}",
-                        "usd": _dollars(each * images),
+                        "usd": billing.format_usd_for_people(each * images),
                     }
                     for images in PRICED_BATCHES
                 ],
@@ -151,7 +141,6 @@ def home(request: HttpRequest) -> HttpResponse:
             "charged": 3 * each,
             "released": each,
         }
-    one_credit = billing.credits_to_usd(1).quantize(Decimal("0.000001")).normalize()
     return render(
         request,
         "dashboard/home.html",
@@ -164,7 +153,6 @@ def home(request: HttpRequest) -> HttpResponse:
             "base_url": f"{host}/v1",
             "image_base": settings.IMAGE_BASE_URL or host,
             "credits_per_usd": settings.CREDITS_PER_USD,
-            "one_credit_usd": f"{one_credit:f}",
         },
     )
 
@@ -181,12 +169,10 @@ def overview(request: AuthenticatedRequest) -> HttpResponse:
         "dashboard/overview.html",
         {
             "balance_credits": balance,
-            "balance_usd": billing.format_usd(balance),
             "credits_per_usd": settings.CREDITS_PER_USD,
             "active_keys": active_keys,
             "generations": generations,
             "month": month,
-            "month_usd": billing.format_usd(month.credits),
             "days": days,
             "spend_chart": overview_figures.chart(days, "credits"),
             "images_chart": overview_figures.chart(days, "images"),
