@@ -259,7 +259,7 @@ def test_the_404_and_500_pages_are_in_the_sites_layout(
     page.wait_for_load_state("networkidle")
     assert without_the_status(console_errors, 500, failing) == []
     expect(page.get_by_role("heading", level=1)).to_have_text("Something went wrong on our side")
-    expect(page.get_by_role("link", name="help@operator.example")).to_be_visible()
+    expect(page.get_by_role("link", name="help@operator.example", exact=True)).to_be_visible()
     assert_axe_clean(page, "500 page")
     screenshot(page, f"error-500-{suffix(viewport)}")
 
