@@ -89,8 +89,15 @@ $(NODE_MODULES): tests/node/package-lock.json
 	  else sudo -n apt-get update -qq && sudo -n apt-get install -y -qq nodejs npm; fi \
 	  || echo "!! Could not install Node.js: Node SDK tests will be skipped"; \
 	fi
+	@# A registry connection can stall for good mid-download (npm's own timeouts did not end
+	@# one after 15 minutes): each attempt is bounded, and a stalled one is tried again.
 	@if command -v npm >/dev/null 2>&1; then \
-	  npm ci --prefix tests/node --no-audit --no-fund --loglevel=error; fi
+	  for attempt in 1 2 3; do \
+	    timeout 300 npm ci --prefix tests/node --no-audit --no-fund --loglevel=error \
+	      --fetch-timeout=60000 --fetch-retries=4 && break; \
+	    if [ $$attempt = 3 ]; then exit 1; fi; \
+	    echo "npm ci did not finish (attempt $$attempt of 3); trying again"; \
+	  done; fi
 
 # Processes: web (ASGI), a Celery worker with its scheduler, and the upstream simulator when no
 # UPSTREAM_API_KEY is set.
