@@ -89,8 +89,8 @@ $(NODE_MODULES): tests/node/package-lock.json
 	  else sudo -n apt-get update -qq && sudo -n apt-get install -y -qq nodejs npm; fi \
 	  || echo "!! Could not install Node.js: Node SDK tests will be skipped"; \
 	fi
-	@# A registry connection can stall for good mid-download (npm's own timeouts did not end
-	@# one after 15 minutes): each attempt is bounded, and a stalled one is tried again.
+	@# A registry connection can stall for good mid-download (npm's own timeouts had not ended
+	@# one after six minutes): each attempt is bounded, and a stalled one is tried again.
 	@if command -v npm >/dev/null 2>&1; then \
 	  for attempt in 1 2 3; do \
 	    timeout 300 npm ci --prefix tests/node --no-audit --no-fund --loglevel=error \
