@@ -9,6 +9,9 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -178,7 +181,7 @@ def live_server_env(
         db_url = _database_url()
         connection.close()
     data_dir = tmp_path_factory.mktemp("server-data")
-    return {
+    env = {
         "DATABASE_URL": db_url,
         "DATA_DIR": str(data_dir),
         "API_KEY_PEPPERS": settings.API_KEY_PEPPERS,
@@ -196,6 +199,15 @@ def live_server_env(
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     }
+    # A server process renders pages as in production, from collected static files (their
+    # manifest names each file's hashed copy): collected once, into its DATA_DIR.
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, **env},
+        check=True,
+    )
+    return env
 
 
 @pytest.fixture(scope="session")
