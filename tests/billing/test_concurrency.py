@@ -5,45 +5,15 @@ Each thread has its own database connection, so these tests commit for real (tra
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from typing import Any
-
 import pytest
-from django.db import connection
 
 from billing import services
 from billing.models import CreditAccount, LedgerEntry
 from billing.services import InsufficientCredits, Settlement
+from tests.support.concurrency import run_at_once
 from tests.support.money import assert_ledger_balanced, ledger_rows
 
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("transactional_db")]
-
-
-def run_at_once(count: int, work: Callable[[int], Any]) -> list[Any]:
-    """Run ``work(i)`` on ``count`` threads released together; each result is what it returned
-    or the exception it raised."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def worker(i: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[i] = work(i)
-        except Exception as exc:
-            results[i] = exc
-        finally:
-            connection.close()
-
-    # Hand this thread's connection back to the pool so every worker gets one straight away.
-    connection.close()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a thread is stuck"
-    return results
 
 
 def test_twenty_simultaneous_reservations_never_overdraw_the_balance(user_factory):

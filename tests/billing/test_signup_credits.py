@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 from typing import Any
 
 import pytest
@@ -19,13 +18,13 @@ from allauth.account.models import EmailAddress
 from allauth.account.signals import email_confirmed
 from django.core.cache import cache
 from django.core.mail import EmailMessage
-from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
 from accounts.models import User
 from billing import services
 from billing.models import LedgerEntry
+from tests.support.concurrency import run_at_once
 from tests.support.money import assert_ledger_balanced, balance
 from tests.support.simulator import PROJECT_ROOT
 
@@ -164,30 +163,14 @@ def test_the_setting_refuses_a_negative_trial(tmp_path: Any) -> None:
 def test_confirmations_racing_on_real_connections_grant_once(user_factory: Any) -> None:
     user = user_factory()
     address = EmailAddress.objects.create(user=user, email=user.email, verified=False)
-    count = 8
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
 
-    def confirm(i: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            # Half through the confirmation (its signal), half through the service itself.
-            if i % 2:
-                email_confirmed.send(sender=EmailAddress, request=None, email_address=address)
-            else:
-                results[i] = services.grant_signup_credits(user.pk)
-        except Exception as exc:
-            results[i] = exc
-        finally:
-            connection.close()
+    def confirm(i: int) -> Any:
+        # Half through the confirmation (its signal), half through the service itself.
+        if i % 2:
+            return email_confirmed.send(sender=EmailAddress, request=None, email_address=address)
+        return services.grant_signup_credits(user.pk)
 
-    connection.close()
-    threads = [threading.Thread(target=confirm, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a thread is stuck"
+    results = run_at_once(8, confirm)
 
     assert not [r for r in results if isinstance(r, Exception)], results
     assert len(signup_lines(user)) == 1

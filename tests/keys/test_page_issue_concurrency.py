@@ -3,40 +3,13 @@ and its secret is shown once (keys.services.create_key_from_form, reveal)."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from typing import Any
-
 import pytest
-from django.db import connection
 
 from keys import crypto, services
 from keys.models import ApiKey
+from tests.support.concurrency import run_at_once
 
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("transactional_db")]
-
-
-def run_at_once(count: int, work: Callable[[int], Any]) -> list[Any]:
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def worker(i: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[i] = work(i)
-        except Exception as exc:
-            results[i] = exc
-        finally:
-            connection.close()
-
-    connection.close()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a thread is stuck"
-    return results
 
 
 def test_one_form_sent_eight_times_at_once_makes_one_key(user_factory):

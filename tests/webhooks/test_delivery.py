@@ -5,7 +5,6 @@ attempt log, disabling after a day of failures, the sweep. The Celery task is no
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -13,10 +12,10 @@ from typing import Any
 import openai
 import pytest
 from django.core import mail
-from django.db import connection
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
+from tests.support.concurrency import run_at_once
 from webhooks import events, services
 from webhooks.models import Attempt, Endpoint, Event, Message
 
@@ -197,21 +196,8 @@ def test_concurrent_deliveries_of_one_message_send_it_once(
 ) -> None:  # fmt: skip
     endpoint = endpoint_factory(owner, receiver.url).endpoint
     message = services.send_test_event(endpoint)
-    barrier = threading.Barrier(4)
-    results: list[str] = []
+    results = run_at_once(4, lambda i: services.deliver(message.pk))
 
-    def run() -> None:
-        barrier.wait()
-        try:
-            results.append(services.deliver(message.pk))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
     assert sorted(results) == ["skipped"] * 3 + ["succeeded"]
     assert len(receiver.requests) == 1
 
