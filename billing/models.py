@@ -16,6 +16,9 @@ from django.utils import timezone
 
 from .money import format_money
 
+# The constraint whose violation is a spend cap refusing a hold (billing.limits reads it).
+SPEND_CAP_CONSTRAINT = "billing_spend_within_cap"
+
 
 class AppendOnly(models.Model):
     """A money trail: rows are inserted, never changed or removed."""
@@ -34,6 +37,10 @@ class AppendOnly(models.Model):
         raise ValueError(f"{type(self).__name__} rows are append-only")
 
 
+def default_alert_percents() -> list[int]:
+    return [50, 80, 100]
+
+
 class CreditAccount(models.Model):
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="credit_account"
@@ -49,6 +56,15 @@ class CreditAccount(models.Model):
     # took back: what the account's rate-limit tier follows (generation/ratelimits.py). Changed in
     # the same transactions as the ledger lines that move it.
     lifetime_credits = models.BigIntegerField(default=0)
+    # The customer's low-balance alert (billing/alerts.py): an email and a ``credits.low``
+    # webhook event when a spend takes the balance below this many credits. Empty: no alert.
+    low_balance_alert_credits = models.PositiveBigIntegerField(null=True, blank=True)
+    # When the alert last fired; it fires again only after credits coming in lift the balance
+    # back to the threshold (a settlement's released hold does not re-arm it), so it fires once
+    # per crossing, not on every request near the line.
+    low_balance_alerted_at = models.DateTimeField(null=True, blank=True)
+    # The shares of a key's spend cap (per cent) at which the account is told, once per window.
+    key_budget_alert_percents = models.JSONField(default=default_alert_percents, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -468,3 +484,41 @@ class PromoRedemption(models.Model):
 
     def __str__(self) -> str:
         return f"{self.promo_code} by {self.account}"
+
+
+class SpendWindow(models.Model):
+    """What one spender (an API key) has spent in one window of its cap, held credits included.
+
+    billing knows nothing about keys: ``window`` names the spender and the window
+    (billing.limits.window_name, e.g. ``key:42:day:2026-12-06``). A hold adds its credits here
+    in the same transaction (or statement) as the hold itself, and the database refuses it when
+    the sum would pass ``cap_credits`` (the check constraint below): so parallel requests can
+    never spend past a cap, on any number of processes. A settlement gives back what it held
+    but did not charge. ``cap_credits`` is the cap as the latest hold saw it (a lowered cap
+    applies from the next hold).
+    """
+
+    window = models.CharField(max_length=100, unique=True)
+    cap_credits = models.BigIntegerField()
+    spent_credits = models.BigIntegerField(default=0)
+    # The highest alert threshold (per cent of the cap) already told, so each fires once.
+    alerted_percent = models.PositiveSmallIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(spent_credits__gte=0), name="billing_spend_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(spent_credits__lte=models.F("cap_credits")),
+                name=SPEND_CAP_CONSTRAINT,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.window}: {self.spent_credits} of {self.cap_credits}"
+
+    @property
+    def remaining_credits(self) -> int:
+        return max(0, self.cap_credits - self.spent_credits)

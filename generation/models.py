@@ -87,6 +87,9 @@ class Generation(models.Model):
     price_quote = models.JSONField(default=dict, blank=True)
     reserved_credits = models.PositiveIntegerField(default=0)
     charged_credits = models.PositiveIntegerField(default=0)
+    # The window of its key's spend cap its hold was counted in (billing.limits.Limit.window),
+    # which its settlement gives back what it did not charge to; empty for an uncapped key.
+    spend_window = models.CharField(max_length=100, blank=True)
     images_delivered = models.PositiveSmallIntegerField(default=0)
 
     # The response the client got, so an Idempotency-Key replay answers the same.

@@ -11,6 +11,16 @@ from django.utils import timezone
 from . import crypto
 
 
+class SpendPeriod(models.TextChoices):
+    """How a key's spend cap is counted: per UTC day, week (from Monday) or month, or in
+    total. billing.limits draws the windows (the same names)."""
+
+    DAY = "day", "per day (UTC)"
+    WEEK = "week", "per week (UTC, from Monday)"
+    MONTH = "month", "per month (UTC)"
+    TOTAL = "total", "in total"
+
+
 class ApiKey(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
@@ -28,6 +38,16 @@ class ApiKey(models.Model):
     requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
     images_per_minute = models.PositiveIntegerField(null=True, blank=True)
     concurrent_generations = models.PositiveIntegerField(null=True, blank=True)
+    # Spend controls (keys/controls.py). A cap in credits per UTC day, week or month, or in
+    # total; empty: the key may spend the whole balance.
+    spend_cap_credits = models.PositiveBigIntegerField(null=True, blank=True)
+    spend_cap_period = models.CharField(
+        max_length=8, choices=SpendPeriod.choices, default=SpendPeriod.MONTH
+    )
+    # The model ids the key may use, and the addresses (IPs or CIDR networks) it may be used
+    # from; empty: any.
+    allowed_models = models.JSONField(default=list, blank=True)
+    allowed_networks = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
