@@ -16,6 +16,7 @@ from django_ratelimit.core import is_ratelimited
 from generation import catalog, hotpath
 from generation import services as generation
 from generation.refusals import Refusal
+from keys import controls
 from keys import services as keys
 from keys.models import ApiKey
 from server import body_guard
@@ -63,6 +64,7 @@ def api_endpoint(*methods: str, admit: bool = True) -> Callable[[ApiView], ApiVi
             try:
                 _check_body_size(request)
                 api_request.api_key = await _authenticate(api_request.steps, request)
+                _check_address(api_request.api_key, request)
                 if catalog.overrides_due():  # the admin's catalog changes (a query, rarely)
                     await api_request.steps.run(catalog.refresh)
                 if admit:
@@ -74,6 +76,12 @@ def api_endpoint(*methods: str, admit: bool = True) -> Callable[[ApiView], ApiVi
                 response = exc.response()
             except Refusal as refusal:
                 response = api_error(refusal).response()
+            capped: ApiKey | None = getattr(api_request, "api_key", None)
+            if capped is not None and capped.spend_cap_credits is not None:
+                # Read as the answer leaves: what this request held, charged or gave back.
+                api_request.answer_headers.update(
+                    await api_request.steps.run(generation.key_budget_headers, capped)
+                )
             for name, value in api_request.answer_headers.items():
                 response.headers.setdefault(name, value)
             return response
@@ -81,6 +89,24 @@ def api_endpoint(*methods: str, admit: bool = True) -> Callable[[ApiView], ApiVi
         return wrapper
 
     return decorate
+
+
+def _check_address(api_key: ApiKey, request: HttpRequest) -> None:
+    """403 ip_not_allowed when the key has an address allowlist the client is outside. The
+    address is the one the server saw (behind a proxy, the ASGI server's trusted forwarded
+    header sets it: see the README)."""
+    address = request.META.get("REMOTE_ADDR")
+    if controls.address_allowed(api_key, address):
+        return
+    raise ApiError(
+        403,
+        f"This API key may not be used from {address or 'your address'}: it is limited to "
+        f"{', '.join(api_key.allowed_networks)}. Add the address on the key's page at "
+        f"{settings.SITE_URL}{reverse('keys:limits', args=[api_key.pk])}, or use another key.",
+        type="permission_error",
+        code="ip_not_allowed",
+        headers=NO_RETRY,
+    )
 
 
 def _check_body_size(request: HttpRequest) -> None:

@@ -21,6 +21,9 @@ _TABLE: dict[Reason, tuple[int, str, str, dict[str, str]]] = {
     Reason.IDEMPOTENCY_KEY_REUSED: (400, "invalid_request_error", "idempotency_key_reused", {}),
     Reason.BUSY: (503, "server_error", "server_busy", {}),
     Reason.JOB_FINISHED: (409, "invalid_request_error", "job_finished", NO_RETRY),
+    # Retrying cannot help until the customer changes the key (or its window resets).
+    Reason.KEY_BUDGET_EXCEEDED: (402, "insufficient_quota", "key_budget_exceeded", NO_RETRY),
+    Reason.MODEL_NOT_ALLOWED: (403, "permission_error", "model_not_allowed", NO_RETRY),
 }
 
 # Headers that go with a failed generation's code, so that a stored error answers like the
@@ -69,6 +72,8 @@ def stored_error(generation: Generation) -> ApiError:
     status = generation.http_status or 500
     if status == 402:
         error_type = "insufficient_quota"
+    elif status == 403:
+        error_type = "permission_error"
     elif status >= 500:
         error_type = "server_error"
     else:

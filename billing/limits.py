@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from .errors import BillingError
+from .models import SPEND_CAP_CONSTRAINT
 
 PERIODS = ("day", "week", "month", "total")
 
@@ -79,3 +81,53 @@ def crossed_percents(
     ``after_credits`` reached or passed, or 0 if it crossed none."""
     crossed = [p for p in percents if before_credits * 100 < p * cap_credits <= after_credits * 100]
     return max(crossed, default=0)
+
+
+@dataclass(frozen=True)
+class Counted:
+    """A hold counted in its window: the window's spend before and after it, and the highest
+    alert threshold already told for the window."""
+
+    limit: Limit
+    spent_before_credits: int
+    spent_after_credits: int
+    alerted_percent: int
+
+    @property
+    def remaining_credits(self) -> int:
+        return max(0, self.limit.cap_credits - self.spent_after_credits)
+
+
+# One statement on PostgreSQL and SQLite alike: the window's row made or added to, and the
+# cap as the hold saw it written with it. The check constraint SPEND_CAP_CONSTRAINT refuses a
+# sum past the cap, so two holds racing for the last credits of a cap cannot both pass.
+COUNT_SQL = """
+    INSERT INTO {table} (name, cap_credits, spent_credits, alerted_percent, updated_at)
+    {rows}
+    ON CONFLICT (name) DO UPDATE SET
+        spent_credits = {table}.spent_credits + excluded.spent_credits,
+        cap_credits = excluded.cap_credits,
+        updated_at = excluded.updated_at
+    RETURNING spent_credits, alerted_percent
+"""
+# The row the ORM's statement counts (the hot path's selects it from its own CTE instead).
+COUNT_VALUES = "VALUES (%(w_name)s, %(w_cap)s, %(w_held)s, 0, %(w_now)s)"
+
+
+def count_params(limit: Limit, held_credits: int, now: datetime) -> dict[str, Any]:
+    return {
+        "w_name": limit.window,
+        "w_cap": limit.cap_credits,
+        "w_held": held_credits,
+        "w_now": now,
+    }
+
+
+def is_cap_refusal(error: BaseException) -> bool:
+    """Whether a database error is the spend cap's check refusing a hold (PostgreSQL names the
+    constraint in its diagnostics, SQLite in its message)."""
+    cause = error.__cause__
+    diag = getattr(cause, "diag", None)
+    if diag is not None and getattr(diag, "constraint_name", None):
+        return bool(diag.constraint_name == SPEND_CAP_CONSTRAINT)
+    return SPEND_CAP_CONSTRAINT in str(error)

@@ -489,7 +489,7 @@ class PromoRedemption(models.Model):
 class SpendWindow(models.Model):
     """What one spender (an API key) has spent in one window of its cap, held credits included.
 
-    billing knows nothing about keys: ``window`` names the spender and the window
+    billing knows nothing about keys: ``name`` names the spender and the window
     (billing.limits.window_name, e.g. ``key:42:day:2026-12-06``). A hold adds its credits here
     in the same transaction (or statement) as the hold itself, and the database refuses it when
     the sum would pass ``cap_credits`` (the check constraint below): so parallel requests can
@@ -498,7 +498,7 @@ class SpendWindow(models.Model):
     applies from the next hold).
     """
 
-    window = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=100, unique=True)
     cap_credits = models.BigIntegerField()
     spent_credits = models.BigIntegerField(default=0)
     # The highest alert threshold (per cent of the cap) already told, so each fires once.
@@ -517,7 +517,7 @@ class SpendWindow(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.window}: {self.spent_credits} of {self.cap_credits}"
+        return f"{self.name}: {self.spent_credits} of {self.cap_credits}"
 
     @property
     def remaining_credits(self) -> int:

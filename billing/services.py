@@ -27,7 +27,8 @@ from django.utils import timezone
 
 from accounts.models import User
 
-from . import moves
+from . import alerts, limits, moves
+from .alerts import low_balance_due  # noqa: F401 (the hot path asks it after a hold)
 from .errors import (  # noqa: F401 (raised here; callers catch them from here)
     BillingError,
     CreditsOwed,
@@ -35,12 +36,14 @@ from .errors import (  # noqa: F401 (raised here; callers catch them from here)
     PromoCodeRefused,
     UnknownPrice,
 )
+from .limits import Limit, SpendCapReached, limit_for  # noqa: F401 (callers use them)
 from .models import (
     CreditAccount,
     DebtEntry,
     LedgerEntry,
     PromoCode,
     PromoRedemption,
+    SpendWindow,
     normalise_code,
 )
 from .money import format_credits, format_usd_for_people  # noqa: F401 (for pages)
@@ -76,6 +79,8 @@ class Settlement:
     charged_credits: int
     released_credits: int
     balance_credits: int
+    # A capped spender's window's spend once the settlement gave back what it did not charge.
+    window_spent_credits: int | None = None
 
 
 def _move(
@@ -197,6 +202,7 @@ def grant(
             lifetime_credits=F("lifetime_credits") + credits
         )
         _pay_debt(account_id, balance, user_id=user.pk, idempotency_key=idempotency_key)
+        alerts.rearm_low_balance(account_id)
     return entry
 
 
@@ -398,7 +404,18 @@ def adjust(user: User, credits: int, *, reason: str, operator: str) -> LedgerEnt
         (account_id, balance), (entry,) = made
         if credits > 0:
             _pay_debt(account_id, balance, user_id=user.pk, idempotency_key=entry.idempotency_key)
+            alerts.rearm_low_balance(account_id)
     return entry
+
+
+@dataclass(frozen=True)
+class Held:
+    """A hold made: its ledger line, the balance before it, and (for a capped spender) what
+    its window had spent before and after it."""
+
+    entry: LedgerEntry
+    balance_before_credits: int
+    window: limits.Counted | None = None
 
 
 def hold(
@@ -407,11 +424,13 @@ def hold(
     *,
     reference: str,
     description: str,
+    limit: Limit | None = None,
     now: datetime | None = None,
-) -> LedgerEntry:
+) -> Held:
     """Hold credits for the work named by ``reference`` (``quantities``: ``Quote.hold()``), or
     raise InsufficientCredits (CreditsOwed, a kind of it, while the account owes credits after
-    a refund or dispute).
+    a refund or dispute). With ``limit``, the hold is counted in the spender's window too, and
+    refused (SpendCapReached, nothing held) if it would pass the cap.
 
     Called inside the caller's transaction that records the work, so both exist or neither.
     """
@@ -420,6 +439,9 @@ def hold(
     texts = {"reference": reference, "description": description}
     with transaction.atomic():
         made = _make(moves.HOLD, user_id, quantities, texts, now)
+        if made is not None and limit is not None:
+            counted = _count_in_window(limit, quantities["held_credits"], now or timezone.now())
+            return Held(made[1][0], made[0][1] + quantities["held_credits"], counted)
         if made is None:
             needed = -moves.HOLD.delta(quantities)
             balance, owed = (
@@ -430,8 +452,50 @@ def hold(
             if owed:
                 raise CreditsOwed(needed_credits=needed, balance_credits=balance, owed_credits=owed)
             raise InsufficientCredits(needed_credits=needed, balance_credits=balance)
-        _, (entry,) = made
-    return entry
+        (_, balance_after), (entry,) = made
+    return Held(entry, balance_after + quantities["held_credits"])
+
+
+def _count_in_window(limit: Limit, held_credits: int, now: datetime) -> limits.Counted:
+    """Inside the hold's transaction: add the hold to its window, or raise SpendCapReached
+    (rolling the hold back with the caller's savepoint) when the database's check refuses it."""
+    table = connection.ops.quote_name(SpendWindow._meta.db_table)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                limits.COUNT_SQL.format(table=table, rows=limits.COUNT_VALUES),
+                limits.count_params(limit, held_credits, now),
+            )
+            spent_after, alerted = cursor.fetchone()
+    except IntegrityError as exc:
+        if not limits.is_cap_refusal(exc):
+            raise
+        spent = (
+            SpendWindow.objects.filter(name=limit.window)
+            .values_list("spent_credits", flat=True)
+            .first()
+        ) or 0
+        raise SpendCapReached(limit, needed_credits=held_credits, spent_credits=spent) from None
+    return limits.Counted(
+        limit,
+        spent_before_credits=spent_after - held_credits,
+        spent_after_credits=spent_after,
+        alerted_percent=alerted,
+    )
+
+
+def give_back_to_window(window: str, credits: int, *, now: datetime | None = None) -> int | None:
+    """A settlement's part for a capped spender: what it held but did not charge goes back to
+    its window (never below nothing). The window's spend after, or None if there is none."""
+    if not window or credits < 0:
+        return None
+    updated = SpendWindow.objects.filter(name=window).update(
+        spent_credits=Greatest(F("spent_credits") - credits, Value(0)),
+        updated_at=now or timezone.now(),
+    )
+    if not updated:
+        return None
+    return SpendWindow.objects.filter(name=window).values_list("spent_credits", flat=True).get()
 
 
 def _balance_of(user_id: int) -> int:
@@ -454,11 +518,13 @@ def settle(
     reference: str,
     description: str,
     charged_as: str = "",
+    spend_window: str = "",
     now: datetime | None = None,
 ) -> Settlement | None:
     """Release a hold and charge what was delivered (``quantities``: ``Quote.settlement(...)``,
-    ``charged_as``: ``Quote.charged_as(...)``, added to the charge line's description), once.
-    None if already settled; ValueError if there is no such hold."""
+    ``charged_as``: ``Quote.charged_as(...)``, added to the charge line's description), once;
+    what was held but not charged goes back to ``spend_window`` (the hold's ``Limit.window``)
+    too. None if already settled; ValueError if there is no such hold."""
     move = moves.SETTLE
     move.check(quantities)
     held = quantities["held_credits"]
@@ -490,8 +556,12 @@ def settle(
             if any(written.get(key) != amount for key, amount in expected.items()):
                 raise ValueError(f"No reservation of {held} credits for {reference}")
             _write(move, quantities, texts, moved, now)
+            window_spent = give_back_to_window(spend_window, held - charged, now=now)
     except _AlreadySettled:
         return None
     return Settlement(
-        charged_credits=charged, released_credits=held - charged, balance_credits=moved[1]
+        charged_credits=charged,
+        released_credits=held - charged,
+        balance_credits=moved[1],
+        window_spent_credits=window_spent,
     )

@@ -20,14 +20,19 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from .models import CreditAccount, LedgerEntry
+from . import limits
+from .limits import Limit
+from .models import CreditAccount, LedgerEntry, SpendWindow
 from .moves import DESCRIPTION_MAX_CHARS, Line, Move, render
 
 _ACCOUNT = CreditAccount._meta.db_table
 _LEDGER = LedgerEntry._meta.db_table
+_WINDOW = SpendWindow._meta.db_table
 _KIND = re.compile(r"^[a-z_]+$")
 MOVED = "moved"
 WRITTEN = "written"
+COUNTED = "counted"
+GIVEN_BACK = "given_back"
 
 
 def _quantity(name: str) -> str:
@@ -152,3 +157,33 @@ def account_join(user: str) -> str:
     named ``credit_account``: for a read that loads the account with its owner (its columns are
     ``CreditAccount``'s concrete fields)."""
     return f"LEFT JOIN {_ACCOUNT} AS {ACCOUNT_ALIAS} ON {ACCOUNT_ALIAS}.user_id = {user}"
+
+
+def window_cte() -> str:
+    """``counted``: a hold counted in its spender's window (``limits.COUNT_SQL``), once
+    ``moved`` has a row. Yields the window's spend after it and its alerted threshold. A sum
+    past the cap violates the window's check constraint, which aborts the whole statement:
+    nothing is held, nothing recorded (the caller tells the refusal by
+    ``limits.is_cap_refusal``)."""
+    values = "%(w_name)s::text, %(w_cap)s::bigint, %(w_held)s::bigint, 0, %(w_now)s::timestamptz"
+    rows = f"SELECT {values} FROM {MOVED}"  # noqa: S608 (a CTE's name; values are parameters)
+    counted = limits.COUNT_SQL.format(table=_WINDOW, rows=rows)
+    return f"{COUNTED} AS ({counted})"
+
+
+def window_params(limit: Limit, held_credits: int, now: datetime) -> dict[str, Any]:
+    return limits.count_params(limit, held_credits, now)
+
+
+def give_back_cte(move: Move, *, settled: str) -> str:
+    """``given_back``: what the settling ``move`` gives back to the balance (its hold less its
+    charge) given back to the window ``%(w_name)s`` too, once ``settled`` (the caller's CTE of
+    the claimed work) has a row. Yields the window's spend after it."""
+    give = _sum(move.lines)
+    return f"""{GIVEN_BACK} AS (
+            UPDATE {_WINDOW}
+            SET spent_credits = GREATEST(spent_credits - {give}, 0),
+                updated_at = %(m_now)s::timestamptz
+            WHERE name = %(w_name)s::text AND EXISTS (SELECT 1 FROM {settled})
+            RETURNING spent_credits
+        )"""  # noqa: S608 (names from the models, values are parameters)

@@ -38,6 +38,7 @@ from django.db.models import CharField, Field, Model, TextField
 from django.dispatch import receiver
 
 from accounts.models import User
+from billing import limits as billing_limits
 from billing import moves, statements
 from billing.models import CreditAccount
 from keys.models import ApiKey
@@ -133,7 +134,7 @@ def _key_from_row(row: Any) -> ApiKey | None:
     start = 0
     for model in _KEY_MODELS:
         width = len(model._meta.concrete_fields)
-        values = row[start : start + width]
+        values = _converted(model, row[start : start + width])
         start += width
         # A LEFT JOIN that found nothing: no row (its primary key is NULL).
         instances.append(
@@ -144,6 +145,27 @@ def _key_from_row(row: Any) -> ApiKey | None:
     User.credit_account.related.set_cached_value(user, account)
     User.rate_limit_override.related.set_cached_value(user, override)
     return api_key
+
+
+@cache
+def _converters(model: type[Model]) -> tuple[tuple[int, Field[Any, Any]], ...]:
+    """The columns of ``model`` whose raw value the ORM converts on reading (a JSON column
+    arrives as text), by position among its concrete fields."""
+    return tuple(
+        (index, field)
+        for index, field in enumerate(model._meta.concrete_fields)
+        if hasattr(field, "from_db_value")
+    )
+
+
+def _converted(model: type[Model], values: Any) -> Any:
+    converters = _converters(model)
+    if not converters:
+        return values
+    values = list(values)
+    for index, field in converters:
+        values[index] = field.from_db_value(values[index], None, connection)  # type: ignore[attr-defined]
+    return values
 
 
 def _reference(generation_id: str) -> str:
@@ -169,7 +191,9 @@ def _columns(model: type[Model]) -> tuple[Field[Any, Any], ...]:
 
 
 @cache
-def _open_sql() -> str:
+def _open_sql(capped: bool) -> str:
+    """The opening statement; ``capped``: the key has a spend cap, whose window counts the
+    hold in the same statement (``statements.window_cte``)."""
     fields = _columns(Generation)
     columns = ", ".join(_quote(f.column) for f in fields)
     # Typed placeholders: a SELECT list (unlike VALUES in an INSERT) does not take its types
@@ -177,24 +201,51 @@ def _open_sql() -> str:
     values = ", ".join(_placeholder("g_", f) for f in fields)
     generation = _quote(Generation._meta.db_table)
     user = _placeholder("g_", Generation._meta.get_field("user"))
+    counted = f"{statements.window_cte()}, " if capped else ""
+    window = (
+        f"(SELECT spent_credits FROM {statements.COUNTED}), "  # noqa: S608 (CTE names)
+        f"(SELECT alerted_percent FROM {statements.COUNTED})"
+        if capped
+        else "NULL, NULL"
+    )
     return f"""
-        WITH {statements.move_cte(moves.HOLD, user=user)}, created AS (
+        WITH {statements.move_cte(moves.HOLD, user=user)}, {counted}created AS (
             INSERT INTO {generation} ({columns})
             SELECT {values} FROM {statements.MOVED}
             RETURNING id
         ), {statements.lines_cte(moves.HOLD, reference=_reference("created.id"), also_from=("created",))}
-        SELECT created.id, (SELECT count(*) FROM {statements.WRITTEN}) FROM created
+        SELECT created.id, (SELECT count(*) FROM {statements.WRITTEN}),
+               (SELECT balance_credits FROM {statements.MOVED}), {window}
+        FROM created
     """  # noqa: S608, E501 (names from the models, values are parameters)
 
 
+@dataclass(frozen=True)
+class Opened:
+    """A generation opened: the balance after its hold, and for a capped key its window's spend
+    after the hold and the window's alerted threshold."""
+
+    balance_after_credits: int
+    window_spent_credits: int | None
+    window_alerted_percent: int | None
+
+
 async def open_generation(
-    steps: Steps, generation: Generation, hold: Mapping[str, int], description: str
-) -> bool:
+    steps: Steps,
+    generation: Generation,
+    hold: Mapping[str, int],
+    description: str,
+    limit: billing_limits.Limit | None = None,
+) -> Opened | None:
     """Insert ``generation`` (unsaved, every field set) and make ``moves.HOLD`` with ``hold``'s
-    quantities, in one statement. False, with nothing written, when the balance is short or the
-    account owes credits (the caller takes the ORM path to say why); IntegrityError when its
-    Idempotency-Key is taken (by a concurrent request with the same key)."""
-    row = await steps.sql(_open_sql(), _open_params(generation, hold, description))
+    quantities, counted in ``limit``'s window if the key has a cap, in one statement. None,
+    with nothing written, when the balance is short or the account owes credits (the caller
+    takes the ORM path to say why); IntegrityError when its Idempotency-Key is taken (by a
+    concurrent request with the same key) or the cap refuses it (``limits.is_cap_refusal``)."""
+    params = _open_params(generation, hold, description)
+    if limit is not None:
+        params.update(statements.window_params(limit, hold["held_credits"], generation.created_at))
+    row = await steps.sql(_open_sql(limit is not None), params)
     return _opened(generation, hold, row)
 
 
@@ -207,17 +258,17 @@ def _open_params(
     return params
 
 
-def _opened(generation: Generation, hold: Mapping[str, int], row: Any) -> bool:
+def _opened(generation: Generation, hold: Mapping[str, int], row: Any) -> Opened | None:
     if row is None:
-        return False
-    generation_id, written = row
+        return None
+    generation_id, written, balance_after, spent_after, alerted = row
     if written != statements.lines_written(moves.HOLD, hold):
         # Cannot happen: the lines are written whenever the balance moved. Stop loudly.
         raise RuntimeError(f"opening {generation.public_id} wrote {written} ledger lines")
     generation.pk = int(generation_id)
     generation._state.adding = False
     generation._state.db = DEFAULT_DB_ALIAS
-    return True
+    return Opened(int(balance_after), spent_after, alerted)
 
 
 # - Settle: the outcome recorded, the images stored, the hold released and the charge made -----
@@ -238,7 +289,7 @@ def _outcome_field(name: str) -> tuple[str, Field[Any, Any]]:
 
 
 @cache
-def _settle_sql(settled: tuple[str, ...], image_count: int) -> str:
+def _settle_sql(settled: tuple[str, ...], image_count: int, capped: bool) -> str:
     generation = _quote(Generation._meta.db_table)
     image = _quote(Image._meta.db_table)
     assignments = ", ".join(
@@ -274,13 +325,17 @@ def _settle_sql(settled: tuple[str, ...], image_count: int) -> str:
         SELECT 1 FROM {endpoint}
         WHERE {owner} = (SELECT user_id FROM claimed) AND {disabled} IS NULL
     )"""  # noqa: S608 (names from the models)
+    # A capped key's window gets back what the hold took and the charge did not.
+    given_back = (
+        f",\n        {statements.give_back_cte(moves.SETTLE, settled='claimed')}" if capped else ""
+    )
     return f"""
         WITH claimed AS (
             UPDATE {generation} SET {assignments}
             WHERE id = %(g_id)s::bigint AND status IN ({_unsettled()}) AND {settles}
             RETURNING id, user_id
         ){images}, {statements.move_cte(moves.SETTLE, user="(SELECT user_id FROM claimed)")},
-        {statements.lines_cte(moves.SETTLE, reference=reference)}
+        {statements.lines_cte(moves.SETTLE, reference=reference)}{given_back}
         SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM {statements.MOVED}),
                (SELECT count(*) FROM {statements.WRITTEN}), {image_ids}, {has_webhooks}
     """  # noqa: S608 (table and column names come from the models, values are parameters)
@@ -302,7 +357,7 @@ async def settle_generation(
     ``charged_as``, how the charge was priced), in one statement, exactly as ``billing.settle``
     writes it. None, with nothing written, if the row was already settled (the reconciler got
     there first). ValueError if it has no such hold."""
-    sql = _settle_sql(tuple(outcome), len(images))
+    sql = _settle_sql(tuple(outcome), len(images), bool(generation.spend_window))
     texts = {"description": description, "charged_as": charged_as}
     params = _settle_params(generation, outcome, images, settlement, texts, now)
     row = await steps.sql(sql, params)
@@ -337,6 +392,8 @@ def _settle_params(
     for index, image in enumerate(images):
         params.update(_prepared(f"i{index}_", image))
     params.update(statements.params(moves.SETTLE, settlement, texts, now=now))
+    if generation.spend_window:
+        params["w_name"] = generation.spend_window
     return params
 
 

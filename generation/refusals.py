@@ -23,6 +23,9 @@ class Reason(StrEnum):
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     BUSY = "server_busy"
     JOB_FINISHED = "job_finished"
+    # The key's own spend controls (set on its page): its cap, its model allowlist.
+    KEY_BUDGET_EXCEEDED = "key_budget_exceeded"
+    MODEL_NOT_ALLOWED = "model_not_allowed"
 
 
 class Refusal(Exception):

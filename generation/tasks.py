@@ -51,3 +51,27 @@ def sweep_orphan_files() -> int:
 @shared_task(name="generation.tasks.prune_rate_limit_counters", ignore_result=True)
 def prune_rate_limit_counters() -> int:
     return ratelimits.prune_database_counters()
+
+
+@shared_task(name="generation.tasks.alert_low_balance", ignore_result=True)
+def alert_low_balance(account_id: int) -> bool:
+    return services.send_low_balance_alert(account_id)
+
+
+@shared_task(name="generation.tasks.alert_key_budget", ignore_result=True)
+def alert_key_budget(window: str, percent: int) -> bool:
+    return services.send_key_budget_alert(window, percent)
+
+
+_ALERTS = {"low_balance": alert_low_balance, "key_budget": alert_key_budget}
+
+
+def send_alerts(due: list[tuple[str, tuple[object, ...]]]) -> None:
+    """Queue the alerts a hold set off. A failure to reach the broker is logged, not raised:
+    the request succeeded, and the next crossing will try again (the alert is claimed only when
+    sent)."""
+    for name, arguments in due:
+        try:
+            _ALERTS[name].apply_async(arguments)
+        except Exception:
+            logger.exception("could not send the %s alert to the broker", name)

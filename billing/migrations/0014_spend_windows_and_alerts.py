@@ -31,7 +31,7 @@ class Migration(migrations.Migration):
             name='SpendWindow',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('window', models.CharField(max_length=100, unique=True)),
+                ('name', models.CharField(max_length=100, unique=True)),
                 ('cap_credits', models.BigIntegerField()),
                 ('spent_credits', models.BigIntegerField(default=0)),
                 ('alerted_percent', models.PositiveSmallIntegerField(default=0)),

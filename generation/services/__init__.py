@@ -8,7 +8,9 @@ Celery tasks call. The pipeline and each of its steps live in the modules beside
 - ``run``: the upstream calls, and a queued run on a Celery worker;
 - ``settle``: the delivered images stored and charged, the rest released, once;
 - ``reconcile``: rows past their deadline released, lost or abandoned runs sent again;
-- ``images``: stored images, their URLs, and their deletion.
+- ``images``: stored images, their URLs, and their deletion;
+- ``spend``: a key's spend controls applied to a generation (its models, its cap);
+- ``alerts``: the low-balance and key-cap alerts a hold sets off, told by a worker.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from billing import services as billing
 
 from ..catalog import ModelInfo, resolve_size
 from ..spec import IMAGES_MAX, GenerationSpec, build_spec
+from .alerts import send_key_budget_alert, send_low_balance_alert
 from .images import (
     delete_image,
     erase_customer_content,
@@ -53,6 +56,7 @@ from .settle import (
     failure_error,
     settle_generation,
 )
+from .spend import check_model_allowed, key_budget_headers
 
 __all__ = [
     "Completed",
@@ -64,6 +68,7 @@ __all__ = [
     "admit",
     "begin_generation",
     "build_spec",
+    "check_model_allowed",
     "complete_generation",
     "delete_image",
     "erase_customer_content",
@@ -71,6 +76,7 @@ __all__ = [
     "image_storage_name",
     "image_url",
     "is_idempotent_repeat",
+    "key_budget_headers",
     "model_object",
     "open_generation",
     "pricing_object",
@@ -83,6 +89,8 @@ __all__ = [
     "reserve_generation",
     "run_generation",
     "run_queued_generation",
+    "send_key_budget_alert",
+    "send_low_balance_alert",
     "settle_generation",
     "submit_generation",
     "submit_job",

@@ -38,6 +38,7 @@ from . import inputs
 from .reserve import is_idempotent_repeat, reserve_generation
 from .run import produce_images
 from .settle import Completed, release, release_slot, settle_generation
+from .spend import check_model_allowed
 
 
 async def admit(
@@ -89,6 +90,8 @@ async def open_generation(
     it waits its turn in the queue rather than taking one of the account's concurrent
     generations."""
     public_id = public_id or new_public_id()
+    # Outside the key's allowed models: refused before anything is counted or held.
+    check_model_allowed(api_key, spec.model.id)
     # A repeat answered from the first request's result is a request, not new work.
     repeat = idempotency_key is not None and await steps.run(
         is_idempotent_repeat, user, idempotency_key

@@ -75,6 +75,7 @@ def fail_and_release(
             quote_of(generation).settlement(delivered=[]),
             reference=generation.ledger_reference,
             description=f"{note} ({generation.public_id})",
+            spend_window=generation.spend_window,
             now=now,
         )
     metrics.generation_settled(generation)

@@ -9,9 +9,10 @@ concurrent request with the same key that wins the insert makes this one its rep
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
@@ -20,7 +21,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
+from billing import limits as billing_limits
 from billing import services as billing
+from billing.models import CreditAccount
 from keys.models import ApiKey
 from server import metrics
 from server.steps import Steps
@@ -30,6 +33,7 @@ from ..catalog import ModelInfo
 from ..models import Generation, new_public_id
 from ..refusals import Reason, Refusal, ShortOfCredits
 from ..spec import GenerationSpec
+from . import spend
 
 logger = logging.getLogger(__name__)
 
@@ -86,27 +90,71 @@ async def reserve_generation(
     if priced is None:  # not on the loop, or the cached price list is due for a refresh
         priced = await steps.run(quote, spec)
     now = timezone.now()
+    limit = spend.key_limit(api_key, now)
     fields = _generation_fields(user, spec, source, api_key, public_id, priced, now, queued)
-    fields.update(idempotency_key=idempotency_key or "", request_hash=request_hash)
+    fields.update(
+        idempotency_key=idempotency_key or "",
+        request_hash=request_hash,
+        spend_window=limit.window if limit else "",
+    )
     if idempotency_key:
         await steps.run(_check_idempotency, user, idempotency_key, request_hash, now)
     if hotpath.available():
         generation = Generation(**fields)
+        hold = priced.hold()
         try:
             opened = await hotpath.open_generation(
-                steps, generation, priced.hold(), _describe(generation)
+                steps, generation, hold, _describe(generation), limit
             )
-        except IntegrityError:
-            if not idempotency_key:
+        except IntegrityError as exc:
+            if billing_limits.is_cap_refusal(exc):
+                opened = None  # the ORM path below records and explains the refusal
+            elif not idempotency_key:
                 raise
-            # A concurrent request with the same key won the insert: answer as its repeat.
-            await steps.run(_check_idempotency, user, idempotency_key, request_hash, now)
-            raise
+            else:
+                # A concurrent request with the same key won the insert: its repeat.
+                await steps.run(_check_idempotency, user, idempotency_key, request_hash, now)
+                raise
         if opened:
             metrics.generation_reserved(generation)
+            counted = None
+            if limit is not None and opened.window_spent_credits is not None:
+                counted = billing_limits.Counted(
+                    limit,
+                    spent_before_credits=opened.window_spent_credits - hold["held_credits"],
+                    spent_after_credits=opened.window_spent_credits,
+                    alerted_percent=opened.window_alerted_percent or 0,
+                )
+            await _send_alerts(
+                spend.alerts_due(
+                    _loaded_account(user),
+                    balance_before_credits=opened.balance_after_credits + hold["held_credits"],
+                    balance_after_credits=opened.balance_after_credits,
+                    counted=counted,
+                )
+            )
             return generation
-        # Refused for credits: the ORM path below records and explains the refusal.
-    return await steps.run(_reserve_with_orm, fields, priced, user, now)
+        # Refused for credits or by the cap: the ORM path below records and explains it.
+    generation, due = await steps.run(_reserve_with_orm, fields, priced, user, api_key, limit, now)
+    await _send_alerts(due)
+    return generation
+
+
+def _loaded_account(user: User) -> CreditAccount | None:
+    """The user's credit account if it was loaded with the key (no query), else None."""
+    related = User.credit_account.related
+    if not related.is_cached(user):
+        return None
+    return cast(CreditAccount | None, related.get_cached_value(user))
+
+
+async def _send_alerts(due: list[tuple[str, tuple[object, ...]]]) -> None:
+    """Hand the alerts a hold set off to the workers (nearly always none: no broker call)."""
+    if not due:
+        return
+    from .. import tasks  # tasks imports the services
+
+    await asyncio.to_thread(tasks.send_alerts, due)
 
 
 def begin_generation(**arguments: Any) -> Generation:
@@ -160,19 +208,31 @@ def _generation_fields(
 
 
 def _reserve_with_orm(
-    fields: dict[str, Any], priced: billing.Quote, user: User, now: datetime
-) -> Generation:
+    fields: dict[str, Any],
+    priced: billing.Quote,
+    user: User,
+    api_key: ApiKey | None,
+    limit: billing.Limit | None,
+    now: datetime,
+) -> tuple[Generation, list[tuple[str, tuple[object, ...]]]]:
+    """The reservation in one ORM transaction, and the alerts its hold set off."""
     idempotency_key = fields["idempotency_key"]
     try:
         with transaction.atomic():
             generation = Generation.objects.create(**fields)
-            billing.hold(
+            held = billing.hold(
                 user.pk,
                 priced.hold(),
                 reference=generation.ledger_reference,
                 description=_describe(generation),
+                limit=limit,
                 now=now,
             )
+    except billing.SpendCapReached as reached:
+        assert api_key is not None  # only a key has a cap
+        refusal = spend.cap_refusal(reached, api_key)
+        _record_refusal(fields, refusal.message, status=402, code="key_budget_exceeded", now=now)
+        raise refusal from None
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -182,7 +242,14 @@ def _reserve_with_orm(
     except billing.InsufficientCredits as exc:
         raise _refused_for_credits(fields, exc, now) from None
     metrics.generation_reserved(generation)
-    return generation
+    account = _loaded_account(user) or CreditAccount.objects.filter(user_id=user.pk).first()
+    due = spend.alerts_due(
+        account,
+        balance_before_credits=held.balance_before_credits,
+        balance_after_credits=held.entry.balance_after_credits,
+        counted=held.window,
+    )
+    return generation, due
 
 
 def _refused_for_credits(
@@ -203,26 +270,35 @@ def _refused_for_credits(
         f"({billing.format_usd_for_people(needed)}) and your balance is {balance:,} credits "
         f"({billing.format_usd_for_people(balance)}). Add credits at {billing_url}"
     )
-    Generation.objects.create(
-        **{
-            **fields,
-            # A retry with the same Idempotency-Key, once credits are added, is new work.
-            "idempotency_key": "",
-            "request_hash": "",
-            "reserved_credits": 0,
-            "status": Generation.Status.FAILED,
-            "http_status": 402,
-            "error_code": "insufficient_quota",
-            "error_message": message,
-            "finished_at": now,
-            "latency_ms": 0,
-        }
-    )
+    _record_refusal(fields, message, status=402, code="insufficient_quota", now=now)
     return ShortOfCredits(
         message,
         needed_credits=exc.needed_credits,
         balance_credits=exc.balance_credits,
         owed_credits=owed,
+    )
+
+
+def _record_refusal(
+    fields: dict[str, Any], message: str, *, status: int, code: str, now: datetime
+) -> None:
+    """A request refused before anything was held, recorded as a failed row so the customer's
+    usage log shows it (nothing held, nothing charged, counted in no window)."""
+    Generation.objects.create(
+        **{
+            **fields,
+            # A retry with the same Idempotency-Key, once the refusal is mended, is new work.
+            "idempotency_key": "",
+            "request_hash": "",
+            "reserved_credits": 0,
+            "spend_window": "",
+            "status": Generation.Status.FAILED,
+            "http_status": status,
+            "error_code": code,
+            "error_message": message,
+            "finished_at": now,
+            "latency_ms": 0,
+        }
     )
 
 

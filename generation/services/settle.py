@@ -362,6 +362,7 @@ def _settle_with_orm(generation: Generation, settlement: _Settlement) -> bool:
                 reference=generation.ledger_reference,
                 description=settlement.description,
                 charged_as=settlement.charged_as,
+                spend_window=generation.spend_window,
                 now=settlement.now,
             )
     return bool(claimed)

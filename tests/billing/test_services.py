@@ -19,9 +19,10 @@ FOUR_IMAGES = 4 * 40
 
 
 def reserve(user, credits, reference="gen:1"):
+    """The hold's ledger line."""
     return services.hold(
         user.pk, {"held_credits": credits}, reference=reference, description="4 images"
-    )
+    ).entry
 
 
 def settle(user, charged, reserved=FOUR_IMAGES, reference="gen:1"):

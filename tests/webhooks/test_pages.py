@@ -103,7 +103,7 @@ def test_a_loopback_url_is_allowed_in_the_embedded_default(
 
 @pytest.mark.parametrize(
     ("chosen", "error"),
-    [([], "Choose at least one event."), (["credits.low"], "Select a valid choice.")],
+    [([], "Choose at least one event."), (["invoice.paid"], "Select a valid choice.")],
 )
 def test_events_must_be_chosen_from_the_list(
     signed_in: Client, chosen: list[str], error: str

@@ -103,8 +103,8 @@ def test_another_accounts_endpoints_get_nothing(
 
 
 def test_an_unknown_event_type_is_a_programming_error(owner: Any) -> None:
-    with pytest.raises(ValueError, match=r"credits\.low"):
-        services.publish(owner, "credits.low", {}, event_key="x")
+    with pytest.raises(ValueError, match=r"invoice\.paid"):
+        services.publish(owner, "invoice.paid", {}, event_key="x")
 
 
 def test_a_broker_that_cannot_be_reached_does_not_reach_the_publisher(
