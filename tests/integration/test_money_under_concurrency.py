@@ -10,7 +10,9 @@ import uuid
 import httpx
 import pytest
 
+from billing.models import SpendWindow
 from generation.models import Generation
+from keys.models import ApiKey
 from tests.support.clients import hang_up
 from tests.support.money import assert_ledger_balanced, ledger_kinds
 from tests.support.server import running_server
@@ -60,6 +62,29 @@ def test_30_parallel_requests_against_a_balance_for_10_images_give_10_images(
     kinds = [kind for kind, _ in ledger_kinds(user)]
     assert kinds.count("charge") == 10
     assert kinds.count("reserve") == kinds.count("release") == 10
+
+
+def test_30_parallel_requests_with_a_key_capped_at_10_images_spend_exactly_the_cap(
+    two_process_api, default_prices, user_factory, api_key_factory
+):
+    user = user_factory(credits=100_000)
+    issued = api_key_factory(user)
+    ApiKey.objects.filter(pk=issued.api_key.pk).update(spend_cap_credits=400)  # 10 x 40
+    bodies = [
+        {"model": "seedream-4-0", "prompt": f"fox {i}", "size": "1024x1024"} for i in range(30)
+    ]
+
+    responses = asyncio.run(_fire(two_process_api, issued.raw_key, bodies))
+
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [200] * 10 + [402] * 20
+    refused = [r.json()["error"]["code"] for r in responses if r.status_code == 402]
+    assert set(refused) == {"key_budget_exceeded"}
+    # Exactly the cap spent: charged, none held, and the window agrees with the ledger.
+    assert assert_ledger_balanced(user) == 100_000 - 400
+    assert SpendWindow.objects.get().spent_credits == 400
+    assert not Generation.objects.filter(user=user, status__in=Generation.UNSETTLED).exists()
+    assert {r.headers["x-key-budget-limit"] for r in responses} == {"400"}
 
 
 def test_concurrent_repeats_of_one_idempotency_key_charge_once(
