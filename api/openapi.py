@@ -47,7 +47,10 @@ ERRORS: dict[int, str] = {
     "`Idempotency-Key` with another body, or a refused image.",
     401: "No API key, or a wrong, revoked or expired one (`invalid_api_key`).",
     402: "Not enough credits for the most the request can cost, or credits owed "
-    "(`insufficient_quota`): nothing was charged.",
+    "(`insufficient_quota`), or the key's spend cap would be passed (`key_budget_exceeded`): "
+    "nothing was charged.",
+    403: "The key may not be used from this address (`ip_not_allowed`) or for this model "
+    "(`model_not_allowed`): its spend controls, on its page in the dashboard.",
     404: "No such model (`model_not_found`) or job (`not_found`) for this key's account.",
     408: "The request body did not arrive in time (`request_timeout`).",
     409: "The same `Idempotency-Key` is still running (`idempotency_request_in_progress`, "
@@ -68,7 +71,7 @@ ERRORS: dict[int, str] = {
 
 # The statuses of each kind of operation (read from the views: api/auth.py's decorator gives
 # every authenticated one 401 and 429, a POST's body 408 and 413).
-_AUTHENTICATED = (401, 429)
+_AUTHENTICATED = (401, 403, 429)
 _BODY = (400, 408, 413, 415)
 _RUNS_IMAGES = (*_BODY, *_AUTHENTICATED, 402, 404, 409, 410, 502, 503)
 _QUOTE = (*_BODY, *_AUTHENTICATED, 404, 410, 503)
@@ -106,6 +109,18 @@ def _headers() -> dict[str, Any]:
             "`false`: retrying cannot help (the OpenAI SDKs honour it).",
             {"type": "string", "enum": ["false"]},
         ),
+        "KeyBudgetLimit": _header(
+            "A capped key's spend cap in credits (its period is set on the key's page).",
+            {"type": "string", "pattern": "^[0-9]+$"},
+        ),
+        "KeyBudgetRemaining": _header(
+            "What is left of the cap in its current window, held credits of running "
+            "requests counted as spent.",
+            {"type": "string", "pattern": "^[0-9]+$"},
+        ),
+        "KeyBudgetReset": _header(
+            "When the cap's window turns over (UTC, ISO 8601); absent for a cap in total."
+        ),
     }
     for kind in ("requests", "images"):
         headers[f"RateLimitLimit{kind.title()}"] = _header(
@@ -132,10 +147,15 @@ _RATE_HEADERS = {
     for kind in ("requests", "images")
 }
 _LIFECYCLE_HEADERS = {"Deprecation": _h("Deprecation"), "Sunset": _h("Sunset"), "Link": _h("Link")}
+# On every answer to a key with a spend cap.
+_BUDGET_HEADERS = {
+    f"x-key-budget-{part}": _h(f"KeyBudget{part.title()}")
+    for part in ("limit", "remaining", "reset")
+}
 
 
 def _answer_headers(*extra: str) -> dict[str, Any]:
-    headers = {"x-request-id": _h("RequestId"), **_RATE_HEADERS}
+    headers = {"x-request-id": _h("RequestId"), **_RATE_HEADERS, **_BUDGET_HEADERS}
     names = {
         "charged": {CREDITS_CHARGED_HEADER: _h("CreditsCharged")},
         "replayed": {"Idempotent-Replayed": _h("IdempotentReplayed")},
@@ -150,10 +170,14 @@ def _answer_headers(*extra: str) -> dict[str, Any]:
 def _error_responses() -> dict[str, Any]:
     responses = {}
     for status, description in ERRORS.items():
-        headers: dict[str, Any] = {"x-request-id": _h("RequestId"), **_RATE_HEADERS}
+        headers: dict[str, Any] = {
+            "x-request-id": _h("RequestId"),
+            **_RATE_HEADERS,
+            **_BUDGET_HEADERS,
+        }
         if status in (409, 429, 503):
             headers["Retry-After"] = _h("RetryAfter")
-        if status in (409, 410, 429, 503):
+        if status in (402, 403, 409, 410, 429, 503):
             headers["x-should-retry"] = _h("ShouldRetry")
         if status == 409:
             headers["Location"] = _h("Location")
