@@ -20,7 +20,7 @@ from django.db import connections
 from django.utils import timezone
 
 from billing import services as billing
-from billing.models import CreditAccount, LedgerEntry
+from billing.models import CreditAccount, LedgerEntry, SpendWindow
 from generation import hotpath, ratelimits, services
 from generation.catalog import get_model, resolve_size
 from generation.models import AccountRateLimit, Generation, Image
@@ -532,3 +532,45 @@ def test_a_request_that_loses_the_race_for_its_key_is_answered_as_the_winners_re
     assert replay.value.generation.pk == winner.pk
     assert Generation.objects.count() == 1
     assert assert_ledger_balanced(owner) == 960  # the loser's statement moved nothing
+
+
+def run_capped(settings: Any, user: Any, *, single_statement: bool, cap: int) -> dict[str, Any]:
+    """Two generations (of 2, 1 delivered; then of 2) by a key capped at ``cap`` credits a day;
+    the second is refused if the cap cannot take its hold. Every row, the window's included."""
+    settings.GENERATION_SINGLE_STATEMENT_SQL = single_statement
+    key = keys.create_key(user, "k").api_key
+    ApiKey.objects.filter(pk=key.pk).update(spend_cap_credits=cap, spend_cap_period="day")
+    key.refresh_from_db()
+    first = services.begin_generation(user=user, spec=spec(2), api_key=key)
+    completed = services.complete_generation(first, one_per_call([IMAGE, BLOCKED]), latency_ms=12)
+    try:
+        services.begin_generation(user=user, spec=spec(2), api_key=key)
+        second = "held"
+    except Refusal as refused:
+        second = f"{refused.reason}"
+    row = outcome(user, completed)
+    row["generation"]["spend_window"] = row["generation"]["spend_window"].replace(
+        f"key:{key.pk}:", "key:KEY:"
+    )
+    window = SpendWindow.objects.values("cap_credits", "spent_credits", "alerted_percent")
+    return {
+        **row,
+        "second": second,
+        "window": list(window.filter(name__startswith=f"key:{key.pk}:")),
+    }
+
+
+@pytest.mark.parametrize(("cap", "second"), [(200, "held"), (100, "key_budget_exceeded")])
+def test_both_paths_count_a_capped_keys_holds_alike(
+    settings, user_factory, fixed_clock, cap, second
+):
+    by_orm = run_capped(settings, user_factory(credits=1000), single_statement=False, cap=cap)
+    by_single = run_capped(settings, user_factory(credits=1000), single_statement=True, cap=cap)
+
+    assert by_single == by_orm
+    assert by_single["second"] == second
+    # 80 held, 40 charged and 40 given back; then 80 more held, or refused with nothing held.
+    spent = 40 + (80 if second == "held" else 0)
+    assert by_single["window"] == [
+        {"cap_credits": cap, "spent_credits": spent, "alerted_percent": 0}
+    ]
