@@ -272,3 +272,29 @@ def test_the_hosted_file_and_the_b64_json_carry_the_provenance_marking(sdk):
     ):
         assert iptc_properties(data) == marking
         assert prompt.split()[-1].encode() not in data
+
+
+def test_the_sdk_tells_a_keys_spend_controls_apart_and_does_not_retry_them(sdk):
+    from keys.models import ApiKey
+
+    user, client = sdk()
+    key = ApiKey.objects.get(user=user)
+    ApiKey.objects.filter(pk=key.pk).update(spend_cap_credits=40, allowed_models=["seedream-4-0"])
+    raw = client.images.with_raw_response.generate(
+        model="seedream-4-0", prompt="a fox", size="1024x1024"
+    )
+    assert (raw.headers["x-key-budget-limit"], raw.headers["x-key-budget-remaining"]) == (
+        "40",
+        "0",
+    )
+
+    with pytest.raises(openai.APIStatusError) as capped:
+        client.images.generate(model="seedream-4-0", prompt="a fox", size="1024x1024")
+    with pytest.raises(openai.PermissionDeniedError) as not_allowed:
+        client.images.generate(model="seedream-3-0", prompt="a fox", size="1024x1024")
+
+    assert (capped.value.status_code, capped.value.code) == (402, "key_budget_exceeded")
+    assert not_allowed.value.code == "model_not_allowed"
+    # One attempt each (x-should-retry: false): two refusals recorded, nothing more held.
+    assert Generation.objects.filter(user=user, error_code="key_budget_exceeded").count() == 1
+    assert assert_ledger_balanced(user) == 960
