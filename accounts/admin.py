@@ -3,8 +3,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.http import HttpRequest
 
-from .models import User
+from .models import Account, Membership, User
 
 
 class UserCreateForm(AdminUserCreationForm):
@@ -41,3 +42,22 @@ class UserAdmin(BaseUserAdmin):
         return account.balance_credits if account else 0
 
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ("user",)
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "kind", "created_at")
+    list_filter = ("kind",)
+    search_fields = ("name", "personal_owner__email", "memberships__user__email")
+    readonly_fields = ("kind", "personal_owner", "created_at")
+    inlines = (MembershipInline,)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Account | None = None) -> bool:
+        # An account owns money records: it is never deleted (a person's account is closed).
+        return False

@@ -18,7 +18,7 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib import admin
 
-        from . import admin_sign_in, checks  # noqa: F401  (checks register themselves)
+        from . import admin_sign_in, checks, receivers  # noqa: F401  (they register themselves)
 
         admin_sign_in.secure(admin.site)
         admin.site.site_header = f"{settings.SITE_NAME} administration"

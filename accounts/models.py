@@ -61,3 +61,73 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email
+
+
+class Account(models.Model):
+    """Who owns money, keys, images, usage and limits: one person's personal account, or an
+    organisation that several people belong to (``Membership``).
+
+    Every user has exactly one personal account (``personal_owner``), made with the user. An
+    organisation has members with roles; its keys, balance and images are its own and stay when
+    a member leaves. (The apps above move from ``user`` to ``account`` in steps: see the README's
+    "Organisations" section for where that stands.)
+    """
+
+    class Kind(models.TextChoices):
+        PERSONAL = "personal", "Personal"
+        ORGANISATION = "organisation", "Organisation"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # An organisation's name; a personal account is shown by its owner's email.
+    name = models.CharField(max_length=100, blank=True)
+    personal_owner = models.OneToOneField(
+        User,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="personal_account",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(kind="personal", personal_owner__isnull=False)
+                    | models.Q(kind="organisation", personal_owner__isnull=True)
+                ),
+                name="accounts_account_personal_has_owner",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(kind="organisation", name=""),
+                name="accounts_account_organisation_named",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        if self.kind == self.Kind.PERSONAL and self.personal_owner is not None:
+            return f"{self.personal_owner} (personal)"
+        return self.name
+
+
+class Role(models.TextChoices):
+    """What a member may do in an account (accounts.permissions says which role may what)."""
+
+    OWNER = "owner", "Owner"  # billing and members, and everything a developer may
+    DEVELOPER = "developer", "Developer"  # keys, playground, usage
+    READER = "reader", "Reader"  # usage only
+
+
+class Membership(models.Model):
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "user"], name="accounts_member_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.account} ({self.role})"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from allauth.account.models import EmailAddress
 from allauth.mfa.models import Authenticator
 from allauth.socialaccount.models import SocialAccount
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .models import User
+from .models import Account, Membership, Role, User
 from .signals import account_closing
 
 
@@ -48,3 +48,28 @@ def close_account(user: User) -> None:
         locked.closed_at = timezone.now()
         locked.set_unusable_password()
         locked.save()
+
+
+def personal_account(user: User) -> Account:
+    """The user's personal account, made (with them as its owner) if they have none yet: every
+    user has one from sign-up on (accounts.receivers); a user made before that, lazily."""
+    existing = Account.objects.filter(personal_owner=user).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            account = Account.objects.create(kind=Account.Kind.PERSONAL, personal_owner=user)
+            Membership.objects.create(account=account, user=user, role=Role.OWNER)
+            return account
+    except IntegrityError:  # made by a concurrent call
+        return Account.objects.get(personal_owner=user)
+
+
+def role_in(user: User, account: Account) -> str | None:
+    """The user's role in ``account``, or None if they are not a member (an inactive user is
+    a member of nothing)."""
+    if not user.is_active:
+        return None
+    return (
+        Membership.objects.filter(account=account, user=user).values_list("role", flat=True).first()
+    )
