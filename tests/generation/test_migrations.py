@@ -150,6 +150,7 @@ def test_it_moves_an_installs_generations_to_the_generation_app_with_every_row_a
     for row in after[Generation].values():
         assert row.pop("price_quote") == {}
         assert row.pop("cancel_requested_at") is None
+        assert row.pop("spend_window") == ""
     for row in after[Image].values():
         assert row.pop("layer") is None
         assert row.pop("showcase") is False
