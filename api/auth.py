@@ -102,7 +102,8 @@ def _check_address(api_key: ApiKey, request: HttpRequest) -> None:
         403,
         f"This API key may not be used from {address or 'your address'}: it is limited to "
         f"{', '.join(api_key.allowed_networks)}. Add the address on the key's page at "
-        f"{settings.SITE_URL}{reverse('keys:limits', args=[api_key.pk])}, or use another key.",
+        f"{settings.SITE_URL}{reverse('dashboard:key-spend', args=[api_key.pk])}, or use "
+        "another key.",
         type="permission_error",
         code="ip_not_allowed",
         headers=NO_RETRY,

@@ -12,8 +12,10 @@ tells each threshold once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -77,3 +79,58 @@ def claim_key_budget_alert(window: str, percent: int) -> SpendWindow | None:
     if not claimed:
         return None
     return SpendWindow.objects.get(name=window)
+
+
+# The account's thresholds, as its alerts page takes them: a low-balance line of at least one
+# credit (a balance never falls below zero) and at most a trillion, and up to five shares of a
+# key's cap, each a whole per cent from 1 to 100.
+LOW_BALANCE_ALERT_MAX_CREDITS = 1_000_000_000_000
+KEY_BUDGET_ALERTS_MAX = 5
+
+
+class InvalidAlert(ValueError):
+    """A threshold an account's alerts cannot take; the message says which and why."""
+
+
+def check_low_balance_threshold(threshold_credits: int | None) -> int | None:
+    """``threshold_credits`` if the low-balance alert can take it (None: no alert)."""
+    if threshold_credits is None:
+        return None
+    if threshold_credits < 1:
+        raise InvalidAlert("The alert is at least 1 credit: leave it empty for no alert.")
+    if threshold_credits > LOW_BALANCE_ALERT_MAX_CREDITS:
+        raise InvalidAlert(f"The alert is at most {LOW_BALANCE_ALERT_MAX_CREDITS:,} credits.")
+    return threshold_credits
+
+
+def check_key_budget_percents(percents: Iterable[int]) -> list[int]:
+    """The shares of a key's cap to tell, sorted and each once; InvalidAlert for one outside
+    1..100 or more than KEY_BUDGET_ALERTS_MAX of them. Empty: no key-cap alerts."""
+    chosen = sorted(set(percents))
+    for percent in chosen:
+        if not 1 <= percent <= 100:
+            raise InvalidAlert(f"{percent}% is not a share of a cap: each is 1 to 100.")
+    if len(chosen) > KEY_BUDGET_ALERTS_MAX:
+        raise InvalidAlert(f"At most {KEY_BUDGET_ALERTS_MAX} thresholds.")
+    return chosen
+
+
+def set_key_budget_alerts(account_id: int, percents: Iterable[int]) -> list[int]:
+    """The shares of a key's cap at which the account is told (checked, sorted); what was
+    saved. A window that has told a threshold already tells only higher ones after this."""
+    chosen = check_key_budget_percents(percents)
+    CreditAccount.objects.filter(pk=account_id).update(key_budget_alert_percents=chosen)
+    return chosen
+
+
+def alerts_account(user_id: int) -> CreditAccount:
+    """The user's credit account, for its alert settings: made (empty) if the user has none yet,
+    as an account that never had credits has none."""
+    account = CreditAccount.objects.filter(user_id=user_id).first()
+    if account is not None:
+        return account
+    try:
+        with transaction.atomic():
+            return CreditAccount.objects.create(user_id=user_id)
+    except IntegrityError:  # made by a concurrent request
+        return CreditAccount.objects.get(user_id=user_id)

@@ -15,11 +15,15 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 
 from accounts.models import User
+from billing import alerts as billing_alerts
 from generation import catalog
 from generation.models import Image
 from generation.references import Reference, check_reference, editing_models
 from generation.refusals import Refusal
 from generation.spec import SEED_MAX, SET_TOTAL_MAX, build_spec
+from keys import controls
+from keys import services as keys
+from keys.models import SpendPeriod
 
 from . import gallery, references
 
@@ -408,3 +412,146 @@ class PlaygroundForm(forms.Form):
         elif make == LAYERS:
             values.update(layer_decomposition=True, max_layers=data.get("max_layers"))
         return values
+
+
+# - A key's spend controls and the account's alerts (dashboard/views_spend.py) -------------------
+
+_SEPARATORS = re.compile(r"[\s,;]+")
+
+
+def whole_credits(raw: object, *, what: str) -> int | None:
+    """A count of credits as people type it ("5000", "5,000", "5 000"), or None for nothing;
+    ValidationError naming ``what`` for anything else."""
+    text = str(raw or "").strip()
+    if not text:
+        return None
+    digits = re.sub(r"[,_\s\u00a0\u202f]", "", text)
+    if not (digits.isascii() and digits.isdigit()):  # the field's max_length bounds its size
+        raise forms.ValidationError(
+            f"Enter {what} as a whole number of credits, like 5000 (or leave it empty)."
+        )
+    return int(digits)
+
+
+def _model_label(model: catalog.ModelInfo) -> str:
+    lifecycle = model.lifecycle()
+    return model.name if lifecycle == catalog.ACTIVE else f"{model.name} ({lifecycle})"
+
+
+class KeySpendForm(forms.Form):
+    """A key's spend cap and allowlists. Each value is checked by the key's own rules
+    (keys.services and keys.controls), so the page and the service never disagree."""
+
+    spend_cap_credits = forms.CharField(
+        required=False,
+        max_length=32,
+        label="Spend cap in credits (optional)",
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}),
+    )
+    spend_cap_period = forms.ChoiceField(label="Counted", choices=SpendPeriod.choices)
+    allowed_models = forms.MultipleChoiceField(
+        required=False,
+        label="Allowed models",
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"invalid_choice": "%(value)s is not one of our models."},
+    )
+    allowed_networks = forms.CharField(
+        required=False,
+        max_length=controls.MAX_NETWORKS * 50,
+        label="Allowed addresses (optional)",
+        widget=forms.Textarea(
+            attrs={"rows": 4, "placeholder": "203.0.113.7\n198.51.100.0/24", "spellcheck": "false"}
+        ),
+    )
+
+    def __init__(self, *args: Any, models: list[catalog.ModelInfo], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["allowed_models"].choices = [  # type: ignore[attr-defined]
+            (m.id, _model_label(m)) for m in models
+        ]
+        credits_per_usd = settings.CREDITS_PER_USD
+        self.fields["spend_cap_credits"].help_text = (
+            f"{credits_per_usd:,} credits are $1.00. Requests that would pass the cap are refused; "
+            "empty: the key may spend the whole balance."
+        )
+        self.fields["allowed_models"].help_text = "None ticked: the key may use every model."
+        self.fields[
+            "allowed_networks"
+        ].help_text = "One IP address or CIDR network per line (IPv4 or IPv6). Empty: any address."
+
+    def clean_spend_cap_credits(self) -> int | None:
+        cap = whole_credits(self.cleaned_data.get("spend_cap_credits"), what="the cap")
+        try:
+            return keys.check_spend_cap(cap)
+        except controls.InvalidControl as error:
+            raise forms.ValidationError(str(error)) from None
+
+    def clean_allowed_networks(self) -> list[str]:
+        typed = _SEPARATORS.split(self.cleaned_data.get("allowed_networks") or "")
+        try:
+            return controls.parse_networks(typed)
+        except controls.InvalidControl as error:
+            raise forms.ValidationError(str(error)) from None
+
+    def clean_allowed_models(self) -> list[str]:
+        chosen: list[str] = self.cleaned_data.get("allowed_models") or []
+        if len(chosen) > controls.MAX_MODELS:
+            raise forms.ValidationError(f"A key takes at most {controls.MAX_MODELS} models.")
+        return chosen
+
+
+class AlertsForm(forms.Form):
+    """The account's alert thresholds, checked by billing's own rules (billing.alerts)."""
+
+    low_balance_alert_credits = forms.CharField(
+        required=False,
+        max_length=32,
+        label="Tell me when my balance falls below (credits, optional)",
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}),
+    )
+    key_budget_alert_percents = forms.CharField(
+        required=False,
+        max_length=100,
+        label="Tell me when a key has spent this share of its cap (per cent)",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["low_balance_alert_credits"].help_text = (
+            f"{settings.CREDITS_PER_USD:,} credits are $1.00. Told once each time the balance "
+            "falls below it; credits added above it arm it again. Empty: no alert."
+        )
+        self.fields["key_budget_alert_percents"].help_text = (
+            f"Up to {billing_alerts.KEY_BUDGET_ALERTS_MAX} numbers from 1 to 100, separated by "
+            "commas, e.g. 50, 80, 100. Each is told at most once per window of a key's cap. "
+            "Empty: none."
+        )
+
+    def clean_low_balance_alert_credits(self) -> int | None:
+        threshold = whole_credits(
+            self.cleaned_data.get("low_balance_alert_credits"), what="the alert"
+        )
+        try:
+            return billing_alerts.check_low_balance_threshold(threshold)
+        except billing_alerts.InvalidAlert as error:
+            raise forms.ValidationError(str(error)) from None
+
+    def clean_key_budget_alert_percents(self) -> list[int]:
+        typed = [
+            t
+            for t in _SEPARATORS.split(self.cleaned_data.get("key_budget_alert_percents") or "")
+            if t
+        ]
+        percents = []
+        for text in typed:
+            number = text.removesuffix("%")
+            if not (number.isascii() and number.isdigit()):
+                raise forms.ValidationError(
+                    f"“{text[:20]}” is not a whole per cent: write numbers like 50, 80, 100."
+                )
+            percents.append(int(number))
+        try:
+            return billing_alerts.check_key_budget_percents(percents)
+        except billing_alerts.InvalidAlert as error:
+            raise forms.ValidationError(str(error)) from None

@@ -10,6 +10,7 @@ from . import (
     views_limits,
     views_playground,
     views_requests,
+    views_spend,
 )
 
 app_name = "dashboard"
@@ -27,6 +28,10 @@ urlpatterns = [
     path("dashboard/usage/", views.usage, name="usage"),
     path("dashboard/usage.csv", views.usage_csv, name="usage-csv"),
     path("dashboard/limits/", views_limits.limits, name="limits"),
+    path("dashboard/alerts/", views_spend.alerts, name="alerts"),
+    # Under the keys pages' prefix (keys.urls has no such path), but here: the page lists the
+    # catalog's models and the cap's window, which keys may not import.
+    path("dashboard/keys/<int:key_id>/spend/", views_spend.key_spend, name="key-spend"),
     path("dashboard/playground/", views_playground.playground, name="playground"),
     path("dashboard/playground/quote/", views_playground.quote, name="quote"),
     path(

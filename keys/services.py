@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,8 +14,9 @@ from django.utils import timezone
 
 from accounts.models import User
 
-from . import crypto
-from .models import ApiKey, KeyIssue
+from . import controls, crypto
+from .controls import InvalidControl
+from .models import ApiKey, KeyIssue, SpendPeriod
 
 NAME_MAX_LENGTH = ApiKey._meta.get_field("name").max_length or 100
 
@@ -230,6 +231,70 @@ def set_key_limits(
     api_key.concurrent_generations = concurrent_generations
     api_key.save(
         update_fields=["requests_per_minute", "images_per_minute", "concurrent_generations"]
+    )
+    return api_key
+
+
+# A key's spend cap: at least one credit (no cap at all is None), and at most a trillion, so a
+# few zeros too many are refused rather than read as "no cap" in all but name.
+SPEND_CAP_MIN_CREDITS = 1
+SPEND_CAP_MAX_CREDITS = 1_000_000_000_000
+
+
+def check_spend_cap(cap_credits: int | None) -> int | None:
+    """``cap_credits`` if a key can take it as its cap (None: no cap); InvalidControl if not."""
+    if cap_credits is None:
+        return None
+    if cap_credits < SPEND_CAP_MIN_CREDITS:
+        raise InvalidControl(
+            f"A spend cap is at least {SPEND_CAP_MIN_CREDITS} credit: leave it empty for no cap."
+        )
+    if cap_credits > SPEND_CAP_MAX_CREDITS:
+        raise InvalidControl(f"A spend cap is at most {SPEND_CAP_MAX_CREDITS:,} credits.")
+    return cap_credits
+
+
+def check_spend_period(period: str) -> str:
+    """``period`` if it is one of SpendPeriod's; InvalidControl if not."""
+    if period not in SpendPeriod.values:
+        choices = ", ".join(SpendPeriod.values)
+        raise InvalidControl(f"{str(period)[:20]!r} is not a period: one of {choices}.")
+    return period
+
+
+def set_spend_controls(
+    api_key: ApiKey,
+    *,
+    cap_credits: int | None,
+    period: str,
+    allowed_models: Iterable[str],
+    allowed_networks: Iterable[str],
+    known_models: Iterable[str],
+) -> ApiKey:
+    """Set (or, with None and empty lists, clear) the key's spend controls, all of them or none:
+    InvalidControl names the first value the key cannot take, and then nothing is saved.
+
+    ``known_models`` are the catalog's model ids (keys does not know the catalog: the caller
+    does); ``allowed_networks`` are IPs or CIDR networks, stored canonically. Each control
+    applies from the key's next request, which reads the key's row. The cap is counted by
+    billing in UTC windows of ``period``: a cap lowered below what the current window has
+    spent refuses the key's holds until the window resets.
+    """
+    cap = check_spend_cap(cap_credits)
+    period = check_spend_period(period)
+    models = controls.parse_models(allowed_models, known_models)
+    networks = controls.parse_networks(allowed_networks)
+    api_key.spend_cap_credits = cap
+    api_key.spend_cap_period = period
+    api_key.allowed_models = models
+    api_key.allowed_networks = networks
+    api_key.save(
+        update_fields=[
+            "spend_cap_credits",
+            "spend_cap_period",
+            "allowed_models",
+            "allowed_networks",
+        ]
     )
     return api_key
 

@@ -62,7 +62,7 @@ def send_key_budget_alert(window: str, percent: int) -> bool:
     api_key = ApiKey.objects.select_related("user").filter(pk=key_id).first()
     if api_key is None:
         return False
-    page = f"{settings.SITE_URL}{reverse('keys:limits', args=[api_key.pk])}"
+    page = f"{settings.SITE_URL}{reverse('dashboard:key-spend', args=[api_key.pk])}"
     spent, cap = claimed.spent_credits, claimed.cap_credits
     reached = "has reached its spend cap" if percent >= 100 else f"has spent {percent}% of its cap"
     _email(

@@ -61,7 +61,7 @@ def cap_refusal(reached: SpendCapReached, api_key: ApiKey) -> Refusal:
 
 
 def _key_page(api_key: ApiKey) -> str:
-    return f"{settings.SITE_URL}{reverse('keys:limits', args=[api_key.pk])}"
+    return f"{settings.SITE_URL}{reverse('dashboard:key-spend', args=[api_key.pk])}"
 
 
 def alerts_due(

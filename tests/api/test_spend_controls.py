@@ -82,7 +82,7 @@ def test_a_request_past_the_cap_is_refused_with_nothing_held(
         in (error["message"])
     )
     assert (
-        f"https://images.example.com/dashboard/keys/{issued.api_key.pk}/limits"
+        f"https://images.example.com/dashboard/keys/{issued.api_key.pk}/spend/"
         in (error["message"])
     )
     assert refused["x-should-retry"] == "false"
@@ -167,6 +167,7 @@ def test_a_model_outside_the_allowlist_is_refused_before_anything_is_counted(
         "model",
     )
     assert "may not use seedream-4-0: it is limited to seedream-3-0" in error["message"]
+    assert f"/dashboard/keys/{ApiKey.objects.get().pk}/spend/" in error["message"]
     assert refused["x-should-retry"] == "false"
 
 
@@ -192,6 +193,7 @@ def test_an_address_outside_the_allowlist_is_refused_before_anything_is_counted(
     assert (
         "may not be used from 198.51.100.7: it is limited to 203.0.113.0/24" in (error["message"])
     )
+    assert f"/dashboard/keys/{ApiKey.objects.get().pk}/spend/" in error["message"]
 
 
 @pytest.mark.parametrize("address", ["203.0.113.9", "2001:db8::1", "::ffff:203.0.113.200"])
