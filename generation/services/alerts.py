@@ -43,12 +43,14 @@ def send_low_balance_alert(account_id: int) -> bool:
         event_key=f"credits.low:{account.pk}:{account.low_balance_alerted_at:%Y%m%dT%H%M%S%f}",
     )
     billing_page = f"{settings.SITE_URL}{reverse('billing:ledger')}"
+    alerts_page = f"{settings.SITE_URL}{reverse('dashboard:alerts')}"
     _email(
         account.user.email,
         "Your credit balance is low",
         f"Your {settings.SITE_NAME} balance is {balance:,} credits "
         f"({billing.format_usd_for_people(balance)}), below the {threshold:,} credits you asked "
-        f"to be told about.\n\nAdd credits, or change this alert, here:\n{billing_page}\n",
+        f"to be told about.\n\nAdd credits here:\n{billing_page}\n\n"
+        f"Change or turn off this alert here:\n{alerts_page}\n",
     )
     return True
 

@@ -38,6 +38,7 @@ def controls(issued, **fields):
 
 def window_of(issued) -> SpendWindow:
     key = ApiKey.objects.get(pk=issued.api_key.pk)
+    assert key.spend_cap_credits is not None
     limit = limit_for(
         f"key:{key.pk}", key.spend_cap_period, key.spend_cap_credits, datetime.now(UTC)
     )

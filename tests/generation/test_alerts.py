@@ -71,6 +71,7 @@ def test_the_low_balance_alert_is_told_once_per_crossing(client, owner, owner_ke
     assert len(mail.outbox) == 1
     assert mail.outbox[0].subject.endswith("Your credit balance is low")
     assert "below the 900 credits" in mail.outbox[0].body
+    assert "/dashboard/alerts/" in mail.outbox[0].body  # where to change or turn it off
     event = json.loads(Event.objects.get(type="credits.low").payload)
     assert event["data"] == {
         "object": "credits.balance",
