@@ -26,6 +26,7 @@ urlpatterns = [
     path("dashboard/", views.overview, name="overview"),
     path("dashboard/usage/", views.usage, name="usage"),
     path("dashboard/usage.csv", views.usage_csv, name="usage-csv"),
+    path("dashboard/usage-summary.csv", views.usage_summary_csv, name="usage-summary-csv"),
     path("dashboard/limits/", views_limits.limits, name="limits"),
     path("dashboard/playground/", views_playground.playground, name="playground"),
     path("dashboard/playground/quote/", views_playground.quote, name="quote"),

@@ -172,6 +172,18 @@ class Bucket:
     def total(self, name: str) -> int:
         return sum(getattr(result, name) for result in self.results)
 
+    @property
+    def images(self) -> int:
+        return self.total("images")
+
+    @property
+    def num_model_requests(self) -> int:
+        return self.total("num_model_requests")
+
+    @property
+    def credits(self) -> int:
+        return self.total("credits")
+
 
 @dataclass(frozen=True)
 class Page:

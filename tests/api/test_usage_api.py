@@ -600,3 +600,28 @@ def test_a_moment_on_an_edge_falls_in_the_bucket_that_starts_there(client, histo
         T0 + DAY: 2,
         T0 + 2 * DAY: 1,
     }
+
+
+def test_the_docs_example_is_an_answer_of_this_api(clock, client, owner, owner_key):
+    from tests.dashboard.test_docs_page import docs, example
+
+    shown = example(docs(client), "usage-example")
+    clock.at(T0 + 10)
+    generate(client, owner_key)
+    answer = get_usage(
+        client,
+        owner_key,
+        {"start_time": T0, "end_time": T0 + 30 * DAY, "group_by": ["model", "api_key_id"]},
+    ).json()
+
+    assert set(shown) == set(answer)
+    assert set(shown["data"][0]) == set(answer["data"][0])
+    assert set(shown["data"][0]["results"][0]) == set(answer["data"][0]["results"][0])
+    # Its next_page is the cursor of its own query (start 1730419200, by the day): a real one.
+    start = shown["data"][0]["start_time"]
+    page = get_usage(
+        client,
+        owner_key,
+        {"start_time": start, "end_time": start + 30 * DAY, "page": shown["next_page"]},
+    ).json()
+    assert page["data"][0]["start_time"] == start + 7 * DAY

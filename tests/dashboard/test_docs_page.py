@@ -15,7 +15,8 @@ pytestmark = pytest.mark.smoke
 
 SECTIONS = [
     "authentication", "quickstart", "generations", "quality", "response", "edits", "models",
-    "models-endpoint", "credits", "idempotency", "jobs", "errors", "rate-limits", "webhooks",
+    "models-endpoint", "credits", "usage", "idempotency", "jobs", "errors", "rate-limits",
+    "webhooks",
 ]  # fmt: skip
 
 
