@@ -159,7 +159,7 @@ def test_a_short_range_is_drawn_by_the_hour(owner_client, owner, record):
     html = page(owner_client, "since=2024-03-10&until=2024-03-10")
 
     figures = table(html)
-    assert "Hour by hour, Mar 10 to Mar 10, 2024" in html
+    assert "Hour by hour, Mar 10, 2024" in html
     assert len(figures) == 24
     assert figures["Mar 10 00:00"] == (2, 2, 80)
     assert figures["Mar 10 23:00"] == (1, 1, 35)
@@ -185,7 +185,6 @@ def test_a_range_longer_than_a_year_shows_its_last_year_and_says_so(owner_client
 
     assert len(table(html)) == 366
     assert "its last 366 days are shown" in html
-    assert "Day by day, Mar 10 to Mar 10, 2024" not in html
     assert "Mar 10, 2023 to Mar 10, 2024" not in html  # the year's first day: Mar 11, 2023
     assert "Mar 11 to Mar 10, 2024" in html
 
