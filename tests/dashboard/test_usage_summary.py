@@ -60,7 +60,11 @@ def table(html: str) -> dict[str, tuple[int, int, int]]:
         r'<td class="num">([\d,]+)</td><td class="num">([\d,]+)</td></tr>',
         section,
     )
-    return {label: tuple(int(n.replace(",", "")) for n in figures) for label, *figures in rows}
+
+    def number(text: str) -> int:
+        return int(text.replace(",", ""))
+
+    return {label: (number(a), number(b), number(c)) for label, a, b, c in rows}
 
 
 def summary_csv(client, query: str = "") -> list[dict[str, str]]:
