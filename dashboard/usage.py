@@ -77,7 +77,8 @@ def filtered(user: User, form: UsageFilterForm) -> QuerySet[Generation]:
             rows = rows.filter(**{name: data[name]})
     if data.get("since"):
         rows = rows.filter(created_at__gte=_midnight(data["since"]))
-    if data.get("until"):
+    # The last day a date can name has no next day: everything is before its end.
+    if data.get("until") and data["until"] < datetime.date.max:
         rows = rows.filter(created_at__lt=_midnight(data["until"] + datetime.timedelta(days=1)))
     return rows.select_related("api_key").order_by("-created_at", "-id")
 
@@ -201,14 +202,15 @@ def summary_query(
     field, for the summary CSV."""
     data = form.cleaned_data if form.is_valid() else {}
     last = data.get("until") or timezone.now().date()
-    first = data.get("since") or last - (SUMMARY_DEFAULT_DAYS - 1) * _DAY
+    first = data.get("since") or _days_after(last, 1 - SUMMARY_DEFAULT_DAYS)
     cut = (last - first).days + 1 > SUMMARY_MAX_DAYS
     if cut:
-        first = last - (SUMMARY_MAX_DAYS - 1) * _DAY
-    if first > last:
+        first = _days_after(last, 1 - SUMMARY_MAX_DAYS)
+    # Times are Unix seconds: a range before 1970 (or after 9999) has nothing to count.
+    start = max(_unix_midnight(first), 0)
+    end = min(_unix_midnight(last) + 86_400, usage.MAX_TIME)
+    if first > last or end <= start:
         return None, first, last, False
-    start = usage.unix_seconds(_midnight(first))
-    end = min(usage.unix_seconds(_midnight(last + _DAY)), usage.MAX_TIME)
     filters: dict[str, tuple[str, ...]] = {}
     if data.get("key"):
         # A valid choice is one of the user's keys (the form offers no other).
@@ -224,6 +226,16 @@ def summary_query(
         **filters,
     )
     return query, first, last, cut
+
+
+def _days_after(day: datetime.date, days: int) -> datetime.date:
+    """``day`` moved by ``days``, stopping at the first day a date can name."""
+    return datetime.date.fromordinal(max(day.toordinal() + days, 1))
+
+
+def _unix_midnight(day: datetime.date) -> int:
+    """The Unix time of ``day``'s start (UTC), for any date (negative before 1970)."""
+    return (day.toordinal() - datetime.date(1970, 1, 1).toordinal()) * 86_400
 
 
 def summary(user: User, form: UsageFilterForm, *, group: bool = False) -> Summary:

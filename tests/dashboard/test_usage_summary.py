@@ -189,8 +189,7 @@ def test_a_range_longer_than_a_year_shows_its_last_year_and_says_so(owner_client
 
     assert len(table(html)) == 366
     assert "its last 366 days are shown" in html
-    assert "Mar 10, 2023 to Mar 10, 2024" not in html  # the year's first day: Mar 11, 2023
-    assert "Mar 11 to Mar 10, 2024" in html
+    assert "Mar 11, 2023 to Mar 10, 2024" in html
 
 
 def test_from_after_to_draws_nothing(owner_client, owner, record):
@@ -200,6 +199,28 @@ def test_from_after_to_draws_nothing(owner_client, owner, record):
 
     assert "From is after To: there is nothing to count." in html
     assert table(html) == {}
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("since=1900-01-01&until=1900-01-05", "Nothing can be counted in this range."),
+        ("until=0001-01-03", "Nothing can be counted in this range."),
+        ("since=9999-12-30&until=9999-12-31", "Hour by hour, Dec 30 to Dec 31, 9999"),
+        ("until=9999-12-31", "Day by day, Dec 2 to Dec 31, 9999"),
+        ("since=1969-12-31&until=1970-01-01", "Hour by hour, Dec 31, 1969 to Jan 1, 1970"),
+    ],
+)
+def test_the_first_and_last_days_a_date_can_name_are_no_error(
+    owner_client, owner, record, query, says
+):
+    record(owner, at(1))
+
+    html = page(owner_client, query)
+    summary = summary_csv(owner_client, query)
+
+    assert says in html
+    assert all(row["credits"] == "0" for row in summary)
 
 
 def test_an_outsider_sees_none_of_the_owners_usage_in_the_chart_or_the_summary(
