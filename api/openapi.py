@@ -24,12 +24,13 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
 from django.views.decorators.csrf import csrf_exempt
 
-from generation import catalog
+from generation import catalog, usage
 from generation.services import jobs
 from generation.spec import BACKGROUNDS, OUTPUT_FORMATS, QUALITIES, SET_TOTAL_MAX
 from server.steps import Steps
 
 from . import multipart, streaming
+from . import usage as usage_api
 from .answers import CREDITS_CHARGED_HEADER, base_url
 from .errors import error_response
 from .schemas import ImageEditRequest, ImageGenerationRequest
@@ -493,7 +494,56 @@ def _answer_schemas() -> dict[str, Any]:
                 "credits_per_usd": _INT,
             }
         ),
+        **_usage_schemas(),
     }
+
+
+def _usage_schemas() -> dict[str, Any]:
+    """OpenAI's usage page of image buckets (``results``, as its API answers), with credits."""
+    count = {"type": "integer", "minimum": 0}
+    nullable = {"type": ["string", "null"]}
+    result = _object(
+        {
+            "object": {"const": usage_api.RESULT_OBJECT},
+            "images": {**count, "description": "Images delivered."},
+            "num_model_requests": {
+                **count,
+                "description": "Requests accepted (credits held), whatever their outcome: "
+                "failed, blocked and cancelled ones count, charged 0.",
+            },
+            "credits": {**count, "description": "Credits charged (the ledger's charge lines)."},
+            "model": nullable,
+            "api_key_id": {
+                **nullable,
+                "description": "The key's usage id (`key_…`); null for the playground.",
+            },
+            "api_key_name": nullable,
+            "size": nullable,
+            "source": {"type": ["string", "null"], "enum": [*usage.SOURCES, None]},
+        }
+    )
+    result["description"] = "One group's figures in a bucket; a field not in `group_by` is null."
+    bucket = _object(
+        {
+            "object": {"const": usage_api.BUCKET_OBJECT},
+            "start_time": _INT,
+            "end_time": _INT,
+            "results": {"type": "array", "items": {"$ref": REF.format(model="UsageImagesResult")}},
+        }
+    )
+    bucket["description"] = (
+        "`[start_time, end_time)`, Unix seconds: a whole UTC minute, hour or day, but where "
+        "the window cuts it. `results` is empty when nothing was settled in it."
+    )
+    page = _object(
+        {
+            "object": {"const": "page"},
+            "data": {"type": "array", "items": {"$ref": REF.format(model="UsageBucket")}},
+            "has_more": {"type": "boolean"},
+            "next_page": {"type": ["string", "null"]},
+        }
+    )
+    return {"UsageImagesResult": result, "UsageBucket": bucket, "UsagePage": page}
 
 
 # --- Operations ----------------------------------------------------------------------------------
@@ -527,6 +577,79 @@ def _parameters() -> dict[str, Any]:
             "schema": {"type": "string", "minLength": 1},
         },
     }
+
+
+def _usage_parameters() -> list[dict[str, Any]]:
+    """The usage query's parameters; every array also as ``name[]``, as the SDKs send it."""
+    time = {"type": "integer", "minimum": 0, "maximum": usage.MAX_TIME}
+    value = {"type": "string", "pattern": usage_api.VALUE_RE.pattern}
+    most_buckets = max(most for _, most in usage.BUCKET_LIMITS.values())
+    limits = "; ".join(
+        f"`{width}`: {default} by default, at most {most}"
+        for width, (default, most) in usage.BUCKET_LIMITS.items()
+    )
+    parameters: list[dict[str, Any]] = [
+        {
+            "name": "start_time",
+            "in": "query",
+            "required": True,
+            "description": "Start of the window, Unix seconds, inclusive.",
+            "schema": time,
+        },
+        {
+            "name": "end_time",
+            "in": "query",
+            "description": "End of the window, Unix seconds, exclusive; after `start_time`. "
+            "Without it, the end of the current bucket.",
+            "schema": time,
+        },
+        {
+            "name": "bucket_width",
+            "in": "query",
+            "schema": {"type": "string", "enum": list(usage.BUCKET_WIDTHS), "default": "1d"},
+        },
+        {
+            "name": "limit",
+            "in": "query",
+            "description": f"Buckets per page: {limits}.",
+            "schema": {"type": "integer", "minimum": 1, "maximum": most_buckets},
+        },
+        {
+            "name": "page",
+            "in": "query",
+            "description": "The `next_page` of the previous page (same `start_time` and "
+            "`bucket_width`).",
+            "schema": {"type": "string", "pattern": usage_api.PAGE_RE.pattern},
+        },
+    ]
+    arrays = {
+        "group_by": (
+            {"type": "string", "enum": list(usage.GROUP_FIELDS)},
+            usage_api.GROUP_BY_MAX_VALUES,
+            "Group each bucket's results by these fields.",
+        ),
+        "models": (value, usage_api.MAX_VALUES, "Only these models."),
+        "api_key_ids": (value, usage_api.MAX_VALUES, "Only these keys (`key_…`)."),
+        "sizes": (value, usage_api.MAX_VALUES, "Only these sizes, as asked (`2K`, `1024x1024`)."),
+        "sources": (
+            {"type": "string", "enum": list(usage.SOURCES)},
+            usage_api.MAX_VALUES,
+            "Only requests from here: `api` or `playground`.",
+        ),
+    }
+    for name, (items, most, description) in arrays.items():
+        for spelled in (name, f"{name}[]"):
+            parameters.append(
+                {
+                    "name": spelled,
+                    "in": "query",
+                    "description": description,
+                    "style": "form",
+                    "explode": True,
+                    "schema": {"type": "array", "items": items, "maxItems": most},
+                }
+            )
+    return parameters
 
 
 def _images_operation(
@@ -755,6 +878,22 @@ def _operations() -> dict[str, Any]:
                 },
             }
         },
+        "/usage/images": {
+            "get": {
+                "operationId": "usageImages",
+                "summary": "The account's image usage in time buckets, with credits",
+                "tags": ["Usage"],
+                "description": "As OpenAI's `GET /organization/usage/images`, for the key's "
+                "account. Buckets are UTC; a request counts in the bucket it was settled "
+                "(charged) in, so a window's credits are its ledger's charges. Empty buckets "
+                "are listed, with no results.",
+                "parameters": _usage_parameters(),
+                "responses": {
+                    "200": _ok("A page of buckets.", "UsagePage"),
+                    **_errors(400, *_AUTHENTICATED),
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "getOpenApiDocument",
@@ -803,7 +942,7 @@ def document(server_url: str = "") -> dict[str, Any]:
         },
         "servers": [{"url": f"{server_url}/v1"}],
         "security": [{"bearer": []}],
-        "tags": [{"name": n} for n in ("Images", "Jobs", "Models", "Credits", "Meta")],
+        "tags": [{"name": n} for n in ("Images", "Jobs", "Models", "Credits", "Usage", "Meta")],
         "paths": _operations(),
         "components": {
             "securitySchemes": {

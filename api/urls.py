@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from . import jobs, openapi, views
+from . import jobs, openapi, usage, views
 
 app_name = "api"
 
@@ -23,6 +23,7 @@ urlpatterns = [
     path("v1/models", views.models_list, name="models"),
     path("v1/models/<str:model_id>", views.model_detail, name="model"),
     path("v1/credits", views.credits, name="credits"),
+    path("v1/usage/images", usage.images_usage, name="usage-images"),
     path("v1/openapi.json", openapi.openapi_json, name="openapi"),
     re_path(r"^v1/(?P<path>.*)$", views.not_found),
     re_path(

@@ -27,6 +27,7 @@ urlpatterns = [
     path("dashboard/", views.overview, name="overview"),
     path("dashboard/usage/", views.usage, name="usage"),
     path("dashboard/usage.csv", views.usage_csv, name="usage-csv"),
+    path("dashboard/usage-summary.csv", views.usage_summary_csv, name="usage-summary-csv"),
     path("dashboard/limits/", views_limits.limits, name="limits"),
     path("dashboard/alerts/", views_spend.alerts, name="alerts"),
     # Under the keys pages' prefix (keys.urls has no such path), but here: the page lists the

@@ -190,10 +190,23 @@ def usage(request: AuthenticatedRequest) -> HttpResponse:
     page = usage_rows.page_after(rows.prefetch_related("inputs"), request.GET.get("after"))
     query = request.GET.copy()
     query.pop("after", None)
+    # Over the same filters, the chart: the query behind GET /v1/usage/images.
+    summary = usage_rows.summary(request.user, form)
     return render(
         request,
         "dashboard/usage.html",
-        {"form": form, "page": page, "filters": query.urlencode()},
+        {
+            "form": form,
+            "page": page,
+            "filters": query.urlencode(),
+            "summary": summary,
+            "credits_chart": usage_rows.chart(summary, "credits", "credits"),
+            "images_chart": usage_rows.chart(summary, "images", "images"),
+            "summary_rows": [
+                (usage_rows.bucket_label(bucket, summary.hourly), bucket)
+                for bucket in reversed(summary.buckets)
+            ],
+        },
     )
 
 
@@ -204,6 +217,18 @@ def usage_csv(request: AuthenticatedRequest) -> StreamingHttpResponse:
     response = StreamingHttpResponse(usage_rows.csv_lines(rows), content_type="text/csv")
     stamp = timezone.now().strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = f'attachment; filename="seedream-usage-{stamp}.csv"'
+    return response
+
+
+@login_required
+def usage_summary_csv(request: AuthenticatedRequest) -> StreamingHttpResponse:
+    """The page's filters as buckets (a day, or an hour for a short range) and groups, from the
+    query behind GET /v1/usage/images."""
+    form = usage_rows.UsageFilterForm(request.user, request.GET or None)
+    summary = usage_rows.summary(request.user, form, group=True)
+    response = StreamingHttpResponse(usage_rows.summary_csv_lines(summary), content_type="text/csv")
+    stamp = timezone.now().strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="seedream-usage-summary-{stamp}.csv"'
     return response
 
 

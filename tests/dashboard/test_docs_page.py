@@ -15,7 +15,8 @@ pytestmark = pytest.mark.smoke
 
 SECTIONS = [
     "authentication", "quickstart", "generations", "quality", "response", "edits", "models",
-    "models-endpoint", "credits", "idempotency", "jobs", "errors", "rate-limits", "spend-controls",
+    "models-endpoint", "credits", "usage", "idempotency", "jobs", "errors", "rate-limits",
+    "spend-controls",
     "webhooks",
 ]  # fmt: skip
 
