@@ -102,7 +102,7 @@ class AutoTopUpForm(forms.Form):
     """Automatic top-up's settings: below how many credits, and how much to buy then."""
 
     threshold_credits = forms.IntegerField(
-        label="When my balance falls below (credits)",
+        label="Threshold",
         min_value=1,
         max_value=MAX_THRESHOLD_CREDITS,
         error_messages={
@@ -114,17 +114,19 @@ class AutoTopUpForm(forms.Form):
     amount = forms.CharField(max_length=12, label="Buy")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Its own ids: the buy form on the same page has an "amount" too.
+        kwargs.setdefault("auto_id", "top_up_%s")
         super().__init__(*args, **kwargs)
         currency = settings.STRIPE_CURRENCY.upper()
         packs = ", ".join(
             format_money(cents, settings.STRIPE_CURRENCY) for cents in settings.STRIPE_PACKS_CENTS
         )
         amount = self.fields["amount"]
-        amount.label = f"Buy this amount ({currency})"
+        amount.label = f"Amount ({currency})"
         amount.help_text = f"{_amount_help()} The packs: {packs}."
         amount.widget.attrs.update({"inputmode": "decimal", "autocomplete": "off"})
         threshold = self.fields["threshold_credits"]
-        threshold.help_text = f"From 1 to {MAX_THRESHOLD_CREDITS:,} credits."
+        threshold.help_text = f"In credits, from 1 to {MAX_THRESHOLD_CREDITS:,}."
         threshold.widget.attrs.update({"inputmode": "numeric", "autocomplete": "off"})
 
     def clean_amount(self) -> int:
