@@ -47,6 +47,12 @@ CHECKOUT_SESSIONS_EXCEEDED = (
     "You have opened many payment pages this hour: finish one of them, or try again later."
 )
 PROMO_ATTEMPTS_EXCEEDED = "Too many codes tried from this account or address: try again in an hour."
+# Each save of the billing details may update the Customer at Stripe: an account saving them
+# without end is refused.
+DETAILS_SAVES_PER_HOUR = 30
+DETAILS_SAVES_EXCEEDED = (
+    "You have saved your billing details many times this hour: try again later."
+)
 
 
 def _billing_page(
@@ -218,6 +224,10 @@ def billing_details(request: AuthenticatedRequest) -> HttpResponse:
     form = BillingDetailsForm(request.POST)
     if not form.is_valid():
         return _billing_page(request, details_form=form, status=400)
+    rate = f"{DETAILS_SAVES_PER_HOUR}/h"
+    if is_ratelimited(request, group="billing-details", key="user", rate=rate, increment=True):
+        form.add_error(None, DETAILS_SAVES_EXCEEDED)
+        return _billing_page(request, details_form=form, status=429)
     try:
         synced = customers.save_details(request.user, form.details)
     except customers.DetailsRefused as exc:

@@ -24,6 +24,12 @@ keyed by the event that caused it.
 A paid purchase is credited in its own transaction; Stripe's receipt link is fetched afterwards,
 best effort (``payments.fill_missing_receipts`` fetches the ones that failed, every few minutes).
 
+An automatic top-up (``billing.auto_top_up``) is a PaymentIntent without a session:
+``payment_intent.succeeded`` credits it, keyed by the PaymentIntent, and
+``payment_intent.payment_failed`` is its decline. For a Checkout payment those two events only
+bring the card the customer saved. ``invoice.finalized`` and ``invoice.paid`` keep the links of
+the invoice Checkout made for a payment (``billing.invoices``), in whatever order they come.
+
 A closed account's events are stored without what names a person (``billing.redaction``): the
 ones stored before are redacted when it closes, and later ones before they are stored.
 """

@@ -467,3 +467,20 @@ def test_closing_the_account_redacts_its_invoice_events(
     # What the books need stays.
     assert stored["id"] == session["invoice"]
     assert stored["metadata"]["purchase_id"] == str(bought.public_id)
+
+
+def test_an_account_cannot_save_its_details_without_end(client, owner, fake_stripe, monkeypatch):
+    monkeypatch.setattr("billing.views.DETAILS_SAVES_PER_HOUR", 2)
+    client.force_login(owner)
+    saved = [save_details(client, city=city).status_code for city in ("Berlin", "Bonn")]
+
+    refused = save_details(client, city="Köln")
+
+    assert saved == [302, 302]
+    assert refused.status_code == 429
+    assert "saved your billing details many times this hour" in refused.content.decode()
+    assert BillingProfile.objects.get().city == "Bonn"
+    assert (
+        fake_stripe.customer(BillingProfile.objects.get().stripe_customer_id)["address"]["city"]
+        == "Bonn"
+    )
