@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -16,6 +17,7 @@ from accounts.models import User
 
 from . import pricing, services, webhooks
 from .models import (
+    BillingProfile,
     CreditAccount,
     DebtEntry,
     LedgerEntry,
@@ -28,6 +30,7 @@ from .models import (
     StripeRefund,
     normalise_code,
 )
+from .money import format_money
 
 
 class PriceTierFormSet(forms.BaseInlineFormSet):
@@ -112,8 +115,22 @@ class AdjustmentForm(forms.Form):
 
 @admin.register(CreditAccount)
 class CreditAccountAdmin(ReadOnlyAdmin):
-    list_display = ("user", "balance_credits", "owed_credits", "updated_at", "adjust_link")
+    list_display = (
+        "user", "balance_credits", "owed_credits", "auto_top_up", "updated_at", "adjust_link",
+    )  # fmt: skip
+    list_filter = ("auto_top_up_enabled",)
     search_fields = ("user__email",)
+
+    @admin.display(description="Automatic top-up")
+    def auto_top_up(self, account: CreditAccount) -> str:
+        if account.auto_top_up_enabled:
+            return (
+                f"below {account.auto_top_up_threshold_credits:,} credits: "
+                f"{format_money(account.auto_top_up_amount_cents or 0, settings.STRIPE_CURRENCY)}"
+            )
+        if account.auto_top_up_stopped_at:
+            return f"stopped {account.auto_top_up_stopped_at:%Y-%m-%d}"
+        return "-"
 
     @admin.display(description="Adjust")
     def adjust_link(self, account: CreditAccount) -> str:
@@ -185,11 +202,13 @@ class DebtEntryAdmin(ReadOnlyAdmin):
 @admin.register(Purchase)
 class PurchaseAdmin(ReadOnlyAdmin):
     list_display = (
-        "created_at", "user", "price", "credits", "status", "reversed_credits", "receipt",
+        "created_at", "user", "kind", "price", "credits", "status", "reversed_credits", "receipt",
+        "invoice",
     )  # fmt: skip
-    list_filter = ("status", "currency")
+    list_filter = ("status", "kind", "currency")
     search_fields = (
         "user__email", "checkout_session_id", "payment_intent_id", "charge_id", "public_id",
+        "invoice_id", "invoice_number",
     )  # fmt: skip
 
     @admin.display(description="Receipt")
@@ -199,6 +218,27 @@ class PurchaseAdmin(ReadOnlyAdmin):
         return format_html(
             '<a href="{}" rel="noopener noreferrer">receipt</a>', purchase.receipt_url
         )
+
+    @admin.display(description="Invoice")
+    def invoice(self, purchase: Purchase) -> str:
+        if not purchase.invoice_pdf_url:
+            return purchase.invoice_id or "-"
+        return format_html(
+            '<a href="{}" rel="noopener noreferrer">{}</a>',
+            purchase.invoice_pdf_url,
+            purchase.invoice_number or "invoice",
+        )
+
+
+@admin.register(BillingProfile)
+class BillingProfileAdmin(ReadOnlyAdmin):
+    """Read-only: the customer edits them on the billing page, which also updates Stripe."""
+
+    list_display = (
+        "company_name", "account", "country", "tax_id_type", "tax_id_value", "stripe_customer_id",
+        "updated_at",
+    )  # fmt: skip
+    search_fields = ("company_name", "account__user__email", "stripe_customer_id", "tax_id_value")
 
 
 @admin.register(StripeRefund)

@@ -66,6 +66,24 @@ class CreditAccount(models.Model):
     # The shares of a key's spend cap (per cent) at which the account is told, once per window.
     key_budget_alert_percents = models.JSONField(default=default_alert_percents, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Automatic top-up (billing.auto_top_up): when a spend takes the balance below the threshold,
+    # the saved card is charged the amount, off-session. ``enabled`` means armed: the customer
+    # turned it on and a card, a threshold and an amount are all set (the constraint below).
+    auto_top_up_enabled = models.BooleanField(default=False)
+    auto_top_up_threshold_credits = models.PositiveBigIntegerField(null=True, blank=True)
+    auto_top_up_amount_cents = models.PositiveIntegerField(null=True, blank=True)
+    # The card the customer saved for it in a Checkout payment (Stripe's PaymentMethod id), and
+    # how to name it to them ("Visa ending 4242"). A declined card is forgotten here for good.
+    auto_top_up_payment_method_id = models.CharField(max_length=255, blank=True)
+    auto_top_up_card = models.CharField(max_length=64, blank=True)
+    # A card saved by a payment started before this moment is not taken: set when a card is
+    # taken (to its payment's start), forgotten or turned off, so a late or repeated event of an
+    # older payment never brings back a card that was declined, removed or replaced.
+    auto_top_up_card_since = models.DateTimeField(null=True, blank=True)
+    # When a charge was declined and automatic top-up stopped, and why (for the billing page);
+    # only the customer's own action turns it on again.
+    auto_top_up_stopped_at = models.DateTimeField(null=True, blank=True)
+    auto_top_up_stop_reason = models.CharField(max_length=255, blank=True)
 
     class Meta:
         constraints = [
@@ -77,6 +95,17 @@ class CreditAccount(models.Model):
             ),
             models.CheckConstraint(
                 condition=models.Q(lifetime_credits__gte=0), name="billing_lifetime_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(auto_top_up_enabled=False)
+                | (
+                    models.Q(
+                        auto_top_up_threshold_credits__gt=0,
+                        auto_top_up_amount_cents__gt=0,
+                    )
+                    & ~models.Q(auto_top_up_payment_method_id="")
+                ),
+                name="billing_auto_top_up_armed_fully",
             ),
         ]
 
@@ -278,8 +307,16 @@ class DebtEntry(AppendOnly):
         return f"debt {self.amount_credits:+d} ({self.reference})"
 
 
+class PurchaseKind(models.TextChoices):
+    # The customer paid on Stripe's hosted Checkout page.
+    CHECKOUT = "checkout", "Card payment"
+    # An automatic top-up: a PaymentIntent charged off-session to the saved card.
+    AUTO = "auto", "Automatic top-up"
+
+
 class Purchase(models.Model):
-    """Credits bought with a card through Stripe Checkout: one row per Checkout Session."""
+    """Credits bought with a card: one row per Checkout Session, or per automatic top-up (a
+    PaymentIntent charged to the saved card, ``kind`` auto, with no session)."""
 
     class Status(models.TextChoices):
         PENDING = "pending", "Awaiting payment"
@@ -321,6 +358,18 @@ class Purchase(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     credited_at = models.DateTimeField(null=True, blank=True)
+    kind = models.CharField(
+        max_length=16, choices=PurchaseKind.choices, default=PurchaseKind.CHECKOUT
+    )
+    # The customer ticked "save this card for automatic top-ups" (a Checkout payment made with
+    # payment_intent_data.setup_future_usage=off_session).
+    save_card = models.BooleanField(default=False)
+    # The invoice Stripe made for a Checkout payment (invoice_creation), made out to the account's
+    # billing details: its id (the session's ``invoice``), number and links, once finalized.
+    invoice_id = models.CharField(max_length=255, blank=True, db_index=True)
+    invoice_number = models.CharField(max_length=64, blank=True)
+    invoice_pdf_url = models.URLField(max_length=2000, blank=True)
+    hosted_invoice_url = models.URLField(max_length=2000, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -328,6 +377,12 @@ class Purchase(models.Model):
             models.CheckConstraint(
                 condition=models.Q(amount_cents__gt=0, credits__gt=0),
                 name="billing_purchase_positive",
+            ),
+            # One automatic top-up in flight per account, whatever runs at the same moment.
+            models.UniqueConstraint(
+                fields=["user"],
+                condition=models.Q(kind="auto", status="pending"),
+                name="billing_one_pending_auto_top_up",
             ),
             models.CheckConstraint(
                 condition=models.Q(
@@ -522,3 +577,53 @@ class SpendWindow(models.Model):
     @property
     def remaining_credits(self) -> int:
         return max(0, self.cap_credits - self.spent_credits)
+
+
+class BillingProfile(models.Model):
+    """Who an account's invoices are made out to, and its Customer at Stripe.
+
+    Created with the Customer (lazily, at the first card payment) or when the customer saves
+    billing details. The details are ours (the billing page's form); Stripe's Customer gets a copy
+    (``stripe_details``: what it was last sent), refreshed before a payment whenever they differ.
+    """
+
+    account = models.OneToOneField(
+        CreditAccount, on_delete=models.PROTECT, related_name="billing_profile"
+    )
+    company_name = models.CharField(max_length=150, blank=True)
+    address_line1 = models.CharField(max_length=200, blank=True)
+    address_line2 = models.CharField(max_length=200, blank=True)
+    city = models.CharField(max_length=100, blank=True)
+    postal_code = models.CharField(max_length=20, blank=True)
+    state = models.CharField(max_length=100, blank=True)
+    # ISO 3166-1 alpha-2 (billing.countries), as Stripe's addresses take it.
+    country = models.CharField(max_length=2, blank=True)
+    # Stripe's names for tax ids (eu_vat, gb_vat, us_ein, ...; billing.customers.TAX_ID_TYPES).
+    tax_id_type = models.CharField(max_length=16, blank=True)
+    tax_id_value = models.CharField(max_length=64, blank=True)
+    stripe_customer_id = models.CharField(max_length=255, blank=True)
+    # The customer's tax id object at Stripe (txi_...), replaced when the tax id changes.
+    stripe_tax_id = models.CharField(max_length=255, blank=True)
+    stripe_details = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stripe_customer_id"],
+                condition=~models.Q(stripe_customer_id=""),
+                name="billing_profile_one_account_per_customer",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(tax_id_type="", tax_id_value="")
+                | (~models.Q(tax_id_type="") & ~models.Q(tax_id_value="")),
+                name="billing_profile_tax_id_whole",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.company_name or f"billing profile of account {self.account_id}"
+
+    @property
+    def has_details(self) -> bool:
+        return bool(self.company_name)

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from accounts.models import User
 
-from . import stripe_client
+from . import auto_top_up, customers, stripe_client
 from .models import Purchase
 from .money import format_money
 from .services import credits_for_cents
@@ -50,17 +50,27 @@ def packs() -> list[Pack]:
     return [Pack(cents, credits_for_cents(cents)) for cents in settings.STRIPE_PACKS_CENTS]
 
 
-def start_purchase(user: User, amount_cents: int, *, site_url: str) -> Purchase:
-    """Record a pending purchase and open a Stripe Checkout Session for it.
+def start_purchase(
+    user: User, amount_cents: int, *, site_url: str, save_card: bool = False
+) -> Purchase:
+    """Record a pending purchase and open a Stripe Checkout Session for it, paid as the
+    account's Customer (billing.customers: created, or brought up to date, first), with an
+    invoice made out to the account's billing details. ``save_card`` keeps the card for
+    automatic top-ups (billing.auto_top_up).
 
     ``site_url`` is where Stripe sends the customer back (scheme and host, no path). Raises
-    stripe_client.PaymentsNotConfigured, or PurchaseNotStarted if Stripe refused; then the
-    purchase is marked failed and nothing was charged.
+    stripe_client.PaymentsNotConfigured, or PurchaseNotStarted if Stripe refused; then nothing
+    was charged (and the purchase, if it was recorded, is marked failed).
     """
     if not settings.STRIPE_MIN_CENTS <= amount_cents <= settings.STRIPE_MAX_CENTS:
         raise ValueError(f"{amount_cents} cents is outside the allowed amounts")
     if not card_payments_enabled():
         raise stripe_client.PaymentsNotConfigured("Card payments are not set up")
+    try:
+        customer_id = customers.ensure_customer(user)
+    except stripe_client.StripeUnavailable as exc:
+        logger.error("purchase by user %s: the Customer: %s", user.pk, exc)
+        raise PurchaseNotStarted(str(exc)) from exc
     currency = settings.STRIPE_CURRENCY
     # Committed before Stripe is called (no transaction is held across the network), so a
     # webhook that beats our own save of the session id still finds it by its metadata.
@@ -69,21 +79,28 @@ def start_purchase(user: User, amount_cents: int, *, site_url: str) -> Purchase:
         amount_cents=amount_cents,
         currency=currency,
         credits=credits_for_cents(amount_cents),
+        save_card=save_card,
     )
     page = site_url.rstrip("/") + reverse("billing:purchase", args=[purchase.public_id])
     cancel = site_url.rstrip("/") + reverse("billing:purchase_cancelled", args=[purchase.public_id])
+    product = f"{purchase.credits:,} {settings.SITE_NAME} credits"
     try:
         session = stripe_client.create_checkout_session(
             amount_cents=amount_cents,
             currency=currency,
-            product_name=f"{purchase.credits:,} Seedream API credits",
+            product_name=product,
             client_reference_id=str(user.pk),
-            customer_email=user.email,
+            customer_id=customer_id,
             metadata={
                 "purchase_id": str(purchase.public_id),
                 "user_id": str(user.pk),
                 "credits": str(purchase.credits),
             },
+            invoice_description=f"Prepaid credits: {product}",
+            invoice_footer=(
+                f"{settings.SITE_NAME} ({settings.SITE_URL}). Purchase {purchase.public_id}."
+            ),
+            save_card=save_card,
             # Stripe fills in {CHECKOUT_SESSION_ID} itself.
             success_url=f"{page}?session_id={{CHECKOUT_SESSION_ID}}",
             cancel_url=cancel,
@@ -135,10 +152,13 @@ RECEIPTS_PER_RUN = 50
 
 def fill_receipt(purchase: Purchase) -> bool:
     """Store the charge id and Stripe's receipt link of a credited purchase, if Stripe has a
-    charge for it yet (True then). Raises stripe_client.StripeUnavailable."""
+    charge for it yet (True then); keep the card it saved for automatic top-ups, if the
+    customer asked (billing.auto_top_up.remember_card). Raises stripe_client.StripeUnavailable."""
     if purchase.receipt_url or not purchase.payment_intent_id:
         return False
-    charge = stripe_client.latest_charge(purchase.payment_intent_id)
+    payment = stripe_client.retrieve_payment(purchase.payment_intent_id)
+    charge = payment.charge
+    auto_top_up.remember_card(purchase, payment.intent, charge.card if charge else "")
     if charge is None:
         return False
     Purchase.objects.filter(pk=purchase.pk).update(

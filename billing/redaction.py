@@ -21,21 +21,27 @@ REDACTED = "[redacted]"
 
 # Keys whose values describe a person in Stripe's objects: Checkout Sessions (customer_email,
 # customer_details, collected_information, custom_fields, shipping_details), charges and
-# PaymentIntents (billing_details, receipt_email, shipping, payment_method_details), refunds
-# (destination_details, instructions_email), disputes (evidence) and customers.
+# PaymentIntents (billing_details, receipt_email, shipping, payment_method_details, and a failed
+# attempt's PaymentMethod with its card), refunds (destination_details, instructions_email),
+# disputes (evidence), invoices (customer_address, customer_tax_ids, ...) and customers.
 PERSONAL_KEYS = frozenset(
     {
         "address",
         "billing_address",
         "billing_details",
         "business_name",
+        "card",
         "collected_information",
         "custom_fields",
+        "customer_address",
         "customer_details",
         "customer_email",
         "customer_email_address",
         "customer_name",
+        "customer_phone",
         "customer_purchase_ip",
+        "customer_shipping",
+        "customer_tax_ids",
         "destination_details",
         "email",
         "evidence",

@@ -27,6 +27,32 @@ class InvalidSignature(Exception):
     """A webhook whose Stripe-Signature is missing, wrong or too old."""
 
 
+class InvalidRequest(StripeUnavailable):
+    """Stripe refused a request's parameters (400): ``code`` and ``param`` say which (e.g.
+    ``tax_id_invalid``), ``message`` is Stripe's own words (about the parameters, never a key)."""
+
+    def __init__(self, message: str, *, code: str, param: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.param = param
+
+
+class CardDeclined(Exception):
+    """The card was charged and the bank said no (HTTP 402 ``card_error``): ``code`` is Stripe's
+    (``card_declined``, ``expired_card``, ``authentication_required``, ...), ``decline_code``
+    the bank's reason when there is one, ``message`` Stripe's words, which are written for the
+    cardholder. ``payment_intent_id`` is the PaymentIntent the attempt made, if any."""
+
+    def __init__(
+        self, message: str, *, code: str, decline_code: str, payment_intent_id: str
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.decline_code = decline_code
+        self.payment_intent_id = payment_intent_id
+
+
 @dataclass(frozen=True)
 class CheckoutSession:
     id: str
@@ -36,12 +62,57 @@ class CheckoutSession:
     payment_intent_id: str
     amount_total: int
     currency: str
+    # The invoice Checkout made for the payment (invoice_creation), once it has one.
+    invoice_id: str = ""
 
 
 @dataclass(frozen=True)
 class Charge:
     id: str
     receipt_url: str
+    # How to name the card to its owner ("Visa ending 4242"), when it was a card.
+    card: str = ""
+
+
+@dataclass(frozen=True)
+class PaymentIntent:
+    id: str
+    status: str  # succeeded, processing, requires_payment_method, requires_action, canceled...
+    amount: int
+    currency: str
+    customer_id: str
+    payment_method_id: str
+    setup_future_usage: str  # off_session, on_session or ""
+    metadata: dict[str, str]
+    # The failed attempt's PaymentMethod and Stripe's code for it (last_payment_error).
+    error_code: str = ""
+    error_message: str = ""
+    error_payment_method_id: str = ""
+
+
+@dataclass(frozen=True)
+class Payment:
+    """A PaymentIntent with its latest charge (None before there is one)."""
+
+    intent: PaymentIntent
+    charge: Charge | None
+
+
+@dataclass(frozen=True)
+class Customer:
+    id: str
+    # The id of its one tax id object (txi_...), when it has one.
+    tax_id: str
+
+
+@dataclass(frozen=True)
+class Invoice:
+    id: str
+    number: str
+    status: str  # draft, open, paid, uncollectible, void
+    invoice_pdf: str  # empty until the invoice is finalized
+    hosted_invoice_url: str
+    metadata: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -137,6 +208,7 @@ def session_from(values: dict[str, Any]) -> CheckoutSession:
         payment_intent_id=id_of(values.get("payment_intent")),
         amount_total=int(values.get("amount_total") or 0),
         currency=(values.get("currency") or "").lower(),
+        invoice_id=id_of(values.get("invoice")),
     )
 
 
@@ -151,19 +223,77 @@ def refund_from(values: dict[str, Any]) -> Refund:
     )
 
 
+def _metadata(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def intent_from(values: dict[str, Any]) -> PaymentIntent:
+    """A PaymentIntent from Stripe's JSON (an API answer, an error's or a webhook's object)."""
+    error = values.get("last_payment_error")
+    error = error if isinstance(error, dict) else {}
+    return PaymentIntent(
+        id=values["id"],
+        status=str(values.get("status") or ""),
+        amount=int(values.get("amount") or 0),
+        currency=str(values.get("currency") or "").lower(),
+        customer_id=id_of(values.get("customer")),
+        payment_method_id=id_of(values.get("payment_method")),
+        setup_future_usage=str(values.get("setup_future_usage") or ""),
+        metadata=_metadata(values.get("metadata")),
+        error_code=str(error.get("decline_code") or error.get("code") or ""),
+        error_message=str(error.get("message") or ""),
+        error_payment_method_id=id_of(error.get("payment_method")),
+    )
+
+
+def invoice_from(values: dict[str, Any]) -> Invoice:
+    """An Invoice from Stripe's JSON (an API answer or a webhook's data.object)."""
+    return Invoice(
+        id=values["id"],
+        number=str(values.get("number") or ""),
+        status=str(values.get("status") or ""),
+        invoice_pdf=str(values.get("invoice_pdf") or ""),
+        hosted_invoice_url=str(values.get("hosted_invoice_url") or ""),
+        metadata=_metadata(values.get("metadata")),
+    )
+
+
+def card_label(charge: dict[str, Any]) -> str:
+    """ "Visa ending 4242" from a charge's payment_method_details, "" when it was no card."""
+    details = charge.get("payment_method_details")
+    card = details.get("card") if isinstance(details, dict) else None
+    if not isinstance(card, dict) or not card.get("last4"):
+        return ""
+    brand = str(card.get("brand") or "card")
+    names = {"amex": "American Express", "diners": "Diners Club", "unionpay": "UnionPay"}
+    return f"{names.get(brand, brand.title())} ending {card['last4']}"[:64]
+
+
 def create_checkout_session(
     *,
     amount_cents: int,
     currency: str,
     product_name: str,
     client_reference_id: str,
-    customer_email: str,
+    customer_id: str,
     metadata: dict[str, str],
+    invoice_description: str,
+    invoice_footer: str,
+    save_card: bool,
     success_url: str,
     cancel_url: str,
     idempotency_key: str,
 ) -> CheckoutSession:
-    """A hosted Checkout page (mode ``payment``) for one line of ``amount_cents``."""
+    """A hosted Checkout page (mode ``payment``) for one line of ``amount_cents``, paid as
+    ``customer_id`` (our Customer of the account: its name, address and tax id go on the
+    invoice Stripe makes for the payment). ``save_card`` keeps the card for charges made
+    while the customer is away (automatic top-ups); Checkout tells the customer it does."""
+    intent_data: dict[str, Any] = {
+        # On the PaymentIntent too, so its charge (refunds, disputes) leads back to the purchase.
+        "metadata": metadata,
+    }
+    if save_card:
+        intent_data["setup_future_usage"] = "off_session"
     params: dict[str, Any] = {
         "mode": "payment",
         "line_items": [
@@ -177,10 +307,22 @@ def create_checkout_session(
             }
         ],
         "client_reference_id": client_reference_id,
-        "customer_email": customer_email,
+        # An existing Customer, not customer_email (Stripe takes one or the other). Checkout
+        # changes nothing on it (customer_update is left at "never"): our billing details form
+        # is the one source of the name, address and tax id the invoice shows.
+        "customer": customer_id,
         "metadata": metadata,
-        # On the PaymentIntent too, so its charge (refunds, disputes) leads back to the purchase.
-        "payment_intent_data": {"metadata": metadata},
+        "payment_intent_data": intent_data,
+        # Every payment gets an invoice (a paid one, for the customer's books), naming the
+        # purchase in its description and metadata.
+        "invoice_creation": {
+            "enabled": True,
+            "invoice_data": {
+                "description": invoice_description,
+                "footer": invoice_footer,
+                "metadata": metadata,
+            },
+        },
         "success_url": success_url,
         "cancel_url": cancel_url,
     }
@@ -202,18 +344,180 @@ def retrieve_checkout_session(session_id: str) -> CheckoutSession:
     return session_from(session.to_dict())
 
 
-def latest_charge(payment_intent_id: str) -> Charge | None:
-    """The charge that paid a PaymentIntent (its id and Stripe's receipt page), if any yet."""
+def retrieve_payment(payment_intent_id: str) -> Payment:
+    """A PaymentIntent and the charge that paid it (its id, Stripe's receipt page, the card)."""
     try:
         intent = _stripe().v1.payment_intents.retrieve(
             payment_intent_id, {"expand": ["latest_charge"]}
         )
     except stripe.StripeError as exc:
         raise StripeUnavailable(f"retrieving PaymentIntent {payment_intent_id}: {exc}") from exc
-    charge = intent.to_dict().get("latest_charge")
+    values = intent.to_dict()
+    charge = values.get("latest_charge")
     if not isinstance(charge, dict):
-        return None
-    return Charge(id=charge["id"], receipt_url=charge.get("receipt_url") or "")
+        return Payment(intent=intent_from(values), charge=None)
+    return Payment(
+        intent=intent_from(values),
+        charge=Charge(
+            id=charge["id"], receipt_url=charge.get("receipt_url") or "", card=card_label(charge)
+        ),
+    )
+
+
+def latest_charge(payment_intent_id: str) -> Charge | None:
+    """The charge that paid a PaymentIntent (its id and Stripe's receipt page), if any yet."""
+    return retrieve_payment(payment_intent_id).charge
+
+
+def _refused(exc: stripe.StripeError, doing: str) -> StripeUnavailable:
+    """Our exception for a failed call: InvalidRequest when Stripe refused the parameters."""
+    if isinstance(exc, stripe.InvalidRequestError) and exc.http_status == 400:
+        return InvalidRequest(
+            f"{doing}: {exc.user_message}", code=str(exc.code or ""), param=str(exc.param or "")
+        )
+    return StripeUnavailable(f"{doing}: {exc}")
+
+
+def _address(address: dict[str, str]) -> dict[str, str]:
+    # Every line is sent, empty ones as "" (which Stripe takes as "remove"), so an update
+    # clears what the customer cleared.
+    keys = ("line1", "line2", "city", "postal_code", "state", "country")
+    return {key: address.get(key, "") for key in keys}
+
+
+def create_customer(
+    *,
+    email: str,
+    name: str,
+    address: dict[str, str] | None,
+    tax_id: tuple[str, str] | None,
+    metadata: dict[str, str],
+    idempotency_key: str,
+) -> Customer:
+    """A Customer with these details; ``tax_id`` is (Stripe's type, value). Raises
+    InvalidRequest when Stripe refuses a detail (``tax_id_invalid`` for the tax id)."""
+    params: dict[str, Any] = {"email": email, "metadata": metadata, "expand": ["tax_ids"]}
+    if name:
+        params["name"] = name
+    if address:
+        params["address"] = _address(address)
+    if tax_id:
+        params["tax_id_data"] = [{"type": tax_id[0], "value": tax_id[1]}]
+    try:
+        customer = _stripe().v1.customers.create(
+            params,  # type: ignore[arg-type]
+            options={"idempotency_key": idempotency_key},
+        )
+    except stripe.StripeError as exc:
+        raise _refused(exc, "creating a Customer") from exc
+    values = customer.to_dict()
+    tax_ids = values.get("tax_ids")
+    items = tax_ids.get("data") if isinstance(tax_ids, dict) else None
+    first = items[0] if isinstance(items, list) and items else {}
+    return Customer(id=values["id"], tax_id=id_of(first))
+
+
+def update_customer(
+    customer_id: str, *, email: str, name: str, address: dict[str, str] | None
+) -> None:
+    """Give the Customer these details (an empty name or no address clears them)."""
+    params: dict[str, Any] = {"email": email, "name": name}
+    params["address"] = _address(address) if address else ""
+    try:
+        _stripe().v1.customers.update(customer_id, params)  # type: ignore[arg-type]
+    except stripe.StripeError as exc:
+        raise _refused(exc, f"updating Customer {customer_id}") from exc
+
+
+def add_tax_id(customer_id: str, tax_type: str, value: str, *, idempotency_key: str) -> str:
+    """Add a tax id to the Customer; returns its id (txi_...). Raises InvalidRequest
+    (``tax_id_invalid``) when Stripe refuses the value for the type."""
+    try:
+        tax_id = _stripe().v1.customers.tax_ids.create(
+            customer_id,
+            {"type": tax_type, "value": value},
+            options={"idempotency_key": idempotency_key},
+        )
+    except stripe.StripeError as exc:
+        raise _refused(exc, f"adding a tax id to Customer {customer_id}") from exc
+    return str(tax_id.to_dict()["id"])
+
+
+def delete_tax_id(customer_id: str, tax_id: str) -> None:
+    try:
+        _stripe().v1.customers.tax_ids.delete(customer_id, tax_id)
+    except stripe.InvalidRequestError as exc:
+        if exc.http_status == 404:
+            return  # gone already
+        raise _refused(exc, f"deleting tax id {tax_id}") from exc
+    except stripe.StripeError as exc:
+        raise StripeUnavailable(f"deleting tax id {tax_id}: {exc}") from exc
+
+
+def retrieve_invoice(invoice_id: str) -> Invoice:
+    try:
+        invoice = _stripe().v1.invoices.retrieve(invoice_id)
+    except stripe.StripeError as exc:
+        raise StripeUnavailable(f"retrieving Invoice {invoice_id}: {exc}") from exc
+    return invoice_from(invoice.to_dict())
+
+
+def charge_saved_card(
+    *,
+    amount_cents: int,
+    currency: str,
+    customer_id: str,
+    payment_method_id: str,
+    description: str,
+    metadata: dict[str, str],
+    idempotency_key: str,
+) -> PaymentIntent:
+    """Charge a saved card while its owner is away: a PaymentIntent created and confirmed at
+    once, off-session (the bank cannot ask the cardholder to authenticate).
+
+    Raises CardDeclined when the bank declines, or the card needs its owner to authenticate
+    (``authentication_required``) or has expired; StripeUnavailable when Stripe could not be
+    reached or refused otherwise (then whether a PaymentIntent was made is unknown: the same
+    ``idempotency_key`` asks again without charging twice)."""
+    params: dict[str, Any] = {
+        "amount": amount_cents,
+        "currency": currency,
+        "customer": customer_id,
+        "payment_method": payment_method_id,
+        "off_session": True,
+        "confirm": True,
+        "description": description,
+        "metadata": metadata,
+    }
+    try:
+        intent = _stripe().v1.payment_intents.create(
+            params,  # type: ignore[arg-type]
+            options={"idempotency_key": idempotency_key},
+        )
+    except stripe.CardError as exc:
+        error = exc.error
+        failed = getattr(error, "payment_intent", None) if error is not None else None
+        raise CardDeclined(
+            str(exc.user_message or "The card was declined."),
+            code=str(exc.code or "card_declined"),
+            decline_code=str(getattr(error, "decline_code", None) or ""),
+            payment_intent_id=id_of(failed.to_dict() if failed is not None else None),
+        ) from exc
+    except stripe.StripeError as exc:
+        raise StripeUnavailable(f"charging a saved card: {exc}") from exc
+    return intent_from(intent.to_dict())
+
+
+def detach_payment_method(payment_method_id: str) -> None:
+    """Take a saved card off its Customer: it can never be charged again."""
+    try:
+        _stripe().v1.payment_methods.detach(payment_method_id)
+    except stripe.InvalidRequestError as exc:
+        if exc.http_status in (400, 404):
+            return  # not attached (any more), or gone
+        raise StripeUnavailable(f"detaching {payment_method_id}: {exc}") from exc
+    except stripe.StripeError as exc:
+        raise StripeUnavailable(f"detaching {payment_method_id}: {exc}") from exc
 
 
 def verify_webhook(payload: bytes, signature_header: str | None) -> dict[str, Any]:

@@ -1,27 +1,40 @@
-"""The customer's billing page (balance, buying credits, promotion codes, history) and Stripe's
-webhook endpoint."""
+"""The customer's billing page (balance, buying credits, automatic top-up, billing details for
+invoices, promotion codes, card payments with their invoices, history) and Stripe's webhook
+endpoint."""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import asdict
 from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
 from django_ratelimit.core import is_ratelimited
 
 from accounts.http import AuthenticatedRequest
 
-from . import history, payments, services, stripe_client, webhooks
-from .forms import AmountForm, PackForm, PromoCodeForm
-from .models import Purchase
+from . import (
+    auto_top_up,
+    customers,
+    history,
+    invoices,
+    payments,
+    services,
+    stripe_client,
+    webhooks,
+)
+from .forms import AmountForm, AutoTopUpForm, BillingDetailsForm, PackForm, PromoCodeForm
+from .models import Purchase, PurchaseKind
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +47,12 @@ CHECKOUT_SESSIONS_EXCEEDED = (
     "You have opened many payment pages this hour: finish one of them, or try again later."
 )
 PROMO_ATTEMPTS_EXCEEDED = "Too many codes tried from this account or address: try again in an hour."
+# Each save of the billing details may update the Customer at Stripe: an account saving them
+# without end is refused.
+DETAILS_SAVES_PER_HOUR = 30
+DETAILS_SAVES_EXCEEDED = (
+    "You have saved your billing details many times this hour: try again later."
+)
 
 
 def _billing_page(
@@ -42,14 +61,31 @@ def _billing_page(
     pack_form: PackForm | None = None,
     amount_form: AmountForm | None = None,
     promo_form: PromoCodeForm | None = None,
+    details_form: BillingDetailsForm | None = None,
+    auto_form: AutoTopUpForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
     balance = services.balance_credits(request.user)
     # One line per generation (its hold and release folded under its net), one per other move.
     page, lines = history.page(request.user, request.GET.get("page"), PAGE_SIZE)
+    # Checkout payments that reached Stripe, and automatic top-ups.
     purchases = Purchase.objects.filter(
-        user=request.user, checkout_session_id__isnull=False
+        Q(checkout_session_id__isnull=False) | Q(kind=PurchaseKind.AUTO), user=request.user
     ).order_by("-created_at", "-id")[:PURCHASES_SHOWN]
+    profile = customers.profile_of(request.user)
+    top_up = auto_top_up.state_of(request.user)
+    if details_form is None:
+        initial = asdict(customers.details_of(profile)) if profile else {}
+        details_form = BillingDetailsForm(initial=initial)
+    if auto_form is None:
+        auto_form = AutoTopUpForm(
+            initial={
+                "threshold_credits": top_up.threshold_credits,
+                "amount": f"{top_up.amount_cents / 100:.2f}" if top_up.amount_cents else "",
+            }
+        )
+    # The details are shown in a disclosure once they are filled in, open when being edited.
+    editing_details = details_form.is_bound or not (profile and profile.has_details)
     context: dict[str, Any] = {
         "balance_credits": balance,
         "owed_credits": services.debt_credits(request.user.pk),
@@ -60,7 +96,15 @@ def _billing_page(
         "packs": payments.packs(),
         "pack_form": pack_form or PackForm(),
         "amount_form": amount_form or AmountForm(),
+        # The buy form's one tick box, as the customer left it when the form comes back.
+        "save_card": (amount_form or pack_form or PackForm())["save_card"],
         "promo_form": promo_form or PromoCodeForm(),
+        "details_form": details_form,
+        "editing_details": editing_details,
+        "profile": profile if profile and profile.has_details else None,
+        "country_name": customers.country_name(profile.country) if profile else "",
+        "auto_form": auto_form,
+        "top_up": top_up,
         "purchases": list(purchases),
     }
     return render(request, "billing/ledger.html", context, status=status)
@@ -85,10 +129,11 @@ def buy(request: AuthenticatedRequest) -> HttpResponse:
         return _billing_page(request, status=503)
     pack_form, amount_form = None, None
     form: PackForm | AmountForm
-    if "amount" in request.POST:
-        form = amount_form = AmountForm(request.POST)
-    else:
+    # One form holds the packs' buttons and the typed amount: a pack button says which pack.
+    if "pack" in request.POST:
         form = pack_form = PackForm(request.POST)
+    else:
+        form = amount_form = AmountForm(request.POST)
     if not form.is_valid():
         return _billing_page(request, pack_form=pack_form, amount_form=amount_form, status=400)
     if is_ratelimited(
@@ -102,6 +147,7 @@ def buy(request: AuthenticatedRequest) -> HttpResponse:
             request.user,
             form.amount_cents,
             site_url=request.build_absolute_uri("/"),
+            save_card=form.cleaned_data["save_card"],
         )
     except payments.PurchaseNotStarted:
         messages.error(
@@ -150,6 +196,92 @@ def purchase(request: AuthenticatedRequest, public_id: uuid.UUID) -> HttpRespons
             "owed_credits": services.debt_credits(request.user.pk),
         },
     )
+
+
+@login_required
+@require_safe
+def invoice(request: AuthenticatedRequest, public_id: uuid.UUID) -> HttpResponse:
+    """The purchase's invoice PDF: off to Stripe's current link for it (only ever for the
+    purchase's owner; anyone else gets 404, as for a purchase that has no invoice)."""
+    bought = get_object_or_404(
+        Purchase.objects.exclude(invoice_id=""), public_id=public_id, user=request.user
+    )
+    url = invoices.pdf_url(bought)
+    if not url:
+        messages.info(
+            request,
+            "Stripe is still preparing this invoice: try again in a minute. Its receipt is "
+            "in the list meanwhile.",
+        )
+        return redirect("billing:ledger")
+    return redirect(url)
+
+
+@login_required
+@require_POST
+def billing_details(request: AuthenticatedRequest) -> HttpResponse:
+    """Save who the invoices are made out to, and give it to Stripe's Customer."""
+    form = BillingDetailsForm(request.POST)
+    if not form.is_valid():
+        return _billing_page(request, details_form=form, status=400)
+    rate = f"{DETAILS_SAVES_PER_HOUR}/h"
+    if is_ratelimited(request, group="billing-details", key="user", rate=rate, increment=True):
+        form.add_error(None, DETAILS_SAVES_EXCEEDED)
+        return _billing_page(request, details_form=form, status=429)
+    try:
+        synced = customers.save_details(request.user, form.details)
+    except customers.DetailsRefused as exc:
+        form.add_error(None if exc.field == "__all__" else exc.field, exc.message)
+        return _billing_page(request, details_form=form, status=400)
+    if synced or not payments.card_payments_enabled():
+        messages.success(request, "Billing details saved: your next invoices show them.")
+    else:
+        messages.warning(
+            request,
+            "Billing details saved. Stripe could not be reached just now: they are sent to it "
+            "before your next payment.",
+        )
+    return redirect(reverse("billing:ledger") + "#billing-details")
+
+
+@login_required
+@require_POST
+def auto_top_up_settings(request: AuthenticatedRequest) -> HttpResponse:
+    """Automatic top-up: save the threshold and amount (turning it on when a card is saved),
+    turn it off, or remove the saved card (named buttons)."""
+    if not payments.card_payments_enabled():
+        messages.error(request, "Card payments are not set up on this installation.")
+        return _billing_page(request, status=503)
+    back = reverse("billing:ledger") + "#auto-top-up"
+    if "turn_off" in request.POST:
+        auto_top_up.turn_off(request.user)
+        messages.success(request, "Automatic top-up is off. Your card stays saved.")
+        return redirect(back)
+    if "remove_card" in request.POST:
+        auto_top_up.remove_card(request.user)
+        messages.success(request, "Card removed: automatic top-up is off.")
+        return redirect(back)
+    form = AutoTopUpForm(request.POST)
+    if not form.is_valid():
+        return _billing_page(request, auto_form=form, status=400)
+    state = auto_top_up.configure(
+        request.user,
+        threshold_credits=form.cleaned_data["threshold_credits"],
+        amount_cents=form.cleaned_data["amount"],
+    )
+    if state.enabled:
+        messages.success(
+            request,
+            f"Automatic top-up is on: below {state.threshold_credits:,} credits we charge "
+            f"{state.amount} to {state.card}.",
+        )
+    else:
+        messages.info(
+            request,
+            "Settings saved. To turn automatic top-up on, buy credits with "
+            "\u201cSave the card I pay with for automatic top-ups\u201d ticked.",
+        )
+    return redirect(back)
 
 
 @login_required

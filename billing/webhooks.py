@@ -24,6 +24,12 @@ keyed by the event that caused it.
 A paid purchase is credited in its own transaction; Stripe's receipt link is fetched afterwards,
 best effort (``payments.fill_missing_receipts`` fetches the ones that failed, every few minutes).
 
+An automatic top-up (``billing.auto_top_up``) is a PaymentIntent without a session:
+``payment_intent.succeeded`` credits it, keyed by the PaymentIntent, and
+``payment_intent.payment_failed`` is its decline. For a Checkout payment those two events only
+bring the card the customer saved. ``invoice.finalized`` and ``invoice.paid`` keep the links of
+the invoice Checkout made for a payment (``billing.invoices``), in whatever order they come.
+
 A closed account's events are stored without what names a person (``billing.redaction``): the
 ones stored before are redacted when it closes, and later ones before they are stored.
 """
@@ -41,8 +47,8 @@ from django.utils import timezone
 
 from accounts.models import User
 
-from . import payments, services, stripe_client
-from .models import Purchase, StripeEvent, StripeRefund
+from . import auto_top_up, invoices, payments, services, stripe_client
+from .models import Purchase, PurchaseKind, StripeEvent, StripeRefund
 from .money import format_money
 from .redaction import events_about, redact
 
@@ -126,7 +132,12 @@ def _locked_purchase(query: Q) -> Purchase | None:
 
 
 def _purchase_query(
-    *, session_id: str = "", payment_intent_id: str = "", charge_id: str = "", metadata: Any = None
+    *,
+    session_id: str = "",
+    payment_intent_id: str = "",
+    charge_id: str = "",
+    invoice_id: str = "",
+    metadata: Any = None,
 ) -> Q:
     """The purchase that any of these Stripe ids (the empty ones left out) belongs to."""
     query = Q(pk__in=[])
@@ -136,6 +147,8 @@ def _purchase_query(
         query |= Q(payment_intent_id=payment_intent_id)
     if charge_id:
         query |= Q(charge_id=charge_id)
+    if invoice_id:
+        query |= Q(invoice_id=invoice_id)
     if (public_id := _purchase_id(metadata)) is not None:
         query |= Q(public_id=public_id)
     return query
@@ -148,15 +161,16 @@ def _owner_is_closed(event: dict[str, Any]) -> bool:
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict):
         return False
-    # The object is a session, a PaymentIntent, a charge, a refund or a dispute: its own id is
-    # one of those, and it names the others it belongs to.
+    # The object is a session, a PaymentIntent, a charge, a refund, a dispute or an invoice: its
+    # own id is one of those, and it names the others it belongs to.
     own_id = str(obj.get("id") or "")
     query = _purchase_query(
         session_id=own_id,
         payment_intent_id=stripe_client.id_of(obj.get("payment_intent")),
         charge_id=stripe_client.id_of(obj.get("charge")),
+        invoice_id=stripe_client.id_of(obj.get("invoice")),
         metadata=obj.get("metadata"),
-    ) | _purchase_query(payment_intent_id=own_id, charge_id=own_id)
+    ) | _purchase_query(payment_intent_id=own_id, charge_id=own_id, invoice_id=own_id)
     user_id = Purchase.objects.filter(query).values_list("user_id", flat=True).first()
     if user_id is None:
         return False
@@ -224,6 +238,8 @@ def _credit(purchase: Purchase, session: stripe_client.CheckoutSession) -> None:
         )
     if purchase.payment_intent_id != session.payment_intent_id:
         purchase.payment_intent_id = session.payment_intent_id
+    if session.invoice_id and not purchase.invoice_id:
+        purchase.invoice_id = session.invoice_id
     if purchase.credited_at is None:
         services.grant(
             purchase.user,
@@ -240,14 +256,21 @@ def _credit(purchase: Purchase, session: stripe_client.CheckoutSession) -> None:
 
 
 def _fill_receipt(purchase: Purchase) -> None:
-    """Stripe's receipt link for the purchase's charge, for the billing history: best effort,
-    once the credit is committed. A failed lookup leaves the purchase credited and its receipt
-    to ``payments.fill_missing_receipts`` (a periodic task), or to a later event of the charge."""
+    """Stripe's receipt link for the purchase's charge (and the card it saved, if the customer
+    asked), and its invoice's links, for the billing page: best effort, once the credit is
+    committed. A failed lookup leaves the purchase credited and the rest to the periodic task
+    (``payments.fill_missing_receipts``, ``invoices.fill_missing_invoices``) or a later event."""
     try:
         payments.fill_receipt(purchase)
     except (stripe_client.StripeUnavailable, stripe_client.PaymentsNotConfigured) as exc:
         logger.warning(
             "purchase %s is credited; its receipt is fetched later: %s", purchase.public_id, exc
+        )
+    try:
+        invoices.fill_invoice(purchase)
+    except (stripe_client.StripeUnavailable, stripe_client.PaymentsNotConfigured) as exc:
+        logger.warning(
+            "purchase %s is credited; its invoice is fetched later: %s", purchase.public_id, exc
         )
 
 
@@ -261,7 +284,8 @@ def checkout_session_completed(values: dict[str, Any], event_id: str) -> str | N
         if session.payment_status != "paid":
             # An asynchronous payment method: async_payment_succeeded or _failed follows.
             purchase.payment_intent_id = session.payment_intent_id
-            purchase.save(update_fields=["payment_intent_id", "updated_at"])
+            purchase.invoice_id = purchase.invoice_id or session.invoice_id
+            purchase.save(update_fields=["payment_intent_id", "invoice_id", "updated_at"])
             return None
         _credit(purchase, session)
     _fill_receipt(purchase)
@@ -489,6 +513,94 @@ def charge_dispute_closed(dispute: dict[str, Any], event_id: str) -> str | None:
     return None
 
 
+def _intent_purchase(intent: stripe_client.PaymentIntent) -> Purchase | None:
+    """The purchase a PaymentIntent pays for, locked; None if it is not one of ours."""
+    purchase = _locked_purchase(
+        _purchase_query(payment_intent_id=intent.id, metadata=intent.metadata)
+    )
+    if purchase is None:
+        return None
+    if intent.metadata.get("user_id") != str(purchase.user_id):
+        raise ValueError(f"PaymentIntent {intent.id} is not for the purchase's customer")
+    if purchase.payment_intent_id not in ("", intent.id):
+        raise ValueError(f"PaymentIntent {intent.id} is not the one of its purchase")
+    return purchase
+
+
+def payment_intent_succeeded(values: dict[str, Any], event_id: str) -> str | None:
+    """A PaymentIntent paid. An automatic top-up is credited here, once (the ledger key is the
+    PaymentIntent's), whatever its status said meanwhile: money taken is always credited. For a
+    Checkout payment (credited by its session's event) it brings the card the customer saved
+    for automatic top-ups, if they asked."""
+    intent = stripe_client.intent_from(values)
+    with transaction.atomic():
+        purchase = _intent_purchase(intent)
+        if purchase is None:
+            return NOT_OURS
+        if purchase.kind == PurchaseKind.AUTO:
+            if (intent.amount, intent.currency) != (purchase.amount_cents, purchase.currency):
+                raise ValueError(
+                    f"PaymentIntent {intent.id} took {intent.amount} {intent.currency}, "
+                    f"the purchase is {purchase.amount_cents} {purchase.currency}"
+                )
+            purchase.payment_intent_id = intent.id
+            if purchase.credited_at is None:
+                price = format_money(purchase.amount_cents, purchase.currency)
+                services.grant(
+                    purchase.user,
+                    purchase.credits,
+                    kind=services.Kind.TOP_UP,
+                    description=f"Automatic top-up of {price}",
+                    idempotency_key=f"stripe:{intent.id}:credit",
+                    reference=f"purchase:{purchase.public_id}",
+                )
+                purchase.credited_at = timezone.now()
+                purchase.status = Status.PAID
+                purchase.failure_reason = ""
+            purchase.save()
+    if purchase.kind == PurchaseKind.AUTO:
+        _fill_receipt(purchase)
+    else:
+        auto_top_up.remember_card(purchase, intent)
+    return None
+
+
+def payment_intent_payment_failed(values: dict[str, Any], event_id: str) -> str | None:
+    """A payment attempt failed. For an automatic top-up this is the bank's decline (as the
+    API's answer said, or will say): the purchase fails and automatic top-up stops, once. A
+    Checkout payment's failed attempt changes nothing (the customer may try another card on the
+    page; the session's own events tell how it ends)."""
+    intent = stripe_client.intent_from(values)
+    with transaction.atomic():
+        purchase = _intent_purchase(intent)
+        if purchase is None:
+            return NOT_OURS
+        if purchase.kind != PurchaseKind.AUTO:
+            return None
+        if purchase.credited_at is not None:
+            return f"Purchase {purchase.public_id} was paid already."
+        auto_top_up.declined_by_event(intent, purchase)
+    return None
+
+
+def invoice_changed(values: dict[str, Any], event_id: str) -> str | None:
+    """A Checkout payment's invoice was finalized or paid: keep its number and links (its id,
+    if the session's own event has not come yet). Any order, any number of times."""
+    invoice = stripe_client.invoice_from(values)
+    with transaction.atomic():
+        purchase = _locked_purchase(
+            _purchase_query(invoice_id=invoice.id, metadata=invoice.metadata)
+        )
+        if purchase is None:
+            return NOT_OURS
+        if invoice.metadata.get("user_id") != str(purchase.user_id):
+            raise ValueError(f"Invoice {invoice.id} is not for the purchase's customer")
+        if purchase.invoice_id not in ("", invoice.id):
+            return f"Invoice {invoice.id} is not the one of purchase {purchase.public_id}."
+        invoices.record(purchase, invoice)
+    return None
+
+
 Handler = Callable[[dict[str, Any], str], "str | None"]
 
 HANDLERS: dict[str, Handler] = {
@@ -503,4 +615,8 @@ HANDLERS: dict[str, Handler] = {
     "charge.refund.updated": refund_changed,
     "charge.dispute.created": charge_dispute_created,
     "charge.dispute.closed": charge_dispute_closed,
+    "payment_intent.succeeded": payment_intent_succeeded,
+    "payment_intent.payment_failed": payment_intent_payment_failed,
+    "invoice.finalized": invoice_changed,
+    "invoice.paid": invoice_changed,
 }

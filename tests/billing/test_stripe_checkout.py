@@ -52,7 +52,12 @@ def test_a_pack_opens_a_checkout_session_and_sends_the_customer_to_it(client, ow
     assert call.headers["idempotency-key"] == f"purchase-{purchase.public_id}"
     assert call.form["mode"] == "payment"
     assert call.form["client_reference_id"] == str(owner.pk)
-    assert call.form["customer_email"] == owner.email
+    # Paid as the account's Customer (made first, with the account's email address), so the
+    # invoice is made out to its billing details.
+    [customer] = fake_stripe.customers.values()
+    assert customer["email"] == owner.email
+    assert call.form["customer"] == customer["id"]
+    assert "customer_email" not in call.form
     assert call.form["line_items[0][quantity]"] == "1"
     assert call.form["line_items[0][price_data][currency]"] == "usd"
     assert call.form["line_items[0][price_data][unit_amount]"] == "2000"
