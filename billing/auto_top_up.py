@@ -78,14 +78,21 @@ def due(account: CreditAccount, *, before_credits: int, after_credits: int) -> b
     Writes nothing. Reads the account's fields as given, and the database only when the spend
     crossed the threshold (rarely), to look for a top-up in flight (one indexed lookup).
     """
+    if not crossed(account, before_credits=before_credits, after_credits=after_credits):
+        return False
+    return not _in_flight(account.user_id)
+
+
+def crossed(account: CreditAccount, *, before_credits: int, after_credits: int) -> bool:
+    """``due`` without its look for a top-up in flight: no query, so the generation hot path
+    asks it on its event loop after every hold. The task finds one in flight itself (``start``:
+    the database allows one pending automatic top-up per account) and then does nothing."""
     threshold = account.auto_top_up_threshold_credits
     if not account.auto_top_up_enabled or threshold is None:
         return False
     if not before_credits >= threshold > after_credits:
         return False
-    if not stripe_client.is_configured():
-        return False
-    return not _in_flight(account.user_id)
+    return stripe_client.is_configured()
 
 
 def _in_flight(user_id: int) -> bool:

@@ -10,6 +10,8 @@ import logging
 
 from celery import shared_task
 
+from billing import tasks as billing_tasks
+
 from . import ratelimits, services
 
 logger = logging.getLogger(__name__)
@@ -63,7 +65,11 @@ def alert_key_budget(window: str, percent: int) -> bool:
     return services.send_key_budget_alert(window, percent)
 
 
-_ALERTS = {"low_balance": alert_low_balance, "key_budget": alert_key_budget}
+_ALERTS = {
+    "low_balance": alert_low_balance,
+    "key_budget": alert_key_budget,
+    "auto_top_up": billing_tasks.auto_top_up,
+}
 
 
 def send_alerts(due: list[tuple[str, tuple[object, ...]]]) -> None:

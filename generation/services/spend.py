@@ -12,6 +12,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
+from billing import auto_top_up
 from billing import services as billing
 from billing.limits import Limit, SpendCapReached, crossed_percents, limit_for
 from billing.models import CreditAccount, SpendWindow
@@ -71,13 +72,18 @@ def alerts_due(
     balance_after_credits: int,
     counted: billing.limits.Counted | None,
 ) -> list[tuple[str, tuple[object, ...]]]:
-    """The alert tasks a hold sets off, as (task name, arguments): none for nearly every hold,
-    decided from the account row loaded with the key (no query)."""
+    """The tasks a hold sets off, as (task name, arguments): the alerts and an automatic
+    top-up. None for nearly every hold, decided from the account row loaded with the key (no
+    query)."""
     due: list[tuple[str, tuple[object, ...]]] = []
     if account is not None and billing.low_balance_due(
         account, before_credits=balance_before_credits, after_credits=balance_after_credits
     ):
         due.append(("low_balance", (account.pk,)))
+    if account is not None and auto_top_up.crossed(
+        account, before_credits=balance_before_credits, after_credits=balance_after_credits
+    ):
+        due.append(("auto_top_up", (account.pk,)))
     if counted is not None and account is not None:
         percent = crossed_percents(
             list(account.key_budget_alert_percents or []),

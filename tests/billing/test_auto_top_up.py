@@ -662,3 +662,42 @@ def test_an_auto_top_up_event_naming_another_customer_is_refused(
     assert response.status_code == 500
     assert StripeEvent.objects.filter(status="failed").count() == 1
     assert balance(owner) == 4500
+
+
+# --- Through the API: the hold that crosses the threshold starts it -------------------------------
+
+
+def test_an_api_request_that_crosses_the_threshold_tops_up_once(
+    client, owner, armed, fake_stripe, deliver, api_key_factory, default_prices, monkeypatch
+):
+    import json
+
+    from generation import tasks as generation_tasks
+
+    sent: list[tuple[str, tuple[Any, ...]]] = []
+    monkeypatch.setattr(generation_tasks, "send_alerts", sent.extend)
+    services.adjust(owner, -(balance(owner) - 5010), reason="test", operator="test")
+    key = api_key_factory(owner).raw_key
+
+    def generate() -> None:
+        response = client.post(
+            "/v1/images/generations",
+            json.dumps({"model": "seedream-4-0", "prompt": "a fox", "size": "1024x1024"}),
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert response.status_code == 200, response.content
+
+    generate()  # 5010 -> 4970: below 5,000
+    assert sent == [("auto_top_up", (armed.pk,))]
+    generate()  # further below: no second crossing
+    assert sent == [("auto_top_up", (armed.pk,))]
+
+    # The worker runs it (twice, as a repeat would): one charge, credited once by the webhook.
+    assert run_task(armed) != "nothing"
+    assert run_task(armed) == "nothing"
+    purchase = Purchase.objects.get(kind="auto")
+    event = succeeded(fake_stripe, purchase)
+    assert deliver(event).status_code == deliver(event).status_code == 200
+    assert balance(owner) == 4930 + 20_000
+    assert assert_ledger_balanced(owner) == 4930 + 20_000
