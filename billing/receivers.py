@@ -5,18 +5,27 @@ from typing import Any
 from allauth.account.models import EmailAddress
 from allauth.account.signals import email_confirmed, user_signed_up
 from django.conf import settings
+from django.db import transaction
 from django.dispatch import receiver
 from django.http import HttpRequest
 
 from accounts.models import User
 from accounts.signals import account_closing
 
-from . import services, webhooks
+from . import auto_top_up, services, webhooks
 
 
 @receiver(account_closing)
 def redact_stripe_events_of_closed_account(sender: type[User], user: User, **kwargs: Any) -> None:
     webhooks.redact_events_of(user)
+
+
+@receiver(account_closing)
+def stop_auto_top_up_of_closed_account(sender: type[User], user: User, **kwargs: Any) -> None:
+    # Off in the closing transaction; the card is forgotten and taken off the Customer at
+    # Stripe once the closure has committed (a network call has no place inside it).
+    auto_top_up.turn_off(user)
+    transaction.on_commit(lambda: auto_top_up.remove_card(user))
 
 
 # Sign-up credits go to an account whose address is verified. Both signals may fire for one

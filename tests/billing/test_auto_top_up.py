@@ -701,3 +701,18 @@ def test_an_api_request_that_crosses_the_threshold_tops_up_once(
     assert deliver(event).status_code == deliver(event).status_code == 200
     assert balance(owner) == 4930 + 20_000
     assert assert_ledger_balanced(owner) == 4930 + 20_000
+
+
+def test_closing_the_account_stops_auto_top_up_and_takes_the_card_off_at_stripe(
+    owner, armed, fake_stripe, committed
+):
+    from accounts.services import close_account
+
+    card = armed.auto_top_up_payment_method_id
+    with committed():
+        close_account(owner)
+
+    account = account_of(owner)
+    assert (account.auto_top_up_enabled, account.auto_top_up_payment_method_id) == (False, "")
+    assert fake_stripe.calls("POST", f"/v1/payment_methods/{card}/detach")
+    assert run_task(account) == "nothing"
