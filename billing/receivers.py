@@ -13,6 +13,7 @@ from accounts.models import User
 from accounts.signals import account_closing
 
 from . import auto_top_up, services, webhooks
+from .models import BillingProfile
 
 
 @receiver(account_closing)
@@ -26,6 +27,26 @@ def stop_auto_top_up_of_closed_account(sender: type[User], user: User, **kwargs:
     # Stripe once the closure has committed (a network call has no place inside it).
     auto_top_up.turn_off(user)
     transaction.on_commit(lambda: auto_top_up.remove_card(user))
+
+
+@receiver(account_closing)
+def erase_billing_details_of_closed_account(sender: type[User], user: User, **kwargs: Any) -> None:
+    # The invoices already issued are Stripe's records (kept under its policy); our copy of the
+    # name, address and tax id goes, as the closure policy says. The Customer's id stays, so a
+    # later refund or dispute event still finds the account.
+    BillingProfile.objects.filter(account__user=user).update(
+        company_name="",
+        address_line1="",
+        address_line2="",
+        city="",
+        postal_code="",
+        state="",
+        country="",
+        tax_id_type="",
+        tax_id_value="",
+        stripe_tax_id="",
+        stripe_details={},
+    )
 
 
 # Sign-up credits go to an account whose address is verified. Both signals may fire for one

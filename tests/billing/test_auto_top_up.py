@@ -716,3 +716,17 @@ def test_closing_the_account_stops_auto_top_up_and_takes_the_card_off_at_stripe(
     assert (account.auto_top_up_enabled, account.auto_top_up_payment_method_id) == (False, "")
     assert fake_stripe.calls("POST", f"/v1/payment_methods/{card}/detach")
     assert run_task(account) == "nothing"
+
+
+def test_closing_the_account_erases_its_billing_details(owner, armed):
+    from accounts.services import close_account
+
+    BillingProfile.objects.filter(account=armed).update(
+        company_name="Ann's Studio", address_line1="1 Main St", tax_id_type="eu_vat",
+        tax_id_value="DE123456789",
+    )  # fmt: skip
+    close_account(owner)
+
+    profile = BillingProfile.objects.get(account=armed)
+    assert (profile.company_name, profile.address_line1, profile.tax_id_value) == ("", "", "")
+    assert profile.stripe_customer_id  # still finds the account for a later refund
