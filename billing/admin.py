@@ -26,6 +26,7 @@ from .models import (
     PromoCode,
     PromoRedemption,
     Purchase,
+    SpendWindow,
     StripeEvent,
     StripeRefund,
     normalise_code,
@@ -189,6 +190,16 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     )  # fmt: skip
     list_filter = ("kind",)
     search_fields = ("reference", "account__user__email", "idempotency_key")
+
+
+@admin.register(SpendWindow)
+class SpendWindowAdmin(ReadOnlyAdmin):
+    """What each capped key has spent in each window of its cap (``key:<id>:<period>:<start>``),
+    held credits included. Read only: it moves with holds and settlements, never by hand."""
+
+    list_display = ("name", "spent_credits", "cap_credits", "alerted_percent", "updated_at")
+    search_fields = ("name",)
+    ordering = ("-updated_at",)
 
 
 @admin.register(DebtEntry)

@@ -68,3 +68,21 @@ def test_staff_without_the_money_permission_cannot_adjust(client, user_factory, 
     response = client.post(adjust_url(owner), {"credits": 100, "reason": "x"})
     assert response.status_code == 403
     assert assert_ledger_balanced(owner) == 1000
+
+
+def test_operators_see_each_capped_keys_windows_and_cannot_change_them(operator_client):
+    from billing.models import SpendWindow
+
+    window = SpendWindow.objects.create(
+        name="key:7:day:2026-12-06", cap_credits=400, spent_credits=120
+    )
+
+    page = operator_client.get("/admin/billing/spendwindow/").content.decode()
+    change = operator_client.post(
+        f"/admin/billing/spendwindow/{window.pk}/change/", {"spent_credits": 0}
+    )
+
+    assert "key:7:day:2026-12-06" in page and "120" in page
+    assert change.status_code == 403
+    window.refresh_from_db()
+    assert window.spent_credits == 120
