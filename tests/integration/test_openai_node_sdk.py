@@ -250,3 +250,39 @@ def test_a_set_a_layer_split_and_a_streamed_edit(node, live_api, customer):
     charged = (made_set["result"]["credits_charged"] + made_split["result"]["credits_charged"]
                + events[0]["credits_charged"])  # fmt: skip
     assert assert_ledger_balanced(user) == 100_000 - charged
+
+
+def test_usage_and_a_keys_spend_controls_through_the_node_sdk(node, live_api, customer):
+    import time
+
+    from keys.models import ApiKey
+
+    user, key = customer
+    ApiKey.objects.filter(user=user).update(spend_cap_credits=80, allowed_models=["seedream-4-0"])
+    started = int(time.time()) - 5
+    one = {"model": "seedream-4-0", "prompt": "a fox", "size": "1024x1024"}  # 40 credits
+
+    results = node_sdk(
+        node, live_api, key,
+        {"op": "generate", "params": one},
+        {"op": "generate", "params": one},
+        {"op": "generate", "params": one},
+        {"op": "generate", "params": {**one, "model": "seedream-3-0"}},
+        {
+            "op": "get", "path": "/usage/images",
+            "query": {"start_time": started, "bucket_width": "1h", "group_by": ["model"]},
+        },
+    )  # fmt: skip
+
+    assert [r["ok"] for r in results] == [True, True, False, False, True]
+    assert (results[2]["status"], results[2]["code"]) == (402, "key_budget_exceeded")
+    assert (results[3]["name"], results[3]["code"]) == (
+        "PermissionDeniedError",
+        "model_not_allowed",
+    )
+    usage = results[4]["result"]
+    found = [result for bucket in usage["data"] for result in bucket["results"]]
+    assert [(r["model"], r["num_model_requests"], r["images"], r["credits"]) for r in found] == [
+        ("seedream-4-0", 2, 2, 80)
+    ]
+    assert assert_ledger_balanced(user) == 100_000 - 80

@@ -5,7 +5,8 @@
 //                                             {"op": "edit", "params": {...}, "files": [{"name",
 //                                              "base64", "type"}], "single": true|false},
 //                                             {"op": "generate_stream", "params": {...}},
-//                                             {"op": "get", "path": "/images/generations/..."}]}
+//                                             {"op": "get", "path": "/images/generations/...",
+//                                              "query": {...} (optional: the SDK's query)}]}
 // A generate or edit may carry "options", the SDK's request options (e.g. {"headers":
 // {"Prefer": "respond-async"}}).
 // An edit's files become the SDK's uploads: one file as `image` ("single"), else a list;
@@ -29,7 +30,7 @@ async function run(call) {
     return events;
   }
   if (call.op === "post") return client.post(call.path, { body: call.body });
-  if (call.op === "get") return client.get(call.path);
+  if (call.op === "get") return client.get(call.path, call.query ? { query: call.query } : {});
   if (call.op === "models") return (await client.models.list()).data;
   if (call.op === "edit" || call.op === "edit_stream") {
     const files = await Promise.all(
