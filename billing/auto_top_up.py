@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -56,6 +57,7 @@ DECLINE_REASONS = {
     "lost_card": "Your bank declined the card (reported lost).",
     "stolen_card": "Your bank declined the card (reported stolen).",
     "card_declined": "Your bank declined the payment.",
+    "card_unusable": "The saved card can no longer be charged (it was removed at Stripe).",
     "generic_decline": "Your bank declined the payment.",
     "do_not_honor": "Your bank declined the payment.",
 }
@@ -394,6 +396,56 @@ def _fail(purchase: Purchase, reason: str) -> int:
     return Purchase.objects.filter(pk=purchase.pk, status=Status.PENDING).update(
         status=Status.FAILED, failure_reason=reason[:255], updated_at=timezone.now()
     )
+
+
+# A pending automatic top-up not yet sent to Stripe this long after it was recorded was lost
+# (its worker died, its retry was lost with the broker): the sweep sends it again, with its
+# idempotency key. Past the give-up age (beyond the task's own retries) it fails.
+STALLED_SECONDS = 300
+GIVE_UP_SECONDS = 3600
+# Accounts the sweep looks at per run (it runs every few minutes).
+SWEEP_BATCH = 100
+
+
+def sweep(now: datetime | None = None) -> int:
+    """What the tasks may have missed, every few minutes (``billing.tasks.sweep_auto_top_ups``):
+    pending top-ups that never reached Stripe are sent again (or failed once too old), and an
+    account that is armed and below its threshold with no top-up this crossing (the broker was
+    down when the hold crossed it, or it was turned on below the line) gets one. Every charge
+    keeps its purchase's idempotency key, and ``start`` allows one per crossing. Returns how
+    many purchases it sent to Stripe."""
+    now = now or timezone.now()
+    sent = 0
+    stalled = Purchase.objects.filter(
+        kind=PurchaseKind.AUTO,
+        status=Status.PENDING,
+        payment_intent_id="",
+        created_at__lt=now - timedelta(seconds=STALLED_SECONDS),
+    ).values_list("pk", "created_at")[:SWEEP_BATCH]
+    for purchase_id, created_at in stalled:
+        if created_at < now - timedelta(seconds=GIVE_UP_SECONDS):
+            give_up(purchase_id)
+        else:
+            sent += _submit_quietly(purchase_id)
+    below = CreditAccount.objects.filter(
+        auto_top_up_enabled=True,
+        auto_top_up_threshold_credits__isnull=False,
+        balance_credits__lt=F("auto_top_up_threshold_credits"),
+    ).values_list("pk", flat=True)[:SWEEP_BATCH]
+    for account_id in below:
+        purchase = start(account_id)
+        if purchase is not None:
+            sent += _submit_quietly(purchase.pk)
+    return sent
+
+
+def _submit_quietly(purchase_id: int) -> int:
+    try:
+        submit(purchase_id)
+    except stripe_client.StripeUnavailable as exc:
+        # Still pending: the next sweep asks again, with the same idempotency key.
+        logger.warning("automatic top-up %s: Stripe unavailable: %s", purchase_id, exc)
+    return 1
 
 
 def give_up(purchase_id: int) -> None:

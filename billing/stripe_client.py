@@ -503,6 +503,17 @@ def charge_saved_card(
             decline_code=str(getattr(error, "decline_code", None) or ""),
             payment_intent_id=id_of(failed.to_dict() if failed is not None else None),
         ) from exc
+    except stripe.InvalidRequestError as exc:
+        if exc.http_status is not None and 400 <= exc.http_status < 500:
+            # Stripe refused the request itself (the card was detached or no longer belongs
+            # to the customer): asking again cannot help, so it ends like a decline.
+            raise CardDeclined(
+                "The saved card can no longer be charged.",
+                code="card_unusable",
+                decline_code="",
+                payment_intent_id="",
+            ) from exc
+        raise StripeUnavailable(f"charging a saved card: {exc}") from exc
     except stripe.StripeError as exc:
         raise StripeUnavailable(f"charging a saved card: {exc}") from exc
     return intent_from(intent.to_dict())

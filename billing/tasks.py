@@ -48,3 +48,8 @@ def submit_auto_top_up(purchase_id: int, attempt: int = 1) -> str:
             (purchase_id, attempt + 1), countdown=AUTO_TOP_UP_RETRY_SECONDS[attempt]
         )
         return "retrying"
+
+
+@shared_task(name="billing.tasks.sweep_auto_top_ups", ignore_result=True)
+def sweep_auto_top_ups() -> int:
+    return top_ups.sweep()

@@ -396,6 +396,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Stripe receipts that could not be fetched when their purchases were credited.
     "fill-missing-receipts": {"task": "billing.tasks.fill_missing_receipts", "schedule": 600.0},
+    # Automatic top-ups a task missed (a lost worker or message, a crossing the broker missed).
+    "sweep-auto-top-ups": {"task": "billing.tasks.sweep_auto_top_ups", "schedule": 300.0},
     # Webhook deliveries that are due (long retries, lost tasks), and old ones pruned.
     "sweep-webhook-messages": {
         "task": "webhooks.tasks.sweep",

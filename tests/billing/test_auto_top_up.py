@@ -730,3 +730,72 @@ def test_closing_the_account_erases_its_billing_details(owner, armed):
     profile = BillingProfile.objects.get(account=armed)
     assert (profile.company_name, profile.address_line1, profile.tax_id_value) == ("", "", "")
     assert profile.stripe_customer_id  # still finds the account for a later refund
+
+
+# --- The sweep: what the tasks missed -------------------------------------------------------------
+
+
+def test_a_top_up_whose_worker_died_before_charging_is_sent_by_the_sweep(
+    owner, fake_stripe, deliver, armed
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    spend(owner, 1500)  # 4500: below 5,000
+    purchase = auto_top_up.start(armed.pk)  # recorded, then the worker died
+    assert purchase is not None
+    assert run_task(armed) == "nothing"  # a repeat of the task finds it in flight
+
+    assert auto_top_up.sweep(timezone.now() + timedelta(minutes=6)) == 1
+
+    purchase.refresh_from_db()
+    assert purchase.payment_intent_id
+    assert deliver(succeeded(fake_stripe, purchase)).status_code == 200
+    assert balance(owner) == 4500 + 20_000
+    assert auto_top_up.sweep(timezone.now() + timedelta(minutes=12)) == 0  # above again
+
+
+def test_a_top_up_stalled_past_its_age_fails_and_auto_top_up_stays_on(owner, armed, fake_stripe):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    spend(owner, 1500)
+    purchase = auto_top_up.start(armed.pk)
+    assert purchase is not None
+
+    auto_top_up.sweep(timezone.now() + timedelta(hours=2))
+
+    purchase.refresh_from_db()
+    assert purchase.status == "failed"
+    assert not fake_stripe.calls("POST", "/v1/payment_intents")
+    assert account_of(owner).auto_top_up_enabled
+
+
+def test_a_crossing_whose_task_was_lost_is_topped_up_by_the_sweep_once(owner, fake_stripe, armed):
+    spend(owner, 1500)  # the hold crossed; its task never reached the broker
+
+    assert auto_top_up.sweep() == 1
+    assert auto_top_up.sweep() == 0  # one per crossing: the first is in flight
+
+    assert len(fake_stripe.calls("POST", "/v1/payment_intents")) == 1
+
+
+def test_a_card_stripe_refuses_to_charge_stops_auto_top_up_like_a_decline(
+    owner, fake_stripe, armed, committed
+):
+    fake_stripe.fail_next(
+        "POST", "/v1/payment_intents", status=400, error_type="invalid_request_error",
+        message="The PaymentMethod was previously used and detached.",
+    )  # fmt: skip
+    spend(owner, 1500)
+
+    with committed():
+        assert run_task(armed) == "declined"
+
+    account = account_of(owner)
+    assert (account.auto_top_up_enabled, account.auto_top_up_payment_method_id) == (False, "")
+    assert "can no longer be charged" in account.auto_top_up_stop_reason
+    assert len(mail.outbox) == 1
+    assert auto_top_up.sweep() == 0  # never tried again
