@@ -100,8 +100,10 @@ def _check_address(api_key: ApiKey, request: HttpRequest) -> None:
         return
     raise ApiError(
         403,
-        f"This API key may not be used from {address or 'your address'}: it is limited to "
-        f"{', '.join(api_key.allowed_networks)}. Add the address on the key's page at "
+        # The allowed networks are not named: whoever holds a leaked key learns nothing of
+        # where it would work.
+        f"This API key may not be used from {address or 'your address'}: the key is limited to "
+        "other addresses. Add this address on the key's page at "
         f"{settings.SITE_URL}{reverse('dashboard:key-spend', args=[api_key.pk])}, or use "
         "another key.",
         type="permission_error",

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.utils import timezone
 
 from . import stripe_client
@@ -78,6 +80,19 @@ def fill_missing_invoices(*, limit: int = INVOICES_PER_RUN) -> int:
     return filled
 
 
+def is_stripes(url: str) -> bool:
+    """Whether ``url`` is one of Stripe's pages (``https://…stripe.com``), or on the host the
+    Stripe client is pointed at (STRIPE_API_BASE: stripe-mock, the tests' fake). The download
+    redirects only there: a stored link is never an open redirect, whoever wrote it."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and (
+        parts.hostname == "stripe.com" or (parts.hostname or "").endswith(".stripe.com")
+    ):
+        return True
+    base = urlsplit(settings.STRIPE_API_BASE)
+    return (parts.scheme, parts.netloc) == (base.scheme, base.netloc) and bool(parts.netloc)
+
+
 def pdf_url(purchase: Purchase) -> str:
     """Where the purchase's invoice PDF can be downloaded now: Stripe's current link (kept on
     the purchase), or the one kept before when Stripe cannot be asked. "" when there is none
@@ -89,4 +104,4 @@ def pdf_url(purchase: Purchase) -> str:
             record(purchase, stripe_client.retrieve_invoice(purchase.invoice_id))
         except stripe_client.StripeUnavailable as exc:
             logger.warning("invoice of purchase %s: %s", purchase.public_id, exc)
-    return purchase.invoice_pdf_url
+    return purchase.invoice_pdf_url if is_stripes(purchase.invoice_pdf_url) else ""

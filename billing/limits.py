@@ -107,6 +107,9 @@ COUNT_SQL = """
     ON CONFLICT (name) DO UPDATE SET
         spent_credits = {table}.spent_credits + excluded.spent_credits,
         cap_credits = excluded.cap_credits,
+        -- A changed cap's shares are new figures: its alerts are told afresh.
+        alerted_percent = CASE WHEN excluded.cap_credits = {table}.cap_credits
+            THEN {table}.alerted_percent ELSE 0 END,
         updated_at = excluded.updated_at
     RETURNING spent_credits, alerted_percent
 """

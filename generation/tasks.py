@@ -73,9 +73,10 @@ _ALERTS = {
 
 
 def send_alerts(due: list[tuple[str, tuple[object, ...]]]) -> None:
-    """Queue the alerts a hold set off. A failure to reach the broker is logged, not raised:
-    the request succeeded, and the next crossing will try again (the alert is claimed only when
-    sent)."""
+    """Queue the alerts (and the automatic top-up) a hold set off. A failure to reach the
+    broker is logged, not raised: the request succeeded. A low-balance alert is claimed only
+    when sent, so the next hold below the line sends it; a lost top-up is started by billing's
+    sweep; a lost share of a key's cap is told when the next hold crosses a higher one."""
     for name, arguments in due:
         try:
             _ALERTS[name].apply_async(arguments)

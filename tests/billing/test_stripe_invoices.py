@@ -9,7 +9,7 @@ import json
 import pytest
 from django.test import Client
 
-from billing import tasks
+from billing import invoices, tasks
 from billing.models import BillingProfile, Purchase, StripeEvent
 from billing.redaction import REDACTED
 from tests.support.money import assert_ledger_balanced
@@ -182,6 +182,35 @@ def test_the_invoice_link_falls_back_to_the_kept_one_when_stripe_is_down(
 
     assert response.status_code == 302
     assert response["Location"] == purchase.invoice_pdf_url
+
+
+def test_the_download_never_leads_off_stripe_whatever_link_was_stored(
+    client, owner, fake_stripe, deliver, bought
+):
+    purchase = paid(fake_stripe, deliver, bought)
+    fake_stripe.fail_next("GET", "/v1/invoices/", status=500)  # the stored link is used
+    Purchase.objects.filter(pk=purchase.pk).update(invoice_pdf_url="https://evil.example/x.pdf")
+
+    response = client.get(invoice_url(purchase))
+
+    assert (response.status_code, response["Location"]) == (302, "/dashboard/billing/")
+
+
+@pytest.mark.parametrize(
+    ("url", "ours"),
+    [
+        ("https://pay.stripe.com/invoice/acct_1/test_x/pdf", True),
+        ("https://invoice.stripe.com/i/acct_1/x", True),
+        ("http://pay.stripe.com/invoice/x", False),
+        ("https://stripe.com.evil.example/x", False),
+        ("https://evilstripe.com/x", False),
+        ("javascript:alert(1)", False),
+        ("", False),
+    ],
+)
+def test_only_stripes_pages_are_stripes(url, ours, settings):
+    settings.STRIPE_API_BASE = "https://api.stripe.com"
+    assert invoices.is_stripes(url) is ours
 
 
 def test_invoice_events_in_any_order_keep_the_invoice_once(

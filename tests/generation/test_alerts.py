@@ -139,3 +139,19 @@ def test_a_keys_cap_alerts_at_each_threshold_once_per_window(client, owner, api_
 )
 def test_crossed_percents(before, after, crossed):
     assert crossed_percents([50, 80, 100], 200, before, after) == crossed
+
+
+def test_a_raised_cap_tells_its_shares_afresh(client, owner, api_key_factory, due):
+    issued = api_key_factory(owner, "capped")
+    ApiKey.objects.filter(pk=issued.api_key.pk).update(
+        spend_cap_credits=80, spend_cap_period="month"
+    )
+    spend(client, issued.raw_key, 2)  # 80 of 80: 50% then 100%
+    assert [args[1] for _, args in due] == [50, 100]
+    run_workers(due)
+    ApiKey.objects.filter(pk=issued.api_key.pk).update(spend_cap_credits=400)
+
+    spend(client, issued.raw_key, 3)  # 200 of 400: the new cap's 50%
+
+    assert [args[1] for _, args in due] == [50]
+    assert run_workers(due) == [True]

@@ -80,3 +80,33 @@ def test_the_command_and_the_periodic_task_run_the_reconciler(stuck, owner, caps
     assert "Reconciled 1 generations." in capsys.readouterr().out
     assert tasks.reconcile_stuck_generations() == 0
     assert assert_ledger_balanced(owner) == 1000
+
+
+def test_a_capped_keys_expired_generation_gives_its_hold_back_to_the_cap(
+    owner, api_key_factory, default_prices
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.models import SpendWindow
+    from generation import services
+    from generation.catalog import get_model, resolve_size
+    from keys.models import ApiKey
+
+    key = api_key_factory(owner).api_key
+    ApiKey.objects.filter(pk=key.pk).update(spend_cap_credits=100, spend_cap_period="total")
+    key.refresh_from_db()
+    model = get_model("seedream-4-0")
+    assert model is not None
+    spec = services.GenerationSpec(
+        model=model, prompt="a fox", size=resolve_size(model, "1024x1024"), n=2
+    )
+    generation = services.begin_generation(user=owner, spec=spec, api_key=key)
+    assert SpendWindow.objects.get().spent_credits == 80
+
+    services.reconcile_stuck_generations(now=timezone.now() + timedelta(hours=1))
+
+    generation.refresh_from_db()
+    assert generation.status == "failed"
+    assert SpendWindow.objects.get().spent_credits == 0
