@@ -69,8 +69,8 @@ class Account(models.Model):
 
     Every user has exactly one personal account (``personal_owner``), made with the user. An
     organisation has members with roles; its keys, balance and images are its own and stay when
-    a member leaves. (The apps above move from ``user`` to ``account`` in steps: see the README's
-    "Organisations" section for where that stands.)
+    a member leaves. (The apps above move from ``user`` to ``account`` in steps: the README's
+    "Organisations (in progress)" section says where that stands.)
     """
 
     class Kind(models.TextChoices):
