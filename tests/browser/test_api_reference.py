@@ -31,7 +31,7 @@ def test_the_reference_renders_every_operation(
 
     operations = page.locator(".opblock-summary-path")
     expect(operations.first).to_be_visible()
-    expect(operations).to_have_count(10)
+    expect(operations).to_have_count(11)
     expect(page.locator("#swagger-ui")).to_contain_text("/images/generations/{generation_id}")
     expect(page.locator("#swagger-ui")).to_contain_text("Seedream API")
     assert console_errors == [], console_errors

@@ -59,6 +59,8 @@ def test_every_reason_has_its_openai_status():
         Reason.IDEMPOTENCY_KEY_REUSED: 400,
         Reason.BUSY: 503,
         Reason.JOB_FINISHED: 409,
+        Reason.KEY_BUDGET_EXCEEDED: 402,
+        Reason.MODEL_NOT_ALLOWED: 403,
     }
     assert set(expected) == set(Reason)
     for reason, status in expected.items():
