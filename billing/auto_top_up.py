@@ -34,7 +34,7 @@ from django.utils import timezone
 from accounts.adapter import configured_site
 from accounts.models import User
 
-from . import stripe_client
+from . import invoices, stripe_client
 from .models import BillingProfile, CreditAccount, LedgerEntry, Purchase, PurchaseKind
 from .money import format_credits, format_money
 from .services import credits_for_cents
@@ -352,20 +352,42 @@ def submit(purchase_id: int) -> str:
         _fail(purchase, "Automatic top-up was turned off before the card was charged.")
         return "nothing"
     price = format_money(purchase.amount_cents, purchase.currency)
+    description = f"Automatic top-up: {format_credits(purchase.credits)} credits ({price})"
+    metadata = {
+        "purchase_id": str(purchase.public_id),
+        "user_id": str(purchase.user_id),
+        "credits": str(purchase.credits),
+        "kind": PurchaseKind.AUTO,
+    }
+    # One key per purchase; each call adds its own suffix (stripe_client).
+    public_id = purchase.public_id
+    key = f"auto-top-up-{public_id}"
     try:
-        intent = stripe_client.charge_saved_card(
+        invoice_id = purchase.invoice_id
+        if not invoice_id:
+            invoice_id = stripe_client.create_invoice(
+                currency=purchase.currency,
+                customer_id=customer_id,
+                description=description,
+                footer=f"{settings.SITE_NAME} ({settings.SITE_URL}). Purchase {public_id}.",
+                metadata=metadata,
+                idempotency_key=key,
+            ).id
+            # Kept at once: a resend continues with this invoice (its keys would find it anyway).
+            Purchase.objects.filter(pk=purchase.pk, invoice_id="").update(
+                invoice_id=invoice_id, updated_at=timezone.now()
+            )
+        stripe_client.add_invoice_line(
+            invoice_id,
             amount_cents=purchase.amount_cents,
             currency=purchase.currency,
             customer_id=customer_id,
-            payment_method_id=payment_method_id,
-            description=f"Automatic top-up: {format_credits(purchase.credits)} credits ({price})",
-            metadata={
-                "purchase_id": str(purchase.public_id),
-                "user_id": str(purchase.user_id),
-                "credits": str(purchase.credits),
-                "kind": PurchaseKind.AUTO,
-            },
-            idempotency_key=f"auto-top-up-{purchase.public_id}",
+            description=description,
+            metadata=metadata,
+            idempotency_key=key,
+        )
+        invoice = stripe_client.pay_invoice(
+            invoice_id, payment_method_id=payment_method_id, idempotency_key=key
         )
     except stripe_client.CardDeclined as exc:
         logger.info("automatic top-up %s declined: %s", purchase.public_id, exc.code)
@@ -376,18 +398,22 @@ def submit(purchase_id: int) -> str:
             payment_intent_id=exc.payment_intent_id,
         )
         return "declined"
-    Purchase.objects.filter(pk=purchase.pk, payment_intent_id="").update(
-        payment_intent_id=intent.id, updated_at=timezone.now()
-    )
-    if intent.status in ("succeeded", "processing"):
+    purchase.refresh_from_db()
+    if invoice.payment_intent_id:
+        Purchase.objects.filter(pk=purchase.pk, payment_intent_id="").update(
+            payment_intent_id=invoice.payment_intent_id, updated_at=timezone.now()
+        )
+    # Its number and links, for the billing page's "Download invoice".
+    invoices.record(purchase, invoice)
+    if invoice.status == "paid":
         return "charged"
-    # Not charged and not an error: the bank wants the cardholder (requires_action), which an
+    # Not paid and no error: the bank wants the cardholder (requires_action), which an
     # off-session payment cannot give it. A decline like any other.
     declined(
         purchase,
         payment_method_id=payment_method_id,
         reason=decline_reason("authentication_required"),
-        payment_intent_id=intent.id,
+        payment_intent_id=invoice.payment_intent_id,
     )
     return "declined"
 
@@ -529,4 +555,23 @@ def declined_by_event(intent: stripe_client.PaymentIntent, purchase: Purchase) -
         payment_method_id=payment_method_id,
         reason=decline_reason(intent.error_code, intent.error_message),
         payment_intent_id=intent.id,
+    )
+
+
+def declined_by_invoice(purchase: Purchase, *, payment_intent_id: str) -> bool:
+    """``invoice.payment_failed`` for an automatic top-up: as a decline answered by the API
+    (whichever comes first does it). The invoice names no card: the one saved before the
+    top-up began is the one it was charged to (a card saved since is left alone)."""
+    account = CreditAccount.objects.get(user_id=purchase.user_id)
+    since = account.auto_top_up_card_since
+    if not account.auto_top_up_payment_method_id or (
+        since is not None and since > purchase.created_at
+    ):
+        _fail(purchase, decline_reason("card_declined"))
+        return False
+    return declined(
+        purchase,
+        payment_method_id=account.auto_top_up_payment_method_id,
+        reason=decline_reason("card_declined"),
+        payment_intent_id=payment_intent_id,
     )
