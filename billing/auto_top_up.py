@@ -5,16 +5,19 @@ The card is saved in a Checkout payment the customer makes with "save this card 
 top-ups" ticked (``setup_future_usage=off_session``: ``remember_card``). After every hold the
 caller asks ``due``; when it says so, the ``billing.tasks.auto_top_up`` task runs ``start``
 (records one pending purchase of kind ``auto``: the database allows one in flight per account)
-and ``submit`` (a PaymentIntent created and confirmed off-session, its idempotency key made from
-the purchase, so asking again never charges twice). Credits are added only by the webhook
-(``payment_intent.succeeded``), exactly like a Checkout payment, once.
+and ``submit``: an invoice to the account's Customer (so it carries the company name, address
+and tax id the customer entered, like a Checkout payment's), its one line, then finalized and
+paid off-session with the saved card. Each call's idempotency key is made from the purchase,
+and the invoice's id is kept as soon as it exists, so asking again never makes a second invoice
+or charges twice. Credits are added only by the webhook (``invoice.paid`` or its PaymentIntent's
+``payment_intent.succeeded``, whichever comes first), exactly like a Checkout payment, once.
 
 A decline (the bank said no, the card expired, or the bank wants the cardholder to authenticate,
 which they cannot do while away) fails the purchase, stops automatic top-up, forgets the card,
 and emails the customer what happened and where to fix it. It never retries into that card: only
 the customer turns it on again, by saving a card in a later payment (or turning it on with a
-card saved since). Whichever of the API's answer and ``payment_intent.payment_failed`` comes
-first does this; the other finds it done.
+card saved since). Whichever of the API's answer, ``invoice.payment_failed`` and
+``payment_intent.payment_failed`` comes first does this; the others find it done.
 """
 
 from __future__ import annotations
@@ -329,12 +332,14 @@ def start(account_id: int) -> Purchase | None:
 
 
 def submit(purchase_id: int) -> str:
-    """Charge the saved card for a pending automatic top-up; says what happened ("charged",
-    "declined", "nothing": not pending, or submitted already). Credits nothing: the webhook does.
+    """Charge the saved card for a pending automatic top-up, through its invoice; says what
+    happened ("charged", "declined", "nothing": not pending, or charged already). Credits
+    nothing: the webhook does.
 
     Raises stripe_client.StripeUnavailable when Stripe could not be reached: the outcome is
-    unknown, the purchase stays pending, and submitting it again (the task retries) asks Stripe
-    with the same idempotency key, so the card is charged at most once."""
+    unknown, the purchase stays pending, and submitting it again (the task retries, the sweep)
+    continues with the invoice kept, asking Stripe with the same idempotency keys, so there is
+    one invoice and the card is charged at most once."""
     purchase = Purchase.objects.select_related("user").get(pk=purchase_id)
     if purchase.kind != PurchaseKind.AUTO or purchase.status != Status.PENDING:
         return "nothing"
@@ -424,7 +429,7 @@ def _fail(purchase: Purchase, reason: str) -> int:
     )
 
 
-# A pending automatic top-up not yet sent to Stripe this long after it was recorded was lost
+# A pending automatic top-up not yet charged this long after it was recorded was lost
 # (its worker died, its retry was lost with the broker): the sweep sends it again, with its
 # idempotency key. Past the give-up age (beyond the task's own retries) it fails.
 STALLED_SECONDS = 300
