@@ -402,6 +402,7 @@ def submit(purchase_id: int) -> str:
             reason=decline_reason(exc.decline_code or exc.code, exc.message),
             payment_intent_id=exc.payment_intent_id,
         )
+        _void(purchase, key)
         return "declined"
     purchase.refresh_from_db()
     if invoice.payment_intent_id:
@@ -420,7 +421,21 @@ def submit(purchase_id: int) -> str:
         reason=decline_reason("authentication_required"),
         payment_intent_id=invoice.payment_intent_id,
     )
+    _void(purchase, key)
     return "declined"
+
+
+def _void(purchase: Purchase, idempotency_key: str) -> None:
+    """Void the invoice of a declined top-up (best effort): it is never retried, so it must not
+    stand at Stripe as an amount the customer owes. A draft (declined before it was finalized)
+    is left as it is; Stripe never sends or charges a draft."""
+    invoice_id = Purchase.objects.values_list("invoice_id", flat=True).get(pk=purchase.pk)
+    if not invoice_id:
+        return
+    try:
+        stripe_client.void_invoice(invoice_id, idempotency_key=idempotency_key)
+    except stripe_client.StripeUnavailable as exc:
+        logger.warning("automatic top-up %s: invoice not voided: %s", purchase.public_id, exc)
 
 
 def _fail(purchase: Purchase, reason: str) -> int:

@@ -604,6 +604,18 @@ def pay_invoice(invoice_id: str, *, payment_method_id: str, idempotency_key: str
     return invoice_from(invoice.to_dict())
 
 
+def void_invoice(invoice_id: str, *, idempotency_key: str) -> None:
+    """Void an open invoice whose charge was declined: it is never paid, so it must not stand
+    at Stripe as an amount the customer owes. Raises StripeUnavailable (and InvalidRequest
+    when it is not open: a draft, or paid after all)."""
+    try:
+        _stripe().v1.invoices.void_invoice(
+            invoice_id, options={"idempotency_key": f"{idempotency_key}-void"}
+        )
+    except stripe.StripeError as exc:
+        raise _refused(exc, f"voiding Invoice {invoice_id}") from exc
+
+
 def detach_payment_method(payment_method_id: str) -> None:
     """Take a saved card off its Customer: it can never be charged again."""
     try:

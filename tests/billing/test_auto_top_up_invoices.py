@@ -211,7 +211,10 @@ def test_a_decline_on_pay_stops_auto_top_up_and_emails_once(
         "Your card has insufficient funds.",
     )
     [invoice] = auto_invoices(fake_stripe)
-    assert invoice["status"] == "open"  # finalized, not paid
+    # Finalized, declined, then voided: it never stands as an amount the customer owes.
+    assert (invoice["status"], invoice["amount_paid"]) == ("void", 0)
+    [void] = posts(fake_stripe, f"/v1/invoices/{invoice['id']}/void")
+    assert void.headers["idempotency-key"] == f"auto-top-up-{purchase.public_id}-void"
     intent = fake_stripe.invoice_payment_intent(invoice["id"])
     assert purchase.payment_intent_id == intent["id"]
     account = CreditAccount.objects.get(user=owner)

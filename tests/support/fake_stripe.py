@@ -21,7 +21,7 @@ the product calls, as Stripe's API reference describes it:
   PaymentIntent without the invoice's metadata) and ``POST /v1/invoices/{id}/pay``
   (``payment_method``, ``off_session``: the card charged as ``POST /v1/payment_intents`` does,
   402 ``card_error`` with the failed PaymentIntent when the bank declines; the invoice stays
-  open)
+  open), ``POST /v1/invoices/{id}/void`` (an open invoice only)
 - ``POST /v1/payment_methods/{id}/detach``
 
 Every POST with an Idempotency-Key is answered once: a repeat gets the first answer again
@@ -1005,6 +1005,19 @@ class FakeStripe:
             )
             return self._invoice_view(invoice, expand_payments="payments" in form.values())
 
+    def _void_invoice(self, invoice_id: str) -> dict[str, Any]:
+        """Only an open (or uncollectible) invoice can be voided."""
+        with self._lock:
+            invoice = self.invoices[invoice_id]
+            if invoice["status"] not in ("open", "uncollectible"):
+                raise _invalid(
+                    f"You can only void invoices that are open or uncollectible; this one is "
+                    f"{invoice['status']}.",
+                    code="invoice_not_editable",
+                )
+            invoice.update(status="void", amount_remaining=0)
+            return self._invoice_view(invoice, expand_payments=False)
+
     def only_invoice(self, **match: Any) -> dict[str, Any]:
         """The one Invoice whose fields are ``match``."""
         found = [i for i in self.invoices.values() if all(i.get(k) == v for k, v in match.items())]
@@ -1136,6 +1149,8 @@ class FakeStripe:
             return self._finalize_invoice(parts[1], form)
         if method == "POST" and parts[0] == "invoices" and parts[2:] == ["pay"]:
             return self._pay_invoice(parts[1], form)
+        if method == "POST" and parts[0] == "invoices" and parts[2:] == ["void"]:
+            return self._void_invoice(parts[1])
         if method == "POST" and parts == ["invoiceitems"]:
             return self._create_invoice_item(form)
         if method == "POST" and parts[0] == "payment_methods" and parts[2:] == ["detach"]:
