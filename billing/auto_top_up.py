@@ -5,16 +5,19 @@ The card is saved in a Checkout payment the customer makes with "save this card 
 top-ups" ticked (``setup_future_usage=off_session``: ``remember_card``). After every hold the
 caller asks ``due``; when it says so, the ``billing.tasks.auto_top_up`` task runs ``start``
 (records one pending purchase of kind ``auto``: the database allows one in flight per account)
-and ``submit`` (a PaymentIntent created and confirmed off-session, its idempotency key made from
-the purchase, so asking again never charges twice). Credits are added only by the webhook
-(``payment_intent.succeeded``), exactly like a Checkout payment, once.
+and ``submit``: an invoice to the account's Customer (so it carries the company name, address
+and tax id the customer entered, like a Checkout payment's), its one line, then finalized and
+paid off-session with the saved card. Each call's idempotency key is made from the purchase,
+and the invoice's id is kept as soon as it exists, so asking again never makes a second invoice
+or charges twice. Credits are added only by the webhook (``invoice.paid`` or its PaymentIntent's
+``payment_intent.succeeded``, whichever comes first), exactly like a Checkout payment, once.
 
 A decline (the bank said no, the card expired, or the bank wants the cardholder to authenticate,
 which they cannot do while away) fails the purchase, stops automatic top-up, forgets the card,
 and emails the customer what happened and where to fix it. It never retries into that card: only
 the customer turns it on again, by saving a card in a later payment (or turning it on with a
-card saved since). Whichever of the API's answer and ``payment_intent.payment_failed`` comes
-first does this; the other finds it done.
+card saved since). Whichever of the API's answer, ``invoice.payment_failed`` and
+``payment_intent.payment_failed`` comes first does this; the others find it done.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from django.utils import timezone
 from accounts.adapter import configured_site
 from accounts.models import User
 
-from . import stripe_client
+from . import invoices, stripe_client
 from .models import BillingProfile, CreditAccount, LedgerEntry, Purchase, PurchaseKind
 from .money import format_credits, format_money
 from .services import credits_for_cents
@@ -329,12 +332,14 @@ def start(account_id: int) -> Purchase | None:
 
 
 def submit(purchase_id: int) -> str:
-    """Charge the saved card for a pending automatic top-up; says what happened ("charged",
-    "declined", "nothing": not pending, or submitted already). Credits nothing: the webhook does.
+    """Charge the saved card for a pending automatic top-up, through its invoice; says what
+    happened ("charged", "declined", "nothing": not pending, or charged already). Credits
+    nothing: the webhook does.
 
     Raises stripe_client.StripeUnavailable when Stripe could not be reached: the outcome is
-    unknown, the purchase stays pending, and submitting it again (the task retries) asks Stripe
-    with the same idempotency key, so the card is charged at most once."""
+    unknown, the purchase stays pending, and submitting it again (the task retries, the sweep)
+    continues with the invoice kept, asking Stripe with the same idempotency keys, so there is
+    one invoice and the card is charged at most once."""
     purchase = Purchase.objects.select_related("user").get(pk=purchase_id)
     if purchase.kind != PurchaseKind.AUTO or purchase.status != Status.PENDING:
         return "nothing"
@@ -352,20 +357,42 @@ def submit(purchase_id: int) -> str:
         _fail(purchase, "Automatic top-up was turned off before the card was charged.")
         return "nothing"
     price = format_money(purchase.amount_cents, purchase.currency)
+    description = f"Automatic top-up: {format_credits(purchase.credits)} credits ({price})"
+    metadata = {
+        "purchase_id": str(purchase.public_id),
+        "user_id": str(purchase.user_id),
+        "credits": str(purchase.credits),
+        "kind": PurchaseKind.AUTO,
+    }
+    # One key per purchase; each call adds its own suffix (stripe_client).
+    public_id = purchase.public_id
+    key = f"auto-top-up-{public_id}"
     try:
-        intent = stripe_client.charge_saved_card(
+        invoice_id = purchase.invoice_id
+        if not invoice_id:
+            invoice_id = stripe_client.create_invoice(
+                currency=purchase.currency,
+                customer_id=customer_id,
+                description=description,
+                footer=f"{settings.SITE_NAME} ({settings.SITE_URL}). Purchase {public_id}.",
+                metadata=metadata,
+                idempotency_key=key,
+            ).id
+            # Kept at once: a resend continues with this invoice (its keys would find it anyway).
+            Purchase.objects.filter(pk=purchase.pk, invoice_id="").update(
+                invoice_id=invoice_id, updated_at=timezone.now()
+            )
+        stripe_client.add_invoice_line(
+            invoice_id,
             amount_cents=purchase.amount_cents,
             currency=purchase.currency,
             customer_id=customer_id,
-            payment_method_id=payment_method_id,
-            description=f"Automatic top-up: {format_credits(purchase.credits)} credits ({price})",
-            metadata={
-                "purchase_id": str(purchase.public_id),
-                "user_id": str(purchase.user_id),
-                "credits": str(purchase.credits),
-                "kind": PurchaseKind.AUTO,
-            },
-            idempotency_key=f"auto-top-up-{purchase.public_id}",
+            description=description,
+            metadata=metadata,
+            idempotency_key=key,
+        )
+        invoice = stripe_client.pay_invoice(
+            invoice_id, payment_method_id=payment_method_id, idempotency_key=key
         )
     except stripe_client.CardDeclined as exc:
         logger.info("automatic top-up %s declined: %s", purchase.public_id, exc.code)
@@ -375,21 +402,40 @@ def submit(purchase_id: int) -> str:
             reason=decline_reason(exc.decline_code or exc.code, exc.message),
             payment_intent_id=exc.payment_intent_id,
         )
+        _void(purchase, key)
         return "declined"
-    Purchase.objects.filter(pk=purchase.pk, payment_intent_id="").update(
-        payment_intent_id=intent.id, updated_at=timezone.now()
-    )
-    if intent.status in ("succeeded", "processing"):
+    purchase.refresh_from_db()
+    if invoice.payment_intent_id:
+        Purchase.objects.filter(pk=purchase.pk, payment_intent_id="").update(
+            payment_intent_id=invoice.payment_intent_id, updated_at=timezone.now()
+        )
+    # Its number and links, for the billing page's "Download invoice".
+    invoices.record(purchase, invoice)
+    if invoice.status == "paid":
         return "charged"
-    # Not charged and not an error: the bank wants the cardholder (requires_action), which an
+    # Not paid and no error: the bank wants the cardholder (requires_action), which an
     # off-session payment cannot give it. A decline like any other.
     declined(
         purchase,
         payment_method_id=payment_method_id,
         reason=decline_reason("authentication_required"),
-        payment_intent_id=intent.id,
+        payment_intent_id=invoice.payment_intent_id,
     )
+    _void(purchase, key)
     return "declined"
+
+
+def _void(purchase: Purchase, idempotency_key: str) -> None:
+    """Void the invoice of a declined top-up (best effort): it is never retried, so it must not
+    stand at Stripe as an amount the customer owes. A draft (declined before it was finalized)
+    is left as it is; Stripe never sends or charges a draft."""
+    invoice_id = Purchase.objects.values_list("invoice_id", flat=True).get(pk=purchase.pk)
+    if not invoice_id:
+        return
+    try:
+        stripe_client.void_invoice(invoice_id, idempotency_key=idempotency_key)
+    except stripe_client.StripeUnavailable as exc:
+        logger.warning("automatic top-up %s: invoice not voided: %s", purchase.public_id, exc)
 
 
 def _fail(purchase: Purchase, reason: str) -> int:
@@ -398,7 +444,7 @@ def _fail(purchase: Purchase, reason: str) -> int:
     )
 
 
-# A pending automatic top-up not yet sent to Stripe this long after it was recorded was lost
+# A pending automatic top-up not yet charged this long after it was recorded was lost
 # (its worker died, its retry was lost with the broker): the sweep sends it again, with its
 # idempotency key. Past the give-up age (beyond the task's own retries) it fails.
 STALLED_SECONDS = 300
@@ -529,4 +575,23 @@ def declined_by_event(intent: stripe_client.PaymentIntent, purchase: Purchase) -
         payment_method_id=payment_method_id,
         reason=decline_reason(intent.error_code, intent.error_message),
         payment_intent_id=intent.id,
+    )
+
+
+def declined_by_invoice(purchase: Purchase, *, payment_intent_id: str) -> bool:
+    """``invoice.payment_failed`` for an automatic top-up: as a decline answered by the API
+    (whichever comes first does it). The invoice names no card: the one saved before the
+    top-up began is the one it was charged to (a card saved since is left alone)."""
+    account = CreditAccount.objects.get(user_id=purchase.user_id)
+    since = account.auto_top_up_card_since
+    if not account.auto_top_up_payment_method_id or (
+        since is not None and since > purchase.created_at
+    ):
+        _fail(purchase, decline_reason("card_declined"))
+        return False
+    return declined(
+        purchase,
+        payment_method_id=account.auto_top_up_payment_method_id,
+        reason=decline_reason("card_declined"),
+        payment_intent_id=payment_intent_id,
     )

@@ -113,6 +113,10 @@ class Invoice:
     invoice_pdf: str  # empty until the invoice is finalized
     hosted_invoice_url: str
     metadata: dict[str, str]
+    # The PaymentIntent that paid it (or tried to), once it is finalized; what it took.
+    payment_intent_id: str = ""
+    amount_paid: int = 0
+    currency: str = ""
 
 
 @dataclass(frozen=True)
@@ -246,6 +250,21 @@ def intent_from(values: dict[str, Any]) -> PaymentIntent:
     )
 
 
+def _invoice_payment_intent(values: dict[str, Any]) -> str:
+    """The PaymentIntent of an invoice: since API version 2025-03-31 it is in the invoice's
+    ``payments`` (given when expanded); older versions named it in ``payment_intent``."""
+    legacy = id_of(values.get("payment_intent"))
+    if legacy:
+        return legacy
+    payments = values.get("payments")
+    items = payments.get("data") if isinstance(payments, dict) else None
+    for item in items if isinstance(items, list) else []:
+        payment = item.get("payment") if isinstance(item, dict) else None
+        if isinstance(payment, dict) and payment.get("payment_intent"):
+            return id_of(payment["payment_intent"])
+    return ""
+
+
 def invoice_from(values: dict[str, Any]) -> Invoice:
     """An Invoice from Stripe's JSON (an API answer or a webhook's data.object)."""
     return Invoice(
@@ -255,6 +274,9 @@ def invoice_from(values: dict[str, Any]) -> Invoice:
         invoice_pdf=str(values.get("invoice_pdf") or ""),
         hosted_invoice_url=str(values.get("hosted_invoice_url") or ""),
         metadata=_metadata(values.get("metadata")),
+        payment_intent_id=_invoice_payment_intent(values),
+        amount_paid=int(values.get("amount_paid") or 0),
+        currency=str(values.get("currency") or "").lower(),
     )
 
 
@@ -462,61 +484,136 @@ def retrieve_invoice(invoice_id: str) -> Invoice:
     return invoice_from(invoice.to_dict())
 
 
-def charge_saved_card(
+def _card_declined(exc: stripe.CardError) -> CardDeclined:
+    error = exc.error
+    failed = getattr(error, "payment_intent", None) if error is not None else None
+    return CardDeclined(
+        str(exc.user_message or "The card was declined."),
+        code=str(exc.code or "card_declined"),
+        decline_code=str(getattr(error, "decline_code", None) or ""),
+        payment_intent_id=id_of(failed.to_dict() if failed is not None else None),
+    )
+
+
+def _charging_failed(exc: stripe.StripeError, doing: str) -> Exception:
+    """Our exception for a failed call charging a saved card: CardDeclined when the bank said
+    no, or when Stripe refused the request itself (4xx: the card was detached or no longer
+    belongs to the customer; asking again cannot help, so it ends like a decline);
+    StripeUnavailable otherwise (then the same idempotency key asks again safely)."""
+    if isinstance(exc, stripe.CardError):
+        return _card_declined(exc)
+    status = exc.http_status if isinstance(exc, stripe.InvalidRequestError) else None
+    if status is not None and 400 <= status < 500:
+        return CardDeclined(
+            "The saved card can no longer be charged.",
+            code="card_unusable",
+            decline_code="",
+            payment_intent_id="",
+        )
+    return StripeUnavailable(f"{doing}: {exc}")
+
+
+def create_invoice(
+    *,
+    currency: str,
+    customer_id: str,
+    description: str,
+    footer: str,
+    metadata: dict[str, str],
+    idempotency_key: str,
+) -> Invoice:
+    """A draft Invoice to the Customer (made out with its name, address and tax ids, as the
+    Checkout invoices are), to be given its one line (``add_invoice_line``) and charged to a
+    saved card (``pay_invoice``). Each call's key is made from ``idempotency_key``, so asking
+    again after a failure makes no second invoice, line or charge.
+
+    Raises CardDeclined (``card_unusable``) when Stripe refuses the request (a 4xx: the
+    Customer is gone), StripeUnavailable when it could not be reached."""
+    invoice_params: dict[str, Any] = {
+        "customer": customer_id,
+        "currency": currency,
+        "collection_method": "charge_automatically",
+        # Finalized and paid by us, now: never by Stripe an hour later.
+        "auto_advance": False,
+        # Only the line made below, never another invoice item left pending on the Customer.
+        "pending_invoice_items_behavior": "exclude",
+        "description": description,
+        "footer": footer,
+        "metadata": metadata,
+    }
+    try:
+        invoice = _stripe().v1.invoices.create(
+            invoice_params,  # type: ignore[arg-type]
+            options={"idempotency_key": f"{idempotency_key}-invoice"},
+        )
+    except stripe.StripeError as exc:
+        raise _charging_failed(exc, "creating an invoice") from exc
+    return invoice_from(invoice.to_dict())
+
+
+def add_invoice_line(
+    invoice_id: str,
     *,
     amount_cents: int,
     currency: str,
     customer_id: str,
-    payment_method_id: str,
     description: str,
     metadata: dict[str, str],
     idempotency_key: str,
-) -> PaymentIntent:
-    """Charge a saved card while its owner is away: a PaymentIntent created and confirmed at
-    once, off-session (the bank cannot ask the cardholder to authenticate).
+) -> None:
+    """The invoice's one line (an invoice item attached to it). Asked again with the same
+    key, the line made already is answered again, not made twice."""
+    try:
+        _stripe().v1.invoice_items.create(
+            {
+                "customer": customer_id,
+                "invoice": invoice_id,
+                "amount": amount_cents,
+                "currency": currency,
+                "description": description,
+                "metadata": metadata,
+            },
+            options={"idempotency_key": f"{idempotency_key}-item"},
+        )
+    except stripe.StripeError as exc:
+        raise _charging_failed(exc, f"adding the line of Invoice {invoice_id}") from exc
+
+
+def pay_invoice(invoice_id: str, *, payment_method_id: str, idempotency_key: str) -> Invoice:
+    """Finalize a draft invoice and charge it to a saved card while its owner is away
+    (off-session: the bank cannot ask the cardholder to authenticate). Returns the invoice as
+    paid (with its number, links and PaymentIntent).
 
     Raises CardDeclined when the bank declines, or the card needs its owner to authenticate
-    (``authentication_required``) or has expired; StripeUnavailable when Stripe could not be
-    reached or refused otherwise (then whether a PaymentIntent was made is unknown: the same
+    (``authentication_required``) or has expired, or Stripe refuses the request (4xx,
+    ``card_unusable``); StripeUnavailable when Stripe could not be reached (then the same
     ``idempotency_key`` asks again without charging twice)."""
-    params: dict[str, Any] = {
-        "amount": amount_cents,
-        "currency": currency,
-        "customer": customer_id,
-        "payment_method": payment_method_id,
-        "off_session": True,
-        "confirm": True,
-        "description": description,
-        "metadata": metadata,
-    }
     try:
-        intent = _stripe().v1.payment_intents.create(
-            params,  # type: ignore[arg-type]
-            options={"idempotency_key": idempotency_key},
+        _stripe().v1.invoices.finalize_invoice(
+            invoice_id,
+            {"auto_advance": False},
+            options={"idempotency_key": f"{idempotency_key}-finalize"},
         )
-    except stripe.CardError as exc:
-        error = exc.error
-        failed = getattr(error, "payment_intent", None) if error is not None else None
-        raise CardDeclined(
-            str(exc.user_message or "The card was declined."),
-            code=str(exc.code or "card_declined"),
-            decline_code=str(getattr(error, "decline_code", None) or ""),
-            payment_intent_id=id_of(failed.to_dict() if failed is not None else None),
-        ) from exc
-    except stripe.InvalidRequestError as exc:
-        if exc.http_status is not None and 400 <= exc.http_status < 500:
-            # Stripe refused the request itself (the card was detached or no longer belongs
-            # to the customer): asking again cannot help, so it ends like a decline.
-            raise CardDeclined(
-                "The saved card can no longer be charged.",
-                code="card_unusable",
-                decline_code="",
-                payment_intent_id="",
-            ) from exc
-        raise StripeUnavailable(f"charging a saved card: {exc}") from exc
+        invoice = _stripe().v1.invoices.pay(
+            invoice_id,
+            {"off_session": True, "payment_method": payment_method_id, "expand": ["payments"]},
+            options={"idempotency_key": f"{idempotency_key}-pay"},
+        )
     except stripe.StripeError as exc:
-        raise StripeUnavailable(f"charging a saved card: {exc}") from exc
-    return intent_from(intent.to_dict())
+        raise _charging_failed(exc, f"paying Invoice {invoice_id}") from exc
+    return invoice_from(invoice.to_dict())
+
+
+def void_invoice(invoice_id: str, *, idempotency_key: str) -> None:
+    """Void an open invoice whose charge was declined: it is never paid, so it must not stand
+    at Stripe as an amount the customer owes. Raises StripeUnavailable (and InvalidRequest
+    when it is not open: a draft, or paid after all)."""
+    try:
+        _stripe().v1.invoices.void_invoice(
+            invoice_id, options={"idempotency_key": f"{idempotency_key}-void"}
+        )
+    except stripe.StripeError as exc:
+        raise _refused(exc, f"voiding Invoice {invoice_id}") from exc
 
 
 def detach_payment_method(payment_method_id: str) -> None:

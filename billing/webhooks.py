@@ -24,11 +24,12 @@ keyed by the event that caused it.
 A paid purchase is credited in its own transaction; Stripe's receipt link is fetched afterwards,
 best effort (``payments.fill_missing_receipts`` fetches the ones that failed, every few minutes).
 
-An automatic top-up (``billing.auto_top_up``) is a PaymentIntent without a session:
-``payment_intent.succeeded`` credits it, keyed by the PaymentIntent, and
-``payment_intent.payment_failed`` is its decline. For a Checkout payment those two events only
-bring the card the customer saved. ``invoice.finalized`` and ``invoice.paid`` keep the links of
-the invoice Checkout made for a payment (``billing.invoices``), in whatever order they come.
+An automatic top-up (``billing.auto_top_up``) is an invoice charged to the saved card, without
+a session: ``invoice.paid`` or its PaymentIntent's ``payment_intent.succeeded``, whichever comes
+first, credits it (keyed by the invoice), and ``invoice.payment_failed`` or
+``payment_intent.payment_failed`` is its decline. For a Checkout payment the PaymentIntent's
+events only bring the card the customer saved. ``invoice.finalized`` and ``invoice.paid`` keep
+the links of every payment's invoice (``billing.invoices``), in whatever order they come.
 
 A closed account's events are stored without what names a person (``billing.redaction``): the
 ones stored before are redacted when it closes, and later ones before they are stored.
@@ -513,50 +514,77 @@ def charge_dispute_closed(dispute: dict[str, Any], event_id: str) -> str | None:
     return None
 
 
-def _intent_purchase(intent: stripe_client.PaymentIntent) -> Purchase | None:
-    """The purchase a PaymentIntent pays for, locked; None if it is not one of ours."""
+def _intent_purchase(
+    intent: stripe_client.PaymentIntent, values: dict[str, Any]
+) -> Purchase | None:
+    """The purchase a PaymentIntent pays for, locked; None if it is not one of ours.
+
+    An automatic top-up's PaymentIntent is its invoice's: Stripe copies none of the invoice's
+    metadata onto it, so it is known by the id kept on the purchase when the invoice was paid
+    (or by the invoice it names, in API versions that name it)."""
     purchase = _locked_purchase(
-        _purchase_query(payment_intent_id=intent.id, metadata=intent.metadata)
+        _purchase_query(
+            payment_intent_id=intent.id,
+            invoice_id=stripe_client.id_of(values.get("invoice")),
+            metadata=intent.metadata,
+        )
     )
     if purchase is None:
         return None
-    if intent.metadata.get("user_id") != str(purchase.user_id):
+    invoiced = purchase.kind == PurchaseKind.AUTO and bool(purchase.invoice_id)
+    if not (invoiced and not intent.metadata) and intent.metadata.get("user_id") != str(
+        purchase.user_id
+    ):
         raise ValueError(f"PaymentIntent {intent.id} is not for the purchase's customer")
     if purchase.payment_intent_id not in ("", intent.id):
         raise ValueError(f"PaymentIntent {intent.id} is not the one of its purchase")
     return purchase
 
 
+def _credit_auto(purchase: Purchase, *, amount: int, currency: str, paid_by: str) -> None:
+    """With the purchase locked: credit an automatic top-up Stripe says is paid, once, whatever
+    its status said meanwhile (money taken is always credited). The ledger key is the
+    invoice's (the PaymentIntent's for one charged before invoices), so ``invoice.paid`` and
+    ``payment_intent.succeeded``, whichever comes first, credit it and the other finds it done.
+    The caller saves the purchase."""
+    if (amount, currency) != (purchase.amount_cents, purchase.currency):
+        raise ValueError(
+            f"{paid_by} took {amount} {currency}, "
+            f"the purchase is {purchase.amount_cents} {purchase.currency}"
+        )
+    if purchase.credited_at is not None:
+        return
+    price = format_money(purchase.amount_cents, purchase.currency)
+    services.grant(
+        purchase.user,
+        purchase.credits,
+        kind=services.Kind.TOP_UP,
+        description=f"Automatic top-up of {price}",
+        idempotency_key=f"stripe:{purchase.invoice_id or purchase.payment_intent_id}:credit",
+        reference=f"purchase:{purchase.public_id}",
+    )
+    purchase.credited_at = timezone.now()
+    purchase.status = Status.PAID
+    purchase.failure_reason = ""
+
+
 def payment_intent_succeeded(values: dict[str, Any], event_id: str) -> str | None:
-    """A PaymentIntent paid. An automatic top-up is credited here, once (the ledger key is the
-    PaymentIntent's), whatever its status said meanwhile: money taken is always credited. For a
-    Checkout payment (credited by its session's event) it brings the card the customer saved
-    for automatic top-ups, if they asked."""
+    """A PaymentIntent paid. An automatic top-up (its invoice's PaymentIntent) is credited here
+    or by ``invoice.paid``, once. For a Checkout payment (credited by its session's event) it
+    brings the card the customer saved for automatic top-ups, if they asked."""
     intent = stripe_client.intent_from(values)
     with transaction.atomic():
-        purchase = _intent_purchase(intent)
+        purchase = _intent_purchase(intent, values)
         if purchase is None:
             return NOT_OURS
         if purchase.kind == PurchaseKind.AUTO:
-            if (intent.amount, intent.currency) != (purchase.amount_cents, purchase.currency):
-                raise ValueError(
-                    f"PaymentIntent {intent.id} took {intent.amount} {intent.currency}, "
-                    f"the purchase is {purchase.amount_cents} {purchase.currency}"
-                )
             purchase.payment_intent_id = intent.id
-            if purchase.credited_at is None:
-                price = format_money(purchase.amount_cents, purchase.currency)
-                services.grant(
-                    purchase.user,
-                    purchase.credits,
-                    kind=services.Kind.TOP_UP,
-                    description=f"Automatic top-up of {price}",
-                    idempotency_key=f"stripe:{intent.id}:credit",
-                    reference=f"purchase:{purchase.public_id}",
-                )
-                purchase.credited_at = timezone.now()
-                purchase.status = Status.PAID
-                purchase.failure_reason = ""
+            _credit_auto(
+                purchase,
+                amount=intent.amount,
+                currency=intent.currency,
+                paid_by=f"PaymentIntent {intent.id}",
+            )
             purchase.save()
     if purchase.kind == PurchaseKind.AUTO:
         _fill_receipt(purchase)
@@ -572,7 +600,7 @@ def payment_intent_payment_failed(values: dict[str, Any], event_id: str) -> str 
     page; the session's own events tell how it ends)."""
     intent = stripe_client.intent_from(values)
     with transaction.atomic():
-        purchase = _intent_purchase(intent)
+        purchase = _intent_purchase(intent, values)
         if purchase is None:
             return NOT_OURS
         if purchase.kind != PurchaseKind.AUTO:
@@ -583,21 +611,60 @@ def payment_intent_payment_failed(values: dict[str, Any], event_id: str) -> str 
     return None
 
 
+def _invoice_purchase(invoice: stripe_client.Invoice) -> tuple[Purchase | None, str]:
+    """The purchase an invoice is for, locked (None if it is not one of ours), or a note saying
+    why the event does nothing."""
+    purchase = _locked_purchase(_purchase_query(invoice_id=invoice.id, metadata=invoice.metadata))
+    if purchase is None:
+        return None, NOT_OURS
+    if invoice.metadata.get("user_id") != str(purchase.user_id):
+        raise ValueError(f"Invoice {invoice.id} is not for the purchase's customer")
+    if purchase.invoice_id not in ("", invoice.id):
+        return None, f"Invoice {invoice.id} is not the one of purchase {purchase.public_id}."
+    return purchase, ""
+
+
 def invoice_changed(values: dict[str, Any], event_id: str) -> str | None:
-    """A Checkout payment's invoice was finalized or paid: keep its number and links (its id,
-    if the session's own event has not come yet). Any order, any number of times."""
+    """A payment's invoice was finalized or paid: keep its number and links (its id, if the
+    session's own event has not come yet). Any order, any number of times. An automatic
+    top-up's invoice paid is its payment: credited here or by ``payment_intent.succeeded``,
+    whichever comes first."""
     invoice = stripe_client.invoice_from(values)
     with transaction.atomic():
-        purchase = _locked_purchase(
-            _purchase_query(invoice_id=invoice.id, metadata=invoice.metadata)
-        )
+        purchase, note = _invoice_purchase(invoice)
         if purchase is None:
-            return NOT_OURS
-        if invoice.metadata.get("user_id") != str(purchase.user_id):
-            raise ValueError(f"Invoice {invoice.id} is not for the purchase's customer")
-        if purchase.invoice_id not in ("", invoice.id):
-            return f"Invoice {invoice.id} is not the one of purchase {purchase.public_id}."
+            return note
+        if purchase.kind == PurchaseKind.AUTO and invoice.status == "paid":
+            purchase.invoice_id = invoice.id
+            purchase.payment_intent_id = purchase.payment_intent_id or invoice.payment_intent_id
+            _credit_auto(
+                purchase,
+                amount=invoice.amount_paid,
+                currency=invoice.currency,
+                paid_by=f"Invoice {invoice.id}",
+            )
+            purchase.save()
         invoices.record(purchase, invoice)
+    if purchase.kind == PurchaseKind.AUTO and invoice.status == "paid":
+        _fill_receipt(purchase)
+    return None
+
+
+def invoice_payment_failed(values: dict[str, Any], event_id: str) -> str | None:
+    """An automatic top-up's invoice could not be charged: the bank's decline (as the API's
+    answer said, or will say), so the purchase fails and automatic top-up stops, once. The
+    invoice says not which card or why (its PaymentIntent's own event does): the card saved
+    when the top-up began is the one it was charged to."""
+    invoice = stripe_client.invoice_from(values)
+    with transaction.atomic():
+        purchase, note = _invoice_purchase(invoice)
+        if purchase is None:
+            return note
+        if purchase.kind != PurchaseKind.AUTO:
+            return None
+        if purchase.credited_at is not None:
+            return f"Purchase {purchase.public_id} was paid already."
+        auto_top_up.declined_by_invoice(purchase, payment_intent_id=invoice.payment_intent_id)
     return None
 
 
@@ -619,4 +686,5 @@ HANDLERS: dict[str, Handler] = {
     "payment_intent.payment_failed": payment_intent_payment_failed,
     "invoice.finalized": invoice_changed,
     "invoice.paid": invoice_changed,
+    "invoice.payment_failed": invoice_payment_failed,
 }

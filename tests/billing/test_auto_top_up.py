@@ -75,6 +75,20 @@ def run_task(account: CreditAccount) -> str:
     return str(tasks.auto_top_up.apply(args=[account.pk]).get())
 
 
+def posts(fake_stripe: FakeStripe, path: str) -> list[Any]:
+    """The POSTs to exactly ``path``."""
+    return [r for r in fake_stripe.requests if r.method == "POST" and r.path == path]
+
+
+def charges(fake_stripe: FakeStripe) -> list[Any]:
+    """The requests that charged a saved card: an invoice paid."""
+    return [
+        r
+        for r in fake_stripe.requests
+        if r.method == "POST" and r.path.startswith("/v1/invoices/") and r.path.endswith("/pay")
+    ]
+
+
 def succeeded(fake_stripe: FakeStripe, purchase: Purchase) -> dict[str, Any]:
     purchase.refresh_from_db()
     return fake_stripe.event(
@@ -224,15 +238,29 @@ def test_a_crossing_charges_the_saved_card_off_session_and_the_webhook_credits_o
     assert run_task(armed) == "charged"
 
     purchase = Purchase.objects.get(kind="auto")
-    [call] = fake_stripe.calls("POST", "/v1/payment_intents")
+    key = f"auto-top-up-{purchase.public_id}"
     customer_id = BillingProfile.objects.get(account=armed).stripe_customer_id
-    assert call.headers["idempotency-key"] == f"auto-top-up-{purchase.public_id}"
-    assert (call.form["off_session"], call.form["confirm"]) == ("true", "true")
-    assert (call.form["amount"], call.form["currency"]) == ("2000", "usd")
-    assert call.form["customer"] == customer_id
+    # An invoice to the Customer, its one line, finalized, and paid off-session with the card.
+    [created] = posts(fake_stripe, "/v1/invoices")
+    assert created.headers["idempotency-key"] == f"{key}-invoice"
+    assert created.form["customer"] == customer_id
+    assert created.form["collection_method"] == "charge_automatically"
+    assert (created.form["auto_advance"], created.form["currency"]) == ("false", "usd")
+    assert created.form["metadata[purchase_id]"] == str(purchase.public_id)
+    assert created.form["metadata[user_id]"] == str(owner.pk)
+    assert created.form["metadata[kind]"] == "auto"
+    [item] = posts(fake_stripe, "/v1/invoiceitems")
+    assert item.headers["idempotency-key"] == f"{key}-item"
+    assert (item.form["amount"], item.form["currency"]) == ("2000", "usd")
+    assert (item.form["customer"], item.form["invoice"]) == (customer_id, purchase.invoice_id)
+    [finalized] = posts(fake_stripe, f"/v1/invoices/{purchase.invoice_id}/finalize")
+    assert finalized.headers["idempotency-key"] == f"{key}-finalize"
+    [call] = charges(fake_stripe)
+    assert call.path == f"/v1/invoices/{purchase.invoice_id}/pay"
+    assert call.headers["idempotency-key"] == f"{key}-pay"
+    assert call.form["off_session"] == "true"
     assert call.form["payment_method"] == armed.auto_top_up_payment_method_id
-    assert call.form["metadata[purchase_id]"] == str(purchase.public_id)
-    assert call.form["metadata[user_id]"] == str(owner.pk)
+    assert not fake_stripe.calls("POST", "/v1/payment_intents")
     # Charged, not credited: only the webhook credits.
     assert (purchase.status, purchase.credits, purchase.credited_at) == ("pending", 20_000, None)
     assert purchase.payment_intent_id
@@ -260,6 +288,10 @@ def test_a_crossing_charges_the_saved_card_off_session_and_the_webhook_credits_o
     assert "Automatic top-up of $20.00" in page
     assert '<span class="help">Automatic top-up</span>' in page
     assert purchase.receipt_url in page
+    # Its invoice, like a Checkout payment's.
+    assert purchase.invoice_number == fake_stripe.invoice(purchase.invoice_id)["number"]
+    assert f"/purchases/{purchase.public_id}/invoice/" in page
+    assert "Download invoice" in page
 
 
 def test_running_the_task_again_charges_nothing_more(client, owner, fake_stripe, deliver, armed):
@@ -271,7 +303,7 @@ def test_running_the_task_again_charges_nothing_more(client, owner, fake_stripe,
     deliver(succeeded(fake_stripe, Purchase.objects.get(kind="auto")))
     assert run_task(armed) == "nothing"
 
-    assert len(fake_stripe.calls("POST", "/v1/payment_intents")) == 1
+    assert len(charges(fake_stripe)) == 1
     assert Purchase.objects.filter(kind="auto").count() == 1
     assert assert_ledger_balanced(owner) == 24_500
 
@@ -291,7 +323,7 @@ def test_a_top_up_that_leaves_the_balance_below_is_not_repeated_by_a_repeat_of_t
     assert spend(owner, 200, reference="gen:2") is False
     assert run_task(armed) == "nothing"
 
-    assert len(fake_stripe.calls("POST", "/v1/payment_intents")) == 1
+    assert len(charges(fake_stripe)) == 1
 
 
 def test_a_new_crossing_after_a_top_up_charges_again(client, owner, fake_stripe, deliver, armed):
@@ -304,7 +336,7 @@ def test_a_new_crossing_after_a_top_up_charges_again(client, owner, fake_stripe,
     assert run_task(armed) == "charged"
 
     assert Purchase.objects.filter(kind="auto").count() == 2
-    assert len(fake_stripe.calls("POST", "/v1/payment_intents")) == 2
+    assert len(charges(fake_stripe)) == 2
 
 
 def test_the_task_does_nothing_when_the_balance_is_back_above(owner, fake_stripe, deliver, armed):
@@ -313,7 +345,7 @@ def test_the_task_does_nothing_when_the_balance_is_back_above(owner, fake_stripe
 
     assert run_task(armed) == "nothing"
 
-    assert not fake_stripe.calls("POST", "/v1/payment_intents")
+    assert not charges(fake_stripe)
 
 
 def test_the_task_does_nothing_for_a_closed_account(owner, fake_stripe, armed):
@@ -377,7 +409,7 @@ def test_a_declined_card_stops_auto_top_up_and_emails_the_customer(
     services.grant(owner, 2000, description="gift", idempotency_key="gift")
     assert spend(owner, 3000, reference="gen:2") is False
     assert run_task(armed) == "nothing"
-    assert len(fake_stripe.calls("POST", "/v1/payment_intents")) == 1
+    assert len(charges(fake_stripe)) == 1
 
 
 @pytest.mark.parametrize(
@@ -422,22 +454,23 @@ def test_the_event_of_a_decline_alone_stops_it_once(owner, fake_stripe, deliver,
     spend(owner, 1500)
     purchase = auto_top_up.start(armed.pk)
     assert purchase is not None
-    # The charge is made; its answer is lost, and Stripe's event arrives first.
+    # The invoice is made and charged; the answers are lost, and Stripe's event arrives first.
     customer_id = BillingProfile.objects.get(account=armed).stripe_customer_id
-    with pytest.raises(stripe_client.CardDeclined) as declined:
-        stripe_client.charge_saved_card(
-            amount_cents=purchase.amount_cents,
-            currency="usd",
-            customer_id=customer_id,
-            payment_method_id=armed.auto_top_up_payment_method_id,
-            description="x",
-            metadata={"purchase_id": str(purchase.public_id), "user_id": str(owner.pk)},
-            idempotency_key=f"auto-top-up-{purchase.public_id}",
+    key = f"auto-top-up-{purchase.public_id}"
+    metadata = {"purchase_id": str(purchase.public_id), "user_id": str(owner.pk)}
+    invoice = stripe_client.create_invoice(
+        currency="usd", customer_id=customer_id, description="x", footer="", metadata=metadata,
+        idempotency_key=key,
+    )  # fmt: skip
+    stripe_client.add_invoice_line(
+        invoice.id, amount_cents=purchase.amount_cents, currency="usd", customer_id=customer_id,
+        description="x", metadata=metadata, idempotency_key=key,
+    )  # fmt: skip
+    with pytest.raises(stripe_client.CardDeclined):
+        stripe_client.pay_invoice(
+            invoice.id, payment_method_id=armed.auto_top_up_payment_method_id, idempotency_key=key
         )
-    event = fake_stripe.event(
-        "payment_intent.payment_failed",
-        fake_stripe.payment_intent(declined.value.payment_intent_id),
-    )
+    event = fake_stripe.event("invoice.payment_failed", fake_stripe.invoice(invoice.id))
 
     with committed():
         assert deliver(event).json()["status"] == "processed"
@@ -446,9 +479,10 @@ def test_the_event_of_a_decline_alone_stops_it_once(owner, fake_stripe, deliver,
         assert auto_top_up.submit(purchase.pk) == "nothing"
 
     purchase.refresh_from_db()
+    # The invoice's event says not why; the card is forgotten all the same.
     assert (purchase.status, purchase.failure_reason) == (
         "failed",
-        "Your card has insufficient funds.",
+        "Your bank declined the payment.",
     )
     assert not account_of(owner).auto_top_up_enabled
     assert len(mail.outbox) == 1
@@ -509,19 +543,21 @@ def test_when_stripe_cannot_be_reached_the_charge_is_asked_again_with_the_same_k
     monkeypatch.setattr(
         tasks.submit_auto_top_up, "apply_async", lambda args, countdown: queued.append(args)
     )
-    fake_stripe.fail_next("POST", "/v1/payment_intents", status=500)
+    fake_stripe.fail_next("POST", "/v1/invoices", status=500)
     spend(owner, 1500)
 
     assert run_task(armed) == "retrying"
 
     purchase = Purchase.objects.get(kind="auto")
-    assert (purchase.status, purchase.payment_intent_id) == ("pending", "")
+    assert (purchase.status, purchase.payment_intent_id, purchase.invoice_id) == ("pending", "", "")
     assert queued == [(purchase.pk,)]
     assert tasks.submit_auto_top_up.apply(args=[purchase.pk]).get() == "charged"
     assert tasks.submit_auto_top_up.apply(args=[purchase.pk]).get() == "nothing"
-    keys = {c.headers["idempotency-key"] for c in fake_stripe.calls("POST", "/v1/payment_intents")}
-    assert keys == {f"auto-top-up-{purchase.public_id}"}
-    assert len(fake_stripe.payment_intents) == 2  # the Checkout payment's, and this one
+    keys = {c.headers["idempotency-key"] for c in posts(fake_stripe, "/v1/invoices")}
+    assert keys == {f"auto-top-up-{purchase.public_id}-invoice"}
+    assert len(fake_stripe.invoices) == 2  # the Checkout payment's, and this one
+    assert len(fake_stripe.payment_intents) == 2
+    assert len(charges(fake_stripe)) == 1
     deliver(succeeded(fake_stripe, purchase))
     assert assert_ledger_balanced(owner) == 24_500
 
@@ -530,7 +566,7 @@ def test_after_the_last_retry_it_gives_up_and_stays_on(owner, fake_stripe, deliv
     spend(owner, 1500)
     purchase = auto_top_up.start(armed.pk)
     assert purchase is not None
-    fake_stripe.fail_next("POST", "/v1/payment_intents", status=500)
+    fake_stripe.fail_next("POST", "/v1/invoices", status=500)
 
     last = len(tasks.AUTO_TOP_UP_RETRY_SECONDS)
     assert tasks.submit_auto_top_up.apply(args=[purchase.pk, last]).get() == "given up"
@@ -769,7 +805,7 @@ def test_a_top_up_stalled_past_its_age_fails_and_auto_top_up_stays_on(owner, arm
 
     purchase.refresh_from_db()
     assert purchase.status == "failed"
-    assert not fake_stripe.calls("POST", "/v1/payment_intents")
+    assert not charges(fake_stripe)
     assert account_of(owner).auto_top_up_enabled
 
 
@@ -779,14 +815,14 @@ def test_a_crossing_whose_task_was_lost_is_topped_up_by_the_sweep_once(owner, fa
     assert auto_top_up.sweep() == 1
     assert auto_top_up.sweep() == 0  # one per crossing: the first is in flight
 
-    assert len(fake_stripe.calls("POST", "/v1/payment_intents")) == 1
+    assert len(charges(fake_stripe)) == 1
 
 
 def test_a_card_stripe_refuses_to_charge_stops_auto_top_up_like_a_decline(
     owner, fake_stripe, armed, committed
 ):
     fake_stripe.fail_next(
-        "POST", "/v1/payment_intents", status=400, error_type="invalid_request_error",
+        "POST", "/v1/invoices/", status=400, error_type="invalid_request_error",
         message="The PaymentMethod was previously used and detached.",
     )  # fmt: skip
     spend(owner, 1500)

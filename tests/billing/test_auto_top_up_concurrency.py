@@ -1,5 +1,6 @@
 """Automatic top-up raced on real connections (PostgreSQL): tasks of one crossing running at the
-same moment charge the card once, and the webhook delivered at the same moment credits once.
+same moment charge the card once (one invoice, paid once), and the webhook delivered at the same
+moment (the invoice's ``invoice.paid`` and its PaymentIntent's event, each twice) credits once.
 
 Each thread has its own connection, so these tests commit for real (transactional_db).
 """
@@ -43,17 +44,23 @@ def test_tasks_of_one_crossing_at_the_same_moment_charge_once(owner, fake_stripe
     results = run_at_once(4, lambda i: tasks.auto_top_up.apply(args=[armed.pk]).get())
 
     assert sorted(results) == ["charged", "nothing", "nothing", "nothing"], results
-    assert len(fake_stripe.calls("POST", "/v1/payment_intents")) == 1
+    pays = [r for r in fake_stripe.requests if r.path.endswith("/pay")]
+    assert len(pays) == 1
     purchase = Purchase.objects.get(kind="auto")
     assert purchase.status == "pending"
+    assert len([i for i in fake_stripe.invoices.values() if i["id"] == purchase.invoice_id]) == 1
 
-    event = fake_stripe.event(
+    intent = fake_stripe.event(
         "payment_intent.succeeded", fake_stripe.payment_intent(purchase.payment_intent_id)
     )
-    delivered = run_at_once(3, lambda i: signed_post(Client(), event).status_code)
+    invoice = fake_stripe.event("invoice.paid", fake_stripe.invoice(purchase.invoice_id))
+    # Each event twice, and the invoice's and its PaymentIntent's at the same moment.
+    events = [intent, invoice, intent, invoice]
+    delivered = run_at_once(4, lambda i: signed_post(Client(), events[i]).status_code)
 
-    assert delivered == [200, 200, 200]
+    assert delivered == [200, 200, 200, 200]
     assert StripeEvent.objects.get(type="payment_intent.succeeded").status == "processed"
+    assert StripeEvent.objects.get(type="invoice.paid").status == "processed"
     purchase.refresh_from_db()
     assert purchase.status == "paid"
     assert [k for k, _ in ledger_kinds(owner)].count("top_up") == 2

@@ -13,7 +13,16 @@ the product calls, as Stripe's API reference describes it:
 - ``POST /v1/customers``, ``POST``/``GET /v1/customers/{id}``, ``POST /v1/customers/{id}/tax_ids``
   and ``DELETE /v1/customers/{id}/tax_ids/{id}`` (a tax id Stripe's format check refuses gets
   400 ``tax_id_invalid``)
-- ``GET /v1/invoices/{id}`` and ``POST /v1/payment_methods/{id}/detach``
+- ``GET /v1/invoices/{id}`` (``expand[]=payments`` lists its PaymentIntent, the only place
+  API versions since 2025-03-31 name it), ``POST /v1/invoices`` (a draft, charged
+  automatically, made out with the Customer's name, address and tax ids, frozen again at
+  finalization; ``pending_invoice_items_behavior``), ``POST /v1/invoiceitems`` (``invoice``
+  attaches it to a draft), ``POST /v1/invoices/{id}/finalize`` (its number, links and a
+  PaymentIntent without the invoice's metadata) and ``POST /v1/invoices/{id}/pay``
+  (``payment_method``, ``off_session``: the card charged as ``POST /v1/payment_intents`` does,
+  402 ``card_error`` with the failed PaymentIntent when the bank declines; the invoice stays
+  open), ``POST /v1/invoices/{id}/void`` (an open invoice only)
+- ``POST /v1/payment_methods/{id}/detach``
 
 Every POST with an Idempotency-Key is answered once: a repeat gets the first answer again
 (``Idempotent-Replayed: true``), its 402 included, and a repeat with other parameters gets 400
@@ -183,6 +192,7 @@ class FakeStripe:
     tax_ids: dict[str, dict[str, Any]] = field(default_factory=dict)
     payment_methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    invoice_items: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed_refunds_stay_in_amount_refunded: bool = False
     # Idempotency-Key -> (method, path, form, status, body) of the first answer.
     _answers: dict[str, tuple[str, str, dict[str, str], int, Any]] = field(default_factory=dict)
@@ -205,6 +215,7 @@ class FakeStripe:
             self.tax_ids.clear()
             self.payment_methods.clear()
             self.invoices.clear()
+            self.invoice_items.clear()
             self.failed_refunds_stay_in_amount_refunded = False
             self._answers.clear()
             self._failures.clear()
@@ -344,7 +355,7 @@ class FakeStripe:
 
     def invoice(self, invoice_id: str) -> dict[str, Any]:
         """An Invoice as the API shows it (and as ``invoice.*`` events carry it)."""
-        return json.loads(json.dumps(self.invoices[invoice_id]))
+        return self._invoice_view(self.invoices[invoice_id], expand_payments=False)
 
     def invoice_for(self, session_id: str) -> dict[str, Any]:
         return self.invoice(self.sessions[session_id]["invoice"])
@@ -693,26 +704,7 @@ class FakeStripe:
                 raise _invalid(
                     f"No such customer: '{customer_id}'", code="resource_missing", param="customer"
                 )
-            if method_id in TEST_CARDS:
-                # Stripe's test PaymentMethod ids each make a fresh PaymentMethod of the card.
-                method = self._new_payment_method(method_id)
-                method["customer"] = customer_id
-            elif method_id in self.payment_methods:
-                method = self.payment_methods[method_id]
-                if method["customer"] != customer_id:
-                    raise _invalid(
-                        f"The provided PaymentMethod {method_id} was previously used with a "
-                        "PaymentIntent without Customer attachment, shared with a connected "
-                        "account without Customer attachment, or was detached from a Customer.",
-                        code="payment_method_unexpected_state",
-                        param="payment_method",
-                    )
-            else:
-                raise _invalid(
-                    f"No such PaymentMethod: '{method_id}'",
-                    code="resource_missing",
-                    param="payment_method",
-                )
+            method = self._payment_method_of(customer_id, method_id)
             intent_id = _id("pi")
             amount = int(form["amount"])
             intent: dict[str, Any] = {
@@ -734,50 +726,307 @@ class FakeStripe:
             self.payment_intents[intent_id] = intent
             if form.get("confirm") != "true":
                 return self.payment_intent(intent_id)
-            card = self._cards[method["id"]]
-            decline = card.off_session_decline if form.get("off_session") == "true" else None
-            charge_id = _id("ch")
-            charge = {
-                "id": charge_id,
-                "object": "charge",
-                "amount": amount,
-                "amount_refunded": 0,
-                "currency": form["currency"],
+            self._confirm(intent, method, off_session=form.get("off_session") == "true")
+            return self.payment_intent(intent_id)
+
+    def _payment_method_of(self, customer_id: str | None, method_id: str) -> dict[str, Any]:
+        """The PaymentMethod a payment of ``customer_id`` asks for (a test card's id makes a
+        fresh one, attached to the Customer); 400 when it is not the Customer's."""
+        if method_id in TEST_CARDS:
+            # Stripe's test PaymentMethod ids each make a fresh PaymentMethod of the card.
+            method = self._new_payment_method(method_id)
+            method["customer"] = customer_id
+            return method
+        if method_id in self.payment_methods:
+            method = self.payment_methods[method_id]
+            if method["customer"] != customer_id:
+                raise _invalid(
+                    f"The provided PaymentMethod {method_id} was previously used with a "
+                    "PaymentIntent without Customer attachment, shared with a connected "
+                    "account without Customer attachment, or was detached from a Customer.",
+                    code="payment_method_unexpected_state",
+                    param="payment_method",
+                )
+            return method
+        raise _invalid(
+            f"No such PaymentMethod: '{method_id}'", code="resource_missing", param="payment_method"
+        )
+
+    def _confirm(
+        self, intent: dict[str, Any], method: dict[str, Any], *, off_session: bool
+    ) -> None:
+        """Charge a PaymentIntent to the card (with the lock held): succeeded, or a 402
+        ``card_error`` carrying the failed PaymentIntent when the bank declines."""
+        intent_id = intent["id"]
+        amount = intent["amount"]
+        customer_id = intent["customer"]
+        intent["payment_method"] = method["id"]
+        card = self._cards[method["id"]]
+        decline = card.off_session_decline if off_session else None
+        charge_id = _id("ch")
+        charge = {
+            "id": charge_id,
+            "object": "charge",
+            "amount": amount,
+            "amount_refunded": 0,
+            "currency": intent["currency"],
+            "customer": customer_id,
+            "payment_intent": intent_id,
+            "payment_method": method["id"],
+            "payment_method_details": {
+                "type": "card",
+                "card": {"brand": card.brand, "last4": card.last4},
+            },
+            "metadata": dict(intent["metadata"]),
+            "paid": decline is None,
+            "refunded": False,
+            "disputed": False,
+            "receipt_url": f"{self.base_url}/receipts/{charge_id}",
+            "status": "succeeded" if decline is None else "failed",
+            "livemode": False,
+        }
+        if decline is None:
+            self.charges[charge_id] = charge
+            intent.update(status="succeeded", amount_received=amount, latest_charge=charge_id)
+            return
+        code, decline_code, message = decline
+        error: dict[str, Any] = {
+            "type": "card_error",
+            "code": code,
+            "decline_code": decline_code,
+            "message": message,
+            "payment_method": dict(method),
+        }
+        if code != "authentication_required":
+            # The bank was asked and said no: a failed charge. (Authentication is asked for
+            # before any charge is made.)
+            self.charges[charge_id] = charge
+            intent["latest_charge"] = charge_id
+            error["charge"] = charge_id
+        intent.update(status="requires_payment_method", last_payment_error=dict(error))
+        raise _Refusal(402, {**error, "payment_intent": self.payment_intent(intent_id)})
+
+    # --- Invoices charged to a saved card -----------------------------------------------------
+
+    # What the API never shows of an invoice (the fake's own notes).
+    _INVOICE_PRIVATE = ("_payment_intent",)
+
+    def _invoice_view(self, invoice: dict[str, Any], *, expand_payments: bool) -> dict[str, Any]:
+        view = {k: v for k, v in invoice.items() if k not in self._INVOICE_PRIVATE}
+        intent_id = invoice.get("_payment_intent")
+        if expand_payments:
+            # Since API version 2025-03-31 an invoice names its PaymentIntent only in its
+            # payments (an includable list), never in a payment_intent field.
+            payments = []
+            if intent_id:
+                payments.append(
+                    {
+                        "id": f"inpay_{intent_id}",
+                        "object": "invoice_payment",
+                        "invoice": invoice["id"],
+                        "is_default": True,
+                        "status": "paid" if invoice["status"] == "paid" else "open",
+                        "payment": {"type": "payment_intent", "payment_intent": intent_id},
+                    }
+                )
+            view["payments"] = {"object": "list", "data": payments, "has_more": False}
+        return json.loads(json.dumps(view))
+
+    def _snapshot_customer(self, invoice: dict[str, Any]) -> None:
+        """The Customer's details, copied onto the invoice (Stripe freezes them at finalization)."""
+        customer = self.customers[invoice["customer"]]
+        invoice.update(
+            customer_name=customer["name"],
+            customer_email=customer["email"],
+            customer_address=customer["address"],
+            customer_tax_ids=[
+                {"type": t["type"], "value": t["value"]}
+                for t in self.tax_ids.values()
+                if t["customer"] == customer["id"]
+            ],
+        )
+
+    def _create_invoice(self, form: dict[str, str]) -> dict[str, Any]:
+        with self._lock:
+            customer_id = form.get("customer", "")
+            if customer_id not in self.customers:
+                raise _invalid(
+                    f"No such customer: '{customer_id}'", code="resource_missing", param="customer"
+                )
+            if form.get("collection_method", "charge_automatically") != "charge_automatically":
+                raise _invalid("The fake charges invoices automatically only.")
+            invoice_id = _id("in")
+            invoice: dict[str, Any] = {
+                "id": invoice_id,
+                "object": "invoice",
+                "number": None,
+                "status": "draft",
                 "customer": customer_id,
-                "payment_intent": intent_id,
-                "payment_method": method["id"],
-                "payment_method_details": {
-                    "type": "card",
-                    "card": {"brand": card.brand, "last4": card.last4},
-                },
-                "metadata": dict(intent["metadata"]),
-                "paid": decline is None,
-                "refunded": False,
-                "disputed": False,
-                "receipt_url": f"{self.base_url}/receipts/{charge_id}",
-                "status": "succeeded" if decline is None else "failed",
+                "collection_method": "charge_automatically",
+                "auto_advance": form.get("auto_advance") == "true",
+                "description": form.get("description"),
+                "footer": form.get("footer"),
+                "metadata": _nested(form, "metadata"),
+                "currency": form.get("currency") or "usd",
+                "lines": {"object": "list", "data": []},
+                "amount_due": 0,
+                "amount_paid": 0,
+                "amount_remaining": 0,
+                "total": 0,
+                "hosted_invoice_url": None,
+                "invoice_pdf": None,
+                "livemode": False,
+                "_payment_intent": None,
+            }
+            self._snapshot_customer(invoice)
+            self.invoices[invoice_id] = invoice
+            # Stripe's default (``include``) takes the Customer's pending invoice items.
+            if form.get("pending_invoice_items_behavior", "include") == "include":
+                for item in self.invoice_items.values():
+                    if item["customer"] == customer_id and item["invoice"] is None:
+                        self._add_line(invoice, item)
+            return self._invoice_view(invoice, expand_payments=False)
+
+    def _add_line(self, invoice: dict[str, Any], item: dict[str, Any]) -> None:
+        item["invoice"] = invoice["id"]
+        invoice["lines"]["data"].append(
+            {
+                "id": _id("il"),
+                "object": "line_item",
+                "amount": item["amount"],
+                "currency": item["currency"],
+                "description": item["description"],
+                "metadata": dict(item["metadata"]),
+            }
+        )
+        total = sum(line["amount"] for line in invoice["lines"]["data"])
+        invoice.update(total=total, amount_due=total, amount_remaining=total)
+
+    def _create_invoice_item(self, form: dict[str, str]) -> dict[str, Any]:
+        with self._lock:
+            customer_id = form.get("customer", "")
+            if customer_id not in self.customers:
+                raise _invalid(
+                    f"No such customer: '{customer_id}'", code="resource_missing", param="customer"
+                )
+            item: dict[str, Any] = {
+                "id": _id("ii"),
+                "object": "invoiceitem",
+                "customer": customer_id,
+                "amount": int(form["amount"]),
+                "currency": form["currency"],
+                "description": form.get("description"),
+                "metadata": _nested(form, "metadata"),
+                "invoice": None,
                 "livemode": False,
             }
-            if decline is None:
-                self.charges[charge_id] = charge
-                intent.update(status="succeeded", amount_received=amount, latest_charge=charge_id)
-                return self.payment_intent(intent_id)
-            code, decline_code, message = decline
-            error: dict[str, Any] = {
-                "type": "card_error",
-                "code": code,
-                "decline_code": decline_code,
-                "message": message,
-                "payment_method": dict(method),
-            }
-            if code != "authentication_required":
-                # The bank was asked and said no: a failed charge. (Authentication is asked for
-                # before any charge is made.)
-                self.charges[charge_id] = charge
-                intent["latest_charge"] = charge_id
-                error["charge"] = charge_id
-            intent.update(status="requires_payment_method", last_payment_error=dict(error))
-            raise _Refusal(402, {**error, "payment_intent": self.payment_intent(intent_id)})
+            invoice_id = form.get("invoice")
+            if invoice_id:
+                invoice = self.invoices.get(invoice_id)
+                if invoice is None or invoice["customer"] != customer_id:
+                    raise _invalid(
+                        f"No such invoice: '{invoice_id}'", code="resource_missing", param="invoice"
+                    )
+                if invoice["status"] != "draft":
+                    raise _invalid(
+                        "You can only add invoice items to draft invoices.",
+                        code="invoice_not_editable",
+                        param="invoice",
+                    )
+                if invoice["currency"] != item["currency"]:
+                    raise _invalid("The currency is not the invoice's.", param="currency")
+                self._add_line(invoice, item)
+            self.invoice_items[item["id"]] = item
+            return dict(item)
+
+    def _finalize(self, invoice: dict[str, Any]) -> None:
+        """A draft gets its number, links and PaymentIntent, and the Customer's details."""
+        if invoice["status"] != "draft":
+            raise _invalid(
+                "This invoice is already finalized, you can't re-finalize a non-draft invoice.",
+                code="invoice_unexpected_state",
+            )
+        self._invoice_numbers += 1
+        invoice_id = invoice["id"]
+        self._snapshot_customer(invoice)
+        invoice.update(
+            number=f"FAKE-{self._invoice_numbers:04d}",
+            status="open",
+            hosted_invoice_url=f"{self.base_url}/invoices/{invoice_id}",
+            invoice_pdf=f"{self.base_url}/invoices/{invoice_id}/pdf",
+        )
+        if invoice["amount_due"] == 0:
+            invoice["status"] = "paid"
+            return
+        intent_id = _id("pi")
+        self.payment_intents[intent_id] = {
+            "id": intent_id,
+            "object": "payment_intent",
+            "amount": invoice["amount_due"],
+            "amount_received": 0,
+            "currency": invoice["currency"],
+            "customer": invoice["customer"],
+            "description": f"Payment for Invoice {invoice['number']}",
+            "payment_method": None,
+            "setup_future_usage": None,
+            "latest_charge": None,
+            "last_payment_error": None,
+            # Stripe copies none of the invoice's metadata onto its PaymentIntent.
+            "metadata": {},
+            "status": "requires_payment_method",
+            "livemode": False,
+        }
+        invoice["_payment_intent"] = intent_id
+
+    def _finalize_invoice(self, invoice_id: str, form: dict[str, str]) -> dict[str, Any]:
+        with self._lock:
+            invoice = self.invoices[invoice_id]
+            self._finalize(invoice)
+            return self._invoice_view(invoice, expand_payments="payments" in form.values())
+
+    def _pay_invoice(self, invoice_id: str, form: dict[str, str]) -> dict[str, Any]:
+        """Charge an invoice (finalizing a draft first), to ``payment_method``; ``off_session``
+        as a saved card is charged while its owner is away."""
+        with self._lock:
+            invoice = self.invoices[invoice_id]
+            if invoice["status"] == "draft":
+                self._finalize(invoice)
+            if invoice["status"] == "paid":
+                raise _invalid("Invoice is already paid.", code="invoice_unexpected_state")
+            if invoice["status"] != "open":
+                raise _invalid(f"You cannot pay an invoice that is {invoice['status']}.")
+            method = self._payment_method_of(invoice["customer"], form.get("payment_method", ""))
+            intent = self.payment_intents[invoice["_payment_intent"]]
+            self._confirm(intent, method, off_session=form.get("off_session") == "true")
+            invoice.update(
+                status="paid",
+                amount_paid=invoice["amount_due"],
+                amount_remaining=0,
+            )
+            return self._invoice_view(invoice, expand_payments="payments" in form.values())
+
+    def _void_invoice(self, invoice_id: str) -> dict[str, Any]:
+        """Only an open (or uncollectible) invoice can be voided."""
+        with self._lock:
+            invoice = self.invoices[invoice_id]
+            if invoice["status"] not in ("open", "uncollectible"):
+                raise _invalid(
+                    f"You can only void invoices that are open or uncollectible; this one is "
+                    f"{invoice['status']}.",
+                    code="invoice_not_editable",
+                )
+            invoice.update(status="void", amount_remaining=0)
+            return self._invoice_view(invoice, expand_payments=False)
+
+    def only_invoice(self, **match: Any) -> dict[str, Any]:
+        """The one Invoice whose fields are ``match``."""
+        found = [i for i in self.invoices.values() if all(i.get(k) == v for k, v in match.items())]
+        assert len(found) == 1, found
+        return self.invoice(found[0]["id"])
+
+    def invoice_payment_intent(self, invoice_id: str) -> dict[str, Any]:
+        """The PaymentIntent of an invoice charged to a saved card."""
+        return self.payment_intent(self.invoices[invoice_id]["_payment_intent"])
 
     def handle(self, request: BaseHTTPRequestHandler, method: str) -> None:
         split = urlsplit(request.path)
@@ -892,7 +1141,18 @@ class FakeStripe:
         if method == "DELETE" and parts[0] == "customers" and parts[2:3] == ["tax_ids"]:
             return self._delete_tax_id(parts[1], parts[3])
         if method == "GET" and parts[0] == "invoices" and len(parts) == 2:
-            return self.invoice(parts[1])
+            invoice = self.invoices[parts[1]]
+            return self._invoice_view(invoice, expand_payments="payments" in query.values())
+        if method == "POST" and parts == ["invoices"]:
+            return self._create_invoice(form)
+        if method == "POST" and parts[0] == "invoices" and parts[2:] == ["finalize"]:
+            return self._finalize_invoice(parts[1], form)
+        if method == "POST" and parts[0] == "invoices" and parts[2:] == ["pay"]:
+            return self._pay_invoice(parts[1], form)
+        if method == "POST" and parts[0] == "invoices" and parts[2:] == ["void"]:
+            return self._void_invoice(parts[1])
+        if method == "POST" and parts == ["invoiceitems"]:
+            return self._create_invoice_item(form)
         if method == "POST" and parts[0] == "payment_methods" and parts[2:] == ["detach"]:
             return self._detach(parts[1])
         raise _Refusal(404, {"type": "invalid_request_error", "message": "/".join(parts)})
