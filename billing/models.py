@@ -408,6 +408,12 @@ class Purchase(models.Model):
         return format_money(self.amount_cents, self.currency)
 
     @property
+    def invoice_to_download(self) -> bool:
+        """Whether the customer is offered this purchase's invoice: it has one, and was not a
+        failed payment (a declined automatic top-up's invoice is voided, owed by nobody)."""
+        return bool(self.invoice_id) and self.status != self.Status.FAILED
+
+    @property
     def badge(self) -> str:
         """The badge class (static/css/app.css) that colours this purchase's status."""
         return {

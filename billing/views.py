@@ -204,7 +204,9 @@ def invoice(request: AuthenticatedRequest, public_id: uuid.UUID) -> HttpResponse
     """The purchase's invoice PDF: off to Stripe's current link for it (only ever for the
     purchase's owner; anyone else gets 404, as for a purchase that has no invoice)."""
     bought = get_object_or_404(
-        Purchase.objects.exclude(invoice_id=""), public_id=public_id, user=request.user
+        Purchase.objects.exclude(invoice_id="").exclude(status=Purchase.Status.FAILED),
+        public_id=public_id,
+        user=request.user,
     )
     url = invoices.pdf_url(bought)
     if not url:

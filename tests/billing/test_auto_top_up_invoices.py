@@ -233,6 +233,12 @@ def test_a_decline_on_pay_stops_auto_top_up_and_emails_once(
     assert auto_top_up.submit(purchase.pk) == "nothing"
     assert len(charges(fake_stripe)) == 1
     assert balance(owner) == 4500
+    # The voided invoice is not offered for download.
+    client.force_login(owner)
+    page = client.get("/dashboard/billing/").content.decode()
+    assert f"/dashboard/billing/purchases/{purchase.public_id}/invoice/" not in page
+    download = client.get(f"/dashboard/billing/purchases/{purchase.public_id}/invoice/")
+    assert download.status_code == 404
 
 
 def test_stripe_down_then_back_continues_the_same_invoice(owner, fake_stripe, deliver, acme):

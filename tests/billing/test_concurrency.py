@@ -21,9 +21,11 @@ def test_twenty_simultaneous_reservations_never_overdraw_the_balance(user_factor
 
     results = run_at_once(
         20,
-        lambda i: services.hold(
-            user.pk, {"held_credits": 40}, reference=f"gen:{i}", description="1 image"
-        ).entry,
+        lambda i: (
+            services.hold(
+                user.pk, {"held_credits": 40}, reference=f"gen:{i}", description="1 image"
+            ).entry
+        ),
     )
 
     succeeded = [r for r in results if isinstance(r, LedgerEntry)]
