@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -121,16 +120,3 @@ def set_key_budget_alerts(account_id: int, percents: Iterable[int]) -> list[int]
     chosen = check_key_budget_percents(percents)
     CreditAccount.objects.filter(pk=account_id).update(key_budget_alert_percents=chosen)
     return chosen
-
-
-def alerts_account(user_id: int) -> CreditAccount:
-    """The user's credit account, for its alert settings: made (empty) if the user has none yet,
-    as an account that never had credits has none."""
-    account = CreditAccount.objects.filter(user_id=user_id).first()
-    if account is not None:
-        return account
-    try:
-        with transaction.atomic():
-            return CreditAccount.objects.create(user_id=user_id)
-    except IntegrityError:  # made by a concurrent request
-        return CreditAccount.objects.get(user_id=user_id)

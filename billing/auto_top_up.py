@@ -147,14 +147,7 @@ def state_of(user: User) -> State:
 
 
 def _account(user: User) -> CreditAccount:
-    account = CreditAccount.objects.filter(user=user).first()
-    if account is None:
-        try:
-            with transaction.atomic():
-                account = CreditAccount.objects.create(user=user)
-        except IntegrityError:
-            account = CreditAccount.objects.get(user=user)
-    return account
+    return CreditAccount.objects.of(user.pk)
 
 
 def configure(user: User, *, threshold_credits: int, amount_cents: int) -> State:

@@ -110,13 +110,7 @@ def profile_of(user: User) -> BillingProfile | None:
 
 def _profile(user: User) -> BillingProfile:
     """The account's profile, made (with the account) if it has none yet."""
-    account = CreditAccount.objects.filter(user=user).first()
-    if account is None:
-        try:
-            with transaction.atomic():
-                account = CreditAccount.objects.create(user=user)
-        except IntegrityError:
-            account = CreditAccount.objects.get(user=user)
+    account = CreditAccount.objects.of(user.pk)
     try:
         with transaction.atomic():
             profile, _ = BillingProfile.objects.get_or_create(account=account)

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.utils import timezone
 
-from . import stripe_client
+from . import payments, stripe_client
 from .models import Purchase
 
 logger = logging.getLogger(__name__)
@@ -70,14 +70,7 @@ def fill_missing_invoices(*, limit: int = INVOICES_PER_RUN) -> int:
     waiting = Purchase.objects.filter(credited_at__gte=since, invoice_pdf_url="").exclude(
         invoice_id=""
     )
-    filled = 0
-    for purchase in waiting.order_by("credited_at")[:limit]:
-        try:
-            filled += fill_invoice(purchase)
-        except stripe_client.StripeUnavailable as exc:
-            logger.warning("invoices: %s filled, then Stripe failed: %s", filled, exc)
-            break
-    return filled
+    return payments.fill_oldest_first(waiting, fill_invoice, what="invoices", limit=limit)
 
 
 def is_stripes(url: str) -> bool:

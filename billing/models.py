@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.db.models.functions import Upper
 from django.utils import timezone
 
@@ -39,6 +39,20 @@ class AppendOnly(models.Model):
 
 def default_alert_percents() -> list[int]:
     return [50, 80, 100]
+
+
+class CreditAccountManager(models.Manager["CreditAccount"]):
+    def of(self, user_id: int) -> CreditAccount:
+        """The user's credit account, made (empty) if they have none yet: one is made lazily,
+        the first time a user's money is touched, and two requests may race to make it."""
+        account = self.filter(user_id=user_id).first()
+        if account is not None:
+            return account
+        try:
+            with transaction.atomic():
+                return self.create(user_id=user_id)
+        except IntegrityError:  # made by a concurrent transaction
+            return self.get(user_id=user_id)
 
 
 class CreditAccount(models.Model):
@@ -84,6 +98,8 @@ class CreditAccount(models.Model):
     # only the customer's own action turns it on again.
     auto_top_up_stopped_at = models.DateTimeField(null=True, blank=True)
     auto_top_up_stop_reason = models.CharField(max_length=255, blank=True)
+
+    objects = CreditAccountManager()
 
     class Meta:
         constraints = [
@@ -579,10 +595,6 @@ class SpendWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.spent_credits} of {self.cap_credits}"
-
-    @property
-    def remaining_credits(self) -> int:
-        return max(0, self.cap_credits - self.spent_credits)
 
 
 class BillingProfile(models.Model):

@@ -7,10 +7,12 @@ the success page: the page only shows what the webhook has done.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
@@ -179,11 +181,20 @@ def fill_missing_receipts(*, limit: int = RECEIPTS_PER_RUN) -> int:
     waiting = Purchase.objects.filter(credited_at__gte=since, receipt_url="", charge_id="").exclude(
         payment_intent_id=""
     )
+    return fill_oldest_first(waiting, fill_receipt, what="receipts", limit=limit)
+
+
+def fill_oldest_first(
+    waiting: QuerySet[Purchase], fill: Callable[[Purchase], bool], *, what: str, limit: int
+) -> int:
+    """``fill`` each of ``waiting`` (at most ``limit``), the longest credited first; stop at
+    the first time Stripe cannot be reached, with one warning (the next run tries again).
+    Returns how many were filled."""
     filled = 0
     for purchase in waiting.order_by("credited_at")[:limit]:
         try:
-            filled += fill_receipt(purchase)
+            filled += fill(purchase)
         except stripe_client.StripeUnavailable as exc:
-            logger.warning("receipts: %s filled, then Stripe failed: %s", filled, exc)
+            logger.warning("%s: %s filled, then Stripe failed: %s", what, filled, exc)
             break
     return filled

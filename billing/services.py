@@ -79,8 +79,6 @@ class Settlement:
     charged_credits: int
     released_credits: int
     balance_credits: int
-    # A capped spender's window's spend once the settlement gave back what it did not charge.
-    window_spent_credits: int | None = None
 
 
 def _move(
@@ -148,16 +146,6 @@ def _make(
     return moved, _write(move, quantities, texts, moved, now)
 
 
-def _ensure_account(user_id: int) -> None:
-    if CreditAccount.objects.filter(user_id=user_id).exists():
-        return
-    try:
-        with transaction.atomic():
-            CreditAccount.objects.create(user_id=user_id)
-    except IntegrityError:
-        pass  # created by a concurrent transaction
-
-
 def _lock(user_id: int) -> tuple[int, int]:
     """Inside the caller's transaction: lock the user's account row (a move of zero) and
     return (account id, balance)."""
@@ -185,7 +173,7 @@ def grant(
     if credits <= 0:
         raise ValueError("A grant adds a positive number of credits")
     move = moves.CREDIT[Kind(kind)]
-    _ensure_account(user.pk)
+    CreditAccount.objects.of(user.pk)
     with transaction.atomic():
         # Locked before we look for an earlier grant with this key.
         account_id, _ = _lock(user.pk)
@@ -279,7 +267,7 @@ def take_back(
     """
     if credits <= 0:
         raise ValueError("A reversal takes back a positive number of credits")
-    _ensure_account(user_id)
+    CreditAccount.objects.of(user_id)
     with transaction.atomic():
         account_id, balance = _lock(user_id)
         if LedgerEntry.objects.filter(idempotency_key=idempotency_key).exists():
@@ -350,7 +338,7 @@ def redeem_promo_code(user: User, code: str) -> LedgerEntry:
     now = timezone.now()
     if promo.expires_at is not None and promo.expires_at <= now:
         raise PromoCodeRefused("expired")
-    _ensure_account(user.pk)
+    CreditAccount.objects.of(user.pk)
     account_id = CreditAccount.objects.values_list("pk", flat=True).get(user_id=user.pk)
     try:
         with transaction.atomic():
@@ -391,7 +379,7 @@ def adjust(user: User, credits: int, *, reason: str, operator: str) -> LedgerEnt
         raise ValueError("An adjustment changes the balance")
     if not reason:
         raise ValueError("An adjustment needs a reason")
-    _ensure_account(user.pk)
+    CreditAccount.objects.of(user.pk)
     texts = {
         "reference": f"adjustment:{operator}"[:100],
         "key": f"adjustment:{uuid.uuid4()}",
@@ -484,18 +472,15 @@ def _count_in_window(limit: Limit, held_credits: int, now: datetime) -> limits.C
     )
 
 
-def give_back_to_window(window: str, credits: int, *, now: datetime | None = None) -> int | None:
+def give_back_to_window(window: str, credits: int, *, now: datetime | None = None) -> None:
     """A settlement's part for a capped spender: what it held but did not charge goes back to
-    its window (never below nothing). The window's spend after, or None if there is none."""
-    if not window or credits < 0:
-        return None
-    updated = SpendWindow.objects.filter(name=window).update(
+    its window (never below nothing)."""
+    if not window or credits <= 0:
+        return
+    SpendWindow.objects.filter(name=window).update(
         spent_credits=Greatest(F("spent_credits") - credits, Value(0)),
         updated_at=now or timezone.now(),
     )
-    if not updated:
-        return None
-    return SpendWindow.objects.filter(name=window).values_list("spent_credits", flat=True).get()
 
 
 def _balance_of(user_id: int) -> int:
@@ -556,12 +541,11 @@ def settle(
             if any(written.get(key) != amount for key, amount in expected.items()):
                 raise ValueError(f"No reservation of {held} credits for {reference}")
             _write(move, quantities, texts, moved, now)
-            window_spent = give_back_to_window(spend_window, held - charged, now=now)
+            give_back_to_window(spend_window, held - charged, now=now)
     except _AlreadySettled:
         return None
     return Settlement(
         charged_credits=charged,
         released_credits=held - charged,
         balance_credits=moved[1],
-        window_spent_credits=window_spent,
     )

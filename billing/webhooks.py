@@ -242,18 +242,28 @@ def _credit(purchase: Purchase, session: stripe_client.CheckoutSession) -> None:
     if session.invoice_id and not purchase.invoice_id:
         purchase.invoice_id = session.invoice_id
     if purchase.credited_at is None:
-        services.grant(
-            purchase.user,
-            purchase.credits,
-            kind=services.Kind.TOP_UP,
+        _credit_paid(
+            purchase,
             description=f"Card payment of {format_money(purchase.amount_cents, purchase.currency)}",
             idempotency_key=f"stripe:{session.id}:credit",
-            reference=f"purchase:{purchase.public_id}",
         )
-        purchase.credited_at = timezone.now()
-        purchase.status = Status.PAID
-        purchase.failure_reason = ""
     purchase.save()
+
+
+def _credit_paid(purchase: Purchase, *, description: str, idempotency_key: str) -> None:
+    """With the purchase locked: add its credits (once per ``idempotency_key``, the ledger's
+    guard) and mark it paid. The caller saves the purchase."""
+    services.grant(
+        purchase.user,
+        purchase.credits,
+        kind=services.Kind.TOP_UP,
+        description=description,
+        idempotency_key=idempotency_key,
+        reference=f"purchase:{purchase.public_id}",
+    )
+    purchase.credited_at = timezone.now()
+    purchase.status = Status.PAID
+    purchase.failure_reason = ""
 
 
 def _fill_receipt(purchase: Purchase) -> None:
@@ -555,17 +565,11 @@ def _credit_auto(purchase: Purchase, *, amount: int, currency: str, paid_by: str
     if purchase.credited_at is not None:
         return
     price = format_money(purchase.amount_cents, purchase.currency)
-    services.grant(
-        purchase.user,
-        purchase.credits,
-        kind=services.Kind.TOP_UP,
+    _credit_paid(
+        purchase,
         description=f"Automatic top-up of {price}",
         idempotency_key=f"stripe:{purchase.invoice_id or purchase.payment_intent_id}:credit",
-        reference=f"purchase:{purchase.public_id}",
     )
-    purchase.credited_at = timezone.now()
-    purchase.status = Status.PAID
-    purchase.failure_reason = ""
 
 
 def payment_intent_succeeded(values: dict[str, Any], event_id: str) -> str | None:

@@ -23,7 +23,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts.http import AuthenticatedRequest
 from billing import alerts as billing_alerts
-from billing.models import SpendWindow
+from billing.models import CreditAccount, SpendWindow
 from generation import catalog
 from generation.services import spend
 from keys import controls
@@ -130,7 +130,7 @@ def key_spend(request: AuthenticatedRequest, key_id: int) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def alerts(request: AuthenticatedRequest) -> HttpResponse:
-    account = billing_alerts.alerts_account(request.user.pk)
+    account = CreditAccount.objects.of(request.user.pk)
     initial = {
         "low_balance_alert_credits": account.low_balance_alert_credits,
         "key_budget_alert_percents": ", ".join(

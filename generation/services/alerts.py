@@ -20,6 +20,8 @@ from keys.models import ApiKey
 from webhooks import events
 from webhooks import services as webhooks
 
+from .spend import key_id_of_window
+
 logger = logging.getLogger(__name__)
 
 
@@ -60,8 +62,7 @@ def send_key_budget_alert(window: str, percent: int) -> bool:
     claimed = billing_alerts.claim_key_budget_alert(window, percent)
     if claimed is None:
         return False
-    key_id = int(window.split(":")[1])  # billing.limits.limit_for's "key:<id>:..."
-    api_key = ApiKey.objects.select_related("user").filter(pk=key_id).first()
+    api_key = ApiKey.objects.select_related("user").filter(pk=key_id_of_window(window)).first()
     if api_key is None:
         return False
     page = f"{settings.SITE_URL}{reverse('dashboard:key-spend', args=[api_key.pk])}"

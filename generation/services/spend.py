@@ -28,7 +28,17 @@ def key_limit(api_key: ApiKey | None, at: datetime) -> Limit | None:
     """The window of ``api_key``'s cap that a hold made ``at`` counts in (None: no cap)."""
     if api_key is None or api_key.spend_cap_credits is None:
         return None
-    return limit_for(f"key:{api_key.pk}", api_key.spend_cap_period, api_key.spend_cap_credits, at)
+    holder = f"{_KEY_HOLDER}{api_key.pk}"
+    return limit_for(holder, api_key.spend_cap_period, api_key.spend_cap_credits, at)
+
+
+# How a key names itself as the holder of a cap's windows (``key:42:day:2026-12-06``).
+_KEY_HOLDER = "key:"
+
+
+def key_id_of_window(window: str) -> int:
+    """The id of the key whose cap ``window`` (a name ``key_limit`` gave) belongs to."""
+    return int(window.removeprefix(_KEY_HOLDER).split(":", 1)[0])
 
 
 def check_model_allowed(api_key: ApiKey | None, model_id: str) -> None:
