@@ -109,6 +109,33 @@ class Account(models.Model):
             return f"{self.personal_owner} (personal)"
         return self.name
 
+    @property
+    def active(self) -> bool:
+        """Whether its keys may be used: a personal account while its person is active (not
+        closed or deactivated by an operator); an organisation always."""
+        person = self.personal_owner
+        return person is None or person.is_active
+
+    @property
+    def closed(self) -> bool:
+        """A personal account is closed with its person (accounts.services.close_account)."""
+        person = self.personal_owner
+        return person is not None and person.closed_at is not None
+
+    def contact_emails(self) -> list[str]:
+        """Where the account's notices go (alerts, automatic top-up, failing webhooks): its
+        owners' addresses; for a personal account, its person's."""
+        return list(
+            User.objects.filter(
+                memberships__account=self,
+                memberships__role=Role.OWNER,
+                is_active=True,
+                closed_at__isnull=True,
+            )
+            .order_by("pk")
+            .values_list("email", flat=True)
+        )
+
 
 class Role(models.TextChoices):
     """What a member may do in an account (accounts.permissions says which role may what)."""

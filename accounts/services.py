@@ -37,7 +37,11 @@ def close_account(user: User) -> None:
         locked = User.objects.select_for_update().get(pk=user.pk)
         if locked.closed_at is not None:
             return
-        account_closing.send(sender=User, user=locked)
+        closing = [personal_account(locked), *_organisations_closing_with(locked)]
+        account_closing.send(sender=User, user=locked, accounts=closing)
+        # Their access to every organisation ends; an organisation with other members keeps
+        # its keys, credits and images.
+        Membership.objects.filter(user=locked).exclude(account=closing[0]).delete()
         EmailAddress.objects.filter(user=locked).delete()
         Authenticator.objects.filter(user=locked).delete()
         SocialAccount.objects.filter(user=locked).delete()
@@ -48,6 +52,31 @@ def close_account(user: User) -> None:
         locked.closed_at = timezone.now()
         locked.set_unusable_password()
         locked.save()
+
+
+def _organisations_closing_with(user: User) -> list[Account]:
+    """The organisations ``user`` is the only member of: they close with them. AccountNotClosable
+    if they are the last owner of one that has other members (who would be left without an
+    owner): they make another member an owner first."""
+    alone, stranded = [], []
+    organisations = Account.objects.filter(
+        kind=Account.Kind.ORGANISATION, memberships__user=user
+    ).select_for_update()
+    for organisation in organisations.order_by("pk"):
+        others = organisation.memberships.exclude(user=user)
+        if not others.exists():
+            alone.append(organisation)
+        elif (
+            role_in(user, organisation) == Role.OWNER
+            and not others.filter(role=Role.OWNER).exists()
+        ):
+            stranded.append(organisation.name)
+    if stranded:
+        raise AccountNotClosable(
+            f"You are the only owner of {', '.join(stranded)}: make another member an owner "
+            "first (on its Members page), then close your account."
+        )
+    return alone
 
 
 def personal_account(user: User) -> Account:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from django.dispatch import Signal
 
-# Sent by accounts.services.close_account inside its transaction, with ``user``. Each app that
-# holds a customer's data removes or anonymises it here; a receiver that raises rolls the whole
-# closure back, so an account is never half closed.
+# Sent by accounts.services.close_account inside its transaction, with ``user`` and ``accounts``:
+# the accounts that close with them (their personal account, and each organisation they were the
+# only member of). Each app that holds a customer's data removes or anonymises it here, for each
+# of ``accounts``; a receiver that raises rolls the whole closure back, so an account is never
+# half closed.
 account_closing = Signal()

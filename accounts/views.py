@@ -46,7 +46,11 @@ def close_account(request: AuthenticatedRequest) -> HttpResponse:
     if user.is_superuser:
         return render(request, "accounts/close.html", {"form": None}, status=403)
     if request.method == "POST" and form.is_valid():
-        services.close_account(user)
+        try:
+            services.close_account(user)
+        except services.AccountNotClosable as refused:
+            form.add_error(None, str(refused))
+            return render(request, "accounts/close.html", {"form": form}, status=409)
         logout(request)
         return redirect("accounts:closed")
     return render(request, "accounts/close.html", {"form": form})

@@ -69,7 +69,7 @@ def api_endpoint(*methods: str, admit: bool = True) -> Callable[[ApiView], ApiVi
                     await api_request.steps.run(catalog.refresh)
                 if admit:
                     key = api_request.api_key
-                    admission = await generation.admit(api_request.steps, key.user, key)
+                    admission = await generation.admit(api_request.steps, key.account, key)
                     api_request.answer_headers.update(admission.headers)
                 response = await view(api_request, *args, **kwargs)
             except ApiError as exc:
@@ -139,7 +139,7 @@ def _bearer_token(request: HttpRequest) -> str | None:
 
 
 # What ratelimits.limits_for reads, loaded in the key's own query.
-_LIMITS_RELATED = ("user__credit_account", "user__rate_limit_override")
+_LIMITS_RELATED = ("account__credit_account", "account__rate_limit_override")
 
 
 async def _authenticate(steps: Steps, request: HttpRequest) -> ApiKey:

@@ -65,7 +65,6 @@ async def submit(
     try:
         generation = await services.submit_job(
             steps,
-            user=api_key.user,
             api_key=api_key,
             spec=asked.spec,
             idempotency_key=idempotency_key,
@@ -154,7 +153,7 @@ def _not_found(job_id: str) -> ApiError:
 async def _owned(request: ApiRequest, job_id: str) -> Generation:
     if not _JOB_ID_RE.match(job_id):
         raise _not_found(job_id)
-    generation = await request.steps.run(jobs.find_job, request.api_key.user, job_id)
+    generation = await request.steps.run(jobs.find_job, request.api_key.account, job_id)
     if generation is None:
         raise _not_found(job_id)
     return generation
@@ -193,7 +192,7 @@ async def list_generations(request: ApiRequest) -> HttpResponse:
             param="after",
         )
     page = await request.steps.run(
-        jobs.list_jobs, request.api_key.user, limit=limit, after=after, status=status
+        jobs.list_jobs, request.api_key.account, limit=limit, after=after, status=status
     )
     if page is None:
         raise invalid(

@@ -40,7 +40,7 @@ _FILTERS = {"models": "model", "api_key_ids": "API key id", "sizes": "size", "so
 async def images_usage(request: ApiRequest) -> HttpResponse:
     query, first, limit = _read(request)
     page = await request.steps.run(
-        usage.images_usage, request.api_key.user, query, first=first, limit=limit
+        usage.images_usage, request.api_key.account, query, first=first, limit=limit
     )
     next_page = _cursor(query, page.next_start) if page.next_start is not None else None
     return JsonResponse(

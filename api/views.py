@@ -124,7 +124,7 @@ def _digest(canonical: str) -> str:
 def _hosted_images(request: ApiRequest) -> HostedImages:
     """A reference URL may name one of the key's account's own hosted images, linked under
     this request's base URL (or IMAGE_BASE_URL): it is read from storage, not fetched."""
-    return HostedImages(request.api_key.user_id, answers.base_url(request), request.steps)
+    return HostedImages(request.api_key.account_id, answers.base_url(request), request.steps)
 
 
 async def _edit_request(request: ApiRequest) -> ImagesRequest:
@@ -156,7 +156,7 @@ async def images_generations(request: ApiRequest) -> HttpResponseBase:
     """POST: images from a prompt (and, with Seedream's ``image``, from reference images).
     GET: the account's generations as a list of jobs (api/jobs.py)."""
     if request.method == "GET":
-        admission = await services.admit(request.steps, request.api_key.user, request.api_key)
+        admission = await services.admit(request.steps, request.api_key.account, request.api_key)
         request.answer_headers.update(admission.headers)
         return await jobs.list_generations(request)
     return await _images(request, _generation_request, streaming.GENERATION)
@@ -193,7 +193,7 @@ async def _images(
             )
     except (ApiError, Refusal):
         # A request that cannot run still counts as a request (not as work).
-        admission = await services.admit(steps, api_key.user, api_key)
+        admission = await services.admit(steps, api_key.account, api_key)
         request.answer_headers.update(admission.headers)
         raise
     spec = asked.spec
@@ -210,7 +210,8 @@ async def _images(
     opening = asyncio.ensure_future(
         services.open_generation(
             steps,
-            user=api_key.user,
+            account=api_key.account,
+            made_by_id=api_key.user_id,
             api_key=api_key,
             spec=spec,
             idempotency_key=idempotency_key,
@@ -461,7 +462,7 @@ async def model_detail(request: ApiRequest, model_id: str) -> HttpResponse:
 
 @api_endpoint("GET")
 async def credits(request: ApiRequest) -> HttpResponse:
-    balance = await request.steps.run(billing.balance_credits, request.api_key.user)
+    balance = await request.steps.run(billing.balance_credits, request.api_key.account)
     return JsonResponse(
         {
             "object": "credit_balance",

@@ -237,8 +237,9 @@ def prepare_database(database_url: str, data_dir: Path, customers: int = 1) -> l
         "from keys import services as k\n"
         f"for n in range({customers}):\n"
         "    u = User.objects.create_user(f'bench{n or \"\"}@example.com')\n"
-        "    b.grant(u, 10**12, description='bench', idempotency_key=f'bench{n}')\n"
-        "    print(k.create_key(u, 'bench').raw_key)"
+        "    a = u.personal_account\n"
+        "    b.grant(a, 10**12, description='bench', idempotency_key=f'bench{n}')\n"
+        "    print(k.create_key(a, 'bench').raw_key)"
     )
     out = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", code],

@@ -46,7 +46,8 @@ def seed(usage_rows: int, gallery_images: int) -> tuple[Any, Any]:
 
     def row(user: User, when: datetime.datetime) -> Generation:
         return Generation(
-            user=user, model="seedream-4-0", upstream_model="u", prompt="a prompt", size="1K",
+            user=user, account=user.personal_account, model="seedream-4-0", upstream_model="u",
+            prompt="a prompt", size="1K",
             n=1, status="succeeded", price_per_image_credits=40, reserved_credits=40,
             charged_credits=40, images_delivered=1, created_at=when, deadline_at=when,
             latency_ms=1500,
@@ -76,7 +77,7 @@ def seed(usage_rows: int, gallery_images: int) -> tuple[Any, Any]:
     images = [
         Image(
             generation_id=first_id,
-            user=heavy,
+            account=heavy.personal_account,
             token=f"bench{i:017d}",
             index=0,
             file=f"images/x/{i}.jpg",

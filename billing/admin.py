@@ -13,7 +13,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from accounts.models import User
+from accounts.models import Account
 
 from . import pricing, services, webhooks
 from .models import (
@@ -117,10 +117,11 @@ class AdjustmentForm(forms.Form):
 @admin.register(CreditAccount)
 class CreditAccountAdmin(ReadOnlyAdmin):
     list_display = (
-        "user", "balance_credits", "owed_credits", "auto_top_up", "updated_at", "adjust_link",
+        "owner", "balance_credits", "owed_credits", "auto_top_up", "updated_at", "adjust_link",
     )  # fmt: skip
     list_filter = ("auto_top_up_enabled",)
-    search_fields = ("user__email",)
+    # A person's account by their address; an organisation by its name.
+    search_fields = ("owner__personal_owner__email", "owner__name")
 
     @admin.display(description="Automatic top-up")
     def auto_top_up(self, account: CreditAccount) -> str:
@@ -135,23 +136,24 @@ class CreditAccountAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Adjust")
     def adjust_link(self, account: CreditAccount) -> str:
-        url = reverse("admin:billing_adjust_credits", args=[account.user_id])
+        url = reverse("admin:billing_adjust_credits", args=[account.owner_id])
         return format_html('<a href="{}">Adjust credits</a>', url)
 
     def get_urls(self) -> list[URLPattern]:
         adjust = path(
-            "adjust/<int:user_id>/",
+            "adjust/<int:account_id>/",
             self.admin_site.admin_view(self.adjust_view),
             name="billing_adjust_credits",
         )
         return [adjust, *super().get_urls()]
 
-    def adjust_view(self, request: HttpRequest, user_id: int) -> HttpResponse:
-        """Add or take credits, through billing.services: an audited ledger line."""
+    def adjust_view(self, request: HttpRequest, account_id: int) -> HttpResponse:
+        """Add or take credits of an account (a person's or an organisation's), through
+        billing.services: an audited ledger line."""
         # Moving money is more than viewing it: it takes the right to add ledger entries.
         if not request.user.has_perm("billing.add_ledgerentry"):
             return HttpResponse(status=403)
-        customer = get_object_or_404(User, pk=user_id)
+        customer = get_object_or_404(Account, pk=account_id)
         form = AdjustmentForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
@@ -166,14 +168,14 @@ class CreditAccountAdmin(ReadOnlyAdmin):
             else:
                 self.message_user(
                     request,
-                    f"Adjusted {customer.email} by {entry.amount_credits:+d} credits; "
+                    f"Adjusted {customer} by {entry.amount_credits:+d} credits; "
                     f"balance {entry.balance_after_credits}.",
                     messages.SUCCESS,
                 )
                 return redirect("admin:billing_creditaccount_changelist")
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Adjust the credits of {customer.email}",
+            "title": f"Adjust the credits of {customer}",
             "form": form,
             "customer": customer,
             "balance": services.balance_credits(customer),
@@ -189,7 +191,12 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         "description",
     )  # fmt: skip
     list_filter = ("kind",)
-    search_fields = ("reference", "account__user__email", "idempotency_key")
+    search_fields = (
+        "reference",
+        "account__owner__personal_owner__email",
+        "account__owner__name",
+        "idempotency_key",
+    )
 
 
 @admin.register(SpendWindow)
@@ -207,19 +214,19 @@ class DebtEntryAdmin(ReadOnlyAdmin):
     list_display = (
         "created_at", "account", "amount_credits", "owed_after_credits", "reference", "description",
     )  # fmt: skip
-    search_fields = ("reference", "account__user__email")
+    search_fields = ("reference", "account__owner__personal_owner__email", "account__owner__name")
 
 
 @admin.register(Purchase)
 class PurchaseAdmin(ReadOnlyAdmin):
     list_display = (
-        "created_at", "user", "kind", "price", "credits", "status", "reversed_credits", "receipt",
+        "created_at", "owner", "kind", "price", "credits", "status", "reversed_credits", "receipt",
         "invoice",
     )  # fmt: skip
     list_filter = ("status", "kind", "currency")
     search_fields = (
-        "user__email", "checkout_session_id", "payment_intent_id", "charge_id", "public_id",
-        "invoice_id", "invoice_number",
+        "owner__personal_owner__email", "owner__name", "user__email", "checkout_session_id",
+        "payment_intent_id", "charge_id", "public_id", "invoice_id", "invoice_number",
     )  # fmt: skip
 
     @admin.display(description="Receipt")
@@ -249,7 +256,13 @@ class BillingProfileAdmin(ReadOnlyAdmin):
         "company_name", "account", "country", "tax_id_type", "tax_id_value", "stripe_customer_id",
         "updated_at",
     )  # fmt: skip
-    search_fields = ("company_name", "account__user__email", "stripe_customer_id", "tax_id_value")
+    search_fields = (
+        "company_name",
+        "account__owner__personal_owner__email",
+        "account__owner__name",
+        "stripe_customer_id",
+        "tax_id_value",
+    )
 
 
 @admin.register(StripeRefund)
@@ -328,4 +341,8 @@ class PromoCodeAdmin(admin.ModelAdmin):
 @admin.register(PromoRedemption)
 class PromoRedemptionAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "promo_code", "account", "credits")
-    search_fields = ("promo_code__code", "account__user__email")
+    search_fields = (
+        "promo_code__code",
+        "account__owner__personal_owner__email",
+        "account__owner__name",
+    )

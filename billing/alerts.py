@@ -44,7 +44,7 @@ def claim_low_balance_alert(account_id: int, now: datetime | None = None) -> Cre
     ).update(low_balance_alerted_at=now or timezone.now())
     if not claimed:
         return None
-    return CreditAccount.objects.select_related("user").get(pk=account_id)
+    return CreditAccount.objects.select_related("owner").get(pk=account_id)
 
 
 def rearm_low_balance(account_id: int) -> None:

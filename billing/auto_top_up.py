@@ -35,7 +35,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.adapter import configured_site
-from accounts.models import User
+from accounts.models import Account
 
 from . import invoices, stripe_client
 from .models import BillingProfile, CreditAccount, LedgerEntry, Purchase, PurchaseKind
@@ -85,7 +85,7 @@ def due(account: CreditAccount, *, before_credits: int, after_credits: int) -> b
     """
     if not crossed(account, before_credits=before_credits, after_credits=after_credits):
         return False
-    return not _in_flight(account.user_id)
+    return not _in_flight(account.owner_id)
 
 
 def crossed(account: CreditAccount, *, before_credits: int, after_credits: int) -> bool:
@@ -100,9 +100,9 @@ def crossed(account: CreditAccount, *, before_credits: int, after_credits: int) 
     return stripe_client.is_configured()
 
 
-def _in_flight(user_id: int) -> bool:
+def _in_flight(owner_id: int) -> bool:
     return Purchase.objects.filter(
-        user_id=user_id, kind=PurchaseKind.AUTO, status=Status.PENDING
+        owner_id=owner_id, kind=PurchaseKind.AUTO, status=Status.PENDING
     ).exists()
 
 
@@ -129,8 +129,8 @@ class State:
         return credits_for_cents(self.amount_cents or 0)
 
 
-def state_of(user: User) -> State:
-    account = CreditAccount.objects.filter(user=user).first()
+def state_of(owner: Account) -> State:
+    account = CreditAccount.objects.filter(owner=owner).first()
     if account is None:
         return State(False, None, None, "", None, "")
     card = ""
@@ -146,11 +146,11 @@ def state_of(user: User) -> State:
     )
 
 
-def _account(user: User) -> CreditAccount:
-    return CreditAccount.objects.of(user.pk)
+def _account(owner: Account) -> CreditAccount:
+    return CreditAccount.objects.of(owner.pk)
 
 
-def configure(user: User, *, threshold_credits: int, amount_cents: int) -> State:
+def configure(owner: Account, *, threshold_credits: int, amount_cents: int) -> State:
     """Set the threshold and the amount, and turn automatic top-up on when a card is saved (the
     customer's own action, so a stop after a decline is cleared). Without a card they wait for
     one: the next payment made with "save this card" ticked turns it on."""
@@ -158,7 +158,7 @@ def configure(user: User, *, threshold_credits: int, amount_cents: int) -> State
         raise ValueError(f"{threshold_credits} credits is outside the allowed thresholds")
     if not settings.STRIPE_MIN_CENTS <= amount_cents <= settings.STRIPE_MAX_CENTS:
         raise ValueError(f"{amount_cents} cents is outside the allowed amounts")
-    account = _account(user)
+    account = _account(owner)
     with transaction.atomic():
         locked = CreditAccount.objects.select_for_update().get(pk=account.pk)
         locked.auto_top_up_threshold_credits = threshold_credits
@@ -177,21 +177,21 @@ def configure(user: User, *, threshold_credits: int, amount_cents: int) -> State
                 "updated_at",
             ]
         )
-    return state_of(user)
+    return state_of(owner)
 
 
-def turn_off(user: User) -> None:
+def turn_off(owner: Account) -> None:
     """Stop automatic top-up, keeping the card (turning it on again takes it). A card saved by
     a payment started before now is not taken (a late event must not turn it back on)."""
-    CreditAccount.objects.filter(user=user).update(
+    CreditAccount.objects.filter(owner=owner).update(
         auto_top_up_enabled=False, auto_top_up_card_since=timezone.now(), updated_at=timezone.now()
     )
 
 
-def remove_card(user: User) -> None:
+def remove_card(owner: Account) -> None:
     """Forget the saved card (and take it off the Customer at Stripe, best effort): automatic
     top-up stops until the customer saves a card again."""
-    account = CreditAccount.objects.filter(user=user).first()
+    account = CreditAccount.objects.filter(owner=owner).first()
     if account is None or not account.auto_top_up_payment_method_id:
         return
     payment_method_id = account.auto_top_up_payment_method_id
@@ -235,7 +235,7 @@ def remember_card(purchase: Purchase, intent: stripe_client.PaymentIntent, card:
     if not intent.payment_method_id:
         return False
     customer_id = (
-        BillingProfile.objects.filter(account__user_id=purchase.user_id)
+        BillingProfile.objects.filter(account__owner_id=purchase.owner_id)
         .values_list("stripe_customer_id", flat=True)
         .first()
     )
@@ -243,7 +243,7 @@ def remember_card(purchase: Purchase, intent: stripe_client.PaymentIntent, card:
         logger.warning("purchase %s: its card is not on the account's Customer", purchase.public_id)
         return False
     with transaction.atomic():
-        account = CreditAccount.objects.select_for_update().get(user_id=purchase.user_id)
+        account = CreditAccount.objects.select_for_update().get(owner_id=purchase.owner_id)
         if account.auto_top_up_payment_method_id == intent.payment_method_id:
             if card and not account.auto_top_up_card:
                 account.auto_top_up_card = card
@@ -283,7 +283,7 @@ def _charged_this_crossing(account: CreditAccount) -> bool:
         .values_list("created_at", flat=True)
         .first()
     )
-    started = Purchase.objects.filter(user_id=account.user_id, kind=PurchaseKind.AUTO)
+    started = Purchase.objects.filter(owner_id=account.owner_id, kind=PurchaseKind.AUTO)
     if last_above is not None:
         started = started.filter(created_at__gte=last_above)
     return started.exists()
@@ -299,7 +299,7 @@ def start(account_id: int) -> Purchase | None:
     with transaction.atomic():
         account = (
             CreditAccount.objects.select_for_update()
-            .select_related("user")
+            .select_related("owner__personal_owner")
             .filter(pk=account_id)
             .first()
         )
@@ -307,14 +307,14 @@ def start(account_id: int) -> Purchase | None:
             return None
         threshold = account.auto_top_up_threshold_credits or 0
         amount_cents = account.auto_top_up_amount_cents or 0
-        if account.user.closed_at is not None or account.balance_credits >= threshold:
+        if account.owner.closed or account.balance_credits >= threshold:
             return None
-        if _in_flight(account.user_id) or _charged_this_crossing(account):
+        if _in_flight(account.owner_id) or _charged_this_crossing(account):
             return None
         try:
             with transaction.atomic():
                 return Purchase.objects.create(
-                    user=account.user,
+                    owner_id=account.owner_id,
                     kind=PurchaseKind.AUTO,
                     amount_cents=amount_cents,
                     currency=settings.STRIPE_CURRENCY,
@@ -333,12 +333,12 @@ def submit(purchase_id: int) -> str:
     unknown, the purchase stays pending, and submitting it again (the task retries, the sweep)
     continues with the invoice kept, asking Stripe with the same idempotency keys, so there is
     one invoice and the card is charged at most once."""
-    purchase = Purchase.objects.select_related("user").get(pk=purchase_id)
+    purchase = Purchase.objects.get(pk=purchase_id)
     if purchase.kind != PurchaseKind.AUTO or purchase.status != Status.PENDING:
         return "nothing"
     if purchase.payment_intent_id:
         return "nothing"
-    account = CreditAccount.objects.get(user_id=purchase.user_id)
+    account = CreditAccount.objects.get(owner_id=purchase.owner_id)
     customer_id = (
         BillingProfile.objects.filter(account=account)
         .values_list("stripe_customer_id", flat=True)
@@ -353,7 +353,7 @@ def submit(purchase_id: int) -> str:
     description = f"Automatic top-up: {format_credits(purchase.credits)} credits ({price})"
     metadata = {
         "purchase_id": str(purchase.public_id),
-        "user_id": str(purchase.user_id),
+        "account_id": str(purchase.owner_id),
         "credits": str(purchase.credits),
         "kind": PurchaseKind.AUTO,
     }
@@ -509,7 +509,7 @@ def declined(
             )
         _fail(purchase, reason)
         account_id, card = CreditAccount.objects.values_list("pk", "auto_top_up_card").get(
-            user_id=purchase.user_id
+            owner_id=purchase.owner_id
         )
         stopped = _forget_card(
             account_id,
@@ -528,9 +528,9 @@ def billing_page_url() -> str:
 
 def _email_stopped(purchase: Purchase, *, reason: str, card: str) -> None:
     """Tell the customer their automatic top-up stopped, why, and where to turn it on again."""
-    user = User.objects.get(pk=purchase.user_id)
+    owner = Account.objects.get(pk=purchase.owner_id)
     threshold = (
-        CreditAccount.objects.filter(user_id=user.pk)
+        CreditAccount.objects.filter(owner=owner)
         .values_list("auto_top_up_threshold_credits", flat=True)
         .first()
     )
@@ -550,13 +550,13 @@ def _email_stopped(purchase: Purchase, *, reason: str, card: str) -> None:
     message = EmailMultiAlternatives(
         subject=f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}{subject}",
         body=render_to_string(f"{prefix}_message.txt", context),
-        to=[user.email],
+        to=owner.contact_emails(),
     )
     message.attach_alternative(render_to_string(f"{prefix}_message.html", context), "text/html")
     try:
         message.send()
     except Exception:
-        logger.exception("could not email account %s that automatic top-up stopped", user.pk)
+        logger.exception("could not email account %s that automatic top-up stopped", owner.pk)
 
 
 def declined_by_event(intent: stripe_client.PaymentIntent, purchase: Purchase) -> bool:
@@ -575,7 +575,7 @@ def declined_by_invoice(purchase: Purchase, *, payment_intent_id: str) -> bool:
     """``invoice.payment_failed`` for an automatic top-up: as a decline answered by the API
     (whichever comes first does it). The invoice names no card: the one saved before the
     top-up began is the one it was charged to (a card saved since is left alone)."""
-    account = CreditAccount.objects.get(user_id=purchase.user_id)
+    account = CreditAccount.objects.get(owner_id=purchase.owner_id)
     since = account.auto_top_up_card_since
     if not account.auto_top_up_payment_method_id or (
         since is not None and since > purchase.created_at

@@ -22,7 +22,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from accounts.models import User
+from accounts.models import Account
 
 from . import stripe_client
 from .countries import NAMES as COUNTRY_NAMES
@@ -104,13 +104,13 @@ class DetailsRefused(Exception):
         self.message = message
 
 
-def profile_of(user: User) -> BillingProfile | None:
-    return BillingProfile.objects.filter(account__user=user).first()
+def profile_of(owner: Account) -> BillingProfile | None:
+    return BillingProfile.objects.filter(account__owner=owner).first()
 
 
-def _profile(user: User) -> BillingProfile:
+def _profile(owner: Account) -> BillingProfile:
     """The account's profile, made (with the account) if it has none yet."""
-    account = CreditAccount.objects.of(user.pk)
+    account = CreditAccount.objects.of(owner.pk)
     try:
         with transaction.atomic():
             profile, _ = BillingProfile.objects.get_or_create(account=account)
@@ -123,7 +123,7 @@ def details_of(profile: BillingProfile) -> Details:
     return Details(**{name: getattr(profile, name) for name in Details.__dataclass_fields__})
 
 
-def _customer_view(profile: BillingProfile, user: User) -> dict[str, Any]:
+def _customer_view(profile: BillingProfile, owner: Account) -> dict[str, Any]:
     """What the account's Customer at Stripe should show (JSON, compared with what it was last
     sent)."""
     address = None
@@ -137,9 +137,13 @@ def _customer_view(profile: BillingProfile, user: User) -> dict[str, Any]:
             "country": profile.country,
         }
     tax_id = [profile.tax_id_type, profile.tax_id_value] if profile.tax_id_type else None
+    # A person's own address and name; an organisation's first owner's address, and its name.
+    person = owner.personal_owner
+    email = person.email if person is not None else next(iter(owner.contact_emails()), "")
+    name = person.name if person is not None else owner.name
     return {
-        "email": user.email,
-        "name": profile.company_name or user.name,
+        "email": email,
+        "name": profile.company_name or name,
         "address": address,
         "tax_id": tax_id,
     }
@@ -149,13 +153,13 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _push(profile: BillingProfile, user: User) -> bool:
+def _push(profile: BillingProfile, owner: Account) -> bool:
     """Bring the Customer at Stripe up to the profile (creating it if there is none). Sets the
     profile's Stripe fields in memory; the caller saves them. True when Stripe was called.
 
     Raises stripe_client.InvalidRequest when Stripe refuses a detail (then nothing of the
     change is on the Customer), StripeUnavailable when it could not be reached."""
-    want = _customer_view(profile, user)
+    want = _customer_view(profile, owner)
     tax = (want["tax_id"][0], want["tax_id"][1]) if want["tax_id"] else None
     if not profile.stripe_customer_id:
         # The key follows the details: two first payments at once make one Customer, and a
@@ -165,7 +169,7 @@ def _push(profile: BillingProfile, user: User) -> bool:
             name=want["name"],
             address=want["address"],
             tax_id=tax,
-            metadata={"account_id": str(profile.account_id), "user_id": str(user.pk)},
+            metadata={"account_id": str(owner.pk), "credit_account_id": str(profile.account_id)},
             idempotency_key=f"customer-{profile.account_id}-{_digest(want)}",
         )
         profile.stripe_customer_id = customer.id
@@ -228,20 +232,20 @@ def _refusal(exc: stripe_client.InvalidRequest) -> DetailsRefused:
     return DetailsRefused("__all__", "Stripe did not accept these details: check each field.")
 
 
-def save_details(user: User, details: Details) -> bool:
+def save_details(owner: Account, details: Details) -> bool:
     """Store the account's billing details and, when card payments are set up, give them to its
     Customer at Stripe (creating the Customer if need be). True when Stripe has them now, False
     when they are stored only (Stripe unreachable or not set up: the next payment sends them).
 
     Raises DetailsRefused, storing nothing, when Stripe refuses a detail (a tax id it does not
     take for its type)."""
-    profile = _profile(user)
+    profile = _profile(owner)
     for name, value in asdict(details).items():
         setattr(profile, name, value)
     synced = False
     if stripe_client.is_configured():
         try:
-            _push(profile, user)
+            _push(profile, owner)
             synced = True
         except stripe_client.InvalidRequest as exc:
             logger.info("billing details of account %s refused: %s", profile.account_id, exc)
@@ -258,12 +262,12 @@ def save_details(user: User, details: Details) -> bool:
     return synced
 
 
-def ensure_customer(user: User) -> str:
+def ensure_customer(owner: Account) -> str:
     """The id of the account's Customer at Stripe, with its details up to date: created, or
     refreshed, first if need be. Raises stripe_client.StripeUnavailable (InvalidRequest when
     Stripe refused the stored details)."""
-    profile = _profile(user)
-    if _push(profile, user):
+    profile = _profile(owner)
+    if _push(profile, owner):
         _save_stripe_fields(profile)
     return profile.stripe_customer_id
 

@@ -32,7 +32,7 @@ _ORDER_IN_WORK: dict[str, int] = {
     LedgerKind.CHARGE: 2,
 }
 
-# (user, references) -> {reference: URL of its page}, for the references it knows.
+# (owner account, references) -> {reference: URL of its page}, for the references it knows.
 Linker = Callable[[Any, Sequence[str]], Mapping[str, str]]
 _linkers: list[Linker] = []
 
@@ -88,9 +88,10 @@ def _grouped(entries: QuerySet[LedgerEntry]) -> QuerySet[Any]:
     )
 
 
-def page(user: Any, number: Any, per_page: int) -> tuple[Page[Any], list[StatementLine]]:
-    """Page ``number`` of ``user``'s history (``per_page`` lines), and its lines."""
-    entries = LedgerEntry.objects.filter(account__user=user)
+def page(owner: Any, number: Any, per_page: int) -> tuple[Page[Any], list[StatementLine]]:
+    """Page ``number`` of the history of ``owner`` (an accounts.Account), ``per_page`` lines,
+    and its lines."""
+    entries = LedgerEntry.objects.filter(account__owner=owner)
     found = Paginator(_grouped(entries), per_page).get_page(number)
     groups = [row["group"] for row in found.object_list]
     references = [g for g in groups if not g.startswith("entry:")]
@@ -102,16 +103,16 @@ def page(user: Any, number: Any, per_page: int) -> tuple[Page[Any], list[Stateme
     for row in rows:
         key = row.reference if row.reference in references and row.kind in WORK_KINDS else ""
         by_group.setdefault(key or f"entry:{row.pk}", []).append(row)
-    urls = _urls(user, references)
+    urls = _urls(owner, references)
     lines = [_line(by_group[g], urls.get(g, "")) for g in groups if g in by_group]
     return found, lines
 
 
-def _urls(user: Any, references: Sequence[str]) -> dict[str, str]:
+def _urls(owner: Any, references: Sequence[str]) -> dict[str, str]:
     urls: dict[str, str] = {}
     for linker in _linkers:
         if references:
-            urls.update(linker(user, references))
+            urls.update(linker(owner, references))
     return urls
 
 

@@ -42,22 +42,24 @@ def default_alert_percents() -> list[int]:
 
 
 class CreditAccountManager(models.Manager["CreditAccount"]):
-    def of(self, user_id: int) -> CreditAccount:
-        """The user's credit account, made (empty) if they have none yet: one is made lazily,
-        the first time a user's money is touched, and two requests may race to make it."""
-        account = self.filter(user_id=user_id).first()
+    def of(self, owner_id: int) -> CreditAccount:
+        """The credit account of the account ``owner_id`` (accounts.Account), made (empty) if it
+        has none yet: one is made lazily, the first time an account's money is touched, and two
+        requests may race to make it."""
+        account = self.filter(owner_id=owner_id).first()
         if account is not None:
             return account
         try:
             with transaction.atomic():
-                return self.create(user_id=user_id)
+                return self.create(owner_id=owner_id)
         except IntegrityError:  # made by a concurrent transaction
-            return self.get(user_id=user_id)
+            return self.get(owner_id=owner_id)
 
 
 class CreditAccount(models.Model):
-    user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="credit_account"
+    # Whose money this is: a person's personal account or an organisation (accounts.Account).
+    owner = models.OneToOneField(
+        "accounts.Account", on_delete=models.PROTECT, related_name="credit_account"
     )
     # A cache of the sum of this account's ledger, changed only in the transaction that appends
     # the ledger row, with this row locked.
@@ -126,7 +128,7 @@ class CreditAccount(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} ({self.balance_credits} credits)"
+        return f"{self.owner} ({self.balance_credits} credits)"
 
 
 class LedgerKind(models.TextChoices):
@@ -346,8 +348,17 @@ class Purchase(models.Model):
     # In URLs, Stripe metadata and idempotency keys: unguessable, and unique across installs that
     # share one Stripe account.
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # The account the credits go to, and the member who started the payment (None for an
+    # automatic top-up, which the account's settings start).
+    owner = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, related_name="purchases"
+    )
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="purchases"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="purchases",
     )
     amount_cents = models.PositiveIntegerField()
     currency = models.CharField(max_length=3)
@@ -396,7 +407,7 @@ class Purchase(models.Model):
             ),
             # One automatic top-up in flight per account, whatever runs at the same moment.
             models.UniqueConstraint(
-                fields=["user"],
+                fields=["owner"],
                 condition=models.Q(kind="auto", status="pending"),
                 name="billing_one_pending_auto_top_up",
             ),

@@ -16,7 +16,7 @@ from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Account, User
 
 from . import auto_top_up, customers, stripe_client
 from .models import Purchase
@@ -53,9 +53,10 @@ def packs() -> list[Pack]:
 
 
 def start_purchase(
-    user: User, amount_cents: int, *, site_url: str, save_card: bool = False
+    owner: Account, buyer: User, amount_cents: int, *, site_url: str, save_card: bool = False
 ) -> Purchase:
-    """Record a pending purchase and open a Stripe Checkout Session for it, paid as the
+    """Record a pending purchase of credits for ``owner``, started by its member ``buyer``, and
+    open a Stripe Checkout Session for it, paid as the
     account's Customer (billing.customers: created, or brought up to date, first), with an
     invoice made out to the account's billing details. ``save_card`` keeps the card for
     automatic top-ups (billing.auto_top_up).
@@ -69,15 +70,16 @@ def start_purchase(
     if not card_payments_enabled():
         raise stripe_client.PaymentsNotConfigured("Card payments are not set up")
     try:
-        customer_id = customers.ensure_customer(user)
+        customer_id = customers.ensure_customer(owner)
     except stripe_client.StripeUnavailable as exc:
-        logger.error("purchase by user %s: the Customer: %s", user.pk, exc)
+        logger.error("purchase for account %s: the Customer: %s", owner.pk, exc)
         raise PurchaseNotStarted(str(exc)) from exc
     currency = settings.STRIPE_CURRENCY
     # Committed before Stripe is called (no transaction is held across the network), so a
     # webhook that beats our own save of the session id still finds it by its metadata.
     purchase = Purchase.objects.create(
-        user=user,
+        owner=owner,
+        user=buyer,
         amount_cents=amount_cents,
         currency=currency,
         credits=credits_for_cents(amount_cents),
@@ -91,11 +93,12 @@ def start_purchase(
             amount_cents=amount_cents,
             currency=currency,
             product_name=product,
-            client_reference_id=str(user.pk),
+            client_reference_id=str(owner.pk),
             customer_id=customer_id,
             metadata={
                 "purchase_id": str(purchase.public_id),
-                "user_id": str(user.pk),
+                "account_id": str(owner.pk),
+                "user_id": str(buyer.pk),
                 "credits": str(purchase.credits),
             },
             invoice_description=f"Prepaid credits: {product}",

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.dispatch import receiver
 from django.http import HttpRequest
 
-from accounts.models import User
+from accounts.models import Account, User
 from accounts.signals import account_closing
 
 from . import auto_top_up, services, webhooks
@@ -17,24 +17,31 @@ from .models import BillingProfile
 
 
 @receiver(account_closing)
-def redact_stripe_events_of_closed_account(sender: type[User], user: User, **kwargs: Any) -> None:
+def redact_stripe_events_of_closed_account(
+    sender: type[User], user: User, accounts: list[Account], **kwargs: Any
+) -> None:
     webhooks.redact_events_of(user)
 
 
 @receiver(account_closing)
-def stop_auto_top_up_of_closed_account(sender: type[User], user: User, **kwargs: Any) -> None:
+def stop_auto_top_up_of_closed_account(
+    sender: type[User], user: User, accounts: list[Account], **kwargs: Any
+) -> None:
     # Off in the closing transaction; the card is forgotten and taken off the Customer at
     # Stripe once the closure has committed (a network call has no place inside it).
-    auto_top_up.turn_off(user)
-    transaction.on_commit(lambda: auto_top_up.remove_card(user))
+    for account in accounts:
+        auto_top_up.turn_off(account)
+        transaction.on_commit(lambda account=account: auto_top_up.remove_card(account))
 
 
 @receiver(account_closing)
-def erase_billing_details_of_closed_account(sender: type[User], user: User, **kwargs: Any) -> None:
+def erase_billing_details_of_closed_account(
+    sender: type[User], user: User, accounts: list[Account], **kwargs: Any
+) -> None:
     # The invoices already issued are Stripe's records (kept under its policy); our copy of the
     # name, address and tax id goes, as the closure policy says. The Customer's id stays, so a
     # later refund or dispute event still finds the account.
-    BillingProfile.objects.filter(account__user=user).update(
+    BillingProfile.objects.filter(account__owner__in=accounts).update(
         company_name="",
         address_line1="",
         address_line2="",

@@ -25,7 +25,8 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Account, User
+from accounts.services import personal_account
 
 from . import alerts, limits, moves
 from .alerts import low_balance_due  # noqa: F401 (the hot path asks it after a hold)
@@ -82,10 +83,10 @@ class Settlement:
 
 
 def _move(
-    user_id: int, delta_credits: int, *, unless_owing: bool = False, now: datetime | None = None
+    owner_id: int, delta_credits: int, *, unless_owing: bool = False, now: datetime | None = None
 ) -> tuple[int, int] | None:
-    """Add ``delta_credits`` to the user's balance unless that would take it below zero (or,
-    with ``unless_owing``, unless the account owes credits).
+    """Add ``delta_credits`` to the balance of the account ``owner_id`` unless that would take
+    it below zero (or, with ``unless_owing``, unless the account owes credits).
 
     One statement checks, changes and locks the account row until the transaction ends, and
     returns (account id, new balance); None when there is no account or the check fails.
@@ -96,9 +97,9 @@ def _move(
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET balance_credits = balance_credits + %s, updated_at = %s "  # noqa: S608
-            f"WHERE user_id = %s AND balance_credits + %s >= 0{owing} "
+            f"WHERE owner_id = %s AND balance_credits + %s >= 0{owing} "
             "RETURNING id, balance_credits",
-            [delta_credits, now or timezone.now(), user_id, delta_credits],
+            [delta_credits, now or timezone.now(), owner_id, delta_credits],
         )
         row = cursor.fetchone()
     return None if row is None else (int(row[0]), int(row[1]))
@@ -132,7 +133,7 @@ def _write(
 
 def _make(
     move: moves.Move,
-    user_id: int,
+    owner_id: int,
     quantities: Mapping[str, int],
     texts: Mapping[str, str],
     now: datetime | None = None,
@@ -140,26 +141,26 @@ def _make(
     """Make ``move`` inside the caller's transaction: the balance moved and the lines written;
     None, with nothing written, when the balance cannot cover it (or the account owes)."""
     move.check(quantities)
-    moved = _move(user_id, move.delta(quantities), unless_owing=move.unless_owing, now=now)
+    moved = _move(owner_id, move.delta(quantities), unless_owing=move.unless_owing, now=now)
     if moved is None:
         return None
     return moved, _write(move, quantities, texts, moved, now)
 
 
-def _lock(user_id: int) -> tuple[int, int]:
-    """Inside the caller's transaction: lock the user's account row (a move of zero) and
+def _lock(owner_id: int) -> tuple[int, int]:
+    """Inside the caller's transaction: lock the credit account of ``owner_id`` (a move of zero) and
     return (account id, balance)."""
-    locked = _move(user_id, 0)
-    assert locked is not None, f"no credit account for user {user_id}"
+    locked = _move(owner_id, 0)
+    assert locked is not None, f"no credit account for account {owner_id}"
     return locked
 
 
-def balance_credits(user: User) -> int:
-    return _balance_of(user.pk)
+def balance_credits(owner: Account) -> int:
+    return _balance_of(owner.pk)
 
 
 def grant(
-    user: User,
+    owner: Account,
     credits: int,
     *,
     description: str,
@@ -173,23 +174,23 @@ def grant(
     if credits <= 0:
         raise ValueError("A grant adds a positive number of credits")
     move = moves.CREDIT[Kind(kind)]
-    CreditAccount.objects.of(user.pk)
+    CreditAccount.objects.of(owner.pk)
     with transaction.atomic():
         # Locked before we look for an earlier grant with this key.
-        account_id, _ = _lock(user.pk)
+        account_id, _ = _lock(owner.pk)
         existing = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
             if existing.account_id != account_id:
                 raise ValueError(f"Idempotency key {idempotency_key!r} belongs to another account")
             return existing
         texts = {"reference": reference, "key": idempotency_key, "description": description}
-        made = _make(move, user.pk, {"credits": credits}, texts)
+        made = _make(move, owner.pk, {"credits": credits}, texts)
         assert made is not None  # a move that adds is never refused
         (account_id, balance), (entry,) = made
         CreditAccount.objects.filter(pk=account_id).update(
             lifetime_credits=F("lifetime_credits") + credits
         )
-        _pay_debt(account_id, balance, user_id=user.pk, idempotency_key=idempotency_key)
+        _pay_debt(account_id, balance, owner_id=owner.pk, idempotency_key=idempotency_key)
         alerts.rearm_low_balance(account_id)
     return entry
 
@@ -201,7 +202,8 @@ def signup_credits_key(user_id: int) -> str:
 
 
 def grant_signup_credits(user_id: int, *, credits: int | None = None) -> LedgerEntry | None:
-    """Give a new account its trial credits (``SIGNUP_CREDITS`` unless ``credits`` says), once.
+    """Give a new user's personal account its trial credits (``SIGNUP_CREDITS`` unless
+    ``credits`` says), once.
 
     Called when the account's email address is verified (billing.receivers). A second
     confirmation, a re-verified or added address, or two confirmations at once find the line
@@ -211,9 +213,8 @@ def grant_signup_credits(user_id: int, *, credits: int | None = None) -> LedgerE
     credits = settings.SIGNUP_CREDITS if credits is None else credits
     if credits <= 0:
         return None
-    user = User.objects.get(pk=user_id)
     return grant(
-        user,
+        personal_account(User.objects.get(pk=user_id)),
         credits,
         description="Sign-up credits",
         idempotency_key=signup_credits_key(user_id),
@@ -221,7 +222,7 @@ def grant_signup_credits(user_id: int, *, credits: int | None = None) -> LedgerE
     )
 
 
-def _pay_debt(account_id: int, balance: int, *, user_id: int, idempotency_key: str) -> None:
+def _pay_debt(account_id: int, balance: int, *, owner_id: int, idempotency_key: str) -> None:
     """Inside the caller's transaction, with the account locked: pay what the account owes from
     its balance, as far as the balance goes."""
     owed = CreditAccount.objects.filter(pk=account_id).values_list("owed_credits", flat=True)[0]
@@ -233,7 +234,7 @@ def _pay_debt(account_id: int, balance: int, *, user_id: int, idempotency_key: s
         f" ({still_owed} still owed)" if still_owed else ""
     )
     texts = {"reference": "debt", "key": idempotency_key, "description": description}
-    made = _make(moves.DEBT_PAYMENT, user_id, {"paid_credits": paid}, texts)
+    made = _make(moves.DEBT_PAYMENT, owner_id, {"paid_credits": paid}, texts)
     assert made is not None  # paid is at most the balance
     _, (entry,) = made
     CreditAccount.objects.filter(pk=account_id).update(owed_credits=still_owed)
@@ -247,16 +248,18 @@ def _pay_debt(account_id: int, balance: int, *, user_id: int, idempotency_key: s
     ).save()
 
 
-def debt_credits(user_id: int) -> int:
-    """Credits the user's account owes after a refund or dispute (0 when none)."""
+def debt_credits(owner_id: int) -> int:
+    """Credits the account owes after a refund or dispute (0 when none)."""
     return (
-        CreditAccount.objects.filter(user_id=user_id).values_list("owed_credits", flat=True).first()
+        CreditAccount.objects.filter(owner_id=owner_id)
+        .values_list("owed_credits", flat=True)
+        .first()
         or 0
     )
 
 
 def take_back(
-    user_id: int, credits: int, *, reference: str, idempotency_key: str, description: str
+    owner_id: int, credits: int, *, reference: str, idempotency_key: str, description: str
 ) -> Reversal | None:
     """Take back credits a refunded or disputed payment had bought. Once per idempotency key
     (None for a repeat).
@@ -267,9 +270,9 @@ def take_back(
     """
     if credits <= 0:
         raise ValueError("A reversal takes back a positive number of credits")
-    CreditAccount.objects.of(user_id)
+    CreditAccount.objects.of(owner_id)
     with transaction.atomic():
-        account_id, balance = _lock(user_id)
+        account_id, balance = _lock(owner_id)
         if LedgerEntry.objects.filter(idempotency_key=idempotency_key).exists():
             return None
         taken = min(credits, balance)
@@ -285,7 +288,7 @@ def take_back(
             "key": idempotency_key,
             "description": f"{description}: {detail}",
         }
-        made = _make(moves.REVERSAL, user_id, {"taken_credits": taken}, texts)
+        made = _make(moves.REVERSAL, owner_id, {"taken_credits": taken}, texts)
         assert made is not None  # taken is at most the balance
         (_, balance), _ = made
         if owed:
@@ -308,14 +311,14 @@ def take_back(
 
 
 def give_back(
-    user: User, credits: int, *, reference: str, idempotency_key: str, description: str
+    owner: Account, credits: int, *, reference: str, idempotency_key: str, description: str
 ) -> LedgerEntry:
     """Give back credits ``take_back`` took, because the refund failed or the dispute was won.
     Once per idempotency key. Like any credits arriving, they pay first what the account owes
     (which is where a reversal the balance could not cover went), and they count again towards
     the account's lifetime credits, which the reversal had lowered."""
     return grant(
-        user,
+        owner,
         credits,
         kind=Kind.REINSTATED,
         description=description,
@@ -324,8 +327,8 @@ def give_back(
     )
 
 
-def redeem_promo_code(user: User, code: str) -> LedgerEntry:
-    """Add a promotion code's credits to the user's account: once per account, never beyond the
+def redeem_promo_code(owner: Account, code: str) -> LedgerEntry:
+    """Add a promotion code's credits to the account: once per account, never beyond the
     code's uses, never after it expires (PromoCodeRefused, with the reason for the logs).
 
     The use is counted by a conditional UPDATE and the redemption row is unique per account, both
@@ -338,8 +341,8 @@ def redeem_promo_code(user: User, code: str) -> LedgerEntry:
     now = timezone.now()
     if promo.expires_at is not None and promo.expires_at <= now:
         raise PromoCodeRefused("expired")
-    CreditAccount.objects.of(user.pk)
-    account_id = CreditAccount.objects.values_list("pk", flat=True).get(user_id=user.pk)
+    CreditAccount.objects.of(owner.pk)
+    account_id = CreditAccount.objects.values_list("pk", flat=True).get(owner_id=owner.pk)
     try:
         with transaction.atomic():
             counted = (
@@ -355,7 +358,7 @@ def redeem_promo_code(user: User, code: str) -> LedgerEntry:
                 promo_code=promo, account_id=account_id, credits=promo.credits
             )
             return grant(
-                user,
+                owner,
                 promo.credits,
                 kind=Kind.PROMO,
                 description=f"Promotion code {promo.code}",
@@ -368,7 +371,7 @@ def redeem_promo_code(user: User, code: str) -> LedgerEntry:
         raise PromoCodeRefused("already_redeemed") from None
 
 
-def adjust(user: User, credits: int, *, reason: str, operator: str) -> LedgerEntry:
+def adjust(owner: Account, credits: int, *, reason: str, operator: str) -> LedgerEntry:
     """An operator's correction, up or down, recorded with who made it and why.
 
     A correction may not take the balance below zero (InsufficientCredits). Credits added pay
@@ -379,19 +382,21 @@ def adjust(user: User, credits: int, *, reason: str, operator: str) -> LedgerEnt
         raise ValueError("An adjustment changes the balance")
     if not reason:
         raise ValueError("An adjustment needs a reason")
-    CreditAccount.objects.of(user.pk)
+    CreditAccount.objects.of(owner.pk)
     texts = {
         "reference": f"adjustment:{operator}"[:100],
         "key": f"adjustment:{uuid.uuid4()}",
         "description": f"{reason} (by {operator})",
     }
     with transaction.atomic():
-        made = _make(moves.ADJUSTMENT, user.pk, {"credits": credits}, texts)
+        made = _make(moves.ADJUSTMENT, owner.pk, {"credits": credits}, texts)
         if made is None:
-            raise InsufficientCredits(needed_credits=-credits, balance_credits=_balance_of(user.pk))
+            raise InsufficientCredits(
+                needed_credits=-credits, balance_credits=_balance_of(owner.pk)
+            )
         (account_id, balance), (entry,) = made
         if credits > 0:
-            _pay_debt(account_id, balance, user_id=user.pk, idempotency_key=entry.idempotency_key)
+            _pay_debt(account_id, balance, owner_id=owner.pk, idempotency_key=entry.idempotency_key)
             alerts.rearm_low_balance(account_id)
     return entry
 
@@ -407,7 +412,7 @@ class Held:
 
 
 def hold(
-    user_id: int,
+    owner_id: int,
     quantities: Mapping[str, int],
     *,
     reference: str,
@@ -426,14 +431,14 @@ def hold(
         raise ValueError("A hold takes a positive number of credits")
     texts = {"reference": reference, "description": description}
     with transaction.atomic():
-        made = _make(moves.HOLD, user_id, quantities, texts, now)
+        made = _make(moves.HOLD, owner_id, quantities, texts, now)
         if made is not None and limit is not None:
             counted = _count_in_window(limit, quantities["held_credits"], now or timezone.now())
             return Held(made[1][0], made[0][1] + quantities["held_credits"], counted)
         if made is None:
             needed = -moves.HOLD.delta(quantities)
             balance, owed = (
-                CreditAccount.objects.filter(user_id=user_id)
+                CreditAccount.objects.filter(owner_id=owner_id)
                 .values_list("balance_credits", "owed_credits")
                 .first()
             ) or (0, 0)
@@ -483,9 +488,9 @@ def give_back_to_window(window: str, credits: int, *, now: datetime | None = Non
     )
 
 
-def _balance_of(user_id: int) -> int:
+def _balance_of(owner_id: int) -> int:
     return (
-        CreditAccount.objects.filter(user_id=user_id)
+        CreditAccount.objects.filter(owner_id=owner_id)
         .values_list("balance_credits", flat=True)
         .first()
         or 0
@@ -497,7 +502,7 @@ class _AlreadySettled(Exception):
 
 
 def settle(
-    user_id: int,
+    owner_id: int,
     quantities: Mapping[str, int],
     *,
     reference: str,
@@ -522,9 +527,9 @@ def settle(
         with transaction.atomic():
             # The balance moves first: that locks the account, so the checks below cannot race
             # another settlement, and a failed check rolls the move back with this savepoint.
-            moved = _move(user_id, move.delta(quantities), now=now)
+            moved = _move(owner_id, move.delta(quantities), now=now)
             if moved is None:
-                raise ValueError(f"No credit account for user {user_id}")
+                raise ValueError(f"No credit account for account {owner_id}")
             expected = {
                 entry.idempotency_key: entry.amount_credits
                 for entry in moves.entries(move.settles, quantities, texts, 0)

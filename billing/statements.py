@@ -73,8 +73,9 @@ def _text_pieces(move: Move) -> tuple[tuple[str, str, bool], ...]:
     )
 
 
-def move_cte(move: Move, *, user: str) -> str:
-    """``moved``: the balance of ``user`` (an SQL expression for the user's id) changed by the
+def move_cte(move: Move, *, owner: str) -> str:
+    """``moved``: the balance of ``owner`` (an SQL expression for an accounts.Account id) changed
+    by the
     move, unless that would take it below zero (or, for ``unless_owing``, the account owes
     credits). Yields the account's id and new balance, or no row."""
     delta = _sum(move.lines)
@@ -82,7 +83,7 @@ def move_cte(move: Move, *, user: str) -> str:
     return f"""{MOVED} AS (
             UPDATE {_ACCOUNT}
             SET balance_credits = balance_credits + {delta}, updated_at = %(m_now)s::timestamptz
-            WHERE user_id = {user} AND balance_credits + {delta} >= 0{owing}
+            WHERE owner_id = {owner} AND balance_credits + {delta} >= 0{owing}
             RETURNING id, balance_credits
         )"""  # noqa: S608 (names from the models, values are parameters)
 
@@ -114,10 +115,10 @@ def lines_cte(move: Move, *, reference: str, also_from: tuple[str, ...] = ()) ->
         )"""
 
 
-def settles(move: Move, *, reference: str, user: str) -> str:
+def settles(move: Move, *, reference: str, owner: str) -> str:
     """The condition for making ``move``, which settles an earlier one, for the work
     ``reference``: the earlier move's lines are in the ledger with the quantities this move
-    names (no more and no less is released than was held), and ``user`` has an account."""
+    names (no more and no less is released than was held), and ``owner`` has a credit account."""
     assert move.settles is not None
     checks = [
         f"""EXISTS (
@@ -128,7 +129,7 @@ def settles(move: Move, *, reference: str, user: str) -> str:
         for index, line in enumerate(move.settles.lines)
         if not line.optional
     ]
-    checks.append(f"EXISTS (SELECT 1 FROM {_ACCOUNT} WHERE {_ACCOUNT}.user_id = {user})")  # noqa: S608
+    checks.append(f"EXISTS (SELECT 1 FROM {_ACCOUNT} WHERE {_ACCOUNT}.owner_id = {owner})")  # noqa: S608
     return " AND ".join(checks)
 
 
@@ -152,11 +153,11 @@ def lines_written(move: Move, quantities: Mapping[str, int]) -> int:
 ACCOUNT_ALIAS = "credit_account"
 
 
-def account_join(user: str) -> str:
-    """A LEFT JOIN of the credit account of ``user`` (an SQL expression for the user's id),
+def account_join(owner: str) -> str:
+    """A LEFT JOIN of the credit account of ``owner`` (an SQL expression for an account's id),
     named ``credit_account``: for a read that loads the account with its owner (its columns are
     ``CreditAccount``'s concrete fields)."""
-    return f"LEFT JOIN {_ACCOUNT} AS {ACCOUNT_ALIAS} ON {ACCOUNT_ALIAS}.user_id = {user}"
+    return f"LEFT JOIN {_ACCOUNT} AS {ACCOUNT_ALIAS} ON {ACCOUNT_ALIAS}.owner_id = {owner}"
 
 
 def window_cte() -> str:

@@ -21,7 +21,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
 from django_ratelimit.core import is_ratelimited
 
+from accounts.current import require
 from accounts.http import AuthenticatedRequest
+from accounts.permissions import Action
 
 from . import (
     auto_top_up,
@@ -65,15 +67,16 @@ def _billing_page(
     auto_form: AutoTopUpForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    balance = services.balance_credits(request.user)
+    owner = require(request, Action.MANAGE_BILLING)
+    balance = services.balance_credits(owner)
     # One line per generation (its hold and release folded under its net), one per other move.
-    page, lines = history.page(request.user, request.GET.get("page"), PAGE_SIZE)
+    page, lines = history.page(owner, request.GET.get("page"), PAGE_SIZE)
     # Checkout payments that reached Stripe, and automatic top-ups.
     purchases = Purchase.objects.filter(
-        Q(checkout_session_id__isnull=False) | Q(kind=PurchaseKind.AUTO), user=request.user
+        Q(checkout_session_id__isnull=False) | Q(kind=PurchaseKind.AUTO), owner=owner
     ).order_by("-created_at", "-id")[:PURCHASES_SHOWN]
-    profile = customers.profile_of(request.user)
-    top_up = auto_top_up.state_of(request.user)
+    profile = customers.profile_of(owner)
+    top_up = auto_top_up.state_of(owner)
     if details_form is None:
         initial = asdict(customers.details_of(profile)) if profile else {}
         details_form = BillingDetailsForm(initial=initial)
@@ -88,7 +91,7 @@ def _billing_page(
     editing_details = details_form.is_bound or not (profile and profile.has_details)
     context: dict[str, Any] = {
         "balance_credits": balance,
-        "owed_credits": services.debt_credits(request.user.pk),
+        "owed_credits": services.debt_credits(owner.pk),
         "credits_per_usd": settings.CREDITS_PER_USD,
         "page": page,
         "lines": lines,
@@ -124,6 +127,7 @@ def _checkout_sessions(group: str, request: HttpRequest) -> str:
 @require_POST
 def buy(request: AuthenticatedRequest) -> HttpResponse:
     """Start a purchase of a pack (``pack``) or of a typed amount (``amount``): off to Stripe."""
+    owner = require(request, Action.MANAGE_BILLING)
     if not payments.card_payments_enabled():
         messages.error(request, "Card payments are not set up on this installation.")
         return _billing_page(request, status=503)
@@ -144,6 +148,7 @@ def buy(request: AuthenticatedRequest) -> HttpResponse:
         return _billing_page(request, status=429)
     try:
         purchase = payments.start_purchase(
+            owner,
             request.user,
             form.amount_cents,
             site_url=request.build_absolute_uri("/"),
@@ -171,7 +176,8 @@ def redirect_303(url: str) -> HttpResponse:
 def purchase(request: AuthenticatedRequest, public_id: uuid.UUID) -> HttpResponse:
     """Where Stripe sends the customer after paying. Credits nothing: it shows what the webhook
     has done, and looks again every few seconds until it has."""
-    bought = get_object_or_404(Purchase, public_id=public_id, user=request.user)
+    owner = require(request, Action.MANAGE_BILLING)
+    bought = get_object_or_404(Purchase, public_id=public_id, owner=owner)
     progress = None
     refresh_url = ""
     if bought.status == Purchase.Status.PENDING:
@@ -183,7 +189,7 @@ def purchase(request: AuthenticatedRequest, public_id: uuid.UUID) -> HttpRespons
         if progress in ("crediting", "unknown") and tries < REFRESH_TIMES:
             query = {"session_id": request.GET.get("session_id", ""), "wait": tries + 1}
             refresh_url = f"?{urlencode(query)}"
-    balance = services.balance_credits(request.user)
+    balance = services.balance_credits(owner)
     return render(
         request,
         "billing/purchase.html",
@@ -193,7 +199,7 @@ def purchase(request: AuthenticatedRequest, public_id: uuid.UUID) -> HttpRespons
             "refresh_url": refresh_url,
             "refresh_seconds": REFRESH_SECONDS,
             "balance_credits": balance,
-            "owed_credits": services.debt_credits(request.user.pk),
+            "owed_credits": services.debt_credits(owner.pk),
         },
     )
 
@@ -203,10 +209,11 @@ def purchase(request: AuthenticatedRequest, public_id: uuid.UUID) -> HttpRespons
 def invoice(request: AuthenticatedRequest, public_id: uuid.UUID) -> HttpResponse:
     """The purchase's invoice PDF: off to Stripe's current link for it (only ever for the
     purchase's owner; anyone else gets 404, as for a purchase that has no invoice)."""
+    owner = require(request, Action.MANAGE_BILLING)
     bought = get_object_or_404(
         Purchase.objects.exclude(invoice_id="").exclude(status=Purchase.Status.FAILED),
         public_id=public_id,
-        user=request.user,
+        owner=owner,
     )
     url = invoices.pdf_url(bought)
     if not url:
@@ -223,6 +230,7 @@ def invoice(request: AuthenticatedRequest, public_id: uuid.UUID) -> HttpResponse
 @require_POST
 def billing_details(request: AuthenticatedRequest) -> HttpResponse:
     """Save who the invoices are made out to, and give it to Stripe's Customer."""
+    owner = require(request, Action.MANAGE_BILLING)
     form = BillingDetailsForm(request.POST)
     if not form.is_valid():
         return _billing_page(request, details_form=form, status=400)
@@ -231,7 +239,7 @@ def billing_details(request: AuthenticatedRequest) -> HttpResponse:
         form.add_error(None, DETAILS_SAVES_EXCEEDED)
         return _billing_page(request, details_form=form, status=429)
     try:
-        synced = customers.save_details(request.user, form.details)
+        synced = customers.save_details(owner, form.details)
     except customers.DetailsRefused as exc:
         form.add_error(None if exc.field == "__all__" else exc.field, exc.message)
         return _billing_page(request, details_form=form, status=400)
@@ -251,23 +259,24 @@ def billing_details(request: AuthenticatedRequest) -> HttpResponse:
 def auto_top_up_settings(request: AuthenticatedRequest) -> HttpResponse:
     """Automatic top-up: save the threshold and amount (turning it on when a card is saved),
     turn it off, or remove the saved card (named buttons)."""
+    owner = require(request, Action.MANAGE_BILLING)
     if not payments.card_payments_enabled():
         messages.error(request, "Card payments are not set up on this installation.")
         return _billing_page(request, status=503)
     back = reverse("billing:ledger") + "#auto-top-up"
     if "turn_off" in request.POST:
-        auto_top_up.turn_off(request.user)
+        auto_top_up.turn_off(owner)
         messages.success(request, "Automatic top-up is off. Your card stays saved.")
         return redirect(back)
     if "remove_card" in request.POST:
-        auto_top_up.remove_card(request.user)
+        auto_top_up.remove_card(owner)
         messages.success(request, "Card removed: automatic top-up is off.")
         return redirect(back)
     form = AutoTopUpForm(request.POST)
     if not form.is_valid():
         return _billing_page(request, auto_form=form, status=400)
     state = auto_top_up.configure(
-        request.user,
+        owner,
         threshold_credits=form.cleaned_data["threshold_credits"],
         amount_cents=form.cleaned_data["amount"],
     )
@@ -291,7 +300,8 @@ def auto_top_up_settings(request: AuthenticatedRequest) -> HttpResponse:
 def purchase_cancelled(request: AuthenticatedRequest, public_id: uuid.UUID) -> HttpResponse:
     """Stripe's "back" link. The session stays open until Stripe expires it (the webhook then
     marks the purchase expired), so there is nothing to change here."""
-    get_object_or_404(Purchase, public_id=public_id, user=request.user)
+    owner = require(request, Action.MANAGE_BILLING)
+    get_object_or_404(Purchase, public_id=public_id, owner=owner)
     messages.info(request, "Checkout cancelled: nothing was charged.")
     return redirect("billing:ledger")
 
@@ -313,6 +323,7 @@ def _too_many_promo_attempts(request: HttpRequest) -> bool:
 @login_required
 @require_POST
 def redeem(request: AuthenticatedRequest) -> HttpResponse:
+    owner = require(request, Action.MANAGE_BILLING)
     form = PromoCodeForm(request.POST)
     if _too_many_promo_attempts(request):
         form.is_valid()
@@ -322,9 +333,9 @@ def redeem(request: AuthenticatedRequest) -> HttpResponse:
     if not form.is_valid():
         return _billing_page(request, promo_form=form, status=400)
     try:
-        entry = services.redeem_promo_code(request.user, form.cleaned_data["code"])
+        entry = services.redeem_promo_code(owner, form.cleaned_data["code"])
     except services.PromoCodeRefused as exc:
-        logger.info("promotion code refused for user %s: %s", request.user.pk, exc.reason)
+        logger.info("promotion code refused for account %s: %s", owner.pk, exc.reason)
         form.add_error("code", str(exc))
         return _billing_page(request, promo_form=form, status=400)
     messages.success(request, f"Promotion code redeemed: {entry.amount_credits:,} credits added.")

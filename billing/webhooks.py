@@ -156,7 +156,7 @@ def _purchase_query(
 
 
 def _owner_is_closed(event: dict[str, Any]) -> bool:
-    """Whether the event is about a purchase of a closed account; locks that user's row until
+    """Whether the event is about a purchase of a closed account; locks its person's row until
     the caller's transaction ends."""
     data = event.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
@@ -172,7 +172,10 @@ def _owner_is_closed(event: dict[str, Any]) -> bool:
         invoice_id=stripe_client.id_of(obj.get("invoice")),
         metadata=obj.get("metadata"),
     ) | _purchase_query(payment_intent_id=own_id, charge_id=own_id, invoice_id=own_id)
-    user_id = Purchase.objects.filter(query).values_list("user_id", flat=True).first()
+    # An organisation is not closed here; a personal account is closed with its person.
+    user_id = (
+        Purchase.objects.filter(query).values_list("owner__personal_owner_id", flat=True).first()
+    )
     if user_id is None:
         return False
     closed_at = (
@@ -188,7 +191,7 @@ def redact_events_of(user: User) -> int:
     """Take what names a person out of the stored events of ``user``'s purchases (the account
     is closing). Returns how many events were redacted."""
     about = events_about(
-        Purchase.objects.filter(user=user).values_list(
+        Purchase.objects.filter(Q(user=user) | Q(owner__personal_owner=user)).values_list(
             "checkout_session_id", "payment_intent_id", "charge_id", "public_id"
         )
     )
@@ -201,6 +204,21 @@ def redact_events_of(user: User) -> int:
             StripeEvent.objects.filter(pk=event.pk).update(payload=clean)
             redacted += 1
     return redacted
+
+
+def _owner_ids(purchase: Purchase) -> set[str]:
+    """How Stripe objects of ``purchase`` may name whose it is: its account's id; or, for a
+    purchase started before accounts owned purchases, its buyer's user id."""
+    names = {str(purchase.owner_id)}
+    if purchase.user_id is not None:
+        names.add(str(purchase.user_id))
+    return names
+
+
+def _names_owner(metadata: dict[str, Any], purchase: Purchase) -> bool:
+    if "account_id" in metadata:
+        return str(metadata["account_id"]) == str(purchase.owner_id)
+    return purchase.user_id is not None and metadata.get("user_id") == str(purchase.user_id)
 
 
 def _purchase_id(metadata: Any) -> uuid.UUID | None:
@@ -225,7 +243,7 @@ def _session_purchase(session: dict[str, Any]) -> Purchase | None:
             return None
         purchase.checkout_session_id = session["id"]
         purchase.save(update_fields=["checkout_session_id", "updated_at"])
-    if str(session.get("client_reference_id") or "") != str(purchase.user_id):
+    if str(session.get("client_reference_id") or "") not in _owner_ids(purchase):
         raise ValueError(f"Session {session['id']} is not for the purchase's customer")
     return purchase
 
@@ -254,7 +272,7 @@ def _credit_paid(purchase: Purchase, *, description: str, idempotency_key: str) 
     """With the purchase locked: add its credits (once per ``idempotency_key``, the ledger's
     guard) and mark it paid. The caller saves the purchase."""
     services.grant(
-        purchase.user,
+        purchase.owner,
         purchase.credits,
         kind=services.Kind.TOP_UP,
         description=description,
@@ -378,7 +396,7 @@ def _rebalance(purchase: Purchase, event_id: str, *, taken: str, given: str) -> 
     reference = f"purchase:{purchase.public_id}"
     if delta > 0:
         services.take_back(
-            purchase.user_id,
+            purchase.owner_id,
             delta,
             reference=reference,
             idempotency_key=f"stripe:{event_id}:reversal",
@@ -386,7 +404,7 @@ def _rebalance(purchase: Purchase, event_id: str, *, taken: str, given: str) -> 
         )
     elif delta < 0:
         services.give_back(
-            purchase.user,
+            purchase.owner,
             -delta,
             reference=reference,
             idempotency_key=f"stripe:{event_id}:reinstated",
@@ -542,9 +560,7 @@ def _intent_purchase(
     if purchase is None:
         return None
     invoiced = purchase.kind == PurchaseKind.AUTO and bool(purchase.invoice_id)
-    if not (invoiced and not intent.metadata) and intent.metadata.get("user_id") != str(
-        purchase.user_id
-    ):
+    if not (invoiced and not intent.metadata) and not _names_owner(intent.metadata, purchase):
         raise ValueError(f"PaymentIntent {intent.id} is not for the purchase's customer")
     if purchase.payment_intent_id not in ("", intent.id):
         raise ValueError(f"PaymentIntent {intent.id} is not the one of its purchase")
@@ -621,7 +637,7 @@ def _invoice_purchase(invoice: stripe_client.Invoice) -> tuple[Purchase | None, 
     purchase = _locked_purchase(_purchase_query(invoice_id=invoice.id, metadata=invoice.metadata))
     if purchase is None:
         return None, NOT_OURS
-    if invoice.metadata.get("user_id") != str(purchase.user_id):
+    if not _names_owner(invoice.metadata, purchase):
         raise ValueError(f"Invoice {invoice.id} is not for the purchase's customer")
     if purchase.invoice_id not in ("", invoice.id):
         return None, f"Invoice {invoice.id} is not the one of purchase {purchase.public_id}."

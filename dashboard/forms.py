@@ -14,7 +14,7 @@ from django import forms
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 
-from accounts.models import User
+from accounts.models import Account
 from billing import alerts as billing_alerts
 from generation import catalog
 from generation.models import Image
@@ -214,7 +214,7 @@ class PlaygroundForm(forms.Form):
         self,
         *args: Any,
         model_id: str | None = None,
-        user: User | None = None,
+        account: Account | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -224,7 +224,7 @@ class PlaygroundForm(forms.Form):
         self.takes_references = references.takes_references(chosen)
         self.limits = references.Limits(chosen) if self.takes_references else None
         self.no_references = "" if self.takes_references else references.none_taken(chosen)
-        self.gallery_images = self._gallery_images(user)
+        self.gallery_images = self._gallery_images(account)
         self.fields["gallery_references"].choices = [  # type: ignore[attr-defined]
             (image.token, image.generation.prompt) for image in self.gallery_images
         ]
@@ -298,16 +298,16 @@ class PlaygroundForm(forms.Form):
         counted = self.initial.get("references")
         return counted if isinstance(counted, int) else len(self.picked_tokens())
 
-    def _gallery_images(self, user: User | None) -> list[Image]:
+    def _gallery_images(self, account: Account | None) -> list[Image]:
         """The images offered as references: those picked (which may be older than the newest
         few), then the newest. Only the owner's: another customer's token is not among them,
         so picking it is refused like one that does not exist."""
-        if user is None:
+        if account is None:
             return []
-        offered = gallery.recent_images(user, references.GALLERY_PICKS)
+        offered = gallery.recent_images(account, references.GALLERY_PICKS)
         shown = {image.token for image in offered}
         wanted = [token for token in self.picked_tokens() if token not in shown]
-        owned = gallery.owned_images(user, wanted) if wanted else {}
+        owned = gallery.owned_images(account, wanted) if wanted else {}
         return [*(owned[t] for t in wanted if t in owned), *offered]
 
     def _chosen_model(

@@ -1,5 +1,5 @@
 """The private gallery: every image a customer made, from the playground or the API, newest
-first, filtered and paged by keyset (see paging.py) over the (user, -created_at, -id) index.
+first, filtered and paged by keyset (see paging.py) over the (account, -created_at, -id) index.
 
 A set or a layer split is one generation whose images belong together (one upstream call made
 them): the grid shows it as one tile, its first image, and the image's page shows the rest. The
@@ -13,7 +13,7 @@ from typing import Literal
 from django import forms
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from accounts.models import User
+from accounts.models import Account
 from generation.catalog import all_models
 from generation.models import Generation, Image, InputImage
 
@@ -55,13 +55,13 @@ def _in_a_group() -> Q:
     return Q(generation__params__has_key="layers") | Q(generation__params__has_key="max_images")
 
 
-def images(user: User, form: GalleryFilterForm) -> QuerySet[Image]:
+def images(account: Account, form: GalleryFilterForm) -> QuerySet[Image]:
     """The owner's tiles, newest first: every image, except that a set or a split shows only
     its first image still there (one the customer deleted hands the tile to the next)."""
     earlier_sibling = Image.objects.filter(
         generation=OuterRef("generation"), index__lt=OuterRef("index")
     )
-    rows = Image.objects.filter(user=user).exclude(
+    rows = Image.objects.filter(account=account).exclude(
         Q(index__gt=0) & _in_a_group() & Q(Exists(earlier_sibling))
     )
     data = form.cleaned_data if form.is_valid() else {}
@@ -122,9 +122,9 @@ def tiles(rows: list[Image]) -> list[Tile]:
     return result
 
 
-def owned_image(user: User, token: str) -> Image | None:
+def owned_image(account: Account, token: str) -> Image | None:
     return (
-        Image.objects.filter(user=user, token=token)
+        Image.objects.filter(account=account, token=token)
         .select_related("generation", "generation__api_key")
         .first()
     )
@@ -135,26 +135,28 @@ def siblings(image: Image) -> list[Image]:
     return list(Image.objects.filter(generation_id=image.generation_id).order_by("index"))
 
 
-def owned_split(user: User, public_id: str) -> Generation | None:
+def owned_split(account: Account, public_id: str) -> Generation | None:
     """The owner's layer split ``public_id``; None for another's, a plain generation or a set."""
     return Generation.objects.filter(
-        user=user, public_id=public_id, params__has_key="layers"
+        account=account, public_id=public_id, params__has_key="layers"
     ).first()
 
 
-def recent_images(user: User, limit: int) -> list[Image]:
+def recent_images(account: Account, limit: int) -> list[Image]:
     """The owner's newest ``limit`` images (the playground offers them as references)."""
-    rows = Image.objects.filter(user=user).select_related("generation")
+    rows = Image.objects.filter(account=account).select_related("generation")
     return list(rows.order_by("-created_at", "-id")[:limit])
 
 
-def owned_images(user: User, tokens: list[str]) -> dict[str, Image]:
+def owned_images(account: Account, tokens: list[str]) -> dict[str, Image]:
     """The owner's images among ``tokens``, by token: another customer's token is simply not
     there, exactly like one that does not exist."""
-    rows = Image.objects.filter(user=user, token__in=tokens).select_related("generation")
+    rows = Image.objects.filter(account=account, token__in=tokens).select_related("generation")
     return {image.token: image for image in rows}
 
 
-def owned_input(user: User, token: str) -> InputImage | None:
+def owned_input(account: Account, token: str) -> InputImage | None:
     """One of the owner's reference images (an input of one of their generations)."""
-    return InputImage.objects.filter(user=user, token=token).select_related("generation").first()
+    return (
+        InputImage.objects.filter(account=account, token=token).select_related("generation").first()
+    )

@@ -2,7 +2,7 @@
 the last 30 days, day by day.
 
 Both come from the Generation rows (what each request was charged and delivered), read through
-the ``(user, -created_at)`` index, so a year of history costs the same two queries as a day.
+the ``(account, -created_at)`` index, so a year of history costs the same two queries as a day.
 Days are calendar days in UTC, the timezone the whole dashboard shows.
 """
 
@@ -15,7 +15,7 @@ from django.db.models import Count, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Account
 from billing.models import CreditAccount
 from generation.models import Generation
 from keys.models import ApiKey
@@ -83,21 +83,23 @@ class FirstSteps:
         return sum((self.has_credits, self.has_key, self.has_called))
 
 
-def first_steps(user: User) -> FirstSteps:
-    account = CreditAccount.objects.filter(user=user).values("balance_credits", "lifetime_credits")
-    figures = account.first() or {"balance_credits": 0, "lifetime_credits": 0}
+def first_steps(account: Account) -> FirstSteps:
+    credit = CreditAccount.objects.filter(owner=account).values(
+        "balance_credits", "lifetime_credits"
+    )
+    figures = credit.first() or {"balance_credits": 0, "lifetime_credits": 0}
     return FirstSteps(
         has_credits=figures["balance_credits"] > 0 or figures["lifetime_credits"] > 0,
-        has_key=ApiKey.objects.filter(user=user).exists(),
-        has_called=Generation.objects.filter(user=user).exists(),
+        has_key=ApiKey.objects.filter(account=account).exists(),
+        has_called=Generation.objects.filter(account=account).exists(),
     )
 
 
-def month_spend(user: User, *, now: datetime.datetime | None = None) -> MonthSpend:
+def month_spend(account: Account, *, now: datetime.datetime | None = None) -> MonthSpend:
     today = timezone.localdate(now or timezone.now())
     first = today.replace(day=1)
     start = timezone.make_aware(datetime.datetime.combine(first, datetime.time.min))
-    totals = Generation.objects.filter(user=user, created_at__gte=start).aggregate(
+    totals = Generation.objects.filter(account=account, created_at__gte=start).aggregate(
         credits=Coalesce(Sum("charged_credits"), 0),
         images=Coalesce(Sum("images_delivered"), 0),
         requests=Count("id"),
@@ -106,14 +108,14 @@ def month_spend(user: User, *, now: datetime.datetime | None = None) -> MonthSpe
 
 
 def last_days(
-    user: User, *, days: int = CHART_DAYS, now: datetime.datetime | None = None
+    account: Account, *, days: int = CHART_DAYS, now: datetime.datetime | None = None
 ) -> list[Day]:
     """One entry per calendar day, oldest first, today last, days without requests included."""
     today = timezone.localdate(now or timezone.now())
     first = today - datetime.timedelta(days=days - 1)
     start = timezone.make_aware(datetime.datetime.combine(first, datetime.time.min))
     rows = (
-        Generation.objects.filter(user=user, created_at__gte=start)
+        Generation.objects.filter(account=account, created_at__gte=start)
         .annotate(day=TruncDate("created_at"))
         .values("day")
         # Not "images": that name is the Generation -> Image relation.

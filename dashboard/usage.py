@@ -17,7 +17,7 @@ from django import forms
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Account
 from generation import usage
 from generation.catalog import all_models
 from generation.models import Generation
@@ -40,10 +40,10 @@ class UsageFilterForm(forms.Form):
         required=False, label="To (inclusive)", widget=forms.DateInput(attrs={"type": "date"})
     )
 
-    def __init__(self, user: User, *args: object, **kwargs: object) -> None:
+    def __init__(self, account: Account, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         keys = (
-            ApiKey.objects.filter(user=user)
+            ApiKey.objects.filter(account=account)
             .order_by("name")
             .values_list("pk", "name", "created_at")
         )
@@ -66,9 +66,9 @@ class UsageFilterForm(forms.Form):
         ]
 
 
-def filtered(user: User, form: UsageFilterForm) -> QuerySet[Generation]:
-    """The user's generations that match the valid filters (an invalid filter is ignored)."""
-    rows = Generation.objects.filter(user=user)
+def filtered(account: Account, form: UsageFilterForm) -> QuerySet[Generation]:
+    """The account's generations that match the valid filters (an invalid filter is ignored)."""
+    rows = Generation.objects.filter(account=account)
     data = form.cleaned_data if form.is_valid() else {}
     if data.get("key"):
         rows = rows.filter(api_key_id=data["key"])
@@ -213,7 +213,7 @@ def summary_query(
         return None, first, last, False
     filters: dict[str, tuple[str, ...]] = {}
     if data.get("key"):
-        # A valid choice is one of the user's keys (the form offers no other).
+        # A valid choice is one of the account's keys (the form offers no other).
         filters["api_key_ids"] = (form.key_ids[data["key"]],)
     for name, field in (("models", "model"), ("sources", "source"), ("statuses", "status")):
         if data.get(field):
@@ -238,9 +238,9 @@ def _unix_midnight(day: datetime.date) -> int:
     return (day.toordinal() - datetime.date(1970, 1, 1).toordinal()) * 86_400
 
 
-def summary(user: User, form: UsageFilterForm, *, group: bool = False) -> Summary:
+def summary(account: Account, form: UsageFilterForm, *, group: bool = False) -> Summary:
     query, first, last, cut = summary_query(form, group=group)
-    buckets = usage.whole_window(user, query) if query is not None else []
+    buckets = usage.whole_window(account, query) if query is not None else []
     return Summary(query, buckets, first, last, cut)
 
 

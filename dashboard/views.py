@@ -12,7 +12,9 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from accounts.current import require
 from accounts.http import AuthenticatedRequest
+from accounts.permissions import Action
 from billing import services as billing
 from generation import catalog, provenance, ratelimits
 from generation import services as api_services
@@ -159,11 +161,12 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def overview(request: AuthenticatedRequest) -> HttpResponse:
-    balance = billing.balance_credits(request.user)
-    active_keys = ApiKey.objects.filter(user=request.user, revoked_at__isnull=True).count()
-    generations = Generation.objects.filter(user=request.user).order_by("-created_at")[:10]
-    month = overview_figures.month_spend(request.user)
-    days = overview_figures.last_days(request.user)
+    account = require(request, Action.VIEW_USAGE)
+    balance = billing.balance_credits(account)
+    active_keys = ApiKey.objects.filter(account=account, revoked_at__isnull=True).count()
+    generations = Generation.objects.filter(account=account).order_by("-created_at")[:10]
+    month = overview_figures.month_spend(account)
+    days = overview_figures.last_days(account)
     return render(
         request,
         "dashboard/overview.html",
@@ -177,21 +180,22 @@ def overview(request: AuthenticatedRequest) -> HttpResponse:
             "spend_chart": overview_figures.chart(days, "credits"),
             "images_chart": overview_figures.chart(days, "images"),
             "base_url": f"{request.scheme}://{request.get_host()}/v1",
-            "first_steps": overview_figures.first_steps(request.user),
+            "first_steps": overview_figures.first_steps(account),
         },
     )
 
 
 @login_required
 def usage(request: AuthenticatedRequest) -> HttpResponse:
-    form = usage_rows.UsageFilterForm(request.user, request.GET or None)
-    rows = usage_rows.filtered(request.user, form)
+    account = require(request, Action.VIEW_USAGE)
+    form = usage_rows.UsageFilterForm(account, request.GET or None)
+    rows = usage_rows.filtered(account, form)
     # The reference images each request was made from: one query for the page.
     page = usage_rows.page_after(rows.prefetch_related("inputs"), request.GET.get("after"))
     query = request.GET.copy()
     query.pop("after", None)
     # Over the same filters, the chart: the query behind GET /v1/usage/images.
-    summary = usage_rows.summary(request.user, form)
+    summary = usage_rows.summary(account, form)
     return render(
         request,
         "dashboard/usage.html",
@@ -212,8 +216,9 @@ def usage(request: AuthenticatedRequest) -> HttpResponse:
 
 @login_required
 def usage_csv(request: AuthenticatedRequest) -> StreamingHttpResponse:
-    form = usage_rows.UsageFilterForm(request.user, request.GET or None)
-    rows = usage_rows.filtered(request.user, form)
+    account = require(request, Action.VIEW_USAGE)
+    form = usage_rows.UsageFilterForm(account, request.GET or None)
+    rows = usage_rows.filtered(account, form)
     response = StreamingHttpResponse(usage_rows.csv_lines(rows), content_type="text/csv")
     stamp = timezone.now().strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = f'attachment; filename="seedream-usage-{stamp}.csv"'
@@ -224,8 +229,9 @@ def usage_csv(request: AuthenticatedRequest) -> StreamingHttpResponse:
 def usage_summary_csv(request: AuthenticatedRequest) -> StreamingHttpResponse:
     """The page's filters as buckets (a day, or an hour for a short range) and groups, from the
     query behind GET /v1/usage/images."""
-    form = usage_rows.UsageFilterForm(request.user, request.GET or None)
-    summary = usage_rows.summary(request.user, form, group=True)
+    account = require(request, Action.VIEW_USAGE)
+    form = usage_rows.UsageFilterForm(account, request.GET or None)
+    summary = usage_rows.summary(account, form, group=True)
     response = StreamingHttpResponse(usage_rows.summary_csv_lines(summary), content_type="text/csv")
     stamp = timezone.now().strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = f'attachment; filename="seedream-usage-summary-{stamp}.csv"'

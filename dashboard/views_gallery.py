@@ -16,7 +16,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods
 
+from accounts.current import require
 from accounts.http import AuthenticatedRequest
+from accounts.models import Account
+from accounts.permissions import Action
 from generation import services, storage
 from generation.models import Image, InputImage
 from generation.thumbnails import ensure_thumbnail
@@ -32,7 +35,7 @@ ZIP_MEMORY_BYTES = 16 * 1024 * 1024
 @require_GET
 def gallery_page(request: AuthenticatedRequest) -> HttpResponse:
     form = gallery.GalleryFilterForm(request.GET or None)
-    page = gallery.page_after(gallery.images(request.user, form), request.GET.get("after"))
+    page = gallery.page_after(gallery.images(_account(request), form), request.GET.get("after"))
     query = request.GET.copy()
     query.pop("after", None)
     return render(
@@ -48,15 +51,20 @@ def gallery_page(request: AuthenticatedRequest) -> HttpResponse:
     )
 
 
+def _account(request: AuthenticatedRequest) -> Account:
+    """The gallery is the current account's, for its members who may use the playground."""
+    return require(request, Action.USE_PLAYGROUND)
+
+
 def _owned(request: AuthenticatedRequest, token: str) -> Image:
-    image = gallery.owned_image(request.user, token)
+    image = gallery.owned_image(_account(request), token)
     if image is None:
         raise Http404
     return image
 
 
 def _owned_input(request: AuthenticatedRequest, token: str) -> InputImage:
-    found = gallery.owned_input(request.user, token)
+    found = gallery.owned_input(_account(request), token)
     if found is None:
         raise Http404
     return found
@@ -137,7 +145,7 @@ def image_download(request: AuthenticatedRequest, token: str) -> HttpResponseBas
 @cache_control(private=True)
 def layers_zip(request: AuthenticatedRequest, public_id: str) -> HttpResponseBase:
     """A layer split's base and layers, with manifest.json, as one zip: the owner's only."""
-    generation = gallery.owned_split(request.user, public_id)
+    generation = gallery.owned_split(_account(request), public_id)
     if generation is None:
         raise Http404
     stack = layers.stack_of(list(generation.images.all()))

@@ -9,8 +9,10 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
+from accounts.current import require
 from accounts.http import AuthenticatedRequest
-from accounts.models import User
+from accounts.models import Account
+from accounts.permissions import Action
 from billing import services as billing
 from generation import ratelimits
 from keys.models import ApiKey
@@ -19,11 +21,13 @@ from keys.models import ApiKey
 @never_cache
 @login_required
 def limits(request: AuthenticatedRequest) -> HttpResponse:
-    user = request.user
+    current = require(request, Action.VIEW_USAGE)
     # Fresh from the database: the relations limits_for reads, as the API loads them.
-    loaded = User.objects.select_related("credit_account", "rate_limit_override").get(pk=user.pk)
+    loaded = Account.objects.select_related("credit_account", "rate_limit_override").get(
+        pk=current.pk
+    )
     limits_now = ratelimits.limits_for(loaded)
-    usage = ratelimits.current_usage(user)
+    usage = ratelimits.current_usage(loaded)
     # The account row loaded above holds both figures the tier follows.
     account = getattr(loaded, "credit_account", None)
     lifetime = account.lifetime_credits if account else 0
@@ -51,7 +55,7 @@ def limits(request: AuthenticatedRequest) -> HttpResponse:
             "balance_credits": balance,
             "to_next_lifetime": max(upcoming.min_lifetime_credits - lifetime, 0) if upcoming else 0,
             "to_next_balance": max(upcoming.min_balance_credits - balance, 0) if upcoming else 0,
-            "keys": ApiKey.objects.filter(user=user, revoked_at__isnull=True).order_by("name"),
+            "keys": ApiKey.objects.filter(account=loaded, revoked_at__isnull=True).order_by("name"),
             "support_email": settings.SUPPORT_EMAIL,
             "window_seconds": settings.RATE_LIMIT_WINDOW_SECONDS,
         },

@@ -22,7 +22,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
+from accounts.current import require
 from accounts.http import AuthenticatedRequest
+from accounts.models import Account
+from accounts.permissions import Action
 from billing import services as billing
 from generation import catalog, services
 from generation.models import Generation
@@ -109,9 +112,14 @@ class Quote:
 _PRICED_PROMPT = "(the price does not depend on the prompt)"
 
 
-def quote_for(user: Any, params: Any) -> Quote:
+def _account(request: AuthenticatedRequest) -> Account:
+    """The playground spends the current account's credits, for its members who may use it."""
+    return require(request, Action.USE_PLAYGROUND)
+
+
+def quote_for(account: Any, params: Any) -> Quote:
     """The price of what the form says now, from the pricing code the API uses."""
-    balance = billing.balance_credits(user)
+    balance = billing.balance_credits(account)
     model = catalog.get_model(str(params.get("model") or "")) or catalog.text_to_image_models()[0]
     make = str(params.get("make") or IMAGES)
     size = str(params.get("size") or ("auto" if make == LAYERS else model.default_size))
@@ -189,19 +197,19 @@ def _reference_count(model: catalog.ModelInfo, raw: object) -> int:
         return 0
 
 
-def _recent(user: Any) -> list[Generation]:
+def _recent(account: Any) -> list[Generation]:
     return list(
-        Generation.objects.filter(user=user, source=Generation.Source.PLAYGROUND)
+        Generation.objects.filter(account=account, source=Generation.Source.PLAYGROUND)
         .prefetch_related("images", "inputs")
         .order_by("-created_at", "-id")[:RECENT]
     )
 
 
-def _cards(user: Any) -> list[live.Card]:
+def _cards(account: Any) -> list[live.Card]:
     """The recent generations' cards, each as it shows after a reload what it showed live (a
     failure's explanation too). Only the newest is drawn large."""
     now = timezone.now()
-    return [live.card(g, now, large=not index) for index, g in enumerate(_recent(user))]
+    return [live.card(g, now, large=not index) for index, g in enumerate(_recent(account))]
 
 
 def _initial_from(query: Any) -> dict[str, Any]:
@@ -260,7 +268,7 @@ def _page(
         params = {name: form[name].value() for name in form.fields}
         params["model"] = form.model_info.id
     params["references"] = form.reference_count()
-    priced = quote_for(request.user, params)
+    priced = quote_for(_account(request), params)
     if form.has_error("size") or form.has_error("custom_size"):
         # The size's field says what is wrong with it: the price does not say it again.
         priced = replace(priced, error="", unpriced=True)
@@ -273,7 +281,7 @@ def _page(
             "quote": priced,
             "picked": form.picked_tokens(),
             "short_of_credits": short_of_credits,
-            "cards": [] if _is_htmx(request) else _cards(request.user),
+            "cards": [] if _is_htmx(request) else _cards(_account(request)),
         },
         status=status,
     )
@@ -287,16 +295,20 @@ def playground(request: AuthenticatedRequest) -> HttpResponse:
         # Also answers the form's own refresh when the model changes (htmx asks for the form).
         initial = _initial_from(request.GET)
         picks = initial.get("gallery_references", [])
-        if picks and len(gallery.owned_images(request.user, picks)) != len(picks):
+        if picks and len(gallery.owned_images(_account(request), picks)) != len(picks):
             raise Http404  # another customer's image, or none: the same answer
-        form = PlaygroundForm(initial=initial, model_id=initial.get("model"), user=request.user)
+        form = PlaygroundForm(
+            initial=initial, model_id=initial.get("model"), account=_account(request)
+        )
         return _page(request, form)
 
-    form = PlaygroundForm(request.POST, request.FILES, user=request.user)
+    form = PlaygroundForm(request.POST, request.FILES, account=_account(request))
     short_of_credits = False
     if form.is_valid():
         try:
-            generation = services.submit_generation(user=request.user, spec=form.spec)
+            generation = services.submit_generation(
+                account=_account(request), user=request.user, spec=form.spec
+            )
         except ShortOfCredits as exc:
             form.add_error(None, _short_of_credits(exc))
             short_of_credits = True
@@ -308,7 +320,7 @@ def playground(request: AuthenticatedRequest) -> HttpResponse:
                 context = {
                     "card": live.card(generation),
                     "show_balance": True,
-                    "balance_credits": billing.balance_credits(request.user),
+                    "balance_credits": billing.balance_credits(_account(request)),
                 }
                 return render(request, "dashboard/_generation.html", context)
             return redirect("dashboard:playground")
@@ -335,7 +347,7 @@ def _short_of_credits(exc: ShortOfCredits) -> str:
 @require_GET
 def quote(request: AuthenticatedRequest) -> HttpResponse:
     catalog.refresh()
-    context = {"quote": quote_for(request.user, request.GET)}
+    context = {"quote": quote_for(_account(request), request.GET)}
     return render(request, "dashboard/_quote.html", context)
 
 
@@ -343,9 +355,11 @@ def quote(request: AuthenticatedRequest) -> HttpResponse:
 @require_GET
 def generation_card(request: AuthenticatedRequest, public_id: str) -> HttpResponse:
     """One generation's card, asked for again every second while it runs."""
-    generation = get_object_or_404(Generation, public_id=public_id, user=request.user)
+    generation = get_object_or_404(Generation, public_id=public_id, account=_account(request))
     context: dict[str, Any] = {"card": live.card(generation)}
     if generation.is_finished:
         # The page's balance follows (an out-of-band swap) once the money is settled.
-        context.update(show_balance=True, balance_credits=billing.balance_credits(request.user))
+        context.update(
+            show_balance=True, balance_credits=billing.balance_credits(_account(request))
+        )
     return render(request, "dashboard/_generation.html", context)

@@ -18,7 +18,9 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
+from accounts.current import require
 from accounts.http import AuthenticatedRequest
+from accounts.permissions import Action
 from billing.models import LedgerEntry
 from generation import catalog
 from generation.models import LEDGER_REFERENCE_PREFIX, Generation
@@ -26,15 +28,15 @@ from generation.models import LEDGER_REFERENCE_PREFIX, Generation
 from . import live
 
 
-def ledger_links(user: Any, references: Sequence[str]) -> Mapping[str, str]:
-    """The request page of each of ``user``'s generations among ledger ``references``."""
+def ledger_links(owner: Any, references: Sequence[str]) -> Mapping[str, str]:
+    """The request page of each of ``owner``'s generations among ledger ``references``."""
     ids = {
         int(reference.removeprefix(LEDGER_REFERENCE_PREFIX)): reference
         for reference in references
         if reference.startswith(LEDGER_REFERENCE_PREFIX)
         and reference.removeprefix(LEDGER_REFERENCE_PREFIX).isdigit()
     }
-    found = Generation.objects.filter(user=user, pk__in=ids).values_list("pk", "public_id")
+    found = Generation.objects.filter(account=owner, pk__in=ids).values_list("pk", "public_id")
     return {ids[pk]: reverse("dashboard:request", args=[public_id]) for pk, public_id in found}
 
 
@@ -42,12 +44,14 @@ def ledger_links(user: Any, references: Sequence[str]) -> Mapping[str, str]:
 @require_safe
 def request_detail(request: AuthenticatedRequest, public_id: str) -> HttpResponse:
     generation = get_object_or_404(
-        Generation.objects.select_related("api_key"), public_id=public_id, user=request.user
+        Generation.objects.select_related("api_key"),
+        public_id=public_id,
+        account=require(request, Action.VIEW_USAGE),
     )
     # Its ledger lines, oldest first (reading billing's table for a queryset; never writing it).
     charges = list(
         LedgerEntry.objects.filter(
-            account__user=request.user, reference=generation.ledger_reference
+            account__owner_id=generation.account_id, reference=generation.ledger_reference
         ).order_by("id")
     )
     model = catalog.get_model(generation.model)

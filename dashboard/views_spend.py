@@ -21,7 +21,9 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
+from accounts.current import require
 from accounts.http import AuthenticatedRequest
+from accounts.permissions import Action
 from billing import alerts as billing_alerts
 from billing.models import CreditAccount, SpendWindow
 from generation import catalog
@@ -81,8 +83,8 @@ def offered_models(api_key: ApiKey) -> list[catalog.ModelInfo]:
 @login_required
 @require_http_methods(["GET", "POST"])
 def key_spend(request: AuthenticatedRequest, key_id: int) -> HttpResponse:
-    # Another customer's key id is a 404, exactly like one that does not exist.
-    api_key = get_object_or_404(ApiKey, pk=key_id, user=request.user)
+    # Another account's key id is a 404, exactly like one that does not exist.
+    api_key = get_object_or_404(ApiKey, pk=key_id, account=require(request, Action.MANAGE_KEYS))
     models = offered_models(api_key)
     initial = {
         "spend_cap_credits": api_key.spend_cap_credits,
@@ -130,7 +132,8 @@ def key_spend(request: AuthenticatedRequest, key_id: int) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def alerts(request: AuthenticatedRequest) -> HttpResponse:
-    account = CreditAccount.objects.of(request.user.pk)
+    owner = require(request, Action.MANAGE_BILLING)
+    account = CreditAccount.objects.of(owner.pk)
     initial = {
         "low_balance_alert_credits": account.low_balance_alert_credits,
         "key_budget_alert_percents": ", ".join(
@@ -151,7 +154,7 @@ def alerts(request: AuthenticatedRequest) -> HttpResponse:
         messages.success(request, "Your alerts are saved.")
         return redirect("dashboard:alerts")
     capped = ApiKey.objects.filter(
-        user=request.user, revoked_at__isnull=True, spend_cap_credits__isnull=False
+        account=owner, revoked_at__isnull=True, spend_cap_credits__isnull=False
     ).order_by("name")
     return render(
         request,
@@ -159,7 +162,7 @@ def alerts(request: AuthenticatedRequest) -> HttpResponse:
         {
             "form": form,
             "account": account,
-            "email": request.user.email,
+            "email": ", ".join(owner.contact_emails()),
             "capped_keys": capped,
         },
     )

@@ -25,11 +25,11 @@ class ImageInline(admin.TabularInline):
 @admin.register(Generation)
 class GenerationAdmin(admin.ModelAdmin):
     list_display = (
-        "public_id", "user", "source", "model", "size", "n", "images_delivered",
+        "public_id", "account", "user", "source", "model", "size", "n", "images_delivered",
         "charged_credits", "status", "http_status", "created_at", "latency_ms",
     )  # fmt: skip
     list_filter = ("status", "source", "model")
-    search_fields = ("public_id", "user__email")
+    search_fields = ("public_id", "account__name", "account__personal_owner__email")
     inlines = [ImageInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -44,17 +44,19 @@ class ImageAdmin(admin.ModelAdmin):
     """Every hosted image, to choose the home page's showcase: nothing else about an image can be
     changed here, and images are neither added nor deleted (their files live in storage)."""
 
-    list_display = ("preview", "prompt", "made_by_model", "user", "created_at", "showcase")
+    list_display = ("preview", "prompt", "made_by_model", "account", "created_at", "showcase")
     list_display_links = None
     list_editable = ("showcase",)
     list_filter = ("showcase", "generation__model")
-    search_fields = ("token", "user__email", "generation__prompt")
-    list_select_related = ("generation", "user")
+    search_fields = (
+        "token", "account__name", "account__personal_owner__email", "generation__prompt",
+    )  # fmt: skip
+    list_select_related = ("generation", "account__personal_owner")
     actions = ("add_to_showcase", "remove_from_showcase")
     list_per_page = 50
     # The change page too offers the flag alone.
-    fields = ("preview", "prompt", "made_by_model", "user", "created_at", "showcase")
-    readonly_fields = ("preview", "prompt", "made_by_model", "user", "created_at")
+    fields = ("preview", "prompt", "made_by_model", "account", "created_at", "showcase")
+    readonly_fields = ("preview", "prompt", "made_by_model", "account", "created_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -95,14 +97,14 @@ class AccountRateLimitAdmin(admin.ModelAdmin):
     """Operators' custom limits: each field set replaces the account's tier value."""
 
     list_display = (
-        "user", "requests_per_minute", "images_per_minute", "concurrent_generations",
+        "account", "requests_per_minute", "images_per_minute", "concurrent_generations",
         "tier_now", "note", "updated_at",
     )  # fmt: skip
-    search_fields = ("user__email", "note")
-    raw_id_fields = ("user",)
+    search_fields = ("account__name", "account__personal_owner__email", "note")
+    raw_id_fields = ("account",)
     readonly_fields = ("tier_now", "limits_now")
     fields = (
-        "user", "requests_per_minute", "images_per_minute", "concurrent_generations", "note",
+        "account", "requests_per_minute", "images_per_minute", "concurrent_generations", "note",
         "tier_now", "limits_now",
     )  # fmt: skip
 
@@ -110,13 +112,13 @@ class AccountRateLimitAdmin(admin.ModelAdmin):
     def tier_now(self, obj: AccountRateLimit) -> str:
         if not obj.pk:
             return "-"
-        return ratelimits.limits_for(obj.user).tier.name
+        return ratelimits.limits_for(obj.account).tier.name
 
     @admin.display(description="Limits in force (requests / images / concurrent)")
     def limits_now(self, obj: AccountRateLimit) -> str:
         if not obj.pk:
             return "-"
-        limits = ratelimits.limits_for(obj.user)
+        limits = ratelimits.limits_for(obj.account)
         return f"{limits.requests} / {limits.images} / {limits.concurrent}"
 
 

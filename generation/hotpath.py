@@ -37,7 +37,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import CharField, Field, Model, TextField
 from django.dispatch import receiver
 
-from accounts.models import User
+from accounts.models import Account, User
 from billing import limits as billing_limits
 from billing import moves, statements
 from billing.models import CreditAccount
@@ -96,17 +96,20 @@ def _prepared(prefix: str, instance: Model) -> dict[str, Any]:
     }
 
 
-# - The key, its owner, their credit account and custom limits: one query ----------------------
-# What the ORM's select_related("user", "user__credit_account", "user__rate_limit_override")
-# loads, without building the query on every request (that alone cost about 1 ms of CPU).
+# - The key, its account (and a personal account's person), the account's credit account and
+# custom limits: one query. What the ORM's select_related("account__personal_owner",
+# "account__credit_account", "account__rate_limit_override") loads, without building the query
+# on every request (that alone cost about 1 ms of CPU).
 
-_KEY_MODELS: tuple[type[Any], ...] = (ApiKey, User, CreditAccount, AccountRateLimit)
+_KEY_MODELS: tuple[type[Any], ...] = (ApiKey, Account, User, CreditAccount, AccountRateLimit)
 
 
 @cache
 def _key_sql() -> str:
-    key, user, override = (_quote(m._meta.db_table) for m in (ApiKey, User, AccountRateLimit))
-    aliases = (key, user, statements.ACCOUNT_ALIAS, override)
+    key, account, user, override = (
+        _quote(m._meta.db_table) for m in (ApiKey, Account, User, AccountRateLimit)
+    )
+    aliases = (key, account, user, statements.ACCOUNT_ALIAS, override)
     columns = ", ".join(
         f"{alias}.{_quote(field.column)}"
         for model, alias in zip(_KEY_MODELS, aliases, strict=True)
@@ -114,16 +117,18 @@ def _key_sql() -> str:
     )
     return f"""
         SELECT {columns} FROM {key}
-        JOIN {user} ON {user}.id = {key}.user_id
-        {statements.account_join(f"{user}.id")}
-        LEFT JOIN {override} ON {override}.user_id = {user}.id
+        JOIN {account} ON {account}.id = {key}.account_id
+        LEFT JOIN {user} ON {user}.id = {account}.personal_owner_id
+        {statements.account_join(f"{account}.id")}
+        LEFT JOIN {override} ON {override}.account_id = {account}.id
         WHERE {key}.lookup_id = %(lookup_id)s::text
     """  # noqa: S608 (names from the models, the value is a parameter)
 
 
 async def find_key(steps: Steps, lookup_id: str) -> ApiKey | None:
-    """The key with ``lookup_id``, its user, and the user's credit account and custom limits
-    (None where there is none) loaded as the ORM would have loaded them, or None."""
+    """The key with ``lookup_id``, its account (with a personal account's person), and the
+    account's credit account and custom limits (None where there is none) loaded as the ORM
+    would have loaded them, or None."""
     return _key_from_row(await steps.sql(_key_sql(), {"lookup_id": lookup_id}))
 
 
@@ -140,10 +145,11 @@ def _key_from_row(row: Any) -> ApiKey | None:
         instances.append(
             None if values[0] is None else model.from_db(DEFAULT_DB_ALIAS, None, values)
         )
-    api_key, user, account, override = instances
-    ApiKey.user.field.set_cached_value(api_key, user)
-    User.credit_account.related.set_cached_value(user, account)
-    User.rate_limit_override.related.set_cached_value(user, override)
+    api_key, account, person, credit_account, override = instances
+    ApiKey.account.field.set_cached_value(api_key, account)
+    Account.personal_owner.field.set_cached_value(account, person)
+    Account.credit_account.related.set_cached_value(account, credit_account)
+    Account.rate_limit_override.related.set_cached_value(account, override)
     return api_key
 
 
@@ -183,8 +189,8 @@ def _unsettled() -> str:
 @cache
 def _columns(model: type[Model]) -> tuple[Field[Any, Any], ...]:
     """The columns a row of ``model`` is inserted with: all but its id and, for an image, the
-    generation and owner (which come from the claimed row)."""
-    skipped = ("generation", "user") if model is Image else ()
+    generation and account (which come from the claimed row)."""
+    skipped = ("generation", "account") if model is Image else ()
     return tuple(
         f for f in model._meta.concrete_fields if not f.primary_key and f.name not in skipped
     )
@@ -200,7 +206,7 @@ def _open_sql(capped: bool) -> str:
     # from the target columns, and a value's type must never depend on how psycopg sends it.
     values = ", ".join(_placeholder("g_", f) for f in fields)
     generation = _quote(Generation._meta.db_table)
-    user = _placeholder("g_", Generation._meta.get_field("user"))
+    owner = _placeholder("g_", Generation._meta.get_field("account"))
     counted = f"{statements.window_cte()}, " if capped else ""
     window = (
         f"(SELECT spent_credits FROM {statements.COUNTED}), "  # noqa: S608 (CTE names)
@@ -209,7 +215,7 @@ def _open_sql(capped: bool) -> str:
         else "NULL, NULL"
     )
     return f"""
-        WITH {statements.move_cte(moves.HOLD, user=user)}, {counted}created AS (
+        WITH {statements.move_cte(moves.HOLD, owner=owner)}, {counted}created AS (
             INSERT INTO {generation} ({columns})
             SELECT {values} FROM {statements.MOVED}
             RETURNING id
@@ -305,8 +311,8 @@ def _settle_sql(settled: tuple[str, ...], image_count: int, capped: bool) -> str
         )
         columns = ", ".join(_quote(f.column) for f in fields)
         images = f""", stored AS (
-            INSERT INTO {image} (generation_id, user_id, {columns})
-            SELECT claimed.id, claimed.user_id, v.* FROM claimed, (VALUES {rows}) AS v
+            INSERT INTO {image} (generation_id, account_id, {columns})
+            SELECT claimed.id, claimed.account_id, v.* FROM claimed, (VALUES {rows}) AS v
             RETURNING id, "index"
         )"""  # noqa: S608 (names from the models, values are parameters)
     image_ids = (
@@ -315,15 +321,17 @@ def _settle_sql(settled: tuple[str, ...], image_count: int, capped: bool) -> str
     reference = "%(g_reference)s::text"
     # The claim is conditional on the row being unsettled and on billing's condition for the
     # settlement (the hold it releases is the one the ledger has): exactly once, exactly that.
-    settles = statements.settles(moves.SETTLE, reference=reference, user=f"{generation}.user_id")
+    settles = statements.settles(
+        moves.SETTLE, reference=reference, owner=f"{generation}.account_id"
+    )
     endpoint = _quote(Endpoint._meta.db_table)
     # Whether the owner has a webhook endpoint to announce the generation to, asked here so
     # that a settlement whose owner has none (most) costs no further query.
-    owner = _quote(Endpoint._meta.get_field("user").column)
+    owner = _quote(Endpoint._meta.get_field("account").column)
     disabled = _quote(Endpoint._meta.get_field("disabled_at").column)
     has_webhooks = f"""EXISTS (
         SELECT 1 FROM {endpoint}
-        WHERE {owner} = (SELECT user_id FROM claimed) AND {disabled} IS NULL
+        WHERE {owner} = (SELECT account_id FROM claimed) AND {disabled} IS NULL
     )"""  # noqa: S608 (names from the models)
     # A capped key's window gets back what the hold took and the charge did not.
     given_back = (
@@ -333,8 +341,8 @@ def _settle_sql(settled: tuple[str, ...], image_count: int, capped: bool) -> str
         WITH claimed AS (
             UPDATE {generation} SET {assignments}
             WHERE id = %(g_id)s::bigint AND status IN ({_unsettled()}) AND {settles}
-            RETURNING id, user_id
-        ){images}, {statements.move_cte(moves.SETTLE, user="(SELECT user_id FROM claimed)")},
+            RETURNING id, account_id
+        ){images}, {statements.move_cte(moves.SETTLE, owner="(SELECT account_id FROM claimed)")},
         {statements.lines_cte(moves.SETTLE, reference=reference)}{given_back}
         SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM {statements.MOVED}),
                (SELECT count(*) FROM {statements.WRITTEN}), {image_ids}, {has_webhooks}

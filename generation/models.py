@@ -53,10 +53,15 @@ class Generation(models.Model):
     # Not settled yet: its credits are still held, and exactly one settlement may claim it.
     UNSETTLED = (Status.QUEUED, Status.RUNNING)
 
-    # Unique by a constraint rather than unique=True, and the user's rows found by the
-    # (user, -created_at) index: PostgreSQL then keeps no extra LIKE-pattern and user_id indexes,
+    # Unique by a constraint rather than unique=True, and an account's rows found by the
+    # (account, -created_at) index: PostgreSQL then keeps no extra LIKE-pattern and FK indexes,
     # which every request would write into (bench/api_bench.py).
     public_id = models.CharField(max_length=40, default=new_public_id)
+    # Whose request it is (whose credits and limits it uses, who sees it); and the member who
+    # made it: in the playground, that member; through the API, the key's maker.
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.CASCADE, related_name="generations", db_index=False
+    )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
@@ -123,7 +128,7 @@ class Generation(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["public_id"], name="api_generation_public_id_uniq"),
             models.UniqueConstraint(
-                fields=["user", "idempotency_key"],
+                fields=["account", "idempotency_key"],
                 condition=~models.Q(idempotency_key=""),
                 name="api_generation_idempotency_unique",
             ),
@@ -137,7 +142,7 @@ class Generation(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["user", "-created_at"]),
+            models.Index(fields=["account", "-created_at"], name="generation_account_idx"),
             # The reconciler's look for rows past their deadline. Partial, so a settled row
             # leaves it and a request's final UPDATE writes no entry into it.
             models.Index(
@@ -193,9 +198,9 @@ class Generation(models.Model):
 
 class Image(models.Model):
     generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="images")
-    # Found by user through the gallery index; token unique by a constraint (see Generation).
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    # Found by account through the gallery index; token unique by a constraint (see Generation).
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.CASCADE, related_name="+", db_index=False
     )
     token = models.CharField(max_length=32, default=new_image_token)
     index = models.PositiveSmallIntegerField()
@@ -221,7 +226,7 @@ class Image(models.Model):
         ordering = ["generation", "index"]
         constraints = [models.UniqueConstraint(fields=["token"], name="api_image_token_uniq")]
         indexes = [
-            models.Index(fields=["user", "-created_at", "-id"], name="api_image_gallery_idx"),
+            models.Index(fields=["account", "-created_at", "-id"], name="image_gallery_idx"),
             # The retention job's oldest-first sweep.
             models.Index(fields=["created_at"], name="api_image_created_idx"),
             # The home page's few showcase images, without reading the whole table.
@@ -241,7 +246,7 @@ class InputImage(models.Model):
     owner sees it, in the gallery; deleted with the account and by the images' retention)."""
 
     generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="inputs")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+")
     token = models.CharField(max_length=32, unique=True, default=new_image_token)
     index = models.PositiveSmallIntegerField()  # its place in the request, from 0
     file = models.FileField(max_length=255)
@@ -265,8 +270,8 @@ class AccountRateLimit(models.Model):
     """An operator's custom limits for one account (the "custom limit" of the docs): each field
     set replaces the tier's; an empty one keeps it."""
 
-    user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="rate_limit_override"
+    account = models.OneToOneField(
+        "accounts.Account", on_delete=models.CASCADE, related_name="rate_limit_override"
     )
     requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
     images_per_minute = models.PositiveIntegerField(null=True, blank=True)
@@ -280,7 +285,7 @@ class AccountRateLimit(models.Model):
         verbose_name = "custom rate limit"
 
     def __str__(self) -> str:
-        return f"custom limits for {self.user}"
+        return f"custom limits for {self.account}"
 
 
 class RateCounter(models.Model):

@@ -36,7 +36,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from accounts.models import User
+from accounts.models import Account
 from keys.models import ApiKey
 from server import asyncdb
 from server.outage import Outage
@@ -107,20 +107,20 @@ class Limits:
     key_concurrent: int | None = None
 
 
-def _account_state(user: User) -> tuple[int, int]:
-    account = getattr(user, "credit_account", None)
-    if account is None:
+def _account_state(account: Account) -> tuple[int, int]:
+    credit = getattr(account, "credit_account", None)
+    if credit is None:
         return 0, 0
-    return account.lifetime_credits, account.balance_credits
+    return credit.lifetime_credits, credit.balance_credits
 
 
-def limits_for(user: User, api_key: ApiKey | None = None) -> Limits:
-    """What applies to ``user`` (and ``api_key``). Reads the user's credit account and override
+def limits_for(account: Account, api_key: ApiKey | None = None) -> Limits:
+    """What applies to ``account`` (and ``api_key``). Reads its credit account and override
     through their relations, so loading them with the key costs no further query."""
-    lifetime, balance = _account_state(user)
+    lifetime, balance = _account_state(account)
     tier = tier_for(lifetime, balance)
     try:
-        override: AccountRateLimit | None = user.rate_limit_override
+        override: AccountRateLimit | None = account.rate_limit_override
     except AccountRateLimit.DoesNotExist:
         override = None
 
@@ -147,7 +147,7 @@ def limits_for(user: User, api_key: ApiKey | None = None) -> Limits:
 class Bucket:
     """One counter a request must fit in: ``cost`` more within ``limit``."""
 
-    scope: str  # "u<user id>" or "k<key id>"
+    scope: str  # "a<account id>" or "k<key id>"
     kind: str  # REQUESTS, IMAGES or CONCURRENCY
     limit: int
     cost: int
@@ -162,17 +162,17 @@ class Verdict:
 
 
 def _buckets(
-    user_id: int, key_id: int | None, limits: Limits, *, images: int, slot: bool
+    account_id: int, key_id: int | None, limits: Limits, *, images: int, slot: bool
 ) -> list[Bucket]:
-    account, key = f"u{user_id}", f"k{key_id}" if key_id else ""
-    buckets = [Bucket(account, REQUESTS, limits.requests, 1)]
+    whole, key = f"a{account_id}", f"k{key_id}" if key_id else ""
+    buckets = [Bucket(whole, REQUESTS, limits.requests, 1)]
     if key and limits.key_requests is not None:
         buckets.append(Bucket(key, REQUESTS, limits.key_requests, 1))
-    buckets.append(Bucket(account, IMAGES, limits.images, images))
+    buckets.append(Bucket(whole, IMAGES, limits.images, images))
     if key and limits.key_images is not None:
         buckets.append(Bucket(key, IMAGES, limits.key_images, images))
     if slot:
-        buckets.append(Bucket(account, CONCURRENCY, limits.concurrent, 1))
+        buckets.append(Bucket(whole, CONCURRENCY, limits.concurrent, 1))
         if key and limits.key_concurrent is not None:
             buckets.append(Bucket(key, CONCURRENCY, limits.key_concurrent, 1))
     return buckets
@@ -416,7 +416,7 @@ def _headers(buckets: list[Bucket], verdict: Verdict, reset: float) -> dict[str,
 
 
 def admit(
-    user: User,
+    account: Account,
     api_key: ApiKey | None,
     *,
     images: int = 0,
@@ -430,7 +430,7 @@ def admit(
     RATE_LIMIT_SLOT_LEASE_SECONDS) if its holder dies. While Redis cannot be reached the same
     limits are counted in the database (server/outage.py): never no limit at all.
     """
-    request = _Request.of(user, api_key, images, slot_holder, slot_lease_seconds)
+    request = _Request.of(account, api_key, images, slot_holder, slot_lease_seconds)
     client = _redis()
     if client and _outage.should_try():
         try:
@@ -454,7 +454,7 @@ def _admit_with_database(request: _Request, *, fallback: bool) -> Admission:
 
 
 async def aadmit(
-    user: User,
+    account: Account,
     api_key: ApiKey | None,
     *,
     images: int = 0,
@@ -467,14 +467,14 @@ async def aadmit(
     if found is None:
         return await asyncdb.on_a_thread(
             admit,
-            user,
+            account,
             api_key,
             images=images,
             slot_holder=slot_holder,
             slot_lease_seconds=slot_lease_seconds,
         )
     _, script = found
-    request = _Request.of(user, api_key, images, slot_holder, slot_lease_seconds)
+    request = _Request.of(account, api_key, images, slot_holder, slot_lease_seconds)
     if _outage.should_try():
         try:
             result = await script(**_script_call(*request.check_args()))
@@ -499,15 +499,19 @@ class _Request:
     @classmethod
     def of(
         cls,
-        user: User,
+        account: Account,
         api_key: ApiKey | None,
         images: int,
         slot_holder: str | None,
         slot_lease_seconds: float | None,
     ) -> _Request:
-        limits = limits_for(user, api_key)
+        limits = limits_for(account, api_key)
         buckets = _buckets(
-            user.pk, api_key.pk if api_key else None, limits, images=images, slot=bool(slot_holder)
+            account.pk,
+            api_key.pk if api_key else None,
+            limits,
+            images=images,
+            slot=bool(slot_holder),
         )
         lease = slot_lease_seconds or settings.RATE_LIMIT_SLOT_LEASE_SECONDS
         return cls(limits, buckets, slot_holder or "", lease, time.time())
@@ -569,15 +573,15 @@ def _window_words() -> str:
     return "minute" if length == 60 else f"{length} seconds"
 
 
-def _slot_scopes(user_id: int, api_key_id: int | None) -> list[str]:
-    return [f"u{user_id}"] + ([f"k{api_key_id}"] if api_key_id else [])
+def _slot_scopes(account_id: int, api_key_id: int | None) -> list[str]:
+    return [f"a{account_id}"] + ([f"k{api_key_id}"] if api_key_id else [])
 
 
-def release(user_id: int, api_key_id: int | None, holder: str) -> None:
+def release(account_id: int, api_key_id: int | None, holder: str) -> None:
     """Give back the concurrency slots ``holder`` took (idempotent), wherever they were taken:
     in Redis, or in the database while Redis was down (perhaps by another process: a playground
     run is admitted by a web process and released by a worker)."""
-    scopes = _slot_scopes(user_id, api_key_id)
+    scopes = _slot_scopes(account_id, api_key_id)
     client = _redis()
     if client and _outage.should_try():
         pipe = client.pipeline()
@@ -593,18 +597,18 @@ def release(user_id: int, api_key_id: int | None, holder: str) -> None:
     ConcurrencySlot.objects.filter(scope__in=scopes, holder=holder).delete()
 
 
-async def arelease(user_id: int, api_key_id: int | None, holder: str) -> None:
+async def arelease(account_id: int, api_key_id: int | None, holder: str) -> None:
     """``release`` for a caller on an event loop. With Redis up, the database is asked only for
     a slot this process took there during an outage (the API's generations are released by the
     process that admitted them)."""
     found = _async_redis()
     if found is None:
-        await asyncdb.on_a_thread(release, user_id, api_key_id, holder)
+        await asyncdb.on_a_thread(release, account_id, api_key_id, holder)
         return
     if _outage.should_try():
         # Two independent removals: no MULTI/EXEC around them (two round trips' worth).
         pipe = found[0].pipeline(transaction=False)
-        for scope in _slot_scopes(user_id, api_key_id):
+        for scope in _slot_scopes(account_id, api_key_id):
             pipe.zrem(f"seedream:rl:{scope}:slots", holder)
         try:
             await pipe.execute()
@@ -613,13 +617,13 @@ async def arelease(user_id: int, api_key_id: int | None, holder: str) -> None:
         else:
             _outage.recovered()
     if holder in _database_holders or _outage.down:
-        await asyncdb.on_a_thread(_release_in_database, user_id, api_key_id, holder)
+        await asyncdb.on_a_thread(_release_in_database, account_id, api_key_id, holder)
 
 
-def _release_in_database(user_id: int, api_key_id: int | None, holder: str) -> None:
+def _release_in_database(account_id: int, api_key_id: int | None, holder: str) -> None:
     _database_holders.discard(holder)
     ConcurrencySlot.objects.filter(
-        scope__in=_slot_scopes(user_id, api_key_id), holder=holder
+        scope__in=_slot_scopes(account_id, api_key_id), holder=holder
     ).delete()
 
 
@@ -631,11 +635,11 @@ class Usage:
     reset_seconds: float
 
 
-def current_usage(user: User) -> Usage:
+def current_usage(account: Account) -> Usage:
     """The account's use in the current window and its generations in flight (for the page)."""
     now = time.time()
     window, reset = _window(now)
-    scope = f"u{user.pk}"
+    scope = f"a{account.pk}"
     client = _redis()
     if client and _outage.should_try():
         try:

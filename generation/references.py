@@ -237,12 +237,12 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 @dataclass(frozen=True)
 class HostedImages:
-    """Whose request it is (``user_id``) and where it came (``request_base_url``, the
+    """Whose request it is (``account_id``) and where it came (``request_base_url``, the
     ``<scheme>://<host>`` its answer links images under when IMAGE_BASE_URL is unset): a
     reference URL naming one of that account's hosted images is read from storage, with
     ``steps`` for the database."""
 
-    user_id: int
+    account_id: int
     request_base_url: str
     steps: Steps
 
@@ -281,12 +281,14 @@ def _site(url: str) -> tuple[tuple[str, int | None], str] | None:
     return (parts.hostname.lower(), None if port == _DEFAULT_PORTS[scheme] else port), parts.path
 
 
-def owned_image_files(user_id: int, files: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """The storage names of ``user_id``'s hosted images among ``files`` ((token, extension), as
+def owned_image_files(
+    account_id: int, files: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """The storage names of ``account_id``'s hosted images among ``files`` ((token, extension), as
     their URLs name them), by the same key: another account's token is simply not there,
     exactly like one that does not exist (or one with another extension: no URL serves it)."""
     wanted = set(files)
-    rows = Image.objects.filter(user_id=user_id, token__in={token for token, _ in wanted})
+    rows = Image.objects.filter(account_id=account_id, token__in={token for token, _ in wanted})
     return {
         (token, extension): name
         for token, name in rows.values_list("token", "file")
@@ -327,7 +329,7 @@ async def gather_references(
     stored: dict[int, str] = {}  # by the source's index: its hosted image's storage name
     if ours:
         assert hosted is not None
-        names = await hosted.steps.run(owned_image_files, hosted.user_id, list(ours.values()))
+        names = await hosted.steps.run(owned_image_files, hosted.account_id, list(ours.values()))
         for index, named in ours.items():
             if named not in names:
                 raise _not_hosted(sources[index])

@@ -32,7 +32,7 @@ from typing import Any
 from django.db.models import Count, DateTimeField, Q, QuerySet, Sum
 from django.db.models.functions import Trunc
 
-from accounts.models import User
+from accounts.models import Account
 from keys.models import ApiKey
 
 from .models import Generation
@@ -66,13 +66,12 @@ class Scope:
     keys: QuerySet[ApiKey]
 
 
-def scope_of(owner: User) -> Scope:
-    """Whose usage a caller sees: the one place that says it. Today an account is its user, so
-    a key sees its owner's generations (every key's, and the playground's). When accounts gain
-    members, this is the one function to change."""
+def scope_of(owner: Account) -> Scope:
+    """Whose usage a caller sees: the one place that says it. A key, or a member on the usage
+    page, sees its account's generations (every key's, and every member's playground runs)."""
     return Scope(
-        generations=Generation.objects.filter(user=owner),
-        keys=ApiKey.objects.filter(user=owner),
+        generations=Generation.objects.filter(account=owner),
+        keys=ApiKey.objects.filter(account=owner),
     )
 
 
@@ -224,7 +223,9 @@ def bucket_edges(query: UsageQuery, first: int, limit: int) -> tuple[list[tuple[
     return edges, start < query.end_time
 
 
-def images_usage(owner: User, query: UsageQuery, *, first: int | None = None, limit: int) -> Page:
+def images_usage(
+    owner: Account, query: UsageQuery, *, first: int | None = None, limit: int
+) -> Page:
     """``limit`` buckets of ``owner``'s usage from ``first`` (None: the window's start), each
     with its results: one per group with anything settled in it, ordered by the groups'
     values. One aggregate query for the page."""
@@ -242,7 +243,7 @@ def images_usage(owner: User, query: UsageQuery, *, first: int | None = None, li
     return Page(buckets, edges[-1][1] if more else None)
 
 
-def whole_window(owner: User, query: UsageQuery) -> list[Bucket]:
+def whole_window(owner: Account, query: UsageQuery) -> list[Bucket]:
     """Every bucket of the window at once (the dashboard's chart and summary: its window is
     bounded by the page, dashboard/usage.py)."""
     count = -(-(query.end_time - query.start_time) // query.width_seconds) + 1

@@ -86,6 +86,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_display = (
         "name",
         "prefix",
+        "account",
         "user",
         "created_at",
         "last_used_at",
@@ -94,13 +95,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "spend_cap_credits",
     )
     list_filter = ("revoked_at", "spend_cap_period")
-    search_fields = ("name", "lookup_id", "user__email")
+    search_fields = ("name", "lookup_id", "account__name", "account__personal_owner__email")
     actions = ["revoke"]
     # Keys are issued through keys.services (so the raw key is shown exactly once) and revoked by
     # the action below, which is one-way: only the key's limits and spend controls can be edited
     # here, so nothing can un-revoke.
     readonly_fields = (
-        "user", "name", "lookup_id", "pepper_id", "created_at", "rotated_at",
+        "account", "user", "name", "lookup_id", "pepper_id", "created_at", "rotated_at",
         "last_used_at", "expires_at", "revoked_at",
     )  # fmt: skip
     fieldsets = (

@@ -22,6 +22,11 @@ class SpendPeriod(models.TextChoices):
 
 
 class ApiKey(models.Model):
+    # The account whose key it is, whose credits and limits it spends; and the member who made
+    # it. The key stays the account's (and keeps working) when that member leaves.
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.CASCADE, related_name="api_keys"
+    )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
     )

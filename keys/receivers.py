@@ -4,12 +4,15 @@ from typing import Any
 
 from django.dispatch import receiver
 
-from accounts.models import User
+from accounts.models import Account, User
 from accounts.signals import account_closing
 
 from . import services
 
 
 @receiver(account_closing)
-def revoke_keys_of_closed_account(sender: type[User], user: User, **kwargs: Any) -> None:
-    services.revoke_all_keys(user)
+def revoke_keys_of_closed_account(
+    sender: type[User], user: User, accounts: list[Account], **kwargs: Any
+) -> None:
+    for account in accounts:
+        services.revoke_all_keys(account)

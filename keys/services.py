@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Account, User
 
 from . import controls, crypto
 from .controls import InvalidControl
@@ -59,8 +59,18 @@ def _new_material() -> tuple[str, str, str, str]:
     return lookup_id, raw, pepper_id, secret_hash
 
 
-def create_key(user: User, name: str, *, expires_at: datetime | None = None) -> IssuedKey:
-    """Issue a new key for ``user``. The raw key is in the result and nowhere else, ever."""
+def create_key(
+    account: Account,
+    name: str,
+    *,
+    made_by: User | None = None,
+    expires_at: datetime | None = None,
+) -> IssuedKey:
+    """Issue a new key of ``account``, made by its member ``made_by`` (for a personal account,
+    its person unless said). The raw key is in the result and nowhere else, ever."""
+    made_by = made_by or account.personal_owner
+    if made_by is None:
+        raise ValueError("An organisation's key is made by one of its members")
     name = _clean_name(name)
     if expires_at is not None and expires_at <= timezone.now():
         raise ValueError("The expiry must be in the future")
@@ -69,7 +79,8 @@ def create_key(user: User, name: str, *, expires_at: datetime | None = None) -> 
         try:
             with transaction.atomic():
                 api_key = ApiKey.objects.create(
-                    user=user,
+                    account=account,
+                    user=made_by,
                     name=name,
                     lookup_id=lookup_id,
                     pepper_id=pepper_id,
@@ -141,29 +152,34 @@ def _issued_before(user: User, token: str) -> ApiKey:
 
 
 def create_key_from_form(
-    user: User, name: str, *, token: str, expires_at: datetime | None = None
+    account: Account,
+    user: User,
+    name: str,
+    *,
+    token: str,
+    expires_at: datetime | None = None,
 ) -> PageIssue:
     """``create_key``, once per form ``token``: the key and its sealed secret are written in one
     transaction, and a form sent again (even at the same moment: the unique token waits for the
     first to commit) finds the key the first one made. ``reveal`` shows the secret."""
     try:
         with transaction.atomic():
-            issued = create_key(user, name, expires_at=expires_at)
+            issued = create_key(account, name, made_by=user, expires_at=expires_at)
             _record_issue(user, issued.api_key, issued.raw_key, token)
     except IntegrityError:
         return PageIssue(_issued_before(user, token), made_now=False)
     return PageIssue(issued.api_key, made_now=True)
 
 
-def rotate_key_from_form(api_key: ApiKey, *, token: str) -> PageIssue:
+def rotate_key_from_form(api_key: ApiKey, user: User, *, token: str) -> PageIssue:
     """``rotate_key``, once per form ``token`` (a second rotation would destroy the secret the
     first one is about to show). KeyRevoked for a revoked key."""
     try:
         with transaction.atomic():
             issued = rotate_key(api_key)
-            _record_issue(api_key.user, issued.api_key, issued.raw_key, token)
+            _record_issue(user, issued.api_key, issued.raw_key, token)
     except IntegrityError:
-        return PageIssue(_issued_before(api_key.user, token), made_now=False)
+        return PageIssue(_issued_before(user, token), made_now=False)
     return PageIssue(issued.api_key, made_now=True)
 
 
@@ -299,11 +315,11 @@ def set_spend_controls(
     return api_key
 
 
-def revoke_all_keys(user: User) -> int:
-    """Revoke every key ``user`` still has (closing an account), and empty any secret still
-    waiting to be shown; returns how many keys."""
-    KeyIssue.objects.filter(user=user, sealed__isnull=False).update(sealed=None)
-    return ApiKey.objects.filter(user=user, revoked_at__isnull=True).update(
+def revoke_all_keys(account: Account) -> int:
+    """Revoke every key ``account`` still has (closing it), and empty any of their secrets
+    still waiting to be shown; returns how many keys."""
+    KeyIssue.objects.filter(api_key__account=account, sealed__isnull=False).update(sealed=None)
+    return ApiKey.objects.filter(account=account, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
 
@@ -314,11 +330,11 @@ def authenticate(
     related: tuple[str, ...] = (),
     lookup: Callable[[str], ApiKey | None] | None = None,
 ) -> ApiKey:
-    """The active key (with its user loaded) that ``raw_key`` names, or AuthenticationFailed.
+    """The active key (with its account loaded) that ``raw_key`` names, or AuthenticationFailed.
 
     One indexed query; ``related`` names more relations to load in it (the caller's business:
-    the API loads the user's credit account and custom limits), or ``lookup`` finds the key
-    (with its user) by its lookup id, for a caller with a cheaper query of its own. The reasons
+    the API loads the account's credit account and custom limits), or ``lookup`` finds the key
+    (with its account) by its lookup id, for a caller with a cheaper query of its own. The reasons
     never say whether a well-formed key exists.
     """
     query = lookup or functools.partial(find_key, related=related)
@@ -360,15 +376,17 @@ def _check(raw_key: str, api_key: ApiKey | None) -> ApiKey:
         raise AuthenticationFailed("revoked")
     if api_key.is_expired(timezone.now()):
         raise AuthenticationFailed("expired")
-    if not api_key.user.is_active:
+    if not api_key.account.active:
         raise AuthenticationFailed("inactive")
     return api_key
 
 
 def find_key(lookup_id: str, *, related: tuple[str, ...] = ()) -> ApiKey | None:
-    """The key with ``lookup_id`` and its user (and ``related``), or None."""
+    """The key with ``lookup_id`` and its account (and ``related``), or None."""
     try:
-        return ApiKey.objects.select_related("user", *related).get(lookup_id=lookup_id)
+        return ApiKey.objects.select_related("account__personal_owner", *related).get(
+            lookup_id=lookup_id
+        )
     except ApiKey.DoesNotExist:
         return None
 

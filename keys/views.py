@@ -20,7 +20,9 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
+from accounts.current import require
 from accounts.http import AuthenticatedRequest
+from accounts.permissions import Action
 
 from . import crypto, services
 from .forms import KeyCreateForm, KeyLimitsForm
@@ -34,7 +36,8 @@ REVEAL_COOKIE = "seedream_new_key"
 def _page(
     request: AuthenticatedRequest, form: KeyCreateForm, shown: services.Reveal | None = None
 ) -> HttpResponse:
-    keys = ApiKey.objects.filter(user=request.user).order_by("-created_at")
+    account = require(request, Action.MANAGE_KEYS)
+    keys = ApiKey.objects.filter(account=account).select_related("user").order_by("-created_at")
     return render(
         request,
         "keys/list.html",
@@ -76,12 +79,14 @@ def _to_the_list(token: str) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def key_list(request: AuthenticatedRequest) -> HttpResponse:
+    account = require(request, Action.MANAGE_KEYS)
     if request.method == "POST":
         form = KeyCreateForm(request.POST)
         if not form.is_valid():
             return _page(request, form)
         token = _form_token(request)
         services.create_key_from_form(
+            account,
             request.user,
             form.cleaned_data["name"],
             token=token,
@@ -107,8 +112,9 @@ def key_list(request: AuthenticatedRequest) -> HttpResponse:
 
 
 def _owned(request: AuthenticatedRequest, key_id: int) -> ApiKey:
-    # Another customer's key id is a 404, exactly like one that does not exist.
-    return get_object_or_404(ApiKey, pk=key_id, user=request.user)
+    # Another account's key id is a 404, exactly like one that does not exist.
+    account = require(request, Action.MANAGE_KEYS)
+    return get_object_or_404(ApiKey, pk=key_id, account=account)
 
 
 @never_cache
@@ -124,7 +130,7 @@ def rotate(request: AuthenticatedRequest, key_id: int) -> HttpResponse:
         )
     token = _form_token(request)
     try:
-        services.rotate_key_from_form(api_key, token=token)
+        services.rotate_key_from_form(api_key, request.user, token=token)
     except services.KeyRevoked:
         messages.error(request, "A revoked key cannot be rotated.")
         return redirect("keys:list")

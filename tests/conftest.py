@@ -117,7 +117,10 @@ def user_factory(db: None) -> Callable[..., User]:
             )
         if credits:
             billing.grant(
-                user, credits, description="test credits", idempotency_key=f"test:{user.pk}"
+                user.personal_account,
+                credits,
+                description="test credits",
+                idempotency_key=f"test:{user.pk}",
             )
         return user
 
@@ -129,7 +132,7 @@ def api_key_factory(db: None) -> Callable[..., keys.IssuedKey]:
     def make(
         user: User, name: str = "test key", expires_at: datetime | None = None
     ) -> keys.IssuedKey:
-        return keys.create_key(user, name, expires_at=expires_at)
+        return keys.create_key(user.personal_account, name, expires_at=expires_at)
 
     return make
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import secrets
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -41,8 +40,8 @@ class Endpoint(models.Model):
         FAILING = "failing", "disabled after a day of failed deliveries"
         ACCOUNT_CLOSED = "account_closed", "the account was closed"
 
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_endpoints"
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.CASCADE, related_name="webhook_endpoints"
     )
     url = models.CharField(max_length=URL_MAX_CHARS)
     description = models.CharField(max_length=100, blank=True)
@@ -66,7 +65,9 @@ class Endpoint(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["user", "-created_at"])]
+        indexes = [
+            models.Index(fields=["account", "-created_at"], name="webhook_endpoint_account_idx")
+        ]
         constraints = [
             models.CheckConstraint(
                 name="webhook_endpoint_disabled_has_reason",
@@ -93,12 +94,12 @@ class Endpoint(models.Model):
 
 
 class Event(models.Model):
-    """One published event of one account. (user, type, key) is unique: publishing it again
+    """One published event of one account. (account, type, key) is unique: publishing it again
     does nothing."""
 
     public_id = models.CharField(max_length=32, unique=True, default=new_event_id)
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_events"
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.CASCADE, related_name="webhook_events"
     )
     type = models.CharField(max_length=TYPE_MAX_CHARS)
     key = models.CharField(max_length=EVENT_KEY_MAX_CHARS)
@@ -108,7 +109,7 @@ class Event(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["user", "type", "key"], name="webhook_event_once"),
+            models.UniqueConstraint(fields=["account", "type", "key"], name="webhook_event_once"),
         ]
 
     def __str__(self) -> str:

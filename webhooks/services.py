@@ -29,7 +29,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Account
 
 from . import crypto, events, policy, sender, signing
 from .models import Attempt, Endpoint, Event, Message
@@ -66,28 +66,28 @@ class IssuedSecret:
 
 
 def create_endpoint(
-    user: User, url: str, event_types: list[str], description: str = ""
+    account: Account, url: str, event_types: list[str], description: str = ""
 ) -> IssuedSecret:
     """A new enabled endpoint with a new signing secret (returned once, stored encrypted)."""
     url = _checked_url(url)
     chosen = _checked_types(event_types)
     with transaction.atomic():
         # The account's row is locked so that two requests cannot both pass the count.
-        User.objects.select_for_update().filter(pk=user.pk).first()
-        if Endpoint.objects.filter(user=user).count() >= settings.WEBHOOK_MAX_ENDPOINTS:
+        Account.objects.select_for_update().filter(pk=account.pk).first()
+        if Endpoint.objects.filter(account=account).count() >= settings.WEBHOOK_MAX_ENDPOINTS:
             raise Refusal(
                 f"You have {settings.WEBHOOK_MAX_ENDPOINTS} endpoints, the most an account may "
                 "have. Remove or reuse one first."
             )
         secret = crypto.new_secret()
         endpoint = Endpoint.objects.create(
-            user=user,
+            account=account,
             url=url,
             description=" ".join(description.split())[:DESCRIPTION_MAX_LENGTH],
             event_types=chosen,
             secret_encrypted=crypto.encrypt(secret),
         )
-    logger.info("webhook endpoint %s created for user %s", endpoint.pk, user.pk)
+    logger.info("webhook endpoint %s created for account %s", endpoint.pk, account.pk)
     return IssuedSecret(endpoint, secret)
 
 
@@ -146,8 +146,8 @@ def enable_endpoint(endpoint: Endpoint) -> None:
     endpoint.refresh_from_db()
 
 
-def disable_all_endpoints(user: User) -> None:
-    for endpoint in Endpoint.objects.filter(user=user, disabled_at__isnull=True):
+def disable_all_endpoints(account: Account) -> None:
+    for endpoint in Endpoint.objects.filter(account=account, disabled_at__isnull=True):
         disable_endpoint(endpoint, Endpoint.DisabledReason.ACCOUNT_CLOSED)
 
 
@@ -157,7 +157,7 @@ def send_test_event(endpoint: Endpoint) -> Message:
         raise Refusal("Enable the endpoint before sending it a test event.")
     with transaction.atomic():
         event = _new_event(
-            endpoint.user,
+            endpoint.account,
             events.WEBHOOK_TEST,
             {"message": "A test event from the Seedream API dashboard."},
             key=f"test:{crypto.new_secret()}",
@@ -217,16 +217,16 @@ def endpoint_secrets(endpoint: Endpoint, now: datetime | None = None) -> list[st
 # --- Publishing ---------------------------------------------------------------------------------
 
 
-def has_endpoints(user_id: int) -> bool:
+def has_endpoints(account_id: int) -> bool:
     """Whether the account has an enabled endpoint (one indexed query): a caller on a hot path
     asks this before gathering what it would publish."""
-    return Endpoint.objects.filter(user_id=user_id, disabled_at__isnull=True).exists()
+    return Endpoint.objects.filter(account_id=account_id, disabled_at__isnull=True).exists()
 
 
-def publish(user: User, event_type: str, data: dict[str, Any], *, event_key: str) -> None:
-    """Record one event for each of the user's enabled endpoints subscribed to event_type, in
+def publish(account: Account, event_type: str, data: dict[str, Any], *, event_key: str) -> None:
+    """Record one event for each of the account's enabled endpoints subscribed to event_type, in
     the caller's transaction; deliveries are sent to the workers on commit. event_key makes it
-    idempotent: publishing the same (user, event_type, event_key) again does nothing.
+    idempotent: publishing the same (account, event_type, event_key) again does nothing.
 
     An account with no endpoint for the type costs one query and records nothing (so an endpoint
     added later may still receive a later publish of the same key). Never raises for a delivery:
@@ -236,7 +236,7 @@ def publish(user: User, event_type: str, data: dict[str, Any], *, event_key: str
         raise ValueError(f"unknown webhook event type {event_type!r}")
     endpoints = [
         endpoint
-        for endpoint in Endpoint.objects.filter(user=user, disabled_at__isnull=True)
+        for endpoint in Endpoint.objects.filter(account=account, disabled_at__isnull=True)
         if event_type in endpoint.event_types
     ]
     if not endpoints:
@@ -244,15 +244,15 @@ def publish(user: User, event_type: str, data: dict[str, Any], *, event_key: str
     try:
         # A savepoint: a repeat's unique violation must not break the caller's transaction.
         with transaction.atomic():
-            event = _new_event(user, event_type, data, key=event_key)
+            event = _new_event(account, event_type, data, key=event_key)
     except IntegrityError:
         return
     messages = [_new_message(event, endpoint) for endpoint in endpoints]
     _queue_on_commit([message.pk for message in messages])
 
 
-def _new_event(user: User, event_type: str, data: dict[str, Any], *, key: str) -> Event:
-    event = Event(user=user, type=event_type, key=key)
+def _new_event(account: Account, event_type: str, data: dict[str, Any], *, key: str) -> Event:
+    event = Event(account=account, type=event_type, key=key)
     # OpenAI's event shape, so the openai SDK's webhooks.unwrap() parses it.
     event.payload = json.dumps(
         {
@@ -448,7 +448,7 @@ def _email_disabled(endpoint: Endpoint) -> None:
                 f"again, enable it (and resend what it missed) here:\n{page}\n"
             ),
             from_email=None,
-            recipient_list=[endpoint.user.email],
+            recipient_list=endpoint.account.contact_emails(),
         )
     except Exception:
         logger.exception("could not email the owner of webhook endpoint %s", endpoint.pk)

@@ -16,7 +16,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts.current import require
 from accounts.http import AuthenticatedRequest
+from accounts.permissions import Action
 
 from . import events, services
 from .forms import EndpointCreateForm, EndpointEventsForm
@@ -30,7 +32,8 @@ def _list_page(
     form: EndpointCreateForm,
     issued: services.IssuedSecret | None = None,
 ) -> HttpResponse:
-    endpoints = Endpoint.objects.filter(user=request.user).order_by("-created_at")
+    account = require(request, Action.MANAGE_WEBHOOKS)
+    endpoints = Endpoint.objects.filter(account=account).order_by("-created_at")
     return render(
         request,
         "webhooks/list.html",
@@ -47,6 +50,7 @@ def _list_page(
 @login_required
 @require_http_methods(["GET", "POST"])
 def endpoint_list(request: AuthenticatedRequest) -> HttpResponse:
+    account = require(request, Action.MANAGE_WEBHOOKS)
     if request.method != "POST":
         return _list_page(request, EndpointCreateForm())
     form = EndpointCreateForm(request.POST)
@@ -54,7 +58,7 @@ def endpoint_list(request: AuthenticatedRequest) -> HttpResponse:
         return _list_page(request, form)
     try:
         issued = services.create_endpoint(
-            request.user,
+            account,
             form.cleaned_data["url"],
             form.cleaned_data["event_types"],
             form.cleaned_data["description"],
@@ -66,7 +70,8 @@ def endpoint_list(request: AuthenticatedRequest) -> HttpResponse:
 
 
 def _owned(request: AuthenticatedRequest, endpoint_id: int) -> Endpoint:
-    return get_object_or_404(Endpoint, pk=endpoint_id, user=request.user)
+    account = require(request, Action.MANAGE_WEBHOOKS)
+    return get_object_or_404(Endpoint, pk=endpoint_id, account=account)
 
 
 def _detail_page(

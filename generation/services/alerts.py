@@ -34,7 +34,7 @@ def send_low_balance_alert(account_id: int) -> bool:
     threshold = account.low_balance_alert_credits or 0
     balance = account.balance_credits
     webhooks.publish(
-        account.user,
+        account.owner,
         events.CREDITS_LOW,
         {
             "object": "credits.balance",
@@ -47,7 +47,7 @@ def send_low_balance_alert(account_id: int) -> bool:
     billing_page = f"{settings.SITE_URL}{reverse('billing:ledger')}"
     alerts_page = f"{settings.SITE_URL}{reverse('dashboard:alerts')}"
     _email(
-        account.user.email,
+        account.owner.contact_emails(),
         "Your credit balance is low",
         f"Your {settings.SITE_NAME} balance is {balance:,} credits "
         f"({billing.format_usd_for_people(balance)}), below the {threshold:,} credits you asked "
@@ -58,18 +58,19 @@ def send_low_balance_alert(account_id: int) -> bool:
 
 
 def send_key_budget_alert(window: str, percent: int) -> bool:
-    """Tell the key's owner it has spent ``percent`` of its cap in this window, once."""
+    """Tell the key's account (its owners) it has spent ``percent`` of its cap in this window,
+    once."""
     claimed = billing_alerts.claim_key_budget_alert(window, percent)
     if claimed is None:
         return False
-    api_key = ApiKey.objects.select_related("user").filter(pk=key_id_of_window(window)).first()
+    api_key = ApiKey.objects.select_related("account").filter(pk=key_id_of_window(window)).first()
     if api_key is None:
         return False
     page = f"{settings.SITE_URL}{reverse('dashboard:key-spend', args=[api_key.pk])}"
     spent, cap = claimed.spent_credits, claimed.cap_credits
     reached = "has reached its spend cap" if percent >= 100 else f"has spent {percent}% of its cap"
     _email(
-        api_key.user.email,
+        api_key.account.contact_emails(),
         f"API key {api_key.name} {reached}",
         f"Your API key {api_key.name} ({api_key.prefix}…) {reached}: {spent:,} of "
         f"{cap:,} credits in this window (held credits of requests still running count until "
@@ -79,13 +80,13 @@ def send_key_budget_alert(window: str, percent: int) -> bool:
     return True
 
 
-def _email(to: str, subject: str, body: str) -> None:
+def _email(to: list[str], subject: str, body: str) -> None:
     try:
         send_mail(
             subject=f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}{subject}",
             message=body,
             from_email=None,
-            recipient_list=[to],
+            recipient_list=to,
         )
     except Exception:
         logger.exception("could not email an alert (%s)", subject)

@@ -20,19 +20,19 @@ _EVENT_TYPES = {
 }
 
 
-def announce_finished(generation_id: int, user_id: int) -> None:
+def announce_finished(generation_id: int, account_id: int) -> None:
     """Publish the generation's ``image.generation.*`` event, once (its id is the event's key),
     if its owner has an endpoint. One query for an owner without one."""
     try:
-        if not webhooks.has_endpoints(user_id):
+        if not webhooks.has_endpoints(account_id):
             return
-        generation = Generation.objects.select_related("user").get(pk=generation_id)
+        generation = Generation.objects.select_related("account").get(pk=generation_id)
         status = generation.job_status
         event_type = _EVENT_TYPES.get(status)
         if event_type is None:  # not finished: nothing to say yet
             return
         webhooks.publish(
-            generation.user,
+            generation.account,
             event_type,
             {
                 "id": generation.public_id,

@@ -12,7 +12,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Account
 from server import metrics
 
 from .. import storage, thumbnails
@@ -155,20 +155,20 @@ def _remove_unnamed(candidates: dict[str, list[str]]) -> int:
     return len(orphans)
 
 
-def erase_customer_content(user: User) -> int:
+def erase_customer_content(account: Account) -> int:
     """Delete what a closing account made (images and their files) and blank what it wrote
     (prompts, parameters, idempotency keys), keeping each request's amounts for the books.
 
     Returns how many images were deleted.
     """
-    images = Image.objects.filter(user=user)
+    images = Image.objects.filter(account=account)
     files = list(images.values_list("token", "file"))
     deleted, _ = images.delete()
-    inputs = InputImage.objects.filter(user=user)
+    inputs = InputImage.objects.filter(account=account)
     input_files = list(inputs.values_list("token", "file"))
     inputs.delete()
     _delete_files_after_commit(input_files)
-    Generation.objects.filter(user=user).update(
+    Generation.objects.filter(account=account).update(
         prompt="", params={}, idempotency_key="", request_hash="", error_message=""
     )
     _delete_files_after_commit(files)

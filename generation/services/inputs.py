@@ -58,7 +58,7 @@ def record_references(generation: Generation, stored: list[StoredReference]) -> 
     InputImage.objects.bulk_create(
         InputImage(
             generation=generation,
-            user_id=generation.user_id,
+            account_id=generation.account_id,
             token=item.token,
             index=index,
             file=item.name,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Account
 
 from ..models import Generation, JobStatus
 from ..refusals import Reason, Refusal
@@ -41,12 +41,12 @@ def job_id_of(request_id: str) -> str:
     return _JOB_PREFIX + request_id.removeprefix(_REQUEST_PREFIX)
 
 
-def find_job(user: User, job_id: str) -> Generation | None:
-    """``user``'s generation by its id (or its request's x-request-id); None for anyone
+def find_job(account: Account, job_id: str) -> Generation | None:
+    """``account``'s generation by its id (or its request's x-request-id); None for anyone
     else's, so that another account's id reads exactly like an unknown one."""
     if job_id.startswith(_REQUEST_PREFIX):
         job_id = job_id_of(job_id)
-    return Generation.objects.filter(user=user, public_id=job_id).first()
+    return Generation.objects.filter(account=account, public_id=job_id).first()
 
 
 def _statuses(status: str) -> Q:
@@ -68,22 +68,22 @@ class JobPage:
 
 
 def list_jobs(
-    user: User,
+    account: Account,
     *,
     limit: int = LIST_LIMIT_DEFAULT,
     after: str | None = None,
     status: str | None = None,
 ) -> JobPage | None:
-    """``user``'s jobs, newest first, ``limit`` at a time. ``after``: the id of the last job of
+    """``account``'s jobs, newest first, ``limit`` at a time. ``after``: the id of the last job of
     the previous page (None if that id is not one of theirs). Refusals of a request for
     credits are not jobs: nothing ran."""
-    rows: QuerySet[Generation] = Generation.objects.filter(user=user).exclude(
+    rows: QuerySet[Generation] = Generation.objects.filter(account=account).exclude(
         status=Generation.Status.FAILED, http_status=402, reserved_credits=0
     )
     if status is not None:
         rows = rows.filter(_statuses(status))
     if after is not None:
-        cursor = find_job(user, after)
+        cursor = find_job(account, after)
         if cursor is None:
             return None
         # The order is (-created_at, -id): the rows after the cursor's place in it.

@@ -25,7 +25,7 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import transaction
 
-from accounts.models import User
+from accounts.models import Account, User
 from keys.models import ApiKey
 from server.steps import Steps
 
@@ -43,7 +43,7 @@ from .spend import check_model_allowed
 
 async def admit(
     steps: Steps,
-    user: User,
+    account: Account,
     api_key: ApiKey | None,
     *,
     images: int = 0,
@@ -54,7 +54,7 @@ async def admit(
     the account and the key, or raise RateLimited."""
     if steps.on_loop:
         return await ratelimits.aadmit(
-            user,
+            account,
             api_key,
             images=images,
             slot_holder=slot_holder,
@@ -62,7 +62,7 @@ async def admit(
         )
     return await steps.run(
         ratelimits.admit,
-        user,
+        account,
         api_key,
         images=images,
         slot_holder=slot_holder,
@@ -73,7 +73,8 @@ async def admit(
 async def open_generation(
     steps: Steps,
     *,
-    user: User,
+    account: Account,
+    made_by_id: int,
     api_key: ApiKey | None,
     spec: GenerationSpec,
     source: str = Generation.Source.API,
@@ -84,7 +85,8 @@ async def open_generation(
     public_id: str | None = None,
     queued: bool = False,
 ) -> Generation:
-    """Admit and reserve: the generation recorded with its credits held and its slot taken.
+    """Admit and reserve: ``account``'s generation, asked by its member ``made_by_id``, recorded
+    with its credits held and its slot taken.
     ``rate_headers`` receives the limiter's headers as soon as they are known (a refusal after
     admission carries them too). ``queued``: an API job, which a worker runs (``submit_job``);
     it waits its turn in the queue rather than taking one of the account's concurrent
@@ -94,11 +96,11 @@ async def open_generation(
     check_model_allowed(api_key, spec.model.id)
     # A repeat answered from the first request's result is a request, not new work.
     repeat = idempotency_key is not None and await steps.run(
-        is_idempotent_repeat, user, idempotency_key
+        is_idempotent_repeat, account, idempotency_key
     )
     admission = await admit(
         steps,
-        user,
+        account,
         api_key,
         images=0 if repeat else spec.most_images,
         slot_holder=None if repeat or queued else public_id,
@@ -113,7 +115,8 @@ async def open_generation(
             stored = await asyncio.to_thread(inputs.write_reference_files, spec.references)
         generation = await reserve_generation(
             steps,
-            user=user,
+            account=account,
+            made_by_id=made_by_id,
             spec=spec,
             source=source,
             api_key=api_key,
@@ -124,7 +127,7 @@ async def open_generation(
         )
     except BaseException:
         # Nothing will run (refused, or a repeat answered from the first): the slot goes back.
-        await release(steps, user.pk, api_key.pk if api_key else None, public_id)
+        await release(steps, account.pk, api_key.pk if api_key else None, public_id)
         if stored:
             await asyncio.to_thread(inputs.delete_reference_files, stored)
         raise
@@ -165,7 +168,6 @@ async def run_generation(
 async def submit_job(
     steps: Steps,
     *,
-    user: User,
     api_key: ApiKey,
     spec: GenerationSpec,
     idempotency_key: str | None = None,
@@ -180,7 +182,8 @@ async def submit_job(
 
     generation = await open_generation(
         steps,
-        user=user,
+        account=api_key.account,
+        made_by_id=api_key.user_id,
         api_key=api_key,
         spec=spec,
         idempotency_key=idempotency_key,
@@ -193,7 +196,7 @@ async def submit_job(
     return generation
 
 
-def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
+def submit_generation(*, account: Account, user: User, spec: GenerationSpec) -> Generation:
     """The playground's request: admitted and reserved like the API's (the row queued), then a
     Celery task is sent once the row is committed (a worker must never look for a row it
     cannot see). The slot is held until the worker settles the generation."""
@@ -201,7 +204,8 @@ def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
 
     generation = async_to_sync(open_generation)(
         Steps.inline(),
-        user=user,
+        account=account,
+        made_by_id=user.pk,
         api_key=None,
         spec=spec,
         source=Generation.Source.PLAYGROUND,

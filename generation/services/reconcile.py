@@ -68,10 +68,10 @@ def fail_and_release(
         if not claimed:
             return False
         generation = Generation.objects.get(pk=pk)
-        ratelimits.release(generation.user_id, generation.api_key_id, generation.public_id)
-        announce_finished(generation.pk, generation.user_id)
+        ratelimits.release(generation.account_id, generation.api_key_id, generation.public_id)
+        announce_finished(generation.pk, generation.account_id)
         billing.settle(
-            generation.user_id,
+            generation.account_id,
             quote_of(generation).settlement(delivered=[]),
             reference=generation.ledger_reference,
             description=f"{note} ({generation.public_id})",
@@ -82,14 +82,14 @@ def fail_and_release(
     return True
 
 
-def release_work_of_closing_account(user_id: int) -> int:
+def release_work_of_closing_account(account_id: int) -> int:
     """An account is closing: every generation of it still queued or running is failed and its
     hold released at once. A queued playground run is then never sent upstream; a running one
     that delivers later finds its row settled, is charged nothing, and its files are removed
     (settle.py). Returns how many were released."""
     now = timezone.now()
     unsettled = Generation.objects.filter(
-        user_id=user_id, status__in=Generation.UNSETTLED
+        account_id=account_id, status__in=Generation.UNSETTLED
     ).values_list("pk", flat=True)
     return sum(
         fail_and_release(

@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Account
 from billing import limits as billing_limits
 from billing import services as billing
 from billing.models import CreditAccount
@@ -73,7 +73,8 @@ def quote(spec: GenerationSpec) -> billing.Quote:
 async def reserve_generation(
     steps: Steps,
     *,
-    user: User,
+    account: Account,
+    made_by_id: int,
     spec: GenerationSpec,
     source: str = Generation.Source.API,
     api_key: ApiKey | None = None,
@@ -82,7 +83,8 @@ async def reserve_generation(
     public_id: str | None = None,
     queued: bool = False,
 ) -> Generation:
-    """Price, record and hold, atomically. ``queued``: an API job (run by a worker, as the
+    """Price, record and hold, atomically, for ``account`` (whose credits, limits and request it
+    is), asked by its member ``made_by_id``. ``queued``: an API job (run by a worker, as the
     playground's are) rather than work this process runs at once. Raises ShortOfCredits (a
     failed row records the refusal for the usage log), Refusal (not for sale, an
     Idempotency-Key reused with another body) or IdempotentReplay."""
@@ -91,14 +93,15 @@ async def reserve_generation(
         priced = await steps.run(quote, spec)
     now = timezone.now()
     limit = spend.key_limit(api_key, now)
-    fields = _generation_fields(user, spec, source, api_key, public_id, priced, now, queued)
+    fields = _generation_fields(account, made_by_id, spec, source, api_key, public_id, priced, now)
+    _set_status(fields, source, queued, now)
     fields.update(
         idempotency_key=idempotency_key or "",
         request_hash=request_hash,
         spend_window=limit.window if limit else "",
     )
     if idempotency_key:
-        await steps.run(_check_idempotency, user, idempotency_key, request_hash, now)
+        await steps.run(_check_idempotency, account, idempotency_key, request_hash, now)
     if hotpath.available():
         generation = Generation(**fields)
         hold = priced.hold()
@@ -113,7 +116,7 @@ async def reserve_generation(
                 raise
             else:
                 # A concurrent request with the same key won the insert: its repeat.
-                await steps.run(_check_idempotency, user, idempotency_key, request_hash, now)
+                await steps.run(_check_idempotency, account, idempotency_key, request_hash, now)
                 raise
         if opened:
             metrics.generation_reserved(generation)
@@ -127,7 +130,7 @@ async def reserve_generation(
                 )
             await _send_alerts(
                 spend.alerts_due(
-                    _loaded_account(user),
+                    _loaded_account(account),
                     balance_before_credits=opened.balance_after_credits + hold["held_credits"],
                     balance_after_credits=opened.balance_after_credits,
                     counted=counted,
@@ -135,17 +138,19 @@ async def reserve_generation(
             )
             return generation
         # Refused for credits or by the cap: the ORM path below records and explains it.
-    generation, due = await steps.run(_reserve_with_orm, fields, priced, user, api_key, limit, now)
+    generation, due = await steps.run(
+        _reserve_with_orm, fields, priced, account, api_key, limit, now
+    )
     await _send_alerts(due)
     return generation
 
 
-def _loaded_account(user: User) -> CreditAccount | None:
-    """The user's credit account if it was loaded with the key (no query), else None."""
-    related = User.credit_account.related
-    if not related.is_cached(user):
+def _loaded_account(account: Account) -> CreditAccount | None:
+    """The account's credit account if it was loaded with the key (no query), else None."""
+    related = Account.credit_account.related
+    if not related.is_cached(account):
         return None
-    return cast(CreditAccount | None, related.get_cached_value(user))
+    return cast(CreditAccount | None, related.get_cached_value(account))
 
 
 async def _send_alerts(due: list[tuple[str, tuple[object, ...]]]) -> None:
@@ -172,18 +177,19 @@ def deadline_seconds(model: ModelInfo) -> int:
 
 
 def _generation_fields(
-    user: User,
+    account: Account,
+    made_by_id: int,
     spec: GenerationSpec,
     source: str,
     api_key: ApiKey | None,
     public_id: str | None,
     priced: billing.Quote,
     now: datetime,
-    queued: bool,
 ) -> dict[str, Any]:
-    fields: dict[str, Any] = {
+    return {
         "public_id": public_id or new_public_id(),
-        "user": user,
+        "account": account,
+        "user_id": made_by_id,
         "api_key": api_key,
         "source": source,
         "model": spec.model.id,
@@ -200,17 +206,19 @@ def _generation_fields(
         "created_at": now,
         "deadline_at": now + timedelta(seconds=deadline_seconds(spec.model)),
     }
+
+
+def _set_status(fields: dict[str, Any], source: str, queued: bool, now: datetime) -> None:
     if source == Generation.Source.API and not queued:
         fields.update(status=Generation.Status.RUNNING, started_at=now)
     else:
         fields.update(dispatched_at=now)  # its task is sent as soon as the row commits
-    return fields
 
 
 def _reserve_with_orm(
     fields: dict[str, Any],
     priced: billing.Quote,
-    user: User,
+    account: Account,
     api_key: ApiKey | None,
     limit: billing.Limit | None,
     now: datetime,
@@ -221,7 +229,7 @@ def _reserve_with_orm(
         with transaction.atomic():
             generation = Generation.objects.create(**fields)
             held = billing.hold(
-                user.pk,
+                account.pk,
                 priced.hold(),
                 reference=generation.ledger_reference,
                 description=_describe(generation),
@@ -237,14 +245,13 @@ def _reserve_with_orm(
         if not idempotency_key:
             raise
         # A concurrent request with the same key won the insert: answer as its repeat.
-        _check_idempotency(user, idempotency_key, fields["request_hash"], now)
+        _check_idempotency(account, idempotency_key, fields["request_hash"], now)
         raise
     except billing.InsufficientCredits as exc:
         raise _refused_for_credits(fields, exc, now) from None
     metrics.generation_reserved(generation)
-    account = _loaded_account(user) or CreditAccount.objects.filter(user_id=user.pk).first()
     due = spend.alerts_due(
-        account,
+        _loaded_account(account) or CreditAccount.objects.filter(owner=account).first(),
         balance_before_credits=held.balance_before_credits,
         balance_after_credits=held.entry.balance_after_credits,
         counted=held.window,
@@ -302,18 +309,20 @@ def _record_refusal(
     )
 
 
-def is_idempotent_repeat(user: User, key: str | None) -> bool:
+def is_idempotent_repeat(account: Account, key: str | None) -> bool:
     """Whether a request with this Idempotency-Key will be answered from an earlier one (so it
     must not count as new work against the rate limits)."""
     if not key:
         return False
     since = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_WINDOW_SECONDS)
-    return Generation.objects.filter(user=user, idempotency_key=key, created_at__gte=since).exists()
+    return Generation.objects.filter(
+        account=account, idempotency_key=key, created_at__gte=since
+    ).exists()
 
 
-def _check_idempotency(user: User, key: str, request_hash: str, now: datetime) -> None:
+def _check_idempotency(account: Account, key: str, request_hash: str, now: datetime) -> None:
     window_start = now - timedelta(seconds=settings.IDEMPOTENCY_WINDOW_SECONDS)
-    existing = Generation.objects.filter(user=user, idempotency_key=key).first()
+    existing = Generation.objects.filter(account=account, idempotency_key=key).first()
     if existing is None:
         return
     if existing.created_at < window_start:

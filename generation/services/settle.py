@@ -84,7 +84,7 @@ async def settle_generation(
     if not claimed:
         return await steps.run(_too_late, generation, stored)
     if claimed.has_webhooks is not False:
-        await steps.run(announce_finished, generation.pk, generation.user_id)
+        await steps.run(announce_finished, generation.pk, generation.account_id)
     return settlement.completed(generation, stored)
 
 
@@ -173,10 +173,10 @@ def complete_generation(
 
 async def release_slot(steps: Steps, generation: Generation) -> None:
     """Give back the generation's concurrency slot (idempotent)."""
-    await release(steps, generation.user_id, generation.api_key_id, generation.public_id)
+    await release(steps, generation.account_id, generation.api_key_id, generation.public_id)
 
 
-async def release(steps: Steps, user_id: int, api_key_id: int | None, holder: str) -> None:
+async def release(steps: Steps, account_id: int, api_key_id: int | None, holder: str) -> None:
     """Give back the concurrency slots ``holder`` took (idempotent).
 
     Never raises: this runs after a settlement (or beside an error being raised), and a slot
@@ -186,9 +186,9 @@ async def release(steps: Steps, user_id: int, api_key_id: int | None, holder: st
     (RATE_LIMIT_SLOT_LEASE_SECONDS); the reconciler gives back that of a row it fails."""
     try:
         if steps.on_loop:
-            await ratelimits.arelease(user_id, api_key_id, holder)
+            await ratelimits.arelease(account_id, api_key_id, holder)
         else:
-            await steps.run(ratelimits.release, user_id, api_key_id, holder)
+            await steps.run(ratelimits.release, account_id, api_key_id, holder)
     except Exception as error:
         # The error's type only, as for an unreachable Redis (server/outage.py): the database
         # being away already shows in every request that needs it.
@@ -314,7 +314,7 @@ class _Settlement:
         images = [
             Image(
                 generation=generation,
-                user_id=generation.user_id,
+                account_id=generation.account_id,
                 token=token,
                 index=index,
                 file=name,
@@ -357,7 +357,7 @@ def _settle_with_orm(generation: Generation, settlement: _Settlement) -> bool:
         if claimed:
             Image.objects.bulk_create(settlement.images)
             billing.settle(
-                generation.user_id,
+                generation.account_id,
                 settlement.money,
                 reference=generation.ledger_reference,
                 description=settlement.description,

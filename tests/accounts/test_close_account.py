@@ -59,11 +59,11 @@ def test_closing_revokes_keys_deletes_content_and_keeps_the_ledger(
     made = generate(client, raw_key)
     assert made.status_code == 200, made.content
     image_path = made.json()["data"][0]["url"].removeprefix("http://testserver")
-    image = Image.objects.get(user=owner)
+    image = Image.objects.get(account=owner.personal_account)
     assert default_storage.exists(image.file.name)
     assert generate(client, outsider_key, prompt="outsider's own").status_code == 200
     Authenticator.objects.create(user=owner, type=Authenticator.Type.RECOVERY_CODES, data={})
-    ledger = LedgerEntry.objects.filter(account__user=owner)
+    ledger = LedgerEntry.objects.filter(account__owner__personal_owner=owner)
     ledger_before = list(ledger.values_list("id", flat=True))
 
     with django_capture_on_commit_callbacks(execute=True):  # the files go after the commit
@@ -80,7 +80,7 @@ def test_closing_revokes_keys_deletes_content_and_keeps_the_ledger(
         assert refused.json()["error"]["code"] == "invalid_api_key"
     assert ApiKey.objects.filter(user=owner, revoked_at__isnull=True).count() == 0
     # Content gone: images, their files and their URLs; prompts blanked.
-    assert not Image.objects.filter(user=owner).exists()
+    assert not Image.objects.filter(account=owner.personal_account).exists()
     assert not default_storage.exists(image.file.name)
     assert client.get(image_path).status_code == 404
     generation = Generation.objects.get(user=owner)
@@ -99,7 +99,7 @@ def test_closing_revokes_keys_deletes_content_and_keeps_the_ledger(
     # The outsider loses nothing.
     assert generate(client, outsider_key).status_code == 200
     assert Generation.objects.get(user=outsider, prompt="outsider's own")
-    assert Image.objects.filter(user=outsider).count() == 2
+    assert Image.objects.filter(account=outsider.personal_account).count() == 2
 
 
 def test_the_email_address_can_sign_up_again_as_a_new_account(signed_in, client, owner):

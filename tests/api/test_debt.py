@@ -27,7 +27,7 @@ def generate(client, key):
 
 def owe(user, credits):
     services.take_back(
-        user.pk,
+        user.personal_account.pk,
         credits,
         reference="purchase:test",
         idempotency_key=f"stripe:ch_test:refunded:{credits}",
@@ -58,12 +58,17 @@ def test_an_account_that_owes_credits_gets_402_with_the_reason(client, owner, ow
 
 def test_credits_left_over_do_not_let_an_owing_account_through(client, owner, owner_key):
     # The debt blocks the API even when the balance could pay for the request.
-    services.hold(owner.pk, {"held_credits": 400}, reference="gen:held", description="held")
+    services.hold(
+        owner.personal_account.pk, {"held_credits": 400}, reference="gen:held", description="held"
+    )
     owe(owner, 700)  # takes the 600 left, owes 100
     services.settle(
-        owner.pk, {"held_credits": 400, "charged_credits": 0}, reference="gen:held", description="x"
+        owner.personal_account.pk,
+        {"held_credits": 400, "charged_credits": 0},
+        reference="gen:held",
+        description="x",
     )
-    assert services.balance_credits(owner) == 400
+    assert services.balance_credits(owner.personal_account) == 400
 
     response = generate(client, owner_key)
 
@@ -73,12 +78,18 @@ def test_credits_left_over_do_not_let_an_owing_account_through(client, owner, ow
 
 def test_a_top_up_pays_the_debt_and_the_api_works_again(client, owner, owner_key):
     owe(owner, 1500)
-    services.grant(owner, 5000, kind="top_up", description="Card", idempotency_key="stripe:cs_2")
+    services.grant(
+        owner.personal_account,
+        5000,
+        kind="top_up",
+        description="Card",
+        idempotency_key="stripe:cs_2",
+    )
 
     response = generate(client, owner_key)
 
     assert response.status_code == 200, response.content
-    assert services.debt_credits(owner.pk) == 0
+    assert services.debt_credits(owner.personal_account.pk) == 0
     assert assert_ledger_balanced(owner) == 5000 - 500 - 40
 
 

@@ -116,7 +116,8 @@ def test_a_repeat_while_the_first_still_runs_gets_409_to_retry(
     raw = json.dumps(body)
     model = get_model("seedream-4-0")
     services.begin_generation(
-        user=owner,
+        account=owner.personal_account,
+        made_by_id=owner.pk,
         spec=services.GenerationSpec(
             model=model, prompt=body["prompt"], size=resolve_size(model, "1024x1024"), n=1
         ),

@@ -203,7 +203,7 @@ def test_a_body_too_large_is_refused(client, owner_key, settings):
 def test_a_quote_counts_as_a_request_against_the_rate_limit(client, owner, owner_key):
     from generation.models import AccountRateLimit
 
-    AccountRateLimit.objects.create(user=owner, requests_per_minute=1)
+    AccountRateLimit.objects.create(account=owner.personal_account, requests_per_minute=1)
     assert quote(client, owner_key, model="seedream-4-0").status_code == 200
     refused = quote(client, owner_key, model="seedream-4-0")
     assert refused.status_code == 429
@@ -237,7 +237,9 @@ def test_the_quote_is_the_balance_change_of_the_same_request(client, owner, owne
         from api.schemas import parse_generation_request
 
         spec = parse_generation_request(body)
-        generation = services.begin_generation(user=owner, spec=spec)
+        generation = services.begin_generation(
+            account=owner.personal_account, made_by_id=owner.pk, spec=spec
+        )
         assert generation.reserved_credits == quoted
         assert assert_ledger_balanced(owner) == 1000 - quoted
 
@@ -327,7 +329,9 @@ SINGLE_STATEMENT = [
 @pytest.mark.parametrize("single_statement", SINGLE_STATEMENT)
 def test_each_image_is_charged_by_the_tier_it_was_delivered_in(settings, owner, single_statement):
     settings.GENERATION_SINGLE_STATEMENT_SQL = single_statement
-    generation = services.begin_generation(user=owner, spec=pro_spec("2K", 3))
+    generation = services.begin_generation(
+        account=owner.personal_account, made_by_id=owner.pk, spec=pro_spec("2K", 3)
+    )
     assert generation.reserved_credits == 3 * 120
     assert generation.size_tier == "2K"
 
@@ -351,7 +355,9 @@ def test_each_image_is_charged_by_the_tier_it_was_delivered_in(settings, owner, 
 @pytest.mark.parametrize("single_statement", SINGLE_STATEMENT)
 def test_one_pixel_above_the_bound_is_charged_in_the_high_tier(settings, owner, single_statement):
     settings.GENERATION_SINGLE_STATEMENT_SQL = single_statement
-    generation = services.begin_generation(user=owner, spec=pro_spec("2K", 1))
+    generation = services.begin_generation(
+        account=owner.personal_account, made_by_id=owner.pk, spec=pro_spec("2K", 1)
+    )
     services.complete_generation(generation, [delivered(1537, 1536)], latency_ms=5)
     assert Generation.objects.get().charged_credits == 120
     assert balance(owner) == 880
@@ -397,7 +403,8 @@ def test_a_rule_edited_in_the_admin_prices_the_next_request_but_not_one_already_
 ):
     settings.PRICE_CACHE_SECONDS = 3600  # the admin's save makes its process read it afresh
     held = services.begin_generation(
-        user=owner,
+        account=owner.personal_account,
+        made_by_id=owner.pk,
         spec=services.build_spec(model="seedream-4-0", prompt="a fox", size="1024x1024"),
     )
     assert held.reserved_credits == 40

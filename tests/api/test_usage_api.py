@@ -87,7 +87,7 @@ def ledger_charges(user, start: int, end: int) -> list[LedgerEntry]:
     """The user's charge lines written in [start, end)."""
     return list(
         LedgerEntry.objects.filter(
-            account__user=user,
+            account__owner__personal_owner=user,
             kind=LedgerKind.CHARGE,
             created_at__gte=usage_query.moment(start),
             created_at__lt=usage_query.moment(end),

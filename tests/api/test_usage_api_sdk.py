@@ -83,7 +83,9 @@ def test_the_sdk_reads_its_usage_grouped_by_a_list_and_pages_through_it(customer
         ("organization.usage.images.result", "seedream-3-0", key_ids[1], 1, 1),
         ("organization.usage.images.result", "seedream-4-0", key_ids[0], 2, 1),
     ]
-    charged = LedgerEntry.objects.filter(account__user=user, kind=LedgerKind.CHARGE)
+    charged = LedgerEntry.objects.filter(
+        account__owner__personal_owner=user, kind=LedgerKind.CHARGE
+    )
     assert sum(r["credits"] for r in results) == -sum(e.amount_credits for e in charged) == 115
 
 

@@ -40,14 +40,16 @@ def buy_and_save_card(
 
 
 def account_of(user: Any) -> CreditAccount:
-    return CreditAccount.objects.get(user=user)
+    return CreditAccount.objects.get(owner__personal_owner=user)
 
 
 def spend(user: Any, credits: int, reference: str = "gen:1") -> bool:
     """A request holds ``credits``; returns what ``due`` says after it (the lead's hook asks it
     after every hold)."""
     before = balance(user)
-    services.hold(user.pk, {"held_credits": credits}, reference=reference, description="held")
+    services.hold(
+        user.personal_account.pk, {"held_credits": credits}, reference=reference, description="held"
+    )
     return auto_top_up.due(account_of(user), before_credits=before, after_credits=balance(user))
 
 
@@ -192,9 +194,9 @@ def test_due_is_true_only_when_a_spend_crosses_the_threshold_downward(
 
 def test_due_is_false_when_off_or_not_set_up(armed, settings):
     crossing = {"before_credits": 6000, "after_credits": 4000}
-    off = CreditAccount(user_id=armed.user_id, auto_top_up_threshold_credits=THRESHOLD)
+    off = CreditAccount(owner_id=armed.owner_id, auto_top_up_threshold_credits=THRESHOLD)
     assert auto_top_up.due(off, **crossing) is False
-    no_threshold = CreditAccount(user_id=armed.user_id, auto_top_up_enabled=True)
+    no_threshold = CreditAccount(owner_id=armed.owner_id, auto_top_up_enabled=True)
     assert auto_top_up.due(no_threshold, **crossing) is False
     assert auto_top_up.due(armed, **crossing) is True
     settings.STRIPE_WEBHOOK_SECRET = ""  # card payments no longer set up
@@ -204,7 +206,7 @@ def test_due_is_false_when_off_or_not_set_up(armed, settings):
 def test_due_is_false_while_a_top_up_is_in_flight(armed, owner):
     crossing = {"before_credits": 6000, "after_credits": 4000}
     purchase = Purchase.objects.create(
-        user=owner, kind="auto", amount_cents=2000, currency="usd", credits=20_000
+        owner=owner.personal_account, kind="auto", amount_cents=2000, currency="usd", credits=20_000
     )
     assert auto_top_up.due(armed, **crossing) is False
     for status in ("failed", "paid"):
@@ -215,7 +217,11 @@ def test_due_is_false_while_a_top_up_is_in_flight(armed, owner):
 def test_the_database_allows_one_pending_top_up_per_account(armed, owner, outsider):
     def pending(user: Any) -> Purchase:
         return Purchase.objects.create(
-            user=user, kind="auto", amount_cents=2000, currency="usd", credits=20_000
+            owner=user.personal_account,
+            kind="auto",
+            amount_cents=2000,
+            currency="usd",
+            credits=20_000,
         )
 
     pending(owner)
@@ -224,7 +230,9 @@ def test_the_database_allows_one_pending_top_up_per_account(armed, owner, outsid
         pending(owner)
     # Checkout purchases are not limited.
     for _ in range(2):
-        Purchase.objects.create(user=owner, amount_cents=500, currency="usd", credits=5000)
+        Purchase.objects.create(
+            owner=owner.personal_account, user=owner, amount_cents=500, currency="usd", credits=5000
+        )
 
 
 # --- Charging -----------------------------------------------------------------------------------
@@ -247,7 +255,7 @@ def test_a_crossing_charges_the_saved_card_off_session_and_the_webhook_credits_o
     assert created.form["collection_method"] == "charge_automatically"
     assert (created.form["auto_advance"], created.form["currency"]) == ("false", "usd")
     assert created.form["metadata[purchase_id]"] == str(purchase.public_id)
-    assert created.form["metadata[user_id]"] == str(owner.pk)
+    assert created.form["metadata[account_id]"] == str(owner.personal_account.pk)
     assert created.form["metadata[kind]"] == "auto"
     [item] = posts(fake_stripe, "/v1/invoiceitems")
     assert item.headers["idempotency-key"] == f"{key}-item"
@@ -341,7 +349,7 @@ def test_a_new_crossing_after_a_top_up_charges_again(client, owner, fake_stripe,
 
 def test_the_task_does_nothing_when_the_balance_is_back_above(owner, fake_stripe, deliver, armed):
     spend(owner, 1500)
-    services.grant(owner, 1000, description="gift", idempotency_key="gift")
+    services.grant(owner.personal_account, 1000, description="gift", idempotency_key="gift")
 
     assert run_task(armed) == "nothing"
 
@@ -406,7 +414,7 @@ def test_a_declined_card_stops_auto_top_up_and_emails_the_customer(
     assert len(mail.outbox) == 1
 
     # A further crossing does nothing, and the card is never asked again.
-    services.grant(owner, 2000, description="gift", idempotency_key="gift")
+    services.grant(owner.personal_account, 2000, description="gift", idempotency_key="gift")
     assert spend(owner, 3000, reference="gen:2") is False
     assert run_task(armed) == "nothing"
     assert len(charges(fake_stripe)) == 1
@@ -435,7 +443,9 @@ def test_each_kind_of_decline_stops_it_with_its_reason(
     else:
         buy_and_save_card(client, fake_stripe, deliver)
         # Stripe's test PaymentMethod of that card, as if it were the one saved.
-        CreditAccount.objects.filter(user=owner).update(auto_top_up_payment_method_id=card)
+        CreditAccount.objects.filter(owner__personal_owner=owner).update(
+            auto_top_up_payment_method_id=card
+        )
     account = account_of(owner)
     spend(owner, 1500)
 
@@ -457,7 +467,7 @@ def test_the_event_of_a_decline_alone_stops_it_once(owner, fake_stripe, deliver,
     # The invoice is made and charged; the answers are lost, and Stripe's event arrives first.
     customer_id = BillingProfile.objects.get(account=armed).stripe_customer_id
     key = f"auto-top-up-{purchase.public_id}"
-    metadata = {"purchase_id": str(purchase.public_id), "user_id": str(owner.pk)}
+    metadata = {"purchase_id": str(purchase.public_id), "account_id": str(armed.owner_id)}
     invoice = stripe_client.create_invoice(
         currency="usd", customer_id=customer_id, description="x", footer="", metadata=metadata,
         idempotency_key=key,
@@ -605,7 +615,7 @@ def test_the_settings_form_refuses_values_out_of_bounds(
 
     assert response.status_code == 400
     assert error in response.content.decode()
-    account = CreditAccount.objects.filter(user=owner).first()
+    account = CreditAccount.objects.filter(owner__personal_owner=owner).first()
     assert account is None or account.auto_top_up_threshold_credits is None
     assert fake_stripe.requests == []
 
@@ -691,7 +701,7 @@ def test_an_auto_top_up_event_naming_another_customer_is_refused(
     run_task(armed)
     purchase = Purchase.objects.get(kind="auto")
     intent = fake_stripe.payment_intent(purchase.payment_intent_id)
-    intent["metadata"]["user_id"] = str(outsider.pk)
+    intent["metadata"]["account_id"] = str(outsider.personal_account.pk)
 
     response = deliver(fake_stripe.event("payment_intent.succeeded", intent))
 
@@ -712,7 +722,9 @@ def test_an_api_request_that_crosses_the_threshold_tops_up_once(
 
     sent: list[tuple[str, tuple[Any, ...]]] = []
     monkeypatch.setattr(generation_tasks, "send_alerts", sent.extend)
-    services.adjust(owner, -(balance(owner) - 5010), reason="test", operator="test")
+    services.adjust(
+        owner.personal_account, -(balance(owner) - 5010), reason="test", operator="test"
+    )
     key = api_key_factory(owner).raw_key
 
     def generate() -> None:

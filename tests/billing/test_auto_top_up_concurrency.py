@@ -34,8 +34,10 @@ def armed(owner: Any, fake_stripe: FakeStripe) -> CreditAccount:
     client.post("/dashboard/billing/buy/", {"pack": "500", "save_card": "on"})
     session = fake_stripe.pay(str(Purchase.objects.get().checkout_session_id))
     assert signed_post(Client(), fake_stripe.event("checkout.session.completed", session))
-    services.hold(owner.pk, {"held_credits": 1500}, reference="gen:1", description="held")
-    account = CreditAccount.objects.get(user=owner)
+    services.hold(
+        owner.personal_account.pk, {"held_credits": 1500}, reference="gen:1", description="held"
+    )
+    account = CreditAccount.objects.get(owner__personal_owner=owner)
     assert account.auto_top_up_enabled and account.balance_credits == 4500
     return account
 

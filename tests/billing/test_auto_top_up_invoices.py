@@ -41,7 +41,7 @@ def acme(client: Client, owner: Any, fake_stripe: FakeStripe, deliver: Any) -> C
     assert save_details(client).status_code == 302
     assert configure(client).status_code == 302
     buy_and_save_card(client, fake_stripe, deliver)
-    account = CreditAccount.objects.get(user=owner)
+    account = CreditAccount.objects.get(owner__personal_owner=owner)
     assert account.auto_top_up_enabled
     return account
 
@@ -83,7 +83,7 @@ def test_an_auto_top_up_is_invoiced_to_the_company_and_credited_once_by_either_e
     assert (invoice["status"], invoice["amount_paid"], invoice["currency"]) == ("paid", 2000, "usd")
     assert invoice["metadata"] == {
         "purchase_id": str(purchase.public_id),
-        "user_id": str(owner.pk),
+        "account_id": str(owner.personal_account.pk),
         "credits": "20000",
         "kind": "auto",
     }
@@ -217,7 +217,7 @@ def test_a_decline_on_pay_stops_auto_top_up_and_emails_once(
     assert void.headers["idempotency-key"] == f"auto-top-up-{purchase.public_id}-void"
     intent = fake_stripe.invoice_payment_intent(invoice["id"])
     assert purchase.payment_intent_id == intent["id"]
-    account = CreditAccount.objects.get(user=owner)
+    account = CreditAccount.objects.get(owner__personal_owner=owner)
     assert (account.auto_top_up_enabled, account.auto_top_up_payment_method_id) == (False, "")
     assert len(mail.outbox) == 1
 
@@ -287,7 +287,7 @@ def test_an_invoice_paid_event_that_does_not_match_its_top_up_credits_nothing(
     run_task(acme)
     purchase = auto_purchase()
     other = fake_stripe.invoice(purchase.invoice_id)
-    other["metadata"]["user_id"] = str(outsider.pk)
+    other["metadata"]["account_id"] = str(outsider.personal_account.pk)
     short = fake_stripe.invoice(purchase.invoice_id)
     short["amount_paid"] = 500
 

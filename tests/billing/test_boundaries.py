@@ -185,7 +185,7 @@ def test_the_table_check_leaves_other_tables_and_reads_alone() -> None:
     source = (
         "from billing.models import LedgerEntry\n"
         'cursor.execute("UPDATE api_generation SET status = %s")\n'
-        "LedgerEntry.objects.filter(account__user=user).count()\n"
+        "LedgerEntry.objects.filter(account__owner__personal_owner=user).count()\n"
         "Generation._meta.db_table, billing_ledgerentry_archive\n"
     )
     assert table_mentions(source) == []
@@ -215,10 +215,11 @@ def test_the_write_check_leaves_reads_and_other_apps_rows_alone() -> None:
     source = (
         "from billing.models import CreditAccount\n"
         "CreditAccount.objects.select_for_update().get(user=user)\n"
-        "LedgerEntry.objects.filter(account__user=user).values_list('kind', flat=True)\n"
+        "LedgerEntry.objects.filter(account__owner__personal_owner=user)"
+        ".values_list('kind', flat=True)\n"
         "user.credit_account.balance_credits\n"
         "Generation.objects.filter(pk=pk).update(status='failed')\n"
         "params.update(billing.params(hold))\n"
-        "billing.grant(user, 100, description='welcome', idempotency_key='k')\n"
+        "billing.grant(user.personal_account, 100, description='welcome', idempotency_key='k')\n"
     )
     assert billing_writes(source) == []

@@ -27,7 +27,7 @@ def test_it_grants_credits_and_prints_the_new_balance(owner):
         "Granted 500 credits to owner@example.com; balance 1500 credits ($1.5000)."
     )
     assert ledger_rows(owner)[-1] == ("grant", 500, 1500)
-    entry = LedgerEntry.objects.filter(account__user=owner).order_by("id").last()
+    entry = LedgerEntry.objects.filter(account__owner__personal_owner=owner).order_by("id").last()
     assert entry.description == "Granted by an operator"
     assert entry.idempotency_key.startswith("grant:cli:")
     assert assert_ledger_balanced(owner) == 1500
@@ -40,7 +40,10 @@ def test_it_opens_an_account_for_a_user_with_no_credits_yet(user_factory):
 
     assert "balance 40 credits ($0.0400)" in output
     assert ledger_rows(newcomer) == [("grant", 40, 40)]
-    assert LedgerEntry.objects.get(account__user=newcomer).description == "Goodwill for ticket 12"
+    assert (
+        LedgerEntry.objects.get(account__owner__personal_owner=newcomer).description
+        == "Goodwill for ticket 12"
+    )
     assert assert_ledger_balanced(newcomer) == 40
 
 

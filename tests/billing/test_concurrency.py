@@ -23,7 +23,10 @@ def test_twenty_simultaneous_reservations_never_overdraw_the_balance(user_factor
         20,
         lambda i: (
             services.hold(
-                user.pk, {"held_credits": 40}, reference=f"gen:{i}", description="1 image"
+                user.personal_account.pk,
+                {"held_credits": 40},
+                reference=f"gen:{i}",
+                description="1 image",
             ).entry
         ),
     )
@@ -34,19 +37,24 @@ def test_twenty_simultaneous_reservations_never_overdraw_the_balance(user_factor
     assert len(refused) == 10, results
     assert all(r.needed_credits == 40 and r.balance_credits < 40 for r in refused)
     assert sorted(e.balance_after_credits for e in succeeded) == list(range(0, 400, 40))
-    assert CreditAccount.objects.get(user=user).balance_credits == 0
+    assert CreditAccount.objects.get(owner__personal_owner=user).balance_credits == 0
     assert assert_ledger_balanced(user) == 0
-    assert LedgerEntry.objects.filter(account__user=user, kind="reserve").count() == 10
+    assert (
+        LedgerEntry.objects.filter(account__owner__personal_owner=user, kind="reserve").count()
+        == 10
+    )
 
 
 def test_ten_simultaneous_settlements_of_one_reference_settle_it_once(user_factory):
     user = user_factory(credits=1000)
-    services.hold(user.pk, {"held_credits": 160}, reference="gen:1", description="4 images")
+    services.hold(
+        user.personal_account.pk, {"held_credits": 160}, reference="gen:1", description="4 images"
+    )
 
     results = run_at_once(
         10,
         lambda i: services.settle(
-            user.pk,
+            user.personal_account.pk,
             {"held_credits": 160, "charged_credits": 80},
             reference="gen:1",
             description="4 images",
@@ -70,7 +78,9 @@ def test_simultaneous_replays_of_one_grant_add_the_credits_once(user_factory):
 
     results = run_at_once(
         10,
-        lambda i: services.grant(user, 500, description="Top-up", idempotency_key="stripe:cs_1"),
+        lambda i: services.grant(
+            user.personal_account, 500, description="Top-up", idempotency_key="stripe:cs_1"
+        ),
     )
 
     assert all(isinstance(r, LedgerEntry) for r in results), results
@@ -83,9 +93,11 @@ def test_simultaneous_first_grants_open_one_account_and_keep_every_credit(user_f
 
     results = run_at_once(
         10,
-        lambda i: services.grant(newcomer, 10, description="drip", idempotency_key=f"drip:{i}"),
+        lambda i: services.grant(
+            newcomer.personal_account, 10, description="drip", idempotency_key=f"drip:{i}"
+        ),
     )
 
     assert all(isinstance(r, LedgerEntry) for r in results), results
-    assert CreditAccount.objects.filter(user=newcomer).count() == 1
+    assert CreditAccount.objects.filter(owner__personal_owner=newcomer).count() == 1
     assert assert_ledger_balanced(newcomer) == 100

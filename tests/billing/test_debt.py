@@ -14,12 +14,16 @@ pytestmark = pytest.mark.smoke
 
 
 def owed(user):
-    return CreditAccount.objects.get(user=user).owed_credits
+    return CreditAccount.objects.get(owner__personal_owner=user).owed_credits
 
 
 def take_back(user, credits, key="stripe:ch_1:refunded:500"):
     return services.take_back(
-        user.pk, credits, reference="purchase:x", idempotency_key=key, description="Refund"
+        user.personal_account.pk,
+        credits,
+        reference="purchase:x",
+        idempotency_key=key,
+        description="Refund",
     )
 
 
@@ -36,7 +40,7 @@ def test_a_reversal_beyond_the_balance_takes_it_all_and_owes_the_rest(owner):
     reversal = take_back(owner, 1500)
 
     assert reversal == services.Reversal(taken_credits=1000, owed_credits=500, balance_credits=0)
-    assert services.debt_credits(owner.pk) == 500
+    assert services.debt_credits(owner.personal_account.pk) == 500
     assert ledger_kinds(owner) == [("grant", 1000), ("reversal", -1000)]
     assert assert_ledger_balanced(owner) == 0
 
@@ -47,7 +51,7 @@ def test_a_reversal_of_an_empty_balance_still_leaves_a_line(user_factory):
     take_back(broke, 300)
 
     assert ledger_kinds(broke) == [("reversal", 0)]
-    assert services.debt_credits(broke.pk) == 300
+    assert services.debt_credits(broke.personal_account.pk) == 300
 
 
 def test_a_reversal_happens_once_per_key(owner):
@@ -60,10 +64,17 @@ def test_a_reversal_happens_once_per_key(owner):
 
 def test_an_account_that_owes_cannot_reserve(owner):
     take_back(owner, 1200)
-    services.grant(owner, 100, description="gift", idempotency_key="gift")  # pays 100 of 200
+    services.grant(
+        owner.personal_account, 100, description="gift", idempotency_key="gift"
+    )  # pays 100 of 200
 
     with pytest.raises(services.CreditsOwed) as caught:
-        services.hold(owner.pk, {"held_credits": 40}, reference="gen:1", description="1 image")
+        services.hold(
+            owner.personal_account.pk,
+            {"held_credits": 40},
+            reference="gen:1",
+            description="1 image",
+        )
 
     assert caught.value.owed_credits == 100
     assert isinstance(caught.value, services.InsufficientCredits)
@@ -73,11 +84,13 @@ def test_an_account_that_owes_cannot_reserve(owner):
 def test_credits_that_arrive_pay_the_debt_first(owner):
     take_back(owner, 1500)
 
-    services.grant(owner, 200, description="gift", idempotency_key="gift:1")
-    assert (owed(owner), services.balance_credits(owner)) == (300, 0)
-    services.grant(owner, 1000, description="top-up", idempotency_key="gift:2", kind="top_up")
+    services.grant(owner.personal_account, 200, description="gift", idempotency_key="gift:1")
+    assert (owed(owner), services.balance_credits(owner.personal_account)) == (300, 0)
+    services.grant(
+        owner.personal_account, 1000, description="top-up", idempotency_key="gift:2", kind="top_up"
+    )
 
-    assert (owed(owner), services.balance_credits(owner)) == (0, 700)
+    assert (owed(owner), services.balance_credits(owner.personal_account)) == (0, 700)
     assert ledger_kinds(owner)[-4:] == [
         ("grant", 200),
         ("debt_payment", -200),
@@ -93,13 +106,15 @@ def test_credits_that_arrive_pay_the_debt_first(owner):
     ]
     assert assert_ledger_balanced(owner) == 700
     # Once paid, work can start again.
-    services.hold(owner.pk, {"held_credits": 40}, reference="gen:1", description="1 image")
+    services.hold(
+        owner.personal_account.pk, {"held_credits": 40}, reference="gen:1", description="1 image"
+    )
 
 
 def test_a_repeated_grant_does_not_pay_twice(owner):
     take_back(owner, 1500)
-    services.grant(owner, 200, description="gift", idempotency_key="gift:1")
-    services.grant(owner, 200, description="gift", idempotency_key="gift:1")
+    services.grant(owner.personal_account, 200, description="gift", idempotency_key="gift:1")
+    services.grant(owner.personal_account, 200, description="gift", idempotency_key="gift:1")
 
     assert owed(owner) == 300
 
@@ -107,9 +122,9 @@ def test_a_repeated_grant_does_not_pay_twice(owner):
 def test_an_operators_positive_adjustment_pays_the_debt_too(owner):
     take_back(owner, 1500)
 
-    services.adjust(owner, 800, reason="goodwill", operator="ops@example.com")
+    services.adjust(owner.personal_account, 800, reason="goodwill", operator="ops@example.com")
 
-    assert (owed(owner), services.balance_credits(owner)) == (0, 300)
+    assert (owed(owner), services.balance_credits(owner.personal_account)) == (0, 300)
     assert assert_ledger_balanced(owner) == 300
 
 
@@ -122,7 +137,7 @@ def test_the_debt_trail_is_append_only(owner):
     with pytest.raises(ValueError, match="append-only"):
         debt.delete()
     with pytest.raises(IntegrityError), transaction.atomic():
-        CreditAccount.objects.filter(user=owner).update(owed_credits=-1)
+        CreditAccount.objects.filter(owner__personal_owner=owner).update(owed_credits=-1)
 
 
 @pytest.mark.postgres

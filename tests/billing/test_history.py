@@ -11,7 +11,7 @@ def run(user, number: int, *, held: int = 80, charged: int = 40) -> None:
     """A generation's money: its hold, then its settlement."""
     hold(user, number, held=held)
     services.settle(
-        user.pk,
+        user.personal_account.pk,
         {"held_credits": held, "charged_credits": charged},
         reference=f"gen:{number}",
         description=f"{charged // 40} of 2 images (gen_{number})",
@@ -19,8 +19,7 @@ def run(user, number: int, *, held: int = 80, charged: int = 40) -> None:
 
 
 def hold(user, number: int, *, held: int = 80) -> None:
-    services.hold(
-        user.pk, {"held_credits": held}, reference=f"gen:{number}",
+    services.hold(user.personal_account.pk, {"held_credits": held}, reference=f"gen:{number}",
         description=f"2 x seedream-4-0 (gen_{number})",
     )  # fmt: skip
 
@@ -28,7 +27,7 @@ def hold(user, number: int, *, held: int = 80) -> None:
 def test_a_generation_is_one_line_with_its_net_and_its_steps_under_it(owner):
     run(owner, 1)
 
-    _, lines = history.page(owner, 1, 50)
+    _, lines = history.page(owner.personal_account, 1, 50)
 
     generation, grant = lines
     assert (generation.label, generation.amount_credits) == ("Generation", -40)
@@ -45,7 +44,7 @@ def test_a_running_generation_is_a_held_line_and_one_that_delivered_nothing_says
     hold(owner, 1)
     run(owner, 2, charged=0)
 
-    _, lines = history.page(owner, 1, 50)
+    _, lines = history.page(owner.personal_account, 1, 50)
 
     nothing, running, _ = lines
     assert (running.label, running.amount_credits, running.held) == ("Held", -80, True)
@@ -57,23 +56,24 @@ def test_interleaved_generations_each_keep_their_own_lines(owner):
     hold(owner, 1)
     hold(owner, 2)
     run(owner, 3)
-    services.settle(owner.pk, {"held_credits": 80, "charged_credits": 80}, reference="gen:1",
+    services.settle(owner.personal_account.pk,
+                    {"held_credits": 80, "charged_credits": 80}, reference="gen:1",
                     description="2 of 2 (gen_1)")  # fmt: skip
 
-    _, lines = history.page(owner, 1, 50)
+    _, lines = history.page(owner.personal_account, 1, 50)
 
     assert [(line.reference, line.amount_credits) for line in lines] == [
         ("gen:1", -80), ("gen:3", -40), ("gen:2", -80), ("", 1000),
     ]  # fmt: skip
-    assert lines[0].balance_after_credits == services.balance_credits(owner)
+    assert lines[0].balance_after_credits == services.balance_credits(owner.personal_account)
 
 
 def test_pages_count_lines_not_ledger_rows(owner):
     for number in range(1, 61):
         run(owner, number, held=2, charged=1)
 
-    first, first_lines = history.page(owner, 1, 50)
-    _, second_lines = history.page(owner, 2, 50)
+    first, first_lines = history.page(owner.personal_account, 1, 50)
+    _, second_lines = history.page(owner.personal_account, 2, 50)
 
     assert first.paginator.num_pages == 2
     assert len(first_lines) == 50 and len(second_lines) == 11  # 60 generations and the grant
@@ -85,6 +85,6 @@ def test_pages_count_lines_not_ledger_rows(owner):
 def test_only_the_owners_lines(owner, outsider):
     run(outsider, 1)
 
-    _, lines = history.page(owner, 1, 50)
+    _, lines = history.page(owner.personal_account, 1, 50)
 
     assert [line.label for line in lines] == ["Grant"]

@@ -29,7 +29,9 @@ def test_the_balance_is_the_ledger_sum_after_every_step_of_a_customer_history(ow
         action = rng.choice(["grant", "reserve", "reserve", "settle", "settle"])
         if action == "grant":
             credits = rng.randint(1, 300)
-            services.grant(user, credits, description="step", idempotency_key=f"g:{step}")
+            services.grant(
+                user.personal_account, credits, description="step", idempotency_key=f"g:{step}"
+            )
             expected[user.pk] += credits
         elif action == "reserve":
             credits = rng.randint(1, 8) * 40
@@ -37,12 +39,18 @@ def test_the_balance_is_the_ledger_sum_after_every_step_of_a_customer_history(ow
             if credits > expected[user.pk]:
                 with pytest.raises(InsufficientCredits):
                     services.hold(
-                        user.pk, {"held_credits": credits}, reference=reference, description="step"
+                        user.personal_account.pk,
+                        {"held_credits": credits},
+                        reference=reference,
+                        description="step",
                     )
                 refused += 1
             else:
                 services.hold(
-                    user.pk, {"held_credits": credits}, reference=reference, description="step"
+                    user.personal_account.pk,
+                    {"held_credits": credits},
+                    reference=reference,
+                    description="step",
                 )
                 expected[user.pk] -= credits
                 open_reservations.append((user, reference, credits))
@@ -50,7 +58,7 @@ def test_the_balance_is_the_ledger_sum_after_every_step_of_a_customer_history(ow
             user, reference, reserved = open_reservations.pop(rng.randrange(len(open_reservations)))
             charged = rng.randint(0, reserved // 40) * 40
             result = services.settle(
-                user.pk,
+                user.personal_account.pk,
                 {"held_credits": reserved, "charged_credits": charged},
                 reference=reference,
                 description="step",
@@ -62,7 +70,7 @@ def test_the_balance_is_the_ledger_sum_after_every_step_of_a_customer_history(ow
             # Replaying the settlement changes nothing.
             assert (
                 services.settle(
-                    user.pk,
+                    user.personal_account.pk,
                     {"held_credits": reserved, "charged_credits": 0},
                     reference=reference,
                     description="replay",
@@ -79,7 +87,7 @@ def test_the_balance_is_the_ledger_sum_after_every_step_of_a_customer_history(ow
 
 def test_the_consistency_check_notices_a_balance_that_drifts_from_its_ledger(owner):
     """The helper the other tests lean on must be able to fail."""
-    CreditAccount.objects.filter(user=owner).update(balance_credits=999)
+    CreditAccount.objects.filter(owner__personal_owner=owner).update(balance_credits=999)
 
     with pytest.raises(AssertionError):
         assert_ledger_balanced(owner)
@@ -92,12 +100,12 @@ def test_the_database_refuses_a_negative_balance_even_from_a_raw_update(owner):
     with pytest.raises(IntegrityError), transaction.atomic():
         CreditAccount.objects.update(balance_credits=-1)
 
-    assert CreditAccount.objects.get(user=owner).balance_credits == 1000
+    assert CreditAccount.objects.get(owner__personal_owner=owner).balance_credits == 1000
     assert assert_ledger_balanced(owner) == 1000
 
 
 def test_the_database_refuses_a_ledger_row_with_a_negative_running_balance(owner):
-    account = CreditAccount.objects.get(user=owner)
+    account = CreditAccount.objects.get(owner__personal_owner=owner)
 
     with pytest.raises(IntegrityError), transaction.atomic():
         LedgerEntry.objects.create(
@@ -112,11 +120,11 @@ def test_the_database_refuses_a_ledger_row_with_a_negative_running_balance(owner
 
 
 def test_the_database_refuses_a_duplicate_idempotency_key(owner, outsider):
-    entry = services.grant(owner, 10, description="once", idempotency_key="once:1")
+    entry = services.grant(owner.personal_account, 10, description="once", idempotency_key="once:1")
 
     with pytest.raises(IntegrityError), transaction.atomic():
         LedgerEntry.objects.create(
-            account=CreditAccount.objects.get(user=outsider),
+            account=CreditAccount.objects.get(owner__personal_owner=outsider),
             kind=LedgerEntry.Kind.GRANT,
             amount_credits=10,
             balance_after_credits=1010,
@@ -128,7 +136,7 @@ def test_the_database_refuses_a_duplicate_idempotency_key(owner, outsider):
 
 
 def test_a_ledger_row_cannot_be_saved_again(owner):
-    entry = LedgerEntry.objects.get(account__user=owner)
+    entry = LedgerEntry.objects.get(account__owner__personal_owner=owner)
     entry.amount_credits = 1_000_000
     entry.balance_after_credits = 1_000_000
 
@@ -143,7 +151,7 @@ def test_a_ledger_row_cannot_be_saved_again(owner):
 
 
 def test_a_ledger_row_cannot_be_overwritten_by_a_new_instance_with_its_id(owner):
-    entry = LedgerEntry.objects.get(account__user=owner)
+    entry = LedgerEntry.objects.get(account__owner__personal_owner=owner)
     forged = LedgerEntry(
         pk=entry.pk,
         account=entry.account,
@@ -163,7 +171,7 @@ def test_a_ledger_row_cannot_be_overwritten_by_a_new_instance_with_its_id(owner)
 
 
 def test_a_ledger_row_cannot_be_deleted_through_the_model(owner):
-    entry = LedgerEntry.objects.get(account__user=owner)
+    entry = LedgerEntry.objects.get(account__owner__personal_owner=owner)
 
     with pytest.raises(ValueError, match="append-only"):
         entry.delete()
@@ -183,7 +191,7 @@ def test_a_ledger_row_cannot_be_deleted_through_the_model(owner):
     ids=["update", "delete"],
 )
 def test_postgres_refuses_to_change_or_remove_a_ledger_row_even_in_raw_sql(owner, sql):
-    entry = LedgerEntry.objects.get(account__user=owner)
+    entry = LedgerEntry.objects.get(account__owner__personal_owner=owner)
 
     with (
         pytest.raises(DatabaseError, match="append-only"),
@@ -200,9 +208,13 @@ def test_postgres_refuses_to_change_or_remove_a_ledger_row_even_in_raw_sql(owner
 @pytest.mark.postgres
 def test_postgres_refuses_queryset_updates_and_deletes_that_skip_the_model(owner):
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        LedgerEntry.objects.filter(account__user=owner).update(description="rewritten")
+        LedgerEntry.objects.filter(account__owner__personal_owner=owner).update(
+            description="rewritten"
+        )
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        LedgerEntry.objects.filter(account__user=owner).delete()
+        LedgerEntry.objects.filter(account__owner__personal_owner=owner).delete()
 
     assert ledger_rows(owner) == [("grant", 1000, 1000)]
-    assert LedgerEntry.objects.get(account__user=owner).description == "test credits"
+    assert (
+        LedgerEntry.objects.get(account__owner__personal_owner=owner).description == "test credits"
+    )

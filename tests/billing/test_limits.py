@@ -50,7 +50,11 @@ def test_an_unknown_period_or_a_naive_time_is_a_programming_error():
 
 def hold(user, credits, reference, limit):
     return services.hold(
-        user.pk, {"held_credits": credits}, reference=reference, description="x", limit=limit
+        user.personal_account.pk,
+        {"held_credits": credits},
+        reference=reference,
+        description="x",
+        limit=limit,
     )
 
 
@@ -76,7 +80,7 @@ def test_a_settlement_gives_back_what_it_held_and_did_not_charge(owner):
     hold(owner, 80, "gen:1", limit)
 
     settled = services.settle(
-        owner.pk,
+        owner.personal_account.pk,
         {"held_credits": 80, "charged_credits": 30},
         reference="gen:1",
         description="x",
@@ -88,7 +92,7 @@ def test_a_settlement_gives_back_what_it_held_and_did_not_charge(owner):
     # Settled once: a repeat gives nothing back again.
     assert (
         services.settle(
-            owner.pk,
+            owner.personal_account.pk,
             {"held_credits": 80, "charged_credits": 30},
             reference="gen:1",
             description="x",

@@ -18,7 +18,7 @@ def test_every_ledger_kind_has_a_sign():
 @pytest.mark.django_db
 @pytest.mark.parametrize("kind", [k for k in LedgerKind.values if LedgerKind.sign_of(k)])
 def test_the_database_refuses_a_line_whose_sign_is_against_its_kind(owner, kind):
-    account = CreditAccount.objects.get(user=owner)
+    account = CreditAccount.objects.get(owner__personal_owner=owner)
     wrong = -LedgerKind.sign_of(kind) * 5
 
     with pytest.raises(IntegrityError, match="billing_ledger_kind_sign"), transaction.atomic():
@@ -33,7 +33,7 @@ def test_the_database_refuses_a_line_whose_sign_is_against_its_kind(owner, kind)
 
 @pytest.mark.django_db
 def test_an_adjustment_may_go_either_way(owner):
-    account = CreditAccount.objects.get(user=owner)
+    account = CreditAccount.objects.get(owner__personal_owner=owner)
     for amount in (-5, 5):
         LedgerEntry(
             account=account,

@@ -52,11 +52,11 @@ def test_the_same_account_cannot_redeem_a_code_twice(client, owner):
 def test_a_code_is_never_redeemed_beyond_its_uses(client, user_factory):
     PromoCode.objects.create(code="TWO", credits=10, max_redemptions=2)
     first, second, third = user_factory(), user_factory(), user_factory()
-    services.redeem_promo_code(first, "two")
-    services.redeem_promo_code(second, "two")
+    services.redeem_promo_code(first.personal_account, "two")
+    services.redeem_promo_code(second.personal_account, "two")
 
     with pytest.raises(PromoCodeRefused) as refused:
-        services.redeem_promo_code(third, "two")
+        services.redeem_promo_code(third.personal_account, "two")
 
     assert refused.value.reason == "used_up"
     assert PromoCode.objects.get().times_redeemed == 2
@@ -139,10 +139,12 @@ def test_attempts_are_limited_per_address_across_accounts(client, user_factory, 
 
 def test_the_database_refuses_a_second_redemption_and_a_use_beyond_the_maximum(owner):
     code = PromoCode.objects.create(code="DB", credits=10, max_redemptions=1)
-    services.redeem_promo_code(owner, "DB")
+    services.redeem_promo_code(owner.personal_account, "DB")
 
     with pytest.raises(IntegrityError), transaction.atomic():
-        PromoRedemption.objects.create(promo_code=code, account=owner.credit_account, credits=10)
+        PromoRedemption.objects.create(
+            promo_code=code, account=owner.personal_account.credit_account, credits=10
+        )
     with pytest.raises(IntegrityError), transaction.atomic():
         PromoCode.objects.filter(pk=code.pk).update(times_redeemed=2)
     with pytest.raises(IntegrityError), transaction.atomic():

@@ -21,13 +21,16 @@ FOUR_IMAGES = 4 * 40
 def reserve(user, credits, reference="gen:1"):
     """The hold's ledger line."""
     return services.hold(
-        user.pk, {"held_credits": credits}, reference=reference, description="4 images"
+        user.personal_account.pk,
+        {"held_credits": credits},
+        reference=reference,
+        description="4 images",
     ).entry
 
 
 def settle(user, charged, reserved=FOUR_IMAGES, reference="gen:1"):
     return services.settle(
-        user.pk,
+        user.personal_account.pk,
         {"held_credits": reserved, "charged_credits": charged},
         reference=reference,
         description="4 images",
@@ -48,7 +51,7 @@ def test_a_reservation_takes_the_credits_from_the_balance(owner):
     assert entry.idempotency_key == "gen:1:reserve"
     assert entry.description == "4 images"
     assert entry.account.user == owner
-    assert services.balance_credits(owner) == 840
+    assert services.balance_credits(owner.personal_account) == 840
     assert assert_ledger_balanced(owner) == 840
 
 
@@ -63,7 +66,7 @@ def test_it_refuses_a_reservation_beyond_the_balance(owner):
     assert "1001" in str(excinfo.value)
     assert LedgerEntry.objects.count() == entries_before
     assert not LedgerEntry.objects.filter(reference="gen:1").exists()
-    assert services.balance_credits(owner) == 1000
+    assert services.balance_credits(owner.personal_account) == 1000
     assert assert_ledger_balanced(owner) == 1000
 
 
@@ -71,7 +74,7 @@ def test_a_reservation_of_exactly_the_balance_succeeds_and_leaves_nothing(owner)
     entry = reserve(owner, 1000)
 
     assert entry.balance_after_credits == 0
-    assert services.balance_credits(owner) == 0
+    assert services.balance_credits(owner.personal_account) == 0
     assert assert_ledger_balanced(owner) == 0
 
     with pytest.raises(InsufficientCredits) as excinfo:
@@ -87,8 +90,8 @@ def test_it_refuses_a_reservation_from_a_user_who_never_had_credits(user_factory
         reserve(newcomer, 40)
 
     assert (excinfo.value.needed_credits, excinfo.value.balance_credits) == (40, 0)
-    assert not LedgerEntry.objects.filter(account__user=newcomer).exists()
-    assert services.balance_credits(newcomer) == 0
+    assert not LedgerEntry.objects.filter(account__owner__personal_owner=newcomer).exists()
+    assert services.balance_credits(newcomer.personal_account) == 0
 
 
 @pytest.mark.parametrize("credits", [0, -40])
@@ -223,25 +226,33 @@ def test_it_refuses_a_charge_outside_the_reservation(owner, reserved, charged):
 
 def test_a_grant_adds_credits_and_opens_the_account_on_first_use(user_factory):
     newcomer = user_factory()
-    assert not CreditAccount.objects.filter(user=newcomer).exists()
+    assert not CreditAccount.objects.filter(owner__personal_owner=newcomer).exists()
 
-    entry = services.grant(newcomer, 500, description="Welcome", idempotency_key="welcome:1")
+    entry = services.grant(
+        newcomer.personal_account, 500, description="Welcome", idempotency_key="welcome:1"
+    )
 
     entry.refresh_from_db()
     assert entry.kind == LedgerEntry.Kind.GRANT
     assert (entry.amount_credits, entry.balance_after_credits) == (500, 500)
     assert entry.description == "Welcome"
-    assert entry.account == CreditAccount.objects.get(user=newcomer)
-    assert services.balance_credits(newcomer) == 500
+    assert entry.account == CreditAccount.objects.get(owner__personal_owner=newcomer)
+    assert services.balance_credits(newcomer.personal_account) == 500
     assert assert_ledger_balanced(newcomer) == 500
 
 
 def test_a_grant_happens_once_per_idempotency_key(owner):
-    first = services.grant(owner, 500, description="Promo", idempotency_key="promo:spring")
+    first = services.grant(
+        owner.personal_account, 500, description="Promo", idempotency_key="promo:spring"
+    )
 
-    again = services.grant(owner, 500, description="Promo", idempotency_key="promo:spring")
+    again = services.grant(
+        owner.personal_account, 500, description="Promo", idempotency_key="promo:spring"
+    )
     # A repeat with other numbers is still the same grant, not a second one.
-    different = services.grant(owner, 900, description="Other", idempotency_key="promo:spring")
+    different = services.grant(
+        owner.personal_account, 900, description="Other", idempotency_key="promo:spring"
+    )
 
     assert again.pk == first.pk
     assert different.pk == first.pk
@@ -250,15 +261,15 @@ def test_a_grant_happens_once_per_idempotency_key(owner):
 
 
 def test_grants_with_different_keys_both_count(owner):
-    services.grant(owner, 100, description="a", idempotency_key="grant:a")
-    services.grant(owner, 200, description="b", idempotency_key="grant:b")
+    services.grant(owner.personal_account, 100, description="a", idempotency_key="grant:a")
+    services.grant(owner.personal_account, 200, description="b", idempotency_key="grant:b")
 
     assert assert_ledger_balanced(owner) == 1300
 
 
 def test_a_grant_can_record_a_top_up_with_its_reference(owner):
     entry = services.grant(
-        owner,
+        owner.personal_account,
         5000,
         description="Top-up",
         idempotency_key="stripe:cs_123",
@@ -274,7 +285,7 @@ def test_a_grant_can_record_a_top_up_with_its_reference(owner):
 @pytest.mark.parametrize("credits", [0, -1, -1000])
 def test_it_refuses_a_grant_of_nothing_or_less(owner, credits):
     with pytest.raises(ValueError):
-        services.grant(owner, credits, description="bad", idempotency_key="bad:1")
+        services.grant(owner.personal_account, credits, description="bad", idempotency_key="bad:1")
 
     assert not LedgerEntry.objects.filter(idempotency_key="bad:1").exists()
     assert assert_ledger_balanced(owner) == 1000
@@ -329,7 +340,7 @@ def test_it_refuses_to_release_more_than_was_held(owner):
 
 
 def test_a_grant_key_used_by_another_account_is_refused(owner, outsider):
-    services.grant(owner, 5, description="promo", idempotency_key="promo:1")
+    services.grant(owner.personal_account, 5, description="promo", idempotency_key="promo:1")
     with pytest.raises(ValueError, match="another account"):
-        services.grant(outsider, 5, description="promo", idempotency_key="promo:1")
+        services.grant(outsider.personal_account, 5, description="promo", idempotency_key="promo:1")
     assert assert_ledger_balanced(outsider) == 1000

@@ -40,7 +40,7 @@ def _trial(settings: Any) -> None:
 
 
 def signup_lines(user: User) -> list[LedgerEntry]:
-    return list(LedgerEntry.objects.filter(account__user=user, reference="signup"))
+    return list(LedgerEntry.objects.filter(account__owner__personal_owner=user, reference="signup"))
 
 
 def sign_up(client: Client, email: str) -> User:
@@ -106,7 +106,9 @@ def test_the_line_is_separate_from_other_credits_and_pays_a_debt_like_any_other(
     entry = services.grant_signup_credits(user.pk)
     assert entry is not None
     assert entry.balance_after_credits == 600
-    assert [e.reference for e in LedgerEntry.objects.filter(account__user=user)] == ["signup", ""]
+    assert [
+        e.reference for e in LedgerEntry.objects.filter(account__owner__personal_owner=user)
+    ] == ["signup", ""]
 
 
 @pytest.mark.django_db
@@ -125,7 +127,7 @@ def test_no_trial_configured_means_no_line(settings: Any, client: Client, mailou
     user = sign_up(client, "nothing@example.com")
     client.post(confirmation_path(mailoutbox[0]))
     assert services.grant_signup_credits(user.pk) is None
-    assert not LedgerEntry.objects.filter(account__user=user).exists()
+    assert not LedgerEntry.objects.filter(account__owner__personal_owner=user).exists()
 
 
 @pytest.mark.django_db

@@ -51,7 +51,9 @@ def test_a_code_that_differs_only_in_case_is_refused(operator_client):
 
 
 def test_purchases_and_events_are_read_only(operator_client, owner):
-    Purchase.objects.create(user=owner, amount_cents=500, currency="usd", credits=5000)
+    Purchase.objects.create(
+        owner=owner.personal_account, user=owner, amount_cents=500, currency="usd", credits=5000
+    )
     StripeEvent.objects.create(id="evt_1", type="customer.created", payload={})
 
     for model in ("purchase", "stripeevent", "striperefund", "debtentry", "promoredemption"):

@@ -105,7 +105,9 @@ def test_the_last_use_of_a_code_goes_to_exactly_one_of_many_accounts(user_factor
     code = PromoCode.objects.create(code="LAUNCH", credits=100, max_redemptions=3)
     users = [user_factory() for _ in range(10)]
 
-    results = run_at_once(10, lambda i: services.redeem_promo_code(users[i], "launch"))
+    results = run_at_once(
+        10, lambda i: services.redeem_promo_code(users[i].personal_account, "launch")
+    )
 
     refused = [r for r in results if isinstance(r, PromoCodeRefused)]
     assert len(refused) == 7, results
@@ -120,7 +122,7 @@ def test_one_account_redeeming_a_code_from_many_tabs_gets_it_once(user_factory):
     code = PromoCode.objects.create(code="LAUNCH", credits=100, max_redemptions=50)
     user = user_factory()
 
-    results = run_at_once(8, lambda i: services.redeem_promo_code(user, "LAUNCH"))
+    results = run_at_once(8, lambda i: services.redeem_promo_code(user.personal_account, "LAUNCH"))
 
     refused = [r for r in results if isinstance(r, PromoCodeRefused)]
     assert len(refused) == 7, results

@@ -51,7 +51,7 @@ def test_details_go_to_the_accounts_customer_at_stripe(client, owner, fake_strip
 
     assert response.status_code == 302
     assert response["Location"] == "/dashboard/billing/#billing-details"
-    profile = BillingProfile.objects.get(account__user=owner)
+    profile = BillingProfile.objects.get(account__owner__personal_owner=owner)
     assert (profile.company_name, profile.country, profile.tax_id_type, profile.tax_id_value) == (
         "Acme Widgets GmbH",
         "DE",
@@ -67,7 +67,7 @@ def test_details_go_to_the_accounts_customer_at_stripe(client, owner, fake_strip
     assert call.form["address[country]"] == "DE"
     assert call.form["tax_id_data[0][type]"] == "eu_vat"
     assert call.form["tax_id_data[0][value]"] == "DE123456789"
-    assert call.form["metadata[user_id]"] == str(owner.pk)
+    assert call.form["metadata[account_id]"] == str(owner.personal_account.pk)
     assert call.headers["idempotency-key"].startswith(f"customer-{profile.account_id}-")
     customer = fake_stripe.customer(profile.stripe_customer_id)
     assert customer["name"] == "Acme Widgets GmbH"
@@ -92,7 +92,7 @@ def test_a_checkout_payment_makes_an_invoice_made_out_to_the_customer(
     assert buy(client, pack="2000").status_code == 303
 
     purchase = Purchase.objects.get()
-    profile = BillingProfile.objects.get(account__user=owner)
+    profile = BillingProfile.objects.get(account__owner__personal_owner=owner)
     [call] = fake_stripe.calls("POST", "/v1/checkout/sessions")
     assert call.form["customer"] == profile.stripe_customer_id
     assert "customer_email" not in call.form
@@ -283,6 +283,7 @@ def test_an_invoice_naming_another_customer_is_refused(
 ):
     session = fake_stripe.pay(bought.checkout_session_id)
     invoice = fake_stripe.invoice(session["invoice"])
+    invoice["metadata"]["account_id"] = str(outsider.personal_account.pk)
     invoice["metadata"]["user_id"] = str(outsider.pk)
 
     response = deliver(fake_stripe.event("invoice.paid", invoice))
@@ -295,7 +296,7 @@ def test_an_invoice_naming_another_customer_is_refused(
 def test_changed_details_update_the_customer_and_replace_its_tax_id(client, owner, fake_stripe):
     client.force_login(owner)
     save_details(client)
-    profile = BillingProfile.objects.get(account__user=owner)
+    profile = BillingProfile.objects.get(account__owner__personal_owner=owner)
     old_tax_id = profile.stripe_tax_id
 
     response = save_details(
@@ -339,7 +340,7 @@ def test_removing_the_tax_id_removes_it_at_stripe(client, owner, fake_stripe):
 
     save_details(client, tax_id_type="", tax_id_value="")
 
-    profile = BillingProfile.objects.get(account__user=owner)
+    profile = BillingProfile.objects.get(account__owner__personal_owner=owner)
     assert (profile.tax_id_type, profile.tax_id_value, profile.stripe_tax_id) == ("", "", "")
     assert fake_stripe.customer(profile.stripe_customer_id)["tax_ids"]["data"] == []
 
@@ -389,7 +390,7 @@ def test_bad_details_are_refused_with_a_clear_message_and_nothing_is_kept(
 def test_a_tax_id_stripe_refuses_is_refused_and_nothing_changes(client, owner, fake_stripe):
     client.force_login(owner)
     save_details(client)
-    profile = BillingProfile.objects.get(account__user=owner)
+    profile = BillingProfile.objects.get(account__owner__personal_owner=owner)
 
     # A shape our form lets through but Stripe's own check does not.
     response = save_details(client, company_name="Renamed", tax_id_value="DE12")
@@ -414,7 +415,7 @@ def test_details_saved_while_stripe_is_down_reach_it_before_the_next_payment(
     assert response.status_code == 302
     page = client.get("/dashboard/billing/").content.decode()
     assert "Stripe could not be reached just now" in page
-    profile = BillingProfile.objects.get(account__user=owner)
+    profile = BillingProfile.objects.get(account__owner__personal_owner=owner)
     assert (profile.company_name, profile.stripe_customer_id) == ("Acme Widgets GmbH", "")
 
     assert buy(client, pack="500").status_code == 303
@@ -458,7 +459,7 @@ def test_without_card_payments_details_are_kept_for_later(client, owner):
     response = save_details(client)
 
     assert response.status_code == 302
-    profile = BillingProfile.objects.get(account__user=owner)
+    profile = BillingProfile.objects.get(account__owner__personal_owner=owner)
     assert (profile.company_name, profile.stripe_customer_id) == ("Acme Widgets GmbH", "")
     assert "Billing details saved" in client.get("/dashboard/billing/").content.decode()
 

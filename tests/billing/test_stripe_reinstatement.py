@@ -35,9 +35,11 @@ def purchase_state(purchase):
 
 
 def spend(user, credits):
-    services.hold(user.pk, {"held_credits": credits}, reference="gen:1", description="images")
+    services.hold(
+        user.personal_account.pk, {"held_credits": credits}, reference="gen:1", description="images"
+    )
     services.settle(
-        user.pk,
+        user.personal_account.pk,
         {"held_credits": credits, "charged_credits": credits},
         reference="gen:1",
         description="images",
@@ -120,10 +122,10 @@ def test_a_won_dispute_pays_first_the_debt_its_creation_left(
 ):
     paid(fake_stripe, deliver, bought)
     spend(owner, 4800)  # 6000 -> 1200
-    lifetime = CreditAccount.objects.get(user=owner).lifetime_credits
+    lifetime = CreditAccount.objects.get(owner__personal_owner=owner).lifetime_credits
     dispute = fake_stripe.dispute(bought.checkout_session_id)
     deliver_ok(deliver, fake_stripe.event("charge.dispute.created", dispute))
-    account = CreditAccount.objects.get(user=owner)
+    account = CreditAccount.objects.get(owner__personal_owner=owner)
     assert (account.balance_credits, account.owed_credits) == (0, 3800)
 
     won = fake_stripe.event(
@@ -384,7 +386,7 @@ def test_a_failed_refund_pays_first_the_debt_its_refund_left(owner, fake_stripe,
     paid(fake_stripe, deliver, bought)
     spend(owner, 5500)  # 6000 -> 500
     made = refund(fake_stripe, deliver, bought, 500)
-    account = CreditAccount.objects.get(user=owner)
+    account = CreditAccount.objects.get(owner__personal_owner=owner)
     assert (account.balance_credits, account.owed_credits) == (0, 4500)
 
     deliver_ok(deliver, fake_stripe.event("refund.failed", fake_stripe.fail_refund(made["id"])))

@@ -327,7 +327,7 @@ def test_a_full_refund_takes_every_credit_back(client, owner, fake_stripe, deliv
     assert LedgerEntry.objects.get(kind="reversal").description == (
         "Refund of $5.00: 5000 credits taken back"
     )
-    assert services.debt_credits(owner.pk) == 0
+    assert services.debt_credits(owner.personal_account.pk) == 0
     assert assert_ledger_balanced(owner) == 1000
     assert (
         '<span class="badge warning">Refunded</span>'
@@ -423,9 +423,14 @@ def test_a_dispute_larger_than_the_balance_records_a_debt_that_a_top_up_pays(
 ):
     paid(fake_stripe, deliver, bought)
     # The customer spends most of it: 6000 -> 1200.
-    services.hold(owner.pk, {"held_credits": 4800}, reference="gen:1", description="120 images")
+    services.hold(
+        owner.personal_account.pk,
+        {"held_credits": 4800},
+        reference="gen:1",
+        description="120 images",
+    )
     services.settle(
-        owner.pk,
+        owner.personal_account.pk,
         {"held_credits": 4800, "charged_credits": 4800},
         reference="gen:1",
         description="120",
@@ -434,7 +439,7 @@ def test_a_dispute_larger_than_the_balance_records_a_debt_that_a_top_up_pays(
 
     assert deliver(fake_stripe.event("charge.dispute.created", dispute)).status_code == 200
 
-    account = CreditAccount.objects.get(user=owner)
+    account = CreditAccount.objects.get(owner__personal_owner=owner)
     assert (account.balance_credits, account.owed_credits) == (0, 3800)
     reversal = LedgerEntry.objects.get(kind="reversal")
     assert (reversal.amount_credits, reversal.balance_after_credits) == (-1200, 0)

@@ -15,15 +15,20 @@ def test_a_visitor_is_sent_to_log_in(client):
 
 def test_the_owner_sees_their_balance_and_every_line(client, owner, outsider):
     services.hold(
-        owner.pk, {"held_credits": 80}, reference="gen:7", description="2 x seedream-4-0 (gen_abc)"
+        owner.personal_account.pk,
+        {"held_credits": 80},
+        reference="gen:7",
+        description="2 x seedream-4-0 (gen_abc)",
     )
     services.settle(
-        owner.pk,
+        owner.personal_account.pk,
         {"held_credits": 80, "charged_credits": 40},
         reference="gen:7",
         description="1 of 2",
     )
-    services.grant(outsider, 5, description="outsider secret grant", idempotency_key="o:1")
+    services.grant(
+        outsider.personal_account, 5, description="outsider secret grant", idempotency_key="o:1"
+    )
     client.force_login(owner)
 
     page = client.get("/dashboard/billing/").content.decode()
@@ -58,7 +63,9 @@ def test_without_card_payments_the_page_says_whom_to_ask_for_credits(client, own
 
 def test_the_history_is_paginated_newest_first(client, owner):
     for i in range(60):
-        services.grant(owner, 1, description=f"drip {i}", idempotency_key=f"drip:{i}")
+        services.grant(
+            owner.personal_account, 1, description=f"drip {i}", idempotency_key=f"drip:{i}"
+        )
     client.force_login(owner)
 
     first = client.get("/dashboard/billing/").content.decode()

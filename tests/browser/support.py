@@ -47,7 +47,12 @@ def generate(live_api: str, raw_key: str) -> httpx.Response:
 
 
 def give_credits(user: User, credits: int = 1000) -> None:
-    billing.grant(user, credits, description="browser test", idempotency_key=f"browser:{user.pk}")
+    billing.grant(
+        user.personal_account,
+        credits,
+        description="browser test",
+        idempotency_key=f"browser:{user.pk}",
+    )
 
 
 def verified_customer(email: str) -> User:

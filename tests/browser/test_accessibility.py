@@ -99,7 +99,8 @@ def usage_history(user: User, api_key: Any) -> None:
     """A delivered request (one image of two) and a blocked one, as the usage page shows them."""
     now = timezone.now()
     common = {
-        "user": user, "api_key": api_key, "model": "seedream-4-0",
+        "account": user.personal_account, "user": user, "api_key": api_key,
+        "model": "seedream-4-0",
         "upstream_model": "seedream-4-0-250828", "prompt": "a red fox in snow",
         "size": "2048x2048", "price_per_image_credits": 40, "created_at": now,
         "deadline_at": now, "finished_at": now,
@@ -119,8 +120,8 @@ def usage_history(user: User, api_key: Any) -> None:
 def gallery_image(user: User) -> Image:
     """A finished playground generation with one stored image, for the playground and gallery."""
     now = timezone.now()
-    generation = Generation.objects.create(
-        user=user, source="playground", model="seedream-4-0", upstream_model="u",
+    generation = Generation.objects.create(account=user.personal_account, user=user,
+        source="playground", model="seedream-4-0", upstream_model="u",
         prompt="a lighthouse at dusk", size="1K", n=2, status="succeeded",
         price_per_image_credits=40, reserved_credits=80, charged_credits=40,
         images_delivered=1, created_at=now, deadline_at=now, finished_at=now,
@@ -131,7 +132,7 @@ def gallery_image(user: User) -> Image:
     token = new_image_token()
     name = default_storage.save(f"images/{token[:2]}/{token}.jpg", ContentFile(picture.getvalue()))
     return Image.objects.create(
-        generation=generation, user=user, token=token, index=0, file=name,
+        generation=generation, account=user.personal_account, token=token, index=0, file=name,
         width=64, height=64, bytes=len(picture.getvalue()), created_at=now,
     )  # fmt: skip
 
@@ -185,9 +186,9 @@ def test_the_dashboard_pages_pass_axe(
 ) -> None:
     customer = verified_customer("dashboard@example.com")
     give_credits(customer)
-    issued = keys.create_key(customer, "laptop")
-    keys.create_key(customer, "old ci")
-    keys.revoke_key(keys.create_key(customer, "retired").api_key)
+    issued = keys.create_key(customer.personal_account, "laptop")
+    keys.create_key(customer.personal_account, "old ci")
+    keys.revoke_key(keys.create_key(customer.personal_account, "retired").api_key)
     usage_history(customer, issued.api_key)
     sign_in_as(page, live_server.url, customer)
     walk = Walk(page, live_server.url, console_errors, viewport)
@@ -213,7 +214,7 @@ def test_the_other_dashboard_pages_pass_axe(
 ) -> None:
     customer = verified_customer("overview@example.com")
     give_credits(customer)
-    usage_history(customer, keys.create_key(customer, "laptop").api_key)
+    usage_history(customer, keys.create_key(customer.personal_account, "laptop").api_key)
     sign_in_as(page, live_server.url, customer)
     walk = Walk(page, live_server.url, console_errors, viewport)
 
@@ -231,7 +232,7 @@ def test_the_other_dashboard_pages_pass_axe(
     failed = Generation.objects.get(user=customer, status="failed")
     walk.visit("request page, failed", f"/dashboard/requests/{failed.public_id}/")
     walk.visit("limits", "/dashboard/limits/")
-    key = keys.create_key(customer, "ci").api_key
+    key = keys.create_key(customer.personal_account, "ci").api_key
     walk.visit("key limits", f"/dashboard/keys/{key.pk}/limits")
 
     walk.assert_clean()

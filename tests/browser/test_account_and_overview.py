@@ -33,7 +33,7 @@ def test_the_overview_charts_real_calls_on_desktop_and_phone(
 ) -> None:
     user = verified_customer("charts@example.com")
     give_credits(user, 1000)
-    raw_key = keys.create_key(user, "laptop").raw_key
+    raw_key = keys.create_key(user.personal_account, "laptop").raw_key
     for _ in range(2):
         assert generate(live_api, raw_key).status_code == 200
 
@@ -62,7 +62,7 @@ def test_a_customer_closes_the_account_and_its_key_stops_working(
 ) -> None:
     user = verified_customer("leaving@example.com")
     give_credits(user, 1000)
-    raw_key = keys.create_key(user, "laptop").raw_key
+    raw_key = keys.create_key(user.personal_account, "laptop").raw_key
     assert generate(live_api, raw_key).status_code == 200
 
     sign_in_as(page, live_server.url, user)
@@ -109,7 +109,7 @@ def test_the_limits_page_shows_the_tier_and_a_keys_own_limits(
     ]  # fmt: skip
     user = verified_customer("limits@example.com")
     give_credits(user, 1000)
-    key = keys.create_key(user, "staging").api_key
+    key = keys.create_key(user.personal_account, "staging").api_key
 
     sign_in_as(page, live_server.url, user)
     load(page, f"{live_server.url}/dashboard/limits/", console_errors)

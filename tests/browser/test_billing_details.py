@@ -101,8 +101,10 @@ def test_a_company_gets_invoices_and_automatic_top_ups(
     assert page.request.get(pdf).headers["content-type"] == "application/pdf"
 
     # A request takes the balance below the threshold: the card is charged, the webhook credits.
-    account = CreditAccount.objects.get(user=user)
-    services.hold(user.pk, {"held_credits": 1500}, reference="gen:1", description="held")
+    account = CreditAccount.objects.get(owner__personal_owner=user)
+    services.hold(
+        user.personal_account.pk, {"held_credits": 1500}, reference="gen:1", description="held"
+    )
     assert auto_top_up.due(account, before_credits=6000, after_credits=4500)
     assert tasks.auto_top_up.apply(args=[account.pk]).get() == "charged"
     automatic = Purchase.objects.get(kind="auto")
@@ -127,7 +129,9 @@ def test_a_company_gets_invoices_and_automatic_top_ups(
 
     # The bank declines the next one: automatic top-up stops, and the page says why.
     fake_stripe.decline_later(account.auto_top_up_payment_method_id)
-    services.hold(user.pk, {"held_credits": 20_000}, reference="gen:2", description="held")
+    services.hold(
+        user.personal_account.pk, {"held_credits": 20_000}, reference="gen:2", description="held"
+    )
     assert tasks.auto_top_up.apply(args=[account.pk]).get() == "declined"
     load(page, billing_url, console_errors)
     expect(top_up).to_contain_text("Automatic top-up stopped on")

@@ -53,7 +53,7 @@ def test_a_set_and_a_split_in_the_gallery_on_desktop_and_phone(
     settings.MEDIA_ROOT = str(Path(live_server_env["DATA_DIR"]) / "media")
     user = verified_customer("layers@example.com")
     give_credits(user, 2000)
-    raw_key = keys.create_key(user, "studio").raw_key
+    raw_key = keys.create_key(user.personal_account, "studio").raw_key
     _post(live_api, raw_key, "/v1/images/generations", {
         "model": "seedream-4-0", "prompt": "a comic strip of a fox [sim:set-count=3]",
         "size": "1K", "sequential_image_generation": "auto",

@@ -49,21 +49,22 @@ def customer_with_history() -> tuple[User, dict[str, str]]:
     pages with an object of their own."""
     user = verified_customer("layout@example.com")
     give_credits(user, 5000)
-    laptop = keys.create_key(user, "a key with a rather long name for the build server").api_key
-    keys.create_key(user, "ci")
-    keys.revoke_key(keys.create_key(user, "retired").api_key)
+    laptop = keys.create_key(
+        user.personal_account, "a key with a rather long name for the build server"
+    ).api_key
+    keys.create_key(user.personal_account, "ci")
+    keys.revoke_key(keys.create_key(user.personal_account, "retired").api_key)
     usage_history(user, laptop)
     now = timezone.now()
-    Generation.objects.create(
-        user=user, api_key=laptop, model="seedream-5-0-pro", upstream_model="u",
+    Generation.objects.create(account=user.personal_account, user=user,
+        api_key=laptop, model="seedream-5-0-pro", upstream_model="u",
         prompt="a very long prompt " * 20, size="2048x2048", n=4, status="succeeded",
         price_per_image_credits=120, reserved_credits=480, charged_credits=120,
         images_delivered=1, http_status=200, latency_ms=123456, error_code="upstream_error",
         error_message=LONG_ERROR, created_at=now - timedelta(minutes=1), deadline_at=now,
         finished_at=now,
     )  # fmt: skip
-    billing.grant(
-        user, 250, idempotency_key=f"layout:{user.pk}",
+    billing.grant(user.personal_account, 250, idempotency_key=f"layout:{user.pk}",
         description="A goodwill grant after the outage of 3 December, with our apologies for "
         "the images that were late",
     )  # fmt: skip

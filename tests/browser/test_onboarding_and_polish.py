@@ -85,7 +85,7 @@ def test_the_checklist_ticks_each_step_and_goes_when_all_are_done(
     screenshot(page, f"overview-checklist-new-{suffix(viewport)}")
 
     give_credits(customer)
-    keys.create_key(customer, "laptop")
+    keys.create_key(customer.personal_account, "laptop")
     page.reload()
     settle(page, console_errors, phone=phone)
     expect(checklist).to_contain_text("2 of 3 done")
@@ -197,7 +197,7 @@ def test_rotating_twice_from_one_confirmation_rotates_once_on_a_phone(
     live_server: Any, page: Page, console_errors: list[str], screenshot: Shot
 ) -> None:
     customer = verified_customer("rotate-once@example.com")
-    issued = keys.create_key(customer, "server")
+    issued = keys.create_key(customer.personal_account, "server")
     sign_in_as(page, live_server.url, customer)
     page.set_viewport_size(PHONE)
     load(page, f"{live_server.url}/dashboard/keys/{issued.api_key.pk}/rotate", console_errors)

@@ -39,7 +39,7 @@ def test_billing_history_usage_and_the_request_page(
     settings.MEDIA_ROOT = str(Path(live_server_env["DATA_DIR"]) / "media")
     user = verified_customer("records@example.com")
     give_credits(user, 2100)
-    raw_key = keys.create_key(user, "laptop").raw_key
+    raw_key = keys.create_key(user.personal_account, "laptop").raw_key
     for _ in range(2):
         assert generate(live_api, raw_key).status_code == 200  # 40 credits each
     sign_in_as(page, live_server.url, user)

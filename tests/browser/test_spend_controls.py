@@ -69,8 +69,8 @@ def test_a_customer_caps_a_key_limits_it_and_sets_alerts(
     device = "phone" if phone else "desktop"
     customer = verified_customer(f"spend-{device}@example.com")
     give_credits(customer, 20_000)
-    key = keys.create_key(customer, "production server").api_key
-    keys.create_key(customer, "laptop")
+    key = keys.create_key(customer.personal_account, "production server").api_key
+    keys.create_key(customer.personal_account, "laptop")
     page.set_viewport_size(viewport)
     found: list[str] = []
 

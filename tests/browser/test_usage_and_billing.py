@@ -41,8 +41,8 @@ def test_usage_shows_real_calls_filters_them_and_exports_csv(
     email = "usage@example.com"
     user = verified_customer(email)
     give_credits(user, 100)
-    laptop = keys.create_key(user, "laptop").raw_key
-    server = keys.create_key(user, "server").raw_key
+    laptop = keys.create_key(user.personal_account, "laptop").raw_key
+    server = keys.create_key(user.personal_account, "server").raw_key
     assert generate(live_api, laptop).status_code == 200
     assert generate(live_api, server).status_code == 200
     assert generate(live_api, server).status_code == 402  # 20 credits left, 40 needed

@@ -41,8 +41,8 @@ def month_of_history(user: Any, api_key: Any) -> None:
             continue
         when = now - timedelta(days=days_ago)
         images = 1 + (29 - days_ago) // 7
-        Generation.objects.create(
-            user=user, api_key=api_key, model="seedream-4-0", upstream_model="u",
+        Generation.objects.create(account=user.personal_account, user=user,
+            api_key=api_key, model="seedream-4-0", upstream_model="u",
             prompt="history", size="2048x2048", n=images, status="succeeded",
             price_per_image_credits=40, reserved_credits=40 * images,
             charged_credits=40 * images, images_delivered=images, http_status=200,
@@ -59,7 +59,7 @@ def test_the_usage_chart_shows_a_month_and_a_day_and_exports_a_summary(
 ) -> None:
     user = verified_customer("chart@example.com")
     give_credits(user, 1000)
-    issued = keys.create_key(user, "build server")
+    issued = keys.create_key(user.personal_account, "build server")
     month_of_history(user, issued.api_key)
     assert generate(live_api, issued.raw_key).status_code == 200
     assert generate(live_api, issued.raw_key).status_code == 200

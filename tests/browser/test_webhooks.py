@@ -34,7 +34,7 @@ def webhook_history(user: User) -> Endpoint:
     """An endpoint with a message delivered at the third attempt, one waiting for its retry and
     a test event not tried yet."""
     endpoint = services.create_endpoint(
-        user,
+        user.personal_account,
         "https://hooks.example.com/seedream/webhooks/receive",
         list(events.EVENT_TYPES),
         "production receiver",
@@ -70,7 +70,7 @@ def webhook_history(user: User) -> Endpoint:
 def _message(endpoint: Endpoint, event_type: str, job: str, now: Any) -> Message:
     from webhooks.services import _new_event, _new_message
 
-    event = _new_event(endpoint.user, event_type, {"id": job, "status": "x"}, key=job)
+    event = _new_event(endpoint.account, event_type, {"id": job, "status": "x"}, key=job)
     return _new_message(event, endpoint)
 
 
@@ -140,7 +140,7 @@ def test_a_test_event_sent_from_the_page_reaches_the_receiver(
     sign_in_as(page, live_server.url, customer)
     with receiving() as receiver:
         endpoint = services.create_endpoint(
-            customer, receiver.url, [events.IMAGE_GENERATION_COMPLETED]
+            customer.personal_account, receiver.url, [events.IMAGE_GENERATION_COMPLETED]
         ).endpoint
         load(page, f"{live_server.url}/dashboard/webhooks/{endpoint.pk}/", console_errors)
         page.get_by_role("button", name="Send test event").click()

@@ -33,9 +33,9 @@ def submitted(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     specs: list[Any] = []
     submit = services.submit_generation
 
-    def spy(*, user: Any, spec: Any) -> Any:
+    def spy(*, account: Any, user: Any, spec: Any) -> Any:
         specs.append(spec)
-        return submit(user=user, spec=spec)
+        return submit(account=account, user=user, spec=spec)
 
     monkeypatch.setattr(views_playground.services, "submit_generation", spy)
     return specs

@@ -23,7 +23,7 @@ ONE = {"model": "seedream-4-0", "prompt": "a red fox in snow", "size": "1024x102
 
 
 def account_of(user) -> CreditAccount:
-    return CreditAccount.objects.get(user=user)
+    return CreditAccount.objects.get(owner__personal_owner=user)
 
 
 def settings_of(user) -> tuple[int | None, list[int]]:

@@ -134,8 +134,8 @@ def test_the_retention_policy_is_stated(client, owner, settings):
 
 def test_fifty_thousand_images_page_in_the_same_few_queries(client, owner):
     now = timezone.now()
-    generation = Generation.objects.create(
-        user=owner, model="seedream-4-0", upstream_model="u", prompt="p", size="1K", n=1,
+    generation = Generation.objects.create(account=owner.personal_account, user=owner,
+        model="seedream-4-0", upstream_model="u", prompt="p", size="1K", n=1,
         status="succeeded", created_at=now, deadline_at=now,
     )  # fmt: skip
     Image.objects.bulk_create(

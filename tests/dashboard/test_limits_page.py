@@ -44,7 +44,9 @@ def test_it_shows_the_tier_its_limits_and_what_unlocks_the_next(client, owner, o
 
 
 def test_a_top_up_moves_the_account_up_and_the_page_follows(client, owner):
-    billing.grant(owner, 5000, description="top-up", idempotency_key="t1", kind="top_up")
+    billing.grant(
+        owner.personal_account, 5000, description="top-up", idempotency_key="t1", kind="top_up"
+    )
     client.force_login(owner)
 
     page = client.get("/dashboard/limits/").content.decode()
@@ -54,7 +56,7 @@ def test_a_top_up_moves_the_account_up_and_the_page_follows(client, owner):
 
 
 def test_a_custom_limit_is_shown_as_such(client, owner):
-    AccountRateLimit.objects.create(user=owner, requests_per_minute=999)
+    AccountRateLimit.objects.create(account=owner.personal_account, requests_per_minute=999)
     client.force_login(owner)
 
     page = client.get("/dashboard/limits/").content.decode()
@@ -118,7 +120,9 @@ def test_operators_see_the_tier_and_the_limits_in_force_on_a_custom_limit(
     client, owner, user_factory
 ):
     admin = user_factory("root@example.com", is_staff=True, is_superuser=True)
-    override = AccountRateLimit.objects.create(user=owner, images_per_minute=7, note="launch")
+    override = AccountRateLimit.objects.create(
+        account=owner.personal_account, images_per_minute=7, note="launch"
+    )
     client.force_login(admin)
 
     page = client.get(f"/admin/generation/accountratelimit/{override.pk}/change/").content.decode()

@@ -22,7 +22,7 @@ def generation_of(db):
     def make(user, prompt):
         model = get_model("seedream-4-0")
         spec = GenerationSpec(model=model, prompt=prompt, size=resolve_size(model, "1K"), n=1)
-        return begin_generation(user=user, spec=spec)
+        return begin_generation(account=user.personal_account, made_by_id=user.pk, spec=spec)
 
     return make
 
@@ -32,8 +32,8 @@ def record(db):
     """Finished generation rows written directly: the overview only reads them."""
 
     def make(user, when, *, charged=40, delivered=1, n=1):
-        return Generation.objects.create(
-            user=user, model="seedream-4-0", upstream_model="u", prompt="p", size="1K", n=n,
+        return Generation.objects.create(account=user.personal_account, user=user,
+            model="seedream-4-0", upstream_model="u", prompt="p", size="1K", n=n,
             status="succeeded", price_per_image_credits=40, reserved_credits=max(40 * n, charged),
             charged_credits=charged, images_delivered=delivered, created_at=when, deadline_at=when,
         )  # fmt: skip
@@ -133,6 +133,7 @@ def test_a_year_of_history_costs_the_same_few_queries_as_none(client, owner, rec
     now = timezone.now()
     Generation.objects.bulk_create(
         Generation(
+            account=owner.personal_account,
             user=owner, model="seedream-4-0", upstream_model="u", prompt="p", size="1K", n=1,
             status="succeeded", price_per_image_credits=40, reserved_credits=40,
             charged_credits=40, images_delivered=1,
@@ -196,12 +197,14 @@ def test_each_step_ticks_when_done_and_the_list_goes_when_all_are(
     owner = user_factory()
     client.force_login(owner)
     # Another customer's progress ticks nothing of ours.
-    billing.grant(outsider, 100, description="theirs", idempotency_key="outsider-credits")
+    billing.grant(
+        outsider.personal_account, 100, description="theirs", idempotency_key="outsider-credits"
+    )
     api_key_factory(outsider)
     generation_of(outsider, "theirs")
     assert "0 of 3 done" in checklist_of(client)
 
-    billing.grant(owner, 100, description="trial", idempotency_key="owner-credits")
+    billing.grant(owner.personal_account, 100, description="trial", idempotency_key="owner-credits")
     assert overview.first_steps(owner) == overview.FirstSteps(True, False, False)
     assert "1 of 3 done" in checklist_of(client)
 
@@ -219,8 +222,8 @@ def test_each_step_ticks_when_done_and_the_list_goes_when_all_are(
 
 def test_credits_received_and_spent_still_count(user_factory):
     owner = user_factory()
-    billing.grant(owner, 40, description="trial", idempotency_key="spent")
-    billing.adjust(owner, -40, reason="spent it all", operator="test")
+    billing.grant(owner.personal_account, 40, description="trial", idempotency_key="spent")
+    billing.adjust(owner.personal_account, -40, reason="spent it all", operator="test")
     assert overview.first_steps(owner).has_credits
 
 

@@ -326,7 +326,11 @@ def test_an_account_that_owes_credits_is_told_why_and_nothing_is_queued(signed_i
     from billing import services as billing
 
     billing.take_back(
-        owner.pk, 1500, reference="purchase:t", idempotency_key="t:refund", description="Refund"
+        owner.personal_account.pk,
+        1500,
+        reference="purchase:t",
+        idempotency_key="t:refund",
+        description="Refund",
     )  # 1000 from the balance, 500 owed
 
     page = signed_in.post(URL, form(), headers=HTMX).content.decode()

@@ -113,7 +113,11 @@ def test_the_billing_history_links_only_the_owners_generations(client, owner, ou
     # A ledger line naming another customer's generation (it cannot happen; the link must
     # still not be made from the reference alone).
     billing.grant(
-        owner, 1, description="odd", idempotency_key="odd", reference=theirs.ledger_reference
+        owner.personal_account,
+        1,
+        description="odd",
+        idempotency_key="odd",
+        reference=theirs.ledger_reference,
     )
     client.force_login(owner)
 

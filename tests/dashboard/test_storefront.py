@@ -22,15 +22,15 @@ pytestmark = pytest.mark.django_db
 def stored_image(user: Any, prompt: str, *, showcase: bool = False) -> Image:
     """A delivered image's row, as settlement leaves it (its file is not read by these pages)."""
     now = timezone.now()
-    generation = Generation.objects.create(
-        user=user, model="seedream-4-0", upstream_model="u", prompt=prompt, size="2048x2048",
+    generation = Generation.objects.create(account=user.personal_account, user=user,
+        model="seedream-4-0", upstream_model="u", prompt=prompt, size="2048x2048",
         n=1, status="succeeded", price_per_image_credits=40, reserved_credits=40,
         charged_credits=40, images_delivered=1, created_at=now, deadline_at=now,
         finished_at=now,
     )  # fmt: skip
     token = new_image_token()
     return Image.objects.create(
-        generation=generation, user=user, token=token, index=0,
+        generation=generation, account=user.personal_account, token=token, index=0,
         file=f"images/{token[:2]}/{token}.jpg", width=2048, height=2048, bytes=1000,
         showcase=showcase,
     )  # fmt: skip

@@ -22,7 +22,8 @@ def record(db):
     def make(user, *, api_key=None, model="seedream-4-0", status="succeeded", when=None, **extra):
         when = when or timezone.now()
         fields = {
-            "user": user, "api_key": api_key, "model": model, "upstream_model": "u",
+            "account": user.personal_account, "user": user, "api_key": api_key, "model": model,
+            "upstream_model": "u",
             "prompt": "p", "size": "1024x1024", "n": 2, "price_per_image_credits": 40,
             "reserved_credits": 80, "charged_credits": 40, "images_delivered": 1,
             "status": status, "created_at": when, "deadline_at": when, "latency_ms": 1234,
@@ -173,6 +174,7 @@ def test_the_page_costs_the_same_few_queries_with_many_rows(owner_client, owner,
     now = timezone.now()
     Generation.objects.bulk_create(
         Generation(
+            account=owner.personal_account,
             user=owner,
             api_key=key,
             model="seedream-4-0",

@@ -29,7 +29,8 @@ def record(db):
 
     def make(user, when, *, api_key=None, model="seedream-4-0", charged=40, delivered=1, **extra):
         fields = {
-            "user": user, "api_key": api_key, "model": model, "upstream_model": "u",
+            "account": user.personal_account, "user": user, "api_key": api_key, "model": model,
+            "upstream_model": "u",
             "prompt": "p", "size": "1024x1024", "n": 2, "price_per_image_credits": 40,
             "reserved_credits": 80, "charged_credits": charged, "images_delivered": delivered,
             "status": "succeeded", "created_at": when, "deadline_at": when, "finished_at": when,

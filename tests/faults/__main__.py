@@ -31,7 +31,9 @@ def main(argv: list[str]) -> None:
         from accounts.models import User
         from billing import services as billing
 
-        print(json.dumps(billing.balance_credits(User.objects.get(pk=int(args[0])))))
+        print(
+            json.dumps(billing.balance_credits(User.objects.get(pk=int(args[0])).personal_account))
+        )
     else:
         raise SystemExit(
             f"unknown command {command!r}: customers COUNT CREDITS, check, or balance USER_ID"

@@ -50,13 +50,18 @@ def open_customer(credits: int, *, concurrent_generations: int | None = None) ->
     user = User.objects.create_user(email, "pw")
     if credits:
         billing.grant(
-            user, credits, description="fault test credits", idempotency_key=f"faults:{email}"
+            user.personal_account,
+            credits,
+            description="fault test credits",
+            idempotency_key=f"faults:{email}",
         )
     if concurrent_generations is not None:
         AccountRateLimit.objects.create(
-            user=user, concurrent_generations=concurrent_generations, note="fault test"
+            account=user.personal_account,
+            concurrent_generations=concurrent_generations,
+            note="fault test",
         )
-    return Customer(user.pk, email, keys.create_key(user, "fault test").raw_key)
+    return Customer(user.pk, email, keys.create_key(user.personal_account, "fault test").raw_key)
 
 
 def problems(redis_url: str = "") -> list[str]:
@@ -66,7 +71,7 @@ def problems(redis_url: str = "") -> list[str]:
     a failure), and no concurrency slot is held: in the database, nor in the Redis at
     ``redis_url`` if the rate limits were counted there."""
     found: list[str] = []
-    for account in CreditAccount.objects.select_related("user").order_by("pk"):
+    for account in CreditAccount.objects.select_related("owner__personal_owner").order_by("pk"):
         found += _account_problems(account)
     for generation in Generation.objects.order_by("pk"):
         found += _generation_problems(generation)
@@ -81,14 +86,14 @@ def _account_problems(account: CreditAccount) -> list[str]:
         running += entry.amount_credits
         if entry.balance_after_credits != running:
             found.append(
-                f"{account.user}: {entry} says balance {entry.balance_after_credits}, "
+                f"{account.owner}: {entry} says balance {entry.balance_after_credits}, "
                 f"the ledger's running sum is {running}"
             )
         if running < 0:
-            found.append(f"{account.user}: {entry} took the balance below zero")
+            found.append(f"{account.owner}: {entry} took the balance below zero")
     total = LedgerEntry.objects.filter(account=account).aggregate(s=Sum("amount_credits"))["s"]
     if account.balance_credits != (total or 0):
-        found.append(f"{account.user}: balance {account.balance_credits}, ledger sum {total or 0}")
+        found.append(f"{account.owner}: balance {account.balance_credits}, ledger sum {total or 0}")
     return found
 
 

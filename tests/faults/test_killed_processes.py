@@ -97,7 +97,7 @@ def test_a_web_process_killed_mid_generation_loses_nothing_and_charges_nothing_t
 
         # Alice's slot lapses with its lease, whether or not the reconciler has come yet ...
         lapsed = wait_until(
-            lambda: ratelimits.current_usage(alice.user()).concurrent == 0,
+            lambda: ratelimits.current_usage(alice.user().personal_account).concurrent == 0,
             "the dead generation's slot lapses",
             timeout=LEASE + WAIT,
         )
@@ -143,7 +143,8 @@ def submit(customer: Customer, prompt: str) -> Generation:
     spec = services.GenerationSpec(
         model=model, prompt=prompt, size=resolve_size(model, "1024x1024"), n=1
     )
-    return services.submit_generation(user=customer.user(), spec=spec)
+    user = customer.user()
+    return services.submit_generation(account=user.personal_account, user=user, spec=spec)
 
 
 def test_a_worker_killed_mid_generation_is_run_again_and_charged_once(

@@ -54,8 +54,10 @@ def run_workers(due):
 
 
 def test_the_low_balance_alert_is_told_once_per_crossing(client, owner, owner_key, due):
-    webhooks.create_endpoint(owner, "https://hooks.example.com/seedream", ["credits.low"])
-    account = CreditAccount.objects.get(user=owner)
+    webhooks.create_endpoint(
+        owner.personal_account, "https://hooks.example.com/seedream", ["credits.low"]
+    )
+    account = CreditAccount.objects.get(owner__personal_owner=owner)
     alerts.set_low_balance_alert(account.pk, 900)
 
     spend(client, owner_key, 2)  # 1000 -> 920: above the line
@@ -81,17 +83,21 @@ def test_the_low_balance_alert_is_told_once_per_crossing(client, owner, owner_ke
 
 
 def test_credits_that_lift_the_balance_to_the_line_rearm_the_alert(client, owner, owner_key, due):
-    account = CreditAccount.objects.get(user=owner)
+    account = CreditAccount.objects.get(owner__personal_owner=owner)
     alerts.set_low_balance_alert(account.pk, 980)
     spend(client, owner_key)  # 960: told
     assert run_workers(due) == [True]
     spend(client, owner_key)  # 920: the hold and its release cross nothing new
     assert due == []
 
-    services.grant(owner, 20, description="top-up", idempotency_key="t1")  # 940: still below
+    services.grant(
+        owner.personal_account, 20, description="top-up", idempotency_key="t1"
+    )  # 940: still below
     spend(client, owner_key)  # 900
     assert due == []
-    services.grant(owner, 100, description="top-up", idempotency_key="t2")  # 1000: re-armed
+    services.grant(
+        owner.personal_account, 100, description="top-up", idempotency_key="t2"
+    )  # 1000: re-armed
     spend(client, owner_key)  # 960: below again
 
     assert run_workers(due) == [True]
@@ -99,7 +105,7 @@ def test_credits_that_lift_the_balance_to_the_line_rearm_the_alert(client, owner
 
 
 def test_a_new_line_is_armed_at_once(client, owner, owner_key, due):
-    account = CreditAccount.objects.get(user=owner)
+    account = CreditAccount.objects.get(owner__personal_owner=owner)
     alerts.set_low_balance_alert(account.pk, 980)
     spend(client, owner_key)
     run_workers(due)

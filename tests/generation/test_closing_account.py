@@ -33,7 +33,9 @@ def test_a_generation_that_delivers_after_its_account_closed_is_not_charged_or_k
     owner: Any, settings: Any, tmp_path: Any
 ) -> None:
     settings.MEDIA_ROOT = str(tmp_path)
-    running = services.begin_generation(user=owner, spec=spec(2))
+    running = services.begin_generation(
+        account=owner.personal_account, made_by_id=owner.pk, spec=spec(2)
+    )
 
     accounts.close_account(owner)
     completed = services.complete_generation(running, one_per_call([IMAGE, IMAGE]), latency_ms=5)
@@ -57,7 +59,7 @@ def test_a_queued_playground_run_of_a_closed_account_is_never_sent_upstream(
     sent: list[int] = []
     monkeypatch.setattr("generation.tasks.send_generation", lambda pk, countdown=0: sent.append(pk))
     with django_capture_on_commit_callbacks(execute=True):
-        queued = services.submit_generation(user=owner, spec=spec())
+        queued = services.submit_generation(account=owner.personal_account, user=owner, spec=spec())
 
     accounts.close_account(owner)
     called: list[Any] = []
@@ -70,10 +72,12 @@ def test_a_queued_playground_run_of_a_closed_account_is_never_sent_upstream(
 
 
 def test_work_already_settled_is_left_as_it_was(owner: Any) -> None:
-    done = services.begin_generation(user=owner, spec=spec())
+    done = services.begin_generation(
+        account=owner.personal_account, made_by_id=owner.pk, spec=spec()
+    )
     services.complete_generation(done, [IMAGE], latency_ms=5)
 
-    assert services.release_work_of_closing_account(owner.pk) == 0
+    assert services.release_work_of_closing_account(owner.personal_account.pk) == 0
 
     assert Generation.objects.get(pk=done.pk).status == "succeeded"
     assert assert_ledger_balanced(owner) == 960

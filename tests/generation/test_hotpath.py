@@ -53,8 +53,10 @@ def spec(n: int) -> services.GenerationSpec:
 def run(settings: Any, user: Any, *, single_statement: bool, n: int, outcomes: list[Any]) -> Any:
     settings.GENERATION_SINGLE_STATEMENT_SQL = single_statement
     assert hotpath.available() is single_statement
-    key = keys.create_key(user, "k").api_key
-    generation = services.begin_generation(user=user, spec=spec(n), api_key=key)
+    key = keys.create_key(user.personal_account, "k").api_key
+    generation = services.begin_generation(
+        account=user.personal_account, made_by_id=user.pk, spec=spec(n), api_key=key
+    )
     return services.complete_generation(generation, one_per_call(outcomes), latency_ms=12)
 
 
@@ -79,7 +81,9 @@ def generation_row(generation: Generation) -> dict[str, Any]:
 def ledger(user: Any, generation: Generation) -> list[tuple[Any, ...]]:
     """This generation's lines, with its own ids written as placeholders."""
     ref = generation.ledger_reference
-    lines = LedgerEntry.objects.filter(account__user=user, reference=ref).order_by("id")
+    lines = LedgerEntry.objects.filter(account__owner__personal_owner=user, reference=ref).order_by(
+        "id"
+    )
     return [
         (
             line.kind,
@@ -98,7 +102,7 @@ def images(generation: Generation) -> list[tuple[Any, ...]]:
     return [
         (
             i.index,
-            i.user_id == generation.user_id,
+            i.account_id == generation.account_id,
             i.content_type,
             i.width,
             i.height,
@@ -112,7 +116,9 @@ def images(generation: Generation) -> list[tuple[Any, ...]]:
 
 
 def account(user: Any) -> dict[str, Any]:
-    row: dict[str, Any] = dict(CreditAccount.objects.filter(user=user).values().get())
+    row: dict[str, Any] = dict(
+        CreditAccount.objects.filter(owner__personal_owner=user).values().get()
+    )
     for volatile in ("id", "user_id"):
         row.pop(volatile)
     return row
@@ -134,18 +140,24 @@ def in_debt(user: Any) -> None:
     """Leave ``user`` owing 400 credits with 400 on its balance: a hold made before a dispute
     took back more than the balance, then released."""
     reference = f"gen:before-{user.pk}"
-    billing.hold(user.pk, {"held_credits": 400}, reference=reference, description="held")
-    owing = billing.balance_credits(user) + 400
+    billing.hold(
+        user.personal_account.pk, {"held_credits": 400}, reference=reference, description="held"
+    )
+    owing = billing.balance_credits(user.personal_account) + 400
     billing.take_back(
-        user.pk, owing, reference="dispute", idempotency_key=f"d:{user.pk}", description="x"
+        user.personal_account.pk,
+        owing,
+        reference="dispute",
+        idempotency_key=f"d:{user.pk}",
+        description="x",
     )
     billing.settle(
-        user.pk,
+        user.personal_account.pk,
         {"held_credits": 400, "charged_credits": 0},
         reference=reference,
         description="released",
     )
-    assert billing.debt_credits(user.pk) == 400
+    assert billing.debt_credits(user.personal_account.pk) == 400
 
 
 LONG = "a description longer than the ledger's column " * 8
@@ -201,7 +213,9 @@ def test_both_paths_settle_alike_for_an_account_that_went_into_debt_meanwhile(
     for single_statement in (False, True):
         settings.GENERATION_SINGLE_STATEMENT_SQL = single_statement
         user = user_factory(credits=1000)
-        generation = services.begin_generation(user=user, spec=spec(4))
+        generation = services.begin_generation(
+            account=user.personal_account, made_by_id=user.pk, spec=spec(4)
+        )
         in_debt(user)  # after the hold: the settlement must still go through
         completed = services.complete_generation(
             generation, one_per_call([IMAGE, IMAGE, BLOCKED, IMAGE]), latency_ms=3
@@ -220,7 +234,9 @@ def test_both_paths_refuse_an_account_in_debt_alike(settings, user_factory, fixe
         user = user_factory(credits=1000)
         in_debt(user)
         with pytest.raises(ShortOfCredits) as refused:
-            services.begin_generation(user=user, spec=spec(1))
+            services.begin_generation(
+                account=user.personal_account, made_by_id=user.pk, spec=spec(1)
+            )
         assert refused.value.owed_credits == 400
         assert "owes 400 credits" in refused.value.message
         rows.append((generation_row(Generation.objects.get(user=user)), account(user)))
@@ -238,7 +254,9 @@ def test_a_refusal_for_credits_takes_the_orm_path_and_leaves_the_same_failed_row
         settings.GENERATION_SINGLE_STATEMENT_SQL = single_statement
         user = user_factory(credits=30)
         with pytest.raises(ShortOfCredits):
-            services.begin_generation(user=user, spec=spec(1))
+            services.begin_generation(
+                account=user.personal_account, made_by_id=user.pk, spec=spec(1)
+            )
         rows.append(generation_row(Generation.objects.get(user=user)))
         assert assert_ledger_balanced(user) == 30
     assert rows[0] == rows[1]
@@ -251,7 +269,9 @@ def test_a_late_settlement_after_the_reconciler_charges_nothing_on_either_path(
     for single_statement in (False, True):
         settings.GENERATION_SINGLE_STATEMENT_SQL = single_statement
         user = user_factory(credits=1000)
-        generation = services.begin_generation(user=user, spec=spec(1))
+        generation = services.begin_generation(
+            account=user.personal_account, made_by_id=user.pk, spec=spec(1)
+        )
         services.reconcile_stuck_generations(now=generation.deadline_at + timedelta(seconds=1))
 
         completed = services.complete_generation(generation, [IMAGE], latency_ms=5)
@@ -263,7 +283,9 @@ def test_a_late_settlement_after_the_reconciler_charges_nothing_on_either_path(
 
 def test_a_settlement_without_its_reservation_is_refused_and_writes_nothing(settings, owner):
     settings.GENERATION_SINGLE_STATEMENT_SQL = True
-    generation = services.begin_generation(user=owner, spec=spec(1))
+    generation = services.begin_generation(
+        account=owner.personal_account, made_by_id=owner.pk, spec=spec(1)
+    )
     # Not what the ledger holds for it.
     generation.price_per_image_credits = generation.reserved_credits = 80
     generation.price_quote = billing.Quote.flat(80, 1).record()
@@ -283,12 +305,12 @@ def find_key_inline(lookup_id: str) -> ApiKey | None:
 
 def key_and_what_the_orm_loads(owner: Any, custom_limits: bool) -> tuple[Any, ApiKey]:
     """A new key of ``owner`` (with custom limits, or none), and the key as the ORM's
-    ``select_related`` loads it with its user, credit account and custom limits."""
-    issued = keys.create_key(owner, "k")
+    ``select_related`` loads it with its account, credit account and custom limits."""
+    issued = keys.create_key(owner.personal_account, "k")
     if custom_limits:
-        AccountRateLimit.objects.create(user=owner, requests_per_minute=7)
+        AccountRateLimit.objects.create(account=owner.personal_account, requests_per_minute=7)
     by_orm = ApiKey.objects.select_related(
-        "user", "user__credit_account", "user__rate_limit_override"
+        "account__personal_owner", "account__credit_account", "account__rate_limit_override"
     ).get(pk=issued.api_key.pk)
     return issued, by_orm
 
@@ -299,20 +321,22 @@ def test_the_key_lookup_loads_what_select_related_loads(owner, custom_limits):
 
     found = keys.authenticate(issued.raw_key, lookup=find_key_inline)
 
-    assert found.pk == by_orm.pk and found.user.pk == owner.pk
-    assert found.user.credit_account.balance_credits == 1000
-    assert ratelimits.limits_for(found.user, found) == ratelimits.limits_for(by_orm.user, by_orm)
+    assert found.pk == by_orm.pk and found.account.personal_owner == owner
+    assert found.account.credit_account.balance_credits == 1000
+    assert ratelimits.limits_for(found.account, found) == ratelimits.limits_for(
+        by_orm.account, by_orm
+    )
     assert find_key_inline("no-such-lookup-id") is None
 
 
 def test_the_key_lookup_of_an_account_without_a_credit_account(user_factory):
     user = user_factory()
-    CreditAccount.objects.filter(user=user).delete()
-    issued = keys.create_key(user, "k")
+    CreditAccount.objects.filter(owner__personal_owner=user).delete()
+    issued = keys.create_key(user.personal_account, "k")
 
     found = keys.authenticate(issued.raw_key, lookup=find_key_inline)
 
-    assert ratelimits.limits_for(found.user, found).tier == ratelimits.tiers()[0]
+    assert ratelimits.limits_for(found.user.personal_account, found).tier == ratelimits.tiers()[0]
 
 
 def on_the_server_loop(step: Callable[[], Awaitable[Any]]) -> Any:
@@ -357,13 +381,18 @@ def test_on_the_event_loop_the_same_rows_are_written(
         orm_user, run(settings, orm_user, single_statement=False, n=n, outcomes=outcomes)
     )
     settings.GENERATION_SINGLE_STATEMENT_SQL = True
-    key = keys.create_key(loop_user, "k").api_key
+    key = keys.create_key(loop_user.personal_account, "k").api_key
 
     async def generate() -> Any:
         steps = Steps.for_request()
         assert steps.on_loop
         generation = await services.reserve_generation(
-            steps, user=loop_user, spec=spec(n), api_key=key, public_id="gen_loop"
+            steps,
+            account=loop_user.personal_account,
+            made_by_id=loop_user.pk,
+            spec=spec(n),
+            api_key=key,
+            public_id="gen_loop",
         )
         assert generation.pk is not None
         return await services.settle_generation(
@@ -382,11 +411,16 @@ def test_on_the_event_loop_a_refusal_for_credits_is_recorded_by_the_orm(
 ):
     settings.GENERATION_SINGLE_STATEMENT_SQL = True
     user = user_factory(credits=30)
-    key = keys.create_key(user, "k").api_key
+    key = keys.create_key(user.personal_account, "k").api_key
 
     async def generate() -> Any:
         await services.reserve_generation(
-            Steps.for_request(), user=user, spec=spec(1), api_key=key, public_id="gen_x"
+            Steps.for_request(),
+            account=user.personal_account,
+            made_by_id=user.pk,
+            spec=spec(1),
+            api_key=key,
+            public_id="gen_x",
         )
 
     with pytest.raises(ShortOfCredits):
@@ -402,7 +436,9 @@ def test_on_the_event_loop_a_late_settlement_charges_nothing(
 ):
     settings.GENERATION_SINGLE_STATEMENT_SQL = True
     settings.MEDIA_ROOT = str(tmp_path)
-    generation = services.begin_generation(user=owner, spec=spec(1))
+    generation = services.begin_generation(
+        account=owner.personal_account, made_by_id=owner.pk, spec=spec(1)
+    )
     services.reconcile_stuck_generations(now=generation.deadline_at + timedelta(seconds=1))
 
     completed = on_the_server_loop(
@@ -430,10 +466,12 @@ def test_on_the_event_loop_the_key_lookup_loads_what_select_related_loads(owner,
     )
     missing = on_the_server_loop(lambda: hotpath.find_key(Steps.for_request(), "no-such-lookup-id"))
 
-    assert found.pk == by_orm.pk and found.user.pk == owner.pk
-    assert found.user.credit_account.balance_credits == 1000
+    assert found.pk == by_orm.pk and found.account.personal_owner == owner
+    assert found.account.credit_account.balance_credits == 1000
     assert found.created_at == by_orm.created_at  # same instant, same time zone handling
-    assert ratelimits.limits_for(found.user, found) == ratelimits.limits_for(by_orm.user, by_orm)
+    assert ratelimits.limits_for(found.account, found) == ratelimits.limits_for(
+        by_orm.account, by_orm
+    )
     assert missing is None
     # Its use was recorded (on a thread: the ORM).
     assert ApiKey.objects.get(pk=issued.api_key.pk).last_used_at is not None
@@ -473,7 +511,11 @@ def test_a_request_with_an_idempotency_key_takes_the_single_statement_too(
             monkeypatch.setattr(reserve_module, "_reserve_with_orm", forbidden_orm_reservation)
         user = user_factory(credits=1000)
         generation = services.begin_generation(
-            user=user, spec=spec(2), idempotency_key="key-1", request_hash="hash-1"
+            account=user.personal_account,
+            made_by_id=user.pk,
+            spec=spec(2),
+            idempotency_key="key-1",
+            request_hash="hash-1",
         )
         completed = services.complete_generation(
             generation, one_per_call([IMAGE, IMAGE]), latency_ms=3
@@ -492,16 +534,28 @@ def forbidden_orm_reservation(*args: Any, **kwargs: Any) -> Any:
 def test_a_key_the_single_statement_recorded_answers_its_repeats(settings, owner):
     settings.GENERATION_SINGLE_STATEMENT_SQL = True
     first = services.begin_generation(
-        user=owner, spec=spec(1), idempotency_key="key", request_hash="hash"
+        account=owner.personal_account,
+        made_by_id=owner.pk,
+        spec=spec(1),
+        idempotency_key="key",
+        request_hash="hash",
     )
 
     with pytest.raises(services.IdempotentReplay) as replay:
         services.begin_generation(
-            user=owner, spec=spec(1), idempotency_key="key", request_hash="hash"
+            account=owner.personal_account,
+            made_by_id=owner.pk,
+            spec=spec(1),
+            idempotency_key="key",
+            request_hash="hash",
         )
     with pytest.raises(Refusal) as reused:
         services.begin_generation(
-            user=owner, spec=spec(1), idempotency_key="key", request_hash="another body"
+            account=owner.personal_account,
+            made_by_id=owner.pk,
+            spec=spec(1),
+            idempotency_key="key",
+            request_hash="another body",
         )
 
     assert replay.value.generation.pk == first.pk
@@ -515,7 +569,11 @@ def test_a_request_that_loses_the_race_for_its_key_is_answered_as_the_winners_re
 ):
     settings.GENERATION_SINGLE_STATEMENT_SQL = True
     winner = services.begin_generation(
-        user=owner, spec=spec(1), idempotency_key="key", request_hash="hash"
+        account=owner.personal_account,
+        made_by_id=owner.pk,
+        spec=spec(1),
+        idempotency_key="key",
+        request_hash="hash",
     )
     # The loser looked for the key before the winner's row committed, and found nothing.
     check = reserve_module._check_idempotency
@@ -526,7 +584,11 @@ def test_a_request_that_loses_the_race_for_its_key_is_answered_as_the_winners_re
 
     with pytest.raises(services.IdempotentReplay) as replay:
         services.begin_generation(
-            user=owner, spec=spec(1), idempotency_key="key", request_hash="hash"
+            account=owner.personal_account,
+            made_by_id=owner.pk,
+            spec=spec(1),
+            idempotency_key="key",
+            request_hash="hash",
         )
 
     assert replay.value.generation.pk == winner.pk
@@ -538,13 +600,17 @@ def run_capped(settings: Any, user: Any, *, single_statement: bool, cap: int) ->
     """Two generations (of 2, 1 delivered; then of 2) by a key capped at ``cap`` credits a day;
     the second is refused if the cap cannot take its hold. Every row, the window's included."""
     settings.GENERATION_SINGLE_STATEMENT_SQL = single_statement
-    key = keys.create_key(user, "k").api_key
+    key = keys.create_key(user.personal_account, "k").api_key
     ApiKey.objects.filter(pk=key.pk).update(spend_cap_credits=cap, spend_cap_period="day")
     key.refresh_from_db()
-    first = services.begin_generation(user=user, spec=spec(2), api_key=key)
+    first = services.begin_generation(
+        account=user.personal_account, made_by_id=user.pk, spec=spec(2), api_key=key
+    )
     completed = services.complete_generation(first, one_per_call([IMAGE, BLOCKED]), latency_ms=12)
     try:
-        services.begin_generation(user=user, spec=spec(2), api_key=key)
+        services.begin_generation(
+            account=user.personal_account, made_by_id=user.pk, spec=spec(2), api_key=key
+        )
         second = "held"
     except Refusal as refused:
         second = f"{refused.reason}"

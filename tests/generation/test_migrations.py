@@ -22,7 +22,8 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.state import ProjectState
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Account, User
+from accounts.services import personal_account
 from generation.models import AccountRateLimit, ConcurrencySlot, Generation, Image, RateCounter
 from keys import services as keys
 
@@ -146,17 +147,25 @@ def test_it_moves_an_installs_generations_to_the_generation_app_with_every_row_a
 
     # Every row, with every value, read through today's models; the columns added since the
     # move hold their defaults.
+    # Since then, each row belongs to its user's personal account (accounts 0004, generation
+    # 0009): a generation keeps its user as its maker; an image and a custom limit keep only the
+    # account.
     after = {model: rows(model) for model in MOVED}
+    personal = dict(Account.objects.values_list("personal_owner_id", "pk"))
     for row in after[Generation].values():
         assert row.pop("price_quote") == {}
         assert row.pop("cancel_requested_at") is None
         assert row.pop("spend_window") == ""
+        assert row.pop("account_id") == personal[row["user_id"]]
+    for model in (Image, AccountRateLimit):
+        for pk, row in after[model].items():
+            assert row.pop("account_id") == personal[before[model][pk].pop("user_id")]
     for row in after[Image].values():
         assert row.pop("layer") is None
         assert row.pop("showcase") is False
     assert after == before
     assert Generation.objects.get(pk=delivered.pk).images.count() == 2
-    assert User.objects.get(pk=owner.pk).rate_limit_override.note == "ticket 41"
+    assert personal_account(owner).rate_limit_override.note == "ticket 41"
 
     # The content types moved (the same rows), their permissions and history with them.
     moved = ContentType.objects.filter(pk__in=content_type_ids.values())
@@ -173,18 +182,24 @@ def test_it_moves_an_installs_generations_to_the_generation_app_with_every_row_a
     )
 
     # New rows still get fresh ids, and the constraints still hold.
-    fresh = Generation.objects.create(
-        user=owner, model="seedream-4-0", upstream_model="seedream-4-0-250828",
+    fresh = Generation.objects.create(account=owner.personal_account, user=owner,
+        model="seedream-4-0", upstream_model="seedream-4-0-250828",
         prompt="after the move", size="1024x1024", n=1, deadline_at=now + timedelta(minutes=5),
     )  # fmt: skip
     assert fresh.pk > max(before[Generation])
     image = Image.objects.create(
-        generation=fresh, user=owner, index=0, file="images/new.jpeg", width=1, height=1, bytes=1
+        generation=fresh,
+        account=owner.personal_account,
+        index=0,
+        file="images/new.jpeg",
+        width=1,
+        height=1,
+        bytes=1,
     )
     assert image.pk > max(before[Image])
     with pytest.raises(IntegrityError), transaction.atomic():
-        Generation.objects.create(
-            user=owner, idempotency_key="retry-1", model="seedream-4-0",
+        Generation.objects.create(account=owner.personal_account, user=owner,
+            idempotency_key="retry-1", model="seedream-4-0",
             upstream_model="seedream-4-0-250828", prompt="again", size="1024x1024", n=1,
             deadline_at=now,
         )  # fmt: skip

@@ -32,7 +32,7 @@ def submit(owner, sent, django_capture_on_commit_callbacks):
             model=model, prompt=prompt, size=resolve_size(model, "1024x1024"), n=n
         )
         with django_capture_on_commit_callbacks(execute=True):
-            return services.submit_generation(user=owner, spec=spec)
+            return services.submit_generation(account=owner.personal_account, user=owner, spec=spec)
 
     return make
 
@@ -169,7 +169,9 @@ def test_the_reconciler_leaves_a_running_api_request_alone(owner, sent, settings
     settings.GENERATION_TIMEOUT_SECONDS = 1
     model = get_model("seedream-4-0")
     spec = services.GenerationSpec(model=model, prompt="p", size=resolve_size(model, "1K"), n=1)
-    generation = services.begin_generation(user=owner, spec=spec)
+    generation = services.begin_generation(
+        account=owner.personal_account, made_by_id=owner.pk, spec=spec
+    )
 
     services.reconcile_stuck_generations(now=timezone.now() + timedelta(seconds=120))
 

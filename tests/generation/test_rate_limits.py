@@ -18,6 +18,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from accounts.models import Account
 from billing import services as billing
 from billing.models import LedgerEntry
 from generation import ratelimits, services
@@ -160,32 +161,40 @@ def test_a_grant_or_top_up_moves_the_account_up_a_tier_and_the_headers_follow(
     key = api_key_factory(user).raw_key
     assert limit_requests(get_credits(client, key)) == 5  # Free
 
-    billing.grant(user, 4_000, description="welcome", idempotency_key="t:grant")
+    billing.grant(user.personal_account, 4_000, description="welcome", idempotency_key="t:grant")
     assert limit_requests(get_credits(client, key)) == 10  # 5 000 in total: Tier 1
 
     top_up = LedgerEntry.Kind.TOP_UP
-    billing.grant(user, 15_000, description="card", idempotency_key="t:top", kind=top_up)
+    billing.grant(
+        user.personal_account, 15_000, description="card", idempotency_key="t:top", kind=top_up
+    )
     response = get_credits(client, key)
     assert limit_requests(response) == 20  # 20 000 in total and 20 000 left: Tier 2
     assert response.headers["x-ratelimit-limit-images"] == "16"
 
     # Tier 2 also asks for a balance: spent below it, the account is back in Tier 1 ...
-    billing.adjust(user, -15_000, reason="spent elsewhere", operator="test")
+    billing.adjust(user.personal_account, -15_000, reason="spent elsewhere", operator="test")
     assert limit_requests(get_credits(client, key)) == 10
     # ... and a top-up that brings it back restores Tier 2.
-    billing.grant(user, 5_000, description="card", idempotency_key="t:top2", kind=top_up)
+    billing.grant(
+        user.personal_account, 5_000, description="card", idempotency_key="t:top2", kind=top_up
+    )
     assert limit_requests(get_credits(client, key)) == 20
 
     # A refunded payment takes its credits out of the total again.
     billing.take_back(
-        user.pk, 20_000, reference="refund", idempotency_key="t:refund", description="refund"
+        user.personal_account.pk,
+        20_000,
+        reference="refund",
+        idempotency_key="t:refund",
+        description="refund",
     )
     assert limit_requests(get_credits(client, key)) == 10
 
 
 def test_an_operator_override_replaces_the_tier_values_field_by_field(client, owner, owner_key):
     AccountRateLimit.objects.create(
-        user=owner, requests_per_minute=2, images_per_minute=100, note="test"
+        account=owner.personal_account, requests_per_minute=2, images_per_minute=100, note="test"
     )
 
     first = get_credits(client, owner_key)
@@ -198,8 +207,8 @@ def test_an_operator_override_replaces_the_tier_values_field_by_field(client, ow
     assert error(refused)["code"] == "rate_limit_requests"
     assert "a custom limit" in error(refused)["message"]
     # An empty field keeps the tier's value (Free: 2 at a time).
-    assert ratelimits.limits_for(owner).concurrent == 2
-    assert ratelimits.limits_for(owner).custom is True
+    assert ratelimits.limits_for(owner.personal_account).concurrent == 2
+    assert ratelimits.limits_for(owner.personal_account).custom is True
 
 
 # - Per-key limits -------------------------------------------------------------------------------
@@ -260,7 +269,7 @@ def test_a_key_concurrency_limit_below_the_accounts(client, owner, api_key_facto
     )
     other = api_key_factory(owner, "other").raw_key
     # A generation of the limited key in flight (the account may run 2).
-    ratelimits.admit(owner, limited.api_key, images=1, slot_holder="in-flight")
+    ratelimits.admit(owner.personal_account, limited.api_key, images=1, slot_holder="in-flight")
 
     refused = generate(client, limited.raw_key)
     assert refused.status_code == 429
@@ -346,7 +355,7 @@ def test_waiting_as_long_as_retry_after_says_then_retrying_succeeds(
 ):
     clock.real = True
     settings.RATE_LIMIT_WINDOW_SECONDS = 2
-    AccountRateLimit.objects.create(user=owner, requests_per_minute=1)
+    AccountRateLimit.objects.create(account=owner.personal_account, requests_per_minute=1)
     # Start right after a window turns over, so both requests fall in it.
     time.sleep(2 - time.time() % 2 + 0.01)
     assert get_credits(client, owner_key).status_code == 200
@@ -360,8 +369,8 @@ def test_waiting_as_long_as_retry_after_says_then_retrying_succeeds(
 
 
 def test_the_concurrency_429_asks_for_a_short_wait(client, owner, owner_key):
-    ratelimits.admit(owner, None, images=1, slot_holder="a")
-    ratelimits.admit(owner, None, images=1, slot_holder="b")
+    ratelimits.admit(owner.personal_account, None, images=1, slot_holder="a")
+    ratelimits.admit(owner.personal_account, None, images=1, slot_holder="b")
 
     refused = generate(client, owner_key)
 
@@ -482,7 +491,7 @@ def test_402_is_for_money_and_429_for_speed(client, user_factory, api_key_factor
         assert error(no_money)["code"] == "insufficient_quota"
         assert "x-ratelimit-remaining-requests" in no_money.headers
     # The refused generations held no slot (Free runs 2 at a time).
-    assert ratelimits.current_usage(broke).concurrent == 0
+    assert ratelimits.current_usage(broke.personal_account).concurrent == 0
 
     for _ in range(10):
         assert get_credits(client, rich_key).status_code == 200
@@ -491,7 +500,7 @@ def test_402_is_for_money_and_429_for_speed(client, user_factory, api_key_factor
     assert error(too_fast)["type"] == "rate_limit_error"
     assert error(too_fast)["code"] == "rate_limit_requests"
     assert assert_ledger_balanced(rich) == 10_000
-    assert not LedgerEntry.objects.filter(account__user=broke).exists()
+    assert not LedgerEntry.objects.filter(account__owner__personal_owner=broke).exists()
 
 
 # - Concurrency slots ----------------------------------------------------------------------------
@@ -501,37 +510,37 @@ def test_api_generations_give_their_slot_back_when_they_end(client, owner, owner
     # Free runs 2 at a time: three in a row pass because each gives its slot back.
     for _ in range(3):
         assert generate(client, owner_key).status_code == 200
-    assert ratelimits.current_usage(owner).concurrent == 0
+    assert ratelimits.current_usage(owner.personal_account).concurrent == 0
 
     # A failed generation gives it back too.
     failed = generate(client, owner_key, prompt="x [sim:block-prompt]")
     assert failed.status_code == 400
-    assert ratelimits.current_usage(owner).concurrent == 0
+    assert ratelimits.current_usage(owner.personal_account).concurrent == 0
 
 
 def test_a_refused_request_holds_no_slot(client, owner, owner_key):
     assert generate(client, owner_key, n=5).status_code == 429  # images
     assert generate(client, owner_key, n=11).status_code == 400  # invalid
-    assert ratelimits.current_usage(owner).concurrent == 0
+    assert ratelimits.current_usage(owner.personal_account).concurrent == 0
 
 
 def test_playground_generations_hold_a_slot_until_the_worker_settles_them(
     owner, sent, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        first = services.submit_generation(user=owner, spec=spec())
-        services.submit_generation(user=owner, spec=spec())
-    assert ratelimits.current_usage(owner).concurrent == 2
+        first = services.submit_generation(account=owner.personal_account, user=owner, spec=spec())
+        services.submit_generation(account=owner.personal_account, user=owner, spec=spec())
+    assert ratelimits.current_usage(owner.personal_account).concurrent == 2
 
     with pytest.raises(RateLimited) as caught:
-        services.submit_generation(user=owner, spec=spec())
+        services.submit_generation(account=owner.personal_account, user=owner, spec=spec())
     assert caught.value.code == "rate_limit_concurrency"
     assert len(sent) == 2
 
     assert services.run_queued_generation(first.pk).status == "done"
-    assert ratelimits.current_usage(owner).concurrent == 1
+    assert ratelimits.current_usage(owner.personal_account).concurrent == 1
     with django_capture_on_commit_callbacks(execute=True):
-        services.submit_generation(user=owner, spec=spec())
+        services.submit_generation(account=owner.personal_account, user=owner, spec=spec())
     assert len(sent) == 3
 
 
@@ -539,30 +548,34 @@ def test_the_reconciler_gives_back_the_slot_of_a_generation_it_settles(
     owner, sent, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        stuck = services.submit_generation(user=owner, spec=spec(n=2))
-    assert ratelimits.current_usage(owner).concurrent == 1
+        stuck = services.submit_generation(
+            account=owner.personal_account, user=owner, spec=spec(n=2)
+        )
+    assert ratelimits.current_usage(owner.personal_account).concurrent == 1
 
     services.reconcile_stuck_generations(now=stuck.deadline_at + timedelta(seconds=1))
 
-    assert ratelimits.current_usage(owner).concurrent == 0
+    assert ratelimits.current_usage(owner.personal_account).concurrent == 0
     assert assert_ledger_balanced(owner) == 1000
 
 
 def test_a_slot_whose_holder_died_frees_itself_when_its_lease_runs_out(owner, clock, settings):
     settings.RATE_LIMIT_SLOT_LEASE_SECONDS = 0
-    ratelimits.admit(owner, None, images=1, slot_holder="dead-1")
-    ratelimits.admit(owner, None, images=1, slot_holder="dead-2")
+    ratelimits.admit(owner.personal_account, None, images=1, slot_holder="dead-1")
+    ratelimits.admit(owner.personal_account, None, images=1, slot_holder="dead-2")
     # Leases of zero seconds are over at once (the database backend reads the real clock).
     clock.advance(0.001)
     time.sleep(0.01)
-    assert ratelimits.current_usage(owner).concurrent == 0
+    assert ratelimits.current_usage(owner.personal_account).concurrent == 0
 
     # Free runs 2 at a time: a third generation gets a slot (it would be refused, 429, if the
     # dead ones still held theirs), and holds the only one.
-    alive = ratelimits.admit(owner, None, images=1, slot_holder="alive", slot_lease_seconds=600)
+    alive = ratelimits.admit(
+        owner.personal_account, None, images=1, slot_holder="alive", slot_lease_seconds=600
+    )
 
     assert alive.headers["x-ratelimit-remaining-requests"] == "2"
-    assert ratelimits.current_usage(owner).concurrent == 1
+    assert ratelimits.current_usage(owner.personal_account).concurrent == 1
 
 
 def test_prune_database_counters_drops_finished_windows_and_dead_slots(backend, owner):
@@ -638,14 +651,14 @@ def test_an_unreachable_redis_is_tried_again_after_a_pause_and_used_when_back(
     tried = []
     real_check = ratelimits._check_redis
     monkeypatch.setattr(ratelimits, "_check_redis", lambda *a: tried.append(1) or real_check(*a))
-    ratelimits.admit(owner, None)
-    ratelimits.admit(owner, None)
+    ratelimits.admit(owner.personal_account, None)
+    ratelimits.admit(owner.personal_account, None)
     assert len(tried) == 1  # the second did not wait on a dead Redis
 
     settings.RATE_LIMIT_REDIS_URL = REDIS_URL
     ratelimits._redis_client(REDIS_URL).flushdb()
     monkeypatch.setattr(ratelimits._outage, "_retry_at", 0.0)  # the pause is over
-    admission = ratelimits.admit(owner, None)
+    admission = ratelimits.admit(owner.personal_account, None)
 
     assert len(tried) == 2
     assert admission.headers["x-ratelimit-remaining-requests"] == "4"  # Redis counts afresh
@@ -656,7 +669,7 @@ def test_a_slot_taken_in_the_database_during_an_outage_is_given_back_by_another_
     owner, settings, backend
 ):
     settings.RATE_LIMIT_REDIS_URL = "redis://127.0.0.1:1/0"
-    ratelimits.admit(owner, None, images=1, slot_holder="gen_outage")
+    ratelimits.admit(owner.personal_account, None, images=1, slot_holder="gen_outage")
     assert ConcurrencySlot.objects.filter(holder="gen_outage").exists()
     # Another process (a worker) releases it after Redis came back: it knows nothing of the
     # outage, and still finds the row.
@@ -673,9 +686,10 @@ def test_a_slot_taken_in_the_database_during_an_outage_is_given_back_by_another_
 
 @pytest.fixture
 def loaded(owner):
-    """The owner with what the API's key lookup loads along (nothing is read on the loop)."""
-    return (
-        type(owner).objects.select_related("credit_account", "rate_limit_override").get(pk=owner.pk)
+    """The owner's account with what the API's key lookup loads along (nothing is read on the
+    loop)."""
+    return Account.objects.select_related("credit_account", "rate_limit_override").get(
+        personal_owner=owner
     )
 
 
@@ -693,13 +707,13 @@ def on_a_loop(step):
 
 @pytest.mark.django_db(transaction=True)
 def test_on_the_event_loop_the_same_counters_pass_and_refuse(backend, loaded):
-    owner = loaded
+    account = loaded
     # The free tier allows 5 requests a window.
-    passed = [on_a_loop(lambda: ratelimits.aadmit(owner, None)).headers for _ in range(5)]
+    passed = [on_a_loop(lambda: ratelimits.aadmit(account, None)).headers for _ in range(5)]
     with pytest.raises(RateLimited) as on_loop:
-        on_a_loop(lambda: ratelimits.aadmit(owner, None))
+        on_a_loop(lambda: ratelimits.aadmit(account, None))
     with pytest.raises(RateLimited) as on_thread:
-        ratelimits.admit(owner, None)
+        ratelimits.admit(account, None)
 
     assert [h["x-ratelimit-remaining-requests"] for h in passed] == ["4", "3", "2", "1", "0"]
     assert on_loop.value.code == on_thread.value.code == "rate_limit_requests"
@@ -709,32 +723,32 @@ def test_on_the_event_loop_the_same_counters_pass_and_refuse(backend, loaded):
 
 @pytest.mark.django_db(transaction=True)
 def test_on_the_event_loop_a_slot_is_taken_and_given_back(backend, loaded):
-    owner = loaded
+    account = loaded
     holders = ["gen_a", "gen_b"]  # the free tier: 2 generations at a time
     for holder in holders:
-        on_a_loop(lambda h=holder: ratelimits.aadmit(owner, None, images=1, slot_holder=h))
+        on_a_loop(lambda h=holder: ratelimits.aadmit(account, None, images=1, slot_holder=h))
     with pytest.raises(RateLimited) as refused:
-        on_a_loop(lambda: ratelimits.aadmit(owner, None, images=1, slot_holder="gen_c"))
+        on_a_loop(lambda: ratelimits.aadmit(account, None, images=1, slot_holder="gen_c"))
     assert refused.value.kind == "concurrency"
 
-    on_a_loop(lambda: ratelimits.arelease(owner.pk, None, "gen_a"))
+    on_a_loop(lambda: ratelimits.arelease(account.pk, None, "gen_a"))
 
-    on_a_loop(lambda: ratelimits.aadmit(owner, None, images=1, slot_holder="gen_c"))
-    assert ratelimits.current_usage(owner).concurrent == 2
+    on_a_loop(lambda: ratelimits.aadmit(account, None, images=1, slot_holder="gen_c"))
+    assert ratelimits.current_usage(account).concurrent == 2
 
 
 @pytest.mark.django_db(transaction=True)
 def test_on_the_event_loop_an_unreachable_redis_still_limits(loaded, settings, caplog):
-    owner = loaded
+    account = loaded
     settings.RATE_LIMIT_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
 
     admissions = [
-        on_a_loop(lambda h=h: ratelimits.aadmit(owner, None, images=1, slot_holder=h))
+        on_a_loop(lambda h=h: ratelimits.aadmit(account, None, images=1, slot_holder=h))
         for h in ("gen_x", "gen_y")
     ]
     with pytest.raises(RateLimited) as refused:  # the free tier: 2 generations at a time
-        on_a_loop(lambda: ratelimits.aadmit(owner, None, images=1, slot_holder="gen_z"))
-    on_a_loop(lambda: ratelimits.arelease(owner.pk, None, "gen_x"))
+        on_a_loop(lambda: ratelimits.aadmit(account, None, images=1, slot_holder="gen_z"))
+    on_a_loop(lambda: ratelimits.arelease(account.pk, None, "gen_x"))
 
     assert [a.headers["x-ratelimit-remaining-requests"] for a in admissions] == ["4", "3"]
     assert refused.value.kind == "concurrency"

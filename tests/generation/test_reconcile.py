@@ -26,7 +26,7 @@ def stuck(owner):
     spec = services.GenerationSpec(
         model=model, prompt="lost", size=resolve_size(model, "1024x1024"), n=2
     )
-    return services.begin_generation(user=owner, spec=spec)
+    return services.begin_generation(account=owner.personal_account, made_by_id=owner.pk, spec=spec)
 
 
 def past_deadline(generation):
@@ -102,7 +102,9 @@ def test_a_capped_keys_expired_generation_gives_its_hold_back_to_the_cap(
     spec = services.GenerationSpec(
         model=model, prompt="a fox", size=resolve_size(model, "1024x1024"), n=2
     )
-    generation = services.begin_generation(user=owner, spec=spec, api_key=key)
+    generation = services.begin_generation(
+        account=owner.personal_account, made_by_id=owner.pk, spec=spec, api_key=key
+    )
     assert SpendWindow.objects.get().spent_credits == 80
 
     services.reconcile_stuck_generations(now=timezone.now() + timedelta(hours=1))

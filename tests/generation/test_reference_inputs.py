@@ -50,7 +50,7 @@ def queued(owner, monkeypatch, django_capture_on_commit_callbacks):
 
     def make(spec):
         with django_capture_on_commit_callbacks(execute=True):
-            return services.submit_generation(user=owner, spec=spec)
+            return services.submit_generation(account=owner.personal_account, user=owner, spec=spec)
 
     return make
 
@@ -84,7 +84,9 @@ def test_a_refused_request_leaves_no_reference_file(user_factory, queued):
     before = stored_names()
 
     with pytest.raises(ShortOfCredits):
-        services.submit_generation(user=poor, spec=spec_with_references("x", picture(RED)))
+        services.submit_generation(
+            account=poor.personal_account, user=poor, spec=spec_with_references("x", picture(RED))
+        )
 
     assert stored_names() == before
     assert not InputImage.objects.exists()
@@ -113,7 +115,7 @@ def test_closing_an_account_deletes_its_references(
     name = InputImage.objects.get(generation=generation).file.name
 
     with django_capture_on_commit_callbacks(execute=True):
-        image_services.erase_customer_content(owner)
+        image_services.erase_customer_content(owner.personal_account)
 
     assert not InputImage.objects.exists()
     assert not default_storage.exists(name)

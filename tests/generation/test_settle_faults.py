@@ -293,7 +293,7 @@ def test_the_orphan_sweep_removes_old_files_no_image_names_and_keeps_the_rest(
     settings.MEDIA_ROOT = str(tmp_path)  # a store of this test's own
     settings.ORPHAN_FILE_GRACE_SECONDS = 3600
     kept = generate(client, owner_key).json()["data"][0]["url"]
-    image = Image.objects.get(user=owner)
+    image = Image.objects.get(account=owner.personal_account)
     assert image.token in kept
     orphan = default_storage.save("images/zz/zzorphan.jpeg", ContentFile(b"x"))
     orphan_thumb = default_storage.save("thumbs/zz/zzorphan.webp", ContentFile(b"x"))

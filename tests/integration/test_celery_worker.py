@@ -38,7 +38,7 @@ def submit(user: Any, prompt: str, n: int = 1) -> Generation:
     spec = services.GenerationSpec(
         model=model, prompt=prompt, size=resolve_size(model, "1024x1024"), n=n
     )
-    return services.submit_generation(user=user, spec=spec)
+    return services.submit_generation(account=user.personal_account, user=user, spec=spec)
 
 
 def wait_for(

@@ -46,7 +46,7 @@ def node() -> str:
 @pytest.fixture
 def customer(user_factory: Any, transactional_db: None, default_prices: None) -> Any:
     user = user_factory("node@example.com", credits=100_000)
-    return user, keys.create_key(user, "node").raw_key
+    return user, keys.create_key(user.personal_account, "node").raw_key
 
 
 def node_sdk(node: str, live_api: str, key: str, *calls: dict[str, Any]) -> list[dict[str, Any]]:
@@ -89,7 +89,7 @@ def test_every_model_generates_at_its_default_size(node, live_api, customer):
         assert width * height == default.pixels or model.keyword_sizes, (model_id, image.size)
         charged += answer["credits_charged"]
     assert assert_ledger_balanced(user) == 100_000 - charged
-    assert billing.balance_credits(user) == 100_000 - charged
+    assert billing.balance_credits(user.personal_account) == 100_000 - charged
 
 
 def test_a_size_outside_the_window_is_a_400_naming_it(node, live_api, customer):

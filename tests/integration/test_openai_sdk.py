@@ -104,7 +104,7 @@ def test_b64_json_images_are_the_stored_files_byte_for_byte(sdk, live_server_env
 
     assert int(raw.headers["content-length"]) == len(raw.content)
     media = Path(live_server_env["DATA_DIR"]) / "media"
-    images = list(Image.objects.filter(user=user).order_by("index"))
+    images = list(Image.objects.filter(account=user.personal_account).order_by("index"))
     assert len(result.data) == len(images) == 3
     for item, image in zip(result.data, images, strict=True):
         assert item.b64_json is not None

@@ -99,7 +99,7 @@ def funded(fuzz_api, default_prices, user_factory, api_key_factory) -> Iterator[
     _cancel_queued_jobs(fuzz_api, key)
     assert_ledger_balanced(user)
     held = LedgerEntry.objects.filter(
-        account__user=user, kind__in=(LedgerKind.RESERVE, LedgerKind.RELEASE)
+        account__owner__personal_owner=user, kind__in=(LedgerKind.RESERVE, LedgerKind.RELEASE)
     )
     assert sum(entry.amount_credits for entry in held) == 0, "credits are still held"
     assert not Generation.objects.filter(status__in=Generation.UNSETTLED).exists()

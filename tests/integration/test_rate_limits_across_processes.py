@@ -155,7 +155,7 @@ def test_the_concurrency_limit_holds_under_parallel_load_across_two_processes(
         assert {r.headers["Retry-After"] for r in refused} == {"2"}
 
         # Every slot came back when its generation ended: three more can run at once.
-        assert ratelimits.current_usage(user).concurrent == 0
+        assert ratelimits.current_usage(user.personal_account).concurrent == 0
         with ThreadPoolExecutor(max_workers=3) as pool:
             again = list(pool.map(lambda i: generate(urls[i % 2], key, slow_prompt(1)), range(3)))
         assert [r.status_code for r in again] == [200] * 3
@@ -215,10 +215,12 @@ def test_a_slot_held_by_a_killed_process_frees_after_its_lease_and_the_money_is_
         ("reserve", -40),
         ("release", 40),
     ]
-    charges = LedgerEntry.objects.filter(account__user=user, kind=LedgerEntry.Kind.CHARGE)
+    charges = LedgerEntry.objects.filter(
+        account__owner__personal_owner=user, kind=LedgerEntry.Kind.CHARGE
+    )
     assert [c.amount_credits for c in charges] == [-40]  # the survivor's generation, once
     assert assert_ledger_balanced(user) == 960
-    assert ratelimits.current_usage(user).concurrent == 0
+    assert ratelimits.current_usage(user.personal_account).concurrent == 0
 
 
 @pytest.mark.parametrize("backend", [BACKENDS[0]], indirect=True)

@@ -143,7 +143,7 @@ def test_two_web_processes_and_two_workers_lose_nothing_when_one_of_each_is_kill
     api_key_factory: Callable[..., Any],
 ) -> None:
     alice, bob, carol, dave, erin = (user_factory(credits=CREDITS) for _ in range(5))
-    AccountRateLimit.objects.create(user=carol, requests_per_minute=TIGHT_LIMIT)
+    AccountRateLimit.objects.create(account=carol.personal_account, requests_per_minute=TIGHT_LIMIT)
     key = {user.pk: api_key_factory(user).raw_key for user in (alice, bob, carol)}
     base_env = {
         **live_server_env,
@@ -333,7 +333,7 @@ def test_two_web_processes_and_two_workers_lose_nothing_when_one_of_each_is_kill
         for user in (alice, bob, carol, dave, erin):
             charged = sum(g.charged_credits for g in generations if g.user_id == user.pk)
             assert assert_ledger_balanced(user) == CREDITS - charged
-            assert ratelimits.current_usage(user).concurrent == 0
+            assert ratelimits.current_usage(user.personal_account).concurrent == 0
         assert assert_ledger_balanced(alice) == CREDITS - (6 + 3) * PRICE  # the doomed one: 0
 
         # Every image works from both live web processes: the survivor and the replacement.
@@ -377,7 +377,9 @@ def test_two_web_processes_and_two_workers_lose_nothing_when_one_of_each_is_kill
         assert gallery.status_code == 200
         thumbnails = re.findall(r'src="(/img/t/[^"]+\.webp)"', gallery.content.decode())
         assert sorted(thumbnails) == sorted(
-            f"/img/t/{image.token}.webp" for image in images.values() if image.user_id == dave.pk
+            f"/img/t/{image.token}.webp"
+            for image in images.values()
+            if image.account_id == dave.personal_account.pk
         )
         with ThreadPoolExecutor(len(thumbnails)) as pool:
             served = list(pool.map(functools.partial(fetch_through, survivor.url), thumbnails))

@@ -62,7 +62,7 @@ def assert_nothing_stored_reveals(api_key: ApiKey, raw: str) -> None:
 
 
 def test_it_issues_a_key_that_authenticates_as_its_owner(owner):
-    issued = create_key(owner, "Deploy bot")
+    issued = create_key(owner.personal_account, "Deploy bot")
 
     assert crypto.parse_key(issued.raw_key) is not None
     assert authenticate(issued.raw_key).pk == issued.api_key.pk
@@ -71,7 +71,7 @@ def test_it_issues_a_key_that_authenticates_as_its_owner(owner):
 def test_it_stores_the_name_lookup_id_and_current_pepper_id(owner, settings):
     settings.API_KEY_PEPPERS = f"now:{NEW_PEPPER},old:{OLD_PEPPER}"
 
-    issued = create_key(owner, "Deploy bot")
+    issued = create_key(owner.personal_account, "Deploy bot")
 
     row = reload(issued.api_key)
     parsed = crypto.parse_key(issued.raw_key)
@@ -103,7 +103,7 @@ def test_it_stores_nothing_that_reveals_the_raw_key(owner, api_key_factory, sett
 
 
 def test_it_tidies_the_whitespace_in_a_name(owner):
-    issued = create_key(owner, "  Deploy \t  bot \n")
+    issued = create_key(owner.personal_account, "  Deploy \t  bot \n")
 
     assert reload(issued.api_key).name == "Deploy bot"
 
@@ -111,27 +111,29 @@ def test_it_tidies_the_whitespace_in_a_name(owner):
 @pytest.mark.parametrize("name", ["", "   ", "\t\n"])
 def test_it_rejects_a_blank_name(owner, name):
     with pytest.raises(ValueError, match="name"):
-        create_key(owner, name)
+        create_key(owner.personal_account, name)
 
     assert not ApiKey.objects.exists()
 
 
 def test_it_accepts_a_name_of_the_maximum_length(owner):
-    issued = create_key(owner, "x" * 100)
+    issued = create_key(owner.personal_account, "x" * 100)
 
     assert reload(issued.api_key).name == "x" * 100
 
 
 def test_it_rejects_an_over_long_name(owner):
     with pytest.raises(ValueError, match="100"):
-        create_key(owner, "x" * 101)
+        create_key(owner.personal_account, "x" * 101)
 
     assert not ApiKey.objects.exists()
 
 
 def test_it_rejects_an_expiry_in_the_past(owner):
     with pytest.raises(ValueError, match="expiry"):
-        create_key(owner, "Deploy bot", expires_at=timezone.now() - timedelta(minutes=1))
+        create_key(
+            owner.personal_account, "Deploy bot", expires_at=timezone.now() - timedelta(minutes=1)
+        )
 
     assert not ApiKey.objects.exists()
 

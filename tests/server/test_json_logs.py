@@ -212,7 +212,9 @@ def test_a_celery_worker_logs_in_json_with_the_request_id_that_queued_the_task(
             )
             token = request_id_var.set("req_from_the_playground")
             try:
-                generation = services.submit_generation(user=owner, spec=spec)
+                generation = services.submit_generation(
+                    account=owner.personal_account, user=owner, spec=spec
+                )
             finally:
                 request_id_var.reset(token)
             deadline = time.monotonic() + 30

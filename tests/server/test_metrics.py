@@ -195,7 +195,7 @@ def test_credit_counters_match_the_ledger(client, owner, owner_key, scrape):
         )
 
     def ledger(kind):
-        entries = LedgerEntry.objects.filter(account__user=owner, kind=kind)
+        entries = LedgerEntry.objects.filter(account__owner__personal_owner=owner, kind=kind)
         return abs(entries.aggregate(total=Sum("amount_credits"))["total"] or 0)
 
     assert delta("seedream_credits_reserved_total") == ledger("reserve") == 40 * 6

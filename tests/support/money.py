@@ -4,21 +4,28 @@ from __future__ import annotations
 
 from django.db.models import Sum
 
-from accounts.models import User
+from accounts.models import Account, User
 from billing.models import CreditAccount, LedgerEntry, LedgerKind
 
+# Each helper takes whose money to look at: an account (an organisation's, say), or a user,
+# meaning their personal account.
+Whose = User | Account
 
-def balance(user: User) -> int:
-    return CreditAccount.objects.get(user=user).balance_credits
+
+def _owner(whose: Whose) -> dict[str, Whose]:
+    return {"owner": whose} if isinstance(whose, Account) else {"owner__personal_owner": whose}
 
 
-def assert_ledger_balanced(user: User) -> int:
+def balance(user: Whose) -> int:
+    return CreditAccount.objects.get(**_owner(user)).balance_credits
+
+
+def assert_ledger_balanced(user: Whose) -> int:
     """The cached balance equals the sum of the ledger, every row's balance_after_credits is the
     running sum in the order the rows were written, no running sum dips below zero and every
     row's sign matches its kind. Returns the balance (0 for a user who has no account yet)."""
-    account = CreditAccount.objects.filter(user=user).first()
+    account = CreditAccount.objects.filter(**_owner(user)).first()
     if account is None:
-        assert not LedgerEntry.objects.filter(account__user=user).exists()
         return 0
     # Ids come from a sequence drawn while the account row is locked, so they give write order.
     entries = list(LedgerEntry.objects.filter(account=account).order_by("id"))
@@ -45,14 +52,14 @@ def assert_ledger_balanced(user: User) -> int:
     return account.balance_credits
 
 
-def ledger_rows(user: User, reference: str | None = None) -> list[tuple[str, int, int]]:
+def ledger_rows(user: Whose, reference: str | None = None) -> list[tuple[str, int, int]]:
     """(kind, amount_credits, balance_after_credits) for the user's rows, oldest first."""
-    entries = LedgerEntry.objects.filter(account__user=user)
+    entries = LedgerEntry.objects.filter(account__in=CreditAccount.objects.filter(**_owner(user)))
     if reference is not None:
         entries = entries.filter(reference=reference)
     return [(e.kind, e.amount_credits, e.balance_after_credits) for e in entries.order_by("id")]
 
 
-def ledger_kinds(user: User) -> list[tuple[str, int]]:
+def ledger_kinds(user: Whose) -> list[tuple[str, int]]:
     """(kind, amount_credits) for the user's rows, oldest first."""
     return [(kind, amount) for kind, amount, _ in ledger_rows(user)]

@@ -28,7 +28,9 @@ def endpoint_factory(db: None) -> Callable[..., services.IssuedSecret]:
         event_types: list[str] | None = None,
     ) -> services.IssuedSecret:
         return services.create_endpoint(
-            user, url, event_types if event_types is not None else list(events.EVENT_TYPES)
+            user.personal_account,
+            url,
+            event_types if event_types is not None else list(events.EVENT_TYPES),
         )
 
     return make

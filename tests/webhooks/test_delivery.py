@@ -32,7 +32,9 @@ def published(
 ) -> tuple[services.IssuedSecret, Message]:  # fmt: skip
     issued = endpoint_factory(owner, receiver.url)
     with django_capture_on_commit_callbacks(execute=True):
-        services.publish(owner, COMPLETED, {"id": "gen_1", "status": "completed"}, event_key="k")
+        services.publish(
+            owner.personal_account, COMPLETED, {"id": "gen_1", "status": "completed"}, event_key="k"
+        )
     sent.clear()
     return issued, Message.objects.get()
 
@@ -153,7 +155,7 @@ def test_a_day_of_failures_disables_the_endpoint_and_emails_its_owner(
     message.refresh_from_db()
     assert message.status == "failed"
     [email] = mail.outbox
-    assert email.to == [endpoint.user.email]
+    assert email.to == endpoint.account.contact_emails() == ["owner@example.com"]
     assert "Webhook endpoint disabled" in email.subject
     assert endpoint.url in email.body and f"/dashboard/webhooks/{endpoint.pk}/" in email.body
 

@@ -42,7 +42,10 @@ def generate(client: Any, key: str, prompt: str, **headers: str) -> Any:
 
 
 def announced(user: Any) -> list[dict[str, Any]]:
-    return [json.loads(event.payload) for event in Event.objects.filter(user=user).order_by("pk")]
+    return [
+        json.loads(event.payload)
+        for event in Event.objects.filter(account=user.personal_account).order_by("pk")
+    ]
 
 
 def test_a_completed_generation_is_announced_once_with_its_job(

@@ -37,7 +37,7 @@ def test_adding_an_endpoint_shows_its_secret_once(signed_in: Client, owner: Any)
     assert response.status_code == 200
     page = response.content.decode()
     [secret] = set(SECRET.findall(page))
-    endpoint = Endpoint.objects.get(user=owner)
+    endpoint = Endpoint.objects.get(account=owner.personal_account)
     assert endpoint.url == "https://hooks.example.com/seedream"
     assert endpoint.event_types == ALL_EVENTS
     assert crypto.decrypt(endpoint.secret_encrypted) == secret

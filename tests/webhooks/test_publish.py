@@ -29,7 +29,7 @@ def test_it_records_a_message_for_each_enabled_subscribed_endpoint(
     services.disable_endpoint(disabled)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.publish(owner, COMPLETED, DATA, event_key="gen_123")
+        services.publish(owner.personal_account, COMPLETED, DATA, event_key="gen_123")
 
     messages = Message.objects.order_by("endpoint_id")
     assert [m.endpoint_id for m in messages] == [wants.pk, also.pk]
@@ -55,17 +55,21 @@ def test_publishing_the_same_key_again_does_nothing(
     endpoint_factory(owner)
     with django_capture_on_commit_callbacks(execute=True):
         with transaction.atomic():
-            services.publish(owner, COMPLETED, DATA, event_key="gen_123")
+            services.publish(owner.personal_account, COMPLETED, DATA, event_key="gen_123")
             # A repeat inside the same transaction leaves the caller's transaction usable.
-            services.publish(owner, COMPLETED, DATA, event_key="gen_123")
+            services.publish(owner.personal_account, COMPLETED, DATA, event_key="gen_123")
             Event.objects.count()
-        services.publish(owner, COMPLETED, {**DATA, "more": 1}, event_key="gen_123")
+        services.publish(
+            owner.personal_account, COMPLETED, {**DATA, "more": 1}, event_key="gen_123"
+        )
     assert Message.objects.count() == 1
     assert len(sent) == 1
     # Another type, or another key, is another event.
     with django_capture_on_commit_callbacks(execute=True):
-        services.publish(owner, events.IMAGE_GENERATION_FAILED, DATA, event_key="gen_123")
-        services.publish(owner, COMPLETED, DATA, event_key="gen_124")
+        services.publish(
+            owner.personal_account, events.IMAGE_GENERATION_FAILED, DATA, event_key="gen_123"
+        )
+        services.publish(owner.personal_account, COMPLETED, DATA, event_key="gen_124")
     assert Message.objects.count() == 3
 
 
@@ -79,7 +83,7 @@ def test_nothing_is_recorded_or_queued_when_the_caller_rolls_back(
         pytest.raises(RuntimeError),
         transaction.atomic(),
     ):
-        services.publish(owner, COMPLETED, DATA, event_key="gen_123")
+        services.publish(owner.personal_account, COMPLETED, DATA, event_key="gen_123")
         raise RuntimeError("the generation's own transaction failed")
     assert (Event.objects.count(), Message.objects.count(), sent) == (0, 0, [])
 
@@ -88,7 +92,7 @@ def test_an_account_without_endpoints_costs_one_query_and_records_nothing(
     owner: Any, django_assert_num_queries: Any
 ) -> None:
     with django_assert_num_queries(1):
-        services.publish(owner, COMPLETED, DATA, event_key="gen_123")
+        services.publish(owner.personal_account, COMPLETED, DATA, event_key="gen_123")
     assert Event.objects.count() == 0
 
 
@@ -98,13 +102,13 @@ def test_another_accounts_endpoints_get_nothing(
 ) -> None:  # fmt: skip
     endpoint_factory(outsider)
     with django_capture_on_commit_callbacks(execute=True):
-        services.publish(owner, COMPLETED, DATA, event_key="gen_123")
+        services.publish(owner.personal_account, COMPLETED, DATA, event_key="gen_123")
     assert (Message.objects.count(), sent) == (0, [])
 
 
 def test_an_unknown_event_type_is_a_programming_error(owner: Any) -> None:
     with pytest.raises(ValueError, match=r"invoice\.paid"):
-        services.publish(owner, "invoice.paid", {}, event_key="x")
+        services.publish(owner.personal_account, "invoice.paid", {}, event_key="x")
 
 
 def test_a_broker_that_cannot_be_reached_does_not_reach_the_publisher(
@@ -119,7 +123,7 @@ def test_a_broker_that_cannot_be_reached_does_not_reach_the_publisher(
     monkeypatch.setattr(tasks.deliver, "apply_async", unreachable)
     endpoint_factory(owner)
     with django_capture_on_commit_callbacks(execute=True):
-        services.publish(owner, COMPLETED, DATA, event_key="gen_123")
+        services.publish(owner.personal_account, COMPLETED, DATA, event_key="gen_123")
     message = Message.objects.get()
     assert message.status == "pending"  # the sweep sends it
     assert "could not send webhook message" in caplog.text
@@ -136,5 +140,5 @@ def test_closing_the_account_disables_its_endpoints(
     endpoint = Endpoint.objects.get()
     assert (endpoint.enabled, endpoint.disabled_reason) == (False, "account_closed")
     with django_capture_on_commit_callbacks(execute=True):
-        services.publish(owner, COMPLETED, DATA, event_key="after")
+        services.publish(owner.personal_account, COMPLETED, DATA, event_key="after")
     assert (Message.objects.count(), sent) == (0, [])

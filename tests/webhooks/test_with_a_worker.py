@@ -65,7 +65,10 @@ def test_a_receiver_failing_twice_gets_the_event_a_third_time_and_verifies_it(
     with running_worker(worker_env) as worker:
         with transaction.atomic():
             services.publish(
-                owner, COMPLETED, {"id": "gen_abc", "status": "completed"}, event_key="gen_abc"
+                owner.personal_account,
+                COMPLETED,
+                {"id": "gen_abc", "status": "completed"},
+                event_key="gen_abc",
             )
         wait_until(lambda: Message.objects.filter(status="succeeded").exists(), worker, "delivery")
         log = worker.log()
@@ -97,7 +100,7 @@ def test_a_public_sites_worker_refuses_a_private_address(
     # Made before the site went public (the form would refuse it now).
     https_loopback = receiver.url.replace("http://", "https://")
     endpoint = Endpoint.objects.create(
-        user=owner,
+        account=owner.personal_account,
         url=https_loopback,
         event_types=[COMPLETED],
         secret_encrypted=crypto.encrypt(crypto.new_secret()),
@@ -105,7 +108,12 @@ def test_a_public_sites_worker_refuses_a_private_address(
     production = {**worker_env, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "false"}
     with running_worker(production) as worker:
         with transaction.atomic():
-            services.publish(owner, COMPLETED, {"id": "gen_x", "status": "failed"}, event_key="x")
+            services.publish(
+                owner.personal_account,
+                COMPLETED,
+                {"id": "gen_x", "status": "failed"},
+                event_key="x",
+            )
         wait_until(lambda: Message.objects.filter(status="failed").exists(), worker, "refusal")
 
     assert receiver.requests == []
@@ -122,7 +130,7 @@ def test_the_sweep_delivers_a_message_whose_task_was_lost(
     worker_env: dict[str, str], receiver: Any, owner: Any, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    services.create_endpoint(owner, receiver.url, [COMPLETED])
+    services.create_endpoint(owner.personal_account, receiver.url, [COMPLETED])
 
     def lost(*args: Any, **kwargs: Any) -> None:
         raise ConnectionError("the broker is down")
@@ -131,7 +139,10 @@ def test_the_sweep_delivers_a_message_whose_task_was_lost(
         patch.setattr(tasks.deliver, "apply_async", lost)
         with transaction.atomic():
             services.publish(
-                owner, COMPLETED, {"id": "gen_y", "status": "completed"}, event_key="y"
+                owner.personal_account,
+                COMPLETED,
+                {"id": "gen_y", "status": "completed"},
+                event_key="y",
             )
     assert Message.objects.get().status == "pending"
 
@@ -147,7 +158,9 @@ def test_each_job_is_announced_to_a_receiver_that_verifies_it_with_the_openai_sd
 ) -> None:  # fmt: skip
     # The whole way: an API job queued, run and settled by a worker, its completion (and a
     # blocked prompt's failure) signed and delivered by the same worker.
-    issued = services.create_endpoint(owner, receiver.url, list(events.EVENT_TYPES))
+    issued = services.create_endpoint(
+        owner.personal_account, receiver.url, list(events.EVENT_TYPES)
+    )
     auth = {"Authorization": f"Bearer {owner_key}", "Prefer": "respond-async"}
     with running_worker(worker_env) as worker:
         submitted = [

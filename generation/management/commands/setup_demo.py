@@ -42,12 +42,12 @@ class Command(BaseCommand):
             return
         user = User.objects.create_user(DEMO_EMAIL, password=None, name="Local demo")
         billing.grant(
-            user,
+            user.personal_account,
             settings.DEMO_CREDITS,
             description="Local demo credits",
             idempotency_key=f"grant:demo:{user.pk}",
         )
-        issued = keys.create_key(user, "Local demo key")
+        issued = keys.create_key(user.personal_account, "Local demo key")
         line = "=" * 78
         self.stdout.write(
             f"\n{line}\n"

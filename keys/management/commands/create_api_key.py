@@ -5,6 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import User
+from accounts.services import personal_account
 from keys import services
 
 
@@ -21,7 +22,7 @@ class Command(BaseCommand):
         except User.DoesNotExist:
             raise CommandError(f"No user with the email {options['email']}") from None
         try:
-            issued = services.create_key(user, options["name"])
+            issued = services.create_key(personal_account(user), options["name"])
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stderr.write(
