@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from allauth.account.models import EmailAddress
@@ -31,7 +32,7 @@ def stop_auto_top_up_of_closed_account(
     # Stripe once the closure has committed (a network call has no place inside it).
     for account in accounts:
         auto_top_up.turn_off(account)
-        transaction.on_commit(lambda account=account: auto_top_up.remove_card(account))
+        transaction.on_commit(functools.partial(auto_top_up.remove_card, account))
 
 
 @receiver(account_closing)
