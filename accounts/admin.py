@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
 from .models import Account, Membership, User
 
@@ -26,7 +28,7 @@ class UserAdmin(BaseUserAdmin):
     add_form = UserCreateForm
     ordering = ("-date_joined",)
     list_display = ("email", "name", "balance", "is_active", "is_staff", "date_joined", "closed_at")
-    list_select_related = ("credit_account",)
+    list_select_related = ("personal_account__credit_account",)
     list_filter = ("is_active", "is_staff", ("closed_at", admin.EmptyFieldListFilter))
     search_fields = ("email", "name")
     fieldsets = (
@@ -35,10 +37,14 @@ class UserAdmin(BaseUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined", "closed_at")}),
     )
 
-    @admin.display(description="Balance (credits)", ordering="credit_account__balance_credits")
+    @admin.display(
+        description="Balance (credits)",
+        ordering="personal_account__credit_account__balance_credits",
+    )
     def balance(self, user: User) -> int:
+        """Their personal account's balance (an organisation's is on its own row)."""
         # Read through the relation by name: accounts imports nothing from billing.
-        account = getattr(user, "credit_account", None)
+        account = getattr(getattr(user, "personal_account", None), "credit_account", None)
         return account.balance_credits if account else 0
 
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
@@ -52,7 +58,8 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "kind", "created_at")
+    list_display = ("__str__", "kind", "balance", "created_at", "adjust_link")
+    list_select_related = ("personal_owner", "credit_account")
     list_filter = ("kind",)
     search_fields = ("name", "personal_owner__email", "memberships__user__email")
     readonly_fields = ("kind", "personal_owner", "created_at")
@@ -61,3 +68,14 @@ class AccountAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Account | None = None) -> bool:
         # An account owns money records: it is never deleted (a person's account is closed).
         return False
+
+    @admin.display(description="Balance (credits)", ordering="credit_account__balance_credits")
+    def balance(self, account: Account) -> int:
+        credit = getattr(account, "credit_account", None)
+        return credit.balance_credits if credit else 0
+
+    @admin.display(description="Adjust")
+    def adjust_link(self, account: Account) -> str:
+        # billing's audited adjustment, for a person's account or an organisation alike.
+        url = reverse("admin:billing_adjust_credits", args=[account.pk])
+        return format_html('<a href="{}">Adjust credits</a>', url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from accounts.models import Account
 from billing.models import LedgerEntry
 from tests.support.money import assert_ledger_balanced
 
@@ -19,8 +20,10 @@ def operator_client(client, operator):
     return client
 
 
-def adjust_url(user):
-    return f"/admin/billing/creditaccount/adjust/{user.pk}/"
+def adjust_url(whose):
+    """The adjustment page of an account, or of a user's personal account."""
+    account = whose if isinstance(whose, Account) else whose.personal_account
+    return f"/admin/billing/creditaccount/adjust/{account.pk}/"
 
 
 def test_the_users_list_shows_each_balance(operator_client, owner):
@@ -60,6 +63,34 @@ def test_an_adjustment_opens_the_account_of_a_customer_who_never_had_credits(
     newcomer = user_factory()
     operator_client.post(adjust_url(newcomer), {"credits": 100, "reason": "welcome"})
     assert assert_ledger_balanced(newcomer) == 100
+
+
+def test_an_organisations_credits_are_adjusted_from_its_row_in_the_accounts_list(
+    operator_client, user_factory
+):
+    # Ids of accounts and users differ: the page must name the account, not a person.
+    user_factory("someone@example.com")
+    acme = Account.objects.create(kind=Account.Kind.ORGANISATION, name="Acme")
+
+    listing = operator_client.get("/admin/accounts/account/?q=Acme").content.decode()
+    assert adjust_url(acme) in listing
+    page = operator_client.get(adjust_url(acme)).content.decode()
+    assert "Adjust the credits of Acme" in page
+    response = operator_client.post(adjust_url(acme), {"credits": 300, "reason": "contract"})
+
+    assert response.status_code == 302
+    assert assert_ledger_balanced(acme) == 300
+    assert LedgerEntry.objects.get().description == "contract (by ops@example.com)"
+
+
+def test_an_adjustment_of_no_such_account_is_a_404(operator_client):
+    response = operator_client.post(adjust_url_for_id(999_999), {"credits": 5, "reason": "x"})
+    assert response.status_code == 404
+    assert not LedgerEntry.objects.exists()
+
+
+def adjust_url_for_id(account_id: int) -> str:
+    return f"/admin/billing/creditaccount/adjust/{account_id}/"
 
 
 def test_staff_without_the_money_permission_cannot_adjust(client, user_factory, owner):

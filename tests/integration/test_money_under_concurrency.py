@@ -10,8 +10,11 @@ import uuid
 import httpx
 import pytest
 
+from accounts.models import Account, Membership, Role
+from billing import services as billing
 from billing.models import SpendWindow
 from generation.models import Generation
+from keys import services as keys
 from keys.models import ApiKey
 from tests.support.clients import hang_up
 from tests.support.money import assert_ledger_balanced, ledger_kinds
@@ -62,6 +65,33 @@ def test_30_parallel_requests_against_a_balance_for_10_images_give_10_images(
     kinds = [kind for kind, _ in ledger_kinds(user)]
     assert kinds.count("charge") == 10
     assert kinds.count("reserve") == kinds.count("release") == 10
+
+
+def test_30_parallel_requests_from_three_members_keys_spend_the_organisations_10_images(
+    two_process_api, default_prices, user_factory
+):
+    members = [user_factory() for _ in range(3)]
+    org = Account.objects.create(kind=Account.Kind.ORGANISATION, name="Acme")
+    for member in members:
+        Membership.objects.create(account=org, user=member, role=Role.DEVELOPER)
+        billing.grant(member.personal_account, 400, description="own", idempotency_key=f"{member}")
+    billing.grant(org, 400, description="Acme's", idempotency_key="acme")
+    member_keys = [keys.create_key(org, "ci", made_by=member).raw_key for member in members]
+    bodies = [
+        {"model": "seedream-4-0", "prompt": f"fox {i}", "size": "1024x1024"} for i in range(10)
+    ]
+
+    async def fire_all():
+        return await asyncio.gather(*(_fire(two_process_api, key, bodies) for key in member_keys))
+
+    responses = [response for batch in asyncio.run(fire_all()) for response in batch]
+
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [200] * 10 + [402] * 20
+    assert assert_ledger_balanced(org) == 0
+    assert Generation.objects.filter(account=org, status="succeeded").count() == 10
+    # The members' own money is untouched.
+    assert [assert_ledger_balanced(member) for member in members] == [400, 400, 400]
 
 
 def test_30_parallel_requests_with_a_key_capped_at_10_images_spend_exactly_the_cap(
