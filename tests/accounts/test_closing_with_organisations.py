@@ -24,9 +24,7 @@ def organisation(name: str, **members: tuple) -> Account:
     return org
 
 
-def test_the_last_owner_of_an_organisation_others_use_must_hand_it_over_first(
-    user_factory, client
-):
+def test_the_last_owner_of_an_organisation_others_use_must_hand_it_over_first(user_factory, client):
     olga, dev = user_factory("olga@example.com"), user_factory("dev@example.com")
     acme = organisation("Acme", owner=(olga,), developer=(dev,))
     key = keys.create_key(acme, "ci", made_by=olga)
