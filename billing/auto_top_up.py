@@ -298,7 +298,9 @@ def start(account_id: int) -> Purchase | None:
         return None
     with transaction.atomic():
         account = (
-            CreditAccount.objects.select_for_update()
+            # Only the credit account's row is locked (the person of a personal account is read
+            # along, through a join PostgreSQL cannot lock on its nullable side).
+            CreditAccount.objects.select_for_update(of=("self",))
             .select_related("owner__personal_owner")
             .filter(pk=account_id)
             .first()

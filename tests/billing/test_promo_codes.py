@@ -94,7 +94,7 @@ def test_every_refusal_reads_the_same_so_codes_cannot_be_told_from_made_up_ones(
     PromoCode.objects.create(code="REAL", credits=10, max_redemptions=1)
     PromoCode.objects.create(code="OLD", credits=10, expires_at=timezone.now())
     PromoCode.objects.create(code="PAUSED", credits=10, active=False)
-    services.redeem_promo_code(user_factory(), "REAL")  # its one use, taken
+    services.redeem_promo_code(user_factory().personal_account, "REAL")  # its one use, taken
     client.force_login(owner)
 
     pages = {code: redeem(client, code) for code in ("MADEUP", "OLD", "PAUSED", "REAL")}

@@ -50,7 +50,7 @@ def test_a_reservation_takes_the_credits_from_the_balance(owner):
     assert entry.reference == "gen:1"
     assert entry.idempotency_key == "gen:1:reserve"
     assert entry.description == "4 images"
-    assert entry.account.user == owner
+    assert entry.account.owner.personal_owner == owner
     assert services.balance_credits(owner.personal_account) == 840
     assert assert_ledger_balanced(owner) == 840
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.smoke
 SECTIONS = [
     "authentication", "quickstart", "generations", "quality", "response", "edits", "models",
     "models-endpoint", "credits", "usage", "idempotency", "jobs", "errors", "rate-limits",
-    "spend-controls",
+    "spend-controls", "organisations",
     "webhooks",
 ]  # fmt: skip
 

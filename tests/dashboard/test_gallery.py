@@ -142,7 +142,7 @@ def test_fifty_thousand_images_page_in_the_same_few_queries(client, owner):
         (
             Image(
                 generation=generation,
-                user=owner,
+                account=owner.personal_account,
                 token=f"tok{i:019d}",
                 index=0,
                 file=f"images/x/{i}.jpg",

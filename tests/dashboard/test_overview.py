@@ -77,7 +77,7 @@ def test_spend_this_month_counts_only_this_calendar_month(owner, outsider, recor
     record(owner, at(first - datetime.timedelta(days=1), 23), charged=1000)  # last month
     record(outsider, at(today), charged=500)
 
-    month = overview.month_spend(owner)
+    month = overview.month_spend(owner.personal_account)
 
     assert (month.credits, month.images, month.requests, month.since) == (120, 3, 2, first)
 
@@ -90,7 +90,7 @@ def test_the_last_30_days_have_one_entry_per_day_with_gaps_filled(owner, outside
     record(owner, at(today - datetime.timedelta(days=30)), charged=999)  # one day too old
     record(outsider, at(today), charged=500)
 
-    days = overview.last_days(owner)
+    days = overview.last_days(owner.personal_account)
 
     assert len(days) == 30
     assert (days[0].date, days[-1].date) == (today - datetime.timedelta(days=29), today)
@@ -104,7 +104,7 @@ def test_the_chart_scales_bars_to_the_busiest_day_and_skips_empty_days(owner, re
     record(owner, at(today), charged=400)
     record(owner, at(today - datetime.timedelta(days=1)), charged=100)
 
-    chart = overview.chart(overview.last_days(owner), "credits")
+    chart = overview.chart(overview.last_days(owner.personal_account), "credits")
 
     assert chart.peak == 400
     assert [bar.height for bar in chart.bars] == [chart.height // 4, chart.height]
@@ -205,7 +205,7 @@ def test_each_step_ticks_when_done_and_the_list_goes_when_all_are(
     assert "0 of 3 done" in checklist_of(client)
 
     billing.grant(owner.personal_account, 100, description="trial", idempotency_key="owner-credits")
-    assert overview.first_steps(owner) == overview.FirstSteps(True, False, False)
+    assert overview.first_steps(owner.personal_account) == overview.FirstSteps(True, False, False)
     assert "1 of 3 done" in checklist_of(client)
 
     issued = api_key_factory(owner)
@@ -213,10 +213,10 @@ def test_each_step_ticks_when_done_and_the_list_goes_when_all_are(
 
     # A revoked key still counts: the step was done.
     keys.revoke_key(issued.api_key)
-    assert overview.first_steps(owner).has_key
+    assert overview.first_steps(owner.personal_account).has_key
 
     generation_of(owner, "first")
-    assert overview.first_steps(owner).done
+    assert overview.first_steps(owner.personal_account).done
     assert checklist_of(client) is None
 
 
@@ -224,7 +224,7 @@ def test_credits_received_and_spent_still_count(user_factory):
     owner = user_factory()
     billing.grant(owner.personal_account, 40, description="trial", idempotency_key="spent")
     billing.adjust(owner.personal_account, -40, reason="spent it all", operator="test")
-    assert overview.first_steps(owner).has_credits
+    assert overview.first_steps(owner.personal_account).has_credits
 
 
 def test_a_generation_alone_does_not_hide_the_list(client, user_factory, record):

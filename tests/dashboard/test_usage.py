@@ -214,7 +214,7 @@ def test_a_request_shows_the_reference_images_it_was_made_from(owner_client, own
     inputs = [
         InputImage.objects.create(
             generation=generation,
-            user=owner,
+            account=owner.personal_account,
             index=index,
             file=f"inputs/x/{index}.png",
             content_type="image/png",

@@ -31,13 +31,16 @@ class Customer:
     user_id: int
     email: str
     key: str
+    account_id: int  # their personal account's: whose credits and limits the key uses
 
     def user(self) -> User:
         return User.objects.get(pk=self.user_id)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Customer:
-        return cls(int(data["user_id"]), str(data["email"]), str(data["key"]))
+        return cls(
+            int(data["user_id"]), str(data["email"]), str(data["key"]), int(data["account_id"])
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,7 +64,8 @@ def open_customer(credits: int, *, concurrent_generations: int | None = None) ->
             concurrent_generations=concurrent_generations,
             note="fault test",
         )
-    return Customer(user.pk, email, keys.create_key(user.personal_account, "fault test").raw_key)
+    account = user.personal_account
+    return Customer(user.pk, email, keys.create_key(account, "fault test").raw_key, account.pk)
 
 
 def problems(redis_url: str = "") -> list[str]:

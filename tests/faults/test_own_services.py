@@ -35,7 +35,7 @@ def test_a_redis_of_the_tests_own_counts_a_served_generation_and_restarts_empty(
 
     assert answer.data and answer.data[0].url
     # The web process counted the request in this Redis, not in the shared one.
-    counters = own_redis.client().keys(f"seedream:rl:u{customer.user_id}:requests:*")
+    counters = own_redis.client().keys(f"seedream:rl:a{customer.account_id}:requests:*")
     assert counters
     assert_books_balance_and_nothing_held(redis_url=own_redis.url())
 

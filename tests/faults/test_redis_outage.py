@@ -185,7 +185,7 @@ def test_redis_stopped_mid_load_every_request_is_answered_and_the_limits_still_h
         tally = before[customer.user_id]
         assert 0 < tally.served <= LIMIT * windows_between(up_started, up_ended) - SLOW, tally
         assert tally.refusal_codes == {"rate_limit_requests"}, tally
-        assert own_redis.client().keys(f"seedream:rl:u{customer.user_id}:requests:*")
+        assert own_redis.client().keys(f"seedream:rl:a{customer.account_id}:requests:*")
 
     mid_generation = Generation.objects.filter(
         prompt__in=[c.prompt for c in slow], status=Generation.Status.RUNNING
@@ -232,7 +232,7 @@ def test_redis_stopped_mid_load_every_request_is_answered_and_the_limits_still_h
     def counted_in_redis_again() -> bool:
         [answer] = generate_concurrently(web.url, [Call(carol.key, unique("a lighthouse"))])
         Tally().add(Call(carol.key, "carol"), answer)  # a 200, or the limiter's 429
-        return bool(own_redis.client().keys(f"seedream:rl:u{carol.user_id}:requests:*"))
+        return bool(own_redis.client().keys(f"seedream:rl:a{carol.account_id}:requests:*"))
 
     recovered = wait_until(counted_in_redis_again, "the web process counts in Redis again")
     after_started = time.time()

@@ -73,7 +73,7 @@ def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
 
 def generation_row(generation: Generation) -> dict[str, Any]:
     row: dict[str, Any] = dict(Generation.objects.filter(pk=generation.pk).values().get())
-    for volatile in ("id", "public_id", "user_id", "api_key_id"):
+    for volatile in ("id", "public_id", "account_id", "user_id", "api_key_id"):
         row.pop(volatile)
     return row
 
@@ -119,7 +119,7 @@ def account(user: Any) -> dict[str, Any]:
     row: dict[str, Any] = dict(
         CreditAccount.objects.filter(owner__personal_owner=user).values().get()
     )
-    for volatile in ("id", "user_id"):
+    for volatile in ("id", "owner_id"):
         row.pop(volatile)
     return row
 

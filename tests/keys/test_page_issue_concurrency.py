@@ -17,7 +17,10 @@ def test_one_form_sent_eight_times_at_once_makes_one_key(user_factory):
     token = crypto.new_form_token()
 
     results = run_at_once(
-        8, lambda i: services.create_key_from_form(user, "double click", token=token)
+        8,
+        lambda i: services.create_key_from_form(
+            user.personal_account, user, "double click", token=token
+        ),
     )
 
     assert not [r for r in results if isinstance(r, Exception)], results
@@ -31,7 +34,9 @@ def test_a_rotation_sent_eight_times_at_once_rotates_once(user_factory, api_key_
     issued = api_key_factory(user, "server")
     token = crypto.new_form_token()
 
-    results = run_at_once(8, lambda i: services.rotate_key_from_form(issued.api_key, token=token))
+    results = run_at_once(
+        8, lambda i: services.rotate_key_from_form(issued.api_key, user, token=token)
+    )
 
     assert not [r for r in results if isinstance(r, Exception)], results
     assert sum(r.made_now for r in results) == 1
@@ -44,7 +49,7 @@ def test_a_rotation_sent_eight_times_at_once_rotates_once(user_factory, api_key_
 def test_eight_pages_asking_at_once_show_the_secret_once(user_factory):
     user = user_factory()
     token = crypto.new_form_token()
-    services.create_key_from_form(user, "shown once", token=token)
+    services.create_key_from_form(user.personal_account, user, "shown once", token=token)
 
     results = run_at_once(8, lambda i: services.reveal(user, token))
 

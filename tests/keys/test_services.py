@@ -150,14 +150,16 @@ def test_it_keeps_an_expiry_in_the_future(owner, api_key_factory):
 # --- authenticate ---------------------------------------------------------------------------------
 
 
-def test_it_returns_the_key_with_its_user_loaded(owner, api_key_factory, django_assert_num_queries):
+def test_it_returns_the_key_with_its_account_loaded(
+    owner, api_key_factory, django_assert_num_queries
+):
     issued = api_key_factory(owner)
 
     api_key = authenticate(issued.raw_key)
 
     assert api_key.pk == issued.api_key.pk
     with django_assert_num_queries(0):
-        assert api_key.user.email == owner.email
+        assert api_key.account.personal_owner.email == owner.email
 
 
 def test_it_tells_each_users_key_apart(owner, outsider, api_key_factory):
