@@ -27,7 +27,7 @@ from .refusals import api_error
 
 
 class ApiRequest(HttpRequest):
-    """What a /v1 view receives: the authenticated key (its user, credit account and custom
+    """What a /v1 view receives: the authenticated key (its account, credit account and custom
     limits loaded with it), the steps its database work goes through, and the headers every
     answer to it carries once they are known, error or not (x-ratelimit-*; a deprecated model's
     Deprecation, Sunset and Link)."""
@@ -143,7 +143,7 @@ _LIMITS_RELATED = ("account__credit_account", "account__rate_limit_override")
 
 
 async def _authenticate(steps: Steps, request: HttpRequest) -> ApiKey:
-    """The ApiKey for the request's bearer token, with its user, credit account and custom
+    """The ApiKey for the request's bearer token, with its account, credit account and custom
     limits loaded, or ApiError 401 (429 once an address has sent too many wrong keys)."""
     try:
         return await _find_the_key(steps, request)
