@@ -3,9 +3,11 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from .models import Account, Membership, User
+from . import organisations
+from .models import Account, Invitation, Membership, User
 
 
 class UserCreateForm(AdminUserCreationForm):
@@ -61,3 +63,32 @@ class AccountAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Account | None = None) -> bool:
         # An account owns money records: it is never deleted (a person's account is closed).
         return False
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Invitations as history: who invited whom, and what became of it. The token was emailed
+    and never kept; its hash is not shown either (it is of no use to a reader)."""
+
+    list_display = ("email", "account", "role", "status", "invited_by", "created_at", "expires_at")
+    list_filter = ("role",)
+    list_select_related = ("account", "invited_by")
+    search_fields = ("email", "account__name", "invited_by__email")
+    fields = (
+        "account", "email", "role", "invited_by", "created_at", "expires_at",
+        "accepted_at", "accepted_by", "revoked_at",
+    )  # fmt: skip
+    readonly_fields = fields
+    actions = ("revoke",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # An invitation is made by an owner on the members page, which emails the link.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Invitation | None = None) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected invitations")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[Invitation]) -> None:
+        for invitation in queryset:
+            organisations.revoke(invitation)
