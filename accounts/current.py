@@ -33,6 +33,8 @@ def _membership(user: User, account_id: object) -> Membership | None:
         pk = int(str(account_id))
     except ValueError:
         return None
+    if not 0 < pk < 2**63:  # past a BigAutoField, which SQLite refuses to even look up
+        return None
     return Membership.objects.select_related("account").filter(user=user, account_id=pk).first()
 
 

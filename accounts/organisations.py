@@ -16,7 +16,7 @@ from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -103,17 +103,17 @@ def _remove(membership: Membership, last_owner: str) -> None:
         membership.delete()
 
 
-def pending_invitations(account: Account) -> list[Invitation]:
-    return list(
-        Invitation.objects.filter(
-            account=account,
-            accepted_at__isnull=True,
-            revoked_at__isnull=True,
-            expires_at__gt=timezone.now(),
-        )
-        .select_related("invited_by")
-        .order_by("-created_at")
+def _pending(account: Account) -> QuerySet[Invitation]:
+    return Invitation.objects.filter(
+        account=account,
+        accepted_at__isnull=True,
+        revoked_at__isnull=True,
+        expires_at__gt=timezone.now(),
     )
+
+
+def pending_invitations(account: Account) -> list[Invitation]:
+    return list(_pending(account).select_related("invited_by").order_by("-created_at"))
 
 
 def invite(account: Account, invited_by: User, email: str, role: str) -> Invitation:
@@ -132,7 +132,7 @@ def invite(account: Account, invited_by: User, email: str, role: str) -> Invitat
             | Q(user__emailaddress__email__iexact=email, user__emailaddress__verified=True)
         ).exists():
             raise Refused(f"{email} is already a member of {account.name}.")
-        if any(i.email.lower() == email.lower() for i in pending_invitations(account)):
+        if _pending(account).filter(email__iexact=email).exists():
             raise Refused(
                 f"{email} has been invited already. Revoke that invitation to send a new one."
             )

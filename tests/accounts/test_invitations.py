@@ -208,9 +208,7 @@ class FailingBackend:
         raise ConnectionRefusedError("no mail server")
 
 
-def test_an_owner_revokes_an_invitation_and_its_link_stops_working(
-    owner_client, user_factory
-):
+def test_an_owner_revokes_an_invitation_and_its_link_stops_working(owner_client, user_factory):
     invite(owner_client)
     link = path_of(LINK.search(mail.outbox[0].body).group(0))
     invitation = Invitation.objects.get()
@@ -244,7 +242,9 @@ def test_another_organisations_invitation_cannot_be_revoked(acme, user_factory):
 @pytest.fixture
 def link(owner_client) -> str:
     invite(owner_client, "bob@example.com", "developer")
-    return path_of(LINK.search(mail.outbox[-1].body).group(0))
+    found = LINK.search(str(mail.outbox[-1].body))
+    assert found is not None
+    return path_of(found.group(0))
 
 
 def test_a_visitor_is_sent_through_sign_in_and_back(client, link):
@@ -352,3 +352,31 @@ def test_accepting_is_a_post_with_a_csrf_token(link, acme, user_factory):
     assert client.post(link).status_code == 403
 
     assert not Membership.objects.filter(account=acme, user__email="bob@example.com").exists()
+
+
+def test_signing_out_from_the_refusal_comes_back_to_the_invitation(link, user_factory):
+    carol = signed_in(verified(user_factory, "carol@example.com"))
+
+    response = carol.post("/accounts/logout/", {"next": link})
+
+    assert response["Location"] == link
+    assert carol.get(link)["Location"] == f"/accounts/login/?next={link}"
+
+
+def test_the_admin_shows_invitations_without_their_token_or_its_hash(link, client, user_factory):
+    invitation = Invitation.objects.get()
+    client.force_login(user_factory(is_staff=True, is_superuser=True))
+
+    listing = client.get("/admin/accounts/invitation/").content.decode()
+    detail = client.get(f"/admin/accounts/invitation/{invitation.pk}/change/").content.decode()
+
+    assert "bob@example.com" in listing and "pending" in listing
+    token = link.rstrip("/").rsplit("/", 1)[-1]
+    for page in (listing, detail):
+        assert token not in page and invitation.token_hash not in page
+    assert client.get("/admin/accounts/invitation/add/").status_code == 403
+    client.post(
+        "/admin/accounts/invitation/",
+        {"action": "revoke", "_selected_action": [invitation.pk]},
+    )
+    assert Invitation.objects.get().status == "revoked"

@@ -146,12 +146,10 @@ def test_switching_never_sends_anyone_off_the_site(ann, acme, target):
     assert response["Location"] == "/dashboard/"
 
 
-def test_switching_to_an_organisation_one_is_not_in_is_404_and_changes_nothing(
-    acme, user_factory
-):
+def test_switching_to_an_organisation_one_is_not_in_is_404_and_changes_nothing(acme, user_factory):
     client = signed_in(user_factory("outsider@example.com"))
 
-    for account in (acme.pk, "nonsense", ""):
+    for account in (acme.pk, "nonsense", "", "-1", str(2**64)):
         assert client.post(SWITCH, {"account": account}).status_code == 404
     assert current.SESSION_KEY not in client.session
     assert "Acme" not in client.get(MEMBERS).content.decode()
