@@ -3,11 +3,13 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from .models import Account, Membership, User
+from . import organisations
+from .models import Account, Invitation, Membership, User
 
 
 class UserCreateForm(AdminUserCreationForm):
@@ -79,3 +81,32 @@ class AccountAdmin(admin.ModelAdmin):
         # billing's audited adjustment, for a person's account or an organisation alike.
         url = reverse("admin:billing_adjust_credits", args=[account.pk])
         return format_html('<a href="{}">Adjust credits</a>', url)
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Invitations as history: who invited whom, and what became of it. The token was emailed
+    and never kept; its hash is not shown either (it is of no use to a reader)."""
+
+    list_display = ("email", "account", "role", "status", "invited_by", "created_at", "expires_at")
+    list_filter = ("role",)
+    list_select_related = ("account", "invited_by")
+    search_fields = ("email", "account__name", "invited_by__email")
+    fields = (
+        "account", "email", "role", "invited_by", "created_at", "expires_at",
+        "accepted_at", "accepted_by", "revoked_at",
+    )  # fmt: skip
+    readonly_fields = fields
+    actions = ("revoke",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # An invitation is made by an owner on the members page, which emails the link.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Invitation | None = None) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected invitations")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[Invitation]) -> None:
+        for invitation in queryset:
+            organisations.revoke(invitation)

@@ -4,7 +4,7 @@ from typing import Any
 
 from django import forms
 
-from .models import User
+from .models import Role, User
 
 
 class CloseAccountForm(forms.Form):
@@ -33,3 +33,25 @@ class CloseAccountForm(forms.Form):
         elif given.strip().lower() != self.user.email.lower():
             raise forms.ValidationError("That is not this account's email address.")
         return given
+
+
+class OrganisationForm(forms.Form):
+    name = forms.CharField(
+        label="Organisation name",
+        max_length=100,
+        help_text="Up to 100 characters. Members see it in their account switcher.",
+        widget=forms.TextInput(attrs={"autocomplete": "organization"}),
+    )
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField(
+        label="Email address",
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "off"}),
+    )
+    role = forms.ChoiceField(label="Role", choices=Role.choices, initial=Role.DEVELOPER)
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(label="Role", choices=Role.choices)

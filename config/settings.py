@@ -161,6 +161,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 # card_payments, signup_credits, support_email: how a customer gets credits.
                 "dashboard.context_processors.credits_offer",
+                # current_account, current_role, account_memberships: the account switcher.
+                "accounts.context_processors.current_account",
             ],
         },
     },

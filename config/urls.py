@@ -19,6 +19,7 @@ urlpatterns = [
     # Register this address in Stripe's dashboard (see README, "Card payments").
     path("stripe/webhook/", stripe_webhook, name="stripe-webhook"),
     path("dashboard/account/", include("accounts.urls")),
+    path("dashboard/organisations/", include("accounts.organisation_urls")),
     path("admin/", admin.site.urls),
 ]
 
