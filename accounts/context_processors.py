@@ -15,6 +15,7 @@ from django.utils.functional import SimpleLazyObject
 
 from .current import current_membership
 from .models import Membership, User
+from .permissions import Action, role_may
 
 
 def _user(request: HttpRequest) -> User | None:
@@ -44,7 +45,12 @@ def current_account(request: HttpRequest) -> dict[str, Any]:
         found = membership()
         return found.role if found else ""
 
+    def may() -> dict[str, bool]:
+        # What the current role may do, by action name: the nav shows only what it may open.
+        return {action.value: role_may(role(), action) for action in Action}
+
     return {
+        "current_may": SimpleLazyObject(may),
         "current_membership": SimpleLazyObject(membership),
         "current_account": SimpleLazyObject(account),
         "current_role": SimpleLazyObject(role),

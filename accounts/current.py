@@ -12,7 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 
 from .models import Account, Membership, User
-from .permissions import Action, role_may
+from .permissions import DESCRIBED, Action, role_may
 from .services import personal_account
 
 SESSION_KEY = "accounts.current_account_id"
@@ -90,5 +90,5 @@ def require(request: HttpRequest, action: Action) -> Account:
     member, so the account's existence is no secret to them)."""
     membership = current_membership(request)
     if not role_may(membership.role, action):
-        raise PermissionDenied(f"A {membership.role} may not {action.value.replace('_', ' ')}")
+        raise PermissionDenied(f"A {membership.role} may not {DESCRIBED[action]}.")
     return membership.account

@@ -25,6 +25,17 @@ ALLOWED: dict[str, frozenset[Action]] = {
 }
 
 
+# What each action is, in the words of a refusal ("A reader may not manage API keys").
+DESCRIBED: dict[Action, str] = {
+    Action.VIEW_USAGE: "see usage",
+    Action.USE_PLAYGROUND: "use the playground and gallery",
+    Action.MANAGE_KEYS: "manage API keys",
+    Action.MANAGE_WEBHOOKS: "manage webhooks",
+    Action.MANAGE_BILLING: "manage billing and alerts",
+    Action.MANAGE_MEMBERS: "manage members",
+}
+
+
 def role_may(role: str | None, action: Action) -> bool:
     """Whether a member with ``role`` (None: not a member) may do ``action``."""
     return role is not None and action in ALLOWED.get(role, frozenset())

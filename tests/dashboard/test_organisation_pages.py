@@ -1,0 +1,122 @@
+"""The dashboard acts for the account chosen in the switcher: a member sees and changes that
+account's keys, usage, billing and gallery as far as their role allows (a reader cannot make a
+key: 403, nothing made); a non-member gets 404 for anything of it; a removed member is back in
+their personal account at their next request."""
+
+from __future__ import annotations
+
+import pytest
+
+from accounts.models import Account, Membership, Role
+from billing import services as billing
+from generation.models import Generation
+from keys import services as keys
+from keys.models import ApiKey
+
+pytestmark = pytest.mark.smoke
+
+
+@pytest.fixture
+def acme(user_factory):
+    """Acme, with 2,000 credits: Olga owns it, Dev develops, Rita reads."""
+    people = {
+        role: user_factory(f"{name}@example.com")
+        for role, name in ((Role.OWNER, "olga"), (Role.DEVELOPER, "dev"), (Role.READER, "rita"))
+    }
+    org = Account.objects.create(kind=Account.Kind.ORGANISATION, name="Acme")
+    for role, person in people.items():
+        Membership.objects.create(account=org, user=person, role=role)
+    billing.grant(org, 2000, description="top-up", idempotency_key="acme")
+    return org, people
+
+
+def working_in(client, user, account):
+    client.force_login(user)
+    response = client.post("/dashboard/organisations/switch/", {"account": account.pk})
+    assert response.status_code == 302
+    return client
+
+
+def test_a_developer_makes_a_key_of_the_organisation_from_the_keys_page(client, acme):
+    org, people = acme
+    dev = people[Role.DEVELOPER]
+    keys.create_key(dev.personal_account, "my own")
+    working_in(client, dev, org)
+
+    client.post("/dashboard/keys/", {"name": "ci server", "token": "", "expires": ""})
+
+    made = ApiKey.objects.get(name="ci server")
+    assert (made.account, made.user) == (org, dev)
+    page = client.get("/dashboard/keys/").content.decode()
+    assert "ci server" in page and "my own" not in page
+
+
+def test_a_reader_cannot_make_a_key_or_open_billing_and_sees_no_link_to_them(client, acme):
+    org, people = acme
+    working_in(client, people[Role.READER], org)
+
+    listing = client.get("/dashboard/keys/")
+    made = client.post("/dashboard/keys/", {"name": "sneaky", "token": "", "expires": ""})
+    billing_page = client.get("/dashboard/billing/")
+    overview = client.get("/dashboard/")
+
+    assert listing.status_code == made.status_code == billing_page.status_code == 403
+    assert "A reader may not manage API keys." in listing.content.decode()
+    assert not ApiKey.objects.exists()
+    assert overview.status_code == 200 and client.get("/dashboard/usage/").status_code == 200
+    nav = overview.content.decode()
+    for hidden in ('href="/dashboard/keys/"', 'href="/dashboard/billing/"', "/playground/"):
+        assert hidden not in nav
+    assert 'href="/dashboard/usage/"' in nav
+
+
+def test_only_an_owner_opens_the_organisations_billing_page(client, acme):
+    org, people = acme
+    assert (
+        working_in(client, people[Role.DEVELOPER], org).get("/dashboard/billing/").status_code
+        == 403
+    )
+    page = working_in(client, people[Role.OWNER], org).get("/dashboard/billing/")
+    assert page.status_code == 200
+    assert "2,000" in page.content.decode()
+
+
+def test_an_outsider_gets_404_for_everything_of_the_organisation(client, acme, owner):
+    org, people = acme
+    key = keys.create_key(org, "ci", made_by=people[Role.DEVELOPER]).api_key
+    generation = Generation.objects.create(
+        account=org, user=people[Role.DEVELOPER], model="seedream-4-0", upstream_model="u",
+        prompt="p", size="1K", n=1, status="succeeded", deadline_at="2026-12-06T00:00:00Z",
+    )  # fmt: skip
+    client.force_login(owner)
+
+    assert client.post("/dashboard/organisations/switch/", {"account": org.pk}).status_code == 404
+    for path in (
+        f"/dashboard/keys/{key.pk}/spend/",
+        f"/dashboard/keys/{key.pk}/revoke/",
+        f"/dashboard/keys/{key.pk}/limits/",
+        f"/dashboard/requests/{generation.public_id}/",
+    ):
+        assert client.get(path).status_code == 404, path
+    assert ApiKey.objects.get(pk=key.pk).revoked_at is None
+
+
+def test_a_removed_member_is_back_in_their_own_account_at_the_next_request(client, acme):
+    org, people = acme
+    dev = people[Role.DEVELOPER]
+    keys.create_key(org, "acme-build-key", made_by=dev)
+    working_in(client, dev, org)
+    assert "acme-build-key" in client.get("/dashboard/keys/").content.decode()
+
+    Membership.objects.filter(account=org, user=dev).delete()
+
+    page = client.get("/dashboard/keys/").content.decode()
+    assert "acme-build-key" not in page
+    assert client.get("/dashboard/billing/").status_code == 200  # their own, as its owner
+
+
+def test_the_overview_shows_the_organisations_balance_to_each_member(client, acme):
+    org, people = acme
+    for person in people.values():
+        page = working_in(client, person, org).get("/dashboard/").content.decode()
+        assert "2,000" in page, person
