@@ -51,7 +51,7 @@ def test_a_pack_opens_a_checkout_session_and_sends_the_customer_to_it(client, ow
     assert call.headers["authorization"] == "Bearer sk_test_fake"
     assert call.headers["idempotency-key"] == f"purchase-{purchase.public_id}"
     assert call.form["mode"] == "payment"
-    assert call.form["client_reference_id"] == str(owner.pk)
+    assert call.form["client_reference_id"] == str(owner.personal_account.pk)
     # Paid as the account's Customer (made first, with the account's email address), so the
     # invoice is made out to its billing details.
     [customer] = fake_stripe.customers.values()

@@ -1,0 +1,95 @@
+"""An organisation gets credits the ways a person does, from its billing page, by an owner: a card
+payment (its own Customer at Stripe, its credits on the webhook) and a promotion code (once per
+account, so a person may use a code for themselves and again for their organisation). Other
+roles cannot buy."""
+
+from __future__ import annotations
+
+import pytest
+
+from accounts.models import Account, Membership, Role
+from billing.models import PromoCode, Purchase
+from tests.billing.conftest import completed
+from tests.support.money import assert_ledger_balanced, balance
+
+pytestmark = pytest.mark.smoke
+
+
+@pytest.fixture
+def acme(user_factory):
+    olga = user_factory("olga@example.com", credits=100)
+    dev = user_factory("dev@example.com")
+    org = Account.objects.create(kind=Account.Kind.ORGANISATION, name="Acme Ltd")
+    Membership.objects.create(account=org, user=olga, role=Role.OWNER)
+    Membership.objects.create(account=org, user=dev, role=Role.DEVELOPER)
+    return org, olga, dev
+
+
+def working_in(client, user, account):
+    client.force_login(user)
+    assert client.post("/dashboard/organisations/switch/", {"account": account.pk}).status_code
+    return client
+
+
+def test_an_owners_card_payment_credits_the_organisation(client, acme, fake_stripe, deliver):
+    org, olga, _ = acme
+    working_in(client, olga, org)
+
+    response = client.post("/dashboard/billing/buy/", {"pack": "500"})
+
+    assert response.status_code == 303
+    purchase = Purchase.objects.get()
+    assert (purchase.owner, purchase.user) == (org, olga)
+    [call] = fake_stripe.calls("POST", "/v1/checkout/sessions")
+    assert call.form["client_reference_id"] == str(org.pk)
+    assert call.form["metadata[account_id]"] == str(org.pk)
+    # The organisation's own Customer, named after it, written to its owner.
+    [customer] = fake_stripe.customers.values()
+    assert (customer["name"], customer["email"]) == ("Acme Ltd", "olga@example.com")
+
+    assert deliver(completed(fake_stripe, purchase)).status_code == 200
+
+    assert assert_ledger_balanced(org) == 5000
+    assert balance(olga) == 100  # the owner's own credits are untouched
+    page = client.get(f"/dashboard/billing/purchases/{purchase.public_id}/").content.decode()
+    assert "5,000" in page
+
+
+def test_a_promotion_code_counts_once_per_account(client, acme):
+    org, olga, _ = acme
+    PromoCode.objects.create(code="LAUNCH", credits=700, max_redemptions=10)
+    client.force_login(olga)
+
+    assert client.post("/dashboard/billing/redeem/", {"code": "LAUNCH"}).status_code == 302
+    working_in(client, olga, org)
+    assert client.post("/dashboard/billing/redeem/", {"code": "LAUNCH"}).status_code == 302
+    again = client.post("/dashboard/billing/redeem/", {"code": "LAUNCH"})
+
+    assert again.status_code == 400
+    assert (balance(olga), balance(org)) == (800, 700)
+
+
+def test_a_developer_cannot_buy_redeem_or_see_the_organisations_purchases(
+    client, acme, fake_stripe
+):
+    org, olga, dev = acme
+    PromoCode.objects.create(code="LAUNCH", credits=700)
+    working_in(client, olga, org).post("/dashboard/billing/buy/", {"pack": "500"})
+    purchase = Purchase.objects.get()
+    working_in(client, dev, org)
+
+    assert client.post("/dashboard/billing/buy/", {"pack": "500"}).status_code == 403
+    assert client.post("/dashboard/billing/redeem/", {"code": "LAUNCH"}).status_code == 403
+    assert client.get(f"/dashboard/billing/purchases/{purchase.public_id}/").status_code == 403
+    assert Purchase.objects.count() == 1
+    assert assert_ledger_balanced(org) == 0
+
+
+def test_an_owner_sees_only_the_current_accounts_purchases(client, acme, fake_stripe):
+    org, olga, _ = acme
+    working_in(client, olga, org).post("/dashboard/billing/buy/", {"pack": "500"})
+    purchase = Purchase.objects.get()
+    client.post("/dashboard/organisations/switch/", {"account": olga.personal_account.pk})
+
+    # From her personal account, the organisation's purchase is not hers to see.
+    assert client.get(f"/dashboard/billing/purchases/{purchase.public_id}/").status_code == 404
