@@ -57,6 +57,11 @@ class MembershipInline(admin.TabularInline):
     extra = 0
     autocomplete_fields = ("user",)
 
+    def has_delete_permission(self, request: HttpRequest, obj: Account | None = None) -> bool:
+        # A person's own account is theirs for good; an organisation's members leave on its
+        # Members page, which keeps it an owner and forgets their saved card.
+        return False
+
 
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 
-from .models import Account, Membership, User
+from .models import Account, Membership, Role, User
 from .permissions import DESCRIBED, Action, role_may
 from .services import personal_account
 
@@ -58,9 +58,9 @@ def current_membership(request: HttpRequest) -> Membership:
             .filter(user=user, account__personal_owner=user)
             .first()
         )
-        if membership is None:  # a user made before personal accounts, never migrated
-            membership = Membership.objects.select_related("account").get(
-                user=user, account=personal_account(user)
+        if membership is None:  # made before personal accounts, or taken away in the admin
+            membership, _ = Membership.objects.select_related("account").get_or_create(
+                user=user, account=personal_account(user), defaults={"role": Role.OWNER}
             )
     setattr(request, _CACHE_ATTRIBUTE, membership)
     return membership

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import migrations
 
 
@@ -29,3 +31,19 @@ def from_personal_accounts(
             f"SELECT personal_owner_id FROM accounts_account WHERE id = {table}.{account_column})"
         ),
     )
+
+
+def refuse_going_back_with_organisations() -> migrations.RunPython:
+    """The last step of a move to accounts, so the first one undone: while any organisation
+    exists, going back would hand its rows to whichever member made them (or fail half way), so
+    it is refused instead."""
+
+    def refuse(apps: Any, schema_editor: Any) -> None:
+        account = apps.get_model("accounts", "Account")
+        if account.objects.filter(kind="organisation").exists():
+            raise RuntimeError(
+                "Organisations own rows here: going back would give them to people. "
+                "Only an installation without organisations can go back before accounts."
+            )
+
+    return migrations.RunPython(migrations.RunPython.noop, reverse_code=refuse)

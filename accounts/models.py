@@ -40,7 +40,11 @@ class User(AbstractBaseUser, PermissionsMixin):
     email = models.EmailField("email address", max_length=254, unique=True)
     name = models.CharField(max_length=150, blank=True)
     is_active = models.BooleanField(
-        default=True, help_text="Unticking this signs the user out and stops their API keys."
+        default=True,
+        help_text=(
+            "Unticking this signs the user out and stops the keys of their personal account "
+            "(an organisation's keys they made keep working)."
+        ),
     )
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)
@@ -69,8 +73,7 @@ class Account(models.Model):
 
     Every user has exactly one personal account (``personal_owner``), made with the user. An
     organisation has members with roles; its keys, balance and images are its own and stay when
-    a member leaves. (The apps above move from ``user`` to ``account`` in steps: the README's
-    "Organisations (in progress)" section says where that stands.)
+    a member leaves. Every app's owned rows point here (the README's "Organisations" says which).
     """
 
     class Kind(models.TextChoices):

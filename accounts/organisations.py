@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from .adapter import configured_site
 from .models import Account, Invitation, Membership, Role, User
+from .signals import membership_ending
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +63,19 @@ def _is_last_owner(membership: Membership) -> bool:
     )
 
 
+# The organisations one person may belong to: enough for any team, and a bound on what one
+# sign-up can make (each organisation is an account of its own).
+MAX_ORGANISATIONS_PER_PERSON = 20
+
+
 def create_organisation(user: User, name: str) -> Account:
     """A new organisation named ``name``, with ``user`` as its owner."""
+    belongs = Membership.objects.filter(user=user, account__kind=Account.Kind.ORGANISATION)
+    if belongs.count() >= MAX_ORGANISATIONS_PER_PERSON:
+        raise Refused(
+            f"You belong to {MAX_ORGANISATIONS_PER_PERSON} organisations, the most one person "
+            "may: leave one to make another."
+        )
     with transaction.atomic():
         account = Account.objects.create(kind=Account.Kind.ORGANISATION, name=name)
         Membership.objects.create(account=account, user=user, role=Role.OWNER)
@@ -100,7 +112,12 @@ def _remove(membership: Membership, last_owner: str) -> None:
         membership = _still(membership)
         if _is_last_owner(membership):
             raise Refused(last_owner.format(email=membership.user.email))
+        membership_ending.send(sender=Membership, account=membership.account, user=membership.user)
         membership.delete()
+
+
+# An organisation's invitations waiting at once, at most.
+MAX_PENDING_INVITATIONS = 50
 
 
 def _pending(account: Account) -> QuerySet[Invitation]:
@@ -132,6 +149,11 @@ def invite(account: Account, invited_by: User, email: str, role: str) -> Invitat
             | Q(user__emailaddress__email__iexact=email, user__emailaddress__verified=True)
         ).exists():
             raise Refused(f"{email} is already a member of {account.name}.")
+        if _pending(account).count() >= MAX_PENDING_INVITATIONS:
+            raise Refused(
+                f"{account.name} has {MAX_PENDING_INVITATIONS} invitations waiting: revoke some, "
+                "or wait for them to be accepted, before sending more."
+            )
         if _pending(account).filter(email__iexact=email).exists():
             raise Refused(
                 f"{email} has been invited already. Revoke that invitation to send a new one."

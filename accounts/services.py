@@ -8,8 +8,8 @@ from allauth.socialaccount.models import SocialAccount
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .models import Account, Membership, Role, User
-from .signals import account_closing
+from .models import Account, Invitation, Membership, Role, User
+from .signals import account_closing, membership_ending
 
 
 class AccountNotClosable(Exception):
@@ -40,8 +40,15 @@ def close_account(user: User) -> None:
         closing = [personal_account(locked), *_organisations_closing_with(locked)]
         account_closing.send(sender=User, user=locked, accounts=closing)
         # Their access to every organisation ends; an organisation with other members keeps
-        # its keys, credits and images.
-        Membership.objects.filter(user=locked).exclude(account=closing[0]).delete()
+        # its keys, credits and images (and no card of theirs: membership_ending).
+        leaving = Membership.objects.filter(user=locked).exclude(account=closing[0])
+        for membership in leaving.select_related("account"):
+            membership_ending.send(sender=Membership, account=membership.account, user=locked)
+        leaving.delete()
+        # No one can join an organisation that closed with them.
+        Invitation.objects.filter(
+            account__in=closing[1:], accepted_at__isnull=True, revoked_at__isnull=True
+        ).update(revoked_at=timezone.now())
         EmailAddress.objects.filter(user=locked).delete()
         Authenticator.objects.filter(user=locked).delete()
         SocialAccount.objects.filter(user=locked).delete()

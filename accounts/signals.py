@@ -10,3 +10,8 @@ from django.dispatch import Signal
 # of ``accounts``; a receiver that raises rolls the whole closure back, so an account is never
 # half closed.
 account_closing = Signal()
+
+# Sent, inside its transaction, when ``user`` stops being a member of the organisation
+# ``account`` (they leave, are removed, or close their own account). billing forgets a card of
+# theirs saved for the organisation's automatic top-up: it is never charged once they are gone.
+membership_ending = Signal()

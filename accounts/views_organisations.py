@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
+from django_ratelimit.core import is_ratelimited
 
 from . import current
 from . import organisations as services
@@ -27,23 +28,36 @@ from .models import Account, Invitation, Membership, Role
 from .permissions import Action
 from .services import personal_account
 
+INVITATIONS_PER_HOUR = 20
+
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def organisation_list(request: AuthenticatedRequest) -> HttpResponse:
     form = OrganisationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        account = services.create_organisation(request.user, form.cleaned_data["name"])
+        try:
+            account = services.create_organisation(request.user, form.cleaned_data["name"])
+        except services.Refused as refused:
+            form.add_error("name", str(refused))
+            return _list_page(request, form, status=400)
         current.switch_to(request, account.pk)
         messages.success(
             request,
             f"“{account.name}” is made and you are its owner. Invite the people you work with.",
         )
         return redirect("organisations:members")
+    return _list_page(request, form)
+
+
+def _list_page(
+    request: AuthenticatedRequest, form: OrganisationForm, status: int = 200
+) -> HttpResponse:
     return render(
         request,
         "accounts/organisations.html",
         {"form": form, "current_id": current.current_account(request).pk},
+        status=status,
     )
 
 
@@ -115,6 +129,16 @@ def invite(request: AuthenticatedRequest) -> HttpResponse:
     form = InviteForm(request.POST)
     if not form.is_valid():
         return _members_page(request, form)
+    # Each invitation is an email from us to an address of the owner's choosing, under a name
+    # of their choosing: never without end (from one person, or into one organisation).
+    rate = f"{INVITATIONS_PER_HOUR}/h"
+    limited = [
+        is_ratelimited(request, group="invitations", key=key, rate=rate, increment=True)
+        for key in ("user", lambda group, request: str(account.pk))
+    ]
+    if any(limited):
+        messages.error(request, "You have sent many invitations this hour: try again later.")
+        return redirect("organisations:members")
     try:
         invitation = services.invite(
             account, request.user, form.cleaned_data["email"], form.cleaned_data["role"]

@@ -35,7 +35,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.adapter import configured_site
-from accounts.models import Account
+from accounts.models import Account, User
 
 from . import invoices, stripe_client
 from .models import BillingProfile, CreditAccount, LedgerEntry, Purchase, PurchaseKind
@@ -213,10 +213,18 @@ def _forget_card(account_id: int, payment_method_id: str, **stop: object) -> int
         auto_top_up_enabled=False,
         auto_top_up_payment_method_id="",
         auto_top_up_card="",
+        auto_top_up_card_saved_by=None,
         auto_top_up_card_since=now,
         updated_at=now,
         **stop,
     )
+
+
+def saved_by(owner: Account, user: User) -> bool:
+    """Whether ``owner``'s automatic top-up card is one ``user`` saved with their payment."""
+    return CreditAccount.objects.filter(
+        owner=owner, auto_top_up_card_saved_by=user, auto_top_up_payment_method_id__gt=""
+    ).exists()
 
 
 def remember_card(purchase: Purchase, intent: stripe_client.PaymentIntent, card: str = "") -> bool:
@@ -254,6 +262,7 @@ def remember_card(purchase: Purchase, intent: stripe_client.PaymentIntent, card:
             return False
         account.auto_top_up_payment_method_id = intent.payment_method_id
         account.auto_top_up_card = card
+        account.auto_top_up_card_saved_by_id = purchase.user_id
         account.auto_top_up_card_since = purchase.created_at
         account.auto_top_up_stopped_at = None
         account.auto_top_up_stop_reason = ""

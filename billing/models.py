@@ -92,6 +92,10 @@ class CreditAccount(models.Model):
     # how to name it to them ("Visa ending 4242"). A declined card is forgotten here for good.
     auto_top_up_payment_method_id = models.CharField(max_length=255, blank=True)
     auto_top_up_card = models.CharField(max_length=64, blank=True)
+    # The member whose payment saved it: when they leave the account, their card goes with them.
+    auto_top_up_card_saved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # A card saved by a payment started before this moment is not taken: set when a card is
     # taken (to its payment's start), forgotten or turned off, so a late or repeated event of an
     # older payment never brings back a card that was declined, removed or replaced.
@@ -559,6 +563,11 @@ class PromoRedemption(models.Model):
     account = models.ForeignKey(
         CreditAccount, on_delete=models.PROTECT, related_name="promo_redemptions"
     )
+    # The person who redeemed it: a code counts once per account and once per person, so no one
+    # redeems it again through each organisation they make.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     credits = models.BigIntegerField()
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -567,6 +576,9 @@ class PromoRedemption(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["promo_code", "account"], name="billing_promo_once_per_account"
+            ),
+            models.UniqueConstraint(
+                fields=["promo_code", "user"], name="billing_promo_once_per_person"
             ),
         ]
 

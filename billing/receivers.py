@@ -11,7 +11,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 
 from accounts.models import Account, User
-from accounts.signals import account_closing
+from accounts.signals import account_closing, membership_ending
 
 from . import auto_top_up, services, webhooks
 from .models import BillingProfile
@@ -21,7 +21,18 @@ from .models import BillingProfile
 def redact_stripe_events_of_closed_account(
     sender: type[User], user: User, accounts: list[Account], **kwargs: Any
 ) -> None:
-    webhooks.redact_events_of(user)
+    webhooks.redact_events_of(user, accounts)
+
+
+@receiver(membership_ending)
+def forget_the_card_of_a_member_who_goes(
+    sender: Any, account: Account, user: User, **kwargs: Any
+) -> None:
+    # Their card is never charged for an account they are no longer in: automatic top-up stops
+    # (an owner saves another card), and the card is taken off the Customer after the commit.
+    if auto_top_up.saved_by(account, user):
+        auto_top_up.turn_off(account)
+        transaction.on_commit(functools.partial(auto_top_up.remove_card, account))
 
 
 @receiver(account_closing)

@@ -327,11 +327,14 @@ def give_back(
     )
 
 
-def redeem_promo_code(owner: Account, code: str) -> LedgerEntry:
-    """Add a promotion code's credits to the account: once per account, never beyond the
-    code's uses, never after it expires (PromoCodeRefused, with the reason for the logs).
+def redeem_promo_code(owner: Account, code: str, *, by: User | None = None) -> LedgerEntry:
+    """Add a promotion code's credits to the account, redeemed by its member ``by`` (for a
+    personal account, its person unless said): once per account and once per person, never
+    beyond the code's uses, never after it expires (PromoCodeRefused, with the reason for the
+    logs).
 
-    The use is counted by a conditional UPDATE and the redemption row is unique per account, both
+    The use is counted by a conditional UPDATE and the redemption row is unique per account and
+    per person, both
     in the transaction that writes the ledger line: two redemptions at once cannot both pass.
     """
     typed = normalise_code(code)
@@ -355,7 +358,11 @@ def redeem_promo_code(owner: Account, code: str) -> LedgerEntry:
             if not counted:
                 raise PromoCodeRefused("used_up")
             PromoRedemption.objects.create(
-                promo_code=promo, account_id=account_id, credits=promo.credits
+                promo_code=promo,
+                account_id=account_id,
+                # The redeeming member (a person's own account: that person).
+                user=by or owner.personal_owner,
+                credits=promo.credits,
             )
             return grant(
                 owner,
@@ -366,8 +373,9 @@ def redeem_promo_code(owner: Account, code: str) -> LedgerEntry:
                 reference=f"promo:{promo.pk}",
             )
     except IntegrityError:
-        # The unique (code, account) pair: this account redeemed it already (perhaps a moment
-        # ago, in a concurrent request). The count above was rolled back with it.
+        # The unique (code, account) or (code, person) pair: this account, or this person for
+        # another account, redeemed it already (perhaps a moment ago, in a concurrent request).
+        # The count above was rolled back with it.
         raise PromoCodeRefused("already_redeemed") from None
 
 

@@ -333,7 +333,7 @@ def redeem(request: AuthenticatedRequest) -> HttpResponse:
     if not form.is_valid():
         return _billing_page(request, promo_form=form, status=400)
     try:
-        entry = services.redeem_promo_code(owner, form.cleaned_data["code"])
+        entry = services.redeem_promo_code(owner, form.cleaned_data["code"], by=request.user)
     except services.PromoCodeRefused as exc:
         logger.info("promotion code refused for account %s: %s", owner.pk, exc.reason)
         form.add_error("code", str(exc))

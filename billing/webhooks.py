@@ -39,14 +39,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Account, User
 
 from . import auto_top_up, invoices, payments, services, stripe_client
 from .models import Purchase, PurchaseKind, StripeEvent, StripeRefund
@@ -187,13 +187,14 @@ def _owner_is_closed(event: dict[str, Any]) -> bool:
     return closed_at is not None
 
 
-def redact_events_of(user: User) -> int:
-    """Take what names a person out of the stored events of ``user``'s purchases (the account
-    is closing). Returns how many events were redacted."""
+def redact_events_of(user: User, accounts: Iterable[Account] = ()) -> int:
+    """Take what names a person out of the stored events of ``user``'s purchases, and of every
+    purchase of ``accounts`` (the accounts closing with them). Returns how many events were
+    redacted."""
     about = events_about(
-        Purchase.objects.filter(Q(user=user) | Q(owner__personal_owner=user)).values_list(
-            "checkout_session_id", "payment_intent_id", "charge_id", "public_id"
-        )
+        Purchase.objects.filter(
+            Q(user=user) | Q(owner__personal_owner=user) | Q(owner__in=list(accounts))
+        ).values_list("checkout_session_id", "payment_intent_id", "charge_id", "public_id")
     )
     if about is None:
         return 0
@@ -206,11 +207,13 @@ def redact_events_of(user: User) -> int:
     return redacted
 
 
-def _owner_ids(purchase: Purchase) -> set[str]:
-    """How Stripe objects of ``purchase`` may name whose it is: its account's id; or, for a
-    purchase started before accounts owned purchases, its buyer's user id."""
+def _owner_ids(purchase: Purchase, metadata: Any) -> set[str]:
+    """How a Checkout Session of ``purchase`` may name whose it is: its account's id; or, for a
+    session started before accounts owned purchases (its metadata names no account), its
+    buyer's user id."""
     names = {str(purchase.owner_id)}
-    if purchase.user_id is not None:
+    legacy = isinstance(metadata, dict) and "account_id" not in metadata
+    if legacy and purchase.user_id is not None:
         names.add(str(purchase.user_id))
     return names
 
@@ -243,7 +246,9 @@ def _session_purchase(session: dict[str, Any]) -> Purchase | None:
             return None
         purchase.checkout_session_id = session["id"]
         purchase.save(update_fields=["checkout_session_id", "updated_at"])
-    if str(session.get("client_reference_id") or "") not in _owner_ids(purchase):
+    if str(session.get("client_reference_id") or "") not in _owner_ids(
+        purchase, session.get("metadata")
+    ):
         raise ValueError(f"Session {session['id']} is not for the purchase's customer")
     return purchase
 

@@ -64,7 +64,8 @@ def _owned(request: AuthenticatedRequest, token: str) -> Image:
 
 
 def _owned_input(request: AuthenticatedRequest, token: str) -> InputImage:
-    found = gallery.owned_input(_account(request), token)
+    # A request's reference images are part of its record: whoever may see usage sees them.
+    found = gallery.owned_input(require(request, Action.VIEW_USAGE), token)
     if found is None:
         raise Http404
     return found

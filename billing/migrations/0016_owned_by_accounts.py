@@ -4,7 +4,7 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-from accounts.migration_support import from_personal_accounts, to_personal_accounts
+from accounts.migration_support import from_personal_accounts, refuse_going_back_with_organisations, to_personal_accounts
 
 
 class Migration(migrations.Migration):
@@ -59,8 +59,17 @@ class Migration(migrations.Migration):
             name='user',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='purchases', to=settings.AUTH_USER_MODEL),
         ),
+        # Going back, an automatic top-up made since (no member paid it) is its person's.
+        migrations.RunSQL(
+            migrations.RunSQL.noop,
+            reverse_sql=(
+                "UPDATE billing_purchase SET user_id = (SELECT personal_owner_id FROM "
+                "accounts_account WHERE id = billing_purchase.owner_id) WHERE user_id IS NULL"
+            ),
+        ),
         migrations.AddConstraint(
             model_name='purchase',
             constraint=models.UniqueConstraint(condition=models.Q(('kind', 'auto'), ('status', 'pending')), fields=('owner',), name='billing_one_pending_auto_top_up'),
         ),
+        refuse_going_back_with_organisations(),
     ]

@@ -4,7 +4,7 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-from accounts.migration_support import from_personal_accounts, to_personal_accounts
+from accounts.migration_support import from_personal_accounts, refuse_going_back_with_organisations, to_personal_accounts
 
 
 class Migration(migrations.Migration):
@@ -117,4 +117,5 @@ class Migration(migrations.Migration):
             model_name='generation',
             constraint=models.UniqueConstraint(condition=models.Q(('idempotency_key', ''), _negated=True), fields=('account', 'idempotency_key'), name='api_generation_idempotency_unique'),
         ),
+        refuse_going_back_with_organisations(),
     ]

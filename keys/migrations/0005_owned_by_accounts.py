@@ -3,7 +3,7 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
-from accounts.migration_support import to_personal_accounts
+from accounts.migration_support import refuse_going_back_with_organisations, to_personal_accounts
 
 
 class Migration(migrations.Migration):
@@ -27,4 +27,5 @@ class Migration(migrations.Migration):
             name='account',
             field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_keys', to='accounts.account'),
         ),
+        refuse_going_back_with_organisations(),
     ]

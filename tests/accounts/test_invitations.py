@@ -380,3 +380,51 @@ def test_the_admin_shows_invitations_without_their_token_or_its_hash(link, clien
         {"action": "revoke", "_selected_action": [invitation.pk]},
     )
     assert Invitation.objects.get().status == "revoked"
+
+
+def test_an_owner_sends_at_most_so_many_invitations_an_hour(owner_client, settings):
+    from accounts.views_organisations import INVITATIONS_PER_HOUR
+
+    for number in range(INVITATIONS_PER_HOUR):
+        invite(owner_client, f"person{number}@example.com")
+        Invitation.objects.update(revoked_at=timezone.now())  # revoked, so the next may go
+    refused = invite(owner_client, "one.more@example.com")
+
+    assert said(refused)[-1] == "You have sent many invitations this hour: try again later."
+    assert len(mail.outbox) == INVITATIONS_PER_HOUR
+    assert not Invitation.objects.filter(email="one.more@example.com").exists()
+
+
+def test_an_organisation_has_at_most_so_many_invitations_waiting(acme, ann, monkeypatch):
+    monkeypatch.setattr(orgs, "MAX_PENDING_INVITATIONS", 2)
+    orgs.invite(acme, ann, "one@example.com", Role.READER)
+    orgs.invite(acme, ann, "two@example.com", Role.READER)
+
+    with pytest.raises(orgs.Refused, match="has 2 invitations waiting"):
+        orgs.invite(acme, ann, "three@example.com", Role.READER)
+    assert len(mail.outbox) == 2
+
+
+def test_no_one_joins_an_organisation_that_closed_with_its_only_member(acme, ann, user_factory):
+    from accounts.services import close_account
+
+    orgs.invite(acme, ann, "bob@example.com", Role.OWNER)
+    bob = verified(user_factory, "bob@example.com")
+
+    close_account(ann)
+
+    invitation = Invitation.objects.get()
+    assert invitation.revoked_at is not None
+    assert orgs.why_not(invitation, bob)
+    assert not Membership.objects.filter(account=acme).exists()
+
+
+def test_one_person_belongs_to_at_most_so_many_organisations(ann, acme, monkeypatch):
+    monkeypatch.setattr(orgs, "MAX_ORGANISATIONS_PER_PERSON", 2)  # Acme, and one more
+    orgs.create_organisation(ann, "Beta")
+
+    response = signed_in(ann).post("/dashboard/organisations/", {"name": "Gamma"})
+
+    assert response.status_code == 400
+    assert "the most one person may" in response.content.decode()
+    assert Membership.objects.filter(user=ann).count() == 3  # personal, Acme, Beta

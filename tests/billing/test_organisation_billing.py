@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from accounts import organisations
 from accounts.models import Account, Membership, Role
-from billing.models import PromoCode, Purchase
+from billing.models import CreditAccount, PromoCode, Purchase
 from tests.billing.conftest import completed
 from tests.support.money import assert_ledger_balanced, balance
 
@@ -55,18 +56,25 @@ def test_an_owners_card_payment_credits_the_organisation(client, acme, fake_stri
     assert "5,000" in page
 
 
-def test_a_promotion_code_counts_once_per_account(client, acme):
+def test_a_promotion_code_counts_once_per_account_and_once_per_person(client, acme, user_factory):
     org, olga, _ = acme
     PromoCode.objects.create(code="LAUNCH", credits=700, max_redemptions=10)
     client.force_login(olga)
-
     assert client.post("/dashboard/billing/redeem/", {"code": "LAUNCH"}).status_code == 302
+
+    # Not again through an organisation she owns (nor through each one she could make) ...
     working_in(client, olga, org)
-    assert client.post("/dashboard/billing/redeem/", {"code": "LAUNCH"}).status_code == 302
     again = client.post("/dashboard/billing/redeem/", {"code": "LAUNCH"})
-
     assert again.status_code == 400
-    assert (balance(olga), balance(org)) == (800, 700)
+    assert (balance(olga), assert_ledger_balanced(org)) == (800, 0)
+
+    # ... but another owner who has not used it may, for the organisation, once.
+    oscar = user_factory("oscar@example.com")
+    Membership.objects.create(account=org, user=oscar, role=Role.OWNER)
+    working_in(client, oscar, org)
+    assert client.post("/dashboard/billing/redeem/", {"code": "LAUNCH"}).status_code == 302
+    assert client.post("/dashboard/billing/redeem/", {"code": "LAUNCH"}).status_code == 400
+    assert balance(org) == 700
 
 
 def test_a_developer_cannot_buy_redeem_or_see_the_organisations_purchases(
@@ -93,3 +101,44 @@ def test_an_owner_sees_only_the_current_accounts_purchases(client, acme, fake_st
 
     # From her personal account, the organisation's purchase is not hers to see.
     assert client.get(f"/dashboard/billing/purchases/{purchase.public_id}/").status_code == 404
+
+
+def test_a_card_saved_by_a_member_who_leaves_is_never_charged_again(
+    client, acme, fake_stripe, deliver, django_capture_on_commit_callbacks
+):
+    org, olga, dev = acme
+    Membership.objects.filter(account=org, user=dev).update(role=Role.OWNER)
+    working_in(client, olga, org)
+    client.post("/dashboard/billing/auto-top-up/", {"threshold_credits": 5000, "amount": "20"})
+    client.post("/dashboard/billing/buy/", {"pack": "500", "save_card": "on"})
+    purchase = Purchase.objects.get()
+    session = fake_stripe.pay(str(purchase.checkout_session_id), card="pm_card_visa")
+    assert deliver(fake_stripe.event("checkout.session.completed", session)).status_code == 200
+    credit = CreditAccount.objects.get(owner=org)
+    assert credit.auto_top_up_enabled and credit.auto_top_up_card_saved_by == olga
+    card = credit.auto_top_up_payment_method_id
+
+    with django_capture_on_commit_callbacks(execute=True):
+        organisations.remove_member(Membership.objects.get(account=org, user=olga))
+
+    credit.refresh_from_db()
+    assert not credit.auto_top_up_enabled
+    assert credit.auto_top_up_payment_method_id == "" and credit.auto_top_up_card_saved_by is None
+    assert fake_stripe.calls("POST", f"/v1/payment_methods/{card}/detach")
+
+
+def test_a_card_saved_by_someone_else_stays_when_a_member_leaves(acme):
+    org, olga, dev = acme
+    CreditAccount.objects.of(org.pk)
+    CreditAccount.objects.filter(owner=org).update(
+        auto_top_up_enabled=True,
+        auto_top_up_threshold_credits=5000,
+        auto_top_up_amount_cents=2000,
+        auto_top_up_payment_method_id="pm_olgas",
+        auto_top_up_card_saved_by=olga,
+    )
+
+    organisations.leave(Membership.objects.get(account=org, user=dev))
+
+    credit = CreditAccount.objects.get(owner=org)
+    assert credit.auto_top_up_enabled and credit.auto_top_up_payment_method_id == "pm_olgas"

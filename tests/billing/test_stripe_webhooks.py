@@ -466,3 +466,33 @@ def test_a_dispute_larger_than_the_balance_records_a_debt_that_a_top_up_pays(
     ]
     assert assert_ledger_balanced(owner) == 1200
     assert "owes" not in client.get("/dashboard/billing/").content.decode()
+
+
+def test_a_session_started_before_accounts_named_its_buyer_and_is_credited(
+    owner, fake_stripe, deliver, bought, user_factory
+):
+    # Sessions opened before purchases belonged to accounts named the buying user, and their
+    # metadata no account: such a session, still open at the upgrade, is credited as it was.
+    buyer = user_factory("buyer@example.com")
+    Purchase.objects.filter(pk=bought.pk).update(user=buyer)
+    event = completed(fake_stripe, bought)
+    session = event["data"]["object"]
+    session["client_reference_id"] = str(buyer.pk)
+    del session["metadata"]["account_id"]
+
+    assert deliver(event).status_code == 200
+    assert assert_ledger_balanced(owner) == 6000
+
+
+def test_a_session_naming_an_account_must_name_the_purchases(
+    owner, fake_stripe, deliver, bought, user_factory
+):
+    buyer = user_factory("buyer@example.com")
+    Purchase.objects.filter(pk=bought.pk).update(user=buyer)
+    event = completed(fake_stripe, bought)
+    event["data"]["object"]["client_reference_id"] = str(buyer.pk)  # a user's id, not its account
+
+    response = deliver(event)
+
+    assert response.status_code == 500
+    assert assert_ledger_balanced(owner) == 1000

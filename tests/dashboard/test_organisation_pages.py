@@ -120,3 +120,35 @@ def test_the_overview_shows_the_organisations_balance_to_each_member(client, acm
     for person in people.values():
         page = working_in(client, person, org).get("/dashboard/").content.decode()
         assert "2,000" in page, person
+
+
+def test_a_reader_sees_a_requests_reference_images_but_not_the_gallery(client, acme):
+    import io
+
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+    from PIL import Image as PILImage
+
+    from generation.models import InputImage
+
+    org, people = acme
+    generation = Generation.objects.create(
+        account=org, user=people[Role.DEVELOPER], model="seedream-4-0", upstream_model="u",
+        prompt="p", size="1K", n=1, status="succeeded", deadline_at="2026-12-06T00:00:00Z",
+        params={"references": 1},
+    )  # fmt: skip
+    picture = io.BytesIO()
+    PILImage.new("RGB", (64, 48), "teal").save(picture, "PNG")
+    name = default_storage.save("inputs/x/reader.png", ContentFile(picture.getvalue()))
+    reference = InputImage.objects.create(
+        generation=generation, account=org, index=0, file=name, content_type="image/png",
+        width=64, height=48, bytes=len(picture.getvalue()),
+    )  # fmt: skip
+    working_in(client, people[Role.READER], org)
+
+    page = client.get(f"/dashboard/requests/{generation.public_id}/").content.decode()
+
+    assert f"/dashboard/inputs/{reference.token}/thumbnail/" in page
+    assert client.get(f"/dashboard/inputs/{reference.token}/").status_code == 200
+    assert client.get(f"/dashboard/inputs/{reference.token}/thumbnail/").status_code == 200
+    assert client.get("/dashboard/gallery/").status_code == 403

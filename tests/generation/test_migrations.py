@@ -224,3 +224,41 @@ def test_it_moves_an_installs_generations_to_the_generation_app_with_every_row_a
         executor.loader.project_state(), ProjectState.from_apps(apps)
     ).changes(graph=executor.loader.graph)
     assert not {label: changes[label] for label in ("api", "generation") if label in changes}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_going_back_before_accounts_is_refused_while_an_organisation_exists(
+    executor: MigrationExecutor, user_factory: Callable[..., User]
+) -> None:
+    maker = user_factory("maker@example.com")
+    acme = Account.objects.create(kind=Account.Kind.ORGANISATION, name="Acme")
+    key = keys.create_key(acme, "ci", made_by=maker).api_key
+
+    with pytest.raises(RuntimeError, match="Organisations own rows here"):
+        executor.migrate([("keys", "0004_spend_controls")])
+
+    # Nothing was undone: the key is still the organisation's.
+    assert type(key).objects.get(pk=key.pk).account == acme
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_organisations_billing_goes_back_to_users_with_every_purchase(
+    executor: MigrationExecutor, user_factory: Callable[..., User]
+) -> None:
+    from billing import services as billing
+    from billing.models import Purchase
+
+    owner = user_factory("owner@example.com")
+    billing.grant(owner.personal_account, 500, description="gift", idempotency_key="gift")
+    # An automatic top-up: no member paid it, so it has no user until going back gives it one.
+    auto = Purchase.objects.create(
+        owner=owner.personal_account, kind="auto", amount_cents=2000, currency="usd",
+        credits=20_000,
+    )  # fmt: skip
+
+    executor.migrate([("billing", "0015_invoices_billing_profiles_auto_top_up")])
+    executor.loader.build_graph()
+    old = executor.loader.project_state(tuple(executor.loader.applied_migrations)).apps
+
+    assert old.get_model("billing", "Purchase").objects.get(pk=auto.pk).user_id == owner.pk
+    assert old.get_model("billing", "CreditAccount").objects.get().user_id == owner.pk

@@ -4,7 +4,7 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-from accounts.migration_support import from_personal_accounts, to_personal_accounts
+from accounts.migration_support import from_personal_accounts, refuse_going_back_with_organisations, to_personal_accounts
 
 
 class Migration(migrations.Migration):
@@ -75,4 +75,5 @@ class Migration(migrations.Migration):
             model_name='event',
             constraint=models.UniqueConstraint(fields=('account', 'type', 'key'), name='webhook_event_once'),
         ),
+        refuse_going_back_with_organisations(),
     ]

@@ -47,9 +47,10 @@ def _named(account: Account) -> str:
 def _account_named(name: str) -> Account:
     if "@" in name:
         user = User.objects.filter(email__iexact=name).first()
-        if user is None:
+        if user is not None:
+            return personal_account(user)
+        if not Account.objects.filter(kind=Account.Kind.ORGANISATION, name__iexact=name).exists():
             raise CommandError(f"No user with the email {name}")
-        return personal_account(user)
     organisations = Account.objects.filter(kind=Account.Kind.ORGANISATION)
     if name.startswith("org:"):
         found = organisations.filter(pk=int(name[4:])).first() if name[4:].isdigit() else None
