@@ -152,3 +152,26 @@ def test_a_reader_sees_a_requests_reference_images_but_not_the_gallery(client, a
     assert client.get(f"/dashboard/inputs/{reference.token}/").status_code == 200
     assert client.get(f"/dashboard/inputs/{reference.token}/thumbnail/").status_code == 200
     assert client.get("/dashboard/gallery/").status_code == 403
+
+
+@pytest.mark.usefixtures("commits_at_once")
+def test_a_developers_playground_run_holds_the_organisations_credits(client, acme, sent):
+    from tests.support.money import assert_ledger_balanced, ledger_rows
+
+    org, people = acme
+    dev = people[Role.DEVELOPER]
+    working_in(client, dev, org)
+    form = {"prompt": "a paper boat", "model": "seedream-4-0", "size": "2048x2048", "n": "2"}
+
+    response = client.post("/dashboard/playground/", form)
+
+    assert response.status_code == 302
+    generation = Generation.objects.get()
+    assert (generation.account, generation.user, generation.source) == (org, dev, "playground")
+    assert sent == [generation.pk]
+    assert assert_ledger_balanced(org) == 2000 - 80  # held until the worker settles it
+    assert ledger_rows(dev) == []
+    # A reader may not run one.
+    working_in(client, people[Role.READER], org)
+    assert client.post("/dashboard/playground/", form).status_code == 403
+    assert Generation.objects.count() == 1
