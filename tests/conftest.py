@@ -97,6 +97,21 @@ def _test_settings(
     }
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> None:
+    """Accounts are numbered far from users: a person's user id and their personal account's
+    id would otherwise be the same number in nearly every test, and code that passed one where
+    the other belongs would pass them."""
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT setval(pg_get_serial_sequence('accounts_account', 'id'), 70000)")
+        else:
+            cursor.execute("DELETE FROM sqlite_sequence WHERE name = 'accounts_account'")
+            cursor.execute(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES ('accounts_account', 70000)"
+            )
+
+
 @pytest.fixture
 def user_factory(db: None) -> Callable[..., User]:
     counter = iter(range(1, 1_000_000))

@@ -34,6 +34,8 @@ from tests.browser.support import (
 from tests.browser.test_signup_and_keys import create_key
 from tests.support.money import assert_ledger_balanced
 
+pytestmark = pytest.mark.usefixtures("default_prices")
+
 VIEWPORTS = [pytest.param(DESKTOP, id="desktop"), pytest.param(PHONE, id="phone")]
 
 

@@ -277,7 +277,7 @@ def test_a_key_concurrency_limit_below_the_accounts(client, owner, api_key_facto
     assert "this API key's limit is 1 generations at a time" in error(refused)["message"]
     assert generate(client, other).status_code == 200
 
-    ratelimits.release(owner.pk, limited.api_key.pk, "in-flight")
+    ratelimits.release(owner.personal_account.pk, limited.api_key.pk, "in-flight")
     assert generate(client, limited.raw_key).status_code == 200
 
 
@@ -676,7 +676,7 @@ def test_a_slot_taken_in_the_database_during_an_outage_is_given_back_by_another_
     ratelimits._database_holders.clear()
     settings.RATE_LIMIT_REDIS_URL = REDIS_URL
 
-    ratelimits.release(owner.pk, None, "gen_outage")
+    ratelimits.release(owner.personal_account.pk, None, "gen_outage")
 
     assert not ConcurrencySlot.objects.exists()
 

@@ -146,7 +146,9 @@ def test_the_single_statement_settlement_tells_whether_to_announce(
     from generation.services import settle
 
     asked: list[int] = []
-    monkeypatch.setattr(settle, "announce_finished", lambda pk, user_id: asked.append(user_id))
+    monkeypatch.setattr(
+        settle, "announce_finished", lambda pk, account_id: asked.append(account_id)
+    )
     endpoint_factory(outsider)
 
     generate(client, owner_key, "a kite")
@@ -154,4 +156,4 @@ def test_the_single_statement_settlement_tells_whether_to_announce(
 
     endpoint_factory(owner)
     generate(client, owner_key, "a kite")
-    assert asked == [owner.pk]
+    assert asked == [owner.personal_account.pk]
