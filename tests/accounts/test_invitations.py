@@ -18,6 +18,7 @@ from django.utils import timezone
 from accounts import current
 from accounts import organisations as orgs
 from accounts.models import Invitation, Membership, Role
+from tests.support.accounts import working_in
 
 pytestmark = pytest.mark.smoke
 
@@ -32,11 +33,7 @@ def said(response) -> list[str]:
 
 
 def signed_in(user, account=None) -> Client:
-    client = Client()
-    client.force_login(user)
-    if account is not None:
-        client.post(SWITCH, {"account": account.pk})
-    return client
+    return working_in(Client(), user, account)
 
 
 def verified(user_factory, email: str, *, is_verified: bool = True):

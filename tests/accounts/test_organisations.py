@@ -10,6 +10,7 @@ from django.test import Client
 from accounts import current
 from accounts import organisations as orgs
 from accounts.models import Account, Membership, Role
+from tests.support.accounts import working_in
 
 pytestmark = pytest.mark.smoke
 
@@ -31,12 +32,8 @@ def said(response) -> list[str]:
     return [str(message) for message in get_messages(response.wsgi_request)]
 
 
-def signed_in(user, account: Account | None = None) -> Client:
-    client = Client()
-    client.force_login(user)
-    if account is not None:
-        assert client.post(SWITCH, {"account": account.pk}).status_code == 302
-    return client
+def signed_in(user, account=None) -> Client:
+    return working_in(Client(), user, account)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from accounts import organisations
 from accounts.models import Account, Membership, Role
 from billing.models import CreditAccount, PromoCode, Purchase
 from tests.billing.conftest import completed
+from tests.support.accounts import working_in
 from tests.support.money import assert_ledger_balanced, balance
 
 pytestmark = pytest.mark.smoke
@@ -24,12 +25,6 @@ def acme(user_factory):
     Membership.objects.create(account=org, user=olga, role=Role.OWNER)
     Membership.objects.create(account=org, user=dev, role=Role.DEVELOPER)
     return org, olga, dev
-
-
-def working_in(client, user, account):
-    client.force_login(user)
-    assert client.post("/dashboard/organisations/switch/", {"account": account.pk}).status_code
-    return client
 
 
 def test_an_owners_card_payment_credits_the_organisation(client, acme, fake_stripe, deliver):

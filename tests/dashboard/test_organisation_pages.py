@@ -12,6 +12,7 @@ from billing import services as billing
 from generation.models import Generation
 from keys import services as keys
 from keys.models import ApiKey
+from tests.support.accounts import working_in
 
 pytestmark = pytest.mark.smoke
 
@@ -28,13 +29,6 @@ def acme(user_factory):
         Membership.objects.create(account=org, user=person, role=role)
     billing.grant(org, 2000, description="top-up", idempotency_key="acme")
     return org, people
-
-
-def working_in(client, user, account):
-    client.force_login(user)
-    response = client.post("/dashboard/organisations/switch/", {"account": account.pk})
-    assert response.status_code == 302
-    return client
 
 
 def test_a_developer_makes_a_key_of_the_organisation_from_the_keys_page(client, acme):
